@@ -1,0 +1,245 @@
+"""The contract between the core and a channel plugin.
+
+A channel is a class with a ``name``, a declarative description of its configuration
+(``channel_options`` and ``account_options``) and one coroutine, :meth:`Channel.check`,
+that looks at one account's credential and returns a :class:`CheckResult`. The core owns
+everything else: parsing and validating configuration, scheduling, timeouts, state,
+metrics and the HTTP server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import httpx
+
+# The fixed, documented set of failure reasons (docs: README "Failure reasons").
+# Conclusive reasons mean the credential was rejected: channel_credential_valid becomes 0.
+CONCLUSIVE_REASONS: tuple[str, ...] = (
+    "invalid_grant",
+    "invalid_client",
+    "unauthorized_client",
+    "invalid_scope",
+    "unauthorized",
+    "forbidden",
+    "profile_missing",
+    "missing_credential",
+)
+# Transient reasons mean the check reached no conclusion: the credential state is unchanged.
+TRANSIENT_REASONS: tuple[str, ...] = (
+    "throttled",
+    "timeout",
+    "network",
+    "server_error",
+    "bad_response",
+    "plugin_error",
+)
+REASONS: tuple[str, ...] = CONCLUSIVE_REASONS + TRANSIENT_REASONS
+
+
+class Secret:
+    """A secret string that never shows itself in repr, str, logs or tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def fingerprint(self) -> str:
+        """A short, non-reversible identifier, safe to store and show."""
+        return fingerprint(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def fingerprint(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()[:12]
+
+
+class MissingSecret(Exception):
+    """A lazily read secret (``*_file``) is absent or empty; the message names the source."""
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """Where a secret lives: read it at use time, so an updated file is picked up without reload.
+
+    Exactly one of ``path`` and ``value`` is set (``value`` comes from the config file itself,
+    usually through ``${VAR}`` expansion).
+    """
+
+    path: Path | None = None
+    value: Secret | None = None
+    source: str = ""  # e.g. "accounts[0].refresh_token_file"; never the secret itself
+
+    def read(self) -> Secret:
+        if self.value is not None:
+            if not self.value.reveal():
+                raise MissingSecret(f"{self.source} is empty")
+            return self.value
+        assert self.path is not None
+        try:
+            text = self.path.read_text().strip()
+        except FileNotFoundError:
+            raise MissingSecret(f"{self.source}: file {self.path} does not exist") from None
+        except OSError as exc:
+            raise MissingSecret(f"{self.source}: cannot read {self.path}: {exc.strerror}") from None
+        if not text:
+            raise MissingSecret(f"{self.source}: file {self.path} is empty")
+        return Secret(text)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One configuration key a channel accepts, validated by the core.
+
+    kind:
+      ``str``, ``int``, ``bool``, ``float``, ``duration`` (seconds as float; ``0`` allowed),
+      ``int_list`` (list of integers), ``str_list``,
+      ``secret`` (accepts ``<key>`` or ``<key>_file``, read now -> :class:`Secret`),
+      ``secret_ref`` (accepts ``<key>`` or ``<key>_file``, read at check time -> :class:`SecretRef`),
+      ``url`` (an http(s) URL),
+      ``regional_url`` (an URL for every region, or a mapping region -> URL -> ``dict[str, str]``),
+      ``mapping`` (a nested mapping described by ``options``).
+    """
+
+    kind: str
+    default: Any = None
+    required: bool = False
+    choices: tuple[Any, ...] | None = None
+    options: Mapping[str, Option] | None = None  # for kind == "mapping"
+    doc: str = ""
+
+
+@dataclass
+class Account:
+    """One configured account of one channel. ``settings`` holds the parsed account options."""
+
+    channel: str
+    name: str
+    region: str
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.channel, self.name)
+
+
+@dataclass
+class CheckResult:
+    """What one check of one account found.
+
+    ``valid``: True (credential works), False (conclusively rejected: ``reason`` is one of
+    CONCLUSIVE_REASONS) or None (no conclusion: ``reason`` is one of TRANSIENT_REASONS).
+    ``detail`` is a short human explanation; it must never contain a secret.
+    """
+
+    valid: bool | None
+    reason: str | None = None
+    detail: str = ""
+    # profile id -> accessible; expected profiles and those seen
+    profiles: dict[str, bool] = field(default_factory=dict)
+    access_token_issued_at: float | None = None
+    access_token_expires_at: float | None = None
+    refresh_token_fingerprint: str | None = None
+    # False when the application's client id/secret was rejected, True when accepted,
+    # None when this check did not learn anything about the client.
+    client_valid: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.valid is True and self.reason is not None:
+            raise ValueError("a valid result carries no failure reason")
+        if self.valid is False and self.reason not in CONCLUSIVE_REASONS:
+            raise ValueError(f"{self.reason!r} is not a conclusive reason")
+        if self.valid is None and self.reason not in TRANSIENT_REASONS:
+            raise ValueError(f"{self.reason!r} is not a transient reason")
+
+    @property
+    def conclusive(self) -> bool:
+        return self.valid is not None
+
+
+@dataclass
+class CheckContext:
+    """What the core hands a channel for one check.
+
+    ``http`` is the channel's shared client (its transport is chosen by the core, tests pass
+    ``httpx.MockTransport``); ``deadline`` is a ``time.monotonic()`` value by which the whole
+    check, retries included, must end; ``record_request(endpoint, code)`` counts a request made
+    to the channel's API (``code`` is the HTTP status, or a transient reason when no response);
+    ``persist_refresh_token(secret)`` stores a refresh token the provider handed back.
+    """
+
+    http: httpx.AsyncClient
+    deadline: float
+    record_request: Callable[[str, str], None] = lambda endpoint, code: None
+    persist_refresh_token: Callable[[Account, Secret], None] | None = None
+    clock: Callable[[], float] = time.time
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+
+class Channel(ABC):
+    """Base class for a channel plugin. Subclasses set ``name`` and implement :meth:`check`.
+
+    The core builds one instance per configured channel with the parsed channel-level
+    options (``settings``) and the list of :class:`Account`.
+    """
+
+    name: ClassVar[str]
+    title: ClassVar[str] = ""
+    regions: ClassVar[tuple[str, ...]] = ()
+    # request "endpoints" this channel reports through record_request (for metric docs)
+    channel_options: ClassVar[Mapping[str, Option]] = {}
+    account_options: ClassVar[Mapping[str, Option]] = {}
+
+    def __init__(self, settings: dict[str, Any], accounts: list[Account]) -> None:
+        self.settings = settings
+        self.accounts = accounts
+
+    @abstractmethod
+    async def check(self, account: Account, ctx: CheckContext) -> CheckResult:
+        """Check one account's credential; never raise for anything the provider says."""
+
+    def refresh_token_max_age(self) -> float:
+        """Seconds a refresh token lives after it is granted; 0 means it never expires."""
+        return float(self.settings.get("refresh_token_max_age") or 0)
+
+    @classmethod
+    def demo(cls) -> Demo | None:
+        """An optional built-in simulator setup for ``channel-agent demo``."""
+        return None
+
+
+class Demo(ABC):
+    """A running simulator plus the channel configuration that points at it."""
+
+    @abstractmethod
+    async def start(self, workdir: Path) -> dict[str, Any]:
+        """Start the simulator on loopback; return this channel's config section (plain data)."""
+
+    @abstractmethod
+    async def stop(self) -> None: ...
+
+    def describe(self) -> list[str]:
+        """Lines printed by ``channel-agent demo`` (URLs, scenario per account)."""
+        return []

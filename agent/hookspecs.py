@@ -1,0 +1,39 @@
+"""Hook specifications for channel plugins.
+
+A plugin is a module (or object) listed under the ``channel_agent`` entry-point group that
+implements one or more of these hooks with ``@hookimpl``. Hooks only *register* things; the
+core calls what was registered itself, each call inside its own error handling, so one broken
+plugin never silences another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import click
+import pluggy
+
+PROJECT = "channel_agent"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def register_channels(register: Callable[[type], None]) -> None:
+    """Register channel classes.
+
+    :param register: call ``register(ChannelSubclass)`` once per channel the plugin provides.
+        The core owns the registry: a second channel with an already registered ``name`` is
+        reported as a plugin error and ignored.
+    :returns: nothing; all hook implementations are called.
+    """
+
+
+@hookspec
+def register_commands(cli: click.Group) -> None:
+    """Add commands to the ``channel-agent`` command line.
+
+    :param cli: the root click group; call ``cli.add_command(...)`` or use ``@cli.command()``.
+    :returns: nothing; all hook implementations are called.
+    """

@@ -1,0 +1,1 @@
+"""Amazon Ads channel for Channel Health Agent."""
