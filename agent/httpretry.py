@@ -1,0 +1,132 @@
+"""Sending one HTTP request with retries, inside a deadline. Channel-neutral.
+
+Retried: 429, 500, 502, 503, 504, network errors and timeouts. The wait before the next
+attempt is the response's ``Retry-After`` (seconds or HTTP-date) when present, otherwise
+``initial_backoff * 2**n`` capped at ``max_backoff`` (minus a little jitter). A wait that
+would end past the deadline is never started: the last response is returned instead, or
+the last network error is raised as :class:`TransientError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import httpx
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+class TransientError(Exception):
+    """No response: ``reason`` is ``"timeout"`` or ``"network"``; ``detail`` names the error."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    initial_backoff: float = 2.0
+    max_backoff: float = 30.0
+    request_timeout: float = 10.0
+    # Fraction of a computed backoff that may be shaved off at random (0 = deterministic).
+    jitter: float = 0.1
+    # Guards against a zero backoff hammering the API until the deadline.
+    max_attempts: int = 10
+    sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep, compare=False)
+    monotonic: Callable[[], float] = field(default=time.monotonic, compare=False)
+    # Wall clock, only to turn an HTTP-date Retry-After into a wait.
+    clock: Callable[[], float] = field(default=time.time, compare=False)
+    random: Callable[[], float] = field(default=random.random, compare=False)
+
+    def backoff(self, retry: int) -> float:
+        """The wait before retry number ``retry`` (0-based) when the server gave no hint."""
+        base = min(self.max_backoff, self.initial_backoff * 2**retry)
+        return base * (1 - self.jitter * self.random())
+
+
+def retry_after(response: httpx.Response, now: float) -> float | None:
+    """Seconds to wait according to ``Retry-After``, or None when absent or unparseable."""
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:  # RFC 9110 dates are GMT
+            return None
+        seconds = when.timestamp() - now
+    if seconds != seconds or seconds == float("inf"):  # NaN / inf from float()
+        return None
+    return max(0.0, seconds)
+
+
+async def send_with_retries(
+    client: httpx.AsyncClient,
+    request_factory: Callable[[], httpx.Request],
+    *,
+    deadline: float,
+    endpoint: str,
+    record: Callable[[str, str], None],
+    policy: RetryPolicy,
+) -> httpx.Response:
+    """Send the request built by ``request_factory`` until it gets a final answer.
+
+    ``deadline`` is a ``policy.monotonic()`` value. Every attempt is reported through
+    ``record(endpoint, status_or_reason)``. Returns the final (possibly 429/5xx) response;
+    raises :class:`TransientError` when the last attempt got no response at all.
+    """
+    response: httpx.Response | None = None
+    error: TransientError | None = None
+    attempt = 0
+    while True:
+        remaining = deadline - policy.monotonic()
+        if remaining <= 0:
+            if response is not None:
+                return response
+            raise error or TransientError("timeout", f"{endpoint}: deadline passed before sending")
+        timeout = min(policy.request_timeout, remaining)
+        request = request_factory()
+        request.extensions["timeout"] = httpx.Timeout(timeout).as_dict()
+        response, error = None, None
+        try:
+            # httpx timeouts bound each read, not the whole exchange: wait_for bounds the total.
+            response = await asyncio.wait_for(client.send(request), timeout)
+        except (httpx.TimeoutException, TimeoutError) as exc:
+            record(endpoint, "timeout")
+            error = TransientError("timeout", f"{endpoint}: {_describe(exc, timeout)}")
+        except httpx.RequestError as exc:
+            record(endpoint, "network")
+            error = TransientError("network", f"{endpoint}: {_describe(exc, timeout)}")
+        else:
+            record(endpoint, str(response.status_code))
+            if response.status_code not in RETRY_STATUSES:
+                return response
+
+        attempt += 1
+        wait = retry_after(response, policy.clock()) if response is not None else None
+        if wait is None:
+            wait = policy.backoff(attempt - 1)
+        if attempt >= policy.max_attempts or policy.monotonic() + wait >= deadline:
+            if response is not None:
+                return response
+            assert error is not None
+            raise error
+        await policy.sleep(wait)
+
+
+def _describe(exc: Exception, timeout: float) -> str:
+    if isinstance(exc, TimeoutError | httpx.TimeoutException):
+        return f"no response within {timeout:g}s ({type(exc).__name__})"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
