@@ -19,6 +19,8 @@ from typing import Any, ClassVar
 
 import httpx
 
+from agent.redact import register_secret
+
 # The fixed, documented set of failure reasons (docs: README "Failure reasons").
 # Conclusive reasons mean the credential was rejected: channel_credential_valid becomes 0.
 CONCLUSIVE_REASONS: tuple[str, ...] = (
@@ -50,6 +52,7 @@ class Secret:
 
     def __init__(self, value: str) -> None:
         self._value = value
+        register_secret(value)
 
     def reveal(self) -> str:
         return self._value
@@ -75,7 +78,12 @@ def fingerprint(value: str) -> str:
 
 
 class MissingSecret(Exception):
-    """A lazily read secret (``*_file``) is absent or empty; the message names the source."""
+    """A secret is absent or empty. ``problem`` says what is wrong ("file X is empty");
+    the message also names where the secret was configured."""
+
+    def __init__(self, source: str, problem: str) -> None:
+        super().__init__(f"{source}: {problem}" if source else problem)
+        self.problem = problem
 
 
 @dataclass(frozen=True)
@@ -93,17 +101,20 @@ class SecretRef:
     def read(self) -> Secret:
         if self.value is not None:
             if not self.value.reveal():
-                raise MissingSecret(f"{self.source} is empty")
+                raise MissingSecret(self.source, "is empty")
             return self.value
         assert self.path is not None
         try:
-            text = self.path.read_text().strip()
+            text = self.path.read_text(encoding="utf-8").strip()
         except FileNotFoundError:
-            raise MissingSecret(f"{self.source}: file {self.path} does not exist") from None
+            raise MissingSecret(self.source, f"file {self.path} does not exist") from None
         except OSError as exc:
-            raise MissingSecret(f"{self.source}: cannot read {self.path}: {exc.strerror}") from None
+            problem = f"cannot read file {self.path}: {exc.strerror}"
+            raise MissingSecret(self.source, problem) from None
+        except UnicodeDecodeError:
+            raise MissingSecret(self.source, f"file {self.path} is not UTF-8 text") from None
         if not text:
-            raise MissingSecret(f"{self.source}: file {self.path} is empty")
+            raise MissingSecret(self.source, f"file {self.path} is empty")
         return Secret(text)
 
 
@@ -115,7 +126,7 @@ class Option:
       ``str``, ``int``, ``bool``, ``float``, ``duration`` (seconds as float; ``0`` allowed),
       ``int_list`` (list of integers), ``str_list``,
       ``secret`` (accepts ``<key>`` or ``<key>_file``, read now -> :class:`Secret`),
-      ``secret_ref`` (accepts ``<key>`` or ``<key>_file``, read at check time -> :class:`SecretRef`),
+      ``secret_ref`` (``<key>`` or ``<key>_file``, read at check time -> :class:`SecretRef`),
       ``url`` (an http(s) URL),
       ``regional_url`` (an URL for every region, or a mapping region -> URL -> ``dict[str, str]``),
       ``mapping`` (a nested mapping described by ``options``).
@@ -207,8 +218,12 @@ class Channel(ABC):
 
     name: ClassVar[str]
     title: ClassVar[str] = ""
+    # the account option (kind "secret_ref") holding the refresh token; the core writes a
+    # rotated or reconnected token back to its file
+    refresh_token_option: ClassVar[str] = "refresh_token"
     regions: ClassVar[tuple[str, ...]] = ()
-    # request "endpoints" this channel reports through record_request (for metric docs)
+    # the `endpoint` label values this channel reports through record_request
+    request_endpoints: ClassVar[tuple[str, ...]] = ()
     channel_options: ClassVar[Mapping[str, Option]] = {}
     account_options: ClassVar[Mapping[str, Option]] = {}
 

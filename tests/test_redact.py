@@ -1,0 +1,42 @@
+import logging
+
+from agent.channel import Secret
+from agent.redact import RedactingFilter, redact
+
+
+def test_token_shaped_strings_are_masked():
+    text = 'refresh Atzr|IwEBIabc-123_x and access Atza|zzz, header "Bearer abc.def"'
+    out = redact(text)
+    assert "IwEBIabc" not in out and "zzz" not in out and "abc.def" not in out
+    assert "Atzr|***" in out and "Atza|***" in out
+
+
+def test_every_secret_object_is_masked_even_without_a_token_shape():
+    Secret("plain-client-secret-42")
+    assert redact("secret is plain-client-secret-42!") == "secret is ***!"
+
+
+def test_logging_filter_masks_arguments_and_tracebacks():
+    record = logging.LogRecord("x", logging.ERROR, __file__, 1, "token %s", ("Atzr|leak",), None)
+    try:
+        raise ValueError("Atza|in-traceback")
+    except ValueError:
+        import sys
+
+        record.exc_info = sys.exc_info()
+    RedactingFilter().filter(record)
+    assert "leak" not in record.getMessage()
+    assert "in-traceback" not in record.exc_text
+
+
+def test_extra_values_are_masked_longest_first():
+    assert redact("a s3cr3t-value-long b", ["s3cr3t", "s3cr3t-value-long"]) == "a *** b"
+
+
+def test_token_shaped_secrets_are_not_kept_in_the_registry():
+    from agent import redact as module
+
+    before = len(module._known)
+    for i in range(100):
+        Secret(f"Atza|access-token-{i}")
+    assert len(module._known) == before
