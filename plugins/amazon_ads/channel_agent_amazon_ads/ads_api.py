@@ -1,0 +1,85 @@
+"""Amazon Ads API calls used by the check: the profile list and the campaign-list probe."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+from agent.channel import Secret
+from channel_agent_amazon_ads.classify import (
+    BAD_RESPONSE,
+    ProviderError,
+    ads_verdict,
+    describe,
+    parse_json,
+)
+
+SP_CAMPAIGN_TYPE = "application/vnd.spCampaign.v3+json"
+
+
+def _headers(client_id: str, access_token: Secret) -> dict[str, str]:
+    return {
+        "Amazon-Advertising-API-ClientId": client_id,
+        "Authorization": f"Bearer {access_token.reveal()}",
+    }
+
+
+def profiles_request(
+    client: httpx.AsyncClient, api_url: str, client_id: str, access_token: Secret
+) -> httpx.Request:
+    headers = _headers(client_id, access_token) | {"Accept": "application/json"}
+    return client.build_request("GET", f"{api_url.rstrip('/')}/v2/profiles", headers=headers)
+
+
+def campaigns_probe_request(
+    client: httpx.AsyncClient,
+    api_url: str,
+    client_id: str,
+    access_token: Secret,
+    profile_id: int,
+) -> httpx.Request:
+    headers = _headers(client_id, access_token) | {
+        "Amazon-Advertising-API-Scope": str(profile_id),
+        "Content-Type": SP_CAMPAIGN_TYPE,
+        "Accept": SP_CAMPAIGN_TYPE,
+    }
+    return client.build_request(
+        "POST",
+        f"{api_url.rstrip('/')}/sp/campaigns/list",
+        headers=headers,
+        content=json.dumps({"maxResults": 1}).encode(),
+    )
+
+
+def _ok_body(response: httpx.Response, endpoint: str) -> Any:
+    body = parse_json(response)
+    if not response.is_success or body is None:
+        raise ProviderError(ads_verdict(response.status_code), describe(endpoint, response, body))
+    return body
+
+
+def _bad(endpoint: str, response: httpx.Response, what: str) -> ProviderError:
+    return ProviderError(BAD_RESPONSE, f"{endpoint}: HTTP {response.status_code}: {what}")
+
+
+def parse_profiles(response: httpx.Response, endpoint: str = "profiles") -> list[int]:
+    """The profile ids in a ``GET /v2/profiles`` answer; :class:`ProviderError` otherwise."""
+    body = _ok_body(response, endpoint)
+    if not isinstance(body, list):
+        raise _bad(endpoint, response, "profiles are not a JSON list")
+    ids = []
+    for item in body:
+        profile_id = item.get("profileId") if isinstance(item, dict) else None
+        if isinstance(profile_id, bool) or not isinstance(profile_id, int):
+            raise _bad(endpoint, response, "a profile has no integer profileId")
+        ids.append(profile_id)
+    return ids
+
+
+def parse_campaigns_probe(response: httpx.Response, endpoint: str = "campaigns_list") -> None:
+    """Accept a ``POST /sp/campaigns/list`` answer; :class:`ProviderError` otherwise."""
+    body = _ok_body(response, endpoint)
+    if not isinstance(body, dict) or not isinstance(body.get("campaigns"), list):
+        raise _bad(endpoint, response, "no campaigns list in the answer")

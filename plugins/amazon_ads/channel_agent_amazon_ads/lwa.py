@@ -1,0 +1,83 @@
+"""Login with Amazon: the refresh-token grant (building the request, reading the answer)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+import httpx
+
+from agent.channel import Secret
+from channel_agent_amazon_ads.classify import (
+    BAD_RESPONSE,
+    ProviderError,
+    describe,
+    lwa_verdict,
+    parse_json,
+)
+
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded;charset=UTF-8"
+DEFAULT_EXPIRES_IN = 3600.0  # the documented access token lifetime
+
+
+@dataclass(frozen=True)
+class TokenGrant:
+    access_token: Secret
+    expires_in: float
+    refresh_token: Secret | None  # as returned; None when the answer carried none
+
+
+def refresh_request(
+    client: httpx.AsyncClient,
+    token_url: str,
+    client_id: str,
+    client_secret: Secret,
+    refresh_token: Secret,
+) -> httpx.Request:
+    form = {
+        "grant_type": "refresh_token",
+        "refresh_token": refresh_token.reveal(),
+        "client_id": client_id,
+        "client_secret": client_secret.reveal(),
+    }
+    return client.build_request(
+        "POST",
+        token_url,
+        content=urlencode(form).encode(),
+        headers={"Content-Type": FORM_CONTENT_TYPE, "Accept": "application/json"},
+    )
+
+
+def parse_refresh_response(response: httpx.Response, endpoint: str = "token") -> TokenGrant:
+    """The grant in a token endpoint answer; raises :class:`ProviderError` for anything else."""
+    body = parse_json(response)
+    if not response.is_success or not isinstance(body, dict):
+        verdict = lwa_verdict(response.status_code, body)
+        raise ProviderError(verdict, describe(endpoint, response, body))
+
+    def bad(what: str) -> ProviderError:
+        return ProviderError(BAD_RESPONSE, f"{endpoint}: HTTP {response.status_code}: {what}")
+
+    access_token = body.get("access_token")
+    if not isinstance(access_token, str) or not access_token:
+        raise bad("no access_token in the answer")
+    token_type = body.get("token_type")
+    if token_type is not None and str(token_type).lower() != "bearer":
+        raise bad("token_type is not bearer")
+    expires_in = body.get("expires_in", DEFAULT_EXPIRES_IN)
+    if (
+        isinstance(expires_in, bool)
+        or not isinstance(expires_in, int | float)
+        or not math.isfinite(expires_in)
+        or expires_in <= 0
+    ):
+        raise bad("expires_in is not a positive number")
+    refresh_token = body.get("refresh_token")
+    if not isinstance(refresh_token, str) or not refresh_token:
+        refresh_token = None
+    return TokenGrant(
+        access_token=Secret(access_token),
+        expires_in=float(expires_in),
+        refresh_token=Secret(refresh_token) if refresh_token else None,
+    )
