@@ -1,0 +1,89 @@
+"""``channel-agent demo`` for Amazon Ads: a simulator with one account per interesting scenario."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from agent.channel import Demo
+from channel_agent_amazon_ads.simulator import SimAccount, Simulator
+
+CLIENT_ID = "amzn1.application-oa2-client.sim"
+
+# (name, region, profiles, scenario); expected_profiles are the profiles listed here, so the
+# profile_removed account expects the profile the simulator hides.
+DEMO_ACCOUNTS: tuple[tuple[str, str, list[int], str], ...] = (
+    ("acme-us", "na", [1111111111, 1111111112], "healthy"),
+    ("globex-eu", "eu", [2222222221], "revoked"),
+    ("initech-us", "na", [3333333331, 3333333332], "profile_removed"),
+    ("umbrella-fe", "fe", [4444444441], "forbidden"),
+    ("hooli-eu", "eu", [5555555551, 5555555552], "throttled"),
+    ("stark-na", "na", [6666666661], "server_error"),
+    ("wayne-fe", "fe", [7777777771], "malformed_json"),
+    ("wonka-eu", "eu", [8888888881], "html_gateway"),
+    ("cyberdyne-fe", "fe", [9999999991], "transient_401"),
+    ("soylent-na", "na", [1212121211], "unauthorized"),
+)
+
+
+def _write_secret(path: Path, value: str) -> None:
+    """Write a secret file readable by its owner only (also when it already existed)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+    os.chmod(path, 0o600)
+
+
+class AmazonAdsDemo(Demo):
+    """A running :class:`Simulator` and the ``amazon_ads`` config section pointing at it."""
+
+    def __init__(self, *, slow_seconds: float = 60.0, retry_after: int = 1) -> None:
+        self.simulator = Simulator(CLIENT_ID, f"sim-secret-{secrets.token_urlsafe(24)}",
+                                   slow_seconds=slow_seconds, retry_after=retry_after)
+        self._started = False
+
+    async def start(self, workdir: Path) -> dict[str, Any]:
+        secrets_dir = Path(workdir).resolve() / "secrets"
+        secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        accounts = []
+        for name, region, profiles, scenario in DEMO_ACCOUNTS:
+            account = SimAccount.create(name, region, profiles, scenario)
+            self.simulator.add_account(account)
+            token_file = secrets_dir / f"{name}.refresh_token"
+            _write_secret(token_file, account.refresh_token)
+            accounts.append({"name": name, "region": region,
+                             "refresh_token_file": str(token_file),
+                             "expected_profiles": list(profiles)})
+        client_secret_file = secrets_dir / "amazon_ads_client_secret"
+        _write_secret(client_secret_file, self.simulator.client_secret)
+        await self.simulator.start("127.0.0.1", 0)
+        self._started = True
+        return {
+            "client_id": self.simulator.client_id,
+            "client_secret_file": str(client_secret_file),
+            "refresh_token_max_age": "365d",
+            "endpoints": self.simulator.endpoints(),
+            "retry": {"initial_backoff": "1s", "max_backoff": "4s"},
+            "accounts": accounts,
+        }
+
+    async def stop(self) -> None:
+        if self._started:
+            await self.simulator.stop()
+            self._started = False
+
+    def describe(self) -> list[str]:
+        base = self.simulator.base_url
+        example = next(iter(self.simulator.accounts), None)
+        lines = [
+            f"Amazon Ads simulator (Login with Amazon + Ads API): {base}",
+            f"  control API: {base}/_sim/accounts  (scenarios: {base}/_sim/scenarios)",
+        ]
+        if example is not None:
+            lines.append(
+                f"  change a scenario: curl -X PUT -H 'Content-Type: application/json' "
+                f"-d '{{\"scenario\": \"revoked\"}}' {base}/_sim/accounts/{example.name}")
+        lines += [f"  {a.name} ({a.region}): {a.scenario}" for a in self.simulator.accounts]
+        return lines
