@@ -1,0 +1,43 @@
+"""channel-agent: watch sales-channel API credentials and export their health to Prometheus.
+
+\b
+  channel-agent run --config config.yaml      serve /metrics, check on a schedule
+  channel-agent check --config config.yaml    check every account once, print a table
+  channel-agent demo                          the agent against its built-in Amazon simulator
+
+Every command has --help with an example.
+"""
+
+from __future__ import annotations
+
+import click
+
+from agent import __version__
+from agent.cli.check import check
+from agent.cli.config_cmd import config_group
+from agent.cli.plugins_cmd import plugins
+from agent.cli.run import demo, run
+from agent.cli.status import status
+
+
+@click.group(help=__doc__)
+@click.version_option(__version__, prog_name="channel-agent")
+def cli() -> None:
+    pass
+
+
+for command in (run, check, status, plugins, config_group, demo):
+    cli.add_command(command)
+
+
+def main() -> None:
+    from agent.plugins import load_plugins
+
+    # Plugins may add commands (the register_commands hook); a failing hook is reported, not fatal.
+    for impl in load_plugins().manager.hook.register_commands.get_hookimpls():
+        try:
+            impl.function(cli=cli)
+        except Exception as exc:  # noqa: BLE001 - one plugin must not break the CLI
+            click.echo(f"warning: plugin {impl.plugin_name} could not add commands: {exc}",
+                       err=True)
+    cli(prog_name="channel-agent")

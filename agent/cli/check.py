@@ -1,0 +1,68 @@
+"""channel-agent check: check accounts once and print what was found."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sys
+from pathlib import Path
+
+import click
+
+from agent.cli.common import (
+    EXIT_CONFIG_ERROR,
+    config_option,
+    json_option,
+    load_or_exit,
+    print_json,
+    print_table,
+)
+from agent.config import Config
+from agent.plugins import Plugins
+from agent.service import AgentService, account_status
+
+
+@click.command()
+@config_option
+@click.option("--channel", default=None, help="Only this channel.")
+@click.option("--account", default=None, help="Only this account.")
+@json_option
+def check(config_path: str, channel: str | None, account: str | None, as_json: bool) -> None:
+    """Check every account (or one) once, now, and print the result.
+
+    Runs apart from any running agent: its state file is not touched. Exit status: 0 when
+    every checked credential is valid, 1 when any is invalid or could not be verified,
+    2 on a configuration error.
+
+    \b
+    Example:
+      channel-agent check --config config.yaml --account acme-us --json
+    """
+    config, plugins = load_or_exit(config_path)
+    selected = [a for a in config.accounts()
+                if (channel is None or a.channel == channel)
+                and (account is None or a.name == account)]
+    if not selected:
+        click.echo("error: no configured account matches --channel/--account", err=True)
+        sys.exit(EXIT_CONFIG_ERROR)
+    states = asyncio.run(_check(config, plugins, [a.key for a in selected]))
+    docs = [account_status(s, config.channels[s.channel]) for s in states]
+    if as_json:
+        print_json(docs)
+    else:
+        print_table(
+            ("CHANNEL", "ACCOUNT", "REGION", "STATE", "REASON", "DETAIL"),
+            [(d["channel"], d["account"], d["region"], d["state"], d["reason"], d["detail"])
+             for d in docs],
+        )
+    sys.exit(0 if all(d["state"] == "valid" for d in docs) else 1)
+
+
+async def _check(config: Config, plugins: Plugins, keys: list[tuple[str, str]]):
+    one_shot = dataclasses.replace(config.agent, state_path=Path(":memory:"))
+    service = AgentService(dataclasses.replace(config, agent=one_shot), plugins)
+    try:
+        accounts = [service.fleet.accounts[key] for key in keys]
+        return await asyncio.gather(*(service.scheduler.check_now(a) for a in accounts))
+    finally:
+        await service.stop()

@@ -1,0 +1,65 @@
+"""The fleet: every configured account with its latest state, held in memory.
+
+The scheduler writes check results here; metrics, the status API and the landing page read
+from here. Every change is written through to the :class:`StateStore` at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+from agent.channel import Account, CheckResult
+from agent.config import Config
+from agent.state import AccountState, StateStore
+
+
+class Fleet:
+    def __init__(self, store: StateStore, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.clock = clock
+        self.accounts: dict[tuple[str, str], Account] = {}
+        self.states: dict[tuple[str, str], AccountState] = {}
+        self.client_valid: dict[str, bool | None] = {}
+        self._restored = store.load_accounts()
+        self._restored_clients = store.load_client_validity()
+
+    def configure(self, config: Config) -> None:
+        """Adopt the accounts of ``config``; state of accounts no longer configured is dropped
+        from memory (so they leave no series), restored state of configured ones is kept."""
+        accounts = {account.key: account for account in config.accounts()}
+        states = {}
+        for key, account in accounts.items():
+            state = self.states.get(key) or self._restored.get(key)
+            if state is None:
+                state = AccountState(channel=account.channel, account=account.name,
+                                     region=account.region)
+            state.region = account.region
+            states[key] = state
+        self.accounts = accounts
+        self.states = states
+        self.client_valid = {
+            name: self.client_valid.get(name, self._restored_clients.get(name))
+            for name in config.channels
+        }
+
+    def __iter__(self) -> Iterator[tuple[Account, AccountState]]:
+        for key, account in self.accounts.items():
+            yield account, self.states[key]
+
+    def record(self, account: Account, result: CheckResult) -> AccountState:
+        state = self.states.get(account.key)
+        if state is None:  # removed from the config while its check ran
+            return AccountState(channel=account.channel, account=account.name,
+                                region=account.region)
+        state.apply(result, self.clock())
+        self.store.save_account(state)
+        if result.client_valid is not None and self.client_valid.get(account.channel) != (
+            result.client_valid
+        ):
+            self.client_valid[account.channel] = result.client_valid
+            self.store.save_client_validity(account.channel, result.client_valid)
+        return state
+
+    def save(self, state: AccountState) -> None:
+        self.store.save_account(state)

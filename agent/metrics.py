@@ -1,0 +1,198 @@
+"""Prometheus metrics, rendered from the fleet's cached state: a scrape never calls a channel.
+
+Per-account series come from :class:`FleetCollector`, which walks the fleet at collect time,
+so an account removed from the configuration leaves no series behind. Process-wide counters
+and the check-duration histogram are ordinary prometheus_client metrics in the same registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from agent import __version__
+from agent.channel import REASONS, Channel
+from agent.fleet import Fleet
+
+ACCOUNT_LABELS = ["channel", "account", "region"]
+CACHED = " Served from the last scheduled check; a scrape never calls the channel's API."
+
+
+class FleetCollector(Collector):
+    """Turns the fleet's per-account state into metric families, e.g.::
+
+        channel_credential_valid{channel="amazon_ads",account="acme-us",region="na"} 1.0
+        channel_credential_failure_reason{...,reason="invalid_grant"} 1.0
+        channel_token_age_seconds{...,token="refresh"} 86400.0
+    """
+
+    def __init__(self, fleet: Fleet, channels: dict[str, Channel]) -> None:
+        self.fleet = fleet
+        self.channels = channels
+
+    def collect(self) -> Iterator[Metric]:
+        now = self.fleet.clock()
+        g = _families()
+        per_channel: dict[str, int] = {name: 0 for name in self.channels}
+        for account, state in self.fleet:
+            labels = [account.channel, account.name, account.region]
+            per_channel[account.channel] = per_channel.get(account.channel, 0) + 1
+            if state.valid is not None:
+                g["valid"].add_metric(labels, float(state.valid))
+            if state.check_success is not None:
+                g["check_success"].add_metric(labels, float(state.check_success))
+            if state.reason is not None:
+                g["failure_reason"].add_metric([*labels, state.reason], 1.0)
+            if state.last_check is not None:
+                g["last_check"].add_metric(labels, state.last_check)
+            if state.last_valid is not None:
+                g["last_valid"].add_metric(labels, state.last_valid)
+            g["failures"].add_metric(labels, float(state.failures_total))
+            if state.refresh_issued is not None:
+                refresh_age = max(0.0, now - state.refresh_issued)
+                g["token_age"].add_metric([*labels, "refresh"], refresh_age)
+                g["refresh_issued"].add_metric(labels, state.refresh_issued)
+                channel = self.channels.get(account.channel)
+                max_age = channel.refresh_token_max_age() if channel else 0.0
+                if max_age > 0:
+                    g["refresh_expiry"].add_metric(labels, state.refresh_issued + max_age)
+            if state.access_issued is not None and (state.access_expires or 0) > now:
+                g["token_age"].add_metric([*labels, "access"], max(0.0, now - state.access_issued))
+                g["access_expiry"].add_metric(labels, state.access_expires)
+            for profile_id, accessible in sorted(state.profiles.items()):
+                g["profile"].add_metric([*labels, profile_id], float(accessible))
+            if state.reconnected is not None:
+                g["reconnected"].add_metric(labels, state.reconnected)
+        for channel, valid in sorted(self.fleet.client_valid.items()):
+            if valid is not None:
+                g["client_valid"].add_metric([channel], float(valid))
+        for channel, count in sorted(per_channel.items()):
+            g["accounts"].add_metric([channel], float(count))
+        g["build_info"].add_metric([__version__], 1.0)
+        yield from g.values()
+
+    def describe(self) -> Iterable[Metric]:
+        return _families().values()
+
+
+def _families() -> dict[str, Metric]:
+    def gauge(name: str, doc: str, extra: tuple[str, ...] = (), labels=None) -> GaugeMetricFamily:
+        return GaugeMetricFamily(name, doc, labels=labels or [*ACCOUNT_LABELS, *extra])
+
+    return {
+        "valid": gauge(
+            "channel_credential_valid",
+            "1 if the credential worked at the last conclusive check, 0 if the channel rejected "
+            "it; absent until a check reaches a conclusion; transient failures never change it."
+            + CACHED,
+        ),
+        "check_success": gauge(
+            "channel_credential_check_success",
+            "1 if the last check reached a conclusion, 0 if it ended transiently "
+            "(throttled, timeout, network, server error, bad response)." + CACHED,
+        ),
+        "failure_reason": gauge(
+            "channel_credential_failure_reason",
+            "1 with the reason of the last check's failure, conclusive or not; "
+            "absent while the last check succeeded." + CACHED,
+            ("reason",),
+        ),
+        "last_check": gauge(
+            "channel_credential_last_check_timestamp_seconds",
+            "Unix time the last check of this credential ended.",
+        ),
+        "last_valid": gauge(
+            "channel_credential_last_valid_timestamp_seconds",
+            "Unix time this credential last worked; survives agent restarts.",
+        ),
+        "failures": CounterMetricFamily(
+            "channel_credential_check_failures",
+            "Checks of this credential that failed, conclusively or transiently, "
+            "since the agent started.",
+            labels=ACCOUNT_LABELS,
+        ),
+        "token_age": gauge(
+            "channel_token_age_seconds",
+            "Age of the refresh token (since granted or, where unknown, first seen) and of the "
+            "access token held in memory.",
+            ("token",),
+        ),
+        "refresh_issued": gauge(
+            "channel_refresh_token_issued_timestamp_seconds",
+            "Unix time the refresh token was granted (by a reconnect) or, where unknown, "
+            "first seen by the agent.",
+        ),
+        "refresh_expiry": gauge(
+            "channel_refresh_token_expiry_timestamp_seconds",
+            "Unix time the refresh token is expected to expire: issued plus the channel's "
+            "refresh_token_max_age; absent when that is 0 (never expires).",
+        ),
+        "access_expiry": gauge(
+            "channel_access_token_expiry_timestamp_seconds",
+            "Unix time the access token held in memory expires.",
+        ),
+        "profile": gauge(
+            "channel_profile_accessible",
+            "1 if the credential can reach this advertising profile, 0 if it cannot; "
+            "per expected profile, or per profile seen when none are expected." + CACHED,
+            ("profile_id",),
+        ),
+        "reconnected": gauge(
+            "channel_credential_reconnected_timestamp_seconds",
+            "Unix time the account was last reconnected (re-authorised) with channel-agent "
+            "reconnect.",
+        ),
+        "client_valid": gauge(
+            "channel_client_valid",
+            "1 if the channel accepted the application's client id and secret at the last "
+            "token refresh, 0 if it rejected them (every account of the client is down).",
+            labels=["channel"],
+        ),
+        "accounts": gauge(
+            "channel_agent_accounts", "Accounts this agent checks, per channel.", labels=["channel"]
+        ),
+        "build_info": gauge(
+            "channel_agent_build_info", "Always 1; the agent's version.", labels=["version"]
+        ),
+    }
+
+
+class AgentMetrics:
+    """The agent's registry: the fleet collector plus process-wide counters."""
+
+    def __init__(self, fleet: Fleet, channels: dict[str, Channel],
+                 registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.fleet_collector = FleetCollector(fleet, channels)
+        self.registry.register(self.fleet_collector)
+        self.check_failures = Counter(
+            "channel_check_failures",
+            "Failed checks by channel and reason (the fixed set documented in the README).",
+            ["channel", "reason"],
+            registry=self.registry,
+        )
+        self.api_requests = Counter(
+            "channel_agent_api_requests",
+            "Requests the agent made to a channel's API, by endpoint and HTTP status code "
+            "(or timeout/network when no response came).",
+            ["channel", "endpoint", "code"],
+            registry=self.registry,
+        )
+        self.check_duration = Histogram(
+            "channel_agent_check_duration_seconds",
+            "Time one account's check took, retries included.",
+            ["channel"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=self.registry,
+        )
+        self.set_channels(channels)
+
+    def set_channels(self, channels: dict[str, Channel]) -> None:
+        self.fleet_collector.channels = channels
+        for channel in channels:
+            for reason in REASONS:
+                self.check_failures.labels(channel, reason)
+            self.check_duration.labels(channel)

@@ -1,0 +1,171 @@
+"""The scheduler: checks every account every ``check_interval``.
+
+Each account runs on its own fixed grid, shifted by a deterministic per-account offset so a
+start (or restart) does not send every check at once. A semaphore bounds concurrency, every
+check has a hard timeout, and a per-account lock makes sure one account is never checked
+twice at the same time (a recheck that arrives during a check waits for that check).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+
+import httpx
+
+from agent.channel import Account, Channel, CheckContext, CheckResult, Secret
+from agent.config import AgentSettings
+from agent.fleet import Fleet
+from agent.metrics import AgentMetrics
+from agent.redact import redact
+from agent.secretfile import write_secret_file
+from agent.state import AccountState
+
+log = logging.getLogger(__name__)
+
+# Slack beyond check_timeout before the scheduler cancels a check that ignores its deadline.
+HARD_TIMEOUT_GRACE = 1.0
+
+
+def offset(account: Account, interval: float) -> float:
+    """A stable offset in [0, interval) from the account's identity."""
+    digest = hashlib.sha256(f"{account.channel}/{account.name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 * interval
+
+
+class Scheduler:
+    def __init__(
+        self,
+        fleet: Fleet,
+        channels: dict[str, Channel],
+        metrics: AgentMetrics,
+        settings: AgentSettings,
+        http: dict[str, httpx.AsyncClient],
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.fleet = fleet
+        self.channels = channels
+        self.metrics = metrics
+        self.settings = settings
+        self.http = http
+        self.monotonic = monotonic
+        self._semaphore = asyncio.Semaphore(settings.max_concurrency)
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._loops: dict[tuple[str, str], asyncio.Task] = {}
+        self.last_cycle_check: float | None = None
+
+    def start(self) -> None:
+        """Start (or, after a reconfigure, reconcile) one loop per configured account."""
+        wanted = dict(self.fleet.accounts)
+        for key, task in list(self._loops.items()):
+            if key not in wanted:
+                task.cancel()
+                del self._loops[key]
+        for key, account in wanted.items():
+            if key not in self._loops:
+                self._loops[key] = asyncio.create_task(self._loop(account), name=f"check {key}")
+
+    async def stop(self) -> None:
+        tasks = list(self._loops.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._loops.clear()
+
+    async def _loop(self, account: Account) -> None:
+        interval = self.settings.check_interval
+        next_run = self.monotonic() + offset(account, interval)
+        while True:
+            await asyncio.sleep(max(0.0, next_run - self.monotonic()))
+            current = self.fleet.accounts.get(account.key, account)
+            await self.check_now(current)
+            next_run += interval
+            if next_run < self.monotonic():  # fell behind (overload): skip missed slots
+                missed = (self.monotonic() - next_run) // interval + 1
+                next_run += missed * interval
+
+    async def check_now(self, account: Account) -> AccountState:
+        """Check one account now, or wait for the check already running for it."""
+        lock = self._locks.setdefault(account.key, asyncio.Lock())
+        if lock.locked():
+            async with lock:
+                return self.fleet.states.get(account.key) or AccountState(
+                    account.channel, account.name, account.region
+                )
+        async with lock, self._semaphore:
+            started = self.monotonic()
+            result = await self._run_check(account)
+            duration = self.monotonic() - started
+        before = self.fleet.states.get(account.key)
+        was = (before.valid, before.reason) if before else (None, None)
+        state = self.fleet.record(account, result)
+        self.last_cycle_check = time.time()
+        self.metrics.check_duration.labels(account.channel).observe(duration)
+        if result.reason is not None:
+            self.metrics.check_failures.labels(account.channel, result.reason).inc()
+        if (state.valid, state.reason) != was:
+            _log_transition(account, result)
+        return state
+
+    async def _run_check(self, account: Account) -> CheckResult:
+        channel = self.channels[account.channel]
+        timeout = self.settings.check_timeout
+        ctx = CheckContext(
+            http=self.http[account.channel],
+            deadline=self.monotonic() + timeout,
+            record_request=lambda endpoint, code: self.metrics.api_requests.labels(
+                account.channel, endpoint, code
+            ).inc(),
+            persist_refresh_token=self._persist_refresh_token,
+        )
+        try:
+            result = await asyncio.wait_for(
+                channel.check(account, ctx), timeout + HARD_TIMEOUT_GRACE
+            )
+        except TimeoutError:
+            return CheckResult(valid=None, reason="timeout",
+                               detail=f"check did not finish within {timeout:g}s")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("channel %s: check of %s raised %s: %s", account.channel, account.name,
+                      type(exc).__name__, redact(str(exc)))
+            return CheckResult(valid=None, reason="plugin_error",
+                               detail=f"the plugin raised {type(exc).__name__}")
+        if not isinstance(result, CheckResult):
+            log.error("channel %s: check returned %r, not a CheckResult",
+                      account.channel, type(result).__name__)
+            return CheckResult(valid=None, reason="plugin_error",
+                               detail="the plugin returned no CheckResult")
+        return result
+
+    def _persist_refresh_token(self, account: Account, secret: Secret) -> None:
+        """Write a refresh token the provider handed back, keeping the previous one."""
+        channel = self.channels[account.channel]
+        ref = account.settings.get(channel.refresh_token_option)
+        if ref is None or ref.path is None:
+            log.warning(
+                "channel %s account %s: the provider returned a new refresh token, but the "
+                "account's token comes from the config/environment; it is kept in memory only. "
+                "Run 'channel-agent reconnect' or update the variable.",
+                account.channel, account.name,
+            )
+            return
+        write_secret_file(ref.path, secret)
+        log.info("channel %s account %s: stored the new refresh token in %s (old one backed up)",
+                 account.channel, account.name, ref.path)
+
+
+def _log_transition(account: Account, result: CheckResult) -> None:
+    if result.valid is True:
+        log.info("%s/%s: credential valid", account.channel, account.name)
+    elif result.valid is False:
+        log.warning("%s/%s: credential INVALID (%s): %s", account.channel, account.name,
+                    result.reason, result.detail)
+    else:
+        log.info("%s/%s: check inconclusive (%s): %s", account.channel, account.name,
+                 result.reason, result.detail)

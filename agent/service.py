@@ -1,0 +1,127 @@
+"""The running agent: configuration, state, metrics, scheduler and web server wired together."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from agent import __version__
+from agent.channel import Account, Channel
+from agent.config import Config
+from agent.fleet import Fleet
+from agent.metrics import AgentMetrics
+from agent.plugins import Plugins
+from agent.scheduler import Scheduler
+from agent.state import AccountState, StateStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class HttpOptions:
+    """How the agent reaches channel APIs; tests and benchmarks inject a transport."""
+
+    transport: httpx.AsyncBaseTransport | None = None
+
+
+class AgentService:
+    def __init__(self, config: Config, plugins: Plugins, http: HttpOptions | None = None) -> None:
+        self.config = config
+        self.plugins = plugins
+        self.http_options = http or HttpOptions()
+        self.started_at = time.time()
+        self.ready = False
+        self.store = StateStore(config.agent.state_path)
+        self.fleet = Fleet(self.store)
+        self.fleet.configure(config)
+        self.metrics = AgentMetrics(self.fleet, config.channels)
+        self.http = {name: self._client() for name in config.channels}
+        self.scheduler = Scheduler(self.fleet, config.channels, self.metrics, config.agent,
+                                   self.http)
+
+    def _client(self) -> httpx.AsyncClient:
+        limits = httpx.Limits(max_connections=self.config.agent.max_concurrency,
+                              max_keepalive_connections=self.config.agent.max_concurrency)
+        return httpx.AsyncClient(transport=self.http_options.transport, limits=limits,
+                                 headers={"User-Agent": f"channel-health-agent/{__version__}"})
+
+    async def start(self) -> None:
+        self.scheduler.start()
+        self.ready = True
+
+    async def stop(self) -> None:
+        self.ready = False
+        await self.scheduler.stop()
+        await asyncio.gather(*(client.aclose() for client in self.http.values()))
+        self.store.close()
+
+    def find_account(self, channel: str, name: str) -> Account | None:
+        return self.fleet.accounts.get((channel, name))
+
+    def status(self) -> dict[str, Any]:
+        """The JSON document behind /api/v1/status and the landing page."""
+        return {
+            "agent": {
+                "version": __version__,
+                "started_at": _iso(self.started_at),
+                "ready": self.ready,
+                "config": self.config.source,
+                "check_interval_seconds": self.config.agent.check_interval,
+            },
+            "plugins": {
+                "channels": {name: origin for name, origin in self.plugins.origins.items()},
+                "errors": [{"plugin": e.plugin, "error": e.error} for e in self.plugins.errors],
+            },
+            "channels": {
+                name: {"client_valid": self.fleet.client_valid.get(name)}
+                for name in self.config.channels
+            },
+            "accounts": [
+                account_status(state, self.config.channels.get(account.channel))
+                for account, state in self.fleet
+            ],
+        }
+
+
+def account_status(state: AccountState, channel: Channel | None) -> dict[str, Any]:
+    """One account's state as plain, secret-free data (status API, CLI ``--json``)."""
+    max_age = channel.refresh_token_max_age() if channel else 0.0
+    expiry = state.refresh_issued + max_age if state.refresh_issued and max_age > 0 else None
+    return {
+        "channel": state.channel,
+        "account": state.account,
+        "region": state.region,
+        "state": state_word(state),
+        "valid": state.valid,
+        "check_success": state.check_success,
+        "reason": state.reason,
+        "detail": state.detail,
+        "last_check": _iso(state.last_check),
+        "last_valid": _iso(state.last_valid),
+        "refresh_token_fingerprint": state.refresh_fingerprint,
+        "refresh_token_issued": _iso(state.refresh_issued),
+        "refresh_token_expiry": _iso(expiry),
+        "access_token_expiry": _iso(state.access_expires),
+        "profiles": state.profiles,
+        "reconnected": _iso(state.reconnected),
+    }
+
+
+def state_word(state: AccountState) -> str:
+    """valid / invalid / unverified (last check inconclusive) / pending (never checked)."""
+    if state.check_success is None:
+        return "pending"
+    if not state.check_success:
+        return "unverified"
+    return "valid" if state.valid else "invalid"
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))

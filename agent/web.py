@@ -1,0 +1,136 @@
+"""The HTTP server: /metrics, the landing page, the status API and the health endpoints."""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from agent.service import AgentService, account_status
+
+SERVICE = web.AppKey("service", AgentService)
+MAX_BODY = 64 * 1024
+
+
+def make_app(service: AgentService) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY)
+    app[SERVICE] = service
+    app.router.add_get("/", landing_page)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/api/v1/status", status)
+    app.router.add_post("/api/v1/recheck", recheck)
+    app.router.add_get("/-/healthy", healthy)
+    app.router.add_get("/-/ready", ready)
+    return app
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[SERVICE].metrics.registry)
+    response = web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    response.enable_compression()
+    return response
+
+
+async def status(request: web.Request) -> web.Response:
+    return web.json_response(request.app[SERVICE].status())
+
+
+async def healthy(request: web.Request) -> web.Response:
+    return web.Response(text="Healthy.\n")
+
+
+async def ready(request: web.Request) -> web.Response:
+    if request.app[SERVICE].ready:
+        return web.Response(text="Ready.\n")
+    return web.Response(status=503, text="Not ready.\n")
+
+
+async def recheck(request: web.Request) -> web.Response:
+    """Check one account now: ``{"channel": "amazon_ads", "account": "acme-us"}``."""
+    service = request.app[SERVICE]
+    body = await _json_body(request)
+    for field in ("channel", "account"):
+        if not isinstance(body.get(field), str):
+            raise _bad_request(f"field '{field}' is required and must be a string", field)
+    account = service.find_account(body["channel"], body["account"])
+    if account is None:
+        raise web.HTTPNotFound(
+            text=json.dumps({"error": "unknown channel/account", "field": "account"}),
+            content_type="application/json",
+        )
+    channel = service.config.channels[account.channel]
+    before = account_status(service.fleet.states[account.key], channel)
+    state = await service.scheduler.check_now(account)
+    return web.json_response({"before": before, "after": account_status(state, channel)})
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise _bad_request("body must be a JSON object", None) from None
+    if not isinstance(body, dict):
+        raise _bad_request("body must be a JSON object", None)
+    return body
+
+
+def _bad_request(message: str, field: str | None) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(
+        text=json.dumps({"error": message, "field": field}), content_type="application/json"
+    )
+
+
+_STATE_COLOURS = {"valid": "#2e7d32", "invalid": "#c62828", "unverified": "#ef6c00",
+                  "pending": "#757575"}
+
+
+async def landing_page(request: web.Request) -> web.Response:
+    doc = request.app[SERVICE].status()
+    rows = []
+    for a in doc["accounts"]:
+        colour = _STATE_COLOURS[a["state"]]
+        cells = [
+            a["channel"], a["account"], a["region"],
+            f'<b style="color:{colour}">{a["state"]}</b>',
+            a["reason"] or "", a["detail"] or "", a["last_check"] or "never",
+            a["last_valid"] or "never", a["refresh_token_expiry"] or "",
+        ]
+        rows.append("<tr>" + "".join(
+            f"<td>{c if i == 3 else html.escape(str(c))}</td>" for i, c in enumerate(cells)
+        ) + "</tr>")
+    errors = "".join(
+        f"<li>{html.escape(e['plugin'])}: {html.escape(e['error'])}</li>"
+        for e in doc["plugins"]["errors"]
+    )
+    page = _PAGE.format(
+        version=html.escape(doc["agent"]["version"]),
+        rows="\n".join(rows),
+        errors=f"<h2>Plugin errors</h2><ul>{errors}</ul>" if errors else "",
+    )
+    return web.Response(text=page, content_type="text/html")
+
+
+_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>Channel Health Agent</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}</style></head>
+<body><h1>Channel Health Agent</h1>
+<p>Version {version}. <a href="/metrics">Metrics</a> · <a href="/api/v1/status">Status (JSON)</a>
+ · <a href="/-/healthy">Healthy</a> · <a href="/-/ready">Ready</a></p>
+{errors}
+<table><tr><th>Channel</th><th>Account</th><th>Region</th><th>State</th><th>Reason</th>
+<th>Detail</th><th>Last check</th><th>Last valid</th><th>Refresh token expiry</th></tr>
+{rows}
+</table></body></html>
+"""
+
+
+def split_listen_address(address: str) -> tuple[str, int]:
+    """``host:port``, ``[::1]:port`` or ``:port`` (all interfaces) -> (host, port)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"listen address {address!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)

@@ -1,0 +1,59 @@
+"""A scripted channel for testing the core without any real provider."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from agent.channel import Account, Channel, CheckContext, CheckResult, Option
+from agent.hookspecs import hookimpl
+
+
+class FakeChannel(Channel):
+    """Returns whatever ``script[account name]`` holds (a CheckResult or an exception)."""
+
+    name = "fake"
+    title = "Fake channel"
+    regions = ("na", "eu")
+    channel_options = {"refresh_token_max_age": Option("duration", default=86400.0)}
+    account_options = {"note": Option("str", default="")}
+
+    script: dict[str, CheckResult | BaseException | Callable[[], CheckResult]] = {}
+    delay: float = 0.0
+    calls: list[str] = []
+    running: set[str] = set()
+    max_parallel_same_account = 0
+
+    async def check(self, account: Account, ctx: CheckContext) -> CheckResult:
+        cls = type(self)
+        cls.calls.append(account.name)
+        if account.name in cls.running:
+            cls.max_parallel_same_account += 1
+        cls.running.add(account.name)
+        try:
+            if cls.delay:
+                await asyncio.sleep(cls.delay)
+            outcome = cls.script.get(account.name, CheckResult(valid=True))
+            if isinstance(outcome, BaseException):
+                raise outcome
+            if callable(outcome):
+                return outcome()
+            return outcome
+        finally:
+            cls.running.discard(account.name)
+
+    @classmethod
+    def reset(cls) -> None:
+        cls.script = {}
+        cls.delay = 0.0
+        cls.calls = []
+        cls.running = set()
+        cls.max_parallel_same_account = 0
+
+
+class FakePlugin:
+    """A plugin object, as an entry point would provide."""
+
+    @hookimpl
+    def register_channels(self, register):
+        register(FakeChannel)

@@ -1,0 +1,247 @@
+"""The real agent process against the Amazon simulator on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from channel_agent_amazon_ads.simulator import SimAccount, Simulator, SimulatorThread
+from prometheus_client.parser import text_string_to_metric_families
+
+pytestmark = pytest.mark.integration
+
+BIN = Path(sys.executable).parent
+CLIENT_SECRET = "PLANTED-client-secret-5f0c1d"
+SCENARIOS = {
+    "healthy-na": ("na", "healthy"),
+    "revoked-eu": ("eu", "revoked"),
+    "forbidden-fe": ("fe", "forbidden"),
+    "throttled-na": ("na", "throttled"),
+    "broken-eu": ("eu", "server_error"),
+    "html-fe": ("fe", "html_gateway"),
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Agent:
+    """One `channel-agent run` process; logs go to a file the tests read."""
+
+    def __init__(self, config: Path, port: int, log: Path) -> None:
+        self.config, self.port, self.log = config, port, log
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        with self.log.open("a") as log:
+            self.proc = subprocess.Popen(
+                [BIN / "channel-agent", "run", "--config", self.config,
+                 "--web.listen-address", f"127.0.0.1:{self.port}"],
+                stdout=log, stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/-/ready", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            assert self.proc.poll() is None, self.log.read_text()
+            time.sleep(0.1)
+        raise AssertionError("agent never became ready:\n" + self.log.read_text())
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=10)
+
+    def recheck(self, account: str) -> dict:
+        response = httpx.post(self.url + "/api/v1/recheck",
+                              json={"channel": "amazon_ads", "account": account}, timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+    def metrics(self) -> str:
+        return httpx.get(self.url + "/metrics", timeout=5).text
+
+    def sample(self, name: str, account: str, **labels: str) -> float | None:
+        for family in text_string_to_metric_families(self.metrics()):
+            for s in family.samples:
+                if s.name == name and s.labels.get("account") == account and all(
+                    s.labels.get(k) == v for k, v in labels.items()
+                ):
+                    return s.value
+        return None
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("world")
+    sim = Simulator(client_secret=CLIENT_SECRET, slow_seconds=2, retry_after=1)
+    secrets_dir = tmp / "secrets"
+    secrets_dir.mkdir()
+    (secrets_dir / "client_secret").write_text(CLIENT_SECRET + "\n")
+    accounts = []
+    for i, (name, (region, scenario)) in enumerate(SCENARIOS.items()):
+        account = SimAccount.create(name, region, [1000 + i], scenario)
+        sim.add_account(account)
+        (secrets_dir / f"{name}.token").write_text(account.refresh_token + "\n")
+        accounts.append({"name": name, "region": region, "expected_profiles": [1000 + i],
+                         "refresh_token_file": f"secrets/{name}.token"})
+    thread = SimulatorThread(sim)
+    thread.start()
+    endpoints = sim.endpoints()
+    config = {
+        "agent": {"state_path": "var/agent.db", "check_interval": "1h", "check_timeout": "4s"},
+        "channels": {"amazon_ads": {
+            "client_id": sim.client_id, "client_secret_file": "secrets/client_secret",
+            "endpoints": endpoints, "retry": {"initial_backoff": "200ms", "max_backoff": "1s"},
+            "accounts": accounts,
+        }},
+    }
+    config_path = tmp / "config.yaml"
+    config_path.write_text(json.dumps(config, indent=2))  # JSON is YAML
+    agent = Agent(config_path, free_port(), tmp / "agent.log")
+    agent.start()
+    for name in SCENARIOS:
+        agent.recheck(name)
+    yield {"sim": sim, "agent": agent, "tmp": tmp, "config": config_path}
+    agent.stop()
+    thread.stop()
+
+
+def test_each_scenario_is_classified(world):
+    agent = world["agent"]
+    assert agent.sample("channel_credential_valid", "healthy-na") == 1
+    assert agent.sample("channel_credential_valid", "revoked-eu") == 0
+    assert agent.sample("channel_credential_failure_reason", "revoked-eu",
+                        reason="invalid_grant") == 1
+    assert agent.sample("channel_credential_valid", "forbidden-fe") == 0
+    assert agent.sample("channel_profile_accessible", "forbidden-fe", profile_id="1002") == 0
+    for name, reason in (("throttled-na", "throttled"), ("broken-eu", "server_error"),
+                         ("html-fe", "server_error")):
+        assert agent.sample("channel_credential_check_success", name) == 0
+        assert agent.sample("channel_credential_valid", name) is None  # never concluded
+        assert agent.sample("channel_credential_failure_reason", name, reason=reason) == 1
+
+
+def test_transient_failure_keeps_last_conclusive_value(world):
+    agent, sim = world["agent"], world["sim"]
+    sim.set_scenario("healthy-na", "server_error")
+    try:
+        after = agent.recheck("healthy-na")["after"]
+        assert after["state"] == "unverified" and after["reason"] == "server_error"
+        assert agent.sample("channel_credential_valid", "healthy-na") == 1
+        assert agent.sample("channel_credential_check_success", "healthy-na") == 0
+    finally:
+        sim.set_scenario("healthy-na", "healthy")
+    assert agent.recheck("healthy-na")["after"]["state"] == "valid"
+
+
+def test_revocation_flips_a_valid_account(world):
+    agent, sim = world["agent"], world["sim"]
+    sim.set_scenario("throttled-na", "healthy")
+    assert agent.recheck("throttled-na")["after"]["valid"] is True
+    sim.set_scenario("throttled-na", "revoked")
+    result = agent.recheck("throttled-na")
+    assert result["before"]["valid"] is True
+    assert result["after"]["valid"] is False and result["after"]["reason"] == "invalid_grant"
+    assert agent.sample("channel_credential_valid", "throttled-na") == 0
+
+
+def test_metrics_pass_promtool(world):
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        if os.environ.get("CI"):
+            pytest.fail("promtool is missing in CI (make test installs it)")
+        pytest.skip("promtool not installed (make test installs it)")
+    result = subprocess.run([promtool, "check", "metrics"], input=world["agent"].metrics(),
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == "" and result.stderr.strip() == ""
+
+
+def test_endpoints(world):
+    url = world["agent"].url
+    assert httpx.get(url + "/-/healthy").status_code == 200
+    page = httpx.get(url + "/").text
+    assert "revoked-eu" in page and "invalid_grant" in page and "/metrics" in page
+    status = httpx.get(url + "/api/v1/status").json()
+    assert {a["account"] for a in status["accounts"]} == set(SCENARIOS)
+    bad = httpx.post(url + "/api/v1/recheck", json={"channel": "amazon_ads"})
+    assert bad.status_code == 400 and bad.json()["field"] == "account"
+    assert httpx.post(url + "/api/v1/recheck",
+                      json={"channel": "amazon_ads", "account": "nope"}).status_code == 404
+    requests = {
+        (s.labels["endpoint"], s.labels["code"])
+        for f in text_string_to_metric_families(world["agent"].metrics())
+        for s in f.samples if s.name == "channel_agent_api_requests_total"
+    }
+    assert ("token", "200") in requests and ("token", "400") in requests
+
+
+def test_restart_serves_restored_state_at_once(world):
+    agent = world["agent"]
+    before = httpx.get(agent.url + "/api/v1/status").json()["accounts"]
+    agent.stop()
+    agent.start()  # check_interval is 1h: nothing is checked again before we look
+    after = httpx.get(agent.url + "/api/v1/status").json()["accounts"]
+    key = ("account", "valid", "reason", "last_check", "last_valid", "refresh_token_issued")
+    assert [{k: a[k] for k in key} for a in after] == [{k: a[k] for k in key} for a in before]
+    assert agent.sample("channel_credential_valid", "revoked-eu") == 0
+    assert agent.sample("channel_credential_last_valid_timestamp_seconds", "healthy-na") > 0
+
+
+def test_no_secret_leaves_the_process(world):
+    agent, sim, tmp = world["agent"], world["sim"], world["tmp"]
+    planted = [CLIENT_SECRET] + [a.refresh_token for a in sim.accounts]
+    planted += [t for t in getattr(sim, "_access_tokens", {})]  # issued access tokens
+    run = lambda *args: subprocess.run(  # noqa: E731
+        [BIN / "channel-agent", *args], capture_output=True, text=True, timeout=60)
+    outputs = {
+        "metrics": agent.metrics(),
+        "status": httpx.get(agent.url + "/api/v1/status").text,
+        "landing": httpx.get(agent.url + "/").text,
+        "log": agent.log.read_text(),
+        "state": (tmp / "var" / "agent.db").read_bytes().decode("latin-1"),
+    }
+    for name, args in {"check": ["check", "--config", str(world["config"]), "--json"],
+                       "check-table": ["check", "--config", str(world["config"])],
+                       "status-cli": ["status", "--url", agent.url],
+                       "config-check": ["config", "check", str(world["config"])]}.items():
+        result = run(*args)
+        outputs[name] = result.stdout + result.stderr
+    assert "revoked-eu" in outputs["check"]
+    for name, text in outputs.items():
+        for secret in planted:
+            assert secret not in text, f"a secret leaked into {name}"
+    for name in ("log", "check"):
+        assert "Atza|" not in outputs[name].replace("Atza|***", "")
+
+
+def test_check_exit_codes(world):
+    config = str(world["config"])
+    ok = subprocess.run([BIN / "channel-agent", "check", "--config", config,
+                         "--account", "healthy-na"], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    bad = subprocess.run([BIN / "channel-agent", "check", "--config", config,
+                          "--account", "revoked-eu"], capture_output=True, text=True)
+    assert bad.returncode == 1 and "invalid_grant" in bad.stdout
+    broken = world["tmp"] / "broken.yaml"
+    broken.write_text("agent:\n  check_intervall: 5m\nchannels: {}\n")
+    err = subprocess.run([BIN / "channel-agent", "check", "--config", str(broken)],
+                         capture_output=True, text=True)
+    assert err.returncode == 2 and "check_intervall" in err.stderr
