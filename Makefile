@@ -1,0 +1,28 @@
+# The two commands a fresh machine needs: `make demo` and `make test`.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint system-deps venv clean
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml plugins/amazon_ads/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]' -e plugins/amazon_ads
+	touch $@
+
+demo: venv
+	$(BIN)/channel-agent demo
+
+system-deps:
+	scripts/system-deps.sh
+
+lint: venv
+	$(BIN)/ruff check .
+
+test: venv system-deps lint
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

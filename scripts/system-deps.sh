@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the system programs the test suite drives for real, when they are missing:
+#   promtool, prometheus (Debian package prometheus), amtool, alertmanager
+#   (prometheus-alertmanager), initdb/pg_ctl (postgresql).
+# On machines without apt-get it says what to install and exits non-zero.
+set -euo pipefail
+
+need=()
+command -v promtool >/dev/null || need+=(prometheus)
+command -v amtool >/dev/null || need+=(prometheus-alertmanager)
+if ! command -v pg_ctl >/dev/null && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
+  need+=(postgresql)
+fi
+[ ${#need[@]} -eq 0 ] && exit 0
+
+if ! command -v apt-get >/dev/null; then
+  echo "missing system packages: ${need[*]} (install them with your package manager)" >&2
+  exit 1
+fi
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "installing system packages: ${need[*]}"
+$sudo apt-get update -qq
+# The Debian packages start their services on install; the tests start their own instances.
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+for svc in prometheus prometheus-alertmanager prometheus-node-exporter postgresql; do
+  $sudo systemctl stop "$svc" >/dev/null 2>&1 || $sudo service "$svc" stop >/dev/null 2>&1 || true
+done
