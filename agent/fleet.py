@@ -21,6 +21,9 @@ class Fleet:
         self.accounts: dict[tuple[str, str], Account] = {}
         self.states: dict[tuple[str, str], AccountState] = {}
         self.client_valid: dict[str, bool | None] = {}
+        # bumped when the set of accounts is replaced; watchers then start over
+        self.generation = 0
+        self._watchers: list[set[tuple[str, str]]] = []
         self._restored = store.load_accounts()
         self._restored_clients = store.load_client_validity()
 
@@ -38,6 +41,7 @@ class Fleet:
             states[key] = state
         self.accounts = accounts
         self.states = states
+        self.generation += 1
         self.client_valid = {
             name: self.client_valid.get(name, self._restored_clients.get(name))
             for name in config.channels
@@ -53,7 +57,7 @@ class Fleet:
             return AccountState(channel=account.channel, account=account.name,
                                 region=account.region)
         state.apply(result, self.clock())
-        self.store.save_account(state)
+        self.save(state)
         if result.client_valid is not None and self.client_valid.get(account.channel) != (
             result.client_valid
         ):
@@ -62,4 +66,14 @@ class Fleet:
         return state
 
     def save(self, state: AccountState) -> None:
+        """Persist a changed state (and tell the watchers). Every change goes through here."""
         self.store.save_account(state)
+        for keys in self._watchers:
+            keys.add(state.key)
+
+    def watch(self) -> set[tuple[str, str]]:
+        """A set that collects the key of every account whose state changes from now on;
+        the caller empties it when it has dealt with them."""
+        keys: set[tuple[str, str]] = set()
+        self._watchers.append(keys)
+        return keys

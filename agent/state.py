@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS channels (
 """
 
 
-@dataclass
+@dataclass(slots=True)
 class AccountState:
     """The latest known state of one account's credential."""
 

@@ -7,17 +7,20 @@ import json
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
+from agent.exposition import Exposition
 from agent.service import AgentService, account_status
 
 SERVICE = web.AppKey("service", AgentService)
+EXPOSITION = web.AppKey("exposition", Exposition)
 MAX_BODY = 64 * 1024
 
 
 def make_app(service: AgentService) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY)
     app[SERVICE] = service
+    app[EXPOSITION] = Exposition(service.metrics.registry)
     app.router.add_get("/", landing_page)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/status", status)
@@ -28,10 +31,29 @@ def make_app(service: AgentService) -> web.Application:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[SERVICE].metrics.registry)
-    response = web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-    response.enable_compression()
-    return response
+    """The exposition, from cached per-account text; gzip when the scraper accepts it."""
+    exposition = request.app[EXPOSITION]
+    headers = {"Content-Type": CONTENT_TYPE_LATEST, "Vary": "Accept-Encoding"}
+    if accepts_gzip(request.headers.get("Accept-Encoding", "")):
+        headers["Content-Encoding"] = "gzip"
+        return web.Response(body=exposition.render_gzip(), headers=headers)
+    return web.Response(body=exposition.render(), headers=headers)
+
+
+def accepts_gzip(header: str) -> bool:
+    """Whether an Accept-Encoding header allows gzip (``gzip``, ``*``, without ``q=0``)."""
+    for item in header.split(","):
+        coding, _, params = item.strip().partition(";")
+        if coding.strip().lower() not in ("gzip", "*"):
+            continue
+        q = params.strip().lower()
+        if q.startswith("q="):
+            try:
+                return float(q[2:]) > 0
+            except ValueError:
+                return False
+        return True
+    return False
 
 
 async def status(request: web.Request) -> web.Response:

@@ -1,0 +1,292 @@
+"""/metrics at 10,000 accounts: the text exposition, rendered incrementally and kept compressed.
+
+``generate_latest`` formats every sample at every scrape; at 150,000 samples that takes
+seconds. :class:`Exposition` renders the same content (same families, labels and values)
+like this:
+
+- The fleet's per-account samples (:class:`~agent.metrics.FleetCollector`) are formatted once
+  per change of the account (``Fleet.watch``) and kept in blocks of ``BLOCK`` accounts per
+  family. Each block is also kept deflate-compressed on its own, ended by a sync flush, so the
+  compressed blocks concatenate into one valid deflate stream: a change re-compresses only its
+  block.
+- Samples whose value is an :class:`~agent.metrics.Age` (token ages) are evaluated at every
+  scrape from cached label prefixes, and so are the fleet-wide families.
+- Every other collector in the registry is rendered at every scrape by prometheus_client's own
+  ``generate_latest``, so whatever another module registers appears, exact and current. (A
+  collector with many series can offer the FleetCollector's interface to be cached too.)
+- A gzip response is one gzip member: the cached compressed stream of the cached families,
+  then the freshly compressed rest; its CRC-32 continues from the cached part's.
+
+Families come out in a different order than from ``generate_latest``; the text format allows
+any order of families (each family's samples stay together).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import zlib
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
+
+from agent.metrics import FLEET_FAMILIES, Age, FleetCollector
+
+BLOCK = 64  # accounts per compressed block
+LEVEL = 1  # zlib level: ~6x faster than 6, and the text still shrinks ~20x
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, no mtime, OS unknown
+
+
+class _One:
+    """One collector, as ``generate_latest`` wants it."""
+
+    def __init__(self, collector: Collector) -> None:
+        self.collector = collector
+
+    def collect(self) -> Iterable[Metric]:
+        return self.collector.collect()
+
+
+class _Families:
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return self.families
+
+
+def float_text(value: float) -> str:
+    """``prometheus_client.utils.floatToGoString``, minus its checks for the common case."""
+    if value != value or value in (math.inf, -math.inf):
+        return "NaN" if value != value else ("+Inf" if value > 0 else "-Inf")
+    s = repr(value)
+    dot = s.find(".")
+    if value > 0 and dot > 6:  # Go switches to exponents sooner than Python
+        mantissa = f"{s[0]}.{s[1:dot]}{s[dot + 1:]}".rstrip("0.")
+        return f"{mantissa}e+{dot - 1:02d}"
+    return s
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def _deflate(data: bytes, final: bool = False) -> bytes:
+    """Raw deflate of ``data`` on its own, ending byte-aligned so pieces can be concatenated."""
+    if not data and not final:
+        return b""
+    compressor = zlib.compressobj(LEVEL, zlib.DEFLATED, -15)
+    return compressor.compress(data) + compressor.flush(zlib.Z_FINISH if final else
+                                                        zlib.Z_SYNC_FLUSH)
+
+
+class _FleetCache:
+    """The FleetCollector's samples, formatted per account and kept per block."""
+
+    def __init__(self, collector: FleetCollector) -> None:
+        self.collector = collector
+        self.fleet = collector.fleet
+        self.changed = self.fleet.watch()
+        self.families = collector.families()
+        keys = [k for k in self.families if k not in FLEET_FAMILIES]
+        self.static = [k for k in keys if k not in collector.live_families]
+        self.live = [k for k in keys if k in collector.live_families]
+        self.static_index = {k: i for i, k in enumerate(self.static)}
+        self.live_index = {k: i for i, k in enumerate(self.live)}
+        self.sample_names = {k: _sample_name(f) for k, f in self.families.items()}
+        self.label_names = {k: list(_label_names(f)) for k, f in self.families.items()}
+        self.headers = {k: _header(f) for k, f in self.families.items()}
+        self.packed_headers = {k: _deflate(h) for k, h in self.headers.items()}
+        self.seen: tuple[int, int] | None = None  # (fleet generation, id of the channels)
+        self.static_body = b""
+        self.static_crc = 0
+
+    def rebuild_all(self, now: float) -> None:
+        self.keys = list(self.fleet.accounts)
+        self.index = {key: i for i, key in enumerate(self.keys)}
+        n = len(self.keys)
+        blocks = (n + BLOCK - 1) // BLOCK
+        self.prefixes: list[dict[tuple[str, tuple[str, ...]], str]] = [{} for _ in range(n)]
+        self.lines: list[list[str]] = [[] for _ in range(n)]
+        self.live_values: list[list[list[tuple[str, Any]]]] = [[] for _ in range(n)]
+        self.plain = [[b""] * blocks for _ in self.static]
+        self.packed = [[b""] * blocks for _ in self.static]
+        self.live_blocks: list[list[list[tuple[str, Any]]]] = [
+            [[] for _ in range(blocks)] for _ in self.live
+        ]
+        self.expiries: list[tuple[float, int]] = []
+        self.changed.clear()
+        self.seen = (self.fleet.generation, id(self.collector.channels))
+        self._refresh(range(n), now)
+
+    def update(self, now: float) -> None:
+        """Bring the cache up to date with the fleet."""
+        if self.seen != (self.fleet.generation, id(self.collector.channels)):
+            self.rebuild_all(now)
+            return
+        dirty = {self.index[key] for key in self.changed if key in self.index}
+        self.changed.clear()
+        while self.expiries and self.expiries[0][0] <= now:
+            dirty.add(heapq.heappop(self.expiries)[1])
+        if dirty:
+            self._refresh(sorted(dirty), now)
+
+    def _refresh(self, accounts: Iterable[int], now: float) -> None:
+        blocks = set()
+        for i in accounts:
+            self._render_account(i, now)
+            blocks.add(i // BLOCK)
+        for b in blocks:
+            members = range(b * BLOCK, min(len(self.keys), (b + 1) * BLOCK))
+            for f in range(len(self.static)):
+                text = "".join([self.lines[i][f] for i in members]).encode()
+                self.plain[f][b] = text
+                self.packed[f][b] = _deflate(text)
+            for f in range(len(self.live)):
+                self.live_blocks[f][b] = [v for i in members for v in self.live_values[i][f]]
+        body: list[bytes] = []
+        crc = 0
+        for f, key in enumerate(self.static):
+            body.append(self.packed_headers[key])
+            crc = zlib.crc32(self.headers[key], crc)
+            body.extend(self.packed[f])
+            for text in self.plain[f]:
+                crc = zlib.crc32(text, crc)
+        self.static_body = b"".join(body)
+        self.static_crc = crc
+        self.static_size = sum(len(self.headers[k]) for k in self.static) + sum(
+            len(t) for blocks in self.plain for t in blocks)
+        self._static_text: bytes | None = None
+
+    def _render_account(self, i: int, now: float) -> None:
+        key = self.keys[i]
+        account, state = self.fleet.accounts[key], self.fleet.states[key]
+        prefixes = self.prefixes[i]
+        lines: list[list[str]] = [[] for _ in self.static]
+        live: list[list[tuple[str, Any]]] = [[] for _ in self.live]
+        for family, extra, value in self.collector.account_samples(account, state, now):
+            tag = (family, tuple(extra))
+            prefix = prefixes.get(tag)
+            if prefix is None:
+                values = [account.channel, account.name, account.region, *extra]
+                prefix = prefixes[tag] = self._prefix(family, values)
+            f = self.static_index.get(family)
+            if f is not None:
+                if isinstance(value, Age):
+                    raise TypeError(f"family {family!r} is not live but got an Age value")
+                lines[f].append(f"{prefix}{float_text(value)}\n")
+            else:
+                live[self.live_index[family]].append((prefix, value))
+        self.lines[i] = ["".join(f) for f in lines]
+        self.live_values[i] = live
+        expiry = self.collector.changes_at(state, now)
+        if expiry != math.inf:
+            heapq.heappush(self.expiries, (expiry, i))
+
+    def _prefix(self, family: str, values: list[str]) -> str:
+        pairs = sorted(zip(self.label_names[family], values, strict=True))
+        labels = ",".join(f'{name}="{_escape(value)}"' for name, value in pairs)
+        return f"{self.sample_names[family]}{{{labels}}} "
+
+    def static_text(self) -> bytes:
+        if self._static_text is None:
+            parts = []
+            for f, key in enumerate(self.static):
+                parts.append(self.headers[key])
+                parts.extend(self.plain[f])
+            self._static_text = b"".join(parts)
+        return self._static_text
+
+    def live_text(self, now: float) -> bytes:
+        parts = []
+        for f, key in enumerate(self.live):
+            parts.append(self.headers[key].decode())
+            for block in self.live_blocks[f]:
+                parts.extend([
+                    f"{prefix}{float_text(v.at(now) if isinstance(v, Age) else v)}\n"
+                    for prefix, v in block
+                ])
+        return "".join(parts).encode()
+
+
+class Exposition:
+    """Renders a registry like ``generate_latest``, fast when it holds a FleetCollector."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self._caches: dict[int, _FleetCache] = {}
+
+    def _collectors(self) -> list[Collector] | None:
+        return getattr(self.registry, "collectors", None)
+
+    def _cache(self, collector: FleetCollector) -> _FleetCache:
+        cache = self._caches.get(id(collector))
+        if cache is None or cache.collector is not collector:
+            cache = self._caches[id(collector)] = _FleetCache(collector)
+        return cache
+
+    def _parts(self) -> tuple[list[_FleetCache], bytes]:
+        """The caches brought up to date, and the text rendered at this scrape."""
+        collectors = self._collectors()
+        if collectors is None:  # a plain CollectorRegistry: no fast path
+            return [], generate_latest(self.registry)
+        caches, rest = [], []
+        for collector in collectors:
+            if isinstance(collector, FleetCollector):
+                now = collector.fleet.clock()
+                cache = self._cache(collector)
+                cache.update(now)
+                caches.append(cache)
+                rest.append(cache.live_text(now))
+                rest.append(generate_latest(_Families(collector.fleet_families())))
+            else:
+                rest.append(generate_latest(_One(collector)))
+        return caches, b"".join(rest)
+
+    def render(self) -> bytes:
+        """The exposition as plain text (``generate_latest``'s content)."""
+        caches, rest = self._parts()
+        return b"".join([*(c.static_text() for c in caches), rest])
+
+    def render_gzip(self) -> bytes:
+        """The same exposition as one gzip member."""
+        caches, rest = self._parts()
+        if len(caches) != 1:
+            text = b"".join([*(c.static_text() for c in caches), rest])
+            return _GZIP_HEADER + _deflate(text, final=True) + _trailer(zlib.crc32(text),
+                                                                          len(text))
+        cache = caches[0]
+        crc = zlib.crc32(rest, cache.static_crc)
+        size = cache.static_size + len(rest)
+        return b"".join([_GZIP_HEADER, cache.static_body, _deflate(rest, final=True),
+                         _trailer(crc, size)])
+
+    def rebuild(self) -> None:
+        """Re-render every cached account (what a check cycle that changed them all costs)."""
+        for collector in self._collectors() or []:
+            if isinstance(collector, FleetCollector):
+                self._cache(collector).rebuild_all(collector.fleet.clock())
+
+
+def _trailer(crc: int, size: int) -> bytes:
+    return crc.to_bytes(4, "little") + (size & 0xFFFFFFFF).to_bytes(4, "little")
+
+
+def _sample_name(family: Metric) -> str:
+    return family.name + "_total" if family.type == "counter" else family.name
+
+
+def _label_names(family: Metric) -> Iterator[str]:
+    names = getattr(family, "_labelnames", None)
+    if names is None:
+        raise TypeError(f"cannot read the label names of family {family.name}")
+    yield from names
+
+
+def _header(family: Metric) -> bytes:
+    """The family's HELP and TYPE lines, exactly as generate_latest writes them."""
+    empty = Metric(family.name, family.documentation, family.type)
+    return generate_latest(_Families([empty]))
