@@ -24,6 +24,7 @@ import yaml
 
 from agent.channel import Account, Channel, MissingSecret, Option, Secret, SecretRef
 from agent.durations import DURATION_HINT, parse_duration
+from agent.ratelimit import CHANNEL_OPTIONS
 from agent.redact import redact
 
 ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_.-]+")
@@ -379,9 +380,14 @@ class _Validator:
         self, name: str, cls: type[Channel], node: _Node, path: str
     ) -> tuple[type[Channel], dict, list[Account]] | None:
         self.regions = tuple(cls.regions)
-        settings = self._section(node, cls.channel_options, path, core=("accounts",))
+        options = {**CHANNEL_OPTIONS, **cls.channel_options}
+        settings = self._section(node, options, path, core=("accounts",))
         if settings is None:
             return None
+        rate = settings["max_requests_per_second"]
+        if rate is not _INVALID and rate < 0:
+            self.problem(node.key_lines.get("max_requests_per_second", node.line),
+                         _join(path, "max_requests_per_second"), "must be 0 (no limit) or more")
         accounts_path = _join(path, "accounts")
         accounts_node = self._present(node, "accounts")
         if accounts_node is None:

@@ -70,10 +70,13 @@ class Scheduler:
                 self._loops[key] = asyncio.create_task(self._loop(account), name=f"check {key}")
 
     async def stop(self) -> None:
-        tasks = list(self._loops.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        pending = set(self._loops.values())
+        while pending:
+            # Python 3.11's wait_for can swallow a cancellation that arrives as its inner
+            # call completes, and the loop then goes on: cancel again until every loop ended.
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.1)
         self._loops.clear()
 
     async def _loop(self, account: Account) -> None:

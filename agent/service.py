@@ -16,8 +16,10 @@ from agent.config import Config
 from agent.fleet import Fleet
 from agent.metrics import AgentMetrics
 from agent.plugins import Plugins
+from agent.ratelimit import RateLimitedTransport
 from agent.scheduler import Scheduler
 from agent.state import AccountState, StateStore
+from agent.transport import AiohttpTransport
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +42,17 @@ class AgentService:
         self.fleet = Fleet(self.store)
         self.fleet.configure(config)
         self.metrics = AgentMetrics(self.fleet, config.channels)
-        self.http = {name: self._client() for name in config.channels}
+        self.http = {name: self._client(channel) for name, channel in config.channels.items()}
         self.scheduler = Scheduler(self.fleet, config.channels, self.metrics, config.agent,
                                    self.http)
 
-    def _client(self) -> httpx.AsyncClient:
-        limits = httpx.Limits(max_connections=self.config.agent.max_concurrency,
-                              max_keepalive_connections=self.config.agent.max_concurrency)
-        return httpx.AsyncClient(transport=self.http_options.transport, limits=limits,
+    def _client(self, channel: Channel) -> httpx.AsyncClient:
+        """The channel's client: aiohttp underneath (or the injected transport), rate-limited
+        per host."""
+        inner = self.http_options.transport or AiohttpTransport(
+            max_connections=self.config.agent.max_concurrency)
+        rate = float(channel.settings.get("max_requests_per_second") or 0)
+        return httpx.AsyncClient(transport=RateLimitedTransport(inner, rate),
                                  headers={"User-Agent": f"channel-health-agent/{__version__}"})
 
     async def start(self) -> None:
