@@ -27,7 +27,6 @@ import heapq
 import math
 import zlib
 from collections.abc import Iterable, Iterator
-from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
@@ -71,6 +70,8 @@ def float_text(value: float) -> str:
 
 
 def _escape(value: str) -> str:
+    if "\\" not in value and "\n" not in value and '"' not in value:
+        return value
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
@@ -94,8 +95,9 @@ class _FleetCache:
         keys = [k for k in self.families if k not in FLEET_FAMILIES]
         self.static = [k for k in keys if k not in collector.live_families]
         self.live = [k for k in keys if k in collector.live_families]
-        self.static_index = {k: i for i, k in enumerate(self.static)}
-        self.live_index = {k: i for i, k in enumerate(self.live)}
+        # family -> index in static, or ~index in live
+        self.slots = {k: i for i, k in enumerate(self.static)} | {
+            k: ~i for i, k in enumerate(self.live)}
         self.sample_names = {k: _sample_name(f) for k, f in self.families.items()}
         self.label_names = {k: list(_label_names(f)) for k, f in self.families.items()}
         self.headers = {k: _header(f) for k, f in self.families.items()}
@@ -105,22 +107,33 @@ class _FleetCache:
         self.static_crc = 0
 
     def rebuild_all(self, now: float) -> None:
+        """Start over: the set of accounts (or the channels' settings) changed."""
         self.keys = list(self.fleet.accounts)
         self.index = {key: i for i, key in enumerate(self.keys)}
         n = len(self.keys)
         blocks = (n + BLOCK - 1) // BLOCK
-        self.prefixes: list[dict[tuple[str, tuple[str, ...]], str]] = [{} for _ in range(n)]
+        # label prefixes survive as long as the account's labels do
+        old = getattr(self, "prefixes", {})
+        self.prefixes: dict[tuple[str, str, str], dict[tuple[str, tuple[str, ...]], str]] = {
+            labels: old.get(labels, {}) for labels in map(self._labels, self.keys)}
         self.lines: list[list[str]] = [[] for _ in range(n)]
-        self.live_values: list[list[list[tuple[str, Any]]]] = [[] for _ in range(n)]
+        self.ages: list[list[list[tuple[str, float]]]] = [[] for _ in range(n)]
         self.plain = [[b""] * blocks for _ in self.static]
         self.packed = [[b""] * blocks for _ in self.static]
-        self.live_blocks: list[list[list[tuple[str, Any]]]] = [
+        self.age_blocks: list[list[list[tuple[str, float]]]] = [
             [[] for _ in range(blocks)] for _ in self.live
         ]
         self.expiries: list[tuple[float, int]] = []
         self.changed.clear()
         self.seen = (self.fleet.generation, id(self.collector.channels))
         self._refresh(range(n), now)
+
+    def _labels(self, key: tuple[str, str]) -> tuple[str, str, str]:
+        account = self.fleet.accounts[key]
+        return (account.channel, account.name, account.region)
+
+    def mark_all_changed(self) -> None:
+        self.changed.update(self.keys)
 
     def update(self, now: float) -> None:
         """Bring the cache up to date with the fleet."""
@@ -146,7 +159,7 @@ class _FleetCache:
                 self.plain[f][b] = text
                 self.packed[f][b] = _deflate(text)
             for f in range(len(self.live)):
-                self.live_blocks[f][b] = [v for i in members for v in self.live_values[i][f]]
+                self.age_blocks[f][b] = [v for i in members for v in self.ages[i][f]]
         body: list[bytes] = []
         crc = 0
         for f, key in enumerate(self.static):
@@ -160,28 +173,34 @@ class _FleetCache:
         self.static_size = sum(len(self.headers[k]) for k in self.static) + sum(
             len(t) for blocks in self.plain for t in blocks)
         self._static_text: bytes | None = None
+        self._flat_ages = [([p for block in blocks for p, _ in block],
+                            [s for block in blocks for _, s in block])
+                           for blocks in self.age_blocks]
 
     def _render_account(self, i: int, now: float) -> None:
         key = self.keys[i]
         account, state = self.fleet.accounts[key], self.fleet.states[key]
-        prefixes = self.prefixes[i]
+        labels = (account.channel, account.name, account.region)
+        prefixes = self.prefixes[labels]
+        slots = self.slots
         lines: list[list[str]] = [[] for _ in self.static]
-        live: list[list[tuple[str, Any]]] = [[] for _ in self.live]
+        ages: list[list[tuple[str, float]]] = [[] for _ in self.live]
+        # the hot loop of a rebuild: repr() is float_text() without Go's exponent style
         for family, extra, value in self.collector.account_samples(account, state, now):
-            tag = (family, tuple(extra))
-            prefix = prefixes.get(tag)
+            prefix = prefixes.get((family, extra))
             if prefix is None:
-                values = [account.channel, account.name, account.region, *extra]
-                prefix = prefixes[tag] = self._prefix(family, values)
-            f = self.static_index.get(family)
-            if f is not None:
-                if isinstance(value, Age):
+                prefix = prefixes[family, extra] = self._prefix(family, [*labels, *extra])
+            f = slots[family]
+            if value.__class__ is Age:
+                if f >= 0:
                     raise TypeError(f"family {family!r} is not live but got an Age value")
-                lines[f].append(f"{prefix}{float_text(value)}\n")
+                ages[~f].append((prefix, value.since))
+            elif f >= 0:
+                lines[f].append(f"{prefix}{value!r}\n")
             else:
-                live[self.live_index[family]].append((prefix, value))
+                raise TypeError(f"family {family!r} is live but got a value, not an Age")
         self.lines[i] = ["".join(f) for f in lines]
-        self.live_values[i] = live
+        self.ages[i] = ages
         expiry = self.collector.changes_at(state, now)
         if expiry != math.inf:
             heapq.heappush(self.expiries, (expiry, i))
@@ -201,14 +220,14 @@ class _FleetCache:
         return self._static_text
 
     def live_text(self, now: float) -> bytes:
+        """The Age samples at ``now``; repr() writes the same values as generate_latest's
+        Go-style formatting, only spelled differently above a million."""
         parts = []
         for f, key in enumerate(self.live):
             parts.append(self.headers[key].decode())
-            for block in self.live_blocks[f]:
-                parts.extend([
-                    f"{prefix}{float_text(v.at(now) if isinstance(v, Age) else v)}\n"
-                    for prefix, v in block
-                ])
+            prefixes, since = self._flat_ages[f]
+            parts.append("".join([f"{p}{(now - s if s < now else 0.0)!r}\n"
+                                  for p, s in zip(prefixes, since, strict=True)]))
         return "".join(parts).encode()
 
 
@@ -264,11 +283,11 @@ class Exposition:
         return b"".join([_GZIP_HEADER, cache.static_body, _deflate(rest, final=True),
                          _trailer(crc, size)])
 
-    def rebuild(self) -> None:
-        """Re-render every cached account (what a check cycle that changed them all costs)."""
-        for collector in self._collectors() or []:
-            if isinstance(collector, FleetCollector):
-                self._cache(collector).rebuild_all(collector.fleet.clock())
+    def invalidate(self) -> None:
+        """Treat every account as changed (what a check cycle that touched them all leaves
+        for the next render)."""
+        for cache in self._caches.values():
+            cache.mark_all_changed()
 
 
 def _trailer(crc: int, size: int) -> bytes:

@@ -40,7 +40,7 @@ class Age:
 
 
 # (family key, label values after ACCOUNT_LABELS, value)
-Sample = tuple[str, list[str], "float | Age"]
+Sample = tuple[str, tuple[str, ...], "float | Age"]
 
 
 class FleetCollector(Collector):
@@ -70,30 +70,30 @@ class FleetCollector(Collector):
         """One account's samples. Apart from Age values they depend on ``state`` only, until
         :meth:`changes_at` (a held access token expiring)."""
         if state.valid is not None:
-            yield "valid", [], float(state.valid)
+            yield "valid", (), float(state.valid)
         if state.check_success is not None:
-            yield "check_success", [], float(state.check_success)
+            yield "check_success", (), float(state.check_success)
         if state.reason is not None:
-            yield "failure_reason", [state.reason], 1.0
+            yield "failure_reason", (state.reason,), 1.0
         if state.last_check is not None:
-            yield "last_check", [], state.last_check
+            yield "last_check", (), state.last_check
         if state.last_valid is not None:
-            yield "last_valid", [], state.last_valid
-        yield "failures", [], float(state.failures_total)
+            yield "last_valid", (), state.last_valid
+        yield "failures", (), float(state.failures_total)
         if state.refresh_issued is not None:
-            yield "token_age", ["refresh"], Age(state.refresh_issued)
-            yield "refresh_issued", [], state.refresh_issued
+            yield "token_age", ("refresh",), Age(state.refresh_issued)
+            yield "refresh_issued", (), state.refresh_issued
             channel = self.channels.get(account.channel)
             max_age = channel.refresh_token_max_age() if channel else 0.0
             if max_age > 0:
-                yield "refresh_expiry", [], state.refresh_issued + max_age
+                yield "refresh_expiry", (), state.refresh_issued + max_age
         if _holds_access_token(state, now):
-            yield "token_age", ["access"], Age(state.access_issued)
-            yield "access_expiry", [], state.access_expires
+            yield "token_age", ("access",), Age(state.access_issued)
+            yield "access_expiry", (), state.access_expires
         for profile_id, accessible in sorted(state.profiles.items()):
-            yield "profile", [profile_id], float(accessible)
+            yield "profile", (profile_id,), float(accessible)
         if state.reconnected is not None:
-            yield "reconnected", [], state.reconnected
+            yield "reconnected", (), state.reconnected
 
     @staticmethod
     def changes_at(state: AccountState, now: float) -> float:

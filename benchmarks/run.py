@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import yaml
 
 BIN = Path(sys.executable).parent
 CLIENT_ID = "amzn1.application-oa2-client.bench"
@@ -100,7 +101,7 @@ def prepare(workdir: Path, n: int, args: argparse.Namespace, sim_url: str) -> Pa
         "channels": {"amazon_ads": channel},
     }
     path = workdir / "config.yaml"
-    path.write_text(json.dumps(config))  # JSON is YAML
+    path.write_text(yaml.safe_dump(config, sort_keys=False))  # block style, as people write it
     return path
 
 
@@ -270,7 +271,7 @@ def exposition_rebuild(config: Path, repeat: int = 3) -> dict[str, float]:
         return min(times)
 
     def rebuild() -> None:
-        exposition.rebuild()
+        exposition.invalidate()
         exposition.render_gzip()
 
     latest = best(lambda: generate_latest(service.metrics.registry))
