@@ -19,7 +19,7 @@ from agent.plugins import Plugins
 from agent.ratelimit import RateLimitedTransport
 from agent.scheduler import Scheduler
 from agent.state import AccountState, StateStore
-from agent.transport import AiohttpTransport
+from agent.transport import AiohttpTransport, ChannelClient
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,8 @@ class AgentService:
         inner = self.http_options.transport or AiohttpTransport(
             max_connections=self.config.agent.max_concurrency)
         rate = float(channel.settings.get("max_requests_per_second") or 0)
-        return httpx.AsyncClient(transport=RateLimitedTransport(inner, rate),
-                                 headers={"User-Agent": f"channel-health-agent/{__version__}"})
+        return ChannelClient(transport=RateLimitedTransport(inner, rate),
+                             headers={"User-Agent": f"channel-health-agent/{__version__}"})
 
     async def start(self) -> None:
         self.scheduler.start()

@@ -20,6 +20,30 @@ import ssl
 import aiohttp
 import httpx
 
+_SET_BY_AIOHTTP = (b"host", b"content-length")
+
+
+class ChannelClient(httpx.AsyncClient):
+    """The ``httpx.AsyncClient`` a channel gets: one per channel, shared by its accounts, so it
+    keeps no cookies (one account's must never ride along with another's; Amazon's APIs use
+    none). It also saves httpx's cookie bookkeeping on every response."""
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return _NO_COOKIES
+
+    @cookies.setter
+    def cookies(self, value: object) -> None:
+        raise AttributeError("a channel's client keeps no cookies")
+
+
+class _NoCookies(httpx.Cookies):
+    def extract_cookies(self, response: httpx.Response) -> None:
+        pass
+
+
+_NO_COOKIES = _NoCookies()
+
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
     def __init__(self, *, max_connections: int = 100,
@@ -50,8 +74,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             async with session.request(
                 request.method,
                 str(request.url),
-                headers=[(k, v) for k, v in request.headers.multi_items()
-                         if k.lower() not in ("host", "content-length")],
+                headers=[(k.decode("latin-1"), v.decode("latin-1"))
+                         for k, v in request.headers.raw if k.lower() not in _SET_BY_AIOHTTP],
                 data=body or None,
                 allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=None, connect=timeout.get("pool"),
