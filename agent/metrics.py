@@ -60,6 +60,8 @@ class FleetCollector(Collector):
     def __init__(self, fleet: Fleet, channels: dict[str, Channel]) -> None:
         self.fleet = fleet
         self.channels = channels
+        # accounts per channel, for the fleet's generation and channels it was counted for
+        self._counted: tuple[tuple[int, int] | None, dict[str, int]] = (None, {})
 
     def families(self) -> dict[str, Metric]:
         """Empty families, keyed and ordered as the samples refer to them."""
@@ -103,9 +105,12 @@ class FleetCollector(Collector):
     def fleet_families(self) -> Iterator[Metric]:
         """The few families about the whole fleet (per channel, build info)."""
         g = _families()
-        per_channel: dict[str, int] = dict.fromkeys(self.channels, 0)
-        for account in self.fleet.accounts.values():
-            per_channel[account.channel] = per_channel.get(account.channel, 0) + 1
+        if self._counted[0] != (self.fleet.generation, id(self.channels)):
+            per_channel: dict[str, int] = dict.fromkeys(self.channels, 0)
+            for account in self.fleet.accounts.values():
+                per_channel[account.channel] = per_channel.get(account.channel, 0) + 1
+            self._counted = ((self.fleet.generation, id(self.channels)), per_channel)
+        per_channel = self._counted[1]
         for channel, valid in sorted(self.fleet.client_valid.items()):
             if valid is not None:
                 g["client_valid"].add_metric([channel], float(valid))

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import html
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
@@ -21,6 +24,7 @@ def make_app(service: AgentService) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY)
     app[SERVICE] = service
     app[EXPOSITION] = Exposition(service.metrics.registry)
+    app.cleanup_ctx.append(_refresh_exposition)
     app.router.add_get("/", landing_page)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/status", status)
@@ -28,6 +32,14 @@ def make_app(service: AgentService) -> web.Application:
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
     return app
+
+
+async def _refresh_exposition(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(app[EXPOSITION].keep_fresh(), name="exposition refresh")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def metrics(request: web.Request) -> web.Response:
