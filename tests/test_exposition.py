@@ -77,11 +77,12 @@ def rich(clock, i):
 async def test_same_content_as_generate_latest_as_state_changes(world):
     service, clock, exposition = world
     assert_same(service, exposition)  # nothing checked yet
+    second, third = f"acct{BLOCK + 1:03d}", f"acct{2 * BLOCK + 2:03d}"  # other blocks
     FakeChannel.script["acct000"] = rich(clock, 0)
     FakeChannel.script["acct001"] = CheckResult(valid=False, reason="invalid_grant")
-    FakeChannel.script["acct070"] = CheckResult(valid=None, reason="throttled")
-    FakeChannel.script["acct130"] = rich(clock, 130)
-    for name in ("acct000", "acct001", "acct070", "acct130"):
+    FakeChannel.script[second] = CheckResult(valid=None, reason="throttled")
+    FakeChannel.script[third] = rich(clock, 130)
+    for name in ("acct000", "acct001", second, third):
         await service.scheduler.check_now(service.find_account("fake", name))
     assert_same(service, exposition)
 
