@@ -100,8 +100,10 @@ async def send_with_retries(
         request.extensions["timeout"] = httpx.Timeout(timeout).as_dict()
         response, error = None, None
         try:
-            # httpx timeouts bound each read, not the whole exchange: wait_for bounds the total.
-            response = await asyncio.wait_for(client.send(request), timeout)
+            # httpx timeouts bound each read, not the whole exchange: this bounds the total
+            # (in the same task: wait_for would start a task per request).
+            async with asyncio.timeout(timeout):
+                response = await client.send(request)
         except (httpx.TimeoutException, TimeoutError) as exc:
             record(endpoint, "timeout")
             error = TransientError("timeout", f"{endpoint}: {_describe(exc, timeout)}")

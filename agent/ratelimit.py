@@ -87,7 +87,7 @@ class HostLimiter:
 
 
 class RateLimitedTransport(httpx.AsyncBaseTransport):
-    """Wraps a transport with a :class:`HostLimiter` per host (``host:port``)."""
+    """Wraps a transport with a :class:`HostLimiter` per host and port."""
 
     def __init__(
         self,
@@ -103,9 +103,9 @@ class RateLimitedTransport(httpx.AsyncBaseTransport):
         self.monotonic = monotonic
         self.sleep = sleep
         self.clock = clock
-        self.hosts: dict[str, HostLimiter] = {}
+        self.hosts: dict[tuple[str, int | None], HostLimiter] = {}  # by (host, port)
 
-    def limiter(self, host: str) -> HostLimiter:
+    def limiter(self, host: tuple[str, int | None]) -> HostLimiter:
         limiter = self.hosts.get(host)
         if limiter is None:
             limiter = self.hosts[host] = HostLimiter(self.rate, monotonic=self.monotonic,
@@ -113,7 +113,8 @@ class RateLimitedTransport(httpx.AsyncBaseTransport):
         return limiter
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        limiter = self.limiter(request.url.netloc.decode("ascii"))
+        url = request.url
+        limiter = self.hosts.get((url.host, url.port)) or self.limiter((url.host, url.port))
         sent_at = await limiter.acquire()
         response = await self.inner.handle_async_request(request)
         if response.status_code == 429:

@@ -126,9 +126,8 @@ class Scheduler:
             persist_refresh_token=self._persist_refresh_token,
         )
         try:
-            result = await asyncio.wait_for(
-                channel.check(account, ctx), timeout + HARD_TIMEOUT_GRACE
-            )
+            async with asyncio.timeout(timeout + HARD_TIMEOUT_GRACE):
+                result = await channel.check(account, ctx)
         except TimeoutError:
             return CheckResult(valid=None, reason="timeout",
                                detail=f"check did not finish within {timeout:g}s")
