@@ -66,6 +66,7 @@ class Scheduler:
                 task.cancel()
                 del self._loops[key]
         for key, account in wanted.items():
+            self._locks.setdefault(key, asyncio.Lock())  # now, with the other long-lived
             if key not in self._loops:
                 self._loops[key] = asyncio.create_task(self._loop(account), name=f"check {key}")
 

@@ -22,6 +22,7 @@ from agent.service import AgentService, HttpOptions
 from agent.web import make_app, split_listen_address
 
 log = logging.getLogger("agent")
+GC_THRESHOLD = (20_000, 10, 100)  # CPython's default: (700, 10, 10)
 
 listen_option = click.option(
     "--web.listen-address", "listen_address", metavar="HOST:PORT", default=None,
@@ -60,10 +61,7 @@ async def serve(config: Config, plugins: Plugins, address: str,
     try:
         await site.start()
         await service.start()
-        # Everything loaded so far (config, accounts, restored state) lives as long as the
-        # process: keep it out of the garbage collector's full passes, which at 10,000
-        # accounts would otherwise stall the loop for a large part of a second.
-        gc.freeze()
+        tune_gc()
         log.info("listening on %s, %d account(s), config %s", _bound(runner, address),
                  len(service.fleet.accounts), config.source)
         stop = asyncio.Event()
@@ -75,6 +73,16 @@ async def serve(config: Config, plugins: Plugins, address: str,
     finally:
         await service.stop()
         await runner.cleanup()
+
+
+def tune_gc() -> None:
+    """At 10,000 accounts the default collector thresholds cost ~10% of the agent's CPU and
+    stall the loop for 100-200 ms at each full pass (docs/performance.md): what was loaded
+    so far (config, accounts, restored state, one task per account) lives as long as the
+    process, so it is moved out of the collector's sight, and the young generation may grow
+    to more than the objects of the checks in flight before it is examined."""
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD[0], GC_THRESHOLD[1], GC_THRESHOLD[2])
 
 
 def _bound(runner: web.AppRunner, address: str) -> str:
