@@ -69,7 +69,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         session = self._open()
         timeout = request.extensions.get("timeout", {})
-        body = await request.aread()
+        try:
+            body = request.content
+        except httpx.RequestNotRead:  # a streamed body
+            body = await request.aread()
         try:
             async with session.request(
                 request.method,

@@ -252,7 +252,8 @@ def floor(sim_url: str, n: int, concurrency: int) -> dict[str, Any]:
 
 
 def exposition_rebuild(config: Path, repeat: int = 3) -> dict[str, float]:
-    """Full rebuild of the cached exposition vs generate_latest, on the agent's own state."""
+    """Re-rendering after a cycle that changed every account vs generate_latest, on the
+    agent's own state."""
     from prometheus_client import generate_latest
 
     from agent.config import load_config
@@ -265,9 +266,10 @@ def exposition_rebuild(config: Path, repeat: int = 3) -> dict[str, float]:
     exposition = Exposition(service.metrics.registry)
     exposition.render_gzip()
 
-    def best(fn) -> float:
+    def best(fn, before=lambda: None) -> float:
         times = []
         for _ in range(repeat):
+            before()
             started = time.perf_counter()
             fn()
             times.append(time.perf_counter() - started)
@@ -277,8 +279,15 @@ def exposition_rebuild(config: Path, repeat: int = 3) -> dict[str, float]:
         exposition.invalidate()
         exposition.render_gzip()
 
+    def cycle() -> None:
+        """What a cycle of successful checks changes in every account's state."""
+        for state in service.fleet.states.values():
+            for field in ("last_check", "last_valid", "access_issued", "access_expires"):
+                if getattr(state, field) is not None:
+                    setattr(state, field, getattr(state, field) + 300)
+
     latest = best(lambda: generate_latest(service.metrics.registry))
-    rebuilt = best(rebuild)
+    rebuilt = best(rebuild, before=cycle)
     scrape = best(exposition.render_gzip)
     service.store.close()
     return {"generate_latest_ms": latest * 1000, "rebuild_ms": rebuilt * 1000,

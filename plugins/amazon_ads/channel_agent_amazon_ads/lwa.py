@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 import httpx
 
 from agent.channel import Secret
+from channel_agent_amazon_ads.ads_api import parsed_url
 from channel_agent_amazon_ads.classify import (
     BAD_RESPONSE,
     ProviderError,
@@ -43,7 +44,7 @@ def refresh_request(
     }
     return client.build_request(
         "POST",
-        token_url,
+        parsed_url(token_url),
         content=urlencode(form).encode(),
         headers={"Content-Type": FORM_CONTENT_TYPE, "Accept": "application/json"},
     )
