@@ -238,14 +238,17 @@ async def response_sizes(url: str) -> dict[str, int]:
             "series": sum(1 for line in plain.splitlines() if line and line[0] != ord("#"))}
 
 
-def floor(sim_url: str, n: int, concurrency: int) -> dict[str, Any]:
-    """Run the bare aiohttp loop in its own process; return its CPU and wall time."""
-    out = subprocess.run(
-        [sys.executable, str(Path(__file__).parent / "floor.py"), sim_url, str(n),
-         str(concurrency), CLIENT_ID, CLIENT_SECRET],
-        capture_output=True, text=True, check=True,
-    )
-    result = json.loads(out.stdout)
+def floor(sim_url: str, n: int, concurrency: int, runs: int = 3) -> dict[str, Any]:
+    """Run the bare aiohttp loop in its own process, best of ``runs``: CPU and wall time."""
+    results = []
+    for _ in range(runs):
+        out = subprocess.run(
+            [sys.executable, str(Path(__file__).parent / "floor.py"), sim_url, str(n),
+             str(concurrency), CLIENT_ID, CLIENT_SECRET],
+            capture_output=True, text=True, check=True,
+        )
+        results.append(json.loads(out.stdout))
+    result = min(results, key=lambda r: r["cpu_seconds"])
     result["cpu_ms_per_check"] = result["cpu_seconds"] * 1000 / n
     result["checks_per_second"] = n / result["seconds"]
     return result

@@ -22,7 +22,7 @@ from agent.service import AgentService, HttpOptions
 from agent.web import make_app, split_listen_address
 
 log = logging.getLogger("agent")
-GC_THRESHOLD = (20_000, 10, 100)  # CPython's default: (700, 10, 10)
+GC_THRESHOLD = (5_000, 10, 100)  # CPython's default: (700, 10, 10)
 
 listen_option = click.option(
     "--web.listen-address", "listen_address", metavar="HOST:PORT", default=None,
