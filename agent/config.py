@@ -28,6 +28,9 @@ from agent.redact import redact
 
 ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 MEMORY = ":memory:"  # state_path that keeps state in memory only
+# How many values a YAML file may expand to: plenty for anchors merged into every account.
+MIN_NODE_BUDGET = 10_000
+NODES_PER_CHAR = 10
 
 
 @dataclass
@@ -99,11 +102,22 @@ def parse_config(
 ) -> Config:
     """Validate configuration YAML; relative paths resolve against ``base_dir`` (default: cwd)."""
     validator = _Validator(source, base_dir, environ, channels)
+    # Aliases may repeat a subtree any number of times ("billion laughs"); bounding the values
+    # built by the input's size keeps validation linear in it.
+    budget = MIN_NODE_BUDGET + NODES_PER_CHAR * len(text)
+    validator.node_budget = budget
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+        tree = _Node({}, None) if root is None else validator.from_yaml(root, "")
     except yaml.YAMLError as exc:
         raise ConfigError([_syntax_problem(source, exc)]) from None
-    tree = _Node({}, None) if root is None else validator.from_yaml(root, "")
+    except RecursionError:
+        problem = "values are nested too deeply to be a configuration"
+        raise ConfigError([ConfigProblem(source, None, "", problem)]) from None
+    except _TooLarge:
+        problem = ("the file expands to too many values through YAML aliases "
+                   f"(more than {budget}); refusing to read it")
+        raise ConfigError([ConfigProblem(source, None, "", problem)]) from None
     return validator.config(tree)
 
 
@@ -124,7 +138,8 @@ def _syntax_problem(source: str, exc: yaml.YAMLError) -> ConfigProblem:
     # str(exc) quotes the offending line of the file, which may hold a secret: use only the
     # parser's own description and the position.
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    parts = [getattr(exc, "context", None), getattr(exc, "problem", None)]
+    parts = [getattr(exc, "context", None), getattr(exc, "problem", None),
+             getattr(exc, "reason", None)]  # a ReaderError: a character YAML does not accept
     detail = ", ".join(part for part in parts if part) or type(exc).__name__
     line = mark.line + 1 if mark is not None else None
     return ConfigProblem(source, line, "", f"invalid YAML: {detail}")
@@ -141,6 +156,11 @@ class _Node:
 
 
 _INVALID = object()  # a value that was reported as a problem
+
+
+class _TooLarge(Exception):
+    """The YAML tree grew past the validator's node budget."""
+
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _SECRET_KINDS = ("secret", "secret_ref")
 _ENV_REF = re.compile(r"\$\$|\$\{([^}]*)\}|\$\{")
@@ -201,6 +221,7 @@ class _Validator:
         self.regions: tuple[str, ...] = ()  # of the channel being validated
         self._constructor = yaml.constructor.SafeConstructor()
         self._building: set[int] = set()  # YAML nodes being converted, to stop alias cycles
+        self.node_budget: int | None = None  # values from_yaml may still build; None = no limit
 
     def problem(self, line: int | None, path: str, message: str) -> None:
         self.problems.append(ConfigProblem(self.source, line, path, message))
@@ -209,6 +230,10 @@ class _Validator:
 
     def from_yaml(self, node: yaml.Node, path: str) -> _Node:
         line = node.start_mark.line + 1
+        if self.node_budget is not None:
+            self.node_budget -= 1
+            if self.node_budget < 0:
+                raise _TooLarge
         if id(node) in self._building:
             self.problem(line, path, "refers to itself through a YAML alias")
             return _Node(None, line)

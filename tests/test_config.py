@@ -687,6 +687,36 @@ def test_recursive_alias_is_a_problem_not_a_crash():
     assert any(p.path.startswith("channels.sink.scopes") for p in found)
 
 
+def test_alias_expansion_bomb_is_refused_quickly():
+    text = "a: &a [x, x, x, x, x, x, x, x, x]\n"
+    for level in "bcdefghi":  # 9**9 values if every alias were expanded
+        previous = chr(ord(level) - 1)
+        text += f"{level}: &{level} [{', '.join([f'*{previous}'] * 9)}]\n"
+    [problem] = problems(text)
+    assert "too many values through YAML aliases" in problem.message
+
+
+def test_anchors_merged_into_many_accounts_are_fine():
+    accounts = "".join(f"      - {{<<: *acct, name: a{i}}}\n" for i in range(2000))
+    text = MINIMAL.split("    accounts:")[0] + (
+        "    accounts:\n"
+        "      - &acct {name: a, region: na, refresh_token: t, probe: true,"
+        " expected_profiles: [1, 2, 3, 4, 5, 6, 7, 8]}\n" + accounts)
+    assert len(parse(text).accounts()) == 2001
+
+
+@pytest.mark.parametrize("text", ["a: " + "[" * 3000 + "]" * 3000,
+                                  "agent: " + "{a: " * 3000 + "1" + "}" * 3000])
+def test_deep_nesting_is_a_problem_not_a_crash(text):
+    [problem] = problems(text)
+    assert problem.message == "values are nested too deeply to be a configuration"
+
+
+def test_characters_yaml_refuses_are_named():
+    [problem] = problems("agent:\n  state_path: a\x00b\n")
+    assert problem.message == "invalid YAML: special characters are not allowed"
+
+
 def test_relative_paths_resolve_against_the_config_directory(tmp_path, monkeypatch):
     config_dir = tmp_path / "etc"
     config_dir.mkdir()
