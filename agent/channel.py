@@ -235,6 +235,12 @@ class Channel(ABC):
     async def check(self, account: Account, ctx: CheckContext) -> CheckResult:
         """Check one account's credential; never raise for anything the provider says."""
 
+    def carry_over(self, previous: Channel) -> None:
+        """On a configuration reload, take over what ``previous`` (the instance this one
+        replaces) holds in memory and must not lose, such as cached access tokens or a rotated
+        refresh token not yet stored. The default keeps nothing."""
+        return None
+
     def refresh_token_max_age(self) -> float:
         """Seconds a refresh token lives after it is granted; 0 means it never expires."""
         return float(self.settings.get("refresh_token_max_age") or 0)

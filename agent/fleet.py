@@ -21,16 +21,18 @@ class Fleet:
         self.accounts: dict[tuple[str, str], Account] = {}
         self.states: dict[tuple[str, str], AccountState] = {}
         self.client_valid: dict[str, bool | None] = {}
-        self._restored = store.load_accounts()
-        self._restored_clients = store.load_client_validity()
 
     def configure(self, config: Config) -> None:
-        """Adopt the accounts of ``config``; state of accounts no longer configured is dropped
-        from memory (so they leave no series), restored state of configured ones is kept."""
+        """Adopt the accounts of ``config`` (at start and at every reload): state of accounts
+        no longer configured is dropped from memory (so they leave no series); accounts new
+        to memory get their stored state back (so one removed and added again resumes)."""
         accounts = {account.key: account for account in config.accounts()}
+        restored = self.store.load_accounts() if accounts.keys() - self.states.keys() else {}
+        restored_clients = (self.store.load_client_validity()
+                            if config.channels.keys() - self.client_valid.keys() else {})
         states = {}
         for key, account in accounts.items():
-            state = self.states.get(key) or self._restored.get(key)
+            state = self.states.get(key) or restored.get(key)
             if state is None:
                 state = AccountState(channel=account.channel, account=account.name,
                                      region=account.region)
@@ -39,7 +41,7 @@ class Fleet:
         self.accounts = accounts
         self.states = states
         self.client_valid = {
-            name: self.client_valid.get(name, self._restored_clients.get(name))
+            name: self.client_valid.get(name, restored_clients.get(name))
             for name in config.channels
         }
 
