@@ -110,7 +110,7 @@ def parse_config(
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         tree = _Node({}, None) if root is None else validator.from_yaml(root, "")
     except yaml.YAMLError as exc:
-        raise ConfigError([_syntax_problem(source, exc)]) from None
+        raise ConfigError([yaml_syntax_problem(source, exc)]) from None
     except RecursionError:
         problem = "values are nested too deeply to be a configuration"
         raise ConfigError([ConfigProblem(source, None, "", problem)]) from None
@@ -134,7 +134,7 @@ def build_config(
     return validator.config(validator.from_python(data, ""))
 
 
-def _syntax_problem(source: str, exc: yaml.YAMLError) -> ConfigProblem:
+def yaml_syntax_problem(source: str, exc: yaml.YAMLError) -> ConfigProblem:
     # str(exc) quotes the offending line of the file, which may hold a secret: use only the
     # parser's own description and the position.
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
@@ -193,7 +193,7 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _unknown(what: str, name: str, known: Iterable[str]) -> str:
+def unknown_name(what: str, name: str, known: Iterable[str]) -> str:
     known = list(known)
     close = difflib.get_close_matches(name, known, n=1)
     if close:
@@ -347,7 +347,7 @@ class _Validator:
         accepted = set(accepted)
         for key, line in section.key_lines.items():
             if key not in accepted:
-                self.problem(line, _join(path, key), _unknown("key", key, sorted(accepted)))
+                self.problem(line, _join(path, key), unknown_name("key", key, sorted(accepted)))
 
     # --- agent --------------------------------------------------------------------------
 
@@ -390,7 +390,7 @@ class _Validator:
             path = _join("channels", name)
             cls = self.registry.get(name)
             if cls is None:
-                message = _unknown("channel", name, sorted(self.registry))
+                message = unknown_name("channel", name, sorted(self.registry))
                 if not self.registry:
                     message += "; no channel plugin is installed"
                 self.problem(node.key_lines[name], path, message)
@@ -729,7 +729,7 @@ class _Validator:
         for region, child in node.value.items():
             if region not in regions:
                 self.problem(node.key_lines[region], _join(path, region),
-                             _unknown("region", region, regions))
+                             unknown_name("region", region, regions))
                 urls[region] = _INVALID
             else:
                 urls[region] = self._url(child, _join(path, region))

@@ -10,13 +10,17 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agent.service import AgentService, account_status
+from agent.websecurity import WebSecurity
 
 SERVICE = web.AppKey("service", AgentService)
-MAX_BODY = 64 * 1024
+MAX_BODY = 64 * 1024  # request bodies past this get 413
 
 
-def make_app(service: AgentService) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY)
+def make_app(service: AgentService, security: WebSecurity | None = None) -> web.Application:
+    """The agent's HTTP API. Without ``security`` (no web config) nothing is protected."""
+    security = security or WebSecurity(None)
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[security.middleware])
+    app.on_response_prepare.append(security.add_headers)
     app[SERVICE] = service
     app.router.add_get("/", landing_page)
     app.router.add_get("/metrics", metrics)
@@ -24,6 +28,7 @@ def make_app(service: AgentService) -> web.Application:
     app.router.add_post("/api/v1/recheck", recheck)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
+    app.router.add_post("/-/reload", reload)
     return app
 
 
@@ -67,10 +72,25 @@ async def recheck(request: web.Request) -> web.Response:
     return web.json_response({"before": before, "after": account_status(state, channel)})
 
 
+async def reload(request: web.Request) -> web.Response:
+    """Re-read the configuration file, as SIGHUP does; 500 with every problem when it is bad."""
+    outcome = await request.app[SERVICE].reload()
+    if not outcome.ok:
+        return web.json_response(
+            {"status": "error", "error": "the configuration was not reloaded; the previous one "
+                                         "stays in force", "problems": outcome.problems},
+            status=500,
+        )
+    return web.json_response({"status": "success", "added": outcome.added,
+                              "removed": outcome.removed, "changed": outcome.changed,
+                              "warnings": outcome.warnings})
+
+
 async def _json_body(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()  # aiohttp answers 413 past client_max_size
     try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = json.loads(raw)  # bytes: UTF-8/16/32 detected, whatever the header claims
+    except (ValueError, RecursionError):
         raise _bad_request("body must be a JSON object", None) from None
     if not isinstance(body, dict):
         raise _bad_request("body must be a JSON object", None)

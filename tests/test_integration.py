@@ -38,24 +38,30 @@ def free_port() -> int:
 
 
 class Agent:
-    """One `channel-agent run` process; logs go to a file the tests read."""
+    """One `channel-agent run` process; logs go to a file the tests read.
 
-    def __init__(self, config: Path, port: int, log: Path) -> None:
-        self.config, self.port, self.log = config, port, log
-        self.url = f"http://127.0.0.1:{port}"
+    ``args`` are more command-line flags; ``client`` are httpx options for talking to it
+    (``verify``, ``auth``) and ``scheme`` is https when a web config turns TLS on.
+    """
+
+    def __init__(self, config: Path, port: int, log: Path, args: tuple[str, ...] = (),
+                 scheme: str = "http", **client) -> None:
+        self.config, self.port, self.log, self.args = config, port, log, args
+        self.url = f"{scheme}://127.0.0.1:{port}"
+        self.client = client
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
         with self.log.open("a") as log:
             self.proc = subprocess.Popen(
                 [BIN / "channel-agent", "run", "--config", self.config,
-                 "--web.listen-address", f"127.0.0.1:{self.port}"],
+                 "--web.listen-address", f"127.0.0.1:{self.port}", *self.args],
                 stdout=log, stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             try:
-                if httpx.get(self.url + "/-/ready", timeout=1).status_code == 200:
+                if self.get("/-/ready", timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -68,14 +74,19 @@ class Agent:
             self.proc.send_signal(signal.SIGTERM)
             self.proc.wait(timeout=10)
 
+    def get(self, path: str, **kwargs) -> httpx.Response:
+        return httpx.get(self.url + path, **{"timeout": 5, **self.client, **kwargs})
+
+    def post(self, path: str, **kwargs) -> httpx.Response:
+        return httpx.post(self.url + path, **{"timeout": 30, **self.client, **kwargs})
+
     def recheck(self, account: str) -> dict:
-        response = httpx.post(self.url + "/api/v1/recheck",
-                              json={"channel": "amazon_ads", "account": account}, timeout=30)
+        response = self.post("/api/v1/recheck", json={"channel": "amazon_ads", "account": account})
         response.raise_for_status()
         return response.json()
 
     def metrics(self) -> str:
-        return httpx.get(self.url + "/metrics", timeout=5).text
+        return self.get("/metrics").text
 
     def sample(self, name: str, account: str, **labels: str) -> float | None:
         for family in text_string_to_metric_families(self.metrics()):
@@ -87,33 +98,48 @@ class Agent:
         return None
 
 
+def simulated_accounts(sim: Simulator, directory: Path,
+                       scenarios: dict[str, tuple[str, str]]) -> list[dict]:
+    """Add one simulator account per scenario; their config entries (token files under
+    ``directory/secrets``, relative to a config file in ``directory``)."""
+    secrets_dir = directory / "secrets"
+    secrets_dir.mkdir(exist_ok=True)
+    (secrets_dir / "client_secret").write_text(sim.client_secret + "\n")
+    accounts = []
+    for name, (region, scenario) in scenarios.items():
+        profile = 1000 + len(sim.accounts)
+        account = SimAccount.create(name, region, [profile], scenario)
+        sim.add_account(account)
+        (secrets_dir / f"{name}.token").write_text(account.refresh_token + "\n")
+        accounts.append({"name": name, "region": region, "expected_profiles": [profile],
+                         "refresh_token_file": f"secrets/{name}.token"})
+    return accounts
+
+
+def write_agent_config(path: Path, sim: Simulator, accounts: list[dict], **agent) -> Path:
+    """A configuration file checking ``accounts`` against the simulator ``sim``."""
+    config = {
+        "agent": {"state_path": "var/agent.db", "check_interval": "1h", "check_timeout": "4s",
+                  **agent},
+        "channels": {"amazon_ads": {
+            "client_id": sim.client_id, "client_secret_file": "secrets/client_secret",
+            "endpoints": sim.endpoints(),
+            "retry": {"initial_backoff": "200ms", "max_backoff": "1s"},
+            "accounts": accounts,
+        }},
+    }
+    path.write_text(json.dumps(config, indent=2))  # JSON is YAML
+    return path
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("world")
     sim = Simulator(client_secret=CLIENT_SECRET, slow_seconds=2, retry_after=1)
-    secrets_dir = tmp / "secrets"
-    secrets_dir.mkdir()
-    (secrets_dir / "client_secret").write_text(CLIENT_SECRET + "\n")
-    accounts = []
-    for i, (name, (region, scenario)) in enumerate(SCENARIOS.items()):
-        account = SimAccount.create(name, region, [1000 + i], scenario)
-        sim.add_account(account)
-        (secrets_dir / f"{name}.token").write_text(account.refresh_token + "\n")
-        accounts.append({"name": name, "region": region, "expected_profiles": [1000 + i],
-                         "refresh_token_file": f"secrets/{name}.token"})
+    accounts = simulated_accounts(sim, tmp, SCENARIOS)
     thread = SimulatorThread(sim)
     thread.start()
-    endpoints = sim.endpoints()
-    config = {
-        "agent": {"state_path": "var/agent.db", "check_interval": "1h", "check_timeout": "4s"},
-        "channels": {"amazon_ads": {
-            "client_id": sim.client_id, "client_secret_file": "secrets/client_secret",
-            "endpoints": endpoints, "retry": {"initial_backoff": "200ms", "max_backoff": "1s"},
-            "accounts": accounts,
-        }},
-    }
-    config_path = tmp / "config.yaml"
-    config_path.write_text(json.dumps(config, indent=2))  # JSON is YAML
+    config_path = write_agent_config(tmp / "config.yaml", sim, accounts)
     agent = Agent(config_path, free_port(), tmp / "agent.log")
     agent.start()
     for name in SCENARIOS:

@@ -6,12 +6,13 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from agent.config import Config, ConfigError, load_config
 from agent.plugins import Plugins, load_plugins
+from agent.websecurity import WebSecurity
 
 EXIT_CONFIG_ERROR = 2
 DEFAULT_CONFIG = "config.yaml"
@@ -31,10 +32,22 @@ def load_or_exit(path: str) -> tuple[Config, Plugins]:
     try:
         return load_config(path, plugins.channels), plugins
     except ConfigError as exc:
-        click.echo(f"error: {len(exc.problems)} problem(s) in the configuration:", err=True)
-        for problem in exc.problems:
-            click.echo(f"  {problem}", err=True)
-        sys.exit(EXIT_CONFIG_ERROR)
+        _exit_with_problems("the configuration", exc)
+
+
+def web_security_or_exit(path: str | None, read_without_auth: bool) -> WebSecurity:
+    """The web config of ``--web.config.file``; on any problem print every one and exit 2."""
+    try:
+        return WebSecurity(path, read_without_auth=read_without_auth)
+    except ConfigError as exc:
+        _exit_with_problems("the web configuration", exc)
+
+
+def _exit_with_problems(what: str, exc: ConfigError) -> NoReturn:
+    click.echo(f"error: {len(exc.problems)} problem(s) in {what}:", err=True)
+    for problem in exc.problems:
+        click.echo(f"  {problem}", err=True)
+    sys.exit(EXIT_CONFIG_ERROR)
 
 
 def print_json(data: Any) -> None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
+from urllib.parse import urlsplit
 
 import click
 import httpx
 
 from agent.cli.common import json_option, print_json, print_table
+from agent.redact import redact
 
 
 @click.command()
@@ -19,16 +21,22 @@ from agent.cli.common import json_option, print_json, print_table
 def status(url: str, as_json: bool) -> None:
     """Show the state of every account, as the running agent last saw it.
 
+    An agent with basic auth takes the credentials in the URL; one with TLS signed by a
+    private CA needs SSL_CERT_FILE=ca.crt.
+
     \b
     Example:
       channel-agent status --url http://127.0.0.1:9877
+      CHANNEL_AGENT_URL=https://sre:PASSWORD@agent.example:9877 channel-agent status
     """
+    password = urlsplit(url).password
     try:
         response = httpx.get(url.rstrip("/") + "/api/v1/status", timeout=10)
         response.raise_for_status()
         doc = response.json()
     except (httpx.HTTPError, ValueError) as exc:
-        click.echo(f"error: could not read the status of the agent at {url}: {exc}", err=True)
+        message = f"error: could not read the status of the agent at {url}: {exc}"
+        click.echo(redact(message, [password] if password else []), err=True)
         sys.exit(1)
     if as_json:
         print_json(doc)
