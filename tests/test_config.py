@@ -1,9 +1,18 @@
+import os
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from agent.channel import Account, Channel, CheckResult, Option, Secret, SecretRef
+from agent.channel import (
+    Account,
+    Channel,
+    CheckResult,
+    MissingSecret,
+    Option,
+    Secret,
+    SecretRef,
+)
 from agent.config import (
     AgentSettings,
     Config,
@@ -498,8 +507,8 @@ def test_secret_file_problems_name_the_file(tmp_path, secrets):
     assert message(found, "channels.sink.accounts[1].refresh_token_file") == (
         "give either refresh_token or refresh_token_file, not both"
     )
-    assert message(found, "channels.sink.accounts[1].webhook_secret_file").startswith(
-        f"cannot read file {secrets / 'a_directory'}: "
+    assert message(found, "channels.sink.accounts[1].webhook_secret_file") == (
+        f"file {secrets / 'a_directory'} is not a regular file"
     )
     assert message(found, "channels.sink.accounts[2].refresh_token") == "must not be empty"
 
@@ -715,6 +724,19 @@ def test_deep_nesting_is_a_problem_not_a_crash(text):
 def test_characters_yaml_refuses_are_named():
     [problem] = problems("agent:\n  state_path: a\x00b\n")
     assert problem.message == "invalid YAML: special characters are not allowed"
+
+
+def test_a_secret_file_that_would_block_or_never_end_is_refused(tmp_path, secrets):
+    os.mkfifo(secrets / "fifo")  # reading it would wait for a writer forever
+    (secrets / "huge").write_bytes(b"x" * (64 * 1024 + 1))
+    found = problems(MINIMAL.replace("client_secret: ${CLIENT_SECRET}",
+                                     "client_secret_file: secrets/fifo"), base_dir=tmp_path)
+    assert message(found, "channels.sink.client_secret_file") == (
+        f"file {secrets / 'fifo'} is not a regular file")
+    with pytest.raises(MissingSecret, match="larger than 64 KiB"):
+        SecretRef(path=secrets / "huge", source="x").read()
+    with pytest.raises(MissingSecret, match="/dev/zero is not a regular file"):
+        SecretRef(path=Path("/dev/zero"), source="x").read()
 
 
 def test_relative_paths_resolve_against_the_config_directory(tmp_path, monkeypatch):
