@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 
 from aiohttp import web
 
@@ -33,6 +34,11 @@ class Listener:
         self._watcher: asyncio.Task | None = None
 
     @property
+    def _reuse_port(self) -> bool:
+        """Only a web config can change the TLS settings, and so need a second socket."""
+        return self.security.path is not None
+
+    @property
     def url(self) -> str:
         scheme = "https" if self.security.ssl_context is not None else "http"
         host = self.host or "0.0.0.0"
@@ -40,6 +46,8 @@ class Listener:
         return f"{scheme}://{host}:{self.port}"
 
     async def start(self) -> None:
+        if self._reuse_port:
+            _refuse_if_taken(self.host, self.port)
         self._site = await self._bind()
         if self.port == 0:  # the same port for every later socket
             self.port = next(addr[1] for addr in self.runner.addresses
@@ -49,8 +57,7 @@ class Listener:
 
     async def _bind(self) -> web.TCPSite:
         site = web.TCPSite(self.runner, self.host, self.port,
-                           ssl_context=self.security.ssl_context,
-                           reuse_port=self.security.path is not None)
+                           ssl_context=self.security.ssl_context, reuse_port=self._reuse_port)
         await site.start()
         return site
 
@@ -83,3 +90,18 @@ class Listener:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
+
+
+def _refuse_if_taken(host: str | None, port: int) -> None:
+    """SO_REUSEPORT would let the agent share a port another process listens on (a second
+    agent, say): bind once without it first, so that fails as it would otherwise."""
+    if port == 0:
+        return
+    for family, kind, proto, _, address in socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    ):
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio does
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            probe.bind(address)

@@ -2,6 +2,7 @@
 
 import ssl
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -156,3 +157,15 @@ def test_an_unreadable_file_is_one_problem(tmp_path):
         load_web_config(tmp_path / "missing.yml")
     [problem] = info.value.problems
     assert "cannot read the web configuration file" in str(problem)
+
+
+def test_the_example_file_is_valid(tmp_path):
+    example = Path(__file__).parent.parent / "web-config.example.yml"
+    tls = server_files(tmp_path)
+    tls.cert_file.rename(tmp_path / "agent.crt")
+    tls.key_file.rename(tmp_path / "agent.key")
+    tls.ca_file.rename(tmp_path / "clients-ca.crt")
+    (tmp_path / "web.yml").write_text(example.read_text())
+    config = load_web_config(tmp_path / "web.yml")
+    assert config.tls.client_allowed_sans == ("prometheus.example.com",)
+    assert "prometheus" in config.basic_auth_users

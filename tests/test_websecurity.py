@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import socket
 import ssl
 import textwrap
 
@@ -324,3 +325,20 @@ async def test_the_watcher_notices_a_change_by_itself(tls_agent, tmp_path, monke
         await asyncio.sleep(0.05)
     await asyncio.sleep(0.2)
     assert await _get(listener.url + "/-/healthy", renewed.client_context()) == 200
+
+
+async def test_a_port_in_use_is_not_shared_even_with_reuse_port(fake_config, tmp_path):
+    (tmp_path / "web.yml").write_text("")
+    security = WebSecurity(tmp_path / "web.yml")
+    service = AgentService(fake_config(), load_plugins([FakePlugin()], entry_points=False))
+    runner = web.AppRunner(make_app(service, security))
+    await runner.setup()
+    with socket.socket() as taken:  # another agent, also with SO_REUSEPORT
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        listener = Listener(runner, "127.0.0.1", taken.getsockname()[1], security)
+        with pytest.raises(OSError):
+            await listener.start()
+    await runner.cleanup()
+    await service.stop()
