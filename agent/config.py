@@ -80,16 +80,20 @@ def load_config(
 ) -> Config:
     """Read and validate a configuration file; raise :class:`ConfigError` listing all problems."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        problem = f"cannot read the configuration file: {exc.strerror or type(exc).__name__}"
-        raise ConfigError([ConfigProblem(str(path), None, "", problem)]) from None
-    except UnicodeDecodeError:
-        problem = "the configuration file is not UTF-8 text"
-        raise ConfigError([ConfigProblem(str(path), None, "", problem)]) from None
+    text = read_config_file(path, "configuration file")
     base_dir = Path(os.path.abspath(path)).parent
     return parse_config(text, channels, source=str(path), base_dir=base_dir, environ=environ)
+
+
+def read_config_file(path: Path, what: str) -> str:
+    """The text of a configuration file; one :class:`ConfigError` problem if it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        problem = f"cannot read the {what}: {exc.strerror or type(exc).__name__}"
+    except UnicodeDecodeError:
+        problem = f"the {what} is not UTF-8 text"
+    raise ConfigError([ConfigProblem(str(path), None, "", problem)])
 
 
 def parse_config(

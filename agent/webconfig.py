@@ -37,7 +37,13 @@ from typing import Any
 import bcrypt
 import yaml
 
-from agent.config import ConfigError, ConfigProblem, unknown_name, yaml_syntax_problem
+from agent.config import (
+    ConfigError,
+    ConfigProblem,
+    read_config_file,
+    unknown_name,
+    yaml_syntax_problem,
+)
 from agent.durations import DURATION_HINT, parse_duration
 
 # Go's tls.ClientAuthType names -> what Python's ssl verifies. RequestClientCert asks for a
@@ -146,14 +152,7 @@ def load_web_config(path: str | Path) -> WebConfig:
     Raises :class:`agent.config.ConfigError` listing every problem.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        problem = f"cannot read the web configuration file: {exc.strerror or type(exc).__name__}"
-        raise ConfigError([ConfigProblem(str(path), None, "", problem)]) from None
-    except UnicodeDecodeError:
-        problem = "the web configuration file is not UTF-8 text"
-        raise ConfigError([ConfigProblem(str(path), None, "", problem)]) from None
+    text = read_config_file(path, "web configuration file")
     return parse_web_config(text, source=str(path), base_dir=path.absolute().parent)
 
 

@@ -255,17 +255,17 @@ async def test_https_with_the_configured_certificate_and_minimum_version(tls_age
         await _get(listener.url + "/-/healthy", tls12_client)
 
 
+def client_auth(tls, clients, auth_type: str) -> str:
+    """A web config serving ``tls`` and verifying client certificates of ``clients``' CA."""
+    return (f"tls_server_config:\n  cert_file: {tls.cert_file}\n  key_file: {tls.key_file}\n"
+            f"  client_auth_type: {auth_type}\n  client_ca_file: {clients.ca_file}\n")
+
+
 async def test_verified_client_certificates_are_credentials(tls_agent, tmp_path):
     tls = server_files(tmp_path)
     clients = server_files(tmp_path / "clients", "clients")
     stranger = server_files(tmp_path / "stranger", "stranger")
-    listener, _ = await tls_agent(f"""\
-        tls_server_config:
-          cert_file: {tls.cert_file}
-          key_file: {tls.key_file}
-          client_auth_type: VerifyClientCertIfGiven
-          client_ca_file: {clients.ca_file}
-    """)
+    listener, _ = await tls_agent(client_auth(tls, clients, "VerifyClientCertIfGiven"))
     recheck = listener.url + "/api/v1/recheck"
     with_cert = tls.client_context(client_cert(clients.ca, tmp_path / "c.pem"))
     assert await _get(listener.url + "/metrics", tls.client_context()) == 200
@@ -279,14 +279,8 @@ async def test_verified_client_certificates_are_credentials(tls_agent, tmp_path)
 async def test_client_allowed_sans(tls_agent, tmp_path):
     tls = server_files(tmp_path)
     clients = server_files(tmp_path / "clients", "clients")
-    listener, _ = await tls_agent(f"""\
-        tls_server_config:
-          cert_file: {tls.cert_file}
-          key_file: {tls.key_file}
-          client_auth_type: RequireAndVerifyClientCert
-          client_ca_file: {clients.ca_file}
-          client_allowed_sans: [prometheus.example]
-    """)
+    listener, _ = await tls_agent(client_auth(tls, clients, "RequireAndVerifyClientCert")
+                                  + "  client_allowed_sans: [prometheus.example]\n")
     allowed = tls.client_context(client_cert(clients.ca, tmp_path / "p.pem", "prometheus.example"))
     other = tls.client_context(client_cert(clients.ca, tmp_path / "o.pem", "other.example"))
     assert await _get(listener.url + "/metrics", allowed) == 200
