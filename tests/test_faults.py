@@ -19,14 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from channel_agent_amazon_ads.simulator import SimAccount, Simulator
+from channel_agent_amazon_ads.simulator import SimAccount, Simulator, SimulatorThread
 
 from agent.config import load_config
 from agent.plugins import load_plugins
 from agent.service import AgentService
 
-CHECK_TIMEOUT = 1.5  # the whole check, retries included
-REQUEST_TIMEOUT = 0.3
+# Generous enough that a loaded CI machine does not turn an answer into a timeout.
+CHECK_TIMEOUT = 2.5  # the whole check, retries included
+REQUEST_TIMEOUT = 1.0
 INITIAL_BACKOFF = 0.1
 JITTER = 0.1  # the Amazon channel's default
 RETRY_AFTER = 1
@@ -162,15 +163,15 @@ class World:
 
 @pytest.fixture
 async def world(tmp_path):
-    sim = Simulator(slow_seconds=5, retry_after=RETRY_AFTER, trickle_seconds=0.05,
+    # on its own thread and loop, so the agents' work does not delay its answers
+    sim = Simulator(slow_seconds=10, retry_after=RETRY_AFTER, trickle_seconds=0.05,
                     burst_length=2)
-    await sim.start()
-    world = World(tmp_path, sim)
-    world.start()
-    yield world
-    for service in world.services.values():
-        await service.stop()
-    await sim.stop()
+    with SimulatorThread(sim):
+        world = World(tmp_path, sim)
+        world.start()
+        yield world
+        for service in world.services.values():
+            await service.stop()
 
 
 async def test_every_fault_keeps_the_last_conclusive_value_and_heals(world):
