@@ -128,6 +128,7 @@ class Option:
       ``secret`` (accepts ``<key>`` or ``<key>_file``, read now -> :class:`Secret`),
       ``secret_ref`` (``<key>`` or ``<key>_file``, read at check time -> :class:`SecretRef`),
       ``url`` (an http(s) URL),
+      ``path`` (a file path; relative ones resolve against the config file's directory -> Path),
       ``regional_url`` (an URL for every region, or a mapping region -> URL -> ``dict[str, str]``),
       ``mapping`` (a nested mapping described by ``options``).
     """

@@ -1,8 +1,9 @@
 """The state store: what must survive a restart, per account, in one SQLite file.
 
 Only non-secret facts are stored: check times, validity, reason, the refresh token's
-fingerprint (a short hash) and when it was issued. Every write is one transaction, so a
-crash leaves either the old or the new row, never half of one.
+fingerprint (a short hash) and when it was issued; the newest data time of each data set.
+Every write is one transaction, so a crash leaves either the old or the new row, never half
+of one.
 """
 
 from __future__ import annotations
@@ -14,9 +15,7 @@ from pathlib import Path
 
 from agent.channel import CheckResult
 
-SCHEMA_VERSION = 1
-
-_SCHEMA = """
+_SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS accounts (
     channel TEXT NOT NULL,
     account TEXT NOT NULL,
@@ -40,6 +39,23 @@ CREATE TABLE IF NOT EXISTS channels (
     client_valid INTEGER
 );
 """
+
+# Version 2: the newest data time of each data set (heartbeats and polled sources).
+_SCHEMA_V2 = """
+CREATE TABLE IF NOT EXISTS freshness (
+    channel TEXT NOT NULL,
+    account TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    last_updated REAL NOT NULL,
+    source TEXT NOT NULL,
+    recorded REAL NOT NULL,
+    PRIMARY KEY (channel, account, dataset)
+);
+"""
+
+# Step i upgrades a file from version i to i + 1; a new file runs them all.
+_MIGRATIONS = (_SCHEMA_V1, _SCHEMA_V2)
+SCHEMA_VERSION = len(_MIGRATIONS)
 
 
 @dataclass
@@ -135,7 +151,8 @@ class StateStore:
                 f"state file {self.path} was written by a newer agent (schema {version})"
             )
         with self._db:
-            self._db.executescript(_SCHEMA)
+            for step in _MIGRATIONS[version:]:
+                self._db.executescript(step)
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def load_accounts(self) -> dict[tuple[str, str], AccountState]:
@@ -169,8 +186,57 @@ class StateStore:
             (channel, valid),
         )
 
+    def load_freshness(self) -> dict[tuple[str, str, str], DataFreshness]:
+        return _load_freshness(self._db)
+
+    def save_freshness(self, value: DataFreshness) -> None:
+        self._db.execute(
+            f"INSERT OR REPLACE INTO freshness ({', '.join(_FRESHNESS_COLUMNS)}) "
+            f"VALUES ({', '.join('?' for _ in _FRESHNESS_COLUMNS)})",
+            [getattr(value, name) for name in _FRESHNESS_COLUMNS],
+        )
+
     def close(self) -> None:
         self._db.close()
+
+
+@dataclass
+class DataFreshness:
+    """The newest data time known for one data set, from which source, learnt when."""
+
+    channel: str
+    account: str
+    dataset: str
+    last_updated: float
+    source: str
+    recorded: float
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.channel, self.account, self.dataset)
+
+
+_FRESHNESS_COLUMNS = ["channel", "account", "dataset", "last_updated", "source", "recorded"]
+
+
+def _load_freshness(db: sqlite3.Connection) -> dict[tuple[str, str, str], DataFreshness]:
+    rows = db.execute(f"SELECT {', '.join(_FRESHNESS_COLUMNS)} FROM freshness")
+    values = [DataFreshness(*row) for row in rows]
+    return {value.key: value for value in values}
+
+
+def read_freshness(path: Path | str) -> dict[tuple[str, str, str], DataFreshness]:
+    """The data times saved in a state file, read without writing to it (for one-shot
+    commands beside a running agent); empty when the file or the table does not exist."""
+    if str(path) == ":memory:" or not Path(path).is_file():
+        return {}
+    db = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        return _load_freshness(db)
+    except sqlite3.OperationalError:  # written by an agent older than schema version 2
+        return {}
+    finally:
+        db.close()
 
 
 def _to_bool(value: int | None) -> bool | None:

@@ -3,6 +3,8 @@
 \b
   channel-agent run --config config.yaml      serve /metrics, check on a schedule
   channel-agent check --config config.yaml    check every account once, print a table
+  channel-agent mark-synced amazon_ads --account acme-us --dataset sp_campaigns_daily
+                                              report a successful sync to the running agent
   channel-agent demo                          the agent against its built-in Amazon simulator
 
 Every command has --help with an example.
@@ -15,6 +17,7 @@ import click
 from agent import __version__
 from agent.cli.check import check
 from agent.cli.config_cmd import config_group
+from agent.cli.freshness import mark_synced
 from agent.cli.plugins_cmd import plugins
 from agent.cli.run import demo, run
 from agent.cli.status import status
@@ -26,7 +29,7 @@ def cli() -> None:
     pass
 
 
-for command in (run, check, status, plugins, config_group, demo):
+for command in (run, check, status, mark_synced, plugins, config_group, demo):
     cli.add_command(command)
 
 
