@@ -58,3 +58,32 @@ def test_store_round_trip_survives_reopen(tmp_path):
     assert reopened.load_client_validity() == {"fake": False}
     integrity = reopened._db.execute("PRAGMA integrity_check").fetchone()[0]
     assert integrity == "ok"
+
+
+def test_a_version_1_file_is_migrated_and_keeps_its_accounts(tmp_path):
+    import sqlite3
+
+    from agent.state import _SCHEMA_V1, SCHEMA_VERSION, DataFreshness, read_freshness
+
+    path = tmp_path / "agent.db"
+    db = sqlite3.connect(path)
+    db.executescript(_SCHEMA_V1)
+    db.execute("INSERT INTO accounts (channel, account, region, valid, last_valid) "
+               "VALUES ('fake', 'a1', 'na', 1, 100)")
+    db.execute("PRAGMA user_version=1")
+    db.commit()
+    db.close()
+    assert read_freshness(path) == {}  # an old file: nothing to read, no error
+
+    store = StateStore(path)
+    assert store._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert store.load_accounts()[("fake", "a1")].last_valid == 100
+    value = DataFreshness("fake", "a1", "orders", last_updated=1.7e9, source="pipeline",
+                          recorded=1.7e9 + 5)
+    store.save_freshness(value)
+    store.close()
+    reopened = StateStore(path)
+    assert reopened.load_freshness() == {value.key: value}
+    assert read_freshness(path) == {value.key: value}  # read-only, beside a running agent
+    reopened.close()
+    assert read_freshness(tmp_path / "missing.db") == {}

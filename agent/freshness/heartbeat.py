@@ -62,18 +62,20 @@ def parse_heartbeat(
             400, "last_updated",
             f"field 'last_updated' is {last_updated - now:.0f}s in the future "
             f"(at most {MAX_FUTURE_SKEW:.0f}s of clock skew is accepted)")
-    found = find(body["channel"], body["account"], body["dataset"])
+    channel, account, name = body["channel"], body["account"], body["dataset"]
+    found = find(channel, account, name)
     if isinstance(found, str):
-        what = {"channel": "channel", "account": "account of this channel",
-                "dataset": "data set of this account"}[found]
-        raise HeartbeatRejected(404, found, f"unknown {what}: '{body[found]}' is not configured")
+        problem = {"channel": f"no channel '{channel}' is configured",
+                   "account": f"channel {channel} has no account '{account}'",
+                   "dataset": f"account {channel}/{account} has no data set '{name}'"}[found]
+        raise HeartbeatRejected(404, found, f"field '{found}': {problem}")
     source = sources.get(found.source)
     if not isinstance(source, HeartbeatSource):
         kind = source.type if source is not None else "unknown"
         raise HeartbeatRejected(
             409, "dataset",
-            f"data set '{found.name}' takes its freshness from source '{found.source}' "
-            f"(type {kind}), not from heartbeats")
+            f"field 'dataset': data set '{name}' of {channel}/{account} takes its freshness "
+            f"from source '{found.source}' (type {kind}), not from heartbeats")
     return found, last_updated
 
 

@@ -10,6 +10,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 UTC = dt.UTC
 TIMESTAMP_HINT = "an RFC 3339 time like 2026-11-27T04:00:00Z or Unix epoch seconds"
+# Earlier times are refused: they are a count or a flag read as seconds, not a data time, and
+# would make a broken source look like very stale data.
+EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC).timestamp()
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
 
 
@@ -60,8 +63,8 @@ def to_unix(value: object, naive: dt.tzinfo | None = UTC) -> float:
 
 
 def _epoch(seconds: float) -> float:
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError(f"must be {TIMESTAMP_HINT} (a positive, finite number)")
+    if not math.isfinite(seconds) or seconds < EARLIEST:
+        raise ValueError(f"must be {TIMESTAMP_HINT}, not before 2000-01-01")
     return seconds
 
 
