@@ -247,7 +247,15 @@ class Channel(ABC):
 
 
 class Demo(ABC):
-    """A running simulator plus the channel configuration that points at it."""
+    """A running simulator plus the channel configuration that points at it.
+
+    The demo's channel section may declare ``datasets`` read from two freshness sources the
+    core provides: ``demo_warehouse`` (a ``sql`` source over a SQLite file seeded from
+    :meth:`data_syncs`) and ``demo_pipeline`` (``heartbeat``: ``channel-agent mark-synced``).
+    """
+
+    WAREHOUSE_SOURCE: ClassVar[str] = "demo_warehouse"
+    HEARTBEAT_SOURCE: ClassVar[str] = "demo_pipeline"
 
     @abstractmethod
     async def start(self, workdir: Path) -> dict[str, Any]:
@@ -258,4 +266,9 @@ class Demo(ABC):
 
     def describe(self) -> list[str]:
         """Lines printed by ``channel-agent demo`` (URLs, scenario per account)."""
+        return []
+
+    def data_syncs(self) -> list[tuple[str, str, float]]:
+        """(account, dataset, hours ago) of each last successful data sync, seeded into the
+        demo warehouse when the demo starts."""
         return []
