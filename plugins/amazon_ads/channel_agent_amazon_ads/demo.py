@@ -100,8 +100,7 @@ class AmazonAdsDemo(Demo):
             lines.append(
                 f"  change a scenario: curl -X PUT -H 'Content-Type: application/json' "
                 f"-d '{{\"scenario\": \"revoked\"}}' {base}/_sim/accounts/{example.name}")
-        lines += [f"  {a.name} ({a.region}): {a.scenario}, sp_campaigns_daily synced "
-                  f"{DATA_AGE_HOURS.get(a.name, 0):g}h ago" for a in self.simulator.accounts]
+        lines += [f"  {a.name} ({a.region}): {a.scenario}" for a in self.simulator.accounts]
         return lines
 
     def data_syncs(self) -> list[tuple[str, str, float]]:
