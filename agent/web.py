@@ -113,11 +113,11 @@ def _datasets_cell(datasets: list[dict[str, Any]]) -> str:
     """One line per data set: name, state, age and threshold (and a failing source)."""
     lines = []
     for d in datasets:
-        age = f"{d['age']} old" if d["age"] is not None else "no value"
+        age = f"{d['age']} old, " if d["age"] is not None else ""
         down = " · source down" if d["source_up"] is False else ""
         lines.append(
             f'{html.escape(d["dataset"])}: <b style="color:{_STATE_COLOURS[d["state"]]}">'
-            f'{d["state"]}</b> ({html.escape(age)}, max {html.escape(d["max_age"])}){down}')
+            f'{d["state"]}</b> ({html.escape(age)}max {html.escape(d["max_age"])}){down}')
     return "<br>".join(lines)
 
 

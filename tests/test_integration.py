@@ -317,6 +317,8 @@ def test_check_exit_codes(world):
     ok = subprocess.run([BIN / "channel-agent", "check", "--config", config,
                          "--account", "healthy-na"], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stdout + ok.stderr
+    orders = next(line for line in ok.stdout.splitlines() if " orders " in line)
+    assert orders.split()[2:6] == ["valid", "orders", "warehouse", "stale"]  # queried once
     bad = subprocess.run([BIN / "channel-agent", "check", "--config", config,
                           "--account", "revoked-eu"], capture_output=True, text=True)
     assert bad.returncode == 1 and "invalid_grant" in bad.stdout

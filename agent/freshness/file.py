@@ -17,7 +17,7 @@ from typing import Any
 
 from agent.channel import Option
 from agent.freshness.source import Dataset, FreshnessSource, SourceError
-from agent.freshness.timestamps import to_unix, zone
+from agent.freshness.timestamps import TIMEZONE_OPTION, to_unix, zone
 from agent.hookspecs import hookimpl
 
 FIELDS = ("channel", "account", "region", "dataset")
@@ -34,7 +34,7 @@ class FileSource(FreshnessSource):
         "json_field": Option("str", default=None,
                              doc="dotted path of a timestamp in the file's JSON (a.b.0.c); "
                                  "default: the file's modification time"),
-        "timezone": Option("str", default=None, doc="zone of JSON times without one; UTC"),
+        "timezone": TIMEZONE_OPTION,
     }
 
     def __init__(self, name: str, settings: dict[str, Any]) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from agent.channel import Option
 from agent.freshness.source import Dataset, FreshnessSource, SourceError
-from agent.freshness.timestamps import to_unix, zone
+from agent.freshness.timestamps import TIMEZONE_OPTION, to_unix, zone
 from agent.hookspecs import hookimpl
 from agent.redact import redact
 
@@ -34,7 +34,7 @@ class SqlSource(FreshnessSource):
                       doc="SQLAlchemy database URL, e.g. postgresql://user:password@host/db"),
         "query": Option("str", required=True,
                         doc="returns one row with one column: the newest data time"),
-        "timezone": Option("str", default=None, doc="zone of timestamps without one; UTC"),
+        "timezone": TIMEZONE_OPTION,
     }
 
     def __init__(self, name: str, settings: dict[str, Any]) -> None:
