@@ -138,4 +138,3 @@ def state_word(state: AccountState) -> str:
     if not state.check_success:
         return "unverified"
     return "valid" if state.valid else "invalid"
-

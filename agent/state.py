@@ -233,7 +233,7 @@ def read_freshness(path: Path | str) -> dict[tuple[str, str, str], DataFreshness
     db = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
     try:
         return _load_freshness(db)
-    except sqlite3.OperationalError:  # written by an agent older than schema version 2
+    except sqlite3.DatabaseError:  # older than schema version 2, or not a state file
         return {}
     finally:
         db.close()
