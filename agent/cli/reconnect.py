@@ -253,9 +253,15 @@ def _make_link(report: _Report, store: StateStore | None, reconnector: Reconnect
                            f"{CALLBACK_PATH}, like https://agent.example.com{CALLBACK_PATH}, "
                            f"not {redirect_uri}: set channels.{report.channel.name}.redirect_uri "
                            f"or pass --redirect-uri"), EXIT_CONFIG_ERROR)
+    url = _agent_url(report.config, agent_url)
+    if is_loopback(redirect_uri) and urlsplit(redirect_uri).port != urlsplit(url).port:
+        report.fail(ReconnectError(
+            "unsupported", f"a link needs a redirect_uri that reaches the running agent's "
+                           f"{CALLBACK_PATH}; {redirect_uri} is a loopback address, and not the "
+                           f"agent's ({url}): set channels.{report.channel.name}.redirect_uri "
+                           f"or pass --redirect-uri"), EXIT_CONFIG_ERROR)
     link, replaced = create_link(store, report.channel, report.account, reconnector,
                                  redirect_uri, accept_missing_profiles=accept_missing_profiles)
-    url = _agent_url(report.config, agent_url)
     ready = _agent_ready(url)
     expires = _iso(link.expires)
     report.doc.update(result="link_created", consent_url=link.consent_url, expires=expires,
