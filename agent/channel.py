@@ -232,7 +232,7 @@ class ReconnectError(Exception):
     """A reconnect step failed and nothing was stored. ``message`` is for humans (no secret);
     ``reason`` is for scripts: declined, state_mismatch, code_rejected, expired, timeout,
     unavailable (the provider did not answer), rejected, profiles_missing, store_failed,
-    unsupported (the account cannot be reconnected as asked)."""
+    interrupted, unsupported (the account cannot be reconnected as asked)."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)

@@ -8,6 +8,7 @@ to the agent's /oauth/callback.
 from __future__ import annotations
 
 import io
+import json
 import os
 import stat
 import time
@@ -18,8 +19,10 @@ import httpx
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from channel_agent_amazon_ads.simulator import SimAccount, Simulator
+from click.testing import CliRunner
 
-from agent.channel import CheckContext, ReconnectError, Secret
+from agent.channel import CheckContext, CheckResult, ReconnectError, Secret
+from agent.cli import cli
 from agent.config import Config, build_config
 from agent.plugins import load_plugins
 from agent.reconnect import (
@@ -35,7 +38,7 @@ from agent.reconnect import (
     read_pasted,
 )
 from agent.service import AgentService
-from agent.state import Grant, StateStore
+from agent.state import AccountState, Grant, StateStore
 from agent.web import make_app
 from tests.test_integration import free_port
 
@@ -80,8 +83,9 @@ async def world(tmp_path):
             "endpoints": sim.endpoints(), "accounts": accounts,
         }},
     }
-    config = build_config(data, load_plugins().channels, base_dir=tmp_path,
-                          environ={"ENV_TOKEN": sim.account("env").refresh_token})
+    environ = {"ENV_TOKEN": sim.account("env").refresh_token}
+    config = build_config(data, load_plugins().channels, base_dir=tmp_path, environ=environ)
+    (tmp_path / "config.yaml").write_text(json.dumps(data))  # for the command line
     world = World(sim, config, tmp_path)
     yield world
     world.store.close()
@@ -109,21 +113,31 @@ def ctx(http: httpx.AsyncClient) -> CheckContext:
 # --- local flow ---------------------------------------------------------------------------
 
 
-async def test_local_flow_stores_the_token_atomically_and_records_the_grant(world, http):
+async def local_flow(world, http, sim_account: str | None):
+    """The local flow up to the code, for account "revoked": the attempt, the page the
+    browser ends on, and what the wait ended with (the code, or the ReconnectError)."""
     account = world.account("revoked")
-    old = world.token_file("revoked").read_text()
     redirect_uri = f"http://127.0.0.1:{free_port()}/callback"
     reconnector = preflight(world.channel, account)
     attempt = new_attempt(reconnector, account, redirect_uri)
     server = LocalCallback(redirect_uri, attempt.state, reconnector)
     await server.start()
     try:
-        location = await browse(http, attempt.consent_url, "revoked")
-        page = await http.get(location)
-        assert page.status_code == 200 and "You can close this tab" in page.text
-        code = await server.wait(5)
+        page = await http.get(await browse(http, attempt.consent_url, sim_account))
+        try:
+            ended: str | ReconnectError = await server.wait(5)
+        except ReconnectError as err:
+            ended = err
     finally:
         await server.stop()
+    return attempt, page, ended
+
+
+async def test_local_flow_stores_the_token_atomically_and_records_the_grant(world, http):
+    account = world.account("revoked")
+    old = world.token_file("revoked").read_text()
+    attempt, page, code = await local_flow(world, http, "revoked")
+    assert page.status_code == 200 and "You can close this tab" in page.text
     outcome = await complete(world.channel, account, code, attempt, ctx(http), world.store)
 
     new = world.sim.account("revoked").refresh_token
@@ -156,20 +170,9 @@ async def test_local_callback_ends_on_a_wrong_state_and_ignores_other_paths(worl
 
 
 async def test_local_flow_declined_consent(world, http):
-    account = world.account("revoked")
-    redirect_uri = f"http://127.0.0.1:{free_port()}/callback"
-    reconnector = preflight(world.channel, account)
-    attempt = new_attempt(reconnector, account, redirect_uri)
-    server = LocalCallback(redirect_uri, attempt.state, reconnector)
-    await server.start()
-    try:
-        page = await http.get(await browse(http, attempt.consent_url, None))
-        assert page.status_code == 400 and "declined" in page.text
-        with pytest.raises(ReconnectError) as info:
-            await server.wait(5)
-    finally:
-        await server.stop()
-    assert info.value.reason == "declined"
+    _, page, ended = await local_flow(world, http, None)
+    assert page.status_code == 400 and "declined" in page.text
+    assert isinstance(ended, ReconnectError) and ended.reason == "declined"
 
 
 async def test_local_callback_times_out_and_needs_a_loopback_redirect(world):
@@ -367,3 +370,41 @@ async def test_a_reconnect_recorded_by_another_process_shows_at_the_next_check(w
     other.close()
     state = await service.scheduler.check_now(account)
     assert (state.valid, state.reconnected, state.refresh_issued) == (True, 1001.0, 1000.0)
+
+
+# --- the command line, in-process -----------------------------------------------------------
+
+
+async def test_list_leaves_out_accounts_reconnected_since_their_last_check(world):
+    store = StateStore(world.config.agent.state_path)
+    for name in ("revoked", "removed"):
+        state = AccountState("amazon_ads", name, "na")
+        state.apply(CheckResult(valid=False, reason="invalid_grant"), now=100.0)
+        store.save_account(state)
+    store.record_grant("amazon_ads", "removed", Grant("fp", granted=150.0, reconnected=200.0))
+    store.close()
+    config = str(world.tmp / "config.yaml")
+    runner = CliRunner(env={"ENV_TOKEN": "Atzr|x"})
+    result = runner.invoke(cli, ["reconnect", "--list", "--json", "--config", config])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert [(r["account"], r["why"]) for r in rows] == [
+        ("revoked", ["credential invalid (invalid_grant)"])]
+    assert rows[0]["command"].endswith(f"--account revoked --config {config}")
+
+
+async def test_usage_errors_exit_2_before_anything_is_asked(world):
+    config = str(world.tmp / "config.yaml")
+    runner = CliRunner(env={"ENV_TOKEN": "Atzr|x"})
+    for args, message in (
+        (["amazon_ads"], "give a CHANNEL and --account"),
+        (["amazon_ads", "--account", "revoked", "--no-browser", "--link"], "cannot be combined"),
+        (["amazon_ads", "--account", "revokd"], "did you mean 'revoked'"),
+        (["amazon_adz", "--account", "revoked"], "did you mean 'amazon_ads'"),
+        (["amazon_ads", "--account", "revoked", "--timeout", "soon"], "--timeout"),
+        (["amazon_ads", "--account", "revoked", "--show-token"], "--show-token is only for"),
+    ):
+        result = runner.invoke(cli, ["reconnect", *args, "--config", config])
+        assert result.exit_code == 2, args
+        assert message in result.output, (args, result.output)
+    assert world.sim.count(path="/auth/o2/token") == 0

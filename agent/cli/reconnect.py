@@ -136,10 +136,12 @@ def reconnect(
     if no_browser and link:
         raise click.UsageError("--no-browser and --link cannot be combined")
     wait = _duration("--timeout", timeout)
+    if (list_accounts or pending) and account_name is not None:
+        raise click.UsageError(f"{listing[0]} takes no --account")
+    if not (list_accounts or pending) and (channel_name is None or account_name is None):
+        raise click.UsageError("give a CHANNEL and --account NAME (or --list, or --pending)")
     config, _ = load_or_exit(config_path)
     if list_accounts or pending:
-        if account_name is not None:
-            raise click.UsageError(f"{listing[0]} takes no --account")
         if channel_name is not None:
             _channel(config, channel_name)
         if list_accounts:
@@ -147,8 +149,7 @@ def reconnect(
         else:
             _pending(config, channel_name, as_json)
         return
-    if channel_name is None or account_name is None:
-        raise click.UsageError("give a CHANNEL and --account NAME (or --list, or --pending)")
+    assert channel_name is not None and account_name is not None
     channel = _channel(config, channel_name)
     account = _account(channel, account_name)
     if cancel:
@@ -178,6 +179,9 @@ def reconnect(
                                            "--accept-missing-profiles")
     except ReconnectError as err:
         report.fail(err, EXIT_FAILED)
+    except KeyboardInterrupt:
+        report.fail(ReconnectError("interrupted", "interrupted; a token file is only ever "
+                                                  "replaced whole"), EXIT_FAILED)
     report.profiles(outcome.result.profiles, outcome.result.missing)
     report.stored(outcome, store)
     if outcome.stored_in is not None:
@@ -204,6 +208,9 @@ async def _flow(report: _Report, reconnector: Reconnector, redirect_uri: str, wa
             if can_open_browser():
                 open_browser(attempt.consent_url)
                 _note("(opening your browser)")
+            else:
+                _note(f"(no browser here: open it on this machine; if your browser runs "
+                      f"elsewhere, it cannot reach {redirect_uri}: use --no-browser)")
             _note(f"Waiting up to {format_duration(wait)} for the redirect to {redirect_uri} ...")
             code = await server.wait(wait)
         finally:
@@ -436,7 +443,7 @@ class _Report:
             lines.append(f"  new refresh token (fingerprint {grant.fingerprint}), NOT stored: "
                          f"this account's token comes from {where} "
                          f"({self.config.source}: {outcome.source}). Put it there, then restart "
-                         f"the agent, which checks it at start:")
+                         f"the agent, which reads it at start:")
             lines.append(outcome.token.reveal())
         if store is not None:
             lines.append(f"  grant recorded in {store.path}: the refresh token's age starts now")
