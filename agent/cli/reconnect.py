@@ -6,7 +6,6 @@ import asyncio
 import difflib
 import os
 import re
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -27,9 +26,15 @@ from agent.cli.common import (
     print_json,
     print_table,
 )
-from agent.config import MEMORY, Config
+from agent.cli.reconnect_list import (
+    cancel_link,
+    open_store,
+    show_accounts_to_reconnect,
+    show_links,
+    usage_exit,
+)
+from agent.config import Config
 from agent.durations import format_duration, parse_duration
-from agent.fleet import Fleet
 from agent.reconnect import (
     CALLBACK_PATH,
     STEP_TIMEOUT,
@@ -48,18 +53,11 @@ from agent.reconnect import (
     read_pasted,
     redirect_uri_of,
 )
-from agent.service import _iso, state_word
-from agent.state import AccountState, StateStore
+from agent.service import _iso
+from agent.state import StateStore
 from agent.web import split_listen_address
 
 EXIT_FAILED = 1
-# Conclusive reasons a new consent can fix. invalid_client, unauthorized_client and
-# invalid_scope are the application's problem, for every account: a reconnect would not help.
-RECONNECT_REASONS = frozenset(
-    {"invalid_grant", "unauthorized", "forbidden", "profile_missing", "missing_credential"}
-)
-
-
 @click.command()
 @click.argument("channel_name", metavar="[CHANNEL]", required=False)
 @click.option("--account", "account_name", metavar="NAME", help="The account to reconnect.")
@@ -145,15 +143,16 @@ def reconnect(
         if channel_name is not None:
             _channel(config, channel_name)
         if list_accounts:
-            _list(config, config_path, channel_name, _duration("--within", within), as_json)
+            show_accounts_to_reconnect(config, config_path, channel_name,
+                                       _duration("--within", within), as_json)
         else:
-            _pending(config, channel_name, as_json)
+            show_links(config, channel_name, as_json)
         return
     assert channel_name is not None and account_name is not None
     channel = _channel(config, channel_name)
     account = _account(channel, account_name)
     if cancel:
-        _cancel(config, account, as_json)
+        cancel_link(config, account, as_json)
         return
     mode = "link" if link else "no-browser" if no_browser else "local"
     uri = redirect_uri or redirect_uri_of(channel)
@@ -166,7 +165,7 @@ def reconnect(
         reconnector = preflight(channel, account, link=link, show_token=show_token)
     except ReconnectError as err:
         report.fail(err, EXIT_CONFIG_ERROR)
-    store = _store(config, required=link)
+    store = open_store(config, required=link)
     if link:
         _make_link(report, store, reconnector, uri, accept_missing_profiles, agent_url)
         return
@@ -300,103 +299,6 @@ def _agent_ready(url: str) -> bool:
         return False
 
 
-# --- listings -----------------------------------------------------------------------------
-
-
-def _list(config: Config, config_path: str, channel_name: str | None, within: float,
-          as_json: bool) -> None:
-    store = _store(config, required=True)
-    assert store is not None
-    fleet = Fleet(store)
-    fleet.configure(config)
-    grants = store.load_grants()
-    now = time.time()
-    rows = []
-    for account, state in fleet:
-        if channel_name is not None and account.channel != channel_name:
-            continue
-        grant = grants.get(account.key)
-        if grant is not None and grant.reconnected > (state.last_check or 0):
-            continue  # reconnected since its last check: what that check found is history
-        channel = config.channels[account.channel]
-        why = _why(state, channel.refresh_token_max_age(), now, within)
-        if why:
-            rows.append({"channel": account.channel, "account": account.name,
-                         "region": account.region, "state": state_word(state), "why": why,
-                         "command": _command(config_path, channel, account)})
-    if as_json:
-        print_json(rows)
-        return
-    if not rows:
-        click.echo("No account needs reconnecting.")
-        return
-    print_table(("CHANNEL", "ACCOUNT", "REGION", "WHY", "COMMAND"),
-                [(r["channel"], r["account"], r["region"], "; ".join(r["why"]), r["command"])
-                 for r in rows])
-
-
-def _why(state: AccountState, max_age: float, now: float, within: float) -> list[str]:
-    why = []
-    if state.valid is False and state.reason in RECONNECT_REASONS - {"profile_missing"}:
-        why.append(f"credential invalid ({state.reason})")
-    missing = sorted(p for p, reachable in state.profiles.items() if not reachable)
-    if missing:
-        why.append(f"profile(s) not reachable: {', '.join(missing)}")
-    if state.refresh_issued is not None and max_age > 0:
-        expiry = state.refresh_issued + max_age
-        if expiry <= now:
-            why.append(f"refresh token expired {_iso(expiry)}")
-        elif expiry - now <= within:
-            why.append(f"refresh token expires {_iso(expiry)}")
-    return why
-
-
-def _command(config_path: str, channel: Channel, account: Account) -> str:
-    args = ["channel-agent", "reconnect", channel.name, "--account", account.name,
-            "--config", os.path.abspath(config_path)]
-    ref = channel.refresh_token_ref(account)
-    if ref is not None and ref.path is None:
-        args.append("--show-token")
-    return shlex.join(args)
-
-
-def _pending(config: Config, channel_name: str | None, as_json: bool) -> None:
-    store = _store(config, required=True)
-    assert store is not None
-    now = time.time()
-    rows = [
-        {"channel": link.channel, "account": link.account, "region": link.region,
-         "status": link.current_status(now), "created": _iso(link.created),
-         "expires": _iso(link.expires), "finished": _iso(link.finished), "detail": link.detail,
-         "redirect_uri": link.redirect_uri, "consent_url": link.consent_url}
-        for link in store.links() if channel_name is None or link.channel == channel_name
-    ]
-    if as_json:
-        print_json(rows)
-        return
-    if not rows:
-        click.echo("No consent links.")
-        return
-    print_table(("CHANNEL", "ACCOUNT", "STATUS", "CREATED", "EXPIRES", "DETAIL"),
-                [(r["channel"], r["account"], r["status"], r["created"], r["expires"],
-                  r["detail"]) for r in rows])
-    if any(r["status"] == "open" for r in rows):
-        click.echo("(--json shows the consent URLs of open links)")
-
-
-def _cancel(config: Config, account: Account, as_json: bool) -> None:
-    store = _store(config, required=True)
-    assert store is not None
-    count = store.cancel_links(account.channel, account.name, time.time())
-    if as_json:
-        print_json({"channel": account.channel, "account": account.name, "cancelled": count})
-    elif count:
-        click.echo(f"Withdrew the open consent link of {account.channel}/{account.name}; "
-                   f"using it now shows a 'withdrawn' page and changes nothing.")
-    else:
-        click.echo(f"{account.channel}/{account.name} has no open consent link.")
-
-
 # --- output -------------------------------------------------------------------------------
 
 
@@ -495,7 +397,7 @@ def _note(text: str) -> None:
 def _channel(config: Config, name: str) -> Channel:
     channel = config.channels.get(name)
     if channel is None:
-        _usage_exit(f"channel '{name}' is not configured in {config.source}"
+        usage_exit(f"channel '{name}' is not configured in {config.source}"
                     f"{_suggest(name, config.channels)}")
     return channel
 
@@ -504,18 +406,13 @@ def _account(channel: Channel, name: str) -> Account:
     for account in channel.accounts:
         if account.name == name:
             return account
-    _usage_exit(f"{channel.name} has no account '{name}'"
+    usage_exit(f"{channel.name} has no account '{name}'"
                 f"{_suggest(name, [a.name for a in channel.accounts])}")
 
 
 def _suggest(name: str, known: Any) -> str:
     close = difflib.get_close_matches(name, list(known), n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
-
-
-def _usage_exit(message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(EXIT_CONFIG_ERROR)
 
 
 def _duration(flag: str, text: str) -> float:
@@ -526,18 +423,6 @@ def _duration(flag: str, text: str) -> float:
     if seconds <= 0:
         raise click.BadParameter("must be more than 0", param_hint=flag)
     return seconds
-
-
-def _store(config: Config, *, required: bool) -> StateStore | None:
-    path = config.agent.state_path
-    if str(path) == MEMORY:
-        if required:
-            _usage_exit("agent.state_path is :memory:; this needs the agent's state file")
-        return None
-    try:
-        return StateStore(path)
-    except Exception as exc:  # noqa: BLE001 - sqlite3 errors, a newer schema
-        _usage_exit(f"cannot open the state file {path}: {exc}")
 
 
 def _agent_url(config: Config, given: str | None) -> str:
