@@ -58,6 +58,8 @@ from agent.state import StateStore
 from agent.web import split_listen_address
 
 EXIT_FAILED = 1
+
+
 @click.command()
 @click.argument("channel_name", metavar="[CHANNEL]", required=False)
 @click.option("--account", "account_name", metavar="NAME", help="The account to reconnect.")
