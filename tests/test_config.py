@@ -893,6 +893,8 @@ def test_example_config_is_valid(tmp_path):
     defaults = {name: option.default for name, option in channel.channel_options.items()}
     assert channel.settings["refresh_token_max_age"] == defaults["refresh_token_max_age"]
     assert channel.settings["refresh_interval"] == defaults["refresh_interval"]
+    for name in ("redirect_uri", "reconnect_link_expiry"):
+        assert channel.settings[name] == defaults[name]
     endpoints = channel.channel_options["endpoints"].options
     for name, option in endpoints.items():  # the example shows the real defaults
         assert channel.settings["endpoints"][name] == option.default

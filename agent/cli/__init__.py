@@ -4,6 +4,7 @@
   channel-agent run --config config.yaml      serve /metrics, check on a schedule
   channel-agent check --config config.yaml    check every account once, print a table
   channel-agent demo                          the agent against its built-in Amazon simulator
+  channel-agent reconnect CHANNEL --account NAME   re-authorise an account, safely
 
 Every command has --help with an example.
 """
@@ -16,6 +17,7 @@ from agent import __version__
 from agent.cli.check import check
 from agent.cli.config_cmd import config_group
 from agent.cli.plugins_cmd import plugins
+from agent.cli.reconnect import reconnect
 from agent.cli.run import demo, run
 from agent.cli.status import status
 
@@ -26,7 +28,7 @@ def cli() -> None:
     pass
 
 
-for command in (run, check, status, plugins, config_group, demo):
+for command in (run, check, status, reconnect, plugins, config_group, demo):
     cli.add_command(command)
 
 
