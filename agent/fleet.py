@@ -1,7 +1,9 @@
 """The fleet: every configured account with its latest state, held in memory.
 
 The scheduler writes check results here; metrics, the status API and the landing page read
-from here. Every change is written through to the :class:`StateStore` at once.
+from here. Every change is written through to the :class:`StateStore` at once. A reconnect
+recorded by another process (``channel-agent reconnect``) is read back from the store at the
+account's next check, so it shows without a restart.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class Fleet:
         """Adopt the accounts of ``config``; state of accounts no longer configured is dropped
         from memory (so they leave no series), restored state of configured ones is kept."""
         accounts = {account.key: account for account in config.accounts()}
+        grants = self.store.load_grants()
         states = {}
         for key, account in accounts.items():
             state = self.states.get(key) or self._restored.get(key)
@@ -35,6 +38,8 @@ class Fleet:
                 state = AccountState(channel=account.channel, account=account.name,
                                      region=account.region)
             state.region = account.region
+            if key in grants:
+                state.apply_grant(grants[key])
             states[key] = state
         self.accounts = accounts
         self.states = states
@@ -52,7 +57,7 @@ class Fleet:
         if state is None:  # removed from the config while its check ran
             return AccountState(channel=account.channel, account=account.name,
                                 region=account.region)
-        state.apply(result, self.clock())
+        state.apply(result, self.clock(), self.store.load_grant(*account.key))
         self.store.save_account(state)
         if result.client_valid is not None and self.client_valid.get(account.channel) != (
             result.client_valid

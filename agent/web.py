@@ -1,4 +1,5 @@
-"""The HTTP server: /metrics, the landing page, the status API and the health endpoints."""
+"""The HTTP server: /metrics, the landing page, the status API, the health endpoints and the
+redirect of reconnect links (``agent.oauth_callback``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agent.freshness.heartbeat import HeartbeatRejected
+from agent.oauth_callback import callback_handler
+from agent.reconnect import CALLBACK_PATH
 from agent.service import AgentService, account_status
 
 SERVICE = web.AppKey("service", AgentService)
@@ -26,6 +29,7 @@ def make_app(service: AgentService) -> web.Application:
     app.router.add_post("/api/v1/freshness", freshness)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
+    app.router.add_get(CALLBACK_PATH, callback_handler(service))
     return app
 
 

@@ -92,3 +92,45 @@ def _by_account(text):
                 values.setdefault(account, {})["reason"] = s.labels["reason"]
     return {a: (v.get("valid"), v.get("success"), v.get("reason"))
             for a, v in values.items() if v.get("checked")}
+
+
+def test_reconnecting_the_revoked_demo_account_makes_it_valid_without_a_restart(tmp_path):
+    """The local flow, browser included: BROWSER is tests/fake_browser.py."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    bin_dir = Path(sys.executable).parent
+    demo = subprocess.Popen(
+        [bin_dir / "channel-agent", "demo", "--web.listen-address", f"127.0.0.1:{port}",
+         "--check-interval", "1h", "--workdir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        recheck = {"channel": "amazon_ads", "account": "globex-eu"}
+        assert httpx.post(f"{url}/api/v1/recheck", json=recheck,
+                          timeout=30).json()["after"]["reason"] == "invalid_grant"
+        browser = Path(__file__).with_name("fake_browser.py")
+        page = tmp_path / "browser-page.html"
+        env = os.environ | {"BROWSER": f"{sys.executable} {browser} %s",
+                            "FAKE_BROWSER_ACCOUNT": "globex-eu", "FAKE_BROWSER_PAGE": str(page)}
+        result = subprocess.run(
+            [bin_dir / "channel-agent", "reconnect", "amazon_ads", "--account", "globex-eu",
+             "--config", str(tmp_path / "config.yaml"), "--timeout", "30s",
+             "--redirect-uri", f"http://127.0.0.1:{free_port()}/oauth/callback"],
+            env=env, capture_output=True, text=True, timeout=60,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "before: invalid (invalid_grant)" in result.stdout
+        assert "after:  valid" in result.stdout
+        assert page.read_text().startswith("200\n")
+        values = _by_account(httpx.get(f"{url}/metrics").text)
+        assert values["globex-eu"] == (1, 1, None)
+    finally:
+        demo.send_signal(signal.SIGINT)
+        demo.wait(timeout=15)

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import click
+import yaml
 from aiohttp import web
 
 from agent.channel import Demo
@@ -164,10 +165,15 @@ async def _demo(workdir: Path, listen_address: str, check_interval: str) -> None
             config = build_config(data, plugins.channels, source="<demo>", base_dir=workdir)
         except ConfigError as exc:
             raise click.ClickException(f"the demo configuration is invalid:\n{exc}") from None
+        # The same configuration as a file, for the other commands (reconnect, check).
+        config_file = workdir / "config.yaml"
+        config_file.write_text(yaml.safe_dump(data, sort_keys=False))
         click.echo(f"Channel Health Agent demo (state and tokens in {workdir})")
         click.echo(f"  metrics:      http://{listen_address}/metrics")
         click.echo(f"  status page:  http://{listen_address}/")
         click.echo(f"  status API:   http://{listen_address}/api/v1/status")
+        click.echo(f"  config file:  {config_file}")
+        click.echo(f"  reconnect:    channel-agent reconnect --list --config {config_file}")
         for name, channel_demo in demos.items():
             for line in channel_demo.describe():
                 click.echo(f"  {name}: {line}")
