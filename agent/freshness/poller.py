@@ -62,7 +62,12 @@ class FreshnessPoller:
     async def _loop(self, name: str) -> None:
         while True:
             started = self.monotonic()
-            await self.poll(name)
+            try:
+                await self.poll(name)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # e.g. the state file cannot be written: try again next round
+                log.exception("freshness source %s: the poll round failed", name)
             source = self.tracker.sources.get(name)
             if source is None:
                 return
