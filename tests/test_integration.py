@@ -258,6 +258,13 @@ def test_heartbeats_from_api_and_cli_show_at_once_and_survive_a_restart(world):
     assert revoked.split()[2:6] == ["invalid", "sp_campaigns_daily", "pipeline", "fresh"]
     assert "1d1h" in revoked and "1d12h" in revoked  # age and max_age
     assert any("no data yet" in line for line in status.splitlines())
+    # check runs beside the agent and reads the heartbeat from its state file
+    checked = subprocess.run([BIN / "channel-agent", "check", "--config", str(world["config"]),
+                              "--account", "revoked-eu", "--json"],
+                             capture_output=True, text=True, timeout=60)
+    (doc,) = json.loads(checked.stdout)
+    sp_doc = next(d for d in doc["datasets"] if d["dataset"] == "sp_campaigns_daily")
+    assert sp_doc["last_updated"] == _rfc3339(synced - 86400)
 
     agent.stop()
     agent.start()
