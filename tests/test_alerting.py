@@ -212,7 +212,7 @@ def test_runbook_commands_exist():
                                capture_output=True, text=True, check=True).stdout
     commands = set(re.findall(r"^  ([a-z][a-z-]*)\s", help_text.split("Commands:")[1], re.M))
     used = {line.split()[1] for _, block in runbook_blocks("sh")
-            for line in block.splitlines() if line.startswith("channel-agent ")}
+            for line in map(str.strip, block.splitlines()) if line.startswith("channel-agent ")}
     assert used, "the runbooks show no channel-agent command"
     unknown = used - commands - set(COMMANDS_FROM_OPEN_ISSUES)
     assert not unknown, f"runbooks use commands that do not exist: {sorted(unknown)}"
