@@ -280,3 +280,13 @@ def test_grafana_provisioning_files():
     assert providers["apiVersion"] == 1
     assert providers["providers"][0]["type"] == "file"
     assert providers["providers"][0]["options"]["path"].startswith("/")
+
+
+def test_a_missing_program_fails_in_ci_and_skips_elsewhere(monkeypatch):
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="scripts/system-deps.sh"):
+        require_program("promtool")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception):
+        require_program("promtool")
