@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from agent.channel import TRANSIENT_REASONS
 from tests.promstack import (
     ALERTMANAGER_EXAMPLE,
     DASHBOARD,
@@ -101,6 +102,13 @@ def test_every_for_duration_is_listed_in_the_header():
         rows = [line for line in header.splitlines() if f"{rule['alert']}, for:" in line]
         assert rows, f"{rule['alert']}'s for: is not in the header"
         assert rule["for"] in rows[0].split(), (rule["alert"], rule["for"], rows[0])
+
+
+def test_descriptions_know_the_transient_reasons():
+    """ChannelCredentialInvalid tells a rejection from an inconclusive latest check by the
+    reason: its list must be the agent's."""
+    listed = re.search(r'eq \$reason((?: "\w+")+)', RULES.read_text())[1]
+    assert tuple(re.findall(r'"(\w+)"', listed)) == TRANSIENT_REASONS
 
 
 def test_runbook_base_url_is_defined_once():
