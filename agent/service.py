@@ -40,6 +40,7 @@ class AgentService:
         self.fleet = Fleet(self.store)
         self.fleet.configure(config)
         self.metrics = AgentMetrics(self.fleet, config.channels)
+        self.metrics.check_interval.set(config.agent.check_interval)
         self.http = {name: self._client() for name in config.channels}
         self.scheduler = Scheduler(self.fleet, config.channels, self.metrics, config.agent,
                                    self.http)

@@ -10,7 +10,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -87,15 +90,17 @@ class Agent:
         return None
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("world")
+@contextmanager
+def simulated_fleet(tmp: Path, scenarios: dict[str, tuple[str, str]],
+                    **agent_settings: str) -> Iterator[SimpleNamespace]:
+    """The simulator with one account per ``{name: (region, scenario)}`` (expected profile
+    1000 + its index) and a running agent checking them; yields sim, agent and config."""
     sim = Simulator(client_secret=CLIENT_SECRET, slow_seconds=2, retry_after=1)
     secrets_dir = tmp / "secrets"
     secrets_dir.mkdir()
     (secrets_dir / "client_secret").write_text(CLIENT_SECRET + "\n")
     accounts = []
-    for i, (name, (region, scenario)) in enumerate(SCENARIOS.items()):
+    for i, (name, (region, scenario)) in enumerate(scenarios.items()):
         account = SimAccount.create(name, region, [1000 + i], scenario)
         sim.add_account(account)
         (secrets_dir / f"{name}.token").write_text(account.refresh_token + "\n")
@@ -105,7 +110,7 @@ def world(tmp_path_factory):
     thread.start()
     endpoints = sim.endpoints()
     config = {
-        "agent": {"state_path": "var/agent.db", "check_interval": "1h", "check_timeout": "4s"},
+        "agent": {"state_path": "var/agent.db", **agent_settings},
         "channels": {"amazon_ads": {
             "client_id": sim.client_id, "client_secret_file": "secrets/client_secret",
             "endpoints": endpoints, "retry": {"initial_backoff": "200ms", "max_backoff": "1s"},
@@ -115,12 +120,21 @@ def world(tmp_path_factory):
     config_path = tmp / "config.yaml"
     config_path.write_text(json.dumps(config, indent=2))  # JSON is YAML
     agent = Agent(config_path, free_port(), tmp / "agent.log")
-    agent.start()
-    for name in SCENARIOS:
-        agent.recheck(name)
-    yield {"sim": sim, "agent": agent, "tmp": tmp, "config": config_path}
-    agent.stop()
-    thread.stop()
+    try:
+        agent.start()
+        yield SimpleNamespace(sim=sim, agent=agent, config=config_path)
+    finally:
+        agent.stop()
+        thread.stop()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("world")
+    with simulated_fleet(tmp, SCENARIOS, check_interval="1h", check_timeout="4s") as fleet:
+        for name in SCENARIOS:
+            fleet.agent.recheck(name)
+        yield {"sim": fleet.sim, "agent": fleet.agent, "tmp": tmp, "config": fleet.config}
 
 
 def test_each_scenario_is_classified(world):
