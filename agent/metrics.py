@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -168,6 +168,14 @@ class AgentMetrics:
         self.registry = registry or CollectorRegistry()
         self.fleet_collector = FleetCollector(fleet, channels)
         self.registry.register(self.fleet_collector)
+        # process_start_time_seconds & co.: the ChannelAgentChecksStalled rule needs the uptime.
+        ProcessCollector(registry=self.registry)
+        self.check_interval = Gauge(
+            "channel_agent_check_interval_seconds",
+            "The configured agent.check_interval, so alert rules can tell a stalled check "
+            "from a slow schedule.",
+            registry=self.registry,
+        )
         self.check_failures = Counter(
             "channel_check_failures",
             "Failed checks by channel and reason (the fixed set documented in the README).",

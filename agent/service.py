@@ -44,6 +44,7 @@ class AgentService:
         self.fleet = Fleet(self.store)
         self.fleet.configure(config)
         self.metrics = AgentMetrics(self.fleet, config.channels)
+        self.metrics.check_interval.set(config.agent.check_interval)
         self.freshness = FreshnessTracker(self.store)
         self.freshness.configure(config)
         self.freshness_metrics = FreshnessMetrics(self.freshness, self.metrics.registry)

@@ -6,15 +6,19 @@
 set -euo pipefail
 
 need=()
-command -v promtool >/dev/null || need+=(prometheus)
-command -v amtool >/dev/null || need+=(prometheus-alertmanager)
+{ command -v promtool && command -v prometheus; } >/dev/null || need+=(prometheus)
+# Debian names the server prometheus-alertmanager; upstream releases call it alertmanager.
+{ command -v amtool && { command -v prometheus-alertmanager || command -v alertmanager; }; } \
+  >/dev/null || need+=(prometheus-alertmanager)
 if ! command -v pg_ctl >/dev/null && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
   need+=(postgresql)
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if ! command -v apt-get >/dev/null; then
-  echo "missing system packages: ${need[*]} (install them with your package manager)" >&2
+  echo "missing system packages: ${need[*]} (install them with your package manager, or put" \
+    "promtool, prometheus, amtool and alertmanager from the Prometheus project's release" \
+    "archives on PATH)" >&2
   exit 1
 fi
 sudo=""

@@ -12,7 +12,10 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -90,15 +93,19 @@ class Agent:
         return None
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("world")
+@contextmanager
+def simulated_fleet(tmp: Path, scenarios: dict[str, tuple[str, str]],
+                    freshness: dict | None = None,
+                    **agent_settings: str) -> Iterator[SimpleNamespace]:
+    """The simulator with one account per ``{name: (region, scenario)}`` (expected profile
+    1000 + its index) and a running agent checking them; yields sim, agent and config.
+    ``freshness``: ``{"freshness_sources": ..., "datasets": ...}`` for the channel."""
     sim = Simulator(client_secret=CLIENT_SECRET, slow_seconds=2, retry_after=1)
     secrets_dir = tmp / "secrets"
     secrets_dir.mkdir()
     (secrets_dir / "client_secret").write_text(CLIENT_SECRET + "\n")
     accounts = []
-    for i, (name, (region, scenario)) in enumerate(SCENARIOS.items()):
+    for i, (name, (region, scenario)) in enumerate(scenarios.items()):
         account = SimAccount.create(name, region, [1000 + i], scenario)
         sim.add_account(account)
         (secrets_dir / f"{name}.token").write_text(account.refresh_token + "\n")
@@ -107,36 +114,51 @@ def world(tmp_path_factory):
     thread = SimulatorThread(sim)
     thread.start()
     endpoints = sim.endpoints()
-    warehouse = sqlite3.connect(tmp / "warehouse.db")
-    warehouse.execute("CREATE TABLE sync_runs (account TEXT, dataset TEXT, finished_at TEXT)")
-    warehouse.execute("INSERT INTO sync_runs VALUES ('healthy-na', 'orders', ?)", (SYNCED_AT,))
-    warehouse.commit()
-    warehouse.close()
+    freshness = freshness or {}
     config = {
-        "agent": {"state_path": "var/agent.db", "check_interval": "1h", "check_timeout": "4s"},
-        "freshness_sources": {
-            "pipeline": {"type": "heartbeat"},
-            "warehouse": {"type": "sql", "url": f"sqlite:///{tmp / 'warehouse.db'}",
-                          "query": "SELECT max(finished_at) FROM sync_runs "
-                                   "WHERE account = :account AND dataset = :dataset"},
-        },
+        "agent": {"state_path": "var/agent.db", **agent_settings},
+        "freshness_sources": freshness.get("freshness_sources", {}),
         "channels": {"amazon_ads": {
             "client_id": sim.client_id, "client_secret_file": "secrets/client_secret",
             "endpoints": endpoints, "retry": {"initial_backoff": "200ms", "max_backoff": "1s"},
-            "datasets": {"sp_campaigns_daily": {"source": "pipeline", "max_age": "36h"},
-                         "orders": {"source": "warehouse", "max_age": "2h"}},
+            "datasets": freshness.get("datasets", {}),
             "accounts": accounts,
         }},
     }
     config_path = tmp / "config.yaml"
     config_path.write_text(json.dumps(config, indent=2))  # JSON is YAML
     agent = Agent(config_path, free_port(), tmp / "agent.log")
-    agent.start()
-    for name in SCENARIOS:
-        agent.recheck(name)
-    yield {"sim": sim, "agent": agent, "tmp": tmp, "config": config_path}
-    agent.stop()
-    thread.stop()
+    try:
+        agent.start()
+        yield SimpleNamespace(sim=sim, agent=agent, config=config_path)
+    finally:
+        agent.stop()
+        thread.stop()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("world")
+    warehouse = sqlite3.connect(tmp / "warehouse.db")
+    warehouse.execute("CREATE TABLE sync_runs (account TEXT, dataset TEXT, finished_at TEXT)")
+    warehouse.execute("INSERT INTO sync_runs VALUES ('healthy-na', 'orders', ?)", (SYNCED_AT,))
+    warehouse.commit()
+    warehouse.close()
+    freshness = {
+        "freshness_sources": {
+            "pipeline": {"type": "heartbeat"},
+            "warehouse": {"type": "sql", "url": f"sqlite:///{tmp / 'warehouse.db'}",
+                          "query": "SELECT max(finished_at) FROM sync_runs "
+                                   "WHERE account = :account AND dataset = :dataset"},
+        },
+        "datasets": {"sp_campaigns_daily": {"source": "pipeline", "max_age": "36h"},
+                     "orders": {"source": "warehouse", "max_age": "2h"}},
+    }
+    with simulated_fleet(tmp, SCENARIOS, freshness, check_interval="1h",
+                         check_timeout="4s") as fleet:
+        for name in SCENARIOS:
+            fleet.agent.recheck(name)
+        yield {"sim": fleet.sim, "agent": fleet.agent, "tmp": tmp, "config": fleet.config}
 
 
 def test_each_scenario_is_classified(world):
