@@ -72,6 +72,8 @@ class AgentService:
                 "ready": self.ready,
                 "config": self.config.source,
                 "check_interval_seconds": self.config.agent.check_interval,
+                "shard": str(self.fleet.shard),
+                "accounts_configured": self.fleet.configured,
             },
             "plugins": {
                 "channels": {name: origin for name, origin in self.plugins.origins.items()},
