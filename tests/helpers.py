@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from channel_agent_amazon_ads.simulator import SimAccount, Simulator
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -23,6 +26,16 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def require_program(name: str) -> str:
+    """The program's path; skip without it, but fail in CI (make test installs it)."""
+    path = shutil.which(name, path=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is missing in CI (make test installs it)")
+        pytest.skip(f"{name} is not installed (make test installs it)")
+    return path
 
 
 def write_sim_config(tmp: Path, sim: Simulator, client_secret: str,

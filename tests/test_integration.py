@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 
 import httpx
@@ -11,7 +9,7 @@ import pytest
 from channel_agent_amazon_ads.simulator import Simulator, SimulatorThread
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import BIN, Agent, free_port, write_sim_config
+from tests.helpers import BIN, Agent, free_port, require_program, write_sim_config
 
 pytestmark = pytest.mark.integration
 
@@ -82,11 +80,7 @@ def test_revocation_flips_a_valid_account(world):
 
 
 def test_metrics_pass_promtool(world):
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        if os.environ.get("CI"):
-            pytest.fail("promtool is missing in CI (make test installs it)")
-        pytest.skip("promtool not installed (make test installs it)")
+    promtool = require_program("promtool")
     result = subprocess.run([promtool, "check", "metrics"], input=world["agent"].metrics(),
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
