@@ -80,9 +80,9 @@ async def serve(config: Config, plugins: Plugins, address: str,
     try:
         await site.start()
         await service.start()
-        log.info("listening on %s, %d account(s) (shard %s of %d configured), config %s",
-                 _bound(runner, address), len(service.fleet.accounts), service.fleet.shard,
-                 service.fleet.configured, config.source)
+        log.info("listening on %s, %d of %d account(s) (shard %s), config %s",
+                 _bound(runner, address), len(service.fleet.accounts), service.fleet.configured,
+                 service.fleet.shard, config.source)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
