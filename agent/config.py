@@ -399,30 +399,36 @@ class _Validator:
         accounts = []
         names: dict[str, int] = {}
         for i, item in enumerate(accounts_node.value):
-            account = self._account(name, cls, item, f"{accounts_path}[{i}]")
-            if account is None:
+            account_path = f"{accounts_path}[{i}]"
+            account_name = self._account_name(item, account_path)
+            account = self._account(name, cls, item, account_path, account_name)
+            if account_name is _INVALID:
                 continue
-            if account.name in names:
-                self.problem(item.key_lines.get("name", item.line), f"{accounts_path}[{i}].name",
-                             f"duplicate account name: accounts[{names[account.name]}] "
+            if account_name in names:
+                self.problem(item.key_lines.get("name", item.line), f"{account_path}.name",
+                             f"duplicate account name: accounts[{names[account_name]}] "
                              f"already uses it")
                 continue
-            names[account.name] = i
-            accounts.append(account)
+            names[account_name] = i
+            if account is not None:
+                accounts.append(account)
         return cls, settings, accounts
 
-    def _account(self, channel: str, cls: type[Channel], node: _Node, path: str) -> Account | None:
+    def _account(
+        self, channel: str, cls: type[Channel], node: _Node, path: str, name: Any
+    ) -> Account | None:
         if not isinstance(node.value, dict):
-            self.problem(node.line, path, "must be a mapping with at least a name")
             return None
         settings = self._section(node, cls.account_options, path, core=("name", "region"))
-        name = self._account_name(node, path)
         region = self._region(node, path)
         if settings is None or _INVALID in (name, region):
             return None
         return Account(channel=channel, name=name, region=region, settings=settings)
 
     def _account_name(self, node: _Node, path: str) -> Any:
+        if not isinstance(node.value, dict):
+            self.problem(node.line, path, "must be a mapping with at least a name")
+            return _INVALID
         child = self._present(node, "name")
         if child is None:
             self.problem(node.line, _join(path, "name"), "is required")

@@ -269,8 +269,8 @@ def test_every_problem_reported_at_once_with_lines_and_paths():
         (13, "channels.sink.homepage"),
         (15, "channels.sink.endpoints.api_url"),
         (17, "channels.sink.retry.max_backoff"),
-        (19, "channels.sink.accounts[0].refresh_token"),
         (19, "channels.sink.accounts[0].name"),
+        (19, "channels.sink.accounts[0].refresh_token"),
         (20, "channels.sink.accounts[0].region"),
         (21, "channels.sink.accounts[0].expected_profiles[1]"),
         (22, "channels.sink.accounts[1].name"),
@@ -559,6 +559,20 @@ def test_duplicate_account_names():
         """)
     assert where(found) == {(8, "channels.sink.accounts[2].name")}
     assert found[0].message == "duplicate account name: accounts[0] already uses it"
+
+
+def test_duplicate_account_name_is_reported_even_when_the_first_is_broken():
+    found = problems("""\
+        channels:
+          sink:
+            client_id: id
+            client_secret: s
+            accounts:
+              - {name: acme, region: xx, refresh_token: a}
+              - {name: acme, region: eu, refresh_token: c}
+        """)
+    assert where(found) == {(6, "channels.sink.accounts[0].region"),
+                            (7, "channels.sink.accounts[1].name")}
 
 
 def test_same_account_name_in_two_channels_is_fine():
