@@ -3,6 +3,7 @@ checked by exactly one of them."""
 
 import time
 
+import httpx
 import pytest
 from channel_agent_amazon_ads.simulator import Simulator, SimulatorThread
 from prometheus_client.parser import text_string_to_metric_families
@@ -50,6 +51,12 @@ def test_three_shards_check_every_account_exactly_once(tmp_path):
             assert accounts.value == len(owned[index])
             exported = {s.labels["account"] for s in families["channel_credential_valid"].samples}
             assert exported == owned[index]
+            elsewhere = sorted(owned[(index + 1) % 3])[0]
+            response = httpx.post(agent.url + "/api/v1/recheck",
+                                  json={"channel": "amazon_ads", "account": elsewhere})
+            assert response.status_code == 404
+            assert response.json()["error"] == (
+                f"checked by the replica of shard {(index + 1) % 3}/3; this one is {index}/3")
     finally:
         for agent in agents:
             agent.stop()

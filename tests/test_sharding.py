@@ -8,6 +8,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.cli import cli
+from agent.cli.check import _check
 from agent.config import ConfigError
 from agent.plugins import load_plugins
 from agent.service import AgentService
@@ -108,3 +109,11 @@ def test_run_rejects_a_bad_shard_before_starting(tmp_path):
                                       "--shard", "5/3"])
     assert result.exit_code == 2
     assert "--shard" in result.output and "INDEX 5 is not below COUNT 3" in result.output
+
+
+async def test_one_shot_check_ignores_the_shard(fake_config):
+    config = fake_config(accounts=[f"m{i}" for i in range(9)], shard="0/3")
+    plugins = load_plugins([FakePlugin()], entry_points=False)
+    states = await _check(config, plugins, [a.key for a in config.accounts()])
+    assert [s.account for s in states] == [f"m{i}" for i in range(9)]
+    assert all(s.last_check is not None for s in states)
