@@ -20,6 +20,7 @@ from agent.cli.common import (
 from agent.config import Config
 from agent.plugins import Plugins
 from agent.service import AgentService, account_status
+from agent.sharding import Shard
 
 
 @click.command()
@@ -30,7 +31,8 @@ from agent.service import AgentService, account_status
 def check(config_path: str, channel: str | None, account: str | None, as_json: bool) -> None:
     """Check every account (or one) once, now, and print the result.
 
-    Runs apart from any running agent: its state file is not touched. Exit status: 0 when
+    Runs apart from any running agent: its state file is not touched, and agent.shard does
+    not apply (every account can be checked from anywhere). Exit status: 0 when
     every checked credential is valid, 1 when any is invalid or could not be verified,
     2 on a configuration error.
 
@@ -59,7 +61,7 @@ def check(config_path: str, channel: str | None, account: str | None, as_json: b
 
 
 async def _check(config: Config, plugins: Plugins, keys: list[tuple[str, str]]):
-    one_shot = dataclasses.replace(config.agent, state_path=Path(":memory:"))
+    one_shot = dataclasses.replace(config.agent, state_path=Path(":memory:"), shard=Shard())
     service = AgentService(dataclasses.replace(config, agent=one_shot), plugins)
     try:
         accounts = [service.fleet.accounts[key] for key in keys]
