@@ -26,6 +26,7 @@ from agent.channel import Account, Channel, MissingSecret, Option, Secret, Secre
 from agent.durations import DURATION_HINT, parse_duration
 from agent.freshness.source import DEFAULT_TIMEOUT, Dataset, FreshnessSource
 from agent.redact import redact
+from agent.sharding import Shard, parse_shard
 
 ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 MEMORY = ":memory:"  # state_path that keeps state in memory only
@@ -38,6 +39,7 @@ class AgentSettings:
     check_interval: float = 300.0
     check_timeout: float = 30.0  # one account's whole check, retries included
     max_concurrency: int = 32
+    shard: Shard = Shard()  # this replica's share of the accounts; 0/1 = all of them
 
 
 @dataclass
@@ -164,6 +166,7 @@ _AGENT_OPTIONS: dict[str, Option] = {
     "check_interval": Option("duration", default=AgentSettings.check_interval),
     "check_timeout": Option("duration", default=AgentSettings.check_timeout),
     "max_concurrency": Option("int", default=AgentSettings.max_concurrency),
+    "shard": Option("str", default=str(AgentSettings.shard)),
 }
 
 _DATASET_OPTIONS: dict[str, Option] = {
@@ -365,6 +368,7 @@ class _Validator:
             check_interval=values["check_interval"],
             check_timeout=values["check_timeout"],
             max_concurrency=values["max_concurrency"],
+            shard=parse_shard(values["shard"]),
         )
 
     # --- channels and accounts ----------------------------------------------------------
@@ -919,6 +923,11 @@ def _agent_problems(values: dict[str, Any]) -> Iterator[tuple[str, str]]:
         yield "state_path", "must be a file path (or :memory:)"
     if given("max_concurrency") and values["max_concurrency"] < 1:
         yield "max_concurrency", "must be at least 1"
+    if given("shard"):
+        try:
+            parse_shard(values["shard"])
+        except ValueError as exc:
+            yield "shard", str(exc)
     interval, timeout = values["check_interval"], values["check_timeout"]
     if given("check_interval") and interval <= 0:
         yield "check_interval", "must be more than 0"

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 
 from agent.channel import Account, CheckResult
 from agent.config import Config
+from agent.sharding import Shard, account_key
 from agent.state import AccountState, StateStore
 
 
@@ -23,13 +24,19 @@ class Fleet:
         self.accounts: dict[tuple[str, str], Account] = {}
         self.states: dict[tuple[str, str], AccountState] = {}
         self.client_valid: dict[str, bool | None] = {}
+        self.shard = Shard()
+        self.configured = 0  # accounts in the configuration, this shard's and the others'
         self._restored = store.load_accounts()
         self._restored_clients = store.load_client_validity()
 
     def configure(self, config: Config) -> None:
-        """Adopt the accounts of ``config``; state of accounts no longer configured is dropped
-        from memory (so they leave no series), restored state of configured ones is kept."""
-        accounts = {account.key: account for account in config.accounts()}
+        """Adopt the accounts of ``config`` that this replica's shard owns; state of accounts
+        no longer configured (or owned) is dropped from memory, so they leave no series;
+        restored state of owned ones is kept."""
+        shard = config.agent.shard
+        configured = config.accounts()
+        accounts = {account.key: account for account in configured
+                    if shard.owns(account_key(account.channel, account.name))}
         grants = self.store.load_grants()
         states = {}
         for key, account in accounts.items():
@@ -43,6 +50,8 @@ class Fleet:
             states[key] = state
         self.accounts = accounts
         self.states = states
+        self.shard = shard
+        self.configured = len(configured)
         self.client_valid = {
             name: self.client_valid.get(name, self._restored_clients.get(name))
             for name in config.channels

@@ -72,6 +72,7 @@ class FleetCollector(Collector):
         for channel, count in sorted(per_channel.items()):
             g["accounts"].add_metric([channel], float(count))
         g["build_info"].add_metric([__version__], 1.0)
+        g["shard_info"].add_metric([str(self.fleet.shard.index), str(self.fleet.shard.count)], 1.0)
         yield from g.values()
 
     def describe(self) -> Iterable[Metric]:
@@ -152,10 +153,17 @@ def _families() -> dict[str, Metric]:
             labels=["channel"],
         ),
         "accounts": gauge(
-            "channel_agent_accounts", "Accounts this agent checks, per channel.", labels=["channel"]
+            "channel_agent_accounts",
+            "Accounts this agent checks, per channel: those of its shard when sharded.",
+            labels=["channel"],
         ),
         "build_info": gauge(
             "channel_agent_build_info", "Always 1; the agent's version.", labels=["version"]
+        ),
+        "shard_info": gauge(
+            "channel_agent_shard_info",
+            "Always 1; this replica checks the accounts of shard index (0-based) of count.",
+            labels=["index", "count"],
         ),
     }
 

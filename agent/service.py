@@ -21,6 +21,7 @@ from agent.freshness.tracker import FreshnessTracker
 from agent.metrics import AgentMetrics
 from agent.plugins import Plugins
 from agent.scheduler import Scheduler
+from agent.sharding import account_key, owner
 from agent.state import AccountState, StateStore
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,14 @@ class AgentService:
     def find_account(self, channel: str, name: str) -> Account | None:
         return self.fleet.accounts.get((channel, name))
 
+    def not_here(self, channel: str, name: str) -> str:
+        """Why this replica has no such account: not configured, or another shard's."""
+        shard = self.fleet.shard
+        if not any(a.key == (channel, name) for a in self.config.accounts()):
+            return "unknown channel/account"
+        return (f"checked by the replica of shard {owner(account_key(channel, name), shard.count)}"
+                f"/{shard.count}; this one is {shard}")
+
     def status(self) -> dict[str, Any]:
         """The JSON document behind /api/v1/status and the landing page."""
         return {
@@ -84,6 +93,8 @@ class AgentService:
                 "ready": self.ready,
                 "config": self.config.source,
                 "check_interval_seconds": self.config.agent.check_interval,
+                "shard": str(self.fleet.shard),
+                "accounts_configured": self.fleet.configured,
             },
             "plugins": {
                 "channels": {name: origin for name, origin in self.plugins.origins.items()},

@@ -64,7 +64,8 @@ async def recheck(request: web.Request) -> web.Response:
     account = service.find_account(body["channel"], body["account"])
     if account is None:
         raise web.HTTPNotFound(
-            text=json.dumps({"error": "unknown channel/account", "field": "account"}),
+            text=json.dumps({"error": service.not_here(body["channel"], body["account"]),
+                             "field": "account"}),
             content_type="application/json",
         )
     channel = service.config.channels[account.channel]

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from agent.durations import format_duration, parse_duration
-from tests.test_integration import free_port
+from tests.helpers import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 RULES = REPO / "deploy" / "prometheus" / "channel-agent.rules.yml"

@@ -32,7 +32,7 @@ SEVERITIES = {"critical", "warning", "info"}
 DATE_COLUMNS = ("Last check", "Last valid", "Refresh token expires")
 RUNBOOK_SECTIONS = ("## Meaning", "## Likely causes", "## Confirm", "## Fix", "## Afterwards")
 # Commands the runbooks use that other open issues add; allowed only while they are missing.
-COMMANDS_FROM_OPEN_ISSUES = {"reconnect": "issue 4", "mark-synced": "issue 3"}
+COMMANDS_FROM_OPEN_ISSUES = {"mark-synced": "issue 3"}
 
 
 def alert_rules() -> list[tuple[str, dict]]:

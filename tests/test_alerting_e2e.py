@@ -17,6 +17,7 @@ from types import SimpleNamespace
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.helpers import simulated_fleet
 from tests.promstack import (
     RULES,
     Alertmanager,
@@ -26,7 +27,6 @@ from tests.promstack import (
     shorten_for,
 )
 from tests.test_alerting import dashboard, dashboard_panels, runbook_blocks
-from tests.test_integration import simulated_fleet
 
 pytestmark = pytest.mark.integration
 
@@ -68,7 +68,7 @@ def stack(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("alerting")
     for name in ("fleet", "am", "prom"):
         (tmp / name).mkdir()
-    with simulated_fleet(tmp / "fleet", SCENARIOS, check_interval="5s",
+    with simulated_fleet(tmp / "fleet", SCENARIOS, "e2e-client-secret", check_interval="5s",
                          check_timeout="2s") as fleet:
         am = Alertmanager(tmp / "am", offline_alertmanager_config())
         prom = Prometheus(tmp / "prom", shorten_for(load_yaml(RULES)),

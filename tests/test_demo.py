@@ -12,7 +12,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.test_integration import free_port
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.integration
 

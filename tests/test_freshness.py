@@ -20,10 +20,10 @@ T = dt.datetime(2026, 11, 27, 4, 0, tzinfo=dt.UTC).timestamp()
 NOW = T + 7200  # the tests' clock: two hours after the newest data
 
 
-def make_service(tmp_path, sources, datasets, accounts=("a1", "a2")) -> AgentService:
+def make_service(tmp_path, sources, datasets, accounts=("a1", "a2"), **agent) -> AgentService:
     data = {
         "agent": {"state_path": str(tmp_path / "agent.db"), "check_interval": "1h",
-                  "check_timeout": "1s"},
+                  "check_timeout": "1s", **agent},
         "freshness_sources": sources,
         "channels": {"fake": {"datasets": datasets,
                               "accounts": [{"name": n, "region": "na"} for n in accounts]}},

@@ -57,6 +57,29 @@ async def test_a_heartbeat_is_stored_and_exported(agent):
     assert response.status == 204 and last_updated(service) == now
 
 
+async def test_each_replica_takes_only_its_shards_data_sets(tmp_path):
+    from agent.sharding import account_key, owner
+
+    accounts = [f"a{i}" for i in range(1, 9)]
+    mine = [a for a in accounts if owner(account_key("fake", a), 2) == 0]
+    theirs = [a for a in accounts if a not in mine]
+    service = make_service(tmp_path, SOURCES, DATASETS, accounts, shard="0/2")
+    assert {key[1] for key in service.freshness.datasets} == set(mine)
+    client = TestClient(TestServer(make_app(service)))
+    await client.start_server()
+    try:
+        ok = await client.post("/api/v1/freshness", json={**GOOD, "account": mine[0]})
+        assert ok.status == 204
+        refused = await client.post("/api/v1/freshness", json={**GOOD, "account": theirs[0]})
+        assert refused.status == 404
+        error = await refused.json()
+        assert error["field"] == "account" and "shard 1/2; this one is 0/2" in error["error"]
+    finally:
+        await client.close()
+        await service.stop()
+    assert [key[1] for key in service.freshness.values] == [mine[0]]
+
+
 def without(field):
     return {k: v for k, v in GOOD.items() if k != field}
 

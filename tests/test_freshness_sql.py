@@ -130,7 +130,7 @@ async def test_bad_queries_and_results_are_errors(warehouse, query, reason, word
 
 
 async def test_unreachable_database_is_unavailable(tmp_path):
-    from tests.test_integration import free_port
+    from tests.helpers import free_port
 
     for url in (f"postgresql://agent@127.0.0.1:{free_port()}/postgres",
                 f"sqlite:///{tmp_path / 'no' / 'such' / 'dir.db'}"):

@@ -4,27 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import shutil
-import signal
-import socket
 import sqlite3
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
-from types import SimpleNamespace
 
 import httpx
 import pytest
-from channel_agent_amazon_ads.simulator import SimAccount, Simulator, SimulatorThread
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.helpers import BIN, require_program, simulated_fleet
 
 pytestmark = pytest.mark.integration
 
-BIN = Path(sys.executable).parent
 CLIENT_SECRET = "PLANTED-client-secret-5f0c1d"
 SYNCED_AT = "2026-11-01 04:00:00"  # the warehouse's newest sync of healthy-na's orders
 SCENARIOS = {
@@ -35,105 +26,6 @@ SCENARIOS = {
     "broken-eu": ("eu", "server_error"),
     "html-fe": ("fe", "html_gateway"),
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Agent:
-    """One `channel-agent run` process; logs go to a file the tests read."""
-
-    def __init__(self, config: Path, port: int, log: Path) -> None:
-        self.config, self.port, self.log = config, port, log
-        self.url = f"http://127.0.0.1:{port}"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        with self.log.open("a") as log:
-            self.proc = subprocess.Popen(
-                [BIN / "channel-agent", "run", "--config", self.config,
-                 "--web.listen-address", f"127.0.0.1:{self.port}"],
-                stdout=log, stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/-/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            assert self.proc.poll() is None, self.log.read_text()
-            time.sleep(0.1)
-        raise AssertionError("agent never became ready:\n" + self.log.read_text())
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=10)
-
-    def recheck(self, account: str) -> dict:
-        response = httpx.post(self.url + "/api/v1/recheck",
-                              json={"channel": "amazon_ads", "account": account}, timeout=30)
-        response.raise_for_status()
-        return response.json()
-
-    def metrics(self) -> str:
-        return httpx.get(self.url + "/metrics", timeout=5).text
-
-    def sample(self, name: str, account: str, **labels: str) -> float | None:
-        for family in text_string_to_metric_families(self.metrics()):
-            for s in family.samples:
-                if s.name == name and s.labels.get("account") == account and all(
-                    s.labels.get(k) == v for k, v in labels.items()
-                ):
-                    return s.value
-        return None
-
-
-@contextmanager
-def simulated_fleet(tmp: Path, scenarios: dict[str, tuple[str, str]],
-                    freshness: dict | None = None,
-                    **agent_settings: str) -> Iterator[SimpleNamespace]:
-    """The simulator with one account per ``{name: (region, scenario)}`` (expected profile
-    1000 + its index) and a running agent checking them; yields sim, agent and config.
-    ``freshness``: ``{"freshness_sources": ..., "datasets": ...}`` for the channel."""
-    sim = Simulator(client_secret=CLIENT_SECRET, slow_seconds=2, retry_after=1)
-    secrets_dir = tmp / "secrets"
-    secrets_dir.mkdir()
-    (secrets_dir / "client_secret").write_text(CLIENT_SECRET + "\n")
-    accounts = []
-    for i, (name, (region, scenario)) in enumerate(scenarios.items()):
-        account = SimAccount.create(name, region, [1000 + i], scenario)
-        sim.add_account(account)
-        (secrets_dir / f"{name}.token").write_text(account.refresh_token + "\n")
-        accounts.append({"name": name, "region": region, "expected_profiles": [1000 + i],
-                         "refresh_token_file": f"secrets/{name}.token"})
-    thread = SimulatorThread(sim)
-    thread.start()
-    endpoints = sim.endpoints()
-    freshness = freshness or {}
-    config = {
-        "agent": {"state_path": "var/agent.db", **agent_settings},
-        "freshness_sources": freshness.get("freshness_sources", {}),
-        "channels": {"amazon_ads": {
-            "client_id": sim.client_id, "client_secret_file": "secrets/client_secret",
-            "endpoints": endpoints, "retry": {"initial_backoff": "200ms", "max_backoff": "1s"},
-            "datasets": freshness.get("datasets", {}),
-            "accounts": accounts,
-        }},
-    }
-    config_path = tmp / "config.yaml"
-    config_path.write_text(json.dumps(config, indent=2))  # JSON is YAML
-    agent = Agent(config_path, free_port(), tmp / "agent.log")
-    try:
-        agent.start()
-        yield SimpleNamespace(sim=sim, agent=agent, config=config_path)
-    finally:
-        agent.stop()
-        thread.stop()
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +46,7 @@ def world(tmp_path_factory):
         "datasets": {"sp_campaigns_daily": {"source": "pipeline", "max_age": "36h"},
                      "orders": {"source": "warehouse", "max_age": "2h"}},
     }
-    with simulated_fleet(tmp, SCENARIOS, freshness, check_interval="1h",
+    with simulated_fleet(tmp, SCENARIOS, CLIENT_SECRET, freshness, check_interval="1h",
                          check_timeout="4s") as fleet:
         for name in SCENARIOS:
             fleet.agent.recheck(name)
@@ -201,11 +93,7 @@ def test_revocation_flips_a_valid_account(world):
 
 
 def test_metrics_pass_promtool(world):
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        if os.environ.get("CI"):
-            pytest.fail("promtool is missing in CI (make test installs it)")
-        pytest.skip("promtool not installed (make test installs it)")
+    promtool = require_program("promtool")
     result = subprocess.run([promtool, "check", "metrics"], input=world["agent"].metrics(),
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr

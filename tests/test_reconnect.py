@@ -40,7 +40,7 @@ from agent.reconnect import (
 from agent.service import AgentService
 from agent.state import AccountState, Grant, StateStore
 from agent.web import make_app
-from tests.test_integration import free_port
+from tests.helpers import free_port
 
 LINK_REDIRECT = f"https://agent.example.com{CALLBACK_PATH}"
 

@@ -19,7 +19,7 @@ import pytest
 from channel_agent_amazon_ads.simulator import SimAccount, Simulator, SimulatorThread
 
 from tests.fake_browser import consent
-from tests.test_integration import BIN, Agent, free_port
+from tests.helpers import BIN, Agent, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -21,6 +21,7 @@ from agent.cli.common import (
 from agent.config import Config
 from agent.plugins import Plugins
 from agent.service import AgentService, account_status
+from agent.sharding import Shard
 from agent.state import read_freshness
 
 
@@ -33,7 +34,8 @@ def check(config_path: str, channel: str | None, account: str | None, as_json: b
     """Check every account (or one) once, now, and print the result.
 
     Runs apart from any running agent: its state file is only read (for the data times
-    heartbeats reported); polled freshness sources are queried once. Exit status: 0 when
+    heartbeats reported), and agent.shard does not apply (every account can be checked from
+    anywhere); polled freshness sources are queried once. Exit status: 0 when
     every checked credential is valid, 1 when any is invalid or could not be verified,
     2 on a configuration error. Stale data does not change the exit status.
 
@@ -62,7 +64,7 @@ def check(config_path: str, channel: str | None, account: str | None, as_json: b
 
 
 async def _check(config: Config, plugins: Plugins, keys: list[tuple[str, str]]) -> list[dict]:
-    one_shot = dataclasses.replace(config.agent, state_path=Path(":memory:"))
+    one_shot = dataclasses.replace(config.agent, state_path=Path(":memory:"), shard=Shard())
     service = AgentService(dataclasses.replace(config, agent=one_shot), plugins)
     service.freshness.restore(read_freshness(config.agent.state_path))
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import sqlite3
@@ -23,6 +24,7 @@ from agent.freshness.timestamps import iso
 from agent.plugins import Plugins, load_plugins
 from agent.redact import setup_logging
 from agent.service import AgentService, HttpOptions
+from agent.sharding import Shard, parse_shard
 from agent.web import make_app, split_listen_address
 
 log = logging.getLogger("agent")
@@ -37,19 +39,38 @@ log_level_option = click.option(
 )
 
 
+def _shard(ctx: click.Context, param: click.Parameter, value: str | None) -> Shard | None:
+    try:
+        return None if value is None else parse_shard(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+shard_option = click.option(
+    "--shard", metavar="INDEX/COUNT", default=None, callback=_shard,
+    help="Check only the accounts of shard INDEX of COUNT (overrides agent.shard); "
+         "auto/COUNT takes INDEX from a host name ending in -INDEX (a StatefulSet pod).",
+)
+
+
 @click.command()
 @config_option
 @listen_option
+@shard_option
 @log_level_option
-def run(config_path: str, listen_address: str | None, log_level: str) -> None:
+def run(config_path: str, listen_address: str | None, shard: Shard | None,
+        log_level: str) -> None:
     """Run the agent: check every account on a schedule and serve /metrics.
 
     \b
     Example:
       channel-agent run --config /etc/channel-agent/config.yaml --web.listen-address :9877
+      channel-agent run --config config.yaml --shard 1/3     # one of three replicas
     """
     setup_logging(log_level)
     config, plugins = load_or_exit(config_path)
+    if shard is not None:
+        config = dataclasses.replace(config, agent=dataclasses.replace(config.agent, shard=shard))
     asyncio.run(serve(config, plugins, listen_address or config.agent.listen_address))
 
 
@@ -64,8 +85,9 @@ async def serve(config: Config, plugins: Plugins, address: str,
     try:
         await site.start()
         await service.start()
-        log.info("listening on %s, %d account(s), config %s", _bound(runner, address),
-                 len(service.fleet.accounts), config.source)
+        log.info("listening on %s, %d of %d account(s) (shard %s), config %s",
+                 _bound(runner, address), len(service.fleet.accounts), service.fleet.configured,
+                 service.fleet.shard, config.source)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

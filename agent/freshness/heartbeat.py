@@ -34,14 +34,14 @@ class HeartbeatRejected(Exception):
 
 def parse_heartbeat(
     body: Mapping[str, Any],
-    find: Callable[[str, str, str], Dataset | str],
+    find: Callable[[str, str, str], Dataset],
     sources: Mapping[str, FreshnessSource],
     now: float,
 ) -> tuple[Dataset, float]:
     """The data set a heartbeat is for and its time, or :class:`HeartbeatRejected`.
 
-    ``find(channel, account, dataset)`` returns the configured data set, or the name of the
-    field that matches nothing (``channel``, ``account`` or ``dataset``).
+    ``find(channel, account, dataset)`` returns the configured data set, or raises
+    :class:`HeartbeatRejected` (404) naming the field that matches nothing here.
     """
     for name in body:
         if name not in HEARTBEAT_FIELDS:
@@ -64,11 +64,6 @@ def parse_heartbeat(
             f"(at most {MAX_FUTURE_SKEW:.0f}s of clock skew is accepted)")
     channel, account, name = body["channel"], body["account"], body["dataset"]
     found = find(channel, account, name)
-    if isinstance(found, str):
-        problem = {"channel": f"no channel '{channel}' is configured",
-                   "account": f"channel {channel} has no account '{account}'",
-                   "dataset": f"account {channel}/{account} has no data set '{name}'"}[found]
-        raise HeartbeatRejected(404, found, f"field '{found}': {problem}")
     source = sources.get(found.source)
     if not isinstance(source, HeartbeatSource):
         kind = source.type if source is not None else "unknown"

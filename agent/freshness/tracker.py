@@ -13,9 +13,10 @@ from typing import Any
 
 from agent.config import Config
 from agent.durations import format_duration
-from agent.freshness.heartbeat import parse_heartbeat
+from agent.freshness.heartbeat import HeartbeatRejected, parse_heartbeat
 from agent.freshness.source import Dataset, FreshnessSource
 from agent.freshness.timestamps import iso
+from agent.sharding import Shard, account_key, owner
 from agent.state import DataFreshness, StateStore
 
 NO_DATA = "no data yet"
@@ -31,14 +32,19 @@ class FreshnessTracker:
         # polled source name -> whether its last round worked (absent before the first)
         self.source_up: dict[str, bool] = {}
         self._by_account: dict[tuple[str, str], list[Dataset]] = {}
-        self._accounts: set[tuple[str, str]] = set()
+        self._accounts: set[tuple[str, str]] = set()  # configured, this shard's or not
         self._channels: set[str] = set()
+        self._shard = Shard()
         self._restored = store.load_freshness()
 
     def configure(self, config: Config) -> None:
-        """Adopt the data sets and sources of ``config``; values of data sets no longer
-        configured are dropped from memory (so they leave no series), restored ones kept."""
-        self.datasets = {dataset.key: dataset for dataset in config.datasets}
+        """Adopt the data sets of ``config`` whose accounts this replica's shard owns, and the
+        sources; values of other data sets are dropped from memory (so they leave no series),
+        restored ones kept."""
+        shard = config.agent.shard
+        self.datasets = {dataset.key: dataset for dataset in config.datasets
+                         if shard.owns(account_key(dataset.channel, dataset.account))}
+        self._shard = shard
         self.sources = dict(config.freshness_sources)
         self._accounts = {account.key for account in config.accounts()}
         self._channels = set(config.channels)
@@ -73,13 +79,26 @@ class FreshnessTracker:
         self.store.save_freshness(value)
         self.values[dataset.key] = value
 
-    def find(self, channel: str, account: str, dataset: str) -> Dataset | str:
-        """The configured data set, or the field (channel/account/dataset) that matches none."""
+    def find(self, channel: str, account: str, dataset: str) -> Dataset:
+        """The data set, or :class:`HeartbeatRejected` (404) naming the field that matches
+        nothing here (an account of another shard names the replica to ask)."""
         if channel not in self._channels:
-            return "channel"
+            raise HeartbeatRejected(404, "channel",
+                                    f"field 'channel': no channel '{channel}' is configured")
         if (channel, account) not in self._accounts:
-            return "account"
-        return self.datasets.get((channel, account, dataset)) or "dataset"
+            raise HeartbeatRejected(404, "account", f"field 'account': channel {channel} has "
+                                                    f"no account '{account}'")
+        key = account_key(channel, account)
+        if not self._shard.owns(key):
+            raise HeartbeatRejected(
+                404, "account", f"field 'account': {key} is watched by the replica of shard "
+                                f"{owner(key, self._shard.count)}/{self._shard.count}; this one "
+                                f"is {self._shard}")
+        found = self.datasets.get((channel, account, dataset))
+        if found is None:
+            raise HeartbeatRejected(404, "dataset", f"field 'dataset': account {key} has no "
+                                                    f"data set '{dataset}'")
+        return found
 
     def heartbeat(self, body: Mapping[str, Any]) -> Dataset:
         """Validate and store a heartbeat; :class:`HeartbeatRejected` stores nothing."""
