@@ -132,6 +132,7 @@ class Option:
       ``secret`` (accepts ``<key>`` or ``<key>_file``, read now -> :class:`Secret`),
       ``secret_ref`` (``<key>`` or ``<key>_file``, read at check time -> :class:`SecretRef`),
       ``url`` (an http(s) URL),
+      ``path`` (a file path; relative ones resolve against the config file's directory -> Path),
       ``regional_url`` (an URL for every region, or a mapping region -> URL -> ``dict[str, str]``),
       ``mapping`` (a nested mapping described by ``options``).
     """
@@ -342,7 +343,15 @@ class Channel(ABC):
 
 
 class Demo(ABC):
-    """A running simulator plus the channel configuration that points at it."""
+    """A running simulator plus the channel configuration that points at it.
+
+    The demo's channel section may declare ``datasets`` read from two freshness sources the
+    core provides: ``demo_warehouse`` (a ``sql`` source over a SQLite file seeded from
+    :meth:`data_syncs`) and ``demo_pipeline`` (``heartbeat``: ``channel-agent mark-synced``).
+    """
+
+    WAREHOUSE_SOURCE: ClassVar[str] = "demo_warehouse"
+    HEARTBEAT_SOURCE: ClassVar[str] = "demo_pipeline"
 
     @abstractmethod
     async def start(self, workdir: Path) -> dict[str, Any]:
@@ -353,4 +362,9 @@ class Demo(ABC):
 
     def describe(self) -> list[str]:
         """Lines printed by ``channel-agent demo`` (URLs, scenario per account)."""
+        return []
+
+    def data_syncs(self) -> list[tuple[str, str, float]]:
+        """(account, dataset, hours ago) of each last successful data sync, seeded into the
+        demo warehouse when the demo starts."""
         return []

@@ -14,6 +14,10 @@ from agent import __version__
 from agent.channel import Account, Channel
 from agent.config import Config
 from agent.fleet import Fleet
+from agent.freshness.metrics import FreshnessMetrics
+from agent.freshness.poller import FreshnessPoller
+from agent.freshness.timestamps import iso as _iso
+from agent.freshness.tracker import FreshnessTracker
 from agent.metrics import AgentMetrics
 from agent.plugins import Plugins
 from agent.scheduler import Scheduler
@@ -42,6 +46,10 @@ class AgentService:
         self.fleet.configure(config)
         self.metrics = AgentMetrics(self.fleet, config.channels)
         self.metrics.check_interval.set(config.agent.check_interval)
+        self.freshness = FreshnessTracker(self.store)
+        self.freshness.configure(config)
+        self.freshness_metrics = FreshnessMetrics(self.freshness, self.metrics.registry)
+        self.poller = FreshnessPoller(self.freshness, self.freshness_metrics)
         self.http = {name: self._client() for name in config.channels}
         self.scheduler = Scheduler(self.fleet, config.channels, self.metrics, config.agent,
                                    self.http)
@@ -54,12 +62,15 @@ class AgentService:
 
     async def start(self) -> None:
         self.scheduler.start()
+        self.poller.start()
         self.ready = True
 
     async def stop(self) -> None:
         self.ready = False
         await self.scheduler.stop()
+        await self.poller.stop()
         await asyncio.gather(*(client.aclose() for client in self.http.values()))
+        await asyncio.gather(*(source.close() for source in self.config.freshness_sources.values()))
         self.store.close()
 
     def find_account(self, channel: str, name: str) -> Account | None:
@@ -93,15 +104,22 @@ class AgentService:
                 name: {"client_valid": self.fleet.client_valid.get(name)}
                 for name in self.config.channels
             },
+            "freshness_sources": {
+                name: {"type": source.type, "up": self.freshness.source_up.get(name)}
+                for name, source in self.config.freshness_sources.items()
+            },
             "accounts": [
-                account_status(state, self.config.channels.get(account.channel))
+                account_status(state, self.config.channels.get(account.channel),
+                               self.freshness.account_datasets(account.key))
                 for account, state in self.fleet
             ],
         }
 
 
-def account_status(state: AccountState, channel: Channel | None) -> dict[str, Any]:
-    """One account's state as plain, secret-free data (status API, CLI ``--json``)."""
+def account_status(state: AccountState, channel: Channel | None,
+                   datasets: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """One account's state as plain, secret-free data (status API, CLI ``--json``);
+    ``datasets`` from :meth:`FreshnessTracker.account_datasets`."""
     max_age = channel.refresh_token_max_age() if channel else 0.0
     expiry = state.refresh_issued + max_age if state.refresh_issued and max_age > 0 else None
     return {
@@ -121,6 +139,7 @@ def account_status(state: AccountState, channel: Channel | None) -> dict[str, An
         "access_token_expiry": _iso(state.access_expires),
         "profiles": state.profiles,
         "reconnected": _iso(state.reconnected),
+        "datasets": datasets or [],
     }
 
 
@@ -131,9 +150,3 @@ def state_word(state: AccountState) -> str:
     if not state.check_success:
         return "unverified"
     return "valid" if state.valid else "invalid"
-
-
-def _iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))

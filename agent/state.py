@@ -1,15 +1,17 @@
 """The state store: what must survive a restart, per account, in one SQLite file.
 
 Only non-secret facts are stored: check times, validity, reason, the refresh token's
-fingerprint (a short hash) and when it was issued. Every write is one transaction, so a
-crash leaves either the old or the new row, never half of one.
+fingerprint (a short hash) and when it was issued; the newest data time of each data set.
+Every write is one transaction, so a crash leaves either the old or the new row, never half
+of one.
 
 Two processes share the file: the running agent and ``channel-agent reconnect``. Each table
 has one writer per row, so neither clobbers the other: ``accounts`` and ``channels`` are
 written by the agent only; ``grants`` by whoever completed a reconnect (the CLI, or the
 agent for a link), and the agent folds a grant into the account's row at its next check;
 ``reconnect_links`` rows are created and cancelled by the CLI and claimed by the agent with
-a conditional update, so a link is used once.
+a conditional update, so a link is used once. ``freshness`` is written by the agent only
+(``channel-agent check`` reads it without writing).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 
 from agent.channel import CheckResult
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -76,8 +78,21 @@ CREATE TABLE IF NOT EXISTS reconnect_links (
 );
 """
 
+# Version 3: the newest data time of each data set (heartbeats and polled sources).
+_SCHEMA_V3 = """
+CREATE TABLE IF NOT EXISTS freshness (
+    channel TEXT NOT NULL,
+    account TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    last_updated REAL NOT NULL,
+    source TEXT NOT NULL,
+    recorded REAL NOT NULL,
+    PRIMARY KEY (channel, account, dataset)
+);
+"""
+
 # user_version -> the script that brings a file from the previous version to it
-_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
+_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
 
 
 @dataclass
@@ -262,6 +277,18 @@ class StateStore:
             (channel, valid),
         )
 
+    # --- data freshness ----------------------------------------------------------------
+
+    def load_freshness(self) -> dict[tuple[str, str, str], DataFreshness]:
+        return _load_freshness(self._db)
+
+    def save_freshness(self, value: DataFreshness) -> None:
+        self._db.execute(
+            f"INSERT OR REPLACE INTO freshness ({', '.join(_FRESHNESS_COLUMNS)}) "
+            f"VALUES ({', '.join('?' for _ in _FRESHNESS_COLUMNS)})",
+            [getattr(value, name) for name in _FRESHNESS_COLUMNS],
+        )
+
     # --- reconnects --------------------------------------------------------------------
 
     def record_grant(self, channel: str, account: str, grant: Grant) -> None:
@@ -362,6 +389,45 @@ class StateStore:
 
     def close(self) -> None:
         self._db.close()
+
+
+@dataclass
+class DataFreshness:
+    """The newest data time known for one data set, from which source, learnt when."""
+
+    channel: str
+    account: str
+    dataset: str
+    last_updated: float
+    source: str
+    recorded: float
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.channel, self.account, self.dataset)
+
+
+_FRESHNESS_COLUMNS = ["channel", "account", "dataset", "last_updated", "source", "recorded"]
+
+
+def _load_freshness(db: sqlite3.Connection) -> dict[tuple[str, str, str], DataFreshness]:
+    rows = db.execute(f"SELECT {', '.join(_FRESHNESS_COLUMNS)} FROM freshness")
+    values = [DataFreshness(*row) for row in rows]
+    return {value.key: value for value in values}
+
+
+def read_freshness(path: Path | str) -> dict[tuple[str, str, str], DataFreshness]:
+    """The data times saved in a state file, read without writing to it (for one-shot
+    commands beside a running agent); empty when the file or the table does not exist."""
+    if str(path) == ":memory:" or not Path(path).is_file():
+        return {}
+    db = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        return _load_freshness(db)
+    except sqlite3.DatabaseError:  # older than schema version 3, or not a state file
+        return {}
+    finally:
+        db.close()
 
 
 def _to_bool(value: int | None) -> bool | None:

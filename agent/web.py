@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from agent.freshness.heartbeat import HeartbeatRejected
 from agent.oauth_callback import callback_handler
 from agent.reconnect import CALLBACK_PATH
 from agent.service import AgentService, account_status
@@ -25,6 +26,7 @@ def make_app(service: AgentService) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/status", status)
     app.router.add_post("/api/v1/recheck", recheck)
+    app.router.add_post("/api/v1/freshness", freshness)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
     app.router.add_get(CALLBACK_PATH, callback_handler(service))
@@ -67,14 +69,33 @@ async def recheck(request: web.Request) -> web.Response:
             content_type="application/json",
         )
     channel = service.config.channels[account.channel]
-    before = account_status(service.fleet.states[account.key], channel)
+    datasets = service.freshness.account_datasets(account.key)
+    before = account_status(service.fleet.states[account.key], channel, datasets)
     state = await service.scheduler.check_now(account)
-    return web.json_response({"before": before, "after": account_status(state, channel)})
+    return web.json_response({"before": before,
+                              "after": account_status(state, channel, datasets)})
+
+
+async def freshness(request: web.Request) -> web.Response:
+    """A heartbeat: ``{"channel": "amazon_ads", "account": "acme-us", "dataset":
+    "sp_campaigns_daily", "last_updated": "2026-11-27T04:00:00Z"}`` -> 204; a refused one
+    gets a 4xx JSON error naming the field, and nothing is stored."""
+    body = await _json_body(request)
+    try:
+        request.app[SERVICE].freshness.heartbeat(body)
+    except HeartbeatRejected as exc:
+        return web.json_response({"error": exc.message, "field": exc.field}, status=exc.status)
+    return web.Response(status=204)
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
     try:
         body = await request.json()
+    except web.HTTPRequestEntityTooLarge:
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=MAX_BODY, actual_size=request.content_length or MAX_BODY + 1,
+            text=json.dumps({"error": f"body is larger than {MAX_BODY} bytes", "field": None}),
+            content_type="application/json") from None
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise _bad_request("body must be a JSON object", None) from None
     if not isinstance(body, dict):
@@ -89,7 +110,20 @@ def _bad_request(message: str, field: str | None) -> web.HTTPBadRequest:
 
 
 _STATE_COLOURS = {"valid": "#2e7d32", "invalid": "#c62828", "unverified": "#ef6c00",
-                  "pending": "#757575"}
+                  "pending": "#757575", "fresh": "#2e7d32", "stale": "#c62828",
+                  "no data yet": "#757575"}
+
+
+def _datasets_cell(datasets: list[dict[str, Any]]) -> str:
+    """One line per data set: name, state, age and threshold (and a failing source)."""
+    lines = []
+    for d in datasets:
+        age = f"{d['age']} old, " if d["age"] is not None else ""
+        down = " · source down" if d["source_up"] is False else ""
+        lines.append(
+            f'{html.escape(d["dataset"])}: <b style="color:{_STATE_COLOURS[d["state"]]}">'
+            f'{d["state"]}</b> ({html.escape(age)}max {html.escape(d["max_age"])}){down}')
+    return "<br>".join(lines)
 
 
 async def landing_page(request: web.Request) -> web.Response:
@@ -105,7 +139,7 @@ async def landing_page(request: web.Request) -> web.Response:
         ]
         rows.append("<tr>" + "".join(
             f"<td>{c if i == 3 else html.escape(str(c))}</td>" for i, c in enumerate(cells)
-        ) + "</tr>")
+        ) + f"<td>{_datasets_cell(a['datasets'])}</td></tr>")
     errors = "".join(
         f"<li>{html.escape(e['plugin'])}: {html.escape(e['error'])}</li>"
         for e in doc["plugins"]["errors"]
@@ -127,7 +161,8 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}</style></head>
  · <a href="/-/healthy">Healthy</a> · <a href="/-/ready">Ready</a></p>
 {errors}
 <table><tr><th>Channel</th><th>Account</th><th>Region</th><th>State</th><th>Reason</th>
-<th>Detail</th><th>Last check</th><th>Last valid</th><th>Refresh token expiry</th></tr>
+<th>Detail</th><th>Last check</th><th>Last valid</th><th>Refresh token expiry</th>
+<th>Data sets</th></tr>
 {rows}
 </table></body></html>
 """

@@ -27,3 +27,19 @@ def fake_config(tmp_path):
         return build_config(data, {"fake": FakeChannel}, base_dir=tmp_path)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A real PostgreSQL server for the session (missing binaries: skip; with CI set: fail)."""
+    from tests.helpers import free_port, require_program
+    from tests.postgres import PostgresServer, find_bin_dir
+
+    bin_dir = find_bin_dir()
+    if bin_dir is None:  # not both on PATH nor in /usr/lib/postgresql/*/bin
+        require_program("pg_ctl")
+        require_program("initdb")
+    server = PostgresServer(bin_dir, free_port())
+    server.start()
+    yield server.url
+    server.stop()

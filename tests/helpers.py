@@ -42,10 +42,12 @@ def require_program(name: str) -> str:
 
 
 def write_sim_config(tmp: Path, sim: Simulator, client_secret: str,
-                     accounts: dict[str, tuple[str, str]], **agent: Any) -> Path:
+                     accounts: dict[str, tuple[str, str]], freshness: dict | None = None,
+                     **agent: Any) -> Path:
     """Add ``accounts`` (name -> (region, scenario)) to ``sim``, one profile each, write
     their tokens and the client secret under ``tmp/secrets`` and a config pointing at
-    ``sim`` (which must be started) to ``tmp/config.yaml``; ``agent`` overrides settings."""
+    ``sim`` (which must be started) to ``tmp/config.yaml``; ``agent`` overrides settings,
+    ``freshness`` (``{"freshness_sources": ..., "datasets": ...}``) adds data sets."""
     secrets_dir = tmp / "secrets"
     secrets_dir.mkdir(exist_ok=True)
     (secrets_dir / "client_secret").write_text(client_secret + "\n")
@@ -56,13 +58,16 @@ def write_sim_config(tmp: Path, sim: Simulator, client_secret: str,
         (secrets_dir / f"{name}.token").write_text(account.refresh_token + "\n")
         configured.append({"name": name, "region": region, "expected_profiles": [1000 + i],
                            "refresh_token_file": f"secrets/{name}.token"})
+    freshness = freshness or {}
     config = {
         "agent": {"state_path": "var/agent.db", "check_interval": "1h", "check_timeout": "4s",
                   **agent},
+        "freshness_sources": freshness.get("freshness_sources", {}),
         "channels": {"amazon_ads": {
             "client_id": sim.client_id, "client_secret_file": "secrets/client_secret",
             "endpoints": sim.endpoints(),
             "retry": {"initial_backoff": "200ms", "max_backoff": "1s"},
+            "datasets": freshness.get("datasets", {}),
             "accounts": configured,
         }},
     }
@@ -132,13 +137,14 @@ class Agent:
 
 @contextmanager
 def simulated_fleet(tmp: Path, scenarios: dict[str, tuple[str, str]], client_secret: str,
+                    freshness: dict | None = None,
                     **agent_settings: Any) -> Iterator[SimpleNamespace]:
     """The simulator with one account per ``{name: (region, scenario)}`` and a running agent
     checking them (see :func:`write_sim_config`); yields ``sim``, ``agent`` and ``config``."""
     sim = Simulator(client_secret=client_secret, slow_seconds=2, retry_after=1)
     thread = SimulatorThread(sim)
     thread.start()
-    config = write_sim_config(tmp, sim, client_secret, scenarios, **agent_settings)
+    config = write_sim_config(tmp, sim, client_secret, scenarios, freshness, **agent_settings)
     agent = Agent(config, free_port(), tmp / "agent.log")
     try:
         agent.start()

@@ -886,7 +886,9 @@ def test_example_config_is_valid(tmp_path):
     copy.write_text(example.read_text())
     (tmp_path / "secrets").mkdir()
     (tmp_path / "secrets" / "amazon_ads_client_secret").write_text("client-secret\n")
-    config = load_config(copy, channels, environ={"AMAZON_ADS_CLIENT_ID": "amzn1.client"})
+    config = load_config(copy, channels, environ={
+        "AMAZON_ADS_CLIENT_ID": "amzn1.client",
+        "WAREHOUSE_URL": "postgresql://agent:pw@warehouse.example.com/dw"})
 
     assert config.agent == AgentSettings(state_path=tmp_path / "var" / "agent.db")
     (channel,) = config.channels.values()
@@ -900,3 +902,6 @@ def test_example_config_is_valid(tmp_path):
         assert channel.settings["endpoints"][name] == option.default
     assert [(a.name, a.region) for a in config.accounts()] == [("acme-us", "na"),
                                                                 ("acme-eu", "eu")]
+    assert {(d.account, d.name): d.max_age / 3600 for d in config.datasets} == {
+        ("acme-us", "sp_campaigns_daily"): 72, ("acme-us", "sb_campaigns_daily"): 48,
+        ("acme-eu", "sp_campaigns_daily"): 36, ("acme-eu", "sb_campaigns_daily"): 48}

@@ -51,6 +51,10 @@ def test_demo_shows_every_scenario_within_one_interval(tmp_path):
                 continue
             found = _by_account(text)
         assert {a: found.get(a) for a in EXPECTED} == EXPECTED
+        stale = _stale_data(text)
+        # fresh; stale although the credential is valid; stale because it was revoked
+        assert (stale["acme-us"], stale["cyberdyne-fe"], stale["globex-eu"]) == (
+            False, True, True)
         if shutil.which("promtool") or os.environ.get("CI"):
             check = subprocess.run(["promtool", "check", "metrics"], input=text,
                                    capture_output=True, text=True)
@@ -60,6 +64,17 @@ def test_demo_shows_every_scenario_within_one_interval(tmp_path):
         output = proc.communicate(timeout=15)[0]
     assert "http://127.0.0.1:" in output and "globex-eu (eu): revoked" in output
     assert proc.returncode == 0, output
+
+
+def _stale_data(text):
+    """account -> whether its sp_campaigns_daily is older than its threshold."""
+    values = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.labels.get("dataset") == "sp_campaigns_daily":
+                values.setdefault(s.labels["account"], {})[s.name] = s.value
+    return {a: v["channel_data_staleness_seconds"] > v["channel_data_staleness_threshold_seconds"]
+            for a, v in values.items() if "channel_data_staleness_seconds" in v}
 
 
 def _by_account(text):

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import sqlite3
 import subprocess
+import time
 
 import httpx
 import pytest
@@ -13,6 +17,7 @@ from tests.helpers import BIN, require_program, simulated_fleet
 pytestmark = pytest.mark.integration
 
 CLIENT_SECRET = "PLANTED-client-secret-5f0c1d"
+SYNCED_AT = "2026-11-01 04:00:00"  # the warehouse's newest sync of healthy-na's orders
 SCENARIOS = {
     "healthy-na": ("na", "healthy"),
     "revoked-eu": ("eu", "revoked"),
@@ -26,7 +31,22 @@ SCENARIOS = {
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("world")
-    with simulated_fleet(tmp, SCENARIOS, CLIENT_SECRET, check_interval="1h",
+    warehouse = sqlite3.connect(tmp / "warehouse.db")
+    warehouse.execute("CREATE TABLE sync_runs (account TEXT, dataset TEXT, finished_at TEXT)")
+    warehouse.execute("INSERT INTO sync_runs VALUES ('healthy-na', 'orders', ?)", (SYNCED_AT,))
+    warehouse.commit()
+    warehouse.close()
+    freshness = {
+        "freshness_sources": {
+            "pipeline": {"type": "heartbeat"},
+            "warehouse": {"type": "sql", "url": f"sqlite:///{tmp / 'warehouse.db'}",
+                          "query": "SELECT max(finished_at) FROM sync_runs "
+                                   "WHERE account = :account AND dataset = :dataset"},
+        },
+        "datasets": {"sp_campaigns_daily": {"source": "pipeline", "max_age": "36h"},
+                     "orders": {"source": "warehouse", "max_age": "2h"}},
+    }
+    with simulated_fleet(tmp, SCENARIOS, CLIENT_SECRET, freshness, check_interval="1h",
                          check_timeout="4s") as fleet:
         for name in SCENARIOS:
             fleet.agent.recheck(name)
@@ -111,6 +131,77 @@ def test_restart_serves_restored_state_at_once(world):
     assert agent.sample("channel_credential_last_valid_timestamp_seconds", "healthy-na") > 0
 
 
+def _rfc3339(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_heartbeats_from_api_and_cli_show_at_once_and_survive_a_restart(world):
+    agent = world["agent"]
+    sp = {"dataset": "sp_campaigns_daily"}
+    assert agent.sample("channel_data_staleness_threshold_seconds", "healthy-na", **sp) == 129600
+    assert agent.sample("channel_data_staleness_seconds", "healthy-na", **sp) is None
+
+    synced = int(time.time()) - 3600
+    response = httpx.post(agent.url + "/api/v1/freshness", json={
+        "channel": "amazon_ads", "account": "healthy-na", "dataset": "sp_campaigns_daily",
+        "last_updated": _rfc3339(synced)})
+    assert response.status_code == 204, response.text
+    assert agent.sample("channel_data_last_updated_timestamp_seconds", "healthy-na",
+                        **sp) == synced
+    assert agent.sample("channel_data_staleness_seconds", "healthy-na", **sp) >= 3600
+
+    cli = [BIN / "channel-agent", "mark-synced", "amazon_ads", "--url", agent.url,
+           "--dataset", "sp_campaigns_daily"]
+    ok = subprocess.run([*cli, "--account", "revoked-eu", "--at", str(synced - 86400)],
+                        capture_output=True, text=True, timeout=30)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert agent.sample("channel_data_last_updated_timestamp_seconds", "revoked-eu",
+                        **sp) == synced - 86400
+    refused = subprocess.run([*cli, "--account", "nobody-xx"], capture_output=True, text=True,
+                             timeout=30)
+    assert refused.returncode == 1 and "(field: account)" in refused.stderr
+
+    status = subprocess.run([BIN / "channel-agent", "status", "--url", agent.url],
+                            capture_output=True, text=True, timeout=30).stdout
+    revoked = next(line for line in status.splitlines()
+                   if "revoked-eu" in line and "sp_campaigns_daily" in line)
+    assert revoked.split()[2:6] == ["invalid", "sp_campaigns_daily", "pipeline", "fresh"]
+    assert "1d1h" in revoked and "1d12h" in revoked  # age and max_age
+    assert any("no data yet" in line for line in status.splitlines())
+    # check runs beside the agent and reads the heartbeat from its state file
+    checked = subprocess.run([BIN / "channel-agent", "check", "--config", str(world["config"]),
+                              "--account", "revoked-eu", "--json"],
+                             capture_output=True, text=True, timeout=60)
+    (doc,) = json.loads(checked.stdout)
+    sp_doc = next(d for d in doc["datasets"] if d["dataset"] == "sp_campaigns_daily")
+    assert sp_doc["last_updated"] == _rfc3339(synced - 86400)
+
+    agent.stop()
+    agent.start()
+    assert agent.sample("channel_data_last_updated_timestamp_seconds", "healthy-na",
+                        **sp) == synced
+    assert agent.sample("channel_data_last_updated_timestamp_seconds", "revoked-eu",
+                        **sp) == synced - 86400
+
+
+def test_sql_source_is_polled_by_the_running_agent(world):
+    agent = world["agent"]
+    orders = {"dataset": "orders", "source": "warehouse"}
+    expected = dt.datetime.fromisoformat(SYNCED_AT).replace(tzinfo=dt.UTC).timestamp()
+    deadline = time.monotonic() + 15  # the first round runs when the agent starts
+    while time.monotonic() < deadline and agent.sample(
+            "channel_data_last_updated_timestamp_seconds", "healthy-na", **orders) is None:
+        time.sleep(0.1)
+    assert agent.sample("channel_data_last_updated_timestamp_seconds", "healthy-na",
+                        **orders) == expected
+    assert agent.sample("channel_data_staleness_seconds", "broken-eu", **orders) is None
+    up = [s for f in text_string_to_metric_families(agent.metrics()) for s in f.samples
+          if s.name == "channel_freshness_source_up"]
+    assert [(s.labels, s.value) for s in up] == [({"source": "warehouse"}, 1.0)]
+    page = httpx.get(agent.url + "/").text
+    assert "orders: <b" in page and "stale" in page
+
+
 def test_no_secret_leaves_the_process(world):
     agent, sim, tmp = world["agent"], world["sim"], world["tmp"]
     planted = [CLIENT_SECRET] + [a.refresh_token for a in sim.accounts]
@@ -143,6 +234,8 @@ def test_check_exit_codes(world):
     ok = subprocess.run([BIN / "channel-agent", "check", "--config", config,
                          "--account", "healthy-na"], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stdout + ok.stderr
+    orders = next(line for line in ok.stdout.splitlines() if " orders " in line)
+    assert orders.split()[2:6] == ["valid", "orders", "warehouse", "stale"]  # queried once
     bad = subprocess.run([BIN / "channel-agent", "check", "--config", config,
                           "--account", "revoked-eu"], capture_output=True, text=True)
     assert bad.returncode == 1 and "invalid_grant" in bad.stdout

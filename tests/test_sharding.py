@@ -114,6 +114,6 @@ def test_run_rejects_a_bad_shard_before_starting(tmp_path):
 async def test_one_shot_check_ignores_the_shard(fake_config):
     config = fake_config(accounts=[f"m{i}" for i in range(9)], shard="0/3")
     plugins = load_plugins([FakePlugin()], entry_points=False)
-    states = await _check(config, plugins, [a.key for a in config.accounts()])
-    assert [s.account for s in states] == [f"m{i}" for i in range(9)]
-    assert all(s.last_check is not None for s in states)
+    docs = await _check(config, plugins, [a.key for a in config.accounts()])
+    assert [d["account"] for d in docs] == [f"m{i}" for i in range(9)]
+    assert all(d["last_check"] is not None for d in docs)

@@ -95,7 +95,7 @@ def test_a_version_1_file_is_migrated_and_keeps_its_rows(tmp_path):
     db.close()
     store = StateStore(path)
     assert store.load_accounts()[("fake", "a1")].valid is False
-    assert store._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert store._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     store.record_grant("fake", "a1", Grant("fp", 1.0, 2.0))
     assert StateStore(path).load_grant("fake", "a1") == Grant("fp", 1.0, 2.0)
 
@@ -132,3 +132,30 @@ def test_an_expired_link_cannot_be_claimed_and_cancel_withdraws_open_links(tmp_p
         "old": "expired", "open": "cancelled"}
     store.purge_links(before=11.5)
     assert [link.state for link in store.links()] == ["open"]
+
+
+def test_a_version_2_file_gains_the_freshness_table(tmp_path):
+    from agent.state import _MIGRATIONS, DataFreshness, read_freshness
+
+    path = tmp_path / "agent.db"
+    db = sqlite3.connect(path)
+    db.executescript(_MIGRATIONS[1] + _MIGRATIONS[2])
+    db.execute("INSERT INTO accounts (channel, account, region, valid, last_valid) "
+               "VALUES ('fake', 'a1', 'na', 1, 100)")
+    db.execute("PRAGMA user_version=2")
+    db.commit()
+    db.close()
+    assert read_freshness(path) == {}  # an old file: nothing to read, no error
+
+    store = StateStore(path)
+    assert store._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert store.load_accounts()[("fake", "a1")].last_valid == 100
+    value = DataFreshness("fake", "a1", "orders", last_updated=1.7e9, source="pipeline",
+                          recorded=1.7e9 + 5)
+    store.save_freshness(value)
+    store.close()
+    reopened = StateStore(path)
+    assert reopened.load_freshness() == {value.key: value}
+    assert read_freshness(path) == {value.key: value}  # read-only, beside a running agent
+    reopened.close()
+    assert read_freshness(tmp_path / "missing.db") == {}

@@ -5,6 +5,7 @@
   channel-agent check --config config.yaml    check every account once, print a table
   channel-agent demo                          the agent against its built-in Amazon simulator
   channel-agent reconnect CHANNEL --account NAME   re-authorise an account, safely
+  channel-agent mark-synced CHANNEL --account NAME --dataset SET   report a data sync
 
 Every command has --help with an example.
 """
@@ -16,6 +17,7 @@ import click
 from agent import __version__
 from agent.cli.check import check
 from agent.cli.config_cmd import config_group
+from agent.cli.freshness import mark_synced
 from agent.cli.plugins_cmd import plugins
 from agent.cli.reconnect import reconnect
 from agent.cli.run import demo, run
@@ -28,7 +30,7 @@ def cli() -> None:
     pass
 
 
-for command in (run, check, status, reconnect, plugins, config_group, demo):
+for command in (run, check, status, mark_synced, reconnect, plugins, config_group, demo):
     cli.add_command(command)
 
 

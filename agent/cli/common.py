@@ -23,6 +23,11 @@ config_option = click.option(
     help="Agent configuration file.",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+agent_url_option = click.option(
+    "--url", default=lambda: os.environ.get("CHANNEL_AGENT_URL", "http://127.0.0.1:9877"),
+    show_default="$CHANNEL_AGENT_URL or http://127.0.0.1:9877",
+    help="Base URL of the running agent.",
+)
 
 
 def load_or_exit(path: str) -> tuple[Config, Plugins]:
@@ -39,6 +44,21 @@ def load_or_exit(path: str) -> tuple[Config, Plugins]:
 
 def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+def print_datasets(accounts: Sequence[dict[str, Any]]) -> None:
+    """A second table under the accounts: each data set with its age and threshold, next to
+    its account's credential state; nothing when no data set is configured."""
+    rows = [
+        (a["channel"], a["account"], a["state"], d["dataset"], d["source"],
+         d["state"] + (" (source down)" if d["source_up"] is False else ""),
+         d["age"] or "-", d["max_age"], d["last_updated"] or "-")
+        for a in accounts for d in a.get("datasets", [])
+    ]
+    if rows:
+        click.echo()
+        print_table(("CHANNEL", "ACCOUNT", "CREDENTIAL", "DATA SET", "SOURCE", "DATA", "AGE",
+                     "MAX AGE", "LAST UPDATED"), rows)
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

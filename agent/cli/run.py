@@ -7,16 +7,20 @@ import contextlib
 import dataclasses
 import logging
 import signal
+import sqlite3
 import tempfile
+import time
 from pathlib import Path
 
 import click
 import yaml
 from aiohttp import web
 
+from agent.channel import Demo
 from agent.cli.common import config_option, load_or_exit
 from agent.config import Config, ConfigError, build_config
 from agent.durations import format_duration, parse_duration
+from agent.freshness.timestamps import iso
 from agent.plugins import Plugins, load_plugins
 from agent.redact import setup_logging
 from agent.service import AgentService, HttpOptions
@@ -135,6 +139,26 @@ def _demo_timeout(check_interval: str) -> str:
         return "10s"  # the config validation reports the bad interval
 
 
+DEMO_QUERY = ("SELECT max(finished_at) FROM sync_runs WHERE channel = :channel "
+              "AND account = :account AND dataset = :dataset")
+
+
+def _demo_warehouse(workdir: Path, demos: dict[str, Demo]) -> Path:
+    """A SQLite "data warehouse" with each demo's last syncs, read by a real sql source."""
+    path = workdir / "warehouse.db"
+    now = time.time()
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute("DROP TABLE IF EXISTS sync_runs")
+        db.execute("CREATE TABLE sync_runs (channel TEXT, account TEXT, dataset TEXT, "
+                   "finished_at TEXT)")
+        db.executemany("INSERT INTO sync_runs VALUES (?, ?, ?, ?)", [
+            (name, account, dataset, iso(now - hours * 3600))
+            for name, channel_demo in demos.items()
+            for account, dataset, hours in channel_demo.data_syncs()
+        ])
+    return path
+
+
 async def _demo(workdir: Path, listen_address: str, check_interval: str) -> None:
     plugins = load_plugins()
     demos = {name: cls.demo() for name, cls in sorted(plugins.channels.items())}
@@ -145,11 +169,18 @@ async def _demo(workdir: Path, listen_address: str, check_interval: str) -> None
     try:
         for name, channel_demo in demos.items():
             sections[name] = await channel_demo.start(workdir / name)
+        warehouse = _demo_warehouse(workdir, demos)
         data = {
             "agent": {"listen_address": listen_address,
                       "state_path": str(workdir / "agent.db"),
                       "check_interval": check_interval,
                       "check_timeout": _demo_timeout(check_interval)},
+            "freshness_sources": {
+                Demo.WAREHOUSE_SOURCE: {"type": "sql", "url": f"sqlite:///{warehouse}",
+                                        "query": DEMO_QUERY, "interval": check_interval,
+                                        "timeout": _demo_timeout(check_interval)},
+                Demo.HEARTBEAT_SOURCE: {"type": "heartbeat"},
+            },
             "channels": sections,
         }
         try:
@@ -168,6 +199,9 @@ async def _demo(workdir: Path, listen_address: str, check_interval: str) -> None
         for name, channel_demo in demos.items():
             for line in channel_demo.describe():
                 click.echo(f"  {name}: {line}")
+        click.echo(f"  data freshness: syncs in {warehouse} (table sync_runs); report one:")
+        click.echo(f"    channel-agent mark-synced amazon_ads --account acme-us "
+                   f"--dataset sb_campaigns_daily --url http://{listen_address}")
         click.echo(f"Every account is checked within {check_interval}. Ctrl-C stops.")
         await serve(config, plugins, listen_address)
     finally:

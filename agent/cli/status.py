@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
 import httpx
 
-from agent.cli.common import json_option, print_json, print_table
+from agent.cli.common import agent_url_option, json_option, print_datasets, print_json, print_table
 
 
 @click.command()
-@click.option("--url", default=lambda: os.environ.get("CHANNEL_AGENT_URL", "http://127.0.0.1:9877"),
-              show_default="$CHANNEL_AGENT_URL or http://127.0.0.1:9877",
-              help="Base URL of the running agent.")
+@agent_url_option
 @json_option
 def status(url: str, as_json: bool) -> None:
-    """Show the state of every account, as the running agent last saw it.
+    """Show the state of every account and the age of its data sets, as the running agent
+    last saw them.
 
     \b
     Example:
@@ -38,5 +36,6 @@ def status(url: str, as_json: bool) -> None:
         [(a["channel"], a["account"], a["region"], a["state"], a["reason"], a["last_check"],
           a["last_valid"]) for a in doc["accounts"]],
     )
+    print_datasets(doc["accounts"])
     for error in doc["plugins"]["errors"]:
         click.echo(f"plugin error: {error['plugin']}: {error['error']}", err=True)
