@@ -32,9 +32,6 @@ SEVERITIES = {"critical", "warning", "info"}
 DATE_COLUMNS = ("Last check", "Last valid", "Refresh token expires")
 RUNBOOK_SECTIONS = ("## Meaning", "## Likely causes", "## Confirm", "## Fix", "## Afterwards")
 # Commands the runbooks use that other open issues add; allowed only while they are missing.
-COMMANDS_FROM_OPEN_ISSUES = {"mark-synced": "issue 3"}
-
-
 def alert_rules() -> list[tuple[str, dict]]:
     """(group name, rule) for every alerting rule of the shipped file."""
     return [(group["name"], rule) for group in load_yaml(RULES)["groups"]
@@ -222,7 +219,7 @@ def test_runbook_commands_exist():
     used = {line.split()[1] for _, block in runbook_blocks("sh")
             for line in map(str.strip, block.splitlines()) if line.startswith("channel-agent ")}
     assert used, "the runbooks show no channel-agent command"
-    unknown = used - commands - set(COMMANDS_FROM_OPEN_ISSUES)
+    unknown = used - commands
     assert not unknown, f"runbooks use commands that do not exist: {sorted(unknown)}"
 
 
