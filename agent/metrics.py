@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -73,6 +73,7 @@ class FleetCollector(Collector):
         for channel, count in sorted(per_channel.items()):
             g["accounts"].add_metric([channel], float(count))
         g["build_info"].add_metric([__version__], 1.0)
+        g["shard_info"].add_metric([str(self.fleet.shard.index), str(self.fleet.shard.count)], 1.0)
         yield from g.values()
 
     def describe(self) -> Iterable[Metric]:
@@ -153,10 +154,17 @@ def _families() -> dict[str, Metric]:
             labels=["channel"],
         ),
         "accounts": gauge(
-            "channel_agent_accounts", "Accounts this agent checks, per channel.", labels=["channel"]
+            "channel_agent_accounts",
+            "Accounts this agent checks, per channel: those of its shard when sharded.",
+            labels=["channel"],
         ),
         "build_info": gauge(
             "channel_agent_build_info", "Always 1; the agent's version.", labels=["version"]
+        ),
+        "shard_info": gauge(
+            "channel_agent_shard_info",
+            "Always 1; this replica checks the accounts of shard index (0-based) of count.",
+            labels=["index", "count"],
         ),
     }
 
@@ -169,6 +177,14 @@ class AgentMetrics:
         self.registry = registry or CollectorRegistry()
         self.fleet_collector = FleetCollector(fleet, channels)
         self.registry.register(self.fleet_collector)
+        # process_start_time_seconds & co.: the ChannelAgentChecksStalled rule needs the uptime.
+        ProcessCollector(registry=self.registry)
+        self.check_interval = Gauge(
+            "channel_agent_check_interval_seconds",
+            "The configured agent.check_interval, so alert rules can tell a stalled check "
+            "from a slow schedule.",
+            registry=self.registry,
+        )
         self.check_failures = Counter(
             "channel_check_failures",
             "Failed checks by channel and reason (the fixed set documented in the README).",

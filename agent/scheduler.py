@@ -169,7 +169,7 @@ class Scheduler:
 
     def _persist_refresh_token(self, channel: Channel, account: Account, secret: Secret) -> None:
         """Write a refresh token the provider handed back, keeping the previous one."""
-        ref = account.settings.get(channel.refresh_token_option)
+        ref = channel.refresh_token_ref(account)
         if ref is None or ref.path is None:
             log.warning(
                 "channel %s account %s: the provider returned a new refresh token, but the "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,9 +15,14 @@ from agent import __version__
 from agent.channel import Account, Channel
 from agent.config import Config, ConfigError
 from agent.fleet import Fleet
+from agent.freshness.metrics import FreshnessMetrics
+from agent.freshness.poller import FreshnessPoller
+from agent.freshness.timestamps import iso as _iso
+from agent.freshness.tracker import FreshnessTracker
 from agent.metrics import AgentMetrics
 from agent.plugins import Plugins
 from agent.scheduler import HARD_TIMEOUT_GRACE, Scheduler
+from agent.sharding import account_key, owner
 from agent.state import AccountState, StateStore
 
 log = logging.getLogger(__name__)
@@ -55,8 +60,13 @@ class AgentService:
         self.fleet = Fleet(self.store)
         self.fleet.configure(config)
         self.metrics = AgentMetrics(self.fleet, config.channels)
+        self.metrics.check_interval.set(config.agent.check_interval)
         self.metrics.config_reload_successful.set(1)
         self.metrics.config_reload_success_time.set(self.started_at)
+        self.freshness = FreshnessTracker(self.store)
+        self.freshness.configure(config)
+        self.freshness_metrics = FreshnessMetrics(self.freshness, self.metrics.registry)
+        self.poller = FreshnessPoller(self.freshness, self.freshness_metrics)
         self.http = {name: self._client() for name in config.channels}
         self.scheduler = Scheduler(self.fleet, config.channels, self.metrics, config.agent,
                                    self.http)
@@ -71,15 +81,18 @@ class AgentService:
 
     async def start(self) -> None:
         self.scheduler.start()
+        self.poller.start()
         self.ready = True
 
     async def stop(self) -> None:
         self.ready = False
         await self.scheduler.stop()
+        await self.poller.stop()
         for task in self._closing:
             task.cancel()
         await asyncio.gather(*self._closing, return_exceptions=True)
         await asyncio.gather(*(client.aclose() for client in self.http.values()))
+        await asyncio.gather(*(source.close() for source in self.config.freshness_sources.values()))
         self.store.close()
 
     async def reload(self) -> ReloadOutcome:
@@ -129,16 +142,25 @@ class AgentService:
         self.config = config
         self.fleet.configure(config)
         self.metrics.set_channels(config.channels)
+        self.metrics.check_interval.set(config.agent.check_interval)
+        self.freshness.configure(config)
         removed_clients = [self.http.pop(name) for name in list(self.http)
                            if name not in config.channels]
         for name in config.channels:
             if name not in self.http:
                 self.http[name] = self._client()
         self.scheduler.reconfigure(config.channels, config.agent)
-        if removed_clients:
-            # a check of a removed channel may still be running: close after its hard timeout
-            grace = old.agent.check_timeout + HARD_TIMEOUT_GRACE
-            task = asyncio.create_task(_close_later(removed_clients, grace))
+        if self.ready:
+            self.poller.start()
+        # A check or a poll round started before may still use what the old configuration
+        # made (a removed channel's client, every old freshness source): close those after
+        # the longest such a thing may take.
+        closers = [client.aclose for client in removed_clients]
+        closers += [source.close for source in old.freshness_sources.values()]
+        if closers:
+            grace = max([old.agent.check_timeout, *(s.timeout for s in
+                                                    old.freshness_sources.values())])
+            task = asyncio.create_task(_close_later(closers, grace + HARD_TIMEOUT_GRACE))
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
         after = self.fleet.accounts
@@ -154,6 +176,14 @@ class AgentService:
     def find_account(self, channel: str, name: str) -> Account | None:
         return self.fleet.accounts.get((channel, name))
 
+    def not_here(self, channel: str, name: str) -> str:
+        """Why this replica has no such account: not configured, or another shard's."""
+        shard = self.fleet.shard
+        if not any(a.key == (channel, name) for a in self.config.accounts()):
+            return "unknown channel/account"
+        return (f"checked by the replica of shard {owner(account_key(channel, name), shard.count)}"
+                f"/{shard.count}; this one is {shard}")
+
     def status(self) -> dict[str, Any]:
         """The JSON document behind /api/v1/status and the landing page."""
         return {
@@ -163,6 +193,8 @@ class AgentService:
                 "ready": self.ready,
                 "config": self.config.source,
                 "check_interval_seconds": self.config.agent.check_interval,
+                "shard": str(self.fleet.shard),
+                "accounts_configured": self.fleet.configured,
             },
             "plugins": {
                 "channels": {name: origin for name, origin in self.plugins.origins.items()},
@@ -172,15 +204,22 @@ class AgentService:
                 name: {"client_valid": self.fleet.client_valid.get(name)}
                 for name in self.config.channels
             },
+            "freshness_sources": {
+                name: {"type": source.type, "up": self.freshness.source_up.get(name)}
+                for name, source in self.config.freshness_sources.items()
+            },
             "accounts": [
-                account_status(state, self.config.channels.get(account.channel))
+                account_status(state, self.config.channels.get(account.channel),
+                               self.freshness.account_datasets(account.key))
                 for account, state in self.fleet
             ],
         }
 
 
-def account_status(state: AccountState, channel: Channel | None) -> dict[str, Any]:
-    """One account's state as plain, secret-free data (status API, CLI ``--json``)."""
+def account_status(state: AccountState, channel: Channel | None,
+                   datasets: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """One account's state as plain, secret-free data (status API, CLI ``--json``);
+    ``datasets`` from :meth:`FreshnessTracker.account_datasets`."""
     max_age = channel.refresh_token_max_age() if channel else 0.0
     expiry = state.refresh_issued + max_age if state.refresh_issued and max_age > 0 else None
     return {
@@ -200,6 +239,7 @@ def account_status(state: AccountState, channel: Channel | None) -> dict[str, An
         "access_token_expiry": _iso(state.access_expires),
         "profiles": state.profiles,
         "reconnected": _iso(state.reconnected),
+        "datasets": datasets or [],
     }
 
 
@@ -212,18 +252,12 @@ def state_word(state: AccountState) -> str:
     return "valid" if state.valid else "invalid"
 
 
-async def _close_later(clients: list[httpx.AsyncClient], delay: float) -> None:
+async def _close_later(closers: list[Callable[[], Awaitable[Any]]], delay: float) -> None:
     try:
         await asyncio.sleep(delay)
     finally:
-        await asyncio.gather(*(client.aclose() for client in clients), return_exceptions=True)
+        await asyncio.gather(*(close() for close in closers), return_exceptions=True)
 
 
 def _label(key: tuple[str, str]) -> str:
     return "/".join(key)
-
-
-def _iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))

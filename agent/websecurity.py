@@ -7,6 +7,7 @@ With a web config (``--web.config.file``, :mod:`agent.webconfig`):
 - Endpoints that change state (every method but GET/HEAD/OPTIONS, and routes marked with
   :func:`changes_state`) always need a credential: a basic-auth user, or a client certificate
   verified against ``client_ca_file``. A web config that offers neither refuses them (403).
+  A route marked :func:`self_authenticating` checks its own single-use credential instead.
 - ``http_server_config.headers`` are added to every response; ``rate_limit`` answers 429.
 
 The file, and the TLS files it names, are re-read when they change (checked on every request
@@ -43,6 +44,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 BCRYPT_MAX_PASSWORD = 72  # bytes; bcrypt ignores (or refuses) the rest
 AUTH_CACHE_SIZE = 256
 _CHANGES_STATE = "_channel_agent_changes_state"
+_SELF_AUTHENTICATING = "_channel_agent_self_authenticating"
 _SAN_KINDS = {"DNS", "IP Address", "email", "URI"}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -51,6 +53,14 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def changes_state(handler: Handler) -> Handler:
     """Mark a GET route that changes state (e.g. an OAuth callback): it needs credentials."""
     setattr(handler, _CHANGES_STATE, True)
+    return handler
+
+
+def self_authenticating(handler: Handler) -> Handler:
+    """Mark a route whose request carries its own single-use credential, checked by the
+    handler (the OAuth callback's link ``state``): basic auth would lock out the one who
+    calls it, an account holder's browser."""
+    setattr(handler, _SELF_AUTHENTICATING, True)
     return handler
 
 
@@ -136,6 +146,8 @@ class WebSecurity:
     async def _authorize(self, request: web.Request, config: WebConfig) -> None:
         if config.tls and config.tls.client_allowed_sans and not _san_allowed(request, config):
             raise web.HTTPForbidden(text="client certificate not allowed\n")
+        if getattr(request.match_info.handler, _SELF_AUTHENTICATING, False):
+            return
         writes = route_changes_state(request)
         if config.basic_auth_users:
             if not writes and self.read_without_auth:

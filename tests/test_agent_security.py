@@ -8,15 +8,9 @@ import subprocess
 import time
 
 import pytest
-from channel_agent_amazon_ads.simulator import Simulator, SimulatorThread
+from channel_agent_amazon_ads.simulator import SimAccount, Simulator, SimulatorThread
 
-from tests.test_integration import (
-    BIN,
-    Agent,
-    free_port,
-    simulated_accounts,
-    write_agent_config,
-)
+from tests.helpers import BIN, Agent, free_port, write_sim_config
 from tests.tlsfiles import bcrypt_hash, server_files
 
 pytestmark = pytest.mark.integration
@@ -33,8 +27,17 @@ def sim():
 
 @pytest.fixture
 def config(sim, tmp_path):
-    accounts = simulated_accounts(sim, tmp_path, {f"acct-{tmp_path.name[-12:]}": ("na", "healthy")})
-    return write_agent_config(tmp_path / "config.yaml", sim, accounts)
+    return write_sim_config(tmp_path, sim, sim.client_secret,
+                            {f"acct-{tmp_path.name[-12:]}": ("na", "healthy")})
+
+
+def add_account(sim, tmp_path, name: str, region: str, scenario: str) -> dict:
+    """One more simulator account and its configuration entry."""
+    account = SimAccount.create(name, region, [2000], scenario)
+    sim.add_account(account)
+    (tmp_path / "secrets" / f"{name}.token").write_text(account.refresh_token + "\n")
+    return {"name": name, "region": region, "expected_profiles": [2000],
+            "refresh_token_file": f"secrets/{name}.token"}
 
 
 def run_briefly(*args: str, timeout: float = 15) -> subprocess.CompletedProcess:
@@ -114,8 +117,8 @@ def test_sighup_and_post_reload_apply_a_changed_config(sim, config, tmp_path):
     try:
         data = json.loads(config.read_text())
         section = data["channels"]["amazon_ads"]
-        section["accounts"] += simulated_accounts(sim, tmp_path, {
-            f"added-{tmp_path.name[-12:]}": ("eu", "revoked")})
+        section["accounts"].append(add_account(sim, tmp_path, f"added-{tmp_path.name[-12:]}",
+                                               "eu", "revoked"))
         config.write_text(json.dumps(data))
         agent.proc.send_signal(signal.SIGHUP)
         accounts = wait_for(lambda: len(agent.get("/api/v1/status").json()["accounts"]) == 2)

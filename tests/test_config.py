@@ -278,8 +278,8 @@ def test_every_problem_reported_at_once_with_lines_and_paths():
         (13, "channels.sink.homepage"),
         (15, "channels.sink.endpoints.api_url"),
         (17, "channels.sink.retry.max_backoff"),
-        (19, "channels.sink.accounts[0].refresh_token"),
         (19, "channels.sink.accounts[0].name"),
+        (19, "channels.sink.accounts[0].refresh_token"),
         (20, "channels.sink.accounts[0].region"),
         (21, "channels.sink.accounts[0].expected_profiles[1]"),
         (22, "channels.sink.accounts[1].name"),
@@ -568,6 +568,20 @@ def test_duplicate_account_names():
         """)
     assert where(found) == {(8, "channels.sink.accounts[2].name")}
     assert found[0].message == "duplicate account name: accounts[0] already uses it"
+
+
+def test_duplicate_account_name_is_reported_even_when_the_first_is_broken():
+    found = problems("""\
+        channels:
+          sink:
+            client_id: id
+            client_secret: s
+            accounts:
+              - {name: acme, region: xx, refresh_token: a}
+              - {name: acme, region: eu, refresh_token: c}
+        """)
+    assert where(found) == {(6, "channels.sink.accounts[0].region"),
+                            (7, "channels.sink.accounts[1].name")}
 
 
 def test_same_account_name_in_two_channels_is_fine():
@@ -924,15 +938,22 @@ def test_example_config_is_valid(tmp_path):
     copy.write_text(example.read_text())
     (tmp_path / "secrets").mkdir()
     (tmp_path / "secrets" / "amazon_ads_client_secret").write_text("client-secret\n")
-    config = load_config(copy, channels, environ={"AMAZON_ADS_CLIENT_ID": "amzn1.client"})
+    config = load_config(copy, channels, environ={
+        "AMAZON_ADS_CLIENT_ID": "amzn1.client",
+        "WAREHOUSE_URL": "postgresql://agent:pw@warehouse.example.com/dw"})
 
     assert config.agent == AgentSettings(state_path=tmp_path / "var" / "agent.db")
     (channel,) = config.channels.values()
     defaults = {name: option.default for name, option in channel.channel_options.items()}
     assert channel.settings["refresh_token_max_age"] == defaults["refresh_token_max_age"]
     assert channel.settings["refresh_interval"] == defaults["refresh_interval"]
+    for name in ("redirect_uri", "reconnect_link_expiry"):
+        assert channel.settings[name] == defaults[name]
     endpoints = channel.channel_options["endpoints"].options
     for name, option in endpoints.items():  # the example shows the real defaults
         assert channel.settings["endpoints"][name] == option.default
     assert [(a.name, a.region) for a in config.accounts()] == [("acme-us", "na"),
                                                                 ("acme-eu", "eu")]
+    assert {(d.account, d.name): d.max_age / 3600 for d in config.datasets} == {
+        ("acme-us", "sp_campaigns_daily"): 72, ("acme-us", "sb_campaigns_daily"): 48,
+        ("acme-eu", "sp_campaigns_daily"): 36, ("acme-eu", "sb_campaigns_daily"): 48}

@@ -171,3 +171,12 @@ async def test_refresh_token_expiry_follows_max_age(fake_config):
     assert value(service, "channel_refresh_token_expiry_timestamp_seconds") == issued + 86400
     assert value(service, "channel_token_age_seconds", token="refresh") >= 0
     await service.stop()
+
+
+async def test_alert_rule_inputs_are_exported(fake_config):
+    # ChannelAgentChecksStalled compares check ages with the interval and the agent's uptime.
+    service = _service(fake_config(check_interval="7m", check_timeout="30s"))
+    reg = service.metrics.registry
+    assert reg.get_sample_value("channel_agent_check_interval_seconds") == 420
+    assert reg.get_sample_value("process_start_time_seconds") > 0
+    await service.stop()

@@ -4,15 +4,19 @@ Two crash cases, each a loop of kills (a handful by default; CHANNEL_AGENT_LONG_
 it CRASH_KILLS_LONG each; CHANNEL_AGENT_CRASH_SEED=N replays a run):
 
 - the agent process during check cycles (many accounts, a check every few hundred
-  milliseconds, so SQLite commits all the time): after each kill the state file passes
+  milliseconds, so SQLite commits all the time), alone and under a stream of heartbeats
+  (``POST /api/v1/freshness``): after each kill the state file passes
   ``PRAGMA integrity_check``, every row committed before the kill is still there and no older,
-  and the next start of the agent opens it and serves the restored state;
-- a process rotating a refresh token file with ``write_secret_file`` as fast as it can:
-  after each kill the file holds one complete token, at least the last one acknowledged,
-  and the previous token's backup exists, complete.
+  every heartbeat the agent acknowledged (204) is stored, and the next start of the agent
+  opens the file and serves the restored state;
+- a process rotating a refresh token file with ``write_secret_file`` as fast as it can (what
+  the agent does when Amazon returns a new refresh token, and what a reconnect does): after
+  each kill the file holds one complete token, at least the last one acknowledged, and the
+  previous token's backup exists, complete.
 
-More load during check cycles (issue 3's heartbeat writes, say) is one more entry in
-``AGENT_WORKLOADS``: a function that drives the running agent until its stop event is set.
+More load on the agent is one more entry in ``AGENT_WORKLOADS``: a function that drives the
+running agent until its stop event is set and notes in ``acknowledged`` what the agent
+confirmed.
 """
 
 from __future__ import annotations
@@ -27,10 +31,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 from channel_agent_amazon_ads.simulator import Simulator, SimulatorThread
 
-from tests.test_integration import Agent, free_port, simulated_accounts, write_agent_config
+from tests.helpers import Agent, free_port, write_sim_config
 
 pytestmark = pytest.mark.integration
 
@@ -40,17 +45,42 @@ CRASH_KILLS_LONG = 50
 KILLS = CRASH_KILLS_LONG if LONG else CRASH_KILLS
 SEED = int(os.environ.get("CHANNEL_AGENT_CRASH_SEED") or random.randrange(2**32))
 # Columns that only ever grow for a given row: a kill must never take them back.
-MONOTONIC_COLUMNS = {("accounts", "last_check")}
+MONOTONIC_COLUMNS = {("accounts", "last_check"), ("freshness", "last_updated")}
+SCENARIOS = {f"acct-{i:02d}": (("na", "eu", "fe")[i % 3],
+                               ("healthy", "revoked", "server_error", "forbidden")[i % 4])
+             for i in range(24)}
+FRESHNESS = {"freshness_sources": {"pipeline": {"type": "heartbeat"}},
+             "datasets": {"orders": {"source": "pipeline", "max_age": "1d"}}}
 
-Workload = Callable[[Agent, threading.Event], None]
+# (table, primary key) -> {column: the least value the agent confirmed}
+Acknowledged = dict[tuple[str, tuple], dict[str, float]]
+Workload = Callable[[Agent, threading.Event, Acknowledged], None]
 
 
-def scheduled_checks_only(agent: Agent, stop: threading.Event) -> None:
+def scheduled_checks_only(agent: Agent, stop: threading.Event, acked: Acknowledged) -> None:
     """No load beyond the agent's own check cycles."""
+
+
+def heartbeats(agent: Agent, stop: threading.Event, acked: Acknowledged) -> None:
+    """Heartbeats for every account in turn, each newer than the last, as fast as answered."""
+    with httpx.Client(timeout=5) as client:
+        while not stop.is_set():
+            for account in SCENARIOS:
+                key = ("amazon_ads", account, "orders")
+                synced = round(time.time(), 3)
+                try:
+                    response = client.post(agent.url + "/api/v1/freshness", json={
+                        "channel": key[0], "account": key[1], "dataset": key[2],
+                        "last_updated": synced})
+                except httpx.HTTPError:
+                    return  # killed
+                if response.status_code == 204:
+                    acked[("freshness", key)] = {"last_updated": synced}
 
 
 AGENT_WORKLOADS = [
     pytest.param(scheduled_checks_only, id="check-cycles"),
+    pytest.param(heartbeats, id="check-cycles-and-heartbeats"),
 ]
 
 
@@ -88,6 +118,8 @@ def integrity(db: Path) -> str:
 
 
 def lost_or_older(before: dict, after: dict) -> list[str]:
+    """What ``before`` (rows seen committed, or acknowledged values) has that ``after``
+    lost or took back."""
     problems = []
     for (table, key), row in before.items():
         now = after.get((table, key))
@@ -95,7 +127,8 @@ def lost_or_older(before: dict, after: dict) -> list[str]:
             problems.append(f"{table} {key}: committed row lost")
             continue
         for column_table, column in MONOTONIC_COLUMNS:
-            if column_table == table and (row[column] or 0) > (now[column] or 0):
+            if column_table == table and column in row and (row[column] or 0) > (
+                    now[column] or 0):
                 problems.append(f"{table} {key}: {column} went back")
     return problems
 
@@ -103,21 +136,17 @@ def lost_or_older(before: dict, after: dict) -> list[str]:
 @pytest.mark.parametrize("workload", AGENT_WORKLOADS)
 def test_agent_killed_during_check_cycles(tmp_path, rng, workload: Workload):
     sim = Simulator()
-    scenarios = {f"acct-{i:02d}": (("na", "eu", "fe")[i % 3],
-                                   ("healthy", "revoked", "server_error", "forbidden")[i % 4])
-                 for i in range(24)}
-    accounts = simulated_accounts(sim, tmp_path, scenarios)
     db = tmp_path / "var" / "agent.db"
-    survived = 0
+    survived = acknowledged = 0
     with SimulatorThread(sim):
-        config = write_agent_config(tmp_path / "config.yaml", sim, accounts,
-                                    check_interval="300ms", check_timeout="250ms")
+        config = write_sim_config(tmp_path, sim, sim.client_secret, SCENARIOS, FRESHNESS,
+                                  check_interval="300ms", check_timeout="250ms")
         for _ in range(KILLS):
             agent = Agent(config, free_port(), tmp_path / "agent.log")
             agent.start()  # opens what the previous kill left, restores it, becomes ready
-            assert agent.get("/api/v1/status").json()["agent"]["ready"] is True
-            stop = threading.Event()
-            load = threading.Thread(target=workload, args=(agent, stop), daemon=True)
+            assert agent.status()["agent"]["ready"] is True
+            stop, acked = threading.Event(), {}
+            load = threading.Thread(target=workload, args=(agent, stop, acked), daemon=True)
             load.start()
             time.sleep(rng.uniform(0.2, 1.2))
             before = committed_rows(db)
@@ -127,14 +156,18 @@ def test_agent_killed_during_check_cycles(tmp_path, rng, workload: Workload):
             stop.set()
             load.join(timeout=10)
             assert integrity(db) == "ok"
-            assert lost_or_older(before, committed_rows(db)) == []
+            after = committed_rows(db)
+            assert lost_or_older(before, after) == []
+            assert lost_or_older(acked, after) == []
             survived += 1
+            acknowledged += len(acked)
         final = Agent(config, free_port(), tmp_path / "agent.log")
         final.start()
-        restored = final.get("/api/v1/status").json()["accounts"]
+        restored = final.status()["accounts"]
         final.stop()
-    assert {a["account"] for a in restored if a["last_check"]} == set(scenarios)
-    print(f"agent survived {survived} SIGKILLs during check cycles")
+    assert {a["account"] for a in restored if a["last_check"]} == set(SCENARIOS)
+    print(f"agent survived {survived} SIGKILLs ({workload.__name__}; "
+          f"{acknowledged} acknowledged rows checked)")
 
 
 WRITER = """

@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
-import os
-import shutil
 import signal
-import socket
+import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-from channel_agent_amazon_ads.simulator import SimAccount, Simulator, SimulatorThread
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.helpers import BIN, free_port, require_program, simulated_fleet
 
 pytestmark = pytest.mark.integration
 
-BIN = Path(sys.executable).parent
 CLIENT_SECRET = "PLANTED-client-secret-5f0c1d"
+SYNCED_AT = "2026-11-01 04:00:00"  # the warehouse's newest sync of healthy-na's orders
 SCENARIOS = {
     "healthy-na": ("na", "healthy"),
     "revoked-eu": ("eu", "revoked"),
@@ -32,122 +31,29 @@ SCENARIOS = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Agent:
-    """One `channel-agent run` process; logs go to a file the tests read.
-
-    ``args`` are more command-line flags; ``client`` are httpx options for talking to it
-    (``verify``, ``auth``) and ``scheme`` is https when a web config turns TLS on.
-    """
-
-    def __init__(self, config: Path, port: int, log: Path, args: tuple[str, ...] = (),
-                 scheme: str = "http", **client) -> None:
-        self.config, self.port, self.log, self.args = config, port, log, args
-        self.url = f"{scheme}://127.0.0.1:{port}"
-        self.client = client
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        with self.log.open("a") as log:
-            self.proc = subprocess.Popen(
-                [BIN / "channel-agent", "run", "--config", self.config,
-                 "--web.listen-address", f"127.0.0.1:{self.port}", *self.args],
-                stdout=log, stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                if self.get("/-/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            assert self.proc.poll() is None, self.log.read_text()
-            time.sleep(0.1)
-        raise AssertionError("agent never became ready:\n" + self.log.read_text())
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=10)
-
-    def get(self, path: str, **kwargs) -> httpx.Response:
-        return httpx.get(self.url + path, **{"timeout": 5, **self.client, **kwargs})
-
-    def post(self, path: str, **kwargs) -> httpx.Response:
-        return httpx.post(self.url + path, **{"timeout": 30, **self.client, **kwargs})
-
-    def recheck(self, account: str) -> dict:
-        response = self.post("/api/v1/recheck", json={"channel": "amazon_ads", "account": account})
-        response.raise_for_status()
-        return response.json()
-
-    def metrics(self) -> str:
-        return self.get("/metrics").text
-
-    def sample(self, name: str, account: str, **labels: str) -> float | None:
-        for family in text_string_to_metric_families(self.metrics()):
-            for s in family.samples:
-                if s.name == name and s.labels.get("account") == account and all(
-                    s.labels.get(k) == v for k, v in labels.items()
-                ):
-                    return s.value
-        return None
-
-
-def simulated_accounts(sim: Simulator, directory: Path,
-                       scenarios: dict[str, tuple[str, str]]) -> list[dict]:
-    """Add one simulator account per scenario; their config entries (token files under
-    ``directory/secrets``, relative to a config file in ``directory``)."""
-    secrets_dir = directory / "secrets"
-    secrets_dir.mkdir(exist_ok=True)
-    (secrets_dir / "client_secret").write_text(sim.client_secret + "\n")
-    accounts = []
-    for name, (region, scenario) in scenarios.items():
-        profile = 1000 + len(sim.accounts)
-        account = SimAccount.create(name, region, [profile], scenario)
-        sim.add_account(account)
-        (secrets_dir / f"{name}.token").write_text(account.refresh_token + "\n")
-        accounts.append({"name": name, "region": region, "expected_profiles": [profile],
-                         "refresh_token_file": f"secrets/{name}.token"})
-    return accounts
-
-
-def write_agent_config(path: Path, sim: Simulator, accounts: list[dict], **agent) -> Path:
-    """A configuration file checking ``accounts`` against the simulator ``sim``."""
-    config = {
-        "agent": {"state_path": "var/agent.db", "check_interval": "1h", "check_timeout": "4s",
-                  **agent},
-        "channels": {"amazon_ads": {
-            "client_id": sim.client_id, "client_secret_file": "secrets/client_secret",
-            "endpoints": sim.endpoints(),
-            "retry": {"initial_backoff": "200ms", "max_backoff": "1s"},
-            "accounts": accounts,
-        }},
-    }
-    path.write_text(json.dumps(config, indent=2))  # JSON is YAML
-    return path
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("world")
-    sim = Simulator(client_secret=CLIENT_SECRET, slow_seconds=2, retry_after=1)
-    accounts = simulated_accounts(sim, tmp, SCENARIOS)
-    thread = SimulatorThread(sim)
-    thread.start()
-    config_path = write_agent_config(tmp / "config.yaml", sim, accounts)
-    agent = Agent(config_path, free_port(), tmp / "agent.log")
-    agent.start()
-    for name in SCENARIOS:
-        agent.recheck(name)
-    yield {"sim": sim, "agent": agent, "tmp": tmp, "config": config_path}
-    agent.stop()
-    thread.stop()
+    warehouse = sqlite3.connect(tmp / "warehouse.db")
+    warehouse.execute("CREATE TABLE sync_runs (account TEXT, dataset TEXT, finished_at TEXT)")
+    warehouse.execute("INSERT INTO sync_runs VALUES ('healthy-na', 'orders', ?)", (SYNCED_AT,))
+    warehouse.commit()
+    warehouse.close()
+    freshness = {
+        "freshness_sources": {
+            "pipeline": {"type": "heartbeat"},
+            "warehouse": {"type": "sql", "url": f"sqlite:///{tmp / 'warehouse.db'}",
+                          "query": "SELECT max(finished_at) FROM sync_runs "
+                                   "WHERE account = :account AND dataset = :dataset"},
+        },
+        "datasets": {"sp_campaigns_daily": {"source": "pipeline", "max_age": "36h"},
+                     "orders": {"source": "warehouse", "max_age": "2h"}},
+    }
+    with simulated_fleet(tmp, SCENARIOS, CLIENT_SECRET, freshness, check_interval="1h",
+                         check_timeout="4s") as fleet:
+        for name in SCENARIOS:
+            fleet.agent.recheck(name)
+        yield {"sim": fleet.sim, "agent": fleet.agent, "tmp": tmp, "config": fleet.config}
 
 
 def test_each_scenario_is_classified(world):
@@ -190,11 +96,7 @@ def test_revocation_flips_a_valid_account(world):
 
 
 def test_metrics_pass_promtool(world):
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        if os.environ.get("CI"):
-            pytest.fail("promtool is missing in CI (make test installs it)")
-        pytest.skip("promtool not installed (make test installs it)")
+    promtool = require_program("promtool")
     result = subprocess.run([promtool, "check", "metrics"], input=world["agent"].metrics(),
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -232,6 +134,77 @@ def test_restart_serves_restored_state_at_once(world):
     assert agent.sample("channel_credential_last_valid_timestamp_seconds", "healthy-na") > 0
 
 
+def _rfc3339(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_heartbeats_from_api_and_cli_show_at_once_and_survive_a_restart(world):
+    agent = world["agent"]
+    sp = {"dataset": "sp_campaigns_daily"}
+    assert agent.sample("channel_data_staleness_threshold_seconds", "healthy-na", **sp) == 129600
+    assert agent.sample("channel_data_staleness_seconds", "healthy-na", **sp) is None
+
+    synced = int(time.time()) - 3600
+    response = httpx.post(agent.url + "/api/v1/freshness", json={
+        "channel": "amazon_ads", "account": "healthy-na", "dataset": "sp_campaigns_daily",
+        "last_updated": _rfc3339(synced)})
+    assert response.status_code == 204, response.text
+    assert agent.sample("channel_data_last_updated_timestamp_seconds", "healthy-na",
+                        **sp) == synced
+    assert agent.sample("channel_data_staleness_seconds", "healthy-na", **sp) >= 3600
+
+    cli = [BIN / "channel-agent", "mark-synced", "amazon_ads", "--url", agent.url,
+           "--dataset", "sp_campaigns_daily"]
+    ok = subprocess.run([*cli, "--account", "revoked-eu", "--at", str(synced - 86400)],
+                        capture_output=True, text=True, timeout=30)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert agent.sample("channel_data_last_updated_timestamp_seconds", "revoked-eu",
+                        **sp) == synced - 86400
+    refused = subprocess.run([*cli, "--account", "nobody-xx"], capture_output=True, text=True,
+                             timeout=30)
+    assert refused.returncode == 1 and "(field: account)" in refused.stderr
+
+    status = subprocess.run([BIN / "channel-agent", "status", "--url", agent.url],
+                            capture_output=True, text=True, timeout=30).stdout
+    revoked = next(line for line in status.splitlines()
+                   if "revoked-eu" in line and "sp_campaigns_daily" in line)
+    assert revoked.split()[2:6] == ["invalid", "sp_campaigns_daily", "pipeline", "fresh"]
+    assert "1d1h" in revoked and "1d12h" in revoked  # age and max_age
+    assert any("no data yet" in line for line in status.splitlines())
+    # check runs beside the agent and reads the heartbeat from its state file
+    checked = subprocess.run([BIN / "channel-agent", "check", "--config", str(world["config"]),
+                              "--account", "revoked-eu", "--json"],
+                             capture_output=True, text=True, timeout=60)
+    (doc,) = json.loads(checked.stdout)
+    sp_doc = next(d for d in doc["datasets"] if d["dataset"] == "sp_campaigns_daily")
+    assert sp_doc["last_updated"] == _rfc3339(synced - 86400)
+
+    agent.stop()
+    agent.start()
+    assert agent.sample("channel_data_last_updated_timestamp_seconds", "healthy-na",
+                        **sp) == synced
+    assert agent.sample("channel_data_last_updated_timestamp_seconds", "revoked-eu",
+                        **sp) == synced - 86400
+
+
+def test_sql_source_is_polled_by_the_running_agent(world):
+    agent = world["agent"]
+    orders = {"dataset": "orders", "source": "warehouse"}
+    expected = dt.datetime.fromisoformat(SYNCED_AT).replace(tzinfo=dt.UTC).timestamp()
+    deadline = time.monotonic() + 15  # the first round runs when the agent starts
+    while time.monotonic() < deadline and agent.sample(
+            "channel_data_last_updated_timestamp_seconds", "healthy-na", **orders) is None:
+        time.sleep(0.1)
+    assert agent.sample("channel_data_last_updated_timestamp_seconds", "healthy-na",
+                        **orders) == expected
+    assert agent.sample("channel_data_staleness_seconds", "broken-eu", **orders) is None
+    up = [s for f in text_string_to_metric_families(agent.metrics()) for s in f.samples
+          if s.name == "channel_freshness_source_up"]
+    assert [(s.labels, s.value) for s in up] == [({"source": "warehouse"}, 1.0)]
+    page = httpx.get(agent.url + "/").text
+    assert "orders: <b" in page and "stale" in page
+
+
 # Every endpoint, with the requests the secret test sends to it. A new route must be added
 # here (test_no_secret_leaves_the_process fails until it is).
 def _endpoint_requests(accounts) -> dict[tuple[str, str], list[dict]]:
@@ -247,6 +220,15 @@ def _endpoint_requests(accounts) -> dict[tuple[str, str], list[dict]]:
             {"content": b"{not json " + CLIENT_SECRET.encode()},
             {"content": b"[" * 5000},
         ],
+        ("POST", "/api/v1/freshness"): [
+            {"json": {"channel": "amazon_ads", "account": "healthy-na",
+                      "dataset": "sp_campaigns_daily", "last_updated": time.time() - 60}},
+            {"json": {"channel": "amazon_ads", "account": "healthy-na", "dataset": CLIENT_SECRET,
+                      "last_updated": CLIENT_SECRET}},
+            {"content": b"\xff" + CLIENT_SECRET.encode()},
+        ],
+        ("GET", "/oauth/callback"): [{"params": {"state": CLIENT_SECRET, "code": CLIENT_SECRET}},
+                                     {"params": {"error": "access_denied"}}],
         ("POST", "/-/reload"): [{}],
     }
 
@@ -259,6 +241,12 @@ def _command_args(config: Path, url: str, broken: Path) -> dict[str, list[list[s
                   ["--config", str(broken)]],
         "status": [["--url", url], ["--url", url, "--json"]],
         "plugins": [[], ["--json"]],
+        "mark-synced": [["amazon_ads", "--account", "healthy-na", "--dataset",
+                         "sp_campaigns_daily", "--url", url],
+                        ["amazon_ads", "--account", CLIENT_SECRET, "--dataset", CLIENT_SECRET,
+                         "--url", url]],
+        "reconnect": [["--list", "--config", str(config)], ["--pending", "--config", str(config)],
+                      ["amazon_ads", "--account", "nobody", "--config", str(config)]],
         "config check": [[str(config)], [str(broken)]],
         "run": [["--config", str(broken)]],
         "demo": [],  # test_no_secret_leaves_the_demo
@@ -366,6 +354,8 @@ def test_check_exit_codes(world):
     ok = subprocess.run([BIN / "channel-agent", "check", "--config", config,
                          "--account", "healthy-na"], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stdout + ok.stderr
+    orders = next(line for line in ok.stdout.splitlines() if " orders " in line)
+    assert orders.split()[2:6] == ["valid", "orders", "warehouse", "stale"]  # queried once
     bad = subprocess.run([BIN / "channel-agent", "check", "--config", config,
                           "--account", "revoked-eu"], capture_output=True, text=True)
     assert bad.returncode == 1 and "invalid_grant" in bad.stdout

@@ -251,7 +251,7 @@ def test_token_answers_are_a_grant_or_a_classified_error(response):
     assert response.is_success and grant.access_token.reveal() and grant.expires_in > 0
 
 
-@pytest.mark.parametrize("parse", [ads_api.parse_profiles, ads_api.parse_campaigns_probe])
+@pytest.mark.parametrize("parse", [ads_api.parse_profile_list, ads_api.parse_campaigns_probe])
 @given(response=answers())
 def test_ads_api_answers_are_accepted_or_a_classified_error(parse, response):
     try:
@@ -261,7 +261,7 @@ def test_ads_api_answers_are_accepted_or_a_classified_error(parse, response):
         assert _conclusive_allowed(response, error, lwa_answer=False)
         return
     assert response.is_success
-    assert result is None or all(isinstance(i, int) for i in result)  # profile ids
+    assert result is None or all(isinstance(p["profileId"], int) for p in result)  # profiles
 
 
 @given(response=answers(), body=json_values)

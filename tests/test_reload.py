@@ -15,14 +15,24 @@ from agent.service import AgentService
 from tests.fakes import FakeChannel, FakePlugin
 
 
-def write_config(path, accounts=("a1", "a2"), interval="1h", timeout="500ms", notes=None):
+def write_config(path, accounts=("a1", "a2"), interval="1h", timeout="500ms", notes=None,
+                 files_source=False):
+    """The fake channel's accounts; ``files_source``: a polled freshness source and a data set
+    read from it for every account."""
     notes = notes or {}
+    channel = {"accounts": [
+        {"name": name, "region": "na", "note": notes.get(name, "")} for name in accounts
+    ]}
+    sources = {}
+    if files_source:
+        sources = {"files": {"type": "file", "path": str(path.parent / "{account}.synced"),
+                             "interval": "1h"}}
+        channel["datasets"] = {"orders": {"source": "files", "max_age": "1d"}}
     path.write_text(json.dumps({
         "agent": {"state_path": str(path.parent / "agent.db"), "check_interval": interval,
                   "check_timeout": timeout},
-        "channels": {"fake": {"accounts": [
-            {"name": name, "region": "na", "note": notes.get(name, "")} for name in accounts
-        ]}},
+        "freshness_sources": sources,
+        "channels": {"fake": channel},
     }))
 
 
@@ -142,3 +152,14 @@ async def test_without_a_file_there_is_nothing_to_reload(fake_config):
     outcome = await service.reload()
     assert not outcome.ok and "no configuration file" in outcome.problems[0]
     await service.stop()
+
+
+async def test_freshness_sources_follow_the_reloaded_config(running):
+    assert running.poller._tasks == {}
+    write_config(running.path, files_source=True)
+    assert (await running.reload()).ok
+    assert set(running.poller._tasks) == {"files"}
+    assert ("fake", "a1", "orders") in running.freshness.datasets
+    write_config(running.path)
+    assert (await running.reload()).ok
+    assert running.poller._tasks == {} and running.freshness.datasets == {}

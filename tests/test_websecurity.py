@@ -106,15 +106,22 @@ async def test_every_state_changing_route_needs_credentials(agent):
 async def test_a_get_route_marked_as_changing_state_needs_credentials(agent):
     extra = web.RouteTableDef()
 
-    @extra.get("/oauth/callback")
+    @extra.get("/marked")
     @changes_state
-    async def callback(request: web.Request) -> web.Response:
-        return web.Response(text="connected")
+    async def marked(request: web.Request) -> web.Response:
+        return web.Response(text="changed")
 
     client = await agent(f"basic_auth_users:\n  sre: '{HASH}'\n", read_without_auth=True,
                          extra=extra)
-    assert (await client.get("/oauth/callback")).status == 401
-    assert (await client.get("/oauth/callback", headers=SRE)).status == 200
+    assert (await client.get("/marked")).status == 401
+    assert (await client.get("/marked", headers=SRE)).status == 200
+
+
+async def test_the_oauth_callback_checks_its_own_link_instead_of_basic_auth(agent):
+    client = await agent(f"basic_auth_users:\n  sre: '{HASH}'\n")
+    assert (await client.get("/metrics")).status == 401
+    response = await client.get("/oauth/callback", params={"state": "unknown", "code": "x"})
+    assert response.status == 404 and "Unknown link" in await response.text()  # its own check
 
 
 async def test_without_any_way_to_authenticate_state_changes_are_refused(agent, tmp_path):

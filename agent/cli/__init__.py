@@ -4,6 +4,8 @@
   channel-agent run --config config.yaml      serve /metrics, check on a schedule
   channel-agent check --config config.yaml    check every account once, print a table
   channel-agent demo                          the agent against its built-in Amazon simulator
+  channel-agent reconnect CHANNEL --account NAME   re-authorise an account, safely
+  channel-agent mark-synced CHANNEL --account NAME --dataset SET   report a data sync
 
 Every command has --help with an example.
 """
@@ -15,7 +17,9 @@ import click
 from agent import __version__
 from agent.cli.check import check
 from agent.cli.config_cmd import config_group
+from agent.cli.freshness import mark_synced
 from agent.cli.plugins_cmd import plugins
+from agent.cli.reconnect import reconnect
 from agent.cli.run import demo, run
 from agent.cli.status import status
 from agent.redact import redact, setup_logging
@@ -27,7 +31,7 @@ def cli() -> None:
     pass
 
 
-for command in (run, check, status, plugins, config_group, demo):
+for command in (run, check, status, mark_synced, reconnect, plugins, config_group, demo):
     cli.add_command(command)
 
 
