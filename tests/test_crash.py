@@ -167,7 +167,7 @@ def test_agent_killed_during_check_cycles(tmp_path, rng, workload: Workload):
         final.stop()
     assert {a["account"] for a in restored if a["last_check"]} == set(SCENARIOS)
     print(f"agent survived {survived} SIGKILLs ({workload.__name__}; "
-          f"{acknowledged} acknowledged rows checked)")
+          f"{acknowledged} acknowledged values found stored after the kills)")
 
 
 WRITER = """
