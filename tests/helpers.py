@@ -119,6 +119,13 @@ class Agent:
         response.raise_for_status()
         return response.json()
 
+    def post_heartbeat(self, account: str, dataset: str, last_updated: str | float) -> None:
+        """Report a sync of ``dataset`` as the pipeline would (``POST /api/v1/freshness``)."""
+        response = httpx.post(self.url + "/api/v1/freshness", json={
+            "channel": "amazon_ads", "account": account, "dataset": dataset,
+            "last_updated": last_updated}, timeout=5)
+        assert response.status_code == 204, response.text
+
     def status(self) -> dict:
         return httpx.get(self.url + "/api/v1/status", timeout=5).json()
 

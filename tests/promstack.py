@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -51,6 +52,12 @@ def run(*args: str | Path, **kwargs: Any) -> subprocess.CompletedProcess:
 
 def load_yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text())
+
+
+def job_selectors(path: Path = RULES) -> set[str]:
+    """The scrape jobs the rules select by name. ``job="%s"`` is not one: a description's
+    template lookup filling in the alert's own job."""
+    return set(re.findall(r'job="([^"]+)"', path.read_text())) - {"%s"}
 
 
 def shorten_for(rules: dict, factor: int = 60) -> dict:
