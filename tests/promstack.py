@@ -8,41 +8,23 @@ the machine: :func:`offline_alertmanager_config` strips the receivers' integrati
 from __future__ import annotations
 
 import copy
-import os
 import re
-import shutil
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import yaml
 
 from agent.durations import format_duration, parse_duration
-from tests.helpers import free_port
+from tests.helpers import REPO, free_port, require_program
 
-REPO = Path(__file__).resolve().parent.parent
 RULES = REPO / "deploy" / "prometheus" / "channel-agent.rules.yml"
 RULE_TESTS = sorted((REPO / "deploy" / "prometheus" / "tests").glob("*.yml"))
 ALERTMANAGER_EXAMPLE = REPO / "deploy" / "alertmanager" / "alertmanager.example.yml"
 DASHBOARD = REPO / "grafana" / "dashboards" / "channel-health.json"
 RUNBOOKS = REPO / "docs" / "runbooks"
-
-
-def require_program(*names: str) -> str:
-    """The path of the first of ``names`` installed. Missing: a failure in CI (`make test`
-    installs them there, so a skip would hide a broken set-up), a skip elsewhere."""
-    for name in names:
-        path = shutil.which(name)
-        if path:
-            return path
-    message = (f"{' or '.join(names)} is not installed "
-               "(make test installs it: scripts/system-deps.sh)")
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def run(*args: str | Path, **kwargs: Any) -> subprocess.CompletedProcess:

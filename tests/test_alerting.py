@@ -296,7 +296,7 @@ def test_grafana_provisioning_files():
 
 
 def test_a_missing_program_fails_in_ci_and_skips_elsewhere(monkeypatch):
-    monkeypatch.setattr("shutil.which", lambda name: None)
+    monkeypatch.setattr("shutil.which", lambda name, path=None: None)
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="scripts/system-deps.sh"):
         require_program("promtool")
