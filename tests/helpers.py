@@ -31,14 +31,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def require_program(name: str) -> str:
-    """The program's path; skip without it, but fail in CI (make test installs it)."""
-    path = shutil.which(name, path=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{name} is missing in CI (make test installs it)")
-        pytest.skip(f"{name} is not installed (make test installs it)")
-    return path
+def require_program(*names: str) -> str:
+    """The path of the first of ``names`` installed (the venv's bin first). Missing: a failure
+    in CI (`make test` installs it there, so a skip would hide a broken set-up), a skip
+    elsewhere."""
+    search = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+    for name in names:
+        path = shutil.which(name, path=search)
+        if path:
+            return path
+    message = (f"{' or '.join(names)} is not installed "
+               "(make test installs it: scripts/system-deps.sh)")
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def write_sim_config(tmp: Path, sim: Simulator, client_secret: str,
@@ -129,6 +135,13 @@ class Agent:
         response = self.post("/api/v1/recheck", json={"channel": "amazon_ads", "account": account})
         response.raise_for_status()
         return response.json()
+
+    def post_heartbeat(self, account: str, dataset: str, last_updated: str | float) -> None:
+        """Report a sync of ``dataset`` as the pipeline would (``POST /api/v1/freshness``)."""
+        response = httpx.post(self.url + "/api/v1/freshness", json={
+            "channel": "amazon_ads", "account": account, "dataset": dataset,
+            "last_updated": last_updated}, timeout=5)
+        assert response.status_code == 204, response.text
 
     def status(self) -> dict:
         return self.get("/api/v1/status").json()

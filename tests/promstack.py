@@ -8,40 +8,23 @@ the machine: :func:`offline_alertmanager_config` strips the receivers' integrati
 from __future__ import annotations
 
 import copy
-import os
-import shutil
+import re
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import yaml
 
 from agent.durations import format_duration, parse_duration
-from tests.helpers import free_port
+from tests.helpers import REPO, free_port, require_program
 
-REPO = Path(__file__).resolve().parent.parent
 RULES = REPO / "deploy" / "prometheus" / "channel-agent.rules.yml"
 RULE_TESTS = sorted((REPO / "deploy" / "prometheus" / "tests").glob("*.yml"))
 ALERTMANAGER_EXAMPLE = REPO / "deploy" / "alertmanager" / "alertmanager.example.yml"
 DASHBOARD = REPO / "grafana" / "dashboards" / "channel-health.json"
 RUNBOOKS = REPO / "docs" / "runbooks"
-
-
-def require_program(*names: str) -> str:
-    """The path of the first of ``names`` installed. Missing: a failure in CI (`make test`
-    installs them there, so a skip would hide a broken set-up), a skip elsewhere."""
-    for name in names:
-        path = shutil.which(name)
-        if path:
-            return path
-    message = (f"{' or '.join(names)} is not installed "
-               "(make test installs it: scripts/system-deps.sh)")
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def run(*args: str | Path, **kwargs: Any) -> subprocess.CompletedProcess:
@@ -51,6 +34,12 @@ def run(*args: str | Path, **kwargs: Any) -> subprocess.CompletedProcess:
 
 def load_yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text())
+
+
+def job_selectors(path: Path = RULES) -> set[str]:
+    """The scrape jobs the rules select by name. ``job="%s"`` is not one: a description's
+    template lookup filling in the alert's own job."""
+    return set(re.findall(r'job="([^"]+)"', path.read_text())) - {"%s"}
 
 
 def shorten_for(rules: dict, factor: int = 60) -> dict:

@@ -31,7 +31,8 @@ from tests.promstack import (
 SEVERITIES = {"critical", "warning", "info"}
 DATE_COLUMNS = ("Last check", "Last valid", "Refresh token expires")
 RUNBOOK_SECTIONS = ("## Meaning", "## Likely causes", "## Confirm", "## Fix", "## Afterwards")
-# Commands the runbooks use that other open issues add; allowed only while they are missing.
+
+
 def alert_rules() -> list[tuple[str, dict]]:
     """(group name, rule) for every alerting rule of the shipped file."""
     return [(group["name"], rule) for group in load_yaml(RULES)["groups"]
@@ -122,7 +123,7 @@ def test_alertmanager_example_passes_amtool():
     amtool = require_program("amtool")
     result = run(amtool, "check-config", ALERTMANAGER_EXAMPLE)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS" in result.stdout and "3 inhibit rules" in result.stdout
+    assert "SUCCESS" in result.stdout and "4 inhibit rules" in result.stdout
 
 
 @pytest.mark.parametrize("severity,receiver", [("critical", "sre-pager"),
@@ -167,9 +168,16 @@ def test_inhibit_rules_mute_symptoms_while_the_cause_fires(tmp_path):
         "expiry acme warning": _alert("ChannelRefreshTokenExpiringSoon", "warning", **acme),
         "expiry acme critical": _alert("ChannelRefreshTokenExpiringSoon", "critical", **acme),
         "expiry globex warning": _alert("ChannelRefreshTokenExpiringSoon", "warning", **globex),
+        # a replica of job channel-agent is down, so its shard is missing too
+        "agent down": _alert("ChannelAgentDown", "critical", job="channel-agent",
+                             instance="channel-agent-2:9877"),
+        "shard missing": _alert("ChannelAgentShardMissing", "critical", job="channel-agent",
+                                count="3"),
+        "shard missing eu": _alert("ChannelAgentShardMissing", "critical",
+                                   job="channel-agent-eu", count="2"),
     }
     muted = {"stale acme", "profile acme", "invalid walmart", "stale walmart",
-             "expiry acme warning"}
+             "expiry acme warning", "shard missing"}
     with Alertmanager(tmp_path, offline_alertmanager_config()) as am:
         am.post(list(posted.values()))
         key = {json.dumps(a["labels"], sort_keys=True): name for name, a in posted.items()}
@@ -288,7 +296,7 @@ def test_grafana_provisioning_files():
 
 
 def test_a_missing_program_fails_in_ci_and_skips_elsewhere(monkeypatch):
-    monkeypatch.setattr("shutil.which", lambda name: None)
+    monkeypatch.setattr("shutil.which", lambda name, path=None: None)
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="scripts/system-deps.sh"):
         require_program("promtool")

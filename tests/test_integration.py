@@ -145,10 +145,7 @@ def test_heartbeats_from_api_and_cli_show_at_once_and_survive_a_restart(world):
     assert agent.sample("channel_data_staleness_seconds", "healthy-na", **sp) is None
 
     synced = int(time.time()) - 3600
-    response = httpx.post(agent.url + "/api/v1/freshness", json={
-        "channel": "amazon_ads", "account": "healthy-na", "dataset": "sp_campaigns_daily",
-        "last_updated": _rfc3339(synced)})
-    assert response.status_code == 204, response.text
+    agent.post_heartbeat("healthy-na", "sp_campaigns_daily", _rfc3339(synced))
     assert agent.sample("channel_data_last_updated_timestamp_seconds", "healthy-na",
                         **sp) == synced
     assert agent.sample("channel_data_staleness_seconds", "healthy-na", **sp) >= 3600
