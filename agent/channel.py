@@ -109,7 +109,7 @@ class SecretRef:
             return self.value
         assert self.path is not None
         try:
-            text = self.path.read_text(encoding="utf-8").strip()
+            text = _read_small_file(self.path).decode("utf-8").strip()
         except FileNotFoundError:
             raise MissingSecret(self.source, f"file {self.path} does not exist") from None
         except OSError as exc:
@@ -117,9 +117,28 @@ class SecretRef:
             raise MissingSecret(self.source, problem) from None
         except UnicodeDecodeError:
             raise MissingSecret(self.source, f"file {self.path} is not UTF-8 text") from None
+        except ValueError as exc:
+            raise MissingSecret(self.source, f"file {self.path} {exc}") from None
         if not text:
             raise MissingSecret(self.source, f"file {self.path} is empty")
         return Secret(text)
+
+
+MAX_SECRET_FILE = 64 * 1024
+
+
+def _read_small_file(path: Path) -> bytes:
+    """A regular file's bytes. A FIFO or device (``/dev/zero``) would block or never end:
+    ValueError, as for a file too large to be a secret."""
+    if not path.is_file():
+        if not path.exists():
+            raise FileNotFoundError(path)
+        raise ValueError("is not a regular file")
+    with path.open("rb") as f:
+        data = f.read(MAX_SECRET_FILE + 1)
+    if len(data) > MAX_SECRET_FILE:
+        raise ValueError(f"is larger than {MAX_SECRET_FILE // 1024} KiB: not a secret")
+    return data
 
 
 @dataclass(frozen=True)
@@ -322,6 +341,12 @@ class Channel(ABC):
     @abstractmethod
     async def check(self, account: Account, ctx: CheckContext) -> CheckResult:
         """Check one account's credential; never raise for anything the provider says."""
+
+    def carry_over(self, previous: Channel) -> None:
+        """On a configuration reload, take over what ``previous`` (the instance this one
+        replaces) holds in memory and must not lose, such as cached access tokens or a rotated
+        refresh token not yet stored. The default keeps nothing."""
+        return None
 
     def refresh_token_max_age(self) -> float:
         """Seconds a refresh token lives after it is granted; 0 means it never expires."""

@@ -30,6 +30,9 @@ from agent.sharding import Shard, parse_shard
 
 ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 MEMORY = ":memory:"  # state_path that keeps state in memory only
+# How many values a YAML file may expand to: plenty for anchors merged into every account.
+MIN_NODE_BUDGET = 10_000
+NODES_PER_CHAR = 10
 
 
 @dataclass
@@ -86,17 +89,21 @@ def load_config(
     ``sources`` are the freshness source types (default: the built-in ones).
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        problem = f"cannot read the configuration file: {exc.strerror or type(exc).__name__}"
-        raise ConfigError([ConfigProblem(str(path), None, "", problem)]) from None
-    except UnicodeDecodeError:
-        problem = "the configuration file is not UTF-8 text"
-        raise ConfigError([ConfigProblem(str(path), None, "", problem)]) from None
+    text = read_config_file(path, "configuration file")
     base_dir = Path(os.path.abspath(path)).parent
     return parse_config(text, channels, source=str(path), base_dir=base_dir, environ=environ,
                         sources=sources)
+
+
+def read_config_file(path: Path, what: str) -> str:
+    """The text of a configuration file; one :class:`ConfigError` problem if it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        problem = f"cannot read the {what}: {exc.strerror or type(exc).__name__}"
+    except UnicodeDecodeError:
+        problem = f"the {what} is not UTF-8 text"
+    raise ConfigError([ConfigProblem(str(path), None, "", problem)])
 
 
 def parse_config(
@@ -110,11 +117,22 @@ def parse_config(
 ) -> Config:
     """Validate configuration YAML; relative paths resolve against ``base_dir`` (default: cwd)."""
     validator = _Validator(source, base_dir, environ, channels, sources)
+    # Aliases may repeat a subtree any number of times ("billion laughs"); bounding the values
+    # built by the input's size keeps validation linear in it.
+    budget = MIN_NODE_BUDGET + NODES_PER_CHAR * len(text)
+    validator.node_budget = budget
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+        tree = _Node({}, None) if root is None else validator.from_yaml(root, "")
     except yaml.YAMLError as exc:
-        raise ConfigError([_syntax_problem(source, exc)]) from None
-    tree = _Node({}, None) if root is None else validator.from_yaml(root, "")
+        raise ConfigError([yaml_syntax_problem(source, exc)]) from None
+    except RecursionError:
+        problem = "values are nested too deeply to be a configuration"
+        raise ConfigError([ConfigProblem(source, None, "", problem)]) from None
+    except _TooLarge:
+        problem = ("the file expands to too many values through YAML aliases "
+                   f"(more than {budget}); refusing to read it")
+        raise ConfigError([ConfigProblem(source, None, "", problem)]) from None
     return validator.config(tree)
 
 
@@ -132,11 +150,12 @@ def build_config(
     return validator.config(validator.from_python(data, ""))
 
 
-def _syntax_problem(source: str, exc: yaml.YAMLError) -> ConfigProblem:
+def yaml_syntax_problem(source: str, exc: yaml.YAMLError) -> ConfigProblem:
     # str(exc) quotes the offending line of the file, which may hold a secret: use only the
     # parser's own description and the position.
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    parts = [getattr(exc, "context", None), getattr(exc, "problem", None)]
+    parts = [getattr(exc, "context", None), getattr(exc, "problem", None),
+             getattr(exc, "reason", None)]  # a ReaderError: a character YAML does not accept
     detail = ", ".join(part for part in parts if part) or type(exc).__name__
     line = mark.line + 1 if mark is not None else None
     return ConfigProblem(source, line, "", f"invalid YAML: {detail}")
@@ -153,6 +172,11 @@ class _Node:
 
 
 _INVALID = object()  # a value that was reported as a problem
+
+
+class _TooLarge(Exception):
+    """The YAML tree grew past the validator's node budget."""
+
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _SECRET_KINDS = ("secret", "secret_ref")
 _ENV_REF = re.compile(r"\$\$|\$\{([^}]*)\}|\$\{")
@@ -192,7 +216,7 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _unknown(what: str, name: str, known: Iterable[str]) -> str:
+def unknown_name(what: str, name: str, known: Iterable[str]) -> str:
     known = list(known)
     close = difflib.get_close_matches(name, known, n=1)
     if close:
@@ -224,6 +248,7 @@ class _Validator:
         self.regions: tuple[str, ...] = ()  # of the channel being validated
         self._constructor = yaml.constructor.SafeConstructor()
         self._building: set[int] = set()  # YAML nodes being converted, to stop alias cycles
+        self.node_budget: int | None = None  # values from_yaml may still build; None = no limit
 
     def problem(self, line: int | None, path: str, message: str) -> None:
         self.problems.append(ConfigProblem(self.source, line, path, message))
@@ -232,6 +257,10 @@ class _Validator:
 
     def from_yaml(self, node: yaml.Node, path: str) -> _Node:
         line = node.start_mark.line + 1
+        if self.node_budget is not None:
+            self.node_budget -= 1
+            if self.node_budget < 0:
+                raise _TooLarge
         if id(node) in self._building:
             self.problem(line, path, "refers to itself through a YAML alias")
             return _Node(None, line)
@@ -347,7 +376,7 @@ class _Validator:
         accepted = set(accepted)
         for key, line in section.key_lines.items():
             if key not in accepted:
-                self.problem(line, _join(path, key), _unknown("key", key, sorted(accepted)))
+                self.problem(line, _join(path, key), unknown_name("key", key, sorted(accepted)))
 
     # --- agent --------------------------------------------------------------------------
 
@@ -391,7 +420,7 @@ class _Validator:
             path = _join("channels", name)
             cls = self.registry.get(name)
             if cls is None:
-                message = _unknown("channel", name, sorted(self.registry))
+                message = unknown_name("channel", name, sorted(self.registry))
                 if not self.registry:
                     message += "; no channel plugin is installed"
                 self.problem(node.key_lines[name], path, message)
@@ -511,7 +540,7 @@ class _Validator:
             if cls is None:
                 if type_name is not _INVALID:
                     self.problem(type_node.line, _join(path, "type"),
-                                 _unknown("freshness source type", type_name,
+                                 unknown_name("freshness source type", type_name,
                                           sorted(self.source_types)))
                 continue
             self.freshness[name] = self._freshness_source(name, cls, child, path)
@@ -569,7 +598,7 @@ class _Validator:
             source = values["source"]
             if source not in (None, _INVALID) and source not in self.freshness:
                 self.problem(entry.key_lines.get("source"), _join(entry_path, "source"),
-                             _unknown("freshness source", source, sorted(self.freshness)))
+                             unknown_name("freshness source", source, sorted(self.freshness)))
                 values["source"] = _INVALID
             if values["max_age"] not in (None, _INVALID) and values["max_age"] <= 0:
                 self.problem(entry.key_lines.get("max_age"), _join(entry_path, "max_age"),
@@ -860,7 +889,7 @@ class _Validator:
         for region, child in node.value.items():
             if region not in regions:
                 self.problem(node.key_lines[region], _join(path, region),
-                             _unknown("region", region, regions))
+                             unknown_name("region", region, regions))
                 urls[region] = _INVALID
             else:
                 urls[region] = self._url(child, _join(path, region))

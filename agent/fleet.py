@@ -26,21 +26,23 @@ class Fleet:
         self.client_valid: dict[str, bool | None] = {}
         self.shard = Shard()
         self.configured = 0  # accounts in the configuration, this shard's and the others'
-        self._restored = store.load_accounts()
-        self._restored_clients = store.load_client_validity()
 
     def configure(self, config: Config) -> None:
-        """Adopt the accounts of ``config`` that this replica's shard owns; state of accounts
-        no longer configured (or owned) is dropped from memory, so they leave no series;
-        restored state of owned ones is kept."""
+        """Adopt the accounts of ``config`` that this replica's shard owns (at start and at
+        every reload); state of accounts no longer configured (or owned) is dropped from
+        memory, so they leave no series; accounts new to memory get their stored state back
+        (so one removed and added again resumes)."""
         shard = config.agent.shard
         configured = config.accounts()
         accounts = {account.key: account for account in configured
                     if shard.owns(account_key(account.channel, account.name))}
         grants = self.store.load_grants()
+        restored = self.store.load_accounts() if accounts.keys() - self.states.keys() else {}
+        restored_clients = (self.store.load_client_validity()
+                            if config.channels.keys() - self.client_valid.keys() else {})
         states = {}
         for key, account in accounts.items():
-            state = self.states.get(key) or self._restored.get(key)
+            state = self.states.get(key) or restored.get(key)
             if state is None:
                 state = AccountState(channel=account.channel, account=account.name,
                                      region=account.region)
@@ -53,7 +55,7 @@ class Fleet:
         self.shard = shard
         self.configured = len(configured)
         self.client_valid = {
-            name: self.client_valid.get(name, self._restored_clients.get(name))
+            name: self.client_valid.get(name, restored_clients.get(name))
             for name in config.channels
         }
 

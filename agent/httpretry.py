@@ -4,7 +4,8 @@ Retried: 429, 500, 502, 503, 504, network errors and timeouts. The wait before t
 attempt is the response's ``Retry-After`` (seconds or HTTP-date) when present, otherwise
 ``initial_backoff * 2**n`` capped at ``max_backoff`` (minus a little jitter). A wait that
 would end past the deadline is never started: the last response is returned instead, or
-the last network error is raised as :class:`TransientError`.
+the last network error is raised as :class:`TransientError`. A last attempt that timed out
+only because the deadline shortened it ends as the attempt before it did (a 429 stays 429).
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ async def send_with_retries(
     """
     response: httpx.Response | None = None
     error: TransientError | None = None
+    previous: httpx.Response | TransientError | None = None  # the attempt before this one
     attempt = 0
     while True:
         remaining = deadline - policy.monotonic()
@@ -121,7 +123,15 @@ async def send_with_retries(
             if response is not None:
                 return response
             assert error is not None
+            cut_short = error.reason == "timeout" and timeout < policy.request_timeout
+            if cut_short and previous is not None:
+                # the budget, not the server, cut this attempt short: the attempt before
+                # (a 429, a 503, a reset) tells more about the server
+                if isinstance(previous, TransientError):
+                    raise previous
+                return previous
             raise error
+        previous = response if response is not None else error
         await policy.sleep(wait)
 
 

@@ -7,6 +7,7 @@ and the check-duration histogram are ordinary prometheus_client metrics in the s
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
@@ -204,9 +205,27 @@ class AgentMetrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
             registry=self.registry,
         )
+        self.config_reload_successful = Gauge(
+            "channel_agent_config_last_reload_successful",
+            "1 if the last configuration (re)load succeeded, 0 if the new file was rejected "
+            "and the previous configuration is still in force.",
+            registry=self.registry,
+        )
+        self.config_reload_success_time = Gauge(
+            "channel_agent_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful configuration load or reload.",
+            registry=self.registry,
+        )
         self.set_channels(channels)
 
     def set_channels(self, channels: dict[str, Channel]) -> None:
+        """Per-channel series for ``channels``; those of channels no longer configured go."""
+        for gone in set(self.fleet_collector.channels) - set(channels):
+            for reason in REASONS:
+                with contextlib.suppress(KeyError):
+                    self.check_failures.remove(gone, reason)
+            with contextlib.suppress(KeyError):
+                self.check_duration.remove(gone)
         self.fleet_collector.channels = channels
         for channel in channels:
             for reason in REASONS:

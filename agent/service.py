@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 from agent import __version__
 from agent.channel import Account, Channel
-from agent.config import Config
+from agent.config import Config, ConfigError
 from agent.fleet import Fleet
 from agent.freshness.metrics import FreshnessMetrics
 from agent.freshness.poller import FreshnessPoller
@@ -20,7 +21,7 @@ from agent.freshness.timestamps import iso as _iso
 from agent.freshness.tracker import FreshnessTracker
 from agent.metrics import AgentMetrics
 from agent.plugins import Plugins
-from agent.scheduler import Scheduler
+from agent.scheduler import HARD_TIMEOUT_GRACE, Scheduler
 from agent.sharding import account_key, owner
 from agent.state import AccountState, StateStore
 
@@ -34,11 +35,25 @@ class HttpOptions:
     transport: httpx.AsyncBaseTransport | None = None
 
 
+@dataclass
+class ReloadOutcome:
+    """What a configuration reload did; ``problems`` when the new file was rejected."""
+
+    ok: bool
+    problems: list[str] = field(default_factory=list)
+    added: list[str] = field(default_factory=list)  # "channel/account"
+    removed: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
 class AgentService:
-    def __init__(self, config: Config, plugins: Plugins, http: HttpOptions | None = None) -> None:
+    def __init__(self, config: Config, plugins: Plugins, http: HttpOptions | None = None,
+                 loader: Callable[[], Config] | None = None) -> None:
         self.config = config
         self.plugins = plugins
         self.http_options = http or HttpOptions()
+        self.loader = loader  # re-reads the configuration for reload(); None: nothing to re-read
         self.started_at = time.time()
         self.ready = False
         self.store = StateStore(config.agent.state_path)
@@ -46,6 +61,8 @@ class AgentService:
         self.fleet.configure(config)
         self.metrics = AgentMetrics(self.fleet, config.channels)
         self.metrics.check_interval.set(config.agent.check_interval)
+        self.metrics.config_reload_successful.set(1)
+        self.metrics.config_reload_success_time.set(self.started_at)
         self.freshness = FreshnessTracker(self.store)
         self.freshness.configure(config)
         self.freshness_metrics = FreshnessMetrics(self.freshness, self.metrics.registry)
@@ -53,6 +70,8 @@ class AgentService:
         self.http = {name: self._client() for name in config.channels}
         self.scheduler = Scheduler(self.fleet, config.channels, self.metrics, config.agent,
                                    self.http)
+        self._reload_lock = asyncio.Lock()
+        self._closing: set[asyncio.Task] = set()  # clients of removed channels, closing
 
     def _client(self) -> httpx.AsyncClient:
         limits = httpx.Limits(max_connections=self.config.agent.max_concurrency,
@@ -69,9 +88,90 @@ class AgentService:
         self.ready = False
         await self.scheduler.stop()
         await self.poller.stop()
+        for task in self._closing:
+            task.cancel()
+        await asyncio.gather(*self._closing, return_exceptions=True)
         await asyncio.gather(*(client.aclose() for client in self.http.values()))
         await asyncio.gather(*(source.close() for source in self.config.freshness_sources.values()))
         self.store.close()
+
+    async def reload(self) -> ReloadOutcome:
+        """Re-read the configuration (SIGHUP, ``POST /-/reload``).
+
+        Accounts added start being checked, removed ones stop and leave no series, changed
+        ones use their new settings from their next check. A configuration with problems
+        changes nothing: every problem is logged and
+        ``channel_agent_config_last_reload_successful`` becomes 0.
+        """
+        async with self._reload_lock:
+            if self.loader is None:
+                return self._reload_failed(["this agent has no configuration file to re-read"])
+            try:
+                config = await asyncio.to_thread(self.loader)
+            except ConfigError as exc:
+                return self._reload_failed([str(problem) for problem in exc.problems])
+            outcome = self._adopt(config)
+            self.metrics.config_reload_successful.set(1)
+            self.metrics.config_reload_success_time.set(time.time())
+            for warning in outcome.warnings:
+                log.warning("reload: %s", warning)
+            log.info("configuration %s reloaded: %d account(s); added %d, removed %d, "
+                     "changed %d", config.source, len(self.fleet.accounts), len(outcome.added),
+                     len(outcome.removed), len(outcome.changed))
+            return outcome
+
+    def _reload_failed(self, problems: list[str]) -> ReloadOutcome:
+        self.metrics.config_reload_successful.set(0)
+        log.error("configuration reload failed, the previous configuration stays in force "
+                  "(%d problem(s))", len(problems))
+        for problem in problems:
+            log.error("reload: %s", problem)
+        return ReloadOutcome(ok=False, problems=problems)
+
+    def _adopt(self, config: Config) -> ReloadOutcome:
+        old = self.config
+        warnings = [
+            f"agent.{key} changed: the agent goes on with the old value until it restarts"
+            for key in ("listen_address", "state_path")
+            if getattr(old.agent, key) != getattr(config.agent, key)
+        ]
+        for name, channel in config.channels.items():
+            if name in old.channels:
+                channel.carry_over(old.channels[name])
+        before = dict(self.fleet.accounts)
+        self.config = config
+        self.fleet.configure(config)
+        self.metrics.set_channels(config.channels)
+        self.metrics.check_interval.set(config.agent.check_interval)
+        self.freshness.configure(config)
+        removed_clients = [self.http.pop(name) for name in list(self.http)
+                           if name not in config.channels]
+        for name in config.channels:
+            if name not in self.http:
+                self.http[name] = self._client()
+        self.scheduler.reconfigure(config.channels, config.agent)
+        if self.ready:
+            self.poller.start()
+        # A check or a poll round started before may still use what the old configuration
+        # made (a removed channel's client, every old freshness source): close those after
+        # the longest such a thing may take.
+        closers = [client.aclose for client in removed_clients]
+        closers += [source.close for source in old.freshness_sources.values()]
+        if closers:
+            grace = max([old.agent.check_timeout, *(s.timeout for s in
+                                                    old.freshness_sources.values())])
+            task = asyncio.create_task(_close_later(closers, grace + HARD_TIMEOUT_GRACE))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+        after = self.fleet.accounts
+        return ReloadOutcome(
+            ok=True,
+            added=sorted(_label(key) for key in after.keys() - before.keys()),
+            removed=sorted(_label(key) for key in before.keys() - after.keys()),
+            changed=sorted(_label(key) for key in after.keys() & before.keys()
+                           if after[key] != before[key]),
+            warnings=warnings,
+        )
 
     def find_account(self, channel: str, name: str) -> Account | None:
         return self.fleet.accounts.get((channel, name))
@@ -150,3 +250,14 @@ def state_word(state: AccountState) -> str:
     if not state.check_success:
         return "unverified"
     return "valid" if state.valid else "invalid"
+
+
+async def _close_later(closers: list[Callable[[], Awaitable[Any]]], delay: float) -> None:
+    try:
+        await asyncio.sleep(delay)
+    finally:
+        await asyncio.gather(*(close() for close in closers), return_exceptions=True)
+
+
+def _label(key: tuple[str, str]) -> str:
+    return "/".join(key)

@@ -13,14 +13,19 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from agent.freshness.heartbeat import HeartbeatRejected
 from agent.oauth_callback import callback_handler
 from agent.reconnect import CALLBACK_PATH
+from agent.redact import redact
 from agent.service import AgentService, account_status
+from agent.websecurity import WebSecurity, self_authenticating
 
 SERVICE = web.AppKey("service", AgentService)
-MAX_BODY = 64 * 1024
+MAX_BODY = 64 * 1024  # request bodies past this get 413
 
 
-def make_app(service: AgentService) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY)
+def make_app(service: AgentService, security: WebSecurity | None = None) -> web.Application:
+    """The agent's HTTP API. Without ``security`` (no web config) nothing is protected."""
+    security = security or WebSecurity(None)
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[security.middleware])
+    app.on_response_prepare.append(security.add_headers)
     app[SERVICE] = service
     app.router.add_get("/", landing_page)
     app.router.add_get("/metrics", metrics)
@@ -29,7 +34,9 @@ def make_app(service: AgentService) -> web.Application:
     app.router.add_post("/api/v1/freshness", freshness)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
-    app.router.add_get(CALLBACK_PATH, callback_handler(service))
+    app.router.add_post("/-/reload", reload)
+    # the account holder's browser has no agent credentials: the link's state is one
+    app.router.add_get(CALLBACK_PATH, self_authenticating(callback_handler(service)))
     return app
 
 
@@ -84,19 +91,37 @@ async def freshness(request: web.Request) -> web.Response:
     try:
         request.app[SERVICE].freshness.heartbeat(body)
     except HeartbeatRejected as exc:
-        return web.json_response({"error": exc.message, "field": exc.field}, status=exc.status)
+        # a refusal quotes what was sent; mask it like anything else that leaves the process
+        return web.json_response({"error": redact(exc.message), "field": exc.field},
+                                 status=exc.status)
     return web.Response(status=204)
+
+
+async def reload(request: web.Request) -> web.Response:
+    """Re-read the configuration file, as SIGHUP does; 500 with every problem when it is bad."""
+    outcome = await request.app[SERVICE].reload()
+    if not outcome.ok:
+        return web.json_response(
+            {"status": "error", "error": "the configuration was not reloaded; the previous one "
+                                         "stays in force", "problems": outcome.problems},
+            status=500,
+        )
+    return web.json_response({"status": "success", "added": outcome.added,
+                              "removed": outcome.removed, "changed": outcome.changed,
+                              "warnings": outcome.warnings})
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
     try:
-        body = await request.json()
+        raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise web.HTTPRequestEntityTooLarge(
             max_size=MAX_BODY, actual_size=request.content_length or MAX_BODY + 1,
             text=json.dumps({"error": f"body is larger than {MAX_BODY} bytes", "field": None}),
             content_type="application/json") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    try:
+        body = json.loads(raw)  # bytes: UTF-8/16/32 detected, whatever the header claims
+    except (ValueError, RecursionError):
         raise _bad_request("body must be a JSON object", None) from None
     if not isinstance(body, dict):
         raise _bad_request("body must be a JSON object", None)

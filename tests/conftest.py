@@ -1,4 +1,8 @@
+import os
+from datetime import timedelta
+
 import pytest
+from hypothesis import settings
 
 from agent.config import build_config
 from tests.fakes import FakeChannel
@@ -43,3 +47,12 @@ def postgres_url():
     server.start()
     yield server.url
     server.stop()
+
+
+# Property tests (hypothesis): bounded by default; CHANNEL_AGENT_LONG_TESTS=1 tries 20 times as
+# many inputs. The deadline is generous: it catches a hang, not a slow machine.
+settings.register_profile("default", max_examples=100, deadline=timedelta(seconds=5),
+                          print_blob=True)
+settings.register_profile("long", max_examples=2000, deadline=timedelta(seconds=5),
+                          print_blob=True)
+settings.load_profile("long" if os.environ.get("CHANNEL_AGENT_LONG_TESTS") == "1" else "default")

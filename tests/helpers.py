@@ -83,11 +83,17 @@ def write_sim_config(tmp: Path, sim: Simulator, client_secret: str,
 
 
 class Agent:
-    """One `channel-agent run` process; logs go to a file the tests read."""
+    """One `channel-agent run` process; logs go to a file the tests read.
 
-    def __init__(self, config: Path, port: int, log: Path, args: tuple[str, ...] = ()) -> None:
+    ``args`` are more command-line flags; ``client`` are httpx options for talking to it
+    (``verify``, ``auth``) and ``scheme`` is https when a web config turns TLS on.
+    """
+
+    def __init__(self, config: Path, port: int, log: Path, args: tuple[str, ...] = (),
+                 scheme: str = "http", **client: Any) -> None:
         self.config, self.port, self.log, self.args = config, port, log, args
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = f"{scheme}://127.0.0.1:{port}"
+        self.client = client
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -106,7 +112,7 @@ class Agent:
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             try:
-                if httpx.get(self.url + "/-/ready", timeout=1).status_code == 200:
+                if self.get("/-/ready", timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -119,9 +125,14 @@ class Agent:
             self.proc.send_signal(signal.SIGTERM)
             self.proc.wait(timeout=10)
 
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return httpx.get(self.url + path, **{"timeout": 5, **self.client, **kwargs})
+
+    def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        return httpx.post(self.url + path, **{"timeout": 30, **self.client, **kwargs})
+
     def recheck(self, account: str) -> dict:
-        response = httpx.post(self.url + "/api/v1/recheck",
-                              json={"channel": "amazon_ads", "account": account}, timeout=30)
+        response = self.post("/api/v1/recheck", json={"channel": "amazon_ads", "account": account})
         response.raise_for_status()
         return response.json()
 
@@ -133,10 +144,10 @@ class Agent:
         assert response.status_code == 204, response.text
 
     def status(self) -> dict:
-        return httpx.get(self.url + "/api/v1/status", timeout=5).json()
+        return self.get("/api/v1/status").json()
 
     def metrics(self) -> str:
-        return httpx.get(self.url + "/metrics", timeout=5).text
+        return self.get("/metrics").text
 
     def sample(self, name: str, account: str, **labels: str) -> float | None:
         for family in text_string_to_metric_families(self.metrics()):

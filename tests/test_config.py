@@ -1,9 +1,18 @@
+import os
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from agent.channel import Account, Channel, CheckResult, Option, Secret, SecretRef
+from agent.channel import (
+    Account,
+    Channel,
+    CheckResult,
+    MissingSecret,
+    Option,
+    Secret,
+    SecretRef,
+)
 from agent.config import (
     AgentSettings,
     Config,
@@ -498,8 +507,8 @@ def test_secret_file_problems_name_the_file(tmp_path, secrets):
     assert message(found, "channels.sink.accounts[1].refresh_token_file") == (
         "give either refresh_token or refresh_token_file, not both"
     )
-    assert message(found, "channels.sink.accounts[1].webhook_secret_file").startswith(
-        f"cannot read file {secrets / 'a_directory'}: "
+    assert message(found, "channels.sink.accounts[1].webhook_secret_file") == (
+        f"file {secrets / 'a_directory'} is not a regular file"
     )
     assert message(found, "channels.sink.accounts[2].refresh_token") == "must not be empty"
 
@@ -699,6 +708,49 @@ def test_yaml_merge_keys():
 def test_recursive_alias_is_a_problem_not_a_crash():
     found = problems(MINIMAL + "    scopes: &loop [*loop]\n")
     assert any(p.path.startswith("channels.sink.scopes") for p in found)
+
+
+def test_alias_expansion_bomb_is_refused_quickly():
+    text = "a: &a [x, x, x, x, x, x, x, x, x]\n"
+    for level in "bcdefghi":  # 9**9 values if every alias were expanded
+        previous = chr(ord(level) - 1)
+        text += f"{level}: &{level} [{', '.join([f'*{previous}'] * 9)}]\n"
+    [problem] = problems(text)
+    assert "too many values through YAML aliases" in problem.message
+
+
+def test_anchors_merged_into_many_accounts_are_fine():
+    accounts = "".join(f"      - {{<<: *acct, name: a{i}}}\n" for i in range(2000))
+    text = MINIMAL.split("    accounts:")[0] + (
+        "    accounts:\n"
+        "      - &acct {name: a, region: na, refresh_token: t, probe: true,"
+        " expected_profiles: [1, 2, 3, 4, 5, 6, 7, 8]}\n" + accounts)
+    assert len(parse(text).accounts()) == 2001
+
+
+@pytest.mark.parametrize("text", ["a: " + "[" * 3000 + "]" * 3000,
+                                  "agent: " + "{a: " * 3000 + "1" + "}" * 3000])
+def test_deep_nesting_is_a_problem_not_a_crash(text):
+    [problem] = problems(text)
+    assert problem.message == "values are nested too deeply to be a configuration"
+
+
+def test_characters_yaml_refuses_are_named():
+    [problem] = problems("agent:\n  state_path: a\x00b\n")
+    assert problem.message == "invalid YAML: special characters are not allowed"
+
+
+def test_a_secret_file_that_would_block_or_never_end_is_refused(tmp_path, secrets):
+    os.mkfifo(secrets / "fifo")  # reading it would wait for a writer forever
+    (secrets / "huge").write_bytes(b"x" * (64 * 1024 + 1))
+    found = problems(MINIMAL.replace("client_secret: ${CLIENT_SECRET}",
+                                     "client_secret_file: secrets/fifo"), base_dir=tmp_path)
+    assert message(found, "channels.sink.client_secret_file") == (
+        f"file {secrets / 'fifo'} is not a regular file")
+    with pytest.raises(MissingSecret, match="larger than 64 KiB"):
+        SecretRef(path=secrets / "huge", source="x").read()
+    with pytest.raises(MissingSecret, match="/dev/zero is not a regular file"):
+        SecretRef(path=Path("/dev/zero"), source="x").read()
 
 
 def test_relative_paths_resolve_against_the_config_directory(tmp_path, monkeypatch):

@@ -76,9 +76,13 @@ def test_state_volume_port_healthcheck_and_entrypoint(stages):
     assert f"http://127.0.0.1:{DEFAULT_PORT}/-/healthy" in healthcheck
     assert exec_form(healthcheck.split("CMD", 1)[1])[0] == "python"  # no curl in slim images
     assert exec_form(values(runtime, "ENTRYPOINT")[0]) == ["channel-agent"]
-    # reachable from outside the container: every interface, the default port
-    assert exec_form(values(runtime, "CMD")[0]) == ["run", "--web.listen-address",
-                                                     f":{DEFAULT_PORT}"]
+    # reachable from outside the container: every interface, the default port, and so a web
+    # config (the image's own, empty: reads open, state changes refused)
+    assert exec_form(values(runtime, "CMD")[0]) == [
+        "run", "--web.listen-address", f":{DEFAULT_PORT}",
+        "--web.config.file", "/etc/channel-agent/web.yml", "--web.read-without-auth"]
+    run_steps = " ".join(values(runtime, "RUN"))
+    assert "> /etc/channel-agent/web.yml" in run_steps
     env = " ".join(values(runtime, "ENV"))
     assert "CHANNEL_AGENT_CONFIG=/etc/channel-agent/config.yaml" in env
 

@@ -16,6 +16,7 @@ import yaml
 from agent.config import parse_config
 from agent.plugins import load_plugins
 from agent.sharding import Shard, parse_shard
+from agent.webconfig import parse_web_config
 from tests.helpers import REPO, require_program
 from tests.promstack import job_selectors
 
@@ -61,9 +62,9 @@ def test_kustomization_lists_exactly_the_manifests_present():
 
 def test_every_kind_the_issue_asks_for_is_rendered(rendered):
     kinds = sorted(d["kind"] for d in rendered)
-    assert kinds == sorted(["Namespace", "ServiceAccount", "ConfigMap", "StatefulSet", "Service",
-                            "ServiceMonitor", "PrometheusRule", "NetworkPolicy",
-                            "PodDisruptionBudget"])
+    assert kinds == sorted(["Namespace", "ServiceAccount", "ConfigMap", "ConfigMap",
+                            "StatefulSet", "Service", "ServiceMonitor", "PrometheusRule",
+                            "NetworkPolicy", "PodDisruptionBudget"])
     assert all(d["metadata"].get("namespace") == "channel-agent"
                for d in rendered if d["kind"] != "Namespace")
     # the example Secret is documentation: applying the base must never overwrite credentials
@@ -187,8 +188,7 @@ def test_config_paths_land_on_the_mounted_volumes(rendered, tmp_path):
     agent, spec = container(rendered), pod(rendered)["spec"]
     mounts = {m["name"]: m["mountPath"] for m in agent["volumeMounts"]}
     volumes = {v["name"]: v for v in spec["volumes"]}
-    config_map = only(rendered, "ConfigMap")
-    assert volumes["config"]["configMap"]["name"] == config_map["metadata"]["name"]
+    config_map = mounted_config_map(rendered, volumes["config"])
     [config_arg] = [a.split("=", 1)[1] for a in agent["args"] if a.startswith("--config=")]
     [(key, text)] = config_map["data"].items()
     assert config_arg == f"{mounts['config']}/{key}"
@@ -209,6 +209,25 @@ def test_config_paths_land_on_the_mounted_volumes(rendered, tmp_path):
     for account in config.accounts():
         token = account.settings["refresh_token"]
         assert token.path.parent == secrets and token.path.name in example["stringData"]
+
+
+def mounted_config_map(rendered, volume):
+    [config_map] = [d for d in rendered if d["kind"] == "ConfigMap"
+                    and d["metadata"]["name"] == volume["configMap"]["name"]]
+    return config_map
+
+
+def test_the_pods_listen_beyond_loopback_with_a_web_config(rendered, tmp_path):
+    agent, spec = container(rendered), pod(rendered)["spec"]
+    mounts = {m["name"]: m["mountPath"] for m in agent["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    [web_arg] = [a.split("=", 1)[1] for a in agent["args"]
+                 if a.startswith("--web.config.file=")]
+    [(key, text)] = mounted_config_map(rendered, volumes["web"])["data"].items()
+    assert web_arg == f"{mounts['web']}/{key}"
+    config = parse_web_config(text)  # as shipped: no users, so state changes are refused
+    assert (config.tls, dict(config.basic_auth_users)) == (None, {})
+    assert "--web.read-without-auth" in agent["args"]  # Prometheus and the probes read
 
 
 def test_network_policy_and_disruption_budget_cover_the_pods(rendered):

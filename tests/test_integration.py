@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import signal
 import sqlite3
 import subprocess
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import BIN, require_program, simulated_fleet
+from tests.helpers import BIN, free_port, require_program, simulated_fleet
 
 pytestmark = pytest.mark.integration
 
@@ -25,6 +27,7 @@ SCENARIOS = {
     "throttled-na": ("na", "throttled"),
     "broken-eu": ("eu", "server_error"),
     "html-fe": ("fe", "html_gateway"),
+    "leaky-na": ("na", "leaky_errors"),  # a provider echoing the secrets it was sent
 }
 
 
@@ -199,31 +202,148 @@ def test_sql_source_is_polled_by_the_running_agent(world):
     assert "orders: <b" in page and "stale" in page
 
 
-def test_no_secret_leaves_the_process(world):
-    agent, sim, tmp = world["agent"], world["sim"], world["tmp"]
-    planted = [CLIENT_SECRET] + [a.refresh_token for a in sim.accounts]
-    planted += [t for t in getattr(sim, "_access_tokens", {})]  # issued access tokens
-    run = lambda *args: subprocess.run(  # noqa: E731
-        [BIN / "channel-agent", *args], capture_output=True, text=True, timeout=60)
-    outputs = {
-        "metrics": agent.metrics(),
-        "status": httpx.get(agent.url + "/api/v1/status").text,
-        "landing": httpx.get(agent.url + "/").text,
-        "log": agent.log.read_text(),
-        "state": (tmp / "var" / "agent.db").read_bytes().decode("latin-1"),
+# Every endpoint, with the requests the secret test sends to it. A new route must be added
+# here (test_no_secret_leaves_the_process fails until it is).
+def _endpoint_requests(accounts) -> dict[tuple[str, str], list[dict]]:
+    return {
+        ("GET", "/"): [{}],
+        ("GET", "/metrics"): [{}],
+        ("GET", "/api/v1/status"): [{}],
+        ("GET", "/-/healthy"): [{}],
+        ("GET", "/-/ready"): [{}],
+        ("POST", "/api/v1/recheck"): [
+            *({"json": {"channel": "amazon_ads", "account": name}} for name in accounts),
+            {"json": {"channel": "amazon_ads", "account": CLIENT_SECRET}},
+            {"content": b"{not json " + CLIENT_SECRET.encode()},
+            {"content": b"[" * 5000},
+        ],
+        ("POST", "/api/v1/freshness"): [
+            {"json": {"channel": "amazon_ads", "account": "healthy-na",
+                      "dataset": "sp_campaigns_daily", "last_updated": time.time() - 60}},
+            {"json": {"channel": "amazon_ads", "account": "healthy-na", "dataset": CLIENT_SECRET,
+                      "last_updated": CLIENT_SECRET}},
+            {"content": b"\xff" + CLIENT_SECRET.encode()},
+        ],
+        ("GET", "/oauth/callback"): [{"params": {"state": CLIENT_SECRET, "code": CLIENT_SECRET}},
+                                     {"params": {"error": "access_denied"}}],
+        ("POST", "/-/reload"): [{}],
     }
-    for name, args in {"check": ["check", "--config", str(world["config"]), "--json"],
-                       "check-table": ["check", "--config", str(world["config"])],
-                       "status-cli": ["status", "--url", agent.url],
-                       "config-check": ["config", "check", str(world["config"])]}.items():
-        result = run(*args)
-        outputs[name] = result.stdout + result.stderr
-    assert "revoked-eu" in outputs["check"]
+
+
+def _command_args(config: Path, url: str, broken: Path) -> dict[str, list[list[str]]]:
+    """Every command and how the secret test runs it (``run`` is the agent itself)."""
+    return {
+        "check": [["--config", str(config), "--json"],
+                  ["--config", str(config), "--account", "leaky-na"],
+                  ["--config", str(broken)]],
+        "status": [["--url", url], ["--url", url, "--json"]],
+        "plugins": [[], ["--json"]],
+        "mark-synced": [["amazon_ads", "--account", "healthy-na", "--dataset",
+                         "sp_campaigns_daily", "--url", url],
+                        ["amazon_ads", "--account", CLIENT_SECRET, "--dataset", CLIENT_SECRET,
+                         "--url", url]],
+        "reconnect": [["--list", "--config", str(config)], ["--pending", "--config", str(config)],
+                      ["amazon_ads", "--account", "nobody", "--config", str(config)]],
+        "config check": [[str(config)], [str(broken)]],
+        "run": [["--config", str(broken)]],
+        "demo": [],  # test_no_secret_leaves_the_demo
+    }
+
+
+def _commands(group, prefix="") -> set[str]:
+    import click
+
+    names = set()
+    for name, command in group.commands.items():
+        path = f"{prefix}{name}"
+        names |= _commands(command, f"{path} ") if isinstance(command, click.Group) else {path}
+    return names
+
+
+def test_no_secret_leaves_the_process(world):
+    from agent.cli import build_cli
+    from agent.web import make_app
+
+    agent, sim, tmp, config = world["agent"], world["sim"], world["tmp"], world["config"]
+    outputs: dict[str, str] = {}
+
+    requests = _endpoint_requests(("healthy-na", "revoked-eu", "leaky-na"))
+    routes = {(r.method, r.resource.canonical) for r in make_app(None).router.routes()
+              if r.method != "HEAD"}
+    assert routes == set(requests), "add the new endpoint to _endpoint_requests"
+    for (method, path), variants in requests.items():
+        for i, kwargs in enumerate(variants):
+            response = httpx.request(method, agent.url + path, timeout=30, **kwargs)
+            outputs[f"{method} {path} #{i}"] = str(response.headers) + response.text
+    for path in ("/nope", "/api/v1/recheck"):  # a 404 and a 405
+        outputs[f"GET {path}"] = httpx.get(agent.url + path).text
+
+    original = config.read_text()
+    data = json.loads(original)
+    section = data["channels"]["amazon_ads"]
+    section["client_secret"] = CLIENT_SECRET  # given both ways: a problem, never its value
+    section["client_secrett"] = CLIENT_SECRET
+    broken = tmp / "broken-with-secrets.yaml"
+    broken.write_text(json.dumps(data))
+    try:
+        config.write_text(json.dumps(data))
+        outputs["POST /-/reload (bad config)"] = httpx.post(agent.url + "/-/reload").text
+        agent.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+    finally:
+        config.write_text(original)
+    assert httpx.post(agent.url + "/-/reload").status_code == 200
+
+    commands = _command_args(config, agent.url, broken)
+    assert _commands(build_cli()) == set(commands), "add the new command to _command_args"
+    for command, variants in commands.items():
+        for args in variants:
+            result = subprocess.run([BIN / "channel-agent", *command.split(), *args],
+                                    capture_output=True, text=True, timeout=60)
+            outputs[f"{command} {' '.join(args)}"] = result.stdout + result.stderr
+    outputs["log"] = agent.log.read_text()
+    outputs["state"] = (tmp / "var" / "agent.db").read_bytes().decode("latin-1")
+
+    planted = [CLIENT_SECRET, *(a.refresh_token for a in sim.accounts), *sim._tokens]
+    assert "revoked-eu" in outputs["check --config " + str(config) + " --json"]
+    assert "client_secrett" in outputs["POST /-/reload (bad config)"]
+    assert "configuration reload failed" in outputs["log"]
     for name, text in outputs.items():
         for secret in planted:
             assert secret not in text, f"a secret leaked into {name}"
-    for name in ("log", "check"):
-        assert "Atza|" not in outputs[name].replace("Atza|***", "")
+        assert "Atza|" not in text.replace("Atza|***", ""), f"an access token leaked into {name}"
+
+
+def test_no_secret_leaves_the_demo(tmp_path):
+    port = free_port()
+    demo = subprocess.Popen(
+        [BIN / "channel-agent", "demo", "--web.listen-address", f"127.0.0.1:{port}",
+         "--check-interval", "2s", "--workdir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    pages = []
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(pages) < 3:
+            time.sleep(0.5)
+            try:
+                status = httpx.get(url + "/api/v1/status").json()
+            except httpx.HTTPError:
+                continue
+            if all(a["last_check"] for a in status["accounts"]):
+                pages = [httpx.get(url + path).text for path in ("/", "/metrics")]
+                pages.append(httpx.post(url + "/api/v1/recheck", timeout=30, json={
+                    "channel": "amazon_ads", "account": "acme-us"}).text)
+    finally:
+        demo.send_signal(signal.SIGINT)
+        output = demo.communicate(timeout=15)[0]
+    assert len(pages) == 3, output
+    secrets_dir = tmp_path / "amazon_ads" / "secrets"
+    planted = [p.read_text().strip() for p in secrets_dir.iterdir()]
+    assert len(planted) >= 10
+    for text in [output, *pages, (tmp_path / "agent.db").read_bytes().decode("latin-1")]:
+        for secret in planted:
+            assert secret not in text
 
 
 def test_check_exit_codes(world):

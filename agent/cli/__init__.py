@@ -22,6 +22,7 @@ from agent.cli.plugins_cmd import plugins
 from agent.cli.reconnect import reconnect
 from agent.cli.run import demo, run
 from agent.cli.status import status
+from agent.redact import redact, setup_logging
 
 
 @click.group(help=__doc__)
@@ -34,14 +35,20 @@ for command in (run, check, status, mark_synced, reconnect, plugins, config_grou
     cli.add_command(command)
 
 
-def main() -> None:
+def build_cli() -> click.Group:
+    """The command group with the commands plugins add (the register_commands hook); a
+    failing hook is reported, not fatal."""
     from agent.plugins import load_plugins
 
-    # Plugins may add commands (the register_commands hook); a failing hook is reported, not fatal.
     for impl in load_plugins().manager.hook.register_commands.get_hookimpls():
         try:
             impl.function(cli=cli)
         except Exception as exc:  # noqa: BLE001 - one plugin must not break the CLI
-            click.echo(f"warning: plugin {impl.plugin_name} could not add commands: {exc}",
-                       err=True)
-    cli(prog_name="channel-agent")
+            click.echo(f"warning: plugin {impl.plugin_name} could not add commands: "
+                       f"{redact(str(exc))}", err=True)
+    return cli
+
+
+def main() -> None:
+    setup_logging("warning")  # every command logs through the secret mask; run sets its level
+    build_cli()(prog_name="channel-agent")

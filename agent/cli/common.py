@@ -6,12 +6,15 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import click
 
 from agent.config import Config, ConfigError, load_config
 from agent.plugins import Plugins, load_plugins
+from agent.redact import redact
+from agent.websecurity import WebSecurity
 
 EXIT_CONFIG_ERROR = 2
 DEFAULT_CONFIG = "config.yaml"
@@ -26,8 +29,21 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON f
 agent_url_option = click.option(
     "--url", default=lambda: os.environ.get("CHANNEL_AGENT_URL", "http://127.0.0.1:9877"),
     show_default="$CHANNEL_AGENT_URL or http://127.0.0.1:9877",
-    help="Base URL of the running agent.",
+    help="Base URL of the running agent; basic-auth credentials go in it "
+         "(https://user:PASSWORD@host:9877), SSL_CERT_FILE names a private CA.",
 )
+
+
+def without_password(text: str, url: str) -> str:
+    """``text`` (which may quote ``url``) with the password of ``url`` masked."""
+    password = urlsplit(url).password
+    return redact(text, [password] if password else [])
+
+
+def agent_error(message: str, url: str) -> NoReturn:
+    """Print ``message`` (which may quote ``url``) without the password in the URL; exit 1."""
+    click.echo(without_password(message, url), err=True)
+    sys.exit(1)
 
 
 def load_or_exit(path: str) -> tuple[Config, Plugins]:
@@ -36,10 +52,22 @@ def load_or_exit(path: str) -> tuple[Config, Plugins]:
     try:
         return load_config(path, plugins.channels), plugins
     except ConfigError as exc:
-        click.echo(f"error: {len(exc.problems)} problem(s) in the configuration:", err=True)
-        for problem in exc.problems:
-            click.echo(f"  {problem}", err=True)
-        sys.exit(EXIT_CONFIG_ERROR)
+        _exit_with_problems("the configuration", exc)
+
+
+def web_security_or_exit(path: str | None, read_without_auth: bool) -> WebSecurity:
+    """The web config of ``--web.config.file``; on any problem print every one and exit 2."""
+    try:
+        return WebSecurity(path, read_without_auth=read_without_auth)
+    except ConfigError as exc:
+        _exit_with_problems("the web configuration", exc)
+
+
+def _exit_with_problems(what: str, exc: ConfigError) -> NoReturn:
+    click.echo(f"error: {len(exc.problems)} problem(s) in {what}:", err=True)
+    for problem in exc.problems:
+        click.echo(f"  {problem}", err=True)
+    sys.exit(EXIT_CONFIG_ERROR)
 
 
 def print_json(data: Any) -> None:

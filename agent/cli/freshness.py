@@ -8,7 +8,7 @@ import time
 import click
 import httpx
 
-from agent.cli.common import agent_url_option
+from agent.cli.common import agent_error, agent_url_option
 
 
 @click.command("mark-synced")
@@ -36,8 +36,7 @@ def mark_synced(channel: str, account: str, dataset: str, at: str | None, url: s
     try:
         response = httpx.post(url.rstrip("/") + "/api/v1/freshness", json=body, timeout=10)
     except httpx.HTTPError as exc:
-        click.echo(f"error: could not reach the agent at {url}: {exc}", err=True)
-        sys.exit(1)
+        agent_error(f"error: could not reach the agent at {url}: {exc}", url)
     if response.status_code == 204:
         return
     try:

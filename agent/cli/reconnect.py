@@ -25,6 +25,7 @@ from agent.cli.common import (
     load_or_exit,
     print_json,
     print_table,
+    without_password,
 )
 from agent.cli.reconnect_list import (
     cancel_link,
@@ -232,7 +233,7 @@ async def _flow(report: _Report, reconnector: Reconnector, redirect_uri: str, wa
 async def _recheck(url: str, account: Account, config: Config) -> dict[str, Any]:
     """Ask the running agent to check the account now: its state before and after."""
     timeout = 2 * config.agent.check_timeout + 5  # a check may be running already
-    doc: dict[str, Any] = {"url": url}
+    doc: dict[str, Any] = {"url": without_password(url, url)}
     try:
         async with _client() as http:
             response = await http.post(f"{url}/api/v1/recheck", timeout=timeout,
@@ -262,11 +263,12 @@ def _make_link(report: _Report, store: StateStore | None, reconnector: Reconnect
                            f"not {redirect_uri}: set channels.{report.channel.name}.redirect_uri "
                            f"or pass --redirect-uri"), EXIT_CONFIG_ERROR)
     url = _agent_url(report.config, agent_url)
+    shown = without_password(url, url)  # basic-auth credentials may be in it
     if is_loopback(redirect_uri) and urlsplit(redirect_uri).port != urlsplit(url).port:
         report.fail(ReconnectError(
             "unsupported", f"a link needs a redirect_uri that reaches the running agent's "
                            f"{CALLBACK_PATH}; {redirect_uri} is a loopback address, and not the "
-                           f"agent's ({url}): set channels.{report.channel.name}.redirect_uri "
+                           f"agent's ({shown}): set channels.{report.channel.name}.redirect_uri "
                            f"or pass --redirect-uri"), EXIT_CONFIG_ERROR)
     link, replaced = create_link(store, report.channel, report.account, reconnector,
                                  redirect_uri, accept_missing_profiles=accept_missing_profiles)
@@ -274,7 +276,7 @@ def _make_link(report: _Report, store: StateStore | None, reconnector: Reconnect
     expires = _iso(link.expires)
     report.doc.update(result="link_created", consent_url=link.consent_url, expires=expires,
                       redirect_uri=redirect_uri, replaced_links=replaced,
-                      agent={"url": url, "ready": ready})
+                      agent={"url": shown, "ready": ready})
     if report.as_json:
         print_json(report.doc)
         return
@@ -289,7 +291,7 @@ def _make_link(report: _Report, store: StateStore | None, reconnector: Reconnect
         _note(f"warning: {redirect_uri} is a loopback address: the link only works in a "
               f"browser on this machine")
     if not ready:
-        _note(f"warning: no ready agent answered at {url}: the link only works while the agent "
+        _note(f"warning: no ready agent answered at {shown}: the link only works while the agent "
               f"runs")
     _note("Follow it with: channel-agent reconnect --pending")
 

@@ -10,22 +10,26 @@ import signal
 import sqlite3
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 import yaml
 from aiohttp import web
 
 from agent.channel import Demo
-from agent.cli.common import config_option, load_or_exit
-from agent.config import Config, ConfigError, build_config
+from agent.cli.common import config_option, load_or_exit, web_security_or_exit
+from agent.config import Config, ConfigError, build_config, load_config
 from agent.durations import format_duration, parse_duration
 from agent.freshness.timestamps import iso
+from agent.listener import Listener
 from agent.plugins import Plugins, load_plugins
 from agent.redact import setup_logging
 from agent.service import AgentService, HttpOptions
 from agent.sharding import Shard, parse_shard
 from agent.web import make_app, split_listen_address
+from agent.websecurity import WebSecurity, insecure_listen_problem, is_loopback
 
 log = logging.getLogger("agent")
 
@@ -37,6 +41,31 @@ log_level_option = click.option(
     "--log.level", "log_level", default="info", show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"]),
 )
+
+
+def web_security_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--web.config.file, --web.read-without-auth and --web.allow-insecure."""
+    options = [
+        click.option(
+            "--web.config.file", "web_config_file", metavar="FILE", default=None,
+            help="Prometheus exporter-toolkit web configuration (TLS, basic auth, headers, "
+                 "rate limit); re-read when it changes. Without it nothing is protected.",
+        ),
+        click.option(
+            "--web.read-without-auth", "read_without_auth", is_flag=True,
+            help="With basic_auth_users, serve the read-only endpoints (GET: /metrics, /, "
+                 "/api/v1/status, /-/healthy, /-/ready) without credentials. Endpoints that "
+                 "change state always need them.",
+        ),
+        click.option(
+            "--web.allow-insecure", "allow_insecure", is_flag=True,
+            help="Listen on a non-loopback address without a web configuration (only when "
+                 "something in front of the agent protects it).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
 
 
 def _shard(ctx: click.Context, param: click.Parameter, value: str | None) -> Shard | None:
@@ -57,64 +86,94 @@ shard_option = click.option(
 @config_option
 @listen_option
 @shard_option
+@web_security_options
 @log_level_option
 def run(config_path: str, listen_address: str | None, shard: Shard | None,
+        web_config_file: str | None, read_without_auth: bool, allow_insecure: bool,
         log_level: str) -> None:
     """Run the agent: check every account on a schedule and serve /metrics.
 
+    SIGHUP or POST /-/reload re-reads the configuration file.
+
     \b
     Example:
-      channel-agent run --config /etc/channel-agent/config.yaml --web.listen-address :9877
+      channel-agent run --config /etc/channel-agent/config.yaml --web.listen-address :9877 \\
+        --web.config.file /etc/channel-agent/web.yml
       channel-agent run --config config.yaml --shard 1/3     # one of three replicas
     """
     setup_logging(log_level)
     config, plugins = load_or_exit(config_path)
+    security = web_security_or_exit(web_config_file, read_without_auth)
+
+    def load() -> Config:  # at start and at every reload; --shard wins over agent.shard
+        loaded = load_config(config_path, plugins.channels)
+        if shard is None:
+            return loaded
+        return dataclasses.replace(loaded, agent=dataclasses.replace(loaded.agent, shard=shard))
+
     if shard is not None:
         config = dataclasses.replace(config, agent=dataclasses.replace(config.agent, shard=shard))
-    asyncio.run(serve(config, plugins, listen_address or config.agent.listen_address))
+    asyncio.run(serve(config, plugins, listen_address or config.agent.listen_address,
+                      security=security, allow_insecure=allow_insecure, loader=load))
 
 
 async def serve(config: Config, plugins: Plugins, address: str,
-                http: HttpOptions | None = None) -> None:
-    """Serve until SIGINT or SIGTERM."""
-    service = AgentService(config, plugins, http)
-    runner = web.AppRunner(make_app(service), access_log=None)
-    await runner.setup()
+                http: HttpOptions | None = None, *, security: WebSecurity | None = None,
+                allow_insecure: bool = False,
+                loader: Callable[[], Config] | None = None) -> None:
+    """Serve until SIGINT or SIGTERM; SIGHUP reloads the configuration through ``loader``."""
+    security = security or WebSecurity(None)
     host, port = split_listen_address(address)
-    site = web.TCPSite(runner, host or None, port)
+    problem = insecure_listen_problem(host, security, allow_insecure)
+    if problem:
+        raise click.UsageError(problem)
+    service = AgentService(config, plugins, http, loader=loader)
+    runner = web.AppRunner(make_app(service, security), access_log=None)
+    await runner.setup()
+    listener = Listener(runner, host, port, security)
     try:
-        await site.start()
+        await listener.start()
         await service.start()
+        if security.config is None and not is_loopback(host):
+            log.warning("INSECURE: serving %s without a web configuration "
+                        "(--web.allow-insecure): anyone who can reach it can read every "
+                        "account's state, trigger checks and reload the configuration",
+                        listener.url)
         log.info("listening on %s, %d of %d account(s) (shard %s), config %s",
-                 _bound(runner, address), len(service.fleet.accounts), service.fleet.configured,
+                 listener.url, len(service.fleet.accounts), service.fleet.configured,
                  service.fleet.shard, config.source)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        reloads: set[asyncio.Task] = set()
+
+        def reload() -> None:
+            task = asyncio.create_task(service.reload())
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, reload)
         await stop.wait()
         log.info("shutting down")
     finally:
+        await listener.stop()
         await service.stop()
         await runner.cleanup()
-
-
-def _bound(runner: web.AppRunner, address: str) -> str:
-    for server in runner.addresses:
-        if isinstance(server, tuple):
-            return f"http://{server[0]}:{server[1]}"
-    return address
 
 
 @click.command()
 @click.option("--web.listen-address", "listen_address", metavar="HOST:PORT",
               default="127.0.0.1:9877", show_default=True)
+@web_security_options
 @click.option("--check-interval", default="15s", show_default=True,
               help="How often each demo account is checked.")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where the demo keeps its state and token files (default: a temporary dir).")
 @log_level_option
-def demo(listen_address: str, check_interval: str, workdir: Path | None, log_level: str) -> None:
+def demo(listen_address: str, web_config_file: str | None, read_without_auth: bool,
+         allow_insecure: bool, check_interval: str, workdir: Path | None,
+         log_level: str) -> None:
     """Run the agent against each channel's built-in simulator, until Ctrl-C.
 
     The Amazon Ads simulator serves Login with Amazon and the Ads API on loopback with one
@@ -126,10 +185,11 @@ def demo(listen_address: str, check_interval: str, workdir: Path | None, log_lev
       curl -s localhost:9877/metrics | grep channel_credential_valid
     """
     setup_logging(log_level)
+    security = web_security_or_exit(web_config_file, read_without_auth)
     with contextlib.ExitStack() as stack:
         if workdir is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="channel-demo-")))
-        asyncio.run(_demo(workdir, listen_address, check_interval))
+        asyncio.run(_demo(workdir, listen_address, check_interval, security, allow_insecure))
 
 
 def _demo_timeout(check_interval: str) -> str:
@@ -159,7 +219,8 @@ def _demo_warehouse(workdir: Path, demos: dict[str, Demo]) -> Path:
     return path
 
 
-async def _demo(workdir: Path, listen_address: str, check_interval: str) -> None:
+async def _demo(workdir: Path, listen_address: str, check_interval: str,
+                security: WebSecurity, allow_insecure: bool) -> None:
     plugins = load_plugins()
     demos = {name: cls.demo() for name, cls in sorted(plugins.channels.items())}
     demos = {name: d for name, d in demos.items() if d is not None}
@@ -187,7 +248,8 @@ async def _demo(workdir: Path, listen_address: str, check_interval: str) -> None
             config = build_config(data, plugins.channels, source="<demo>", base_dir=workdir)
         except ConfigError as exc:
             raise click.ClickException(f"the demo configuration is invalid:\n{exc}") from None
-        # The same configuration as a file, for the other commands (reconnect, check).
+        # The same configuration as a file, for the other commands (reconnect, check) and for
+        # reloads (edit it, then SIGHUP or POST /-/reload).
         config_file = workdir / "config.yaml"
         config_file.write_text(yaml.safe_dump(data, sort_keys=False))
         click.echo(f"Channel Health Agent demo (state and tokens in {workdir})")
@@ -203,7 +265,9 @@ async def _demo(workdir: Path, listen_address: str, check_interval: str) -> None
         click.echo(f"    channel-agent mark-synced amazon_ads --account acme-us "
                    f"--dataset sb_campaigns_daily --url http://{listen_address}")
         click.echo(f"Every account is checked within {check_interval}. Ctrl-C stops.")
-        await serve(config, plugins, listen_address)
+        await serve(config, plugins, listen_address, security=security,
+                    allow_insecure=allow_insecure,
+                    loader=lambda: load_config(config_file, plugins.channels))
     finally:
         for channel_demo in demos.values():
             await channel_demo.stop()

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 import httpx
 
-from agent.cli.common import agent_url_option, json_option, print_datasets, print_json, print_table
+from agent.cli.common import (
+    agent_error,
+    agent_url_option,
+    json_option,
+    print_datasets,
+    print_json,
+    print_table,
+)
 
 
 @click.command()
@@ -17,17 +22,20 @@ def status(url: str, as_json: bool) -> None:
     """Show the state of every account and the age of its data sets, as the running agent
     last saw them.
 
+    An agent with basic auth takes the credentials in the URL; one with TLS signed by a
+    private CA needs SSL_CERT_FILE=ca.crt.
+
     \b
     Example:
       channel-agent status --url http://127.0.0.1:9877
+      CHANNEL_AGENT_URL=https://sre:PASSWORD@agent.example:9877 channel-agent status
     """
     try:
         response = httpx.get(url.rstrip("/") + "/api/v1/status", timeout=10)
         response.raise_for_status()
         doc = response.json()
     except (httpx.HTTPError, ValueError) as exc:
-        click.echo(f"error: could not read the status of the agent at {url}: {exc}", err=True)
-        sys.exit(1)
+        agent_error(f"error: could not read the status of the agent at {url}: {exc}", url)
     if as_json:
         print_json(doc)
         return

@@ -43,7 +43,11 @@ class FreshnessPoller:
                 if not source.push and name in used]
 
     def start(self) -> None:
-        for name in self.polled_sources():
+        """Start (or, after a reload, reconcile) one loop per polled source."""
+        wanted = self.polled_sources()
+        for name in [name for name in self._tasks if name not in wanted]:
+            self._tasks.pop(name).cancel()
+        for name in wanted:
             if name not in self._tasks:
                 self._tasks[name] = asyncio.create_task(self._loop(name),
                                                         name=f"freshness {name}")

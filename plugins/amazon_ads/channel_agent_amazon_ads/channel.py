@@ -150,6 +150,18 @@ class AmazonAdsChannel(Channel):
 
         return AmazonAdsReconnector(self)
 
+    def carry_over(self, previous: Channel) -> None:
+        if not isinstance(previous, AmazonAdsChannel):
+            return
+        # A rotated refresh token that could not be stored yet is the credential itself.
+        self._rotated.update(previous._rotated)
+        same_client = all(previous.settings.get(key) == self.settings.get(key)
+                          for key in ("client_id", "client_secret", "endpoints"))
+        if same_client:
+            names = {account.name for account in self.accounts}
+            self._tokens.update({name: token for name, token in previous._tokens.items()
+                                 if name in names})
+
     async def check(self, account: Account, ctx: CheckContext) -> CheckResult:
         try:
             refresh_token = self._read_refresh_token(account)
