@@ -5,6 +5,10 @@ A channel is a class with a ``name``, a declarative description of its configura
 that looks at one account's credential and returns a :class:`CheckResult`. The core owns
 everything else: parsing and validating configuration, scheduling, timeouts, state,
 metrics and the HTTP server.
+
+A channel may also offer a :class:`Reconnector` (:meth:`Channel.reconnector`): the three
+provider-specific steps of re-authorising an account. ``channel-agent reconnect`` drives them
+(state, PKCE, receiving the redirect, storing the token, telling the agent).
 """
 
 from __future__ import annotations
@@ -105,7 +109,7 @@ class SecretRef:
             return self.value
         assert self.path is not None
         try:
-            text = self.path.read_text(encoding="utf-8").strip()
+            text = _read_small_file(self.path).decode("utf-8").strip()
         except FileNotFoundError:
             raise MissingSecret(self.source, f"file {self.path} does not exist") from None
         except OSError as exc:
@@ -113,9 +117,28 @@ class SecretRef:
             raise MissingSecret(self.source, problem) from None
         except UnicodeDecodeError:
             raise MissingSecret(self.source, f"file {self.path} is not UTF-8 text") from None
+        except ValueError as exc:
+            raise MissingSecret(self.source, f"file {self.path} {exc}") from None
         if not text:
             raise MissingSecret(self.source, f"file {self.path} is empty")
         return Secret(text)
+
+
+MAX_SECRET_FILE = 64 * 1024
+
+
+def _read_small_file(path: Path) -> bytes:
+    """A regular file's bytes. A FIFO or device (``/dev/zero``) would block or never end:
+    ValueError, as for a file too large to be a secret."""
+    if not path.is_file():
+        if not path.exists():
+            raise FileNotFoundError(path)
+        raise ValueError("is not a regular file")
+    with path.open("rb") as f:
+        data = f.read(MAX_SECRET_FILE + 1)
+    if len(data) > MAX_SECRET_FILE:
+        raise ValueError(f"is larger than {MAX_SECRET_FILE // 1024} KiB: not a secret")
+    return data
 
 
 @dataclass(frozen=True)
@@ -128,6 +151,7 @@ class Option:
       ``secret`` (accepts ``<key>`` or ``<key>_file``, read now -> :class:`Secret`),
       ``secret_ref`` (``<key>`` or ``<key>_file``, read at check time -> :class:`SecretRef`),
       ``url`` (an http(s) URL),
+      ``path`` (a file path; relative ones resolve against the config file's directory -> Path),
       ``regional_url`` (an URL for every region, or a mapping region -> URL -> ``dict[str, str]``),
       ``mapping`` (a nested mapping described by ``options``).
     """
@@ -209,6 +233,89 @@ class CheckContext:
         return self.deadline - time.monotonic()
 
 
+# Options a channel with a reconnect flow declares (add them to its ``channel_options``).
+DEFAULT_REDIRECT_URI = "http://127.0.0.1:8765/oauth/callback"
+RECONNECT_OPTIONS: Mapping[str, Option] = {
+    "redirect_uri": Option(
+        "url",
+        default=DEFAULT_REDIRECT_URI,
+        doc="Where the provider sends the browser after consent (one of the app's allowed "
+        "return URLs): a loopback URL for the local flow, the agent's /oauth/callback for links",
+    ),
+    "reconnect_link_expiry": Option(
+        "duration", default=86400.0, doc="How long a `reconnect --link` consent link works"
+    ),
+}
+
+
+class ReconnectError(Exception):
+    """A reconnect step failed and nothing was stored. ``message`` is for humans (no secret);
+    ``reason`` is for scripts: declined, state_mismatch, code_rejected, expired, timeout,
+    unavailable (the provider did not answer), rejected, profiles_missing, store_failed,
+    interrupted, unsupported (the account cannot be reconnected as asked)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ProfileInfo:
+    """One profile (advertiser, shop, ...) a new consent can reach, as shown to the user."""
+
+    id: str
+    name: str = ""
+    country: str = ""
+    kind: str = ""
+
+
+@dataclass
+class VerifyResult:
+    """What the new refresh token can reach.
+
+    ``refresh_token`` is the token to store (the verifying refresh may have handed back a
+    rotated one); ``missing`` lists the account's expected profiles it does not reach."""
+
+    refresh_token: Secret
+    profiles: list[ProfileInfo]
+    missing: list[str] = field(default_factory=list)
+
+
+class Reconnector(ABC):
+    """A channel's re-authorisation (OAuth authorization-code grant with PKCE S256).
+
+    The core generates ``state`` and the PKCE pair, receives the redirect, checks ``state``,
+    stores the token and records the grant; the channel builds the consent URL, exchanges the
+    code and verifies the new token. Provider answers become :class:`ReconnectError`.
+    """
+
+    # Told to the user after a reconnect, e.g. how long until data catches up.
+    after_reconnect_note: ClassVar[str] = ""
+
+    @abstractmethod
+    def consent_url(self, account: Account, state: str, code_challenge: str,
+                    redirect_uri: str) -> str:
+        """The provider's consent page for this account (its region), PKCE method S256."""
+
+    @abstractmethod
+    async def exchange(self, account: Account, code: str, code_verifier: str,
+                       redirect_uri: str, ctx: CheckContext) -> Secret:
+        """Trade the authorization code for a new refresh token."""
+
+    @abstractmethod
+    async def verify(self, account: Account, refresh_token: Secret,
+                     ctx: CheckContext) -> VerifyResult:
+        """Use the new token once (refresh, list profiles) and compare with what is expected."""
+
+    def redirect_error(self, error: str, description: str) -> ReconnectError:
+        """What an ``error=`` redirect from the consent page means."""
+        if error == "access_denied":
+            return ReconnectError("declined", "the consent was declined (access_denied)")
+        text = f"{error}: {description}" if description else error
+        return ReconnectError("rejected", f"the consent page returned an error ({text})")
+
+
 class Channel(ABC):
     """Base class for a channel plugin. Subclasses set ``name`` and implement :meth:`check`.
 
@@ -235,9 +342,24 @@ class Channel(ABC):
     async def check(self, account: Account, ctx: CheckContext) -> CheckResult:
         """Check one account's credential; never raise for anything the provider says."""
 
+    def carry_over(self, previous: Channel) -> None:
+        """On a configuration reload, take over what ``previous`` (the instance this one
+        replaces) holds in memory and must not lose, such as cached access tokens or a rotated
+        refresh token not yet stored. The default keeps nothing."""
+        return None
+
     def refresh_token_max_age(self) -> float:
         """Seconds a refresh token lives after it is granted; 0 means it never expires."""
         return float(self.settings.get("refresh_token_max_age") or 0)
+
+    def refresh_token_ref(self, account: Account) -> SecretRef | None:
+        """Where the account's refresh token is configured (a file, or inline/environment)."""
+        ref = account.settings.get(self.refresh_token_option)
+        return ref if isinstance(ref, SecretRef) else None
+
+    def reconnector(self) -> Reconnector | None:
+        """The channel's re-authorisation flow (``channel-agent reconnect``), if it has one."""
+        return None
 
     @classmethod
     def demo(cls) -> Demo | None:
@@ -246,7 +368,15 @@ class Channel(ABC):
 
 
 class Demo(ABC):
-    """A running simulator plus the channel configuration that points at it."""
+    """A running simulator plus the channel configuration that points at it.
+
+    The demo's channel section may declare ``datasets`` read from two freshness sources the
+    core provides: ``demo_warehouse`` (a ``sql`` source over a SQLite file seeded from
+    :meth:`data_syncs`) and ``demo_pipeline`` (``heartbeat``: ``channel-agent mark-synced``).
+    """
+
+    WAREHOUSE_SOURCE: ClassVar[str] = "demo_warehouse"
+    HEARTBEAT_SOURCE: ClassVar[str] = "demo_pipeline"
 
     @abstractmethod
     async def start(self, workdir: Path) -> dict[str, Any]:
@@ -257,4 +387,9 @@ class Demo(ABC):
 
     def describe(self) -> list[str]:
         """Lines printed by ``channel-agent demo`` (URLs, scenario per account)."""
+        return []
+
+    def data_syncs(self) -> list[tuple[str, str, float]]:
+        """(account, dataset, hours ago) of each last successful data sync, seeded into the
+        demo warehouse when the demo starts."""
         return []

@@ -24,13 +24,18 @@ import yaml
 
 from agent.channel import Account, Channel, MissingSecret, Option, Secret, SecretRef
 from agent.durations import DURATION_HINT, parse_duration
+from agent.freshness.source import DEFAULT_TIMEOUT, Dataset, FreshnessSource
 from agent.ratelimit import CHANNEL_OPTIONS
 from agent.redact import redact
+from agent.sharding import Shard, parse_shard
 
 ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 # libyaml's parser when PyYAML has it: 10,000 accounts parse in a fraction of the time
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MEMORY = ":memory:"  # state_path that keeps state in memory only
+# How many values a YAML file may expand to: plenty for anchors merged into every account.
+MIN_NODE_BUDGET = 10_000
+NODES_PER_CHAR = 10
 
 
 @dataclass
@@ -40,6 +45,7 @@ class AgentSettings:
     check_interval: float = 300.0
     check_timeout: float = 30.0  # one account's whole check, retries included
     max_concurrency: int = 32
+    shard: Shard = Shard()  # this replica's share of the accounts; 0/1 = all of them
 
 
 @dataclass
@@ -47,6 +53,8 @@ class Config:
     source: str  # the file's path, "<string>" or "<demo>"
     agent: AgentSettings
     channels: dict[str, Channel]
+    freshness_sources: dict[str, FreshnessSource] = field(default_factory=dict)
+    datasets: list[Dataset] = field(default_factory=list)  # every account's, defaults applied
 
     def accounts(self) -> list[Account]:
         """Every account of every channel."""
@@ -77,19 +85,28 @@ def load_config(
     path: str | Path,
     channels: Mapping[str, type[Channel]],
     environ: Mapping[str, str] | None = None,
+    sources: Mapping[str, type[FreshnessSource]] | None = None,
 ) -> Config:
-    """Read and validate a configuration file; raise :class:`ConfigError` listing all problems."""
+    """Read and validate a configuration file; raise :class:`ConfigError` listing all problems.
+
+    ``sources`` are the freshness source types (default: the built-in ones).
+    """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        problem = f"cannot read the configuration file: {exc.strerror or type(exc).__name__}"
-        raise ConfigError([ConfigProblem(str(path), None, "", problem)]) from None
-    except UnicodeDecodeError:
-        problem = "the configuration file is not UTF-8 text"
-        raise ConfigError([ConfigProblem(str(path), None, "", problem)]) from None
+    text = read_config_file(path, "configuration file")
     base_dir = Path(os.path.abspath(path)).parent
-    return parse_config(text, channels, source=str(path), base_dir=base_dir, environ=environ)
+    return parse_config(text, channels, source=str(path), base_dir=base_dir, environ=environ,
+                        sources=sources)
+
+
+def read_config_file(path: Path, what: str) -> str:
+    """The text of a configuration file; one :class:`ConfigError` problem if it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        problem = f"cannot read the {what}: {exc.strerror or type(exc).__name__}"
+    except UnicodeDecodeError:
+        problem = f"the {what} is not UTF-8 text"
+    raise ConfigError([ConfigProblem(str(path), None, "", problem)])
 
 
 def parse_config(
@@ -99,15 +116,38 @@ def parse_config(
     source: str = "<string>",
     base_dir: Path | None = None,
     environ: Mapping[str, str] | None = None,
+    sources: Mapping[str, type[FreshnessSource]] | None = None,
 ) -> Config:
     """Validate configuration YAML; relative paths resolve against ``base_dir`` (default: cwd)."""
-    validator = _Validator(source, base_dir, environ, channels)
+    validator = _Validator(source, base_dir, environ, channels, sources)
+    # Aliases may repeat a subtree any number of times ("billion laughs"); bounding the values
+    # built by the input's size keeps validation linear in it.
+    budget = MIN_NODE_BUDGET + NODES_PER_CHAR * len(text)
+    validator.node_budget = budget
     try:
-        root = yaml.compose(text, Loader=_LOADER)
+        root = _compose(text)
+        tree = _Node({}, None) if root is None else validator.from_yaml(root, "")
     except yaml.YAMLError as exc:
-        raise ConfigError([_syntax_problem(source, exc)]) from None
-    tree = _Node({}, None) if root is None else validator.from_yaml(root, "")
+        raise ConfigError([yaml_syntax_problem(source, exc)]) from None
+    except RecursionError:
+        problem = "values are nested too deeply to be a configuration"
+        raise ConfigError([ConfigProblem(source, None, "", problem)]) from None
+    except _TooLarge:
+        problem = ("the file expands to too many values through YAML aliases "
+                   f"(more than {budget}); refusing to read it")
+        raise ConfigError([ConfigProblem(source, None, "", problem)]) from None
     return validator.config(tree)
+
+
+def _compose(text: str) -> yaml.Node | None:
+    try:
+        return yaml.compose(text, Loader=_LOADER)
+    except yaml.YAMLError:
+        if _LOADER is yaml.SafeLoader:
+            raise
+        # Python's parser again, for its wording and positions of the problem (and its own
+        # depth limit): errors read the same whichever parser PyYAML was built with.
+        return yaml.compose(text, Loader=yaml.SafeLoader)
 
 
 def build_config(
@@ -117,17 +157,19 @@ def build_config(
     source: str = "<demo>",
     base_dir: Path,
     environ: Mapping[str, str] | None = None,
+    sources: Mapping[str, type[FreshnessSource]] | None = None,
 ) -> Config:
     """Validate configuration given as plain Python data (as YAML would load it)."""
-    validator = _Validator(source, base_dir, environ, channels)
+    validator = _Validator(source, base_dir, environ, channels, sources)
     return validator.config(validator.from_python(data, ""))
 
 
-def _syntax_problem(source: str, exc: yaml.YAMLError) -> ConfigProblem:
+def yaml_syntax_problem(source: str, exc: yaml.YAMLError) -> ConfigProblem:
     # str(exc) quotes the offending line of the file, which may hold a secret: use only the
     # parser's own description and the position.
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    parts = [getattr(exc, "context", None), getattr(exc, "problem", None)]
+    parts = [getattr(exc, "context", None), getattr(exc, "problem", None),
+             getattr(exc, "reason", None)]  # a ReaderError: a character YAML does not accept
     detail = ", ".join(part for part in parts if part) or type(exc).__name__
     line = mark.line + 1 if mark is not None else None
     return ConfigProblem(source, line, "", f"invalid YAML: {detail}")
@@ -144,6 +186,11 @@ class _Node:
 
 
 _INVALID = object()  # a value that was reported as a problem
+
+
+class _TooLarge(Exception):
+    """The YAML tree grew past the validator's node budget."""
+
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _STR_TAG = "tag:yaml.org,2002:str"
 _SECRET_KINDS = ("secret", "secret_ref")
@@ -158,6 +205,12 @@ _AGENT_OPTIONS: dict[str, Option] = {
     "check_interval": Option("duration", default=AgentSettings.check_interval),
     "check_timeout": Option("duration", default=AgentSettings.check_timeout),
     "max_concurrency": Option("int", default=AgentSettings.max_concurrency),
+    "shard": Option("str", default=str(AgentSettings.shard)),
+}
+
+_DATASET_OPTIONS: dict[str, Option] = {
+    "source": Option("str", doc="a name under freshness_sources"),
+    "max_age": Option("duration", doc="older data is stale"),
 }
 
 _EXPECTED: dict[str, str] = {
@@ -169,6 +222,7 @@ _EXPECTED: dict[str, str] = {
     "int_list": "must be a list of integers (or a comma-separated string of them)",
     "str_list": "must be a list of strings",
     "url": "must be an http(s) URL with a host, like https://example.com/path",
+    "path": "must be a file path",
     "mapping": "must be a mapping",
 }
 
@@ -177,7 +231,7 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _unknown(what: str, name: str, known: Iterable[str]) -> str:
+def unknown_name(what: str, name: str, known: Iterable[str]) -> str:
     known = list(known)
     close = difflib.get_close_matches(name, known, n=1)
     if close:
@@ -196,15 +250,20 @@ class _Validator:
         base_dir: Path | None,
         environ: Mapping[str, str] | None,
         channels: Mapping[str, type[Channel]],
+        source_types: Mapping[str, type[FreshnessSource]] | None = None,
     ) -> None:
         self.source = source
         self.base_dir = Path(base_dir) if base_dir is not None else Path.cwd()
         self.environ = os.environ if environ is None else environ
         self.registry = channels
+        self.source_types = _builtin_source_types() if source_types is None else source_types
+        self.freshness: dict[str, FreshnessSource | None] = {}  # None: reported as a problem
+        self.datasets: list[Dataset] = []
         self.problems: list[ConfigProblem] = []
         self.regions: tuple[str, ...] = ()  # of the channel being validated
         self._constructor = yaml.constructor.SafeConstructor()
         self._building: set[int] = set()  # YAML nodes being converted, to stop alias cycles
+        self.node_budget: int | None = None  # values from_yaml may still build; None = no limit
 
     def problem(self, line: int | None, path: str, message: str) -> None:
         self.problems.append(ConfigProblem(self.source, line, path, message))
@@ -213,6 +272,10 @@ class _Validator:
 
     def from_yaml(self, node: yaml.Node, path: str) -> _Node:
         line = node.start_mark.line + 1
+        if self.node_budget is not None:
+            self.node_budget -= 1
+            if self.node_budget < 0:
+                raise _TooLarge
         if id(node) in self._building:
             self.problem(line, path, "refers to itself through a YAML alias")
             return _Node(None, line)
@@ -301,8 +364,9 @@ class _Validator:
             self.problem(root.line, "", "the configuration must be a mapping with the keys "
                                         "'agent' and 'channels'")
             raise self.error()
-        self._check_keys(root, "", {"agent", "channels"})
+        self._check_keys(root, "", {"agent", "channels", "freshness_sources"})
         agent = self._agent(root)
+        self._freshness_sources(root)
         sections = self._channels(root)
         if self.problems or agent is None:
             raise self.error()
@@ -313,11 +377,12 @@ class _Validator:
                 channels[name] = cls(settings=settings, accounts=accounts)
             except Exception as exc:  # a plugin's own validation, or its bug
                 self.problem(lines.get(name), _join("channels", name),
-                             f"the channel plugin rejected its settings: "
-                             f"{type(exc).__name__}: {redact(str(exc))}")
+                             f"the channel plugin rejected its settings: {_rejected(exc)}")
         if self.problems:
             raise self.error()
-        return Config(source=self.source, agent=agent, channels=channels)
+        sources = {name: source for name, source in self.freshness.items() if source is not None}
+        return Config(source=self.source, agent=agent, channels=channels,
+                      freshness_sources=sources, datasets=self.datasets)
 
     def error(self) -> ConfigError:
         unique = list(dict.fromkeys(self.problems))
@@ -328,7 +393,7 @@ class _Validator:
         accepted = set(accepted)
         for key, line in section.key_lines.items():
             if key not in accepted:
-                self.problem(line, _join(path, key), _unknown("key", key, sorted(accepted)))
+                self.problem(line, _join(path, key), unknown_name("key", key, sorted(accepted)))
 
     # --- agent --------------------------------------------------------------------------
 
@@ -349,6 +414,7 @@ class _Validator:
             check_interval=values["check_interval"],
             check_timeout=values["check_timeout"],
             max_concurrency=values["max_concurrency"],
+            shard=parse_shard(values["shard"]),
         )
 
     # --- channels and accounts ----------------------------------------------------------
@@ -371,7 +437,7 @@ class _Validator:
             path = _join("channels", name)
             cls = self.registry.get(name)
             if cls is None:
-                message = _unknown("channel", name, sorted(self.registry))
+                message = unknown_name("channel", name, sorted(self.registry))
                 if not self.registry:
                     message += "; no channel plugin is installed"
                 self.problem(node.key_lines[name], path, message)
@@ -386,13 +452,14 @@ class _Validator:
     ) -> tuple[type[Channel], dict, list[Account]] | None:
         self.regions = tuple(cls.regions)
         options = {**CHANNEL_OPTIONS, **cls.channel_options}
-        settings = self._section(node, options, path, core=("accounts",))
+        settings = self._section(node, options, path, core=("accounts", "datasets"))
         if settings is None:
             return None
         rate = settings["max_requests_per_second"]
         if rate is not _INVALID and rate < 0:
             self.problem(node.key_lines.get("max_requests_per_second", node.line),
                          _join(path, "max_requests_per_second"), "must be 0 (no limit) or more")
+        dataset_defaults = self._dataset_entries(node, path)
         accounts_path = _join(path, "accounts")
         accounts_node = self._present(node, "accounts")
         if accounts_node is None:
@@ -406,30 +473,39 @@ class _Validator:
         accounts = []
         names: dict[str, int] = {}
         for i, item in enumerate(accounts_node.value):
-            account = self._account(name, cls, item, f"{accounts_path}[{i}]")
-            if account is None:
+            account_path = f"{accounts_path}[{i}]"
+            account_name = self._account_name(item, account_path)
+            account = self._account(name, cls, item, account_path, account_name)
+            if account_name is _INVALID:
                 continue
-            if account.name in names:
-                self.problem(item.key_lines.get("name", item.line), f"{accounts_path}[{i}].name",
-                             f"duplicate account name: accounts[{names[account.name]}] "
+            if account_name in names:
+                self.problem(item.key_lines.get("name", item.line), f"{account_path}.name",
+                             f"duplicate account name: accounts[{names[account_name]}] "
                              f"already uses it")
                 continue
-            names[account.name] = i
-            accounts.append(account)
+            names[account_name] = i
+            if account is not None:
+                accounts.append(account)
+                self._account_datasets(account, dataset_defaults,
+                                       self._dataset_entries(item, account_path))
         return cls, settings, accounts
 
-    def _account(self, channel: str, cls: type[Channel], node: _Node, path: str) -> Account | None:
+    def _account(
+        self, channel: str, cls: type[Channel], node: _Node, path: str, name: Any
+    ) -> Account | None:
         if not isinstance(node.value, dict):
-            self.problem(node.line, path, "must be a mapping with at least a name")
             return None
-        settings = self._section(node, cls.account_options, path, core=("name", "region"))
-        name = self._account_name(node, path)
+        settings = self._section(node, cls.account_options, path,
+                                 core=("name", "region", "datasets"))
         region = self._region(node, path)
         if settings is None or _INVALID in (name, region):
             return None
         return Account(channel=channel, name=name, region=region, settings=settings)
 
     def _account_name(self, node: _Node, path: str) -> Any:
+        if not isinstance(node.value, dict):
+            self.problem(node.line, path, "must be a mapping with at least a name")
+            return _INVALID
         child = self._present(node, "name")
         if child is None:
             self.problem(node.line, _join(path, "name"), "is required")
@@ -454,6 +530,123 @@ class _Validator:
             return _INVALID
         return self._choice(self._str(child, _join(path, "region")), self.regions, child,
                             _join(path, "region"))
+
+    # --- freshness sources and data sets ------------------------------------------------
+
+    def _freshness_sources(self, root: _Node) -> None:
+        """Validate ``freshness_sources`` and build each source into ``self.freshness``."""
+        node = self._present(root, "freshness_sources")
+        if node is None:
+            return
+        if not isinstance(node.value, dict):
+            self.problem(node.line, "freshness_sources",
+                         "must be a mapping of source name to settings")
+            return
+        known = ", ".join(sorted(self.source_types)) or "none installed"
+        for name, child in node.value.items():
+            path = _join("freshness_sources", name)
+            self.freshness[name] = None
+            if not ACCOUNT_NAME.fullmatch(name):
+                self.problem(node.key_lines[name], path,
+                             "the name must match [A-Za-z0-9_.-]+ (it becomes a label value)")
+                continue
+            if not isinstance(child.value, dict):
+                self.problem(child.line, path, f"must be a mapping with a type ({known})")
+                continue
+            type_node = self._present(child, "type")
+            if type_node is None:
+                self.problem(child.line, _join(path, "type"), f"is required: one of {known}")
+                continue
+            type_name = self._str(type_node, _join(path, "type"))
+            cls = self.source_types.get(type_name) if type_name is not _INVALID else None
+            if cls is None:
+                if type_name is not _INVALID:
+                    self.problem(type_node.line, _join(path, "type"),
+                                 unknown_name("freshness source type", type_name,
+                                          sorted(self.source_types)))
+                continue
+            self.freshness[name] = self._freshness_source(name, cls, child, path)
+
+    def _freshness_source(self, name: str, cls: type[FreshnessSource], node: _Node,
+                          path: str) -> FreshnessSource | None:
+        options = dict(cls.options)
+        if not cls.push:
+            options["interval"] = Option("duration", default=cls.default_interval)
+            options["timeout"] = Option("duration", default=DEFAULT_TIMEOUT)
+        settings = self._section(node, options, path, core=("type",))
+        if settings is None:
+            return None
+        interval, timeout = settings.get("interval"), settings.get("timeout")
+        for key, value in (("interval", interval), ("timeout", timeout)):
+            if key in settings and value is not _INVALID and value <= 0:
+                self.problem(node.key_lines.get(key, node.line), _join(path, key),
+                             "must be more than 0")
+                settings[key] = _INVALID
+        if _INVALID not in (interval, timeout) and not cls.push and timeout >= interval:
+            self.problem(node.key_lines.get("timeout", node.line), _join(path, "timeout"),
+                         f"must be less than {path}.interval")
+            return None
+        if _INVALID in settings.values():
+            return None
+        try:
+            return cls(name=name, settings=settings)
+        except Exception as exc:  # the type's own validation, or its bug
+            self.problem(node.line, path,
+                         f"the freshness source type rejected its settings: {_rejected(exc)}")
+            return None
+
+    def _dataset_entries(self, node: _Node, path: str) -> dict[str, tuple[dict, str, _Node]]:
+        """The ``datasets`` of a channel or account: name -> (given values, path, node)."""
+        path = _join(path, "datasets")
+        datasets = self._present(node, "datasets")
+        if datasets is None or not isinstance(node.value, dict):
+            return {}
+        if not isinstance(datasets.value, dict):
+            self.problem(datasets.line, path,
+                         "must be a mapping of data set name to {source, max_age}")
+            return {}
+        entries = {}
+        for name, entry in datasets.value.items():
+            entry_path = _join(path, name)
+            if not ACCOUNT_NAME.fullmatch(name):
+                self.problem(datasets.key_lines[name], entry_path,
+                             "the name must match [A-Za-z0-9_.-]+ (it becomes a label value)")
+                continue
+            if entry.value is None:
+                entry = _Node({}, datasets.key_lines[name])
+            values = self._section(entry, _DATASET_OPTIONS, entry_path)
+            if values is None:
+                continue
+            source = values["source"]
+            if source not in (None, _INVALID) and source not in self.freshness:
+                self.problem(entry.key_lines.get("source"), _join(entry_path, "source"),
+                             unknown_name("freshness source", source, sorted(self.freshness)))
+                values["source"] = _INVALID
+            if values["max_age"] not in (None, _INVALID) and values["max_age"] <= 0:
+                self.problem(entry.key_lines.get("max_age"), _join(entry_path, "max_age"),
+                             "must be more than 0")
+                values["max_age"] = _INVALID
+            entries[name] = (values, entry_path, entry)
+        return entries
+
+    def _account_datasets(self, account: Account, defaults: dict, own: dict) -> None:
+        """The account's data sets: the channel's ``datasets``, overridden key by key."""
+        for name in [*defaults, *(n for n in own if n not in defaults)]:
+            default_values, default_path, default_node = defaults.get(name, ({}, None, None))
+            values, where_path, where_node = own.get(name, (default_values, default_path,
+                                                            default_node))
+            merged = {k: v for k, v in default_values.items() if v is not None}
+            merged.update({k: v for k, v in values.items() if v is not None})
+            if _INVALID in merged.values():
+                continue  # reported already
+            missing = [key for key in ("source", "max_age") if key not in merged]
+            for key in missing:
+                also = f" (here or in {default_path})" if default_path and name in own else ""
+                self.problem(where_node.line, _join(where_path, key), f"is required{also}")
+            if not missing:
+                self.datasets.append(Dataset(
+                    channel=account.channel, account=account.name, region=account.region,
+                    name=name, source=merged["source"], max_age=merged["max_age"]))
 
     # --- options ------------------------------------------------------------------------
 
@@ -703,6 +896,9 @@ class _Validator:
     def _convert_url(self, node: _Node, option: Option, path: str) -> Any:
         return self._url(node, path)
 
+    def _convert_path(self, node: _Node, option: Option, path: str) -> Any:
+        return self._file_path(node, path)
+
     def _convert_regional_url(self, node: _Node, option: Option, path: str) -> Any:
         regions = self.regions
         if not isinstance(node.value, dict):
@@ -715,7 +911,7 @@ class _Validator:
         for region, child in node.value.items():
             if region not in regions:
                 self.problem(node.key_lines[region], _join(path, region),
-                             _unknown("region", region, regions))
+                             unknown_name("region", region, regions))
                 urls[region] = _INVALID
             else:
                 urls[region] = self._url(child, _join(path, region))
@@ -745,9 +941,20 @@ _CONVERTERS = {
     "int_list": _Validator._convert_int_list,
     "str_list": _Validator._convert_str_list,
     "url": _Validator._convert_url,
+    "path": _Validator._convert_path,
     "regional_url": _Validator._convert_regional_url,
     "mapping": _Validator._convert_mapping,
 }
+
+
+def _rejected(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {redact(str(exc))}"
+
+
+def _builtin_source_types() -> Mapping[str, type[FreshnessSource]]:
+    from agent.plugins import load_plugins
+
+    return load_plugins(entry_points=False).freshness_sources
 
 
 def _item_node(node: _Node, index: int) -> _Node:
@@ -767,6 +974,11 @@ def _agent_problems(values: dict[str, Any]) -> Iterator[tuple[str, str]]:
         yield "state_path", "must be a file path (or :memory:)"
     if given("max_concurrency") and values["max_concurrency"] < 1:
         yield "max_concurrency", "must be at least 1"
+    if given("shard"):
+        try:
+            parse_shard(values["shard"])
+        except ValueError as exc:
+            yield "shard", str(exc)
     interval, timeout = values["check_interval"], values["check_timeout"]
     if given("check_interval") and interval <= 0:
         yield "check_interval", "must be more than 0"

@@ -1,7 +1,9 @@
 """The fleet: every configured account with its latest state, held in memory.
 
 The scheduler writes check results here; metrics, the status API and the landing page read
-from here. Every change is written through to the :class:`StateStore` at once.
+from here. Every change is written through to the :class:`StateStore` at once. A reconnect
+recorded by another process (``channel-agent reconnect``) is read back from the store at the
+account's next check, so it shows without a restart.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import Callable, Iterator
 
 from agent.channel import Account, CheckResult
 from agent.config import Config
+from agent.sharding import Shard, account_key
 from agent.state import AccountState, StateStore
 
 
@@ -21,29 +24,42 @@ class Fleet:
         self.accounts: dict[tuple[str, str], Account] = {}
         self.states: dict[tuple[str, str], AccountState] = {}
         self.client_valid: dict[str, bool | None] = {}
+        self.shard = Shard()
+        self.configured = 0  # accounts in the configuration, this shard's and the others'
         # bumped when the set of accounts is replaced; watchers then start over
         self.generation = 0
         self._watchers: list[set[tuple[str, str]]] = []
-        self._restored = store.load_accounts()
-        self._restored_clients = store.load_client_validity()
 
     def configure(self, config: Config) -> None:
-        """Adopt the accounts of ``config``; state of accounts no longer configured is dropped
-        from memory (so they leave no series), restored state of configured ones is kept."""
-        accounts = {account.key: account for account in config.accounts()}
+        """Adopt the accounts of ``config`` that this replica's shard owns (at start and at
+        every reload); state of accounts no longer configured (or owned) is dropped from
+        memory, so they leave no series; accounts new to memory get their stored state back
+        (so one removed and added again resumes)."""
+        shard = config.agent.shard
+        configured = config.accounts()
+        accounts = {account.key: account for account in configured
+                    if shard.owns(account_key(account.channel, account.name))}
+        grants = self.store.load_grants()
+        restored = self.store.load_accounts() if accounts.keys() - self.states.keys() else {}
+        restored_clients = (self.store.load_client_validity()
+                            if config.channels.keys() - self.client_valid.keys() else {})
         states = {}
         for key, account in accounts.items():
-            state = self.states.get(key) or self._restored.get(key)
+            state = self.states.get(key) or restored.get(key)
             if state is None:
                 state = AccountState(channel=account.channel, account=account.name,
                                      region=account.region)
             state.region = account.region
+            if key in grants:
+                state.apply_grant(grants[key])
             states[key] = state
         self.accounts = accounts
         self.states = states
+        self.shard = shard
+        self.configured = len(configured)
         self.generation += 1
         self.client_valid = {
-            name: self.client_valid.get(name, self._restored_clients.get(name))
+            name: self.client_valid.get(name, restored_clients.get(name))
             for name in config.channels
         }
 
@@ -56,7 +72,7 @@ class Fleet:
         if state is None:  # removed from the config while its check ran
             return AccountState(channel=account.channel, account=account.name,
                                 region=account.region)
-        state.apply(result, self.clock())
+        state.apply(result, self.clock(), self.store.load_grant(*account.key))
         self.save(state)
         if result.client_valid is not None and self.client_valid.get(account.channel) != (
             result.client_valid

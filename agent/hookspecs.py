@@ -1,4 +1,4 @@
-"""Hook specifications for channel plugins.
+"""Hook specifications for channel and freshness-source plugins.
 
 A plugin is a module (or object) listed under the ``channel_agent`` entry-point group that
 implements one or more of these hooks with ``@hookimpl``. Hooks only *register* things; the
@@ -26,6 +26,18 @@ def register_channels(register: Callable[[type], None]) -> None:
     :param register: call ``register(ChannelSubclass)`` once per channel the plugin provides.
         The core owns the registry: a second channel with an already registered ``name`` is
         reported as a plugin error and ignored.
+    :returns: nothing; all hook implementations are called.
+    """
+
+
+@hookspec
+def register_freshness_sources(register: Callable[[type], None]) -> None:
+    """Register freshness source types (``type:`` values under ``freshness_sources:``).
+
+    :param register: call ``register(FreshnessSourceSubclass)`` once per source type (a
+        subclass of :class:`agent.freshness.FreshnessSource`). The built-in types
+        ``heartbeat``, ``sql`` and ``file`` are registered the same way; a second type with an
+        already registered ``type`` is reported as a plugin error and ignored.
     :returns: nothing; all hook implementations are called.
     """
 

@@ -4,7 +4,8 @@ Retried: 429, 500, 502, 503, 504, network errors and timeouts. The wait before t
 attempt is the response's ``Retry-After`` (seconds or HTTP-date) when present, otherwise
 ``initial_backoff * 2**n`` capped at ``max_backoff`` (minus a little jitter). A wait that
 would end past the deadline is never started: the last response is returned instead, or
-the last network error is raised as :class:`TransientError`.
+the last network error is raised as :class:`TransientError`. A last attempt that timed out
+only because the deadline shortened it ends as the attempt before it did (a 429 stays 429).
 """
 
 from __future__ import annotations
@@ -19,6 +20,12 @@ from dataclasses import dataclass, field
 import httpx
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+class HostThrottled(httpx.TransportError):
+    """The agent held a request back (its host is paused after a 429, or
+    ``max_requests_per_second`` leaves no slot within the request's time): nothing was sent.
+    Raised by :class:`agent.ratelimit.RateLimitedTransport`; ends a check as ``throttled``."""
 
 
 class TransientError(Exception):
@@ -88,6 +95,7 @@ async def send_with_retries(
     """
     response: httpx.Response | None = None
     error: TransientError | None = None
+    previous: httpx.Response | TransientError | None = None  # the attempt before this one
     attempt = 0
     while True:
         remaining = deadline - policy.monotonic()
@@ -98,12 +106,15 @@ async def send_with_retries(
         timeout = min(policy.request_timeout, remaining)
         request = request_factory()
         request.extensions["timeout"] = httpx.Timeout(timeout).as_dict()
-        response, error = None, None
+        response, error, held_back = None, None, False
         try:
             # httpx timeouts bound each read, not the whole exchange: this bounds the total
             # (in the same task: wait_for would start a task per request).
             async with asyncio.timeout(timeout):
                 response = await client.send(request)
+        except HostThrottled as exc:  # not sent, so not counted as a request
+            held_back = True
+            error = TransientError("throttled", f"{endpoint}: {exc}")
         except (httpx.TimeoutException, TimeoutError) as exc:
             record(endpoint, "timeout")
             error = TransientError("timeout", f"{endpoint}: {_describe(exc, timeout)}")
@@ -123,7 +134,15 @@ async def send_with_retries(
             if response is not None:
                 return response
             assert error is not None
+            cut_short = error.reason == "timeout" and timeout < policy.request_timeout
+            if (cut_short or held_back) and previous is not None:
+                # the budget (or the agent's own backoff), not the server, cut this attempt
+                # short: the attempt before (a 429, a 503, a reset) tells more about the server
+                if isinstance(previous, TransientError):
+                    raise previous
+                return previous
             raise error
+        previous = response if response is not None else error
         await policy.sleep(wait)
 
 

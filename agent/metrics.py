@@ -7,11 +7,12 @@ and the check-duration histogram are ordinary prometheus_client metrics in the s
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -117,6 +118,7 @@ class FleetCollector(Collector):
         for channel, count in sorted(per_channel.items()):
             g["accounts"].add_metric([channel], float(count))
         g["build_info"].add_metric([__version__], 1.0)
+        g["shard_info"].add_metric([str(self.fleet.shard.index), str(self.fleet.shard.count)], 1.0)
         yield from (g[key] for key in FLEET_FAMILIES)
 
     def collect(self) -> Iterator[Metric]:
@@ -139,7 +141,7 @@ def _holds_access_token(state: AccountState, now: float) -> bool:
     return state.access_issued is not None and (state.access_expires or 0) > now
 
 
-FLEET_FAMILIES = ("client_valid", "accounts", "build_info")
+FLEET_FAMILIES = ("client_valid", "accounts", "build_info", "shard_info")
 
 
 def _families() -> dict[str, Metric]:
@@ -216,10 +218,17 @@ def _families() -> dict[str, Metric]:
             labels=["channel"],
         ),
         "accounts": gauge(
-            "channel_agent_accounts", "Accounts this agent checks, per channel.", labels=["channel"]
+            "channel_agent_accounts",
+            "Accounts this agent checks, per channel: those of its shard when sharded.",
+            labels=["channel"],
         ),
         "build_info": gauge(
             "channel_agent_build_info", "Always 1; the agent's version.", labels=["version"]
+        ),
+        "shard_info": gauge(
+            "channel_agent_shard_info",
+            "Always 1; this replica checks the accounts of shard index (0-based) of count.",
+            labels=["index", "count"],
         ),
     }
 
@@ -248,6 +257,14 @@ class AgentMetrics:
         self.registry = registry or AgentRegistry()
         self.fleet_collector = FleetCollector(fleet, channels)
         self.registry.register(self.fleet_collector)
+        # process_start_time_seconds & co.: the ChannelAgentChecksStalled rule needs the uptime.
+        ProcessCollector(registry=self.registry)
+        self.check_interval = Gauge(
+            "channel_agent_check_interval_seconds",
+            "The configured agent.check_interval, so alert rules can tell a stalled check "
+            "from a slow schedule.",
+            registry=self.registry,
+        )
         self.check_failures = Counter(
             "channel_check_failures",
             "Failed checks by channel and reason (the fixed set documented in the README).",
@@ -268,9 +285,27 @@ class AgentMetrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
             registry=self.registry,
         )
+        self.config_reload_successful = Gauge(
+            "channel_agent_config_last_reload_successful",
+            "1 if the last configuration (re)load succeeded, 0 if the new file was rejected "
+            "and the previous configuration is still in force.",
+            registry=self.registry,
+        )
+        self.config_reload_success_time = Gauge(
+            "channel_agent_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful configuration load or reload.",
+            registry=self.registry,
+        )
         self.set_channels(channels)
 
     def set_channels(self, channels: dict[str, Channel]) -> None:
+        """Per-channel series for ``channels``; those of channels no longer configured go."""
+        for gone in set(self.fleet_collector.channels) - set(channels):
+            for reason in REASONS:
+                with contextlib.suppress(KeyError):
+                    self.check_failures.remove(gone, reason)
+            with contextlib.suppress(KeyError):
+                self.check_duration.remove(gone)
         self.fleet_collector.channels = channels
         for channel in channels:
             for reason in REASONS:

@@ -6,14 +6,15 @@ gets this without doing anything:
 - ``max_requests_per_second`` (a channel option; 0 = no limit): requests to one host (an
   API region, a token endpoint) start at least ``1 / max_requests_per_second`` apart, however
   many checks run at once. Waiters are served in order.
-- A 429 from a host pauses every request to that host: for its ``Retry-After`` when given,
-  else for a backoff that doubles with each 429 in a row (a 429 to a request that was sent
-  before the pause started does not double it again); any other answer resets the backoff.
-  The 429 itself still goes back to the check, which retries it within its deadline
-  (:mod:`agent.httpretry`).
+- A 429 from a host pauses every request to that host (``pause_host_on_429``, default on):
+  for its ``Retry-After`` when given, else for a backoff that doubles with each 429 in a row
+  (a 429 to a request that was sent before the pause started does not double it again); any
+  other answer resets the backoff. The 429 itself still goes back to the check, which retries
+  it within its deadline (:mod:`agent.httpretry`).
 
-Waiting here counts against the request's timeout: keep ``max_concurrency /
-max_requests_per_second`` well under the channel's request timeout.
+Waiting here counts against the request's timeout. A request whose turn would come after its
+timeout is not sent: :class:`~agent.httpretry.HostThrottled`, and the check ends as the
+attempt before it did, or ``throttled`` (never ``timeout``: the host did answer, with 429s).
 """
 
 from __future__ import annotations
@@ -25,13 +26,17 @@ from collections.abc import Awaitable, Callable
 import httpx
 
 from agent.channel import Option
-from agent.httpretry import retry_after
+from agent.httpretry import HostThrottled, retry_after
 
 # Options the core adds to every channel's section.
 CHANNEL_OPTIONS: dict[str, Option] = {
     "max_requests_per_second": Option(
         "float", default=0.0,
         doc="Requests per second to each of the channel's hosts, at most; 0 = no limit.",
+    ),
+    "pause_host_on_429": Option(
+        "bool", default=True,
+        doc="A 429 pauses every request to that host (Retry-After, else 1s doubling to 60s).",
     ),
 }
 PAUSE_INITIAL = 1.0  # seconds a host is paused after a 429 without Retry-After ...
@@ -57,17 +62,24 @@ class HostLimiter:
         self.streak = 0  # 429s in a row
         self._lock = asyncio.Lock()
 
-    async def acquire(self) -> float:
-        """Wait for this request's turn; return the time it starts."""
+    async def acquire(self, max_wait: float | None = None) -> float:
+        """Wait for this request's turn; return the time it starts. Raise
+        :class:`HostThrottled` rather than wait past ``max_wait`` seconds."""
         if not self.interval and self.paused_until <= self.monotonic():
             return self.monotonic()
+        give_up = self.monotonic() + max_wait if max_wait is not None else float("inf")
         async with self._lock:  # FIFO: one waiter at a time holds the next slot
             while True:
                 now = self.monotonic()
-                wait = max(self.paused_until, self.next_start) - now
-                if wait <= 0:
+                turn = max(self.paused_until, self.next_start)
+                if turn <= now:
                     break
-                await self.sleep(wait)  # a 429 meanwhile extends the pause: look again
+                if turn > give_up:
+                    paused = self.paused_until > now
+                    raise HostThrottled(
+                        f"held back {turn - now:.3g}s by the agent "
+                        f"({'paused after a 429' if paused else 'max_requests_per_second'})")
+                await self.sleep(turn - now)  # a 429 meanwhile extends the pause: look again
             self.next_start = now + self.interval
             return now
 
@@ -94,16 +106,24 @@ class RateLimitedTransport(httpx.AsyncBaseTransport):
         inner: httpx.AsyncBaseTransport,
         rate: float = 0.0,
         *,
+        pause_on_429: bool = True,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.inner = inner
         self.rate = rate
+        self.pause_on_429 = pause_on_429
         self.monotonic = monotonic
         self.sleep = sleep
         self.clock = clock
         self.hosts: dict[tuple[str, int | None], HostLimiter] = {}  # by (host, port)
+
+    def configure(self, rate: float, pause_on_429: bool) -> None:
+        """A reloaded configuration's settings, for every host from its next request."""
+        self.rate, self.pause_on_429 = rate, pause_on_429
+        for limiter in self.hosts.values():
+            limiter.interval = 1.0 / rate if rate > 0 else 0.0
 
     def limiter(self, host: tuple[str, int | None]) -> HostLimiter:
         limiter = self.hosts.get(host)
@@ -115,9 +135,13 @@ class RateLimitedTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
         limiter = self.hosts.get((url.host, url.port)) or self.limiter((url.host, url.port))
-        sent_at = await limiter.acquire()
+        try:
+            sent_at = await limiter.acquire(request.extensions.get("timeout", {}).get("pool"))
+        except HostThrottled as exc:
+            exc.request = request
+            raise
         response = await self.inner.handle_async_request(request)
-        if response.status_code == 429:
+        if response.status_code == 429 and self.pause_on_429:
             limiter.throttled(sent_at, retry_after(response, self.clock()))
         else:
             limiter.answered()

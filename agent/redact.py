@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 import threading
+import traceback
 from collections.abc import Iterable
 
-# Login with Amazon tokens (Atza| access, Atzr| refresh) and bearer headers.
-_TOKEN_SHAPED = re.compile(r"(Atz[a-z]\|)[^\s\"',;&]+|(?i:(bearer\s+))[^\s\"',;&]+")
+# Login with Amazon tokens (Atza| access, Atzr| refresh), LwA client secrets
+# (amzn1.oa2-cs.v1.…) and bearer headers: masked by their shape even before anything
+# registered them (a secret echoed in an error body, a token in an exception).
+_TOKEN_SHAPED = re.compile(
+    r"(Atz[a-z]\||amzn1\.oa2-cs\.v1\.)[^\s\"',;&]+|(?i:(bearer\s+))[^\s\"',;&]+"
+)
 _known: set[str] = set()
 _lock = threading.Lock()
 
@@ -48,6 +54,8 @@ class RedactingFilter(logging.Filter):
 
 
 def setup_logging(level: str = "info") -> None:
+    """Log to stderr through :class:`RedactingFilter`; uncaught exceptions are masked too."""
+    sys.excepthook = _redacting_excepthook
     handler = logging.StreamHandler()
     handler.setFormatter(
         logging.Formatter("ts=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)r")
@@ -58,3 +66,8 @@ def setup_logging(level: str = "info") -> None:
     root.setLevel(level.upper())
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def _redacting_excepthook(exc_type, exc, tb) -> None:  # noqa: ANN001 - sys.excepthook's
+    text = "".join(traceback.format_exception(exc_type, exc, tb))
+    sys.stderr.write(redact(text))

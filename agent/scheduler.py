@@ -56,13 +56,17 @@ class Scheduler:
         self._semaphore = asyncio.Semaphore(settings.max_concurrency)
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._loops: dict[tuple[str, str], asyncio.Task] = {}
+        self._checks: set[asyncio.Task] = set()  # scheduled checks running now
+        self._started = False
         self.last_cycle_check: float | None = None
 
-    def start(self) -> None:
-        """Start (or, after a reconfigure, reconcile) one loop per configured account."""
+    def start(self, *, replan: bool = False) -> None:
+        """Start (or, after a reconfigure, reconcile) one loop per configured account;
+        ``replan`` restarts every loop (a new check_interval)."""
+        self._started = True
         wanted = dict(self.fleet.accounts)
         for key, task in list(self._loops.items()):
-            if key not in wanted:
+            if replan or key not in wanted:
                 task.cancel()
                 del self._loops[key]
         for key, account in wanted.items():
@@ -70,11 +74,23 @@ class Scheduler:
             if key not in self._loops:
                 self._loops[key] = asyncio.create_task(self._loop(account), name=f"check {key}")
 
+    def reconfigure(self, channels: dict[str, Channel], settings: AgentSettings) -> None:
+        """Adopt a reloaded configuration. Loops of removed accounts stop and new accounts get
+        one; a check already running finishes (its loop is cancelled, not the check). Changed
+        account settings apply from each account's next check."""
+        replan = settings.check_interval != self.settings.check_interval
+        if settings.max_concurrency != self.settings.max_concurrency:
+            self._semaphore = asyncio.Semaphore(settings.max_concurrency)
+        self.channels, self.settings = channels, settings
+        if self._started:
+            self.start(replan=replan)
+
     async def stop(self) -> None:
-        pending = set(self._loops.values())
+        self._started = False
+        pending = {*self._loops.values(), *self._checks}
         while pending:
             # Python 3.11's wait_for can swallow a cancellation that arrives as its inner
-            # call completes, and the loop then goes on: cancel again until every loop ended.
+            # call completes, and the task then goes on: cancel again until every one ended.
             for task in pending:
                 task.cancel()
             _, pending = await asyncio.wait(pending, timeout=0.1)
@@ -86,7 +102,10 @@ class Scheduler:
         while True:
             await asyncio.sleep(max(0.0, next_run - self.monotonic()))
             current = self.fleet.accounts.get(account.key, account)
-            await self.check_now(current)
+            check = asyncio.ensure_future(self.check_now(current))
+            self._checks.add(check)
+            check.add_done_callback(self._checks.discard)
+            await asyncio.shield(check)
             next_run += interval
             if next_run < self.monotonic():  # fell behind (overload): skip missed slots
                 missed = (self.monotonic() - next_run) // interval + 1
@@ -124,7 +143,10 @@ class Scheduler:
             record_request=lambda endpoint, code: self.metrics.api_requests.labels(
                 account.channel, endpoint, code
             ).inc(),
-            persist_refresh_token=self._persist_refresh_token,
+            # bound to this channel: a reload while the check runs must not lose a new token
+            persist_refresh_token=lambda acct, secret: self._persist_refresh_token(
+                channel, acct, secret
+            ),
         )
         try:
             async with asyncio.timeout(timeout + HARD_TIMEOUT_GRACE):
@@ -144,12 +166,13 @@ class Scheduler:
                       account.channel, type(result).__name__)
             return CheckResult(valid=None, reason="plugin_error",
                                detail="the plugin returned no CheckResult")
+        # shown on the status page, stored and logged: never trust a plugin to have masked it
+        result.detail = redact(str(result.detail))
         return result
 
-    def _persist_refresh_token(self, account: Account, secret: Secret) -> None:
+    def _persist_refresh_token(self, channel: Channel, account: Account, secret: Secret) -> None:
         """Write a refresh token the provider handed back, keeping the previous one."""
-        channel = self.channels[account.channel]
-        ref = account.settings.get(channel.refresh_token_option)
+        ref = channel.refresh_token_ref(account)
         if ref is None or ref.path is None:
             log.warning(
                 "channel %s account %s: the provider returned a new refresh token, but the "

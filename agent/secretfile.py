@@ -3,10 +3,13 @@
 The new value goes to a temporary file in the same directory, is fsynced, and is renamed
 over the old file (atomic on POSIX). The previous content is first kept as a timestamped
 backup beside it, so a crash at any point leaves either the old or the new secret complete.
+Backups never overwrite one another: two writes within a second get ``…Z.bak`` and
+``…Z-1.bak``. A crash can leave a ``.<name>.*.tmp`` file behind; it is never read.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 import time
@@ -20,13 +23,22 @@ def write_secret_file(path: Path, secret: Secret, *, now: float | None = None) -
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     backup = None
-    if path.exists() and path.read_text().strip():
+    previous = path.read_bytes() if path.exists() else b""
+    if previous.strip():
         when = time.gmtime(now if now is not None else time.time())
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", when)
-        backup = path.with_name(f"{path.name}.{stamp}.bak")
-        _atomic_write(backup, path.read_bytes())
+        backup = _backup_path(path, time.strftime("%Y%m%dT%H%M%SZ", when), previous)
+        _atomic_write(backup, previous)
     _atomic_write(path, (secret.reveal() + "\n").encode())
     return backup
+
+
+def _backup_path(path: Path, stamp: str, content: bytes) -> Path:
+    """A backup name for ``content`` that holds nothing else yet (or holds the same)."""
+    for n in itertools.count():
+        candidate = path.with_name(f"{path.name}.{stamp}{f'-{n}' if n else ''}.bak")
+        if not candidate.exists() or candidate.read_bytes() == content:
+            return candidate
+    raise AssertionError("unreachable")
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -5,19 +5,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 from agent import __version__
 from agent.channel import Account, Channel
-from agent.config import Config
+from agent.config import Config, ConfigError
 from agent.fleet import Fleet
+from agent.freshness.metrics import FreshnessMetrics
+from agent.freshness.poller import FreshnessPoller
+from agent.freshness.timestamps import iso as _iso
+from agent.freshness.tracker import FreshnessTracker
 from agent.metrics import AgentMetrics
 from agent.plugins import Plugins
 from agent.ratelimit import RateLimitedTransport
-from agent.scheduler import Scheduler
+from agent.scheduler import HARD_TIMEOUT_GRACE, Scheduler
+from agent.sharding import account_key, owner
 from agent.state import AccountState, StateStore
 from agent.transport import AiohttpTransport, ChannelClient
 
@@ -31,42 +37,163 @@ class HttpOptions:
     transport: httpx.AsyncBaseTransport | None = None
 
 
+@dataclass
+class ReloadOutcome:
+    """What a configuration reload did; ``problems`` when the new file was rejected."""
+
+    ok: bool
+    problems: list[str] = field(default_factory=list)
+    added: list[str] = field(default_factory=list)  # "channel/account"
+    removed: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
 class AgentService:
-    def __init__(self, config: Config, plugins: Plugins, http: HttpOptions | None = None) -> None:
+    def __init__(self, config: Config, plugins: Plugins, http: HttpOptions | None = None,
+                 loader: Callable[[], Config] | None = None) -> None:
         self.config = config
         self.plugins = plugins
         self.http_options = http or HttpOptions()
+        self.loader = loader  # re-reads the configuration for reload(); None: nothing to re-read
         self.started_at = time.time()
         self.ready = False
         self.store = StateStore(config.agent.state_path)
         self.fleet = Fleet(self.store)
         self.fleet.configure(config)
         self.metrics = AgentMetrics(self.fleet, config.channels)
-        self.http = {name: self._client(channel) for name, channel in config.channels.items()}
+        self.metrics.check_interval.set(config.agent.check_interval)
+        self.metrics.config_reload_successful.set(1)
+        self.metrics.config_reload_success_time.set(self.started_at)
+        self.freshness = FreshnessTracker(self.store)
+        self.freshness.configure(config)
+        self.freshness_metrics = FreshnessMetrics(self.freshness, self.metrics.registry)
+        self.poller = FreshnessPoller(self.freshness, self.freshness_metrics)
+        self._rate_limits: dict[str, RateLimitedTransport] = {}
+        self.http = {name: self._client(name, channel)
+                     for name, channel in config.channels.items()}
         self.scheduler = Scheduler(self.fleet, config.channels, self.metrics, config.agent,
                                    self.http)
+        self._reload_lock = asyncio.Lock()
+        self._closing: set[asyncio.Task] = set()  # clients of removed channels, closing
 
-    def _client(self, channel: Channel) -> httpx.AsyncClient:
+    def _client(self, name: str, channel: Channel) -> httpx.AsyncClient:
         """The channel's client: aiohttp underneath (or the injected transport), rate-limited
         per host."""
         inner = self.http_options.transport or AiohttpTransport(
             max_connections=self.config.agent.max_concurrency)
-        rate = float(channel.settings.get("max_requests_per_second") or 0)
-        return ChannelClient(transport=RateLimitedTransport(inner, rate),
+        limited = self._rate_limits[name] = RateLimitedTransport(inner, **_limits(channel))
+        return ChannelClient(transport=limited,
                              headers={"User-Agent": f"channel-health-agent/{__version__}"})
 
     async def start(self) -> None:
         self.scheduler.start()
+        self.poller.start()
         self.ready = True
 
     async def stop(self) -> None:
         self.ready = False
         await self.scheduler.stop()
+        await self.poller.stop()
+        for task in self._closing:
+            task.cancel()
+        await asyncio.gather(*self._closing, return_exceptions=True)
         await asyncio.gather(*(client.aclose() for client in self.http.values()))
+        await asyncio.gather(*(source.close() for source in self.config.freshness_sources.values()))
         self.store.close()
+
+    async def reload(self) -> ReloadOutcome:
+        """Re-read the configuration (SIGHUP, ``POST /-/reload``).
+
+        Accounts added start being checked, removed ones stop and leave no series, changed
+        ones use their new settings from their next check. A configuration with problems
+        changes nothing: every problem is logged and
+        ``channel_agent_config_last_reload_successful`` becomes 0.
+        """
+        async with self._reload_lock:
+            if self.loader is None:
+                return self._reload_failed(["this agent has no configuration file to re-read"])
+            try:
+                config = await asyncio.to_thread(self.loader)
+            except ConfigError as exc:
+                return self._reload_failed([str(problem) for problem in exc.problems])
+            outcome = self._adopt(config)
+            self.metrics.config_reload_successful.set(1)
+            self.metrics.config_reload_success_time.set(time.time())
+            for warning in outcome.warnings:
+                log.warning("reload: %s", warning)
+            log.info("configuration %s reloaded: %d account(s); added %d, removed %d, "
+                     "changed %d", config.source, len(self.fleet.accounts), len(outcome.added),
+                     len(outcome.removed), len(outcome.changed))
+            return outcome
+
+    def _reload_failed(self, problems: list[str]) -> ReloadOutcome:
+        self.metrics.config_reload_successful.set(0)
+        log.error("configuration reload failed, the previous configuration stays in force "
+                  "(%d problem(s))", len(problems))
+        for problem in problems:
+            log.error("reload: %s", problem)
+        return ReloadOutcome(ok=False, problems=problems)
+
+    def _adopt(self, config: Config) -> ReloadOutcome:
+        old = self.config
+        warnings = [
+            f"agent.{key} changed: the agent goes on with the old value until it restarts"
+            for key in ("listen_address", "state_path")
+            if getattr(old.agent, key) != getattr(config.agent, key)
+        ]
+        for name, channel in config.channels.items():
+            if name in old.channels:
+                channel.carry_over(old.channels[name])
+        before = dict(self.fleet.accounts)
+        self.config = config
+        self.fleet.configure(config)
+        self.metrics.set_channels(config.channels)
+        self.metrics.check_interval.set(config.agent.check_interval)
+        self.freshness.configure(config)
+        removed_clients = [self.http.pop(name) for name in list(self.http)
+                           if name not in config.channels]
+        for name, channel in config.channels.items():
+            if name not in self.http:
+                self.http[name] = self._client(name, channel)
+            else:
+                self._rate_limits[name].configure(**_limits(channel))
+        for name in set(self._rate_limits) - set(config.channels):
+            del self._rate_limits[name]
+        self.scheduler.reconfigure(config.channels, config.agent)
+        if self.ready:
+            self.poller.start()
+        # A check or a poll round started before may still use what the old configuration
+        # made (a removed channel's client, every old freshness source): close those after
+        # the longest such a thing may take.
+        closers = [client.aclose for client in removed_clients]
+        closers += [source.close for source in old.freshness_sources.values()]
+        if closers:
+            grace = max([old.agent.check_timeout, *(s.timeout for s in
+                                                    old.freshness_sources.values())])
+            task = asyncio.create_task(_close_later(closers, grace + HARD_TIMEOUT_GRACE))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+        after = self.fleet.accounts
+        return ReloadOutcome(
+            ok=True,
+            added=sorted(_label(key) for key in after.keys() - before.keys()),
+            removed=sorted(_label(key) for key in before.keys() - after.keys()),
+            changed=sorted(_label(key) for key in after.keys() & before.keys()
+                           if after[key] != before[key]),
+            warnings=warnings,
+        )
 
     def find_account(self, channel: str, name: str) -> Account | None:
         return self.fleet.accounts.get((channel, name))
+
+    def not_here(self, channel: str, name: str) -> str:
+        """Why this replica has no such account: not configured, or another shard's."""
+        shard = self.fleet.shard
+        if not any(a.key == (channel, name) for a in self.config.accounts()):
+            return "unknown channel/account"
+        return (f"checked by the replica of shard {owner(account_key(channel, name), shard.count)}"
+                f"/{shard.count}; this one is {shard}")
 
     def status(self) -> dict[str, Any]:
         """The JSON document behind /api/v1/status and the landing page."""
@@ -77,6 +204,8 @@ class AgentService:
                 "ready": self.ready,
                 "config": self.config.source,
                 "check_interval_seconds": self.config.agent.check_interval,
+                "shard": str(self.fleet.shard),
+                "accounts_configured": self.fleet.configured,
             },
             "plugins": {
                 "channels": {name: origin for name, origin in self.plugins.origins.items()},
@@ -86,15 +215,28 @@ class AgentService:
                 name: {"client_valid": self.fleet.client_valid.get(name)}
                 for name in self.config.channels
             },
+            "freshness_sources": {
+                name: {"type": source.type, "up": self.freshness.source_up.get(name)}
+                for name, source in self.config.freshness_sources.items()
+            },
             "accounts": [
-                account_status(state, self.config.channels.get(account.channel))
+                account_status(state, self.config.channels.get(account.channel),
+                               self.freshness.account_datasets(account.key))
                 for account, state in self.fleet
             ],
         }
 
 
-def account_status(state: AccountState, channel: Channel | None) -> dict[str, Any]:
-    """One account's state as plain, secret-free data (status API, CLI ``--json``)."""
+def _limits(channel: Channel) -> dict[str, Any]:
+    """The channel's settings for its RateLimitedTransport (agent.ratelimit.CHANNEL_OPTIONS)."""
+    return {"rate": float(channel.settings.get("max_requests_per_second") or 0),
+            "pause_on_429": bool(channel.settings.get("pause_host_on_429", True))}
+
+
+def account_status(state: AccountState, channel: Channel | None,
+                   datasets: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """One account's state as plain, secret-free data (status API, CLI ``--json``);
+    ``datasets`` from :meth:`FreshnessTracker.account_datasets`."""
     max_age = channel.refresh_token_max_age() if channel else 0.0
     expiry = state.refresh_issued + max_age if state.refresh_issued and max_age > 0 else None
     return {
@@ -114,6 +256,7 @@ def account_status(state: AccountState, channel: Channel | None) -> dict[str, An
         "access_token_expiry": _iso(state.access_expires),
         "profiles": state.profiles,
         "reconnected": _iso(state.reconnected),
+        "datasets": datasets or [],
     }
 
 
@@ -126,7 +269,12 @@ def state_word(state: AccountState) -> str:
     return "valid" if state.valid else "invalid"
 
 
-def _iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+async def _close_later(closers: list[Callable[[], Awaitable[Any]]], delay: float) -> None:
+    try:
+        await asyncio.sleep(delay)
+    finally:
+        await asyncio.gather(*(close() for close in closers), return_exceptions=True)
+
+
+def _label(key: tuple[str, str]) -> str:
+    return "/".join(key)

@@ -1,14 +1,25 @@
 """The state store: what must survive a restart, per account, in one SQLite file.
 
 Only non-secret facts are stored: check times, validity, reason, the refresh token's
-fingerprint (a short hash) and when it was issued.
+fingerprint (a short hash) and when it was issued; the newest data time of each data set.
+Every write is one transaction, so a crash leaves either the old or the new row, never half
+of one.
 
-Writes made while an event loop runs are batched: they are committed together, in one
-transaction (one fsync), ``FLUSH_DELAY`` after the first of them, and at :meth:`close`. At
+The agent's own writes of ``accounts`` and ``channels`` rows made while an event loop runs are
+batched: they are committed together, in one transaction (one fsync), ``FLUSH_DELAY`` after
+the first of them, and before anything reads those tables back and at :meth:`close`. At
 10,000 accounts a commit per check would block the loop on an fsync hundreds of times a
-second. A crash keeps every committed row whole (old or new, never half of one) and loses
-at most the results of the last ``FLUSH_DELAY``, which the next scheduled check gets again.
-Without a running loop (CLI commands, scripts) every write is committed at once.
+second. A crash keeps every committed row whole and loses at most the results of the last
+``FLUSH_DELAY``, which the next scheduled check gets again. Without a running loop (CLI
+commands, scripts) every write is committed at once.
+
+Two processes share the file: the running agent and ``channel-agent reconnect``. Each table
+has one writer per row, so neither clobbers the other: ``accounts`` and ``channels`` are
+written by the agent only; ``grants`` by whoever completed a reconnect (the CLI, or the
+agent for a link), and the agent folds a grant into the account's row at its next check;
+``reconnect_links`` rows are created and cancelled by the CLI and claimed by the agent with
+a conditional update, so a link is used once. ``freshness`` is written by the agent only
+(``channel-agent check`` reads it without writing).
 """
 
 from __future__ import annotations
@@ -21,10 +32,10 @@ from pathlib import Path
 
 from agent.channel import CheckResult
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 3
 FLUSH_DELAY = 0.2  # seconds
 
-_SCHEMA = """
+_SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS accounts (
     channel TEXT NOT NULL,
     account TEXT NOT NULL,
@@ -48,6 +59,50 @@ CREATE TABLE IF NOT EXISTS channels (
     client_valid INTEGER
 );
 """
+
+# Version 2: reconnects. The code verifier of an open link is stored so the agent can finish
+# the exchange; it is useless without the one-time code, which only the redirect carries.
+_SCHEMA_V2 = """
+CREATE TABLE IF NOT EXISTS grants (
+    channel TEXT NOT NULL,
+    account TEXT NOT NULL,
+    refresh_fingerprint TEXT NOT NULL,
+    granted REAL NOT NULL,
+    reconnected REAL NOT NULL,
+    PRIMARY KEY (channel, account)
+);
+CREATE TABLE IF NOT EXISTS reconnect_links (
+    state TEXT PRIMARY KEY,
+    channel TEXT NOT NULL,
+    account TEXT NOT NULL,
+    region TEXT NOT NULL,
+    redirect_uri TEXT NOT NULL,
+    code_verifier TEXT NOT NULL,
+    consent_url TEXT NOT NULL,
+    accept_missing_profiles INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
+    expires REAL NOT NULL,
+    status TEXT NOT NULL DEFAULT 'open',
+    finished REAL,
+    detail TEXT NOT NULL DEFAULT ''
+);
+"""
+
+# Version 3: the newest data time of each data set (heartbeats and polled sources).
+_SCHEMA_V3 = """
+CREATE TABLE IF NOT EXISTS freshness (
+    channel TEXT NOT NULL,
+    account TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    last_updated REAL NOT NULL,
+    source TEXT NOT NULL,
+    recorded REAL NOT NULL,
+    PRIMARY KEY (channel, account, dataset)
+);
+"""
+
+# user_version -> the script that brings a file from the previous version to it
+_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
 
 
 @dataclass(slots=True)
@@ -75,8 +130,10 @@ class AccountState:
     def key(self) -> tuple[str, str]:
         return (self.channel, self.account)
 
-    def apply(self, result: CheckResult, now: float) -> None:
-        """Fold one check result in. A transient result never changes ``valid``."""
+    def apply(self, result: CheckResult, now: float, grant: Grant | None = None) -> None:
+        """Fold one check result in. A transient result never changes ``valid``.
+
+        ``grant`` is the account's last recorded reconnect, if any."""
         self.last_check = now
         self.check_success = result.conclusive
         self.reason = result.reason
@@ -97,12 +154,53 @@ class AccountState:
             # A token we have not seen before: its grant time is unknown, so count from now.
             self.refresh_fingerprint = fp
             self.refresh_issued = now
+        if grant is not None:
+            self.apply_grant(grant)
 
-    def record_grant(self, fingerprint: str, granted_at: float) -> None:
-        """A reconnect stored a new refresh token: its age starts at the grant."""
-        self.refresh_fingerprint = fingerprint
-        self.refresh_issued = granted_at
-        self.reconnected = granted_at
+    def apply_grant(self, grant: Grant) -> None:
+        """A reconnect happened: when its token is the one in use, its age starts at the grant.
+
+        Idempotent and independent of order: the grant may be recorded before or after the
+        first check that sees its token."""
+        self.reconnected = grant.reconnected
+        if self.refresh_fingerprint in (None, grant.fingerprint):
+            self.refresh_fingerprint = grant.fingerprint
+            self.refresh_issued = grant.granted
+
+
+@dataclass(frozen=True)
+class Grant:
+    """A completed reconnect: the new refresh token's fingerprint, when Amazon (or another
+    channel's provider) issued it and when it was stored."""
+
+    fingerprint: str
+    granted: float
+    reconnected: float
+
+
+@dataclass
+class ReconnectLink:
+    """A consent link waiting for the account holder (``channel-agent reconnect --link``).
+
+    ``status``: open, claimed (the redirect arrived, the exchange is running), succeeded,
+    failed, expired or cancelled. ``detail`` says how it ended."""
+
+    state: str
+    channel: str
+    account: str
+    region: str
+    redirect_uri: str
+    code_verifier: str
+    consent_url: str
+    created: float
+    expires: float
+    accept_missing_profiles: bool = False
+    status: str = "open"
+    finished: float | None = None
+    detail: str = ""
+
+    def current_status(self, now: float) -> str:
+        return "expired" if self.status == "open" and self.expires <= now else self.status
 
 
 _COLUMNS = [
@@ -149,11 +247,24 @@ class StateStore:
             raise RuntimeError(
                 f"state file {self.path} was written by a newer agent (schema {version})"
             )
-        with self._db:
-            self._db.executescript(_SCHEMA)
+        if version == SCHEMA_VERSION:
+            return
+        # One transaction: a crash leaves the old version, and a second process waits.
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[target].split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     def load_accounts(self) -> dict[tuple[str, str], AccountState]:
+        self.flush()
         cur = self._db.execute(f"SELECT {', '.join(_COLUMNS)} FROM accounts")
         states = {}
         for row in cur:
@@ -172,6 +283,7 @@ class StateStore:
         self._written()
 
     def load_client_validity(self) -> dict[str, bool | None]:
+        self.flush()
         rows = self._db.execute("SELECT channel, client_valid FROM channels")
         return {channel: _to_bool(valid) for channel, valid in rows}
 
@@ -210,10 +322,182 @@ class StateStore:
             self._clients = clients | self._clients
             raise
 
+    # --- data freshness ----------------------------------------------------------------
+
+    def load_freshness(self) -> dict[tuple[str, str, str], DataFreshness]:
+        return _load_freshness(self._db)
+
+    def save_freshness(self, value: DataFreshness) -> None:
+        self._db.execute(
+            f"INSERT OR REPLACE INTO freshness ({', '.join(_FRESHNESS_COLUMNS)}) "
+            f"VALUES ({', '.join('?' for _ in _FRESHNESS_COLUMNS)})",
+            [getattr(value, name) for name in _FRESHNESS_COLUMNS],
+        )
+
+    # --- reconnects --------------------------------------------------------------------
+
+    def record_grant(self, channel: str, account: str, grant: Grant) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO grants (channel, account, refresh_fingerprint, granted, "
+            "reconnected) VALUES (?, ?, ?, ?, ?)",
+            (channel, account, grant.fingerprint, grant.granted, grant.reconnected),
+        )
+
+    def load_grant(self, channel: str, account: str) -> Grant | None:
+        row = self._db.execute(
+            "SELECT refresh_fingerprint, granted, reconnected FROM grants "
+            "WHERE channel = ? AND account = ?",
+            (channel, account),
+        ).fetchone()
+        return Grant(*row) if row else None
+
+    def load_grants(self) -> dict[tuple[str, str], Grant]:
+        rows = self._db.execute(
+            "SELECT channel, account, refresh_fingerprint, granted, reconnected FROM grants"
+        )
+        return {(channel, account): Grant(*rest) for channel, account, *rest in rows}
+
+    def add_link(self, link: ReconnectLink, now: float) -> int:
+        """Store an open link; it replaces the account's open ones (returns how many)."""
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            replaced = self._cancel(link.channel, link.account, now,
+                                    "replaced by a newer link").rowcount
+            values = [getattr(link, name) for name in _LINK_COLUMNS]
+            self._db.execute(
+                f"INSERT INTO reconnect_links ({', '.join(_LINK_COLUMNS)}) "
+                f"VALUES ({', '.join('?' for _ in _LINK_COLUMNS)})",
+                values,
+            )
+        return replaced
+
+    def links(self) -> list[ReconnectLink]:
+        rows = self._db.execute(
+            f"SELECT {', '.join(_LINK_COLUMNS)} FROM reconnect_links ORDER BY created"
+        )
+        return [_link(row) for row in rows]
+
+    def cancel_links(self, channel: str, account: str, now: float) -> int:
+        """Withdraw the account's open links; returns how many there were."""
+        return self._cancel(channel, account, now, "cancelled with channel-agent reconnect "
+                                                   "--cancel").rowcount
+
+    def _cancel(self, channel: str, account: str, now: float, detail: str) -> sqlite3.Cursor:
+        return self._db.execute(
+            "UPDATE reconnect_links SET status = 'cancelled', finished = ?, detail = ? "
+            "WHERE channel = ? AND account = ? AND status = 'open'",
+            (now, detail, channel, account),
+        )
+
+    def claim_link(self, state: str, now: float) -> ReconnectLink | None:
+        """The link with this ``state``, claimed for use if it was open and unexpired.
+
+        Returns None for an unknown state. The returned link's ``status`` is "claimed" when
+        this call claimed it; otherwise it says why it cannot be used (expired, succeeded,
+        failed, cancelled, or claimed by an earlier request)."""
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            row = self._db.execute(
+                f"SELECT {', '.join(_LINK_COLUMNS)} FROM reconnect_links WHERE state = ?",
+                (state,),
+            ).fetchone()
+            if row is None:
+                return None
+            link = _link(row)
+            status = link.current_status(now)
+            if status == "expired":
+                self._finish(link.state, "expired", now, "the link expired before it was used")
+            elif status == "open":
+                status = "claimed"
+                self._db.execute("UPDATE reconnect_links SET status = 'claimed' WHERE state = ?",
+                                 (state,))
+            link.status = status
+            return link
+
+    def finish_link(self, state: str, status: str, now: float, detail: str) -> None:
+        with self._db:
+            self._finish(state, status, now, detail)
+
+    def _finish(self, state: str, status: str, now: float, detail: str) -> None:
+        self._db.execute(
+            "UPDATE reconnect_links SET status = ?, finished = ?, detail = ? WHERE state = ?",
+            (status, now, detail, state),
+        )
+
+    def purge_links(self, before: float) -> None:
+        """Forget links that ended (or expired) before ``before``."""
+        self._db.execute(
+            "DELETE FROM reconnect_links WHERE COALESCE(finished, expires) < ? "
+            "AND status != 'claimed'",
+            (before,),
+        )
+
     def close(self) -> None:
         self.flush()
         self._db.close()
 
 
+@dataclass
+class DataFreshness:
+    """The newest data time known for one data set, from which source, learnt when."""
+
+    channel: str
+    account: str
+    dataset: str
+    last_updated: float
+    source: str
+    recorded: float
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.channel, self.account, self.dataset)
+
+
+_FRESHNESS_COLUMNS = ["channel", "account", "dataset", "last_updated", "source", "recorded"]
+
+
+def _load_freshness(db: sqlite3.Connection) -> dict[tuple[str, str, str], DataFreshness]:
+    rows = db.execute(f"SELECT {', '.join(_FRESHNESS_COLUMNS)} FROM freshness")
+    values = [DataFreshness(*row) for row in rows]
+    return {value.key: value for value in values}
+
+
+def read_freshness(path: Path | str) -> dict[tuple[str, str, str], DataFreshness]:
+    """The data times saved in a state file, read without writing to it (for one-shot
+    commands beside a running agent); empty when the file or the table does not exist."""
+    if str(path) == ":memory:" or not Path(path).is_file():
+        return {}
+    db = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        return _load_freshness(db)
+    except sqlite3.DatabaseError:  # older than schema version 3, or not a state file
+        return {}
+    finally:
+        db.close()
+
+
 def _to_bool(value: int | None) -> bool | None:
     return None if value is None else bool(value)
+
+
+_LINK_COLUMNS = [
+    "state",
+    "channel",
+    "account",
+    "region",
+    "redirect_uri",
+    "code_verifier",
+    "consent_url",
+    "accept_missing_profiles",
+    "created",
+    "expires",
+    "status",
+    "finished",
+    "detail",
+]
+
+
+def _link(row: tuple) -> ReconnectLink:
+    values = dict(zip(_LINK_COLUMNS, row, strict=True))
+    values["accept_missing_profiles"] = bool(values["accept_missing_profiles"])
+    return ReconnectLink(**values)

@@ -1,4 +1,5 @@
-"""The HTTP server: /metrics, the landing page, the status API and the health endpoints."""
+"""The HTTP server: /metrics, the landing page, the status API, the health endpoints and the
+redirect of reconnect links (``agent.oauth_callback``)."""
 
 from __future__ import annotations
 
@@ -13,24 +14,37 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from agent.exposition import Exposition
+from agent.freshness.heartbeat import HeartbeatRejected
+from agent.oauth_callback import callback_handler
+from agent.reconnect import CALLBACK_PATH
+from agent.redact import redact
 from agent.service import AgentService, account_status
+from agent.websecurity import WebSecurity, self_authenticating
 
 SERVICE = web.AppKey("service", AgentService)
 EXPOSITION = web.AppKey("exposition", Exposition)
-MAX_BODY = 64 * 1024
+MAX_BODY = 64 * 1024  # request bodies past this get 413
 
 
-def make_app(service: AgentService) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY)
+def make_app(service: AgentService, security: WebSecurity | None = None) -> web.Application:
+    """The agent's HTTP API. Without ``security`` (no web config) nothing is protected."""
+    security = security or WebSecurity(None)
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[security.middleware])
+    app.on_response_prepare.append(security.add_headers)
     app[SERVICE] = service
-    app[EXPOSITION] = Exposition(service.metrics.registry)
-    app.cleanup_ctx.append(_refresh_exposition)
+    if service is not None:  # None: only the routes are wanted
+        app[EXPOSITION] = Exposition(service.metrics.registry)
+        app.cleanup_ctx.append(_refresh_exposition)
     app.router.add_get("/", landing_page)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/status", status)
     app.router.add_post("/api/v1/recheck", recheck)
+    app.router.add_post("/api/v1/freshness", freshness)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
+    app.router.add_post("/-/reload", reload)
+    # the account holder's browser has no agent credentials: the link's state is one
+    app.router.add_get(CALLBACK_PATH, self_authenticating(callback_handler(service)))
     return app
 
 
@@ -92,19 +106,57 @@ async def recheck(request: web.Request) -> web.Response:
     account = service.find_account(body["channel"], body["account"])
     if account is None:
         raise web.HTTPNotFound(
-            text=json.dumps({"error": "unknown channel/account", "field": "account"}),
+            text=json.dumps({"error": service.not_here(body["channel"], body["account"]),
+                             "field": "account"}),
             content_type="application/json",
         )
     channel = service.config.channels[account.channel]
-    before = account_status(service.fleet.states[account.key], channel)
+    datasets = service.freshness.account_datasets(account.key)
+    before = account_status(service.fleet.states[account.key], channel, datasets)
     state = await service.scheduler.check_now(account)
-    return web.json_response({"before": before, "after": account_status(state, channel)})
+    return web.json_response({"before": before,
+                              "after": account_status(state, channel, datasets)})
+
+
+async def freshness(request: web.Request) -> web.Response:
+    """A heartbeat: ``{"channel": "amazon_ads", "account": "acme-us", "dataset":
+    "sp_campaigns_daily", "last_updated": "2026-11-27T04:00:00Z"}`` -> 204; a refused one
+    gets a 4xx JSON error naming the field, and nothing is stored."""
+    body = await _json_body(request)
+    try:
+        request.app[SERVICE].freshness.heartbeat(body)
+    except HeartbeatRejected as exc:
+        # a refusal quotes what was sent; mask it like anything else that leaves the process
+        return web.json_response({"error": redact(exc.message), "field": exc.field},
+                                 status=exc.status)
+    return web.Response(status=204)
+
+
+async def reload(request: web.Request) -> web.Response:
+    """Re-read the configuration file, as SIGHUP does; 500 with every problem when it is bad."""
+    outcome = await request.app[SERVICE].reload()
+    if not outcome.ok:
+        return web.json_response(
+            {"status": "error", "error": "the configuration was not reloaded; the previous one "
+                                         "stays in force", "problems": outcome.problems},
+            status=500,
+        )
+    return web.json_response({"status": "success", "added": outcome.added,
+                              "removed": outcome.removed, "changed": outcome.changed,
+                              "warnings": outcome.warnings})
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
     try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=MAX_BODY, actual_size=request.content_length or MAX_BODY + 1,
+            text=json.dumps({"error": f"body is larger than {MAX_BODY} bytes", "field": None}),
+            content_type="application/json") from None
+    try:
+        body = json.loads(raw)  # bytes: UTF-8/16/32 detected, whatever the header claims
+    except (ValueError, RecursionError):
         raise _bad_request("body must be a JSON object", None) from None
     if not isinstance(body, dict):
         raise _bad_request("body must be a JSON object", None)
@@ -118,7 +170,20 @@ def _bad_request(message: str, field: str | None) -> web.HTTPBadRequest:
 
 
 _STATE_COLOURS = {"valid": "#2e7d32", "invalid": "#c62828", "unverified": "#ef6c00",
-                  "pending": "#757575"}
+                  "pending": "#757575", "fresh": "#2e7d32", "stale": "#c62828",
+                  "no data yet": "#757575"}
+
+
+def _datasets_cell(datasets: list[dict[str, Any]]) -> str:
+    """One line per data set: name, state, age and threshold (and a failing source)."""
+    lines = []
+    for d in datasets:
+        age = f"{d['age']} old, " if d["age"] is not None else ""
+        down = " · source down" if d["source_up"] is False else ""
+        lines.append(
+            f'{html.escape(d["dataset"])}: <b style="color:{_STATE_COLOURS[d["state"]]}">'
+            f'{d["state"]}</b> ({html.escape(age)}max {html.escape(d["max_age"])}){down}')
+    return "<br>".join(lines)
 
 
 async def landing_page(request: web.Request) -> web.Response:
@@ -134,7 +199,7 @@ async def landing_page(request: web.Request) -> web.Response:
         ]
         rows.append("<tr>" + "".join(
             f"<td>{c if i == 3 else html.escape(str(c))}</td>" for i, c in enumerate(cells)
-        ) + "</tr>")
+        ) + f"<td>{_datasets_cell(a['datasets'])}</td></tr>")
     errors = "".join(
         f"<li>{html.escape(e['plugin'])}: {html.escape(e['error'])}</li>"
         for e in doc["plugins"]["errors"]
@@ -156,7 +221,8 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}</style></head>
  · <a href="/-/healthy">Healthy</a> · <a href="/-/ready">Ready</a></p>
 {errors}
 <table><tr><th>Channel</th><th>Account</th><th>Region</th><th>State</th><th>Reason</th>
-<th>Detail</th><th>Last check</th><th>Last valid</th><th>Refresh token expiry</th></tr>
+<th>Detail</th><th>Last check</th><th>Last valid</th><th>Refresh token expiry</th>
+<th>Data sets</th></tr>
 {rows}
 </table></body></html>
 """

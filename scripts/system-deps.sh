@@ -1,20 +1,26 @@
 #!/usr/bin/env bash
 # Installs the system programs the test suite drives for real, when they are missing:
 #   promtool, prometheus (Debian package prometheus), amtool, alertmanager
-#   (prometheus-alertmanager), initdb/pg_ctl (postgresql).
+#   (prometheus-alertmanager), initdb/pg_ctl (postgresql), systemd-analyze and
+#   systemd-sysusers (systemd; used offline, no running systemd needed).
 # On machines without apt-get it says what to install and exits non-zero.
 set -euo pipefail
 
 need=()
-command -v promtool >/dev/null || need+=(prometheus)
-command -v amtool >/dev/null || need+=(prometheus-alertmanager)
+{ command -v promtool && command -v prometheus; } >/dev/null || need+=(prometheus)
+# Debian names the server prometheus-alertmanager; upstream releases call it alertmanager.
+{ command -v amtool && { command -v prometheus-alertmanager || command -v alertmanager; }; } \
+  >/dev/null || need+=(prometheus-alertmanager)
+command -v systemd-analyze >/dev/null || need+=(systemd)
 if ! command -v pg_ctl >/dev/null && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
   need+=(postgresql)
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if ! command -v apt-get >/dev/null; then
-  echo "missing system packages: ${need[*]} (install them with your package manager)" >&2
+  echo "missing system packages: ${need[*]} (install them with your package manager, or put" \
+    "promtool, prometheus, amtool and alertmanager from the Prometheus project's release" \
+    "archives on PATH)" >&2
   exit 1
 fi
 sudo=""

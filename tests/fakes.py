@@ -21,18 +21,22 @@ class FakeChannel(Channel):
     script: dict[str, CheckResult | BaseException | Callable[[], CheckResult]] = {}
     delay: float = 0.0
     calls: list[str] = []
+    seen: dict[str, Account] = {}  # the Account object each account was last checked with
+    finished: list[str] = []  # checks that ran to their end (not cancelled)
     running: set[str] = set()
     max_parallel_same_account = 0
 
     async def check(self, account: Account, ctx: CheckContext) -> CheckResult:
         cls = type(self)
         cls.calls.append(account.name)
+        cls.seen[account.name] = account
         if account.name in cls.running:
             cls.max_parallel_same_account += 1
         cls.running.add(account.name)
         try:
             if cls.delay:
                 await asyncio.sleep(cls.delay)
+            cls.finished.append(account.name)
             outcome = cls.script.get(account.name, CheckResult(valid=True))
             if isinstance(outcome, BaseException):
                 raise outcome
@@ -47,6 +51,8 @@ class FakeChannel(Channel):
         cls.script = {}
         cls.delay = 0.0
         cls.calls = []
+        cls.seen = {}
+        cls.finished = []
         cls.running = set()
         cls.max_parallel_same_account = 0
 

@@ -1,9 +1,18 @@
+import os
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from agent.channel import Account, Channel, CheckResult, Option, Secret, SecretRef
+from agent.channel import (
+    Account,
+    Channel,
+    CheckResult,
+    MissingSecret,
+    Option,
+    Secret,
+    SecretRef,
+)
 from agent.config import (
     AgentSettings,
     Config,
@@ -269,8 +278,8 @@ def test_every_problem_reported_at_once_with_lines_and_paths():
         (13, "channels.sink.homepage"),
         (15, "channels.sink.endpoints.api_url"),
         (17, "channels.sink.retry.max_backoff"),
-        (19, "channels.sink.accounts[0].refresh_token"),
         (19, "channels.sink.accounts[0].name"),
+        (19, "channels.sink.accounts[0].refresh_token"),
         (20, "channels.sink.accounts[0].region"),
         (21, "channels.sink.accounts[0].expected_profiles[1]"),
         (22, "channels.sink.accounts[1].name"),
@@ -498,8 +507,8 @@ def test_secret_file_problems_name_the_file(tmp_path, secrets):
     assert message(found, "channels.sink.accounts[1].refresh_token_file") == (
         "give either refresh_token or refresh_token_file, not both"
     )
-    assert message(found, "channels.sink.accounts[1].webhook_secret_file").startswith(
-        f"cannot read file {secrets / 'a_directory'}: "
+    assert message(found, "channels.sink.accounts[1].webhook_secret_file") == (
+        f"file {secrets / 'a_directory'} is not a regular file"
     )
     assert message(found, "channels.sink.accounts[2].refresh_token") == "must not be empty"
 
@@ -559,6 +568,20 @@ def test_duplicate_account_names():
         """)
     assert where(found) == {(8, "channels.sink.accounts[2].name")}
     assert found[0].message == "duplicate account name: accounts[0] already uses it"
+
+
+def test_duplicate_account_name_is_reported_even_when_the_first_is_broken():
+    found = problems("""\
+        channels:
+          sink:
+            client_id: id
+            client_secret: s
+            accounts:
+              - {name: acme, region: xx, refresh_token: a}
+              - {name: acme, region: eu, refresh_token: c}
+        """)
+    assert where(found) == {(6, "channels.sink.accounts[0].region"),
+                            (7, "channels.sink.accounts[1].name")}
 
 
 def test_same_account_name_in_two_channels_is_fine():
@@ -685,6 +708,49 @@ def test_yaml_merge_keys():
 def test_recursive_alias_is_a_problem_not_a_crash():
     found = problems(MINIMAL + "    scopes: &loop [*loop]\n")
     assert any(p.path.startswith("channels.sink.scopes") for p in found)
+
+
+def test_alias_expansion_bomb_is_refused_quickly():
+    text = "a: &a [x, x, x, x, x, x, x, x, x]\n"
+    for level in "bcdefghi":  # 9**9 values if every alias were expanded
+        previous = chr(ord(level) - 1)
+        text += f"{level}: &{level} [{', '.join([f'*{previous}'] * 9)}]\n"
+    [problem] = problems(text)
+    assert "too many values through YAML aliases" in problem.message
+
+
+def test_anchors_merged_into_many_accounts_are_fine():
+    accounts = "".join(f"      - {{<<: *acct, name: a{i}}}\n" for i in range(2000))
+    text = MINIMAL.split("    accounts:")[0] + (
+        "    accounts:\n"
+        "      - &acct {name: a, region: na, refresh_token: t, probe: true,"
+        " expected_profiles: [1, 2, 3, 4, 5, 6, 7, 8]}\n" + accounts)
+    assert len(parse(text).accounts()) == 2001
+
+
+@pytest.mark.parametrize("text", ["a: " + "[" * 3000 + "]" * 3000,
+                                  "agent: " + "{a: " * 3000 + "1" + "}" * 3000])
+def test_deep_nesting_is_a_problem_not_a_crash(text):
+    [problem] = problems(text)
+    assert problem.message == "values are nested too deeply to be a configuration"
+
+
+def test_characters_yaml_refuses_are_named():
+    [problem] = problems("agent:\n  state_path: a\x00b\n")
+    assert problem.message == "invalid YAML: special characters are not allowed"
+
+
+def test_a_secret_file_that_would_block_or_never_end_is_refused(tmp_path, secrets):
+    os.mkfifo(secrets / "fifo")  # reading it would wait for a writer forever
+    (secrets / "huge").write_bytes(b"x" * (64 * 1024 + 1))
+    found = problems(MINIMAL.replace("client_secret: ${CLIENT_SECRET}",
+                                     "client_secret_file: secrets/fifo"), base_dir=tmp_path)
+    assert message(found, "channels.sink.client_secret_file") == (
+        f"file {secrets / 'fifo'} is not a regular file")
+    with pytest.raises(MissingSecret, match="larger than 64 KiB"):
+        SecretRef(path=secrets / "huge", source="x").read()
+    with pytest.raises(MissingSecret, match="/dev/zero is not a regular file"):
+        SecretRef(path=Path("/dev/zero"), source="x").read()
 
 
 def test_relative_paths_resolve_against_the_config_directory(tmp_path, monkeypatch):
@@ -872,15 +938,22 @@ def test_example_config_is_valid(tmp_path):
     copy.write_text(example.read_text())
     (tmp_path / "secrets").mkdir()
     (tmp_path / "secrets" / "amazon_ads_client_secret").write_text("client-secret\n")
-    config = load_config(copy, channels, environ={"AMAZON_ADS_CLIENT_ID": "amzn1.client"})
+    config = load_config(copy, channels, environ={
+        "AMAZON_ADS_CLIENT_ID": "amzn1.client",
+        "WAREHOUSE_URL": "postgresql://agent:pw@warehouse.example.com/dw"})
 
     assert config.agent == AgentSettings(state_path=tmp_path / "var" / "agent.db")
     (channel,) = config.channels.values()
     defaults = {name: option.default for name, option in channel.channel_options.items()}
     assert channel.settings["refresh_token_max_age"] == defaults["refresh_token_max_age"]
     assert channel.settings["refresh_interval"] == defaults["refresh_interval"]
+    for name in ("redirect_uri", "reconnect_link_expiry"):
+        assert channel.settings[name] == defaults[name]
     endpoints = channel.channel_options["endpoints"].options
     for name, option in endpoints.items():  # the example shows the real defaults
         assert channel.settings["endpoints"][name] == option.default
     assert [(a.name, a.region) for a in config.accounts()] == [("acme-us", "na"),
                                                                 ("acme-eu", "eu")]
+    assert {(d.account, d.name): d.max_age / 3600 for d in config.datasets} == {
+        ("acme-us", "sp_campaigns_daily"): 72, ("acme-us", "sb_campaigns_daily"): 48,
+        ("acme-eu", "sp_campaigns_daily"): 36, ("acme-eu", "sb_campaigns_daily"): 48}

@@ -1,11 +1,12 @@
 """The core with a scripted channel: scheduler, fleet, metrics and state together."""
 
 import asyncio
+import json
 
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.channel import CheckResult
+from agent.channel import CheckResult, Secret
 from agent.plugins import load_plugins
 from agent.scheduler import offset
 from agent.service import AgentService
@@ -62,6 +63,21 @@ async def test_plugin_exception_is_contained_and_counted(fake_config):
     assert state.reason == "plugin_error" and state.valid is None
     await service.scheduler.check_now(service.find_account("fake", "a2"))
     assert service.fleet.states[("fake", "a2")].valid is True
+    await service.stop()
+
+
+async def test_secrets_in_plugin_details_and_exceptions_are_masked(fake_config, caplog):
+    service = _service(fake_config())
+    Secret("odd-shaped-client-secret-9f")  # what the config loader does with every secret
+    FakeChannel.script["a1"] = CheckResult(
+        valid=False, reason="invalid_grant", detail="odd-shaped-client-secret-9f rejected")
+    FakeChannel.script["a2"] = RuntimeError("token Atzr|from-an-exception leaked")
+    with caplog.at_level("INFO"):
+        for name in ("a1", "a2"):
+            await service.scheduler.check_now(service.find_account("fake", name))
+    text = json.dumps(service.status()) + caplog.text + str(service.store.load_accounts())
+    assert "odd-shaped-client-secret-9f" not in text and "from-an-exception" not in text
+    assert "*** rejected" in service.fleet.states[("fake", "a1")].detail
     await service.stop()
 
 
@@ -154,4 +170,13 @@ async def test_refresh_token_expiry_follows_max_age(fake_config):
     issued = value(service, "channel_refresh_token_issued_timestamp_seconds")
     assert value(service, "channel_refresh_token_expiry_timestamp_seconds") == issued + 86400
     assert value(service, "channel_token_age_seconds", token="refresh") >= 0
+    await service.stop()
+
+
+async def test_alert_rule_inputs_are_exported(fake_config):
+    # ChannelAgentChecksStalled compares check ages with the interval and the agent's uptime.
+    service = _service(fake_config(check_interval="7m", check_timeout="30s"))
+    reg = service.metrics.registry
+    assert reg.get_sample_value("channel_agent_check_interval_seconds") == 420
+    assert reg.get_sample_value("process_start_time_seconds") > 0
     await service.stop()

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.test_integration import free_port
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -51,6 +51,10 @@ def test_demo_shows_every_scenario_within_one_interval(tmp_path):
                 continue
             found = _by_account(text)
         assert {a: found.get(a) for a in EXPECTED} == EXPECTED
+        stale = _stale_data(text)
+        # fresh; stale although the credential is valid; stale because it was revoked
+        assert (stale["acme-us"], stale["cyberdyne-fe"], stale["globex-eu"]) == (
+            False, True, True)
         if shutil.which("promtool") or os.environ.get("CI"):
             check = subprocess.run(["promtool", "check", "metrics"], input=text,
                                    capture_output=True, text=True)
@@ -60,6 +64,17 @@ def test_demo_shows_every_scenario_within_one_interval(tmp_path):
         output = proc.communicate(timeout=15)[0]
     assert "http://127.0.0.1:" in output and "globex-eu (eu): revoked" in output
     assert proc.returncode == 0, output
+
+
+def _stale_data(text):
+    """account -> whether its sp_campaigns_daily is older than its threshold."""
+    values = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.labels.get("dataset") == "sp_campaigns_daily":
+                values.setdefault(s.labels["account"], {})[s.name] = s.value
+    return {a: v["channel_data_staleness_seconds"] > v["channel_data_staleness_threshold_seconds"]
+            for a, v in values.items() if "channel_data_staleness_seconds" in v}
 
 
 def _by_account(text):
@@ -77,3 +92,45 @@ def _by_account(text):
                 values.setdefault(account, {})["reason"] = s.labels["reason"]
     return {a: (v.get("valid"), v.get("success"), v.get("reason"))
             for a, v in values.items() if v.get("checked")}
+
+
+def test_reconnecting_the_revoked_demo_account_makes_it_valid_without_a_restart(tmp_path):
+    """The local flow, browser included: BROWSER is tests/fake_browser.py."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    bin_dir = Path(sys.executable).parent
+    demo = subprocess.Popen(
+        [bin_dir / "channel-agent", "demo", "--web.listen-address", f"127.0.0.1:{port}",
+         "--check-interval", "1h", "--workdir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        recheck = {"channel": "amazon_ads", "account": "globex-eu"}
+        assert httpx.post(f"{url}/api/v1/recheck", json=recheck,
+                          timeout=30).json()["after"]["reason"] == "invalid_grant"
+        browser = Path(__file__).with_name("fake_browser.py")
+        page = tmp_path / "browser-page.html"
+        env = os.environ | {"BROWSER": f"{sys.executable} {browser} %s",
+                            "FAKE_BROWSER_ACCOUNT": "globex-eu", "FAKE_BROWSER_PAGE": str(page)}
+        result = subprocess.run(
+            [bin_dir / "channel-agent", "reconnect", "amazon_ads", "--account", "globex-eu",
+             "--config", str(tmp_path / "config.yaml"), "--timeout", "30s",
+             "--redirect-uri", f"http://127.0.0.1:{free_port()}/oauth/callback"],
+            env=env, capture_output=True, text=True, timeout=60,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "before: invalid (invalid_grant)" in result.stdout
+        assert "after:  valid" in result.stdout
+        assert page.read_text().startswith("200\n")
+        values = _by_account(httpx.get(f"{url}/metrics").text)
+        assert values["globex-eu"] == (1, 1, None)
+    finally:
+        demo.send_signal(signal.SIGINT)
+        demo.wait(timeout=15)

@@ -30,11 +30,13 @@ class Clock:
 
 
 def families(text: bytes) -> dict:
-    """name -> (type, help, sorted samples): the content, whatever the order."""
+    """name -> (type, help, sorted samples): the content, whatever the order. The process_*
+    families are left out: they read the process (CPU, memory) afresh at every render."""
     return {
         f.name: (f.type, f.documentation,
                  sorted((s.name, tuple(sorted(s.labels.items())), s.value) for s in f.samples))
         for f in text_string_to_metric_families(text.decode())
+        if not f.name.startswith("process_")
     }
 
 

@@ -185,6 +185,31 @@ async def test_timeout_raises_transient_timeout(fake_time: FakeTime) -> None:
     assert records == [("thing", "timeout"), ("thing", "timeout")]
 
 
+async def test_an_attempt_cut_short_by_the_budget_keeps_the_answer_before(
+    fake_time: FakeTime,
+) -> None:
+    script = Script(status(429), httpx.ReadTimeout("cut"))
+    response, records = await send(script, fake_time, budget=3.0, request_timeout=10.0)
+    assert response.status_code == 429  # the 2nd attempt had 1 s left, not its 10 s
+    assert records == [("thing", "429"), ("thing", "timeout")]
+
+
+async def test_an_attempt_cut_short_after_a_reset_stays_a_network_error(
+    fake_time: FakeTime,
+) -> None:
+    script = Script(httpx.ReadError("reset"), httpx.ReadTimeout("cut"))
+    with pytest.raises(TransientError) as info:
+        await send(script, fake_time, budget=3.0, request_timeout=10.0)
+    assert info.value.reason == "network"
+
+
+async def test_a_full_length_timeout_after_an_answer_is_a_timeout(fake_time: FakeTime) -> None:
+    script = Script(status(429), httpx.ReadTimeout("slow"))
+    with pytest.raises(TransientError) as info:
+        await send(script, fake_time, budget=3.0, request_timeout=0.5)
+    assert info.value.reason == "timeout"
+
+
 async def test_deadline_already_passed_sends_nothing(fake_time: FakeTime) -> None:
     script = Script(status(200))
     with pytest.raises(TransientError) as info:

@@ -2,27 +2,25 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
-import os
-import shutil
 import signal
-import socket
+import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-from channel_agent_amazon_ads.simulator import SimAccount, Simulator, SimulatorThread
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.state import FLUSH_DELAY
+from tests.helpers import BIN, free_port, require_program, simulated_fleet
 
 pytestmark = pytest.mark.integration
 
-BIN = Path(sys.executable).parent
 CLIENT_SECRET = "PLANTED-client-secret-5f0c1d"
+SYNCED_AT = "2026-11-01 04:00:00"  # the warehouse's newest sync of healthy-na's orders
 SCENARIOS = {
     "healthy-na": ("na", "healthy"),
     "revoked-eu": ("eu", "revoked"),
@@ -30,99 +28,33 @@ SCENARIOS = {
     "throttled-na": ("na", "throttled"),
     "broken-eu": ("eu", "server_error"),
     "html-fe": ("fe", "html_gateway"),
+    "leaky-na": ("na", "leaky_errors"),  # a provider echoing the secrets it was sent
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Agent:
-    """One `channel-agent run` process; logs go to a file the tests read."""
-
-    def __init__(self, config: Path, port: int, log: Path) -> None:
-        self.config, self.port, self.log = config, port, log
-        self.url = f"http://127.0.0.1:{port}"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        with self.log.open("a") as log:
-            self.proc = subprocess.Popen(
-                [BIN / "channel-agent", "run", "--config", self.config,
-                 "--web.listen-address", f"127.0.0.1:{self.port}"],
-                stdout=log, stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/-/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            assert self.proc.poll() is None, self.log.read_text()
-            time.sleep(0.1)
-        raise AssertionError("agent never became ready:\n" + self.log.read_text())
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=10)
-
-    def recheck(self, account: str) -> dict:
-        response = httpx.post(self.url + "/api/v1/recheck",
-                              json={"channel": "amazon_ads", "account": account}, timeout=30)
-        response.raise_for_status()
-        return response.json()
-
-    def metrics(self) -> str:
-        return httpx.get(self.url + "/metrics", timeout=5).text
-
-    def sample(self, name: str, account: str, **labels: str) -> float | None:
-        for family in text_string_to_metric_families(self.metrics()):
-            for s in family.samples:
-                if s.name == name and s.labels.get("account") == account and all(
-                    s.labels.get(k) == v for k, v in labels.items()
-                ):
-                    return s.value
-        return None
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("world")
-    sim = Simulator(client_secret=CLIENT_SECRET, slow_seconds=2, retry_after=1)
-    secrets_dir = tmp / "secrets"
-    secrets_dir.mkdir()
-    (secrets_dir / "client_secret").write_text(CLIENT_SECRET + "\n")
-    accounts = []
-    for i, (name, (region, scenario)) in enumerate(SCENARIOS.items()):
-        account = SimAccount.create(name, region, [1000 + i], scenario)
-        sim.add_account(account)
-        (secrets_dir / f"{name}.token").write_text(account.refresh_token + "\n")
-        accounts.append({"name": name, "region": region, "expected_profiles": [1000 + i],
-                         "refresh_token_file": f"secrets/{name}.token"})
-    thread = SimulatorThread(sim)
-    thread.start()
-    endpoints = sim.endpoints()
-    config = {
-        "agent": {"state_path": "var/agent.db", "check_interval": "1h", "check_timeout": "4s"},
-        "channels": {"amazon_ads": {
-            "client_id": sim.client_id, "client_secret_file": "secrets/client_secret",
-            "endpoints": endpoints, "retry": {"initial_backoff": "200ms", "max_backoff": "1s"},
-            "accounts": accounts,
-        }},
+    warehouse = sqlite3.connect(tmp / "warehouse.db")
+    warehouse.execute("CREATE TABLE sync_runs (account TEXT, dataset TEXT, finished_at TEXT)")
+    warehouse.execute("INSERT INTO sync_runs VALUES ('healthy-na', 'orders', ?)", (SYNCED_AT,))
+    warehouse.commit()
+    warehouse.close()
+    freshness = {
+        "freshness_sources": {
+            "pipeline": {"type": "heartbeat"},
+            "warehouse": {"type": "sql", "url": f"sqlite:///{tmp / 'warehouse.db'}",
+                          "query": "SELECT max(finished_at) FROM sync_runs "
+                                   "WHERE account = :account AND dataset = :dataset"},
+        },
+        "datasets": {"sp_campaigns_daily": {"source": "pipeline", "max_age": "36h"},
+                     "orders": {"source": "warehouse", "max_age": "2h"}},
     }
-    config_path = tmp / "config.yaml"
-    config_path.write_text(json.dumps(config, indent=2))  # JSON is YAML
-    agent = Agent(config_path, free_port(), tmp / "agent.log")
-    agent.start()
-    for name in SCENARIOS:
-        agent.recheck(name)
-    yield {"sim": sim, "agent": agent, "tmp": tmp, "config": config_path}
-    agent.stop()
-    thread.stop()
+    with simulated_fleet(tmp, SCENARIOS, CLIENT_SECRET, freshness, check_interval="1h",
+                         check_timeout="4s") as fleet:
+        for name in SCENARIOS:
+            fleet.agent.recheck(name)
+        yield {"sim": fleet.sim, "agent": fleet.agent, "tmp": tmp, "config": fleet.config}
 
 
 def test_each_scenario_is_classified(world):
@@ -165,11 +97,7 @@ def test_revocation_flips_a_valid_account(world):
 
 
 def test_metrics_pass_promtool(world):
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        if os.environ.get("CI"):
-            pytest.fail("promtool is missing in CI (make test installs it)")
-        pytest.skip("promtool not installed (make test installs it)")
+    promtool = require_program("promtool")
     result = subprocess.run([promtool, "check", "metrics"], input=world["agent"].metrics(),
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -224,31 +152,216 @@ def test_a_killed_agent_keeps_every_committed_result(world):
     assert agent.recheck("healthy-na")["after"]["state"] == "valid"
 
 
-def test_no_secret_leaves_the_process(world):
-    agent, sim, tmp = world["agent"], world["sim"], world["tmp"]
-    planted = [CLIENT_SECRET] + [a.refresh_token for a in sim.accounts]
-    planted += [t for t in getattr(sim, "_access_tokens", {})]  # issued access tokens
-    run = lambda *args: subprocess.run(  # noqa: E731
-        [BIN / "channel-agent", *args], capture_output=True, text=True, timeout=60)
-    outputs = {
-        "metrics": agent.metrics(),
-        "status": httpx.get(agent.url + "/api/v1/status").text,
-        "landing": httpx.get(agent.url + "/").text,
-        "log": agent.log.read_text(),
-        "state": (tmp / "var" / "agent.db").read_bytes().decode("latin-1"),
+def _rfc3339(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_heartbeats_from_api_and_cli_show_at_once_and_survive_a_restart(world):
+    agent = world["agent"]
+    sp = {"dataset": "sp_campaigns_daily"}
+    assert agent.sample("channel_data_staleness_threshold_seconds", "healthy-na", **sp) == 129600
+    assert agent.sample("channel_data_staleness_seconds", "healthy-na", **sp) is None
+
+    synced = int(time.time()) - 3600
+    agent.post_heartbeat("healthy-na", "sp_campaigns_daily", _rfc3339(synced))
+    assert agent.sample("channel_data_last_updated_timestamp_seconds", "healthy-na",
+                        **sp) == synced
+    assert agent.sample("channel_data_staleness_seconds", "healthy-na", **sp) >= 3600
+
+    cli = [BIN / "channel-agent", "mark-synced", "amazon_ads", "--url", agent.url,
+           "--dataset", "sp_campaigns_daily"]
+    ok = subprocess.run([*cli, "--account", "revoked-eu", "--at", str(synced - 86400)],
+                        capture_output=True, text=True, timeout=30)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert agent.sample("channel_data_last_updated_timestamp_seconds", "revoked-eu",
+                        **sp) == synced - 86400
+    refused = subprocess.run([*cli, "--account", "nobody-xx"], capture_output=True, text=True,
+                             timeout=30)
+    assert refused.returncode == 1 and "(field: account)" in refused.stderr
+
+    status = subprocess.run([BIN / "channel-agent", "status", "--url", agent.url],
+                            capture_output=True, text=True, timeout=30).stdout
+    revoked = next(line for line in status.splitlines()
+                   if "revoked-eu" in line and "sp_campaigns_daily" in line)
+    assert revoked.split()[2:6] == ["invalid", "sp_campaigns_daily", "pipeline", "fresh"]
+    assert "1d1h" in revoked and "1d12h" in revoked  # age and max_age
+    assert any("no data yet" in line for line in status.splitlines())
+    # check runs beside the agent and reads the heartbeat from its state file
+    checked = subprocess.run([BIN / "channel-agent", "check", "--config", str(world["config"]),
+                              "--account", "revoked-eu", "--json"],
+                             capture_output=True, text=True, timeout=60)
+    (doc,) = json.loads(checked.stdout)
+    sp_doc = next(d for d in doc["datasets"] if d["dataset"] == "sp_campaigns_daily")
+    assert sp_doc["last_updated"] == _rfc3339(synced - 86400)
+
+    agent.stop()
+    agent.start()
+    assert agent.sample("channel_data_last_updated_timestamp_seconds", "healthy-na",
+                        **sp) == synced
+    assert agent.sample("channel_data_last_updated_timestamp_seconds", "revoked-eu",
+                        **sp) == synced - 86400
+
+
+def test_sql_source_is_polled_by_the_running_agent(world):
+    agent = world["agent"]
+    orders = {"dataset": "orders", "source": "warehouse"}
+    expected = dt.datetime.fromisoformat(SYNCED_AT).replace(tzinfo=dt.UTC).timestamp()
+    deadline = time.monotonic() + 15  # the first round runs when the agent starts
+    while time.monotonic() < deadline and agent.sample(
+            "channel_data_last_updated_timestamp_seconds", "healthy-na", **orders) is None:
+        time.sleep(0.1)
+    assert agent.sample("channel_data_last_updated_timestamp_seconds", "healthy-na",
+                        **orders) == expected
+    assert agent.sample("channel_data_staleness_seconds", "broken-eu", **orders) is None
+    up = [s for f in text_string_to_metric_families(agent.metrics()) for s in f.samples
+          if s.name == "channel_freshness_source_up"]
+    assert [(s.labels, s.value) for s in up] == [({"source": "warehouse"}, 1.0)]
+    page = httpx.get(agent.url + "/").text
+    assert "orders: <b" in page and "stale" in page
+
+
+# Every endpoint, with the requests the secret test sends to it. A new route must be added
+# here (test_no_secret_leaves_the_process fails until it is).
+def _endpoint_requests(accounts) -> dict[tuple[str, str], list[dict]]:
+    return {
+        ("GET", "/"): [{}],
+        ("GET", "/metrics"): [{}],
+        ("GET", "/api/v1/status"): [{}],
+        ("GET", "/-/healthy"): [{}],
+        ("GET", "/-/ready"): [{}],
+        ("POST", "/api/v1/recheck"): [
+            *({"json": {"channel": "amazon_ads", "account": name}} for name in accounts),
+            {"json": {"channel": "amazon_ads", "account": CLIENT_SECRET}},
+            {"content": b"{not json " + CLIENT_SECRET.encode()},
+            {"content": b"[" * 5000},
+        ],
+        ("POST", "/api/v1/freshness"): [
+            {"json": {"channel": "amazon_ads", "account": "healthy-na",
+                      "dataset": "sp_campaigns_daily", "last_updated": time.time() - 60}},
+            {"json": {"channel": "amazon_ads", "account": "healthy-na", "dataset": CLIENT_SECRET,
+                      "last_updated": CLIENT_SECRET}},
+            {"content": b"\xff" + CLIENT_SECRET.encode()},
+        ],
+        ("GET", "/oauth/callback"): [{"params": {"state": CLIENT_SECRET, "code": CLIENT_SECRET}},
+                                     {"params": {"error": "access_denied"}}],
+        ("POST", "/-/reload"): [{}],
     }
-    for name, args in {"check": ["check", "--config", str(world["config"]), "--json"],
-                       "check-table": ["check", "--config", str(world["config"])],
-                       "status-cli": ["status", "--url", agent.url],
-                       "config-check": ["config", "check", str(world["config"])]}.items():
-        result = run(*args)
-        outputs[name] = result.stdout + result.stderr
-    assert "revoked-eu" in outputs["check"]
+
+
+def _command_args(config: Path, url: str, broken: Path) -> dict[str, list[list[str]]]:
+    """Every command and how the secret test runs it (``run`` is the agent itself)."""
+    return {
+        "check": [["--config", str(config), "--json"],
+                  ["--config", str(config), "--account", "leaky-na"],
+                  ["--config", str(broken)]],
+        "status": [["--url", url], ["--url", url, "--json"]],
+        "plugins": [[], ["--json"]],
+        "mark-synced": [["amazon_ads", "--account", "healthy-na", "--dataset",
+                         "sp_campaigns_daily", "--url", url],
+                        ["amazon_ads", "--account", CLIENT_SECRET, "--dataset", CLIENT_SECRET,
+                         "--url", url]],
+        "reconnect": [["--list", "--config", str(config)], ["--pending", "--config", str(config)],
+                      ["amazon_ads", "--account", "nobody", "--config", str(config)]],
+        "config check": [[str(config)], [str(broken)]],
+        "run": [["--config", str(broken)]],
+        "demo": [],  # test_no_secret_leaves_the_demo
+    }
+
+
+def _commands(group, prefix="") -> set[str]:
+    import click
+
+    names = set()
+    for name, command in group.commands.items():
+        path = f"{prefix}{name}"
+        names |= _commands(command, f"{path} ") if isinstance(command, click.Group) else {path}
+    return names
+
+
+def test_no_secret_leaves_the_process(world):
+    from agent.cli import build_cli
+    from agent.web import make_app
+
+    agent, sim, tmp, config = world["agent"], world["sim"], world["tmp"], world["config"]
+    outputs: dict[str, str] = {}
+
+    requests = _endpoint_requests(("healthy-na", "revoked-eu", "leaky-na"))
+    routes = {(r.method, r.resource.canonical) for r in make_app(None).router.routes()
+              if r.method != "HEAD"}
+    assert routes == set(requests), "add the new endpoint to _endpoint_requests"
+    for (method, path), variants in requests.items():
+        for i, kwargs in enumerate(variants):
+            response = httpx.request(method, agent.url + path, timeout=30, **kwargs)
+            outputs[f"{method} {path} #{i}"] = str(response.headers) + response.text
+    for path in ("/nope", "/api/v1/recheck"):  # a 404 and a 405
+        outputs[f"GET {path}"] = httpx.get(agent.url + path).text
+
+    original = config.read_text()
+    data = json.loads(original)
+    section = data["channels"]["amazon_ads"]
+    section["client_secret"] = CLIENT_SECRET  # given both ways: a problem, never its value
+    section["client_secrett"] = CLIENT_SECRET
+    broken = tmp / "broken-with-secrets.yaml"
+    broken.write_text(json.dumps(data))
+    try:
+        config.write_text(json.dumps(data))
+        outputs["POST /-/reload (bad config)"] = httpx.post(agent.url + "/-/reload").text
+        agent.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+    finally:
+        config.write_text(original)
+    assert httpx.post(agent.url + "/-/reload").status_code == 200
+
+    commands = _command_args(config, agent.url, broken)
+    assert _commands(build_cli()) == set(commands), "add the new command to _command_args"
+    for command, variants in commands.items():
+        for args in variants:
+            result = subprocess.run([BIN / "channel-agent", *command.split(), *args],
+                                    capture_output=True, text=True, timeout=60)
+            outputs[f"{command} {' '.join(args)}"] = result.stdout + result.stderr
+    outputs["log"] = agent.log.read_text()
+    outputs["state"] = (tmp / "var" / "agent.db").read_bytes().decode("latin-1")
+
+    planted = [CLIENT_SECRET, *(a.refresh_token for a in sim.accounts), *sim._tokens]
+    assert "revoked-eu" in outputs["check --config " + str(config) + " --json"]
+    assert "client_secrett" in outputs["POST /-/reload (bad config)"]
+    assert "configuration reload failed" in outputs["log"]
     for name, text in outputs.items():
         for secret in planted:
             assert secret not in text, f"a secret leaked into {name}"
-    for name in ("log", "check"):
-        assert "Atza|" not in outputs[name].replace("Atza|***", "")
+        assert "Atza|" not in text.replace("Atza|***", ""), f"an access token leaked into {name}"
+
+
+def test_no_secret_leaves_the_demo(tmp_path):
+    port = free_port()
+    demo = subprocess.Popen(
+        [BIN / "channel-agent", "demo", "--web.listen-address", f"127.0.0.1:{port}",
+         "--check-interval", "2s", "--workdir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    pages = []
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(pages) < 3:
+            time.sleep(0.5)
+            try:
+                status = httpx.get(url + "/api/v1/status").json()
+            except httpx.HTTPError:
+                continue
+            if all(a["last_check"] for a in status["accounts"]):
+                pages = [httpx.get(url + path).text for path in ("/", "/metrics")]
+                pages.append(httpx.post(url + "/api/v1/recheck", timeout=30, json={
+                    "channel": "amazon_ads", "account": "acme-us"}).text)
+    finally:
+        demo.send_signal(signal.SIGINT)
+        output = demo.communicate(timeout=15)[0]
+    assert len(pages) == 3, output
+    secrets_dir = tmp_path / "amazon_ads" / "secrets"
+    planted = [p.read_text().strip() for p in secrets_dir.iterdir()]
+    assert len(planted) >= 10
+    for text in [output, *pages, (tmp_path / "agent.db").read_bytes().decode("latin-1")]:
+        for secret in planted:
+            assert secret not in text
 
 
 def test_check_exit_codes(world):
@@ -256,6 +369,8 @@ def test_check_exit_codes(world):
     ok = subprocess.run([BIN / "channel-agent", "check", "--config", config,
                          "--account", "healthy-na"], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stdout + ok.stderr
+    orders = next(line for line in ok.stdout.splitlines() if " orders " in line)
+    assert orders.split()[2:6] == ["valid", "orders", "warehouse", "stale"]  # queried once
     bad = subprocess.run([BIN / "channel-agent", "check", "--config", config,
                           "--account", "revoked-eu"], capture_output=True, text=True)
     assert bad.returncode == 1 and "invalid_grant" in bad.stdout

@@ -4,8 +4,13 @@ from pathlib import Path
 import pytest
 
 from agent import hookspecs
+from agent.channel import Option
+from agent.config import build_config
+from agent.freshness import FreshnessSource
+from agent.freshness.sql import SqlSource
 from agent.hookspecs import hookimpl
-from agent.plugins import load_plugins
+from agent.plugins import BUILT_IN, DEFAULT_PLUGINS, load_plugins
+from agent.service import AgentService
 from tests.fakes import FakeChannel, FakePlugin
 
 
@@ -13,6 +18,62 @@ def test_registers_channels_from_plugins():
     plugins = load_plugins([FakePlugin()], entry_points=False)
     assert plugins.channels == {"fake": FakeChannel}
     assert plugins.errors == []
+
+
+def test_built_in_freshness_sources_are_ordinary_plugins():
+    plugins = load_plugins(entry_points=False)
+    assert sorted(plugins.freshness_sources) == ["file", "heartbeat", "sql"]
+    assert set(plugins.source_origins.values()) == {BUILT_IN}
+    for module in DEFAULT_PLUGINS:
+        assert plugins.manager.get_plugin(module) is not None
+
+
+class Counting(FreshnessSource):
+    """A source type from a plugin: every data set's newest data is ``value`` seconds old."""
+
+    type = "counting"
+    options = {"age": Option("duration", required=True)}
+
+    async def latest(self, dataset):
+        return 1_700_000_000.0 - self.settings["age"]
+
+
+async def test_register_freshness_sources_adds_a_type_the_config_and_poller_use(tmp_path):
+    class SourcePlugin:
+        @hookimpl
+        def register_freshness_sources(self, register):
+            register(Counting)
+
+    plugins = load_plugins([FakePlugin(), SourcePlugin()], entry_points=False)
+    assert plugins.freshness_sources["counting"] is Counting
+    config = build_config(
+        {"agent": {"state_path": ":memory:"},
+         "freshness_sources": {"counter": {"type": "counting", "age": "1h", "interval": "1m"}},
+         "channels": {"fake": {"datasets": {"orders": {"source": "counter", "max_age": "2h"}},
+                               "accounts": [{"name": "a1", "region": "na"}]}}},
+        plugins.channels, base_dir=tmp_path, sources=plugins.freshness_sources)
+    service = AgentService(config, plugins)
+    await service.poller.poll_all()
+    labels = {"channel": "fake", "account": "a1", "region": "na", "dataset": "orders",
+              "source": "counter"}
+    assert service.metrics.registry.get_sample_value(
+        "channel_data_last_updated_timestamp_seconds", labels) == 1_700_000_000.0 - 3600
+    await service.stop()
+
+
+def test_bad_and_duplicate_source_types_are_refused():
+    class Again:
+        @hookimpl
+        def register_freshness_sources(self, register):
+            register(SqlSource)
+            register(FakeChannel)
+
+    plugins = load_plugins([Again()], entry_points=False)
+    assert plugins.freshness_sources["sql"] is SqlSource
+    assert plugins.source_origins["sql"] == BUILT_IN
+    messages = " ".join(e.error for e in plugins.errors)
+    assert "freshness source type 'sql' is already registered" in messages
+    assert "not a FreshnessSource subclass" in messages
 
 
 def test_amazon_ads_is_found_through_its_entry_point():
@@ -63,7 +124,8 @@ def test_import_error_in_an_entry_point_is_recorded(monkeypatch):
     assert any(e.plugin == "exploding" and "nowhere" in e.error for e in plugins.errors)
 
 
-@pytest.mark.parametrize("name", ["register_channels", "register_commands"])
+@pytest.mark.parametrize("name", ["register_channels", "register_freshness_sources",
+                                  "register_commands"])
 def test_every_hook_is_documented_with_params_and_returns(name):
     doc = inspect.getdoc(getattr(hookspecs, name))
     assert doc and ":param" in doc and ":returns:" in doc

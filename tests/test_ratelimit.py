@@ -11,11 +11,12 @@ import httpx
 import pytest
 
 from agent.config import ConfigError, build_config
+from agent.httpretry import HostThrottled, RetryPolicy, TransientError, send_with_retries
 from agent.plugins import load_plugins
 from agent.ratelimit import PAUSE_INITIAL, HostLimiter, RateLimitedTransport
 from agent.service import AgentService
 from tests.fakes import FakeChannel
-from tests.test_integration import free_port
+from tests.helpers import free_port
 
 
 class FakeTime:
@@ -68,6 +69,43 @@ async def test_the_transport_pauses_only_the_throttled_host():
         assert clock.now == 100.0  # another host is not held up
         await client.get("https://throttled.test/")
         assert clock.now == 105.0  # waited for Retry-After
+
+
+async def test_a_request_the_pause_would_hold_past_its_timeout_is_not_sent():
+    clock = FakeTime()
+    limiter = HostLimiter(0, monotonic=clock.monotonic, sleep=clock.sleep)
+    limiter.throttled(await limiter.acquire(), 30.0)
+    with pytest.raises(HostThrottled, match="paused after a 429"):
+        await limiter.acquire(max_wait=10)
+    assert clock.now == 100.0  # gave up at once
+    assert await limiter.acquire(max_wait=40) == pytest.approx(130.0)
+
+
+async def test_a_held_back_retry_ends_as_the_attempt_before_it_or_throttled():
+    clock = FakeTime()
+    sent: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request.url.host)
+        return httpx.Response(429 if request.url.host == "busy.test" else 503,
+                              headers={"Retry-After": "20"})
+
+    transport = RateLimitedTransport(httpx.MockTransport(answer), monotonic=clock.monotonic,
+                                     sleep=clock.sleep, clock=lambda: 0.0)
+    policy = RetryPolicy(request_timeout=5, initial_backoff=0.1, jitter=0,
+                         monotonic=clock.monotonic, sleep=clock.sleep)
+    async with httpx.AsyncClient(transport=transport) as client:
+        async def send(host: str) -> httpx.Response:
+            return await send_with_retries(
+                client, lambda: client.build_request("GET", f"https://{host}/x"),
+                deadline=clock.now + 10, endpoint="x", record=lambda e, c: None, policy=policy)
+
+        # a 429 with Retry-After 20: the retry would wait past the request timeout
+        assert (await send("busy.test")).status_code == 429
+        assert sent == ["busy.test"]
+        with pytest.raises(TransientError) as caught:  # a first attempt held back
+            await send("busy.test")
+        assert caught.value.reason == "throttled" and sent == ["busy.test"]
 
 
 def test_the_option_is_validated(tmp_path):

@@ -40,3 +40,19 @@ def test_token_shaped_secrets_are_not_kept_in_the_registry():
     for i in range(100):
         Secret(f"Atza|access-token-{i}")
     assert len(module._known) == before
+
+
+def test_amazon_client_secrets_are_masked_by_their_shape():
+    out = redact('{"error_description": "client amzn1.oa2-cs.v1.0a1b2c3d4e5f rejected"}')
+    assert "0a1b2c3d4e5f" not in out and "amzn1.oa2-cs.v1.***" in out
+
+
+def test_uncaught_exceptions_are_masked(capsys):
+    from agent.redact import _redacting_excepthook
+
+    try:
+        raise RuntimeError("refresh Atzr|uncaught-leak failed")
+    except RuntimeError as exc:
+        _redacting_excepthook(type(exc), exc, exc.__traceback__)
+    err = capsys.readouterr().err
+    assert "RuntimeError: refresh Atzr|***" in err and "uncaught-leak" not in err

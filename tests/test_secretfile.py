@@ -36,3 +36,15 @@ def test_failed_write_leaves_old_token_intact(tmp_path, monkeypatch):
         write_secret_file(path, Secret("Atzr|new"))
     assert path.read_text() == "Atzr|old\n"
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_writes_within_one_second_keep_every_previous_token(tmp_path):
+    path = tmp_path / "token"
+    path.write_text("Atzr|one\n")
+    for token in ("Atzr|two", "Atzr|three", "Atzr|three"):
+        write_secret_file(path, Secret(token), now=0)
+    backups = sorted(p.name for p in tmp_path.glob("token.*.bak"))
+    assert backups == ["token.19700101T000000Z-1.bak", "token.19700101T000000Z-2.bak",
+                       "token.19700101T000000Z.bak"]
+    assert {p.read_text() for p in tmp_path.glob("token.*.bak")} == {
+        "Atzr|one\n", "Atzr|two\n", "Atzr|three\n"}

@@ -2,7 +2,7 @@ import asyncio
 import sqlite3
 
 from agent.channel import CheckResult
-from agent.state import AccountState, StateStore
+from agent.state import SCHEMA_VERSION, AccountState, Grant, ReconnectLink, StateStore
 
 
 def _state() -> AccountState:
@@ -35,8 +35,25 @@ def test_refresh_token_issued_is_first_seen_until_a_grant_is_recorded():
     assert state.refresh_issued == 100
     state.apply(CheckResult(valid=True, refresh_token_fingerprint="bbb"), now=300)
     assert state.refresh_issued == 300
-    state.record_grant("ccc", granted_at=400)
-    assert (state.refresh_fingerprint, state.refresh_issued, state.reconnected) == ("ccc", 400, 400)
+    # a reconnect's token: its age starts at the grant, whether the grant is seen before or
+    # after the first check that uses the token
+    state.apply(CheckResult(valid=True, refresh_token_fingerprint="ccc"), now=500,
+                grant=Grant("ccc", granted=400, reconnected=410))
+    assert (state.refresh_fingerprint, state.refresh_issued, state.reconnected) == ("ccc", 400, 410)
+    state.apply(CheckResult(valid=True, refresh_token_fingerprint="ccc"), now=600,
+                grant=Grant("ccc", granted=400, reconnected=410))
+    assert state.refresh_issued == 400
+
+
+def test_a_grant_for_a_token_not_in_use_yet_only_records_the_reconnect():
+    state = _state()
+    state.apply(CheckResult(valid=False, reason="invalid_grant", refresh_token_fingerprint="old"),
+                now=100)
+    grant = Grant("new", granted=200, reconnected=210)
+    state.apply_grant(grant)  # e.g. the new token still has to be put in an environment variable
+    assert (state.refresh_fingerprint, state.refresh_issued, state.reconnected) == ("old", 100, 210)
+    state.apply(CheckResult(valid=True, refresh_token_fingerprint="new"), now=900, grant=grant)
+    assert (state.refresh_fingerprint, state.refresh_issued) == ("new", 200)
 
 
 def test_store_round_trip_survives_reopen(tmp_path):
@@ -61,6 +78,88 @@ def test_store_round_trip_survives_reopen(tmp_path):
     assert reopened.load_client_validity() == {"fake": False}
     integrity = reopened._db.execute("PRAGMA integrity_check").fetchone()[0]
     assert integrity == "ok"
+
+
+def test_a_version_1_file_is_migrated_and_keeps_its_rows(tmp_path):
+    path = tmp_path / "agent.db"
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE accounts (channel TEXT NOT NULL, account TEXT NOT NULL, region TEXT NOT NULL,
+            valid INTEGER, check_success INTEGER, reason TEXT, detail TEXT NOT NULL DEFAULT '',
+            last_check REAL, last_valid REAL, refresh_fingerprint TEXT, refresh_issued REAL,
+            access_issued REAL, access_expires REAL, profiles TEXT NOT NULL DEFAULT '{}',
+            reconnected REAL, PRIMARY KEY (channel, account));
+        CREATE TABLE channels (channel TEXT PRIMARY KEY, client_valid INTEGER);
+        INSERT INTO accounts (channel, account, region, valid) VALUES ('fake', 'a1', 'na', 0);
+        PRAGMA user_version=1;
+    """)
+    db.close()
+    store = StateStore(path)
+    assert store.load_accounts()[("fake", "a1")].valid is False
+    assert store._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    store.record_grant("fake", "a1", Grant("fp", 1.0, 2.0))
+    assert StateStore(path).load_grant("fake", "a1") == Grant("fp", 1.0, 2.0)
+
+
+def _link(state="s1", account="a1", expires=1000.0):
+    return ReconnectLink(state=state, channel="fake", account=account, region="na",
+                         redirect_uri="https://agent.example/oauth/callback",
+                         code_verifier="v" * 64, consent_url="https://consent.example/?state=s1",
+                         created=0.0, expires=expires)
+
+
+def test_a_link_is_claimed_once_and_a_new_one_replaces_the_open_one(tmp_path):
+    store = StateStore(tmp_path / "agent.db")
+    assert store.add_link(_link("s1"), now=1) == 0
+    assert store.add_link(_link("s2"), now=2) == 1  # the account's older link is withdrawn
+    assert store.claim_link("s1", now=3).status == "cancelled"
+    assert store.claim_link("unknown", now=3) is None
+    assert store.claim_link("s2", now=3).status == "claimed"
+    assert store.claim_link("s2", now=4).status == "claimed"  # a second request cannot use it
+    store.finish_link("s2", "succeeded", now=5, detail="reconnected")
+    assert store.claim_link("s2", now=6).status == "succeeded"
+    assert [(link.state, link.status) for link in store.links()] == [
+        ("s1", "cancelled"), ("s2", "succeeded")]
+
+
+def test_an_expired_link_cannot_be_claimed_and_cancel_withdraws_open_links(tmp_path):
+    store = StateStore(tmp_path / "agent.db")
+    store.add_link(_link("old", account="a1", expires=10), now=0)
+    store.add_link(_link("open", account="a2", expires=1000), now=0)
+    assert store.claim_link("old", now=11).status == "expired"
+    assert store.cancel_links("fake", "a2", now=12) == 1
+    assert store.cancel_links("fake", "a2", now=13) == 0
+    assert {link.state: link.status for link in store.links()} == {
+        "old": "expired", "open": "cancelled"}
+    store.purge_links(before=11.5)
+    assert [link.state for link in store.links()] == ["open"]
+
+
+def test_a_version_2_file_gains_the_freshness_table(tmp_path):
+    from agent.state import _MIGRATIONS, DataFreshness, read_freshness
+
+    path = tmp_path / "agent.db"
+    db = sqlite3.connect(path)
+    db.executescript(_MIGRATIONS[1] + _MIGRATIONS[2])
+    db.execute("INSERT INTO accounts (channel, account, region, valid, last_valid) "
+               "VALUES ('fake', 'a1', 'na', 1, 100)")
+    db.execute("PRAGMA user_version=2")
+    db.commit()
+    db.close()
+    assert read_freshness(path) == {}  # an old file: nothing to read, no error
+
+    store = StateStore(path)
+    assert store._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert store.load_accounts()[("fake", "a1")].last_valid == 100
+    value = DataFreshness("fake", "a1", "orders", last_updated=1.7e9, source="pipeline",
+                          recorded=1.7e9 + 5)
+    store.save_freshness(value)
+    store.close()
+    reopened = StateStore(path)
+    assert reopened.load_freshness() == {value.key: value}
+    assert read_freshness(path) == {value.key: value}  # read-only, beside a running agent
+    reopened.close()
+    assert read_freshness(tmp_path / "missing.db") == {}
 
 
 def _rows(path):

@@ -15,7 +15,7 @@ from agent.plugins import load_plugins
 from agent.service import AgentService, HttpOptions
 from agent.transport import AiohttpTransport, ChannelClient
 from tests.fakes import FakePlugin
-from tests.test_integration import free_port
+from tests.helpers import free_port
 
 
 @pytest.fixture

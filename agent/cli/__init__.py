@@ -4,6 +4,8 @@
   channel-agent run --config config.yaml      serve /metrics, check on a schedule
   channel-agent check --config config.yaml    check every account once, print a table
   channel-agent demo                          the agent against its built-in Amazon simulator
+  channel-agent reconnect CHANNEL --account NAME   re-authorise an account, safely
+  channel-agent mark-synced CHANNEL --account NAME --dataset SET   report a data sync
 
 Every command has --help with an example.
 """
@@ -15,9 +17,12 @@ import click
 from agent import __version__
 from agent.cli.check import check
 from agent.cli.config_cmd import config_group
+from agent.cli.freshness import mark_synced
 from agent.cli.plugins_cmd import plugins
+from agent.cli.reconnect import reconnect
 from agent.cli.run import demo, run
 from agent.cli.status import status
+from agent.redact import redact, setup_logging
 
 
 @click.group(help=__doc__)
@@ -26,18 +31,24 @@ def cli() -> None:
     pass
 
 
-for command in (run, check, status, plugins, config_group, demo):
+for command in (run, check, status, mark_synced, reconnect, plugins, config_group, demo):
     cli.add_command(command)
 
 
-def main() -> None:
+def build_cli() -> click.Group:
+    """The command group with the commands plugins add (the register_commands hook); a
+    failing hook is reported, not fatal."""
     from agent.plugins import load_plugins
 
-    # Plugins may add commands (the register_commands hook); a failing hook is reported, not fatal.
     for impl in load_plugins().manager.hook.register_commands.get_hookimpls():
         try:
             impl.function(cli=cli)
         except Exception as exc:  # noqa: BLE001 - one plugin must not break the CLI
-            click.echo(f"warning: plugin {impl.plugin_name} could not add commands: {exc}",
-                       err=True)
-    cli(prog_name="channel-agent")
+            click.echo(f"warning: plugin {impl.plugin_name} could not add commands: "
+                       f"{redact(str(exc))}", err=True)
+    return cli
+
+
+def main() -> None:
+    setup_logging("warning")  # every command logs through the secret mask; run sets its level
+    build_cli()(prog_name="channel-agent")

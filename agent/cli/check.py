@@ -14,12 +14,15 @@ from agent.cli.common import (
     config_option,
     json_option,
     load_or_exit,
+    print_datasets,
     print_json,
     print_table,
 )
 from agent.config import Config
 from agent.plugins import Plugins
 from agent.service import AgentService, account_status
+from agent.sharding import Shard
+from agent.state import read_freshness
 
 
 @click.command()
@@ -30,9 +33,11 @@ from agent.service import AgentService, account_status
 def check(config_path: str, channel: str | None, account: str | None, as_json: bool) -> None:
     """Check every account (or one) once, now, and print the result.
 
-    Runs apart from any running agent: its state file is not touched. Exit status: 0 when
+    Runs apart from any running agent: its state file is only read (for the data times
+    heartbeats reported), and agent.shard does not apply (every account can be checked from
+    anywhere); polled freshness sources are queried once. Exit status: 0 when
     every checked credential is valid, 1 when any is invalid or could not be verified,
-    2 on a configuration error.
+    2 on a configuration error. Stale data does not change the exit status.
 
     \b
     Example:
@@ -45,8 +50,7 @@ def check(config_path: str, channel: str | None, account: str | None, as_json: b
     if not selected:
         click.echo("error: no configured account matches --channel/--account", err=True)
         sys.exit(EXIT_CONFIG_ERROR)
-    states = asyncio.run(_check(config, plugins, [a.key for a in selected]))
-    docs = [account_status(s, config.channels[s.channel]) for s in states]
+    docs = asyncio.run(_check(config, plugins, [a.key for a in selected]))
     if as_json:
         print_json(docs)
     else:
@@ -55,14 +59,22 @@ def check(config_path: str, channel: str | None, account: str | None, as_json: b
             [(d["channel"], d["account"], d["region"], d["state"], d["reason"], d["detail"])
              for d in docs],
         )
+        print_datasets(docs)
     sys.exit(0 if all(d["state"] == "valid" for d in docs) else 1)
 
 
-async def _check(config: Config, plugins: Plugins, keys: list[tuple[str, str]]):
-    one_shot = dataclasses.replace(config.agent, state_path=Path(":memory:"))
+async def _check(config: Config, plugins: Plugins, keys: list[tuple[str, str]]) -> list[dict]:
+    one_shot = dataclasses.replace(config.agent, state_path=Path(":memory:"), shard=Shard())
     service = AgentService(dataclasses.replace(config, agent=one_shot), plugins)
+    service.freshness.restore(read_freshness(config.agent.state_path))
     try:
         accounts = [service.fleet.accounts[key] for key in keys]
-        return await asyncio.gather(*(service.scheduler.check_now(a) for a in accounts))
+        states, _ = await asyncio.gather(
+            asyncio.gather(*(service.scheduler.check_now(a) for a in accounts)),
+            service.poller.poll_all(),
+        )
+        return [account_status(s, config.channels[s.channel],
+                               service.freshness.account_datasets((s.channel, s.account)))
+                for s in states]
     finally:
         await service.stop()

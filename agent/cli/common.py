@@ -6,12 +6,15 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import click
 
 from agent.config import Config, ConfigError, load_config
 from agent.plugins import Plugins, load_plugins
+from agent.redact import redact
+from agent.websecurity import WebSecurity
 
 EXIT_CONFIG_ERROR = 2
 DEFAULT_CONFIG = "config.yaml"
@@ -23,6 +26,24 @@ config_option = click.option(
     help="Agent configuration file.",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+agent_url_option = click.option(
+    "--url", default=lambda: os.environ.get("CHANNEL_AGENT_URL", "http://127.0.0.1:9877"),
+    show_default="$CHANNEL_AGENT_URL or http://127.0.0.1:9877",
+    help="Base URL of the running agent; basic-auth credentials go in it "
+         "(https://user:PASSWORD@host:9877), SSL_CERT_FILE names a private CA.",
+)
+
+
+def without_password(text: str, url: str) -> str:
+    """``text`` (which may quote ``url``) with the password of ``url`` masked."""
+    password = urlsplit(url).password
+    return redact(text, [password] if password else [])
+
+
+def agent_error(message: str, url: str) -> NoReturn:
+    """Print ``message`` (which may quote ``url``) without the password in the URL; exit 1."""
+    click.echo(without_password(message, url), err=True)
+    sys.exit(1)
 
 
 def load_or_exit(path: str) -> tuple[Config, Plugins]:
@@ -31,14 +52,41 @@ def load_or_exit(path: str) -> tuple[Config, Plugins]:
     try:
         return load_config(path, plugins.channels), plugins
     except ConfigError as exc:
-        click.echo(f"error: {len(exc.problems)} problem(s) in the configuration:", err=True)
-        for problem in exc.problems:
-            click.echo(f"  {problem}", err=True)
-        sys.exit(EXIT_CONFIG_ERROR)
+        _exit_with_problems("the configuration", exc)
+
+
+def web_security_or_exit(path: str | None, read_without_auth: bool) -> WebSecurity:
+    """The web config of ``--web.config.file``; on any problem print every one and exit 2."""
+    try:
+        return WebSecurity(path, read_without_auth=read_without_auth)
+    except ConfigError as exc:
+        _exit_with_problems("the web configuration", exc)
+
+
+def _exit_with_problems(what: str, exc: ConfigError) -> NoReturn:
+    click.echo(f"error: {len(exc.problems)} problem(s) in {what}:", err=True)
+    for problem in exc.problems:
+        click.echo(f"  {problem}", err=True)
+    sys.exit(EXIT_CONFIG_ERROR)
 
 
 def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+def print_datasets(accounts: Sequence[dict[str, Any]]) -> None:
+    """A second table under the accounts: each data set with its age and threshold, next to
+    its account's credential state; nothing when no data set is configured."""
+    rows = [
+        (a["channel"], a["account"], a["state"], d["dataset"], d["source"],
+         d["state"] + (" (source down)" if d["source_up"] is False else ""),
+         d["age"] or "-", d["max_age"], d["last_updated"] or "-")
+        for a in accounts for d in a.get("datasets", [])
+    ]
+    if rows:
+        click.echo()
+        print_table(("CHANNEL", "ACCOUNT", "CREDENTIAL", "DATA SET", "SOURCE", "DATA", "AGE",
+                     "MAX AGE", "LAST UPDATED"), rows)
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

@@ -9,7 +9,12 @@ from agent.cli.common import DEFAULT_CONFIG, load_or_exit
 
 @click.group("config")
 def config_group() -> None:
-    """Work with the configuration file."""
+    """Work with the configuration file.
+
+    \b
+    Example:
+      channel-agent config check config.yaml
+    """
 
 
 @config_group.command("check")

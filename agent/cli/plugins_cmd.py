@@ -11,7 +11,8 @@ from agent.plugins import load_plugins
 @click.command()
 @json_option
 def plugins(as_json: bool) -> None:
-    """List the channel plugins found through the 'channel_agent' entry points.
+    """List the channels and freshness source types that plugins registered (the built-in
+    ones and those found through the 'channel_agent' entry points).
 
     \b
     Example:
@@ -24,11 +25,19 @@ def plugins(as_json: bool) -> None:
                 {"name": name, "title": cls.title, "provided_by": loaded.origins[name]}
                 for name, cls in sorted(loaded.channels.items())
             ],
+            "freshness_sources": [
+                {"type": name, "title": cls.title, "provided_by": loaded.source_origins[name]}
+                for name, cls in sorted(loaded.freshness_sources.items())
+            ],
             "errors": [{"plugin": e.plugin, "error": e.error} for e in loaded.errors],
         })
         return
     rows = [(name, cls.title, loaded.origins[name])
             for name, cls in sorted(loaded.channels.items())]
     print_table(("CHANNEL", "TITLE", "PROVIDED BY"), rows)
+    click.echo()
+    rows = [(name, cls.title, loaded.source_origins[name])
+            for name, cls in sorted(loaded.freshness_sources.items())]
+    print_table(("FRESHNESS SOURCE", "TITLE", "PROVIDED BY"), rows)
     for error in loaded.errors:
         click.echo(f"error: plugin {error.plugin}: {error.error}", err=True)

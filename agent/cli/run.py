@@ -4,22 +4,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import logging
 import signal
+import sqlite3
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
+import yaml
 from aiohttp import web
 
-from agent.cli.common import config_option, load_or_exit
-from agent.config import Config, ConfigError, build_config
+from agent.channel import Demo
+from agent.cli.common import config_option, load_or_exit, web_security_or_exit
+from agent.config import Config, ConfigError, build_config, load_config
 from agent.durations import format_duration, parse_duration
+from agent.freshness.timestamps import iso
+from agent.listener import Listener
 from agent.plugins import Plugins, load_plugins
 from agent.redact import setup_logging
 from agent.service import AgentService, HttpOptions
+from agent.sharding import Shard, parse_shard
 from agent.web import make_app, split_listen_address
+from agent.websecurity import WebSecurity, insecure_listen_problem, is_loopback
 
 log = logging.getLogger("agent")
 GC_THRESHOLD = (5_000, 10, 100)  # CPython's default: (700, 10, 10)
@@ -34,43 +45,122 @@ log_level_option = click.option(
 )
 
 
+def web_security_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--web.config.file, --web.read-without-auth and --web.allow-insecure."""
+    options = [
+        click.option(
+            "--web.config.file", "web_config_file", metavar="FILE", default=None,
+            help="Prometheus exporter-toolkit web configuration (TLS, basic auth, headers, "
+                 "rate limit); re-read when it changes. Without it nothing is protected.",
+        ),
+        click.option(
+            "--web.read-without-auth", "read_without_auth", is_flag=True,
+            help="With basic_auth_users, serve the read-only endpoints (GET: /metrics, /, "
+                 "/api/v1/status, /-/healthy, /-/ready) without credentials. Endpoints that "
+                 "change state always need them.",
+        ),
+        click.option(
+            "--web.allow-insecure", "allow_insecure", is_flag=True,
+            help="Listen on a non-loopback address without a web configuration (only when "
+                 "something in front of the agent protects it).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _shard(ctx: click.Context, param: click.Parameter, value: str | None) -> Shard | None:
+    try:
+        return None if value is None else parse_shard(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+shard_option = click.option(
+    "--shard", metavar="INDEX/COUNT", default=None, callback=_shard,
+    help="Check only the accounts of shard INDEX of COUNT (overrides agent.shard); "
+         "auto/COUNT takes INDEX from a host name ending in -INDEX (a StatefulSet pod).",
+)
+
+
 @click.command()
 @config_option
 @listen_option
+@shard_option
+@web_security_options
 @log_level_option
-def run(config_path: str, listen_address: str | None, log_level: str) -> None:
+def run(config_path: str, listen_address: str | None, shard: Shard | None,
+        web_config_file: str | None, read_without_auth: bool, allow_insecure: bool,
+        log_level: str) -> None:
     """Run the agent: check every account on a schedule and serve /metrics.
+
+    SIGHUP or POST /-/reload re-reads the configuration file.
 
     \b
     Example:
-      channel-agent run --config /etc/channel-agent/config.yaml --web.listen-address :9877
+      channel-agent run --config /etc/channel-agent/config.yaml --web.listen-address :9877 \\
+        --web.config.file /etc/channel-agent/web.yml
+      channel-agent run --config config.yaml --shard 1/3     # one of three replicas
     """
     setup_logging(log_level)
     config, plugins = load_or_exit(config_path)
-    asyncio.run(serve(config, plugins, listen_address or config.agent.listen_address))
+    security = web_security_or_exit(web_config_file, read_without_auth)
+
+    def load() -> Config:  # at start and at every reload; --shard wins over agent.shard
+        loaded = load_config(config_path, plugins.channels)
+        if shard is None:
+            return loaded
+        return dataclasses.replace(loaded, agent=dataclasses.replace(loaded.agent, shard=shard))
+
+    if shard is not None:
+        config = dataclasses.replace(config, agent=dataclasses.replace(config.agent, shard=shard))
+    asyncio.run(serve(config, plugins, listen_address or config.agent.listen_address,
+                      security=security, allow_insecure=allow_insecure, loader=load))
 
 
 async def serve(config: Config, plugins: Plugins, address: str,
-                http: HttpOptions | None = None) -> None:
-    """Serve until SIGINT or SIGTERM."""
-    service = AgentService(config, plugins, http)
-    runner = web.AppRunner(make_app(service), access_log=None)
-    await runner.setup()
+                http: HttpOptions | None = None, *, security: WebSecurity | None = None,
+                allow_insecure: bool = False,
+                loader: Callable[[], Config] | None = None) -> None:
+    """Serve until SIGINT or SIGTERM; SIGHUP reloads the configuration through ``loader``."""
+    security = security or WebSecurity(None)
     host, port = split_listen_address(address)
-    site = web.TCPSite(runner, host or None, port)
+    problem = insecure_listen_problem(host, security, allow_insecure)
+    if problem:
+        raise click.UsageError(problem)
+    service = AgentService(config, plugins, http, loader=loader)
+    runner = web.AppRunner(make_app(service, security), access_log=None)
+    await runner.setup()
+    listener = Listener(runner, host, port, security)
     try:
-        await site.start()
+        await listener.start()
         await service.start()
         tune_gc()
-        log.info("listening on %s, %d account(s), config %s", _bound(runner, address),
-                 len(service.fleet.accounts), config.source)
+        if security.config is None and not is_loopback(host):
+            log.warning("INSECURE: serving %s without a web configuration "
+                        "(--web.allow-insecure): anyone who can reach it can read every "
+                        "account's state, trigger checks and reload the configuration",
+                        listener.url)
+        log.info("listening on %s, %d of %d account(s) (shard %s), config %s",
+                 listener.url, len(service.fleet.accounts), service.fleet.configured,
+                 service.fleet.shard, config.source)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        reloads: set[asyncio.Task] = set()
+
+        def reload() -> None:
+            task = asyncio.create_task(service.reload())
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, reload)
         await stop.wait()
         log.info("shutting down")
     finally:
+        await listener.stop()
         await service.stop()
         await runner.cleanup()
 
@@ -85,22 +175,18 @@ def tune_gc() -> None:
     gc.set_threshold(GC_THRESHOLD[0], GC_THRESHOLD[1], GC_THRESHOLD[2])
 
 
-def _bound(runner: web.AppRunner, address: str) -> str:
-    for server in runner.addresses:
-        if isinstance(server, tuple):
-            return f"http://{server[0]}:{server[1]}"
-    return address
-
-
 @click.command()
 @click.option("--web.listen-address", "listen_address", metavar="HOST:PORT",
               default="127.0.0.1:9877", show_default=True)
+@web_security_options
 @click.option("--check-interval", default="15s", show_default=True,
               help="How often each demo account is checked.")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where the demo keeps its state and token files (default: a temporary dir).")
 @log_level_option
-def demo(listen_address: str, check_interval: str, workdir: Path | None, log_level: str) -> None:
+def demo(listen_address: str, web_config_file: str | None, read_without_auth: bool,
+         allow_insecure: bool, check_interval: str, workdir: Path | None,
+         log_level: str) -> None:
     """Run the agent against each channel's built-in simulator, until Ctrl-C.
 
     The Amazon Ads simulator serves Login with Amazon and the Ads API on loopback with one
@@ -112,10 +198,11 @@ def demo(listen_address: str, check_interval: str, workdir: Path | None, log_lev
       curl -s localhost:9877/metrics | grep channel_credential_valid
     """
     setup_logging(log_level)
+    security = web_security_or_exit(web_config_file, read_without_auth)
     with contextlib.ExitStack() as stack:
         if workdir is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="channel-demo-")))
-        asyncio.run(_demo(workdir, listen_address, check_interval))
+        asyncio.run(_demo(workdir, listen_address, check_interval, security, allow_insecure))
 
 
 def _demo_timeout(check_interval: str) -> str:
@@ -125,7 +212,28 @@ def _demo_timeout(check_interval: str) -> str:
         return "10s"  # the config validation reports the bad interval
 
 
-async def _demo(workdir: Path, listen_address: str, check_interval: str) -> None:
+DEMO_QUERY = ("SELECT max(finished_at) FROM sync_runs WHERE channel = :channel "
+              "AND account = :account AND dataset = :dataset")
+
+
+def _demo_warehouse(workdir: Path, demos: dict[str, Demo]) -> Path:
+    """A SQLite "data warehouse" with each demo's last syncs, read by a real sql source."""
+    path = workdir / "warehouse.db"
+    now = time.time()
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute("DROP TABLE IF EXISTS sync_runs")
+        db.execute("CREATE TABLE sync_runs (channel TEXT, account TEXT, dataset TEXT, "
+                   "finished_at TEXT)")
+        db.executemany("INSERT INTO sync_runs VALUES (?, ?, ?, ?)", [
+            (name, account, dataset, iso(now - hours * 3600))
+            for name, channel_demo in demos.items()
+            for account, dataset, hours in channel_demo.data_syncs()
+        ])
+    return path
+
+
+async def _demo(workdir: Path, listen_address: str, check_interval: str,
+                security: WebSecurity, allow_insecure: bool) -> None:
     plugins = load_plugins()
     demos = {name: cls.demo() for name, cls in sorted(plugins.channels.items())}
     demos = {name: d for name, d in demos.items() if d is not None}
@@ -135,26 +243,44 @@ async def _demo(workdir: Path, listen_address: str, check_interval: str) -> None
     try:
         for name, channel_demo in demos.items():
             sections[name] = await channel_demo.start(workdir / name)
+        warehouse = _demo_warehouse(workdir, demos)
         data = {
             "agent": {"listen_address": listen_address,
                       "state_path": str(workdir / "agent.db"),
                       "check_interval": check_interval,
                       "check_timeout": _demo_timeout(check_interval)},
+            "freshness_sources": {
+                Demo.WAREHOUSE_SOURCE: {"type": "sql", "url": f"sqlite:///{warehouse}",
+                                        "query": DEMO_QUERY, "interval": check_interval,
+                                        "timeout": _demo_timeout(check_interval)},
+                Demo.HEARTBEAT_SOURCE: {"type": "heartbeat"},
+            },
             "channels": sections,
         }
         try:
             config = build_config(data, plugins.channels, source="<demo>", base_dir=workdir)
         except ConfigError as exc:
             raise click.ClickException(f"the demo configuration is invalid:\n{exc}") from None
+        # The same configuration as a file, for the other commands (reconnect, check) and for
+        # reloads (edit it, then SIGHUP or POST /-/reload).
+        config_file = workdir / "config.yaml"
+        config_file.write_text(yaml.safe_dump(data, sort_keys=False))
         click.echo(f"Channel Health Agent demo (state and tokens in {workdir})")
         click.echo(f"  metrics:      http://{listen_address}/metrics")
         click.echo(f"  status page:  http://{listen_address}/")
         click.echo(f"  status API:   http://{listen_address}/api/v1/status")
+        click.echo(f"  config file:  {config_file}")
+        click.echo(f"  reconnect:    channel-agent reconnect --list --config {config_file}")
         for name, channel_demo in demos.items():
             for line in channel_demo.describe():
                 click.echo(f"  {name}: {line}")
+        click.echo(f"  data freshness: syncs in {warehouse} (table sync_runs); report one:")
+        click.echo(f"    channel-agent mark-synced amazon_ads --account acme-us "
+                   f"--dataset sb_campaigns_daily --url http://{listen_address}")
         click.echo(f"Every account is checked within {check_interval}. Ctrl-C stops.")
-        await serve(config, plugins, listen_address)
+        await serve(config, plugins, listen_address, security=security,
+                    allow_insecure=allow_insecure,
+                    loader=lambda: load_config(config_file, plugins.channels))
     finally:
         for channel_demo in demos.values():
             await channel_demo.stop()

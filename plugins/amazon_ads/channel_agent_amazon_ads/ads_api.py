@@ -73,18 +73,19 @@ def _bad(endpoint: str, response: httpx.Response, what: str) -> ProviderError:
     return ProviderError(BAD_RESPONSE, f"{endpoint}: HTTP {response.status_code}: {what}")
 
 
-def parse_profiles(response: httpx.Response, endpoint: str = "profiles") -> list[int]:
-    """The profile ids in a ``GET /v2/profiles`` answer; :class:`ProviderError` otherwise."""
+def parse_profile_list(
+    response: httpx.Response, endpoint: str = "profiles"
+) -> list[dict[str, Any]]:
+    """The profiles of a ``GET /v2/profiles`` answer, each with an integer ``profileId``;
+    :class:`ProviderError` otherwise."""
     body = _ok_body(response, endpoint)
     if not isinstance(body, list):
         raise _bad(endpoint, response, "profiles are not a JSON list")
-    ids = []
     for item in body:
         profile_id = item.get("profileId") if isinstance(item, dict) else None
         if isinstance(profile_id, bool) or not isinstance(profile_id, int):
             raise _bad(endpoint, response, "a profile has no integer profileId")
-        ids.append(profile_id)
-    return ids
+    return body
 
 
 def parse_campaigns_probe(response: httpx.Response, endpoint: str = "campaigns_list") -> None:

@@ -17,6 +17,7 @@ from typing import Any, ClassVar, TypeVar
 import httpx
 
 from agent.channel import (
+    RECONNECT_OPTIONS,
     Account,
     Channel,
     CheckContext,
@@ -24,6 +25,7 @@ from agent.channel import (
     Demo,
     MissingSecret,
     Option,
+    Reconnector,
     Secret,
 )
 from agent.httpretry import RetryPolicy, TransientError, send_with_retries
@@ -114,6 +116,7 @@ class AmazonAdsChannel(Channel):
             },
             doc="Backoff on 429/5xx when Amazon sends no Retry-After.",
         ),
+        **RECONNECT_OPTIONS,
     }
     account_options: ClassVar[dict[str, Option]] = {
         "refresh_token": Option("secret_ref", required=True, doc="The advertiser's refresh token"),
@@ -141,6 +144,23 @@ class AmazonAdsChannel(Channel):
         from channel_agent_amazon_ads.demo import AmazonAdsDemo
 
         return AmazonAdsDemo()
+
+    def reconnector(self) -> Reconnector:
+        from channel_agent_amazon_ads.reconnect import AmazonAdsReconnector
+
+        return AmazonAdsReconnector(self)
+
+    def carry_over(self, previous: Channel) -> None:
+        if not isinstance(previous, AmazonAdsChannel):
+            return
+        # A rotated refresh token that could not be stored yet is the credential itself.
+        self._rotated.update(previous._rotated)
+        same_client = all(previous.settings.get(key) == self.settings.get(key)
+                          for key in ("client_id", "client_secret", "endpoints"))
+        if same_client:
+            names = {account.name for account in self.accounts}
+            self._tokens.update({name: token for name, token in previous._tokens.items()
+                                 if name in names})
 
     async def check(self, account: Account, ctx: CheckContext) -> CheckResult:
         try:
@@ -201,14 +221,18 @@ class _Check:
             problems = [err]
         return self._result(problems)
 
-    async def _check_profiles(self) -> list[ProviderError]:
-        seen = await self._ads_call(
+    async def list_profiles(self) -> list[dict[str, Any]]:
+        """``GET /v2/profiles`` with this account's token (refreshed when needed)."""
+        return await self._ads_call(
             "profiles",
             lambda token: ads_api.profiles_request(
                 self.ctx.http, self.api_url, self.client_id, token
             ),
-            ads_api.parse_profiles,
+            ads_api.parse_profile_list,
         )
+
+    async def _check_profiles(self) -> list[ProviderError]:
+        seen = [profile["profileId"] for profile in await self.list_profiles()]
         expected = list(self.account.settings.get("expected_profiles") or [])
         if not expected:
             self.profiles = {str(p): True for p in seen}

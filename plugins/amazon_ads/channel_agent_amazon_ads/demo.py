@@ -28,6 +28,19 @@ DEMO_ACCOUNTS: tuple[tuple[str, str, list[int], str], ...] = (
 )
 
 
+# Hours since each account's last successful sync of sp_campaigns_daily (36h allowed): fresh
+# where the credential works, stale for cyberdyne-fe although its credential is valid (its
+# sync job broke), stale for globex-eu because its credential was revoked.
+DATA_AGE_HOURS: dict[str, float] = {
+    "acme-us": 3, "globex-eu": 80, "initech-us": 60, "umbrella-fe": 50, "hooli-eu": 5,
+    "stark-na": 6, "wayne-fe": 4, "wonka-eu": 7, "cyberdyne-fe": 52, "soylent-na": 100,
+}
+DATASETS = {"sp_campaigns_daily": {"source": Demo.WAREHOUSE_SOURCE, "max_age": "36h"}}
+# acme-us also reports sb_campaigns_daily by heartbeat: "no data yet" until mark-synced.
+HEARTBEAT_DATASETS = {"acme-us": {"sb_campaigns_daily": {"source": Demo.HEARTBEAT_SOURCE,
+                                                         "max_age": "48h"}}}
+
+
 def _write_secret(path: Path, value: str) -> None:
     """Write a secret file readable by its owner only (also when it already existed)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -55,7 +68,8 @@ class AmazonAdsDemo(Demo):
             _write_secret(token_file, account.refresh_token)
             accounts.append({"name": name, "region": region,
                              "refresh_token_file": str(token_file),
-                             "expected_profiles": list(profiles)})
+                             "expected_profiles": list(profiles),
+                             "datasets": HEARTBEAT_DATASETS.get(name, {})})
         client_secret_file = secrets_dir / "amazon_ads_client_secret"
         _write_secret(client_secret_file, self.simulator.client_secret)
         await self.simulator.start("127.0.0.1", 0)
@@ -66,6 +80,7 @@ class AmazonAdsDemo(Demo):
             "refresh_token_max_age": "365d",
             "endpoints": self.simulator.endpoints(),
             "retry": {"initial_backoff": "1s", "max_backoff": "4s"},
+            "datasets": DATASETS,
             "accounts": accounts,
         }
 
@@ -87,3 +102,6 @@ class AmazonAdsDemo(Demo):
                 f"-d '{{\"scenario\": \"revoked\"}}' {base}/_sim/accounts/{example.name}")
         lines += [f"  {a.name} ({a.region}): {a.scenario}" for a in self.simulator.accounts]
         return lines
+
+    def data_syncs(self) -> list[tuple[str, str, float]]:
+        return [(name, "sp_campaigns_daily", hours) for name, hours in DATA_AGE_HOURS.items()]

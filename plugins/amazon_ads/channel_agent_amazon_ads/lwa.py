@@ -1,4 +1,4 @@
-"""Login with Amazon: the refresh-token grant (building the request, reading the answer)."""
+"""Login with Amazon: the refresh-token and authorization-code grants (requests, answers)."""
 
 from __future__ import annotations
 
@@ -36,12 +36,37 @@ def refresh_request(
     client_secret: Secret,
     refresh_token: Secret,
 ) -> httpx.Request:
+    form = {"grant_type": "refresh_token", "refresh_token": refresh_token.reveal()}
+    return _token_request(client, token_url, client_id, client_secret, form)
+
+
+def code_request(
+    client: httpx.AsyncClient,
+    token_url: str,
+    client_id: str,
+    client_secret: Secret,
+    code: str,
+    code_verifier: str,
+    redirect_uri: str,
+) -> httpx.Request:
+    """The authorization-code grant of a (re)consent, with its PKCE verifier."""
     form = {
-        "grant_type": "refresh_token",
-        "refresh_token": refresh_token.reveal(),
-        "client_id": client_id,
-        "client_secret": client_secret.reveal(),
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": redirect_uri,
+        "code_verifier": code_verifier,
     }
+    return _token_request(client, token_url, client_id, client_secret, form)
+
+
+def _token_request(
+    client: httpx.AsyncClient,
+    token_url: str,
+    client_id: str,
+    client_secret: Secret,
+    form: dict[str, str],
+) -> httpx.Request:
+    form = form | {"client_id": client_id, "client_secret": client_secret.reveal()}
     return client.build_request(
         "POST",
         parsed_url(token_url),

@@ -29,6 +29,16 @@ transient_401             200                           first profiles call of e
                                                         401 works at once (refresh + retry
                                                         heals it)
 unauthorized              200                           401 Not authorized to access scope
+server_error_burst        the account's next ``burst_length`` requests get the server_error
+                          answers, then it is healthy (again after each set_scenario)
+connection_reset          the answer is computed, then the connection is reset (TCP RST)
+truncated_body            the answer's headers promise its full length, half the body
+                          is sent, then the connection closes
+trickle                   the answer, one byte every ``trickle_seconds``
+leaky_errors              400 invalid_grant whose       401 whose details echo the access
+                          description echoes the        token (a hostile or buggy provider)
+                          refresh token and client
+                          secret
 ========================  ============================  ===================================
 
 Requests that fail before an account is known (unknown refresh token or access token, wrong
@@ -62,6 +72,8 @@ import hashlib
 import json
 import secrets
 import signal
+import socket
+import struct
 import threading
 import time
 from collections import Counter, deque
@@ -88,7 +100,15 @@ SCENARIOS = (
     "html_gateway",
     "transient_401",
     "unauthorized",
+    "server_error_burst",
+    "connection_reset",
+    "truncated_body",
+    "trickle",
+    "leaky_errors",
 )
+# Scenarios that break the connection carrying the answer, whatever the answer is.
+CONNECTION_FAULTS = frozenset({"connection_reset", "truncated_body", "trickle"})
+NO_ANSWER = 444  # the status counted for a reset connection (nginx's "closed, no answer")
 REGIONS = ("na", "eu", "fe")
 ADS_SCOPE = "advertising::campaign_management"
 SP_CAMPAIGN_MEDIA_TYPE = "application/vnd.spCampaign.v3+json"
@@ -96,8 +116,6 @@ ACCESS_TOKEN_TTL = 3600
 CODE_TTL = 300
 # Expired access tokens are dropped at most this often (not at every issue: 10,000 accounts).
 PRUNE_INTERVAL = 60.0
-# Arrival times kept for the per-second counts.
-ARRIVALS_KEPT = 1_000_000
 
 # (countryCode, currencyCode, timezone, marketplaceStringId) per region, cycled over profiles
 _MARKETPLACES = {
@@ -228,21 +246,25 @@ class Simulator:
         *,
         slow_seconds: float = 60.0,
         retry_after: int = 1,
+        trickle_seconds: float = 0.5,
+        burst_length: int = 3,
         latency: float = 0.0,
     ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
         self.slow_seconds = slow_seconds
         self.retry_after = retry_after
+        self.trickle_seconds = trickle_seconds
+        self.burst_length = burst_length
         self.latency = latency
         self.clock: Callable[[], float] = time.time
-        self.monotonic: Callable[[], float] = time.monotonic
         self.base_url = ""
         # (path, account name or None, HTTP status) -> number of requests
         self.counts: Counter[tuple[str, str | None, int]] = Counter()
-        # monotonic arrival time of every LwA / Ads API request (not the control API)
-        self.arrivals: deque[float] = deque(maxlen=ARRIVALS_KEPT)
-        self.by_path: Counter[str] = Counter()
+        # (time.monotonic() at arrival, path, account, status) of the latest requests
+        self.history: deque[tuple[float, str, str | None, int]] = deque(maxlen=10_000)
+        self._burst_left: dict[str, int] = {}  # server_error_burst: failures still to come
+        self.by_path: Counter[str] = Counter()  # every LwA / Ads API request, by path
         self._accounts: dict[str, SimAccount] = {}
         self._by_token: dict[str, SimAccount] = {}
         self._tokens: dict[str, _AccessToken] = {}
@@ -274,6 +296,7 @@ class Simulator:
         if scenario not in SCENARIOS:
             raise ValueError(f"unknown scenario {scenario!r} (one of {', '.join(SCENARIOS)})")
         self.account(name).scenario = scenario
+        self._burst_left.pop(name, None)
 
     def _by_refresh_token(self, token: str) -> SimAccount | None:
         account = self._by_token.get(token)
@@ -295,18 +318,11 @@ class Simulator:
         )
 
     def per_second(self) -> dict[int, int]:
-        """LwA and Ads API requests by whole second of arrival (``int(time.monotonic())``)."""
-        return dict(sorted(Counter(int(t) for t in self.arrivals).items()))
-
-    def max_in_window(self, window: float = 1.0) -> int:
-        """The most requests that arrived within any ``window`` seconds (a sliding window)."""
-        times = sorted(self.arrivals)
-        best, start = 0, 0
-        for end, t in enumerate(times):
-            while t - times[start] >= window:
-                start += 1
-            best = max(best, end - start + 1)
-        return best
+        """LwA and Ads API requests among the latest (``history``) by whole second of
+        arrival (``int(time.monotonic())``)."""
+        seconds = Counter(int(t) for t, path, _, _ in self.history
+                          if not path.startswith("/_sim/"))
+        return dict(sorted(seconds.items()))
 
     def endpoints(self) -> dict[str, Any]:
         base = self.base_url
@@ -361,15 +377,18 @@ class Simulator:
         handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
     ) -> web.StreamResponse:
         status = 500
+        arrived = time.monotonic()
         reset = _current_account.set(None)
         control = request.path.startswith("/_sim/")
         if not control:
-            self.arrivals.append(self.monotonic())
             self.by_path[request.path] += 1
         try:
             if self.latency and not control:
                 await asyncio.sleep(self.latency)
             response = await handler(request)
+            account = self._accounts.get(_current_account.get() or "")
+            if account is not None and account.scenario in CONNECTION_FAULTS:
+                response = await self._break_connection(request, response, account.scenario)
             status = response.status
             return response
         except web.HTTPException as exc:
@@ -380,13 +399,47 @@ class Simulator:
             raise
         finally:
             self.counts[(request.path, _current_account.get(), status)] += 1
+            self.history.append((arrived, request.path, _current_account.get(), status))
             _current_account.reset(reset)
+
+    async def _break_connection(self, request: web.Request, answer: web.StreamResponse,
+                                fault: str) -> web.StreamResponse:
+        """Deliver ``answer`` the way the connection fault ``fault`` spoils it."""
+        transport = request.transport
+        if fault == "connection_reset" or transport is None:
+            sock = transport.get_extra_info("socket") if transport is not None else None
+            if sock is not None:  # linger 0: close() sends RST instead of FIN
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            if transport is not None:
+                transport.abort()
+            return web.Response(status=NO_ANSWER)
+        body = answer.body if isinstance(answer, web.Response) else b""
+        body = body if isinstance(body, bytes) else b""
+        headers = {k: v for k, v in answer.headers.items() if k.lower() != "content-length"}
+        stream = web.StreamResponse(status=answer.status, headers=headers)
+        stream.content_length = len(body)
+        await stream.prepare(request)
+        if fault == "truncated_body":
+            await stream.write(body[: len(body) // 2])
+            transport.close()
+            return stream
+        for i in range(len(body)):  # trickle
+            await stream.write(body[i:i + 1])
+            await self._sleep(self.trickle_seconds)
+        await stream.write_eof()
+        return stream
 
     # -- scenario answers shared by LwA and the Ads API -------------------------------------
 
     async def _scenario_response(self, account: SimAccount, *, api: bool) -> web.Response | None:
         """The gateway-level answer the account's scenario forces, or None to go on."""
         scenario = account.scenario
+        if scenario == "server_error_burst":
+            left = self._burst_left.get(account.name, self.burst_length)
+            if left <= 0:
+                return None
+            self._burst_left[account.name] = left - 1
+            scenario = "server_error"
         if scenario == "slow":
             await self._sleep(self.slow_seconds)
             return None
@@ -475,6 +528,10 @@ class Simulator:
             return _lwa_error(400, "invalid_grant", _INVALID_GRANT_REFRESH)
         if account.scenario == "client_rotated":
             return _invalid_client()
+        if account.scenario == "leaky_errors":
+            return _lwa_error(400, "invalid_grant",
+                              f"refresh_token {refresh_token} of client {self.client_id} "
+                              f"(secret {self.client_secret}) was revoked")
         return self._issue(account)
 
     def _issue(self, account: SimAccount) -> web.Response:
@@ -607,6 +664,8 @@ class Simulator:
             return _ads_error(401, "Authentication failed")
         if account.scenario == "unauthorized":
             return _ads_error(401, "Not authorized to access scope")
+        if account.scenario == "leaky_errors":
+            return _ads_error(401, f"Authentication failed for {token}")
         return account
 
     def _visible_profiles(self, account: SimAccount, region: str) -> list[int]:

@@ -565,6 +565,29 @@ async def test_failing_persistence_keeps_the_new_token(
     assert (await h.check()).valid is True
 
 
+@pytest.mark.parametrize("same_client", [True, False])
+async def test_a_reload_keeps_the_rotated_token_and_the_cached_access_token(
+    h: Harness, same_client: bool
+) -> None:
+    h.persist_enabled = False
+    h.amazon.rotate_to = ROTATED
+    assert (await h.check()).valid is True  # the new refresh token lives in memory only
+    h.amazon.rotate_to = None
+    h.amazon.refresh_tokens.discard(REFRESH)
+    settings = dict(h.channel.settings)
+    if not same_client:
+        settings["endpoints"] = {**settings["endpoints"], "api_url": {"na": "https://b.example"}}
+    reloaded = AmazonAdsChannel(settings, [h.account])
+    reloaded.sleep, reloaded.monotonic, reloaded.jitter = h.time.sleep, h.time.monotonic, 0.0
+    reloaded.carry_over(h.channel)
+    h.channel = reloaded
+    h.time.now += 60
+    assert (await h.check()).valid is True
+    tokens_sent = [parse_qs(r.content.decode())["refresh_token"] for r in h.amazon.sent("token")]
+    # the cached access token is reused only against the same client and hosts
+    assert tokens_sent == ([[REFRESH]] if same_client else [[REFRESH], [ROTATED]])
+
+
 # --- secrets never leak --------------------------------------------------------------------
 
 LEAKY = f"refresh_token {REFRESH} of client {CLIENT_ID}/{CLIENT_SECRET} is revoked"

@@ -194,7 +194,7 @@ def check_ads(
 
 @pytest.mark.parametrize(("status", "body", "headers", "expected"), ADS_CASES + PROFILE_SHAPES)
 def test_profiles_answers(status: int, body: Any, headers: dict[str, str], expected: tuple) -> None:
-    check_ads(ads_api.parse_profiles, status, body, headers, expected)
+    check_ads(ads_api.parse_profile_list, status, body, headers, expected)
 
 
 @pytest.mark.parametrize(("status", "body", "headers", "expected"), ADS_CASES + PROBE_SHAPES)
@@ -212,8 +212,9 @@ def test_ads_success() -> None:
             "accountInfo": {"marketplaceStringId": "ATVPDKIKX0DER", "id": "A1", "type": "seller"},
         }
     ]
-    assert ads_api.parse_profiles(response(200, profiles)) == [3_000_000_000_001]
-    assert ads_api.parse_profiles(response(200, [])) == []
+    assert [p["profileId"] for p in ads_api.parse_profile_list(response(200, profiles))] == [
+        3_000_000_000_001]
+    assert ads_api.parse_profile_list(response(200, [])) == []
     campaigns = {"campaigns": [], "nextToken": None}
     assert ads_api.parse_campaigns_probe(response(200, campaigns)) is None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -193,6 +194,57 @@ async def test_slow_answers_late(sim: Simulator, http: httpx.AsyncClient) -> Non
             "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET})
     sim.slow_seconds = 0.05
     assert (await refresh(http, sim, "acme")).status_code == 200
+
+
+async def test_server_error_burst_then_recovery(sim: Simulator, http: httpx.AsyncClient) -> None:
+    sim.burst_length = 2
+    sim.set_scenario("acme", "server_error_burst")
+    statuses = [(await refresh(http, sim, "acme")).status_code for _ in range(3)]
+    assert statuses == [503, 503, 200]
+    sim.set_scenario("acme", "server_error_burst")  # a new burst
+    assert (await refresh(http, sim, "acme")).status_code == 503
+
+
+async def test_connection_reset(sim: Simulator, http: httpx.AsyncClient) -> None:
+    token = await access_token(http, sim, "acme")
+    sim.set_scenario("acme", "connection_reset")
+    for request in (refresh(http, sim, "acme"), profiles(http, sim, token)):
+        with pytest.raises(httpx.ReadError):
+            await request
+    assert sim.count(account="acme", status=444) == 2
+
+
+async def test_truncated_body(sim: Simulator, http: httpx.AsyncClient) -> None:
+    sim.set_scenario("acme", "truncated_body")
+    with pytest.raises(httpx.RemoteProtocolError, match="without sending complete message"):
+        await refresh(http, sim, "acme")
+
+
+async def test_trickle_sends_the_whole_answer_slowly(sim: Simulator,
+                                                     http: httpx.AsyncClient) -> None:
+    sim.trickle_seconds = 0.001
+    sim.set_scenario("acme", "trickle")
+    response = await refresh(http, sim, "acme")
+    assert response.status_code == 200 and response.json()["access_token"].startswith("Atza|")
+    sim.trickle_seconds = 0.05
+    request = http.post(sim.endpoints()["token_url"], timeout=0.2, data={
+        "grant_type": "refresh_token", "refresh_token": token_of(sim, "acme"),
+        "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET})
+    with pytest.raises(TimeoutError):  # no single read waits 0.2s: only a total bound ends it
+        await asyncio.wait_for(request, 1.0)
+
+
+async def test_leaky_errors_echo_secrets(sim: Simulator, http: httpx.AsyncClient) -> None:
+    sim.set_scenario("acme", "leaky_errors")
+    response = await refresh(http, sim, "acme")
+    assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
+    assert token_of(sim, "acme") in response.text and CLIENT_SECRET in response.text
+
+
+async def test_history_records_arrival_times(sim: Simulator, http: httpx.AsyncClient) -> None:
+    await refresh(http, sim, "acme")
+    arrived, path, account, status = sim.history[-1]
+    assert (path, account, status) == ("/auth/o2/token", "acme", 200) and arrived > 0
 
 
 # -- Ads API ----------------------------------------------------------------------------------

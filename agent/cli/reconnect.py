@@ -1,0 +1,463 @@
+"""channel-agent reconnect: re-authorise an account end to end, safely."""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
+
+import click
+import httpx
+import yaml
+
+from agent import __version__
+from agent.channel import Account, Channel, CheckContext, ReconnectError, Reconnector
+from agent.cli.common import (
+    EXIT_CONFIG_ERROR,
+    config_option,
+    json_option,
+    load_or_exit,
+    print_json,
+    print_table,
+    without_password,
+)
+from agent.cli.reconnect_list import (
+    cancel_link,
+    open_store,
+    show_accounts_to_reconnect,
+    show_links,
+    usage_exit,
+)
+from agent.config import Config
+from agent.durations import format_duration, parse_duration
+from agent.reconnect import (
+    CALLBACK_PATH,
+    STEP_TIMEOUT,
+    LocalCallback,
+    Outcome,
+    ProfilesMissing,
+    can_open_browser,
+    code_from_redirect,
+    complete,
+    create_link,
+    is_loopback,
+    new_attempt,
+    open_browser,
+    parse_pasted,
+    preflight,
+    read_pasted,
+    redirect_uri_of,
+)
+from agent.service import _iso
+from agent.state import StateStore
+from agent.web import split_listen_address
+
+EXIT_FAILED = 1
+
+
+@click.command()
+@click.argument("channel_name", metavar="[CHANNEL]", required=False)
+@click.option("--account", "account_name", metavar="NAME", help="The account to reconnect.")
+@config_option
+@click.option("--no-browser", is_flag=True,
+              help="Print the consent URL alone on one line, then read the URL the browser was "
+                   "sent to (or just the code) from standard input. For SSH sessions and scripts.")
+@click.option("--link", is_flag=True,
+              help="For when someone else must click Allow: record a consent link (valid for "
+                   "the channel's reconnect_link_expiry) and print it; the running agent "
+                   "completes the reconnect when it is used.")
+@click.option("--redirect-uri", metavar="URL", default=None,
+              help="Use this redirect URI instead of the channel's redirect_uri.")
+@click.option("--accept-missing-profiles", is_flag=True,
+              help="Store the new token even when it does not reach every expected profile.")
+@click.option("--show-token", is_flag=True,
+              help="For a token given in the configuration (environment variable): print the "
+                   "new token so you can put it there.")
+@click.option("--timeout", metavar="DURATION", default="10m", show_default=True,
+              help="How long to wait for the consent (local and --no-browser flows).")
+@click.option("--agent-url", metavar="URL", default=lambda: os.environ.get("CHANNEL_AGENT_URL"),
+              show_default="$CHANNEL_AGENT_URL or the config's listen_address",
+              help="The running agent, told to check the account at once.")
+@click.option("--list", "list_accounts", is_flag=True,
+              help="List the accounts that need reconnecting, with the command for each.")
+@click.option("--within", metavar="DURATION", default="30d", show_default=True,
+              help="With --list: include refresh tokens that expire within this time.")
+@click.option("--pending", is_flag=True, help="List the consent links made with --link.")
+@click.option("--cancel", is_flag=True, help="Withdraw the account's open consent link.")
+@json_option
+def reconnect(
+    channel_name: str | None,
+    account_name: str | None,
+    config_path: str,
+    no_browser: bool,
+    link: bool,
+    redirect_uri: str | None,
+    accept_missing_profiles: bool,
+    show_token: bool,
+    timeout: str,
+    agent_url: str | None,
+    list_accounts: bool,
+    within: str,
+    pending: bool,
+    cancel: bool,
+    as_json: bool,
+) -> None:
+    """Re-authorise an account and store its new refresh token, safely.
+
+    \b
+    1. Builds the consent URL of the account's region (random state, PKCE S256).
+    2. Gets the authorisation code: by default through a browser and a one-request server
+       on the loopback redirect_uri; --no-browser: paste the redirected URL; --link: the
+       running agent receives it (at /oauth/callback) when the account holder clicks.
+    3. Exchanges the code, then 4. verifies the new token (one refresh, the profiles it
+       reaches, compared with the expected ones) before 5. storing it (atomic write, 0600,
+       previous token kept as a timestamped .bak) and recording the grant in the state file;
+       6. asks the running agent to check the account at once (state before and after).
+    A declined consent, a wrong state, a reused or expired code, a timeout or a missing
+    expected profile end with a message and change nothing. Exit status: 0 done, 1 the
+    reconnect failed, 2 bad usage or configuration.
+
+    \b
+    Example:
+      channel-agent reconnect amazon_ads --account acme-us --config config.yaml
+      channel-agent reconnect amazon_ads --account acme-us --no-browser
+      channel-agent reconnect amazon_ads --account acme-us --link
+      channel-agent reconnect --list --json
+    """
+    listing = [flag for flag, on in (("--list", list_accounts), ("--pending", pending),
+                                     ("--cancel", cancel)) if on]
+    if len(listing) > 1:
+        raise click.UsageError(f"{' and '.join(listing)} cannot be combined")
+    if no_browser and link:
+        raise click.UsageError("--no-browser and --link cannot be combined")
+    wait = _duration("--timeout", timeout)
+    if (list_accounts or pending) and account_name is not None:
+        raise click.UsageError(f"{listing[0]} takes no --account")
+    if not (list_accounts or pending) and (channel_name is None or account_name is None):
+        raise click.UsageError("give a CHANNEL and --account NAME (or --list, or --pending)")
+    config, _ = load_or_exit(config_path)
+    if list_accounts or pending:
+        if channel_name is not None:
+            _channel(config, channel_name)
+        if list_accounts:
+            show_accounts_to_reconnect(config, config_path, channel_name,
+                                       _duration("--within", within), as_json)
+        else:
+            show_links(config, channel_name, as_json)
+        return
+    assert channel_name is not None and account_name is not None
+    channel = _channel(config, channel_name)
+    account = _account(channel, account_name)
+    if cancel:
+        cancel_link(config, account, as_json)
+        return
+    mode = "link" if link else "no-browser" if no_browser else "local"
+    uri = redirect_uri or redirect_uri_of(channel)
+    if mode == "local" and not is_loopback(uri):
+        _note(f"the redirect_uri {uri} is not a loopback address: reading the redirect from "
+              f"standard input instead (--no-browser)")
+        mode = "no-browser"
+    report = _Report(config, channel, account, mode, as_json)
+    try:
+        reconnector = preflight(channel, account, link=link, show_token=show_token)
+    except ReconnectError as err:
+        report.fail(err, EXIT_CONFIG_ERROR)
+    store = open_store(config, required=link)
+    if link:
+        _make_link(report, store, reconnector, uri, accept_missing_profiles, agent_url)
+        return
+    try:
+        outcome = asyncio.run(_flow(report, reconnector, uri, wait, store,
+                                    accept_missing_profiles))
+    except ProfilesMissing as err:
+        report.profiles(err.result.profiles, err.result.missing)
+        report.fail(err, EXIT_FAILED, hint="to store it anyway, run again with "
+                                           "--accept-missing-profiles")
+    except ReconnectError as err:
+        report.fail(err, EXIT_FAILED)
+    except KeyboardInterrupt:
+        report.fail(ReconnectError("interrupted", "interrupted; a token file is only ever "
+                                                  "replaced whole"), EXIT_FAILED)
+    report.profiles(outcome.result.profiles, outcome.result.missing)
+    report.stored(outcome, store)
+    if outcome.stored_in is not None:
+        report.agent(asyncio.run(_recheck(_agent_url(config, agent_url), account, config)))
+    report.done(reconnector.after_reconnect_note)
+
+
+# --- the flow ---------------------------------------------------------------------------
+
+
+async def _flow(report: _Report, reconnector: Reconnector, redirect_uri: str, wait: float,
+                store: StateStore | None, accept_missing_profiles: bool) -> Outcome:
+    account = report.account
+    attempt = new_attempt(reconnector, account, redirect_uri)
+    _note(f"Reconnecting {account.channel} account {account.name} (region "
+          f"{account.region or '-'}).")
+    if report.mode == "local":
+        server = LocalCallback(redirect_uri, attempt.state, reconnector)
+        await server.start()
+        try:
+            _note("Open this URL in a browser and sign in as a user who can reach the "
+                  "account's profiles:")
+            _note(f"  {attempt.consent_url}")
+            if can_open_browser():
+                open_browser(attempt.consent_url)
+                _note("(opening your browser)")
+            else:
+                _note(f"(no browser here: open it on this machine; if your browser runs "
+                      f"elsewhere, it cannot reach {redirect_uri}: use --no-browser)")
+            _note(f"Waiting up to {format_duration(wait)} for the redirect to {redirect_uri} ...")
+            code = await server.wait(wait)
+        finally:
+            await server.stop()
+    else:
+        click.echo(attempt.consent_url)  # alone on its line, on stdout: scripts read it
+        _note(f"Open the URL above in a browser and approve. Then paste here the address the "
+              f"browser was sent to (it starts with {redirect_uri}; that page may fail to "
+              f"load, which is fine), or just its code:")
+        params, with_url = parse_pasted(await read_pasted(sys.stdin, wait))
+        code = code_from_redirect(params, attempt.state if with_url else None, reconnector)
+    async with _client() as http:
+        ctx = CheckContext(http=http, deadline=time.monotonic() + STEP_TIMEOUT)
+        return await complete(report.channel, account, code, attempt, ctx, store,
+                              accept_missing_profiles=accept_missing_profiles, progress=_note)
+
+
+async def _recheck(url: str, account: Account, config: Config) -> dict[str, Any]:
+    """Ask the running agent to check the account now: its state before and after."""
+    timeout = 2 * config.agent.check_timeout + 5  # a check may be running already
+    doc: dict[str, Any] = {"url": without_password(url, url)}
+    try:
+        async with _client() as http:
+            response = await http.post(f"{url}/api/v1/recheck", timeout=timeout,
+                                       json={"channel": account.channel, "account": account.name})
+    except httpx.HTTPError as exc:
+        doc["error"] = (f"no agent answered ({type(exc).__name__}); it picks the new token up "
+                        f"at its next check")
+        return doc
+    if response.status_code == 404:
+        doc["error"] = ("the agent there does not know this account (does it run with another "
+                        "configuration?)")
+    elif not response.is_success:
+        doc["error"] = f"the agent answered HTTP {response.status_code}"
+    else:
+        body = response.json()
+        doc["before"], doc["after"] = body["before"], body["after"]
+    return doc
+
+
+def _make_link(report: _Report, store: StateStore | None, reconnector: Reconnector,
+               redirect_uri: str, accept_missing_profiles: bool, agent_url: str | None) -> None:
+    assert store is not None
+    if urlsplit(redirect_uri).path != CALLBACK_PATH:
+        report.fail(ReconnectError(
+            "unsupported", f"a link needs a redirect_uri that reaches the running agent's "
+                           f"{CALLBACK_PATH}, like https://agent.example.com{CALLBACK_PATH}, "
+                           f"not {redirect_uri}: set channels.{report.channel.name}.redirect_uri "
+                           f"or pass --redirect-uri"), EXIT_CONFIG_ERROR)
+    url = _agent_url(report.config, agent_url)
+    shown = without_password(url, url)  # basic-auth credentials may be in it
+    if is_loopback(redirect_uri) and urlsplit(redirect_uri).port != urlsplit(url).port:
+        report.fail(ReconnectError(
+            "unsupported", f"a link needs a redirect_uri that reaches the running agent's "
+                           f"{CALLBACK_PATH}; {redirect_uri} is a loopback address, and not the "
+                           f"agent's ({shown}): set channels.{report.channel.name}.redirect_uri "
+                           f"or pass --redirect-uri"), EXIT_CONFIG_ERROR)
+    link, replaced = create_link(store, report.channel, report.account, reconnector,
+                                 redirect_uri, accept_missing_profiles=accept_missing_profiles)
+    ready = _agent_ready(url)
+    expires = _iso(link.expires)
+    report.doc.update(result="link_created", consent_url=link.consent_url, expires=expires,
+                      redirect_uri=redirect_uri, replaced_links=replaced,
+                      agent={"url": shown, "ready": ready})
+    if report.as_json:
+        print_json(report.doc)
+        return
+    click.echo(link.consent_url)
+    _note(f"Send the URL above to the person who can approve access for "
+          f"{report.account.name}. It works once, until {expires}. When they approve, Amazon "
+          f"sends their browser to {redirect_uri}, where the running agent completes the "
+          f"reconnect and shows them the result.")
+    if replaced:
+        _note(f"It replaces the account's previous open link ({replaced}).")
+    if is_loopback(redirect_uri):
+        _note(f"warning: {redirect_uri} is a loopback address: the link only works in a "
+              f"browser on this machine")
+    if not ready:
+        _note(f"warning: no ready agent answered at {shown}: the link only works while the agent "
+              f"runs")
+    _note("Follow it with: channel-agent reconnect --pending")
+
+
+def _agent_ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/-/ready", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+# --- output -------------------------------------------------------------------------------
+
+
+class _Report:
+    """What a reconnect prints: progress on stderr, results on stdout (or one JSON doc)."""
+
+    def __init__(self, config: Config, channel: Channel, account: Account, mode: str,
+                 as_json: bool) -> None:
+        self.config, self.channel, self.account = config, channel, account
+        self.mode, self.as_json = mode, as_json
+        self.doc: dict[str, Any] = {"channel": account.channel, "account": account.name,
+                                    "region": account.region, "mode": mode, "result": None}
+
+    def profiles(self, profiles: list, missing: list[str]) -> None:
+        expected = {str(p) for p in self.account.settings.get("expected_profiles") or []}
+        rows = [{"id": p.id, "country": p.country, "kind": p.kind, "name": p.name,
+                 "expected": p.id in expected} for p in profiles]
+        self.doc.update(profiles=rows, missing_profiles=list(missing))
+        if self.as_json:
+            return
+        click.echo(f"Profiles the new token reaches ({len(rows)}):")
+        print_table(("PROFILE", "COUNTRY", "TYPE", "NAME", "EXPECTED"),
+                    [(r["id"], r["country"], r["kind"], r["name"], "yes" if r["expected"] else "")
+                     for r in rows])
+        for profile in missing:
+            click.echo(f"MISSING: expected profile {profile} is not reachable with this consent")
+
+    def stored(self, outcome: Outcome, store: StateStore | None) -> None:
+        grant = outcome.grant
+        self.doc.update(result="reconnected", refresh_token_fingerprint=grant.fingerprint,
+                        granted=_iso(grant.granted), reconnected=_iso(grant.reconnected),
+                        stored_in=_str(outcome.stored_in), backup=_str(outcome.backup),
+                        state_file=_str(store.path) if store else None)
+        lines = [f"Reconnected {self.account.channel}/{self.account.name}."]
+        if outcome.stored_in is not None:
+            lines.append(f"  new refresh token: fingerprint {grant.fingerprint}, stored in "
+                         f"{outcome.stored_in} (mode 0600)")
+            if outcome.backup is not None:
+                lines.append(f"  previous token kept as {outcome.backup}")
+        else:
+            variable = _variable(self.config.source, outcome.source)
+            where = f"environment variable {variable}" if variable else outcome.source
+            self.doc.update(environment_variable=variable, refresh_token=outcome.token.reveal())
+            lines.append(f"  new refresh token (fingerprint {grant.fingerprint}), NOT stored: "
+                         f"this account's token comes from {where} "
+                         f"({self.config.source}: {outcome.source}). Put it there, then restart "
+                         f"the agent, which reads it at start:")
+            lines.append(outcome.token.reveal())
+        if store is not None:
+            lines.append(f"  grant recorded in {store.path}: the refresh token's age starts now")
+        else:
+            lines.append("  agent.state_path is :memory:, so no grant was recorded")
+        if not self.as_json:
+            click.echo("\n".join(lines))
+
+    def agent(self, doc: dict[str, Any]) -> None:
+        self.doc["agent"] = doc
+        if self.as_json:
+            return
+        if "error" in doc:
+            click.echo(f"  agent {doc['url']}: {doc['error']}")
+            return
+        click.echo(f"  agent {doc['url']} checked the account:")
+        click.echo(f"    before: {_state_line(doc['before'])}")
+        click.echo(f"    after:  {_state_line(doc['after'])}")
+
+    def done(self, note: str) -> None:
+        self.doc["note"] = note
+        if self.as_json:
+            print_json(self.doc)
+        elif note:
+            click.echo(note)
+
+    def fail(self, err: ReconnectError, code: int, hint: str = "") -> NoReturn:
+        self.doc.update(result="failed", error={"reason": err.reason, "message": err.message})
+        if self.as_json:
+            print_json(self.doc)
+        click.echo(f"error: {err.message}", err=True)
+        if hint:
+            click.echo(hint, err=True)
+        sys.exit(code)
+
+
+def _state_line(status: dict[str, Any]) -> str:
+    reason = f" ({status['reason']})" if status.get("reason") else ""
+    return f"{status['state']}{reason}"
+
+
+def _note(text: str) -> None:
+    click.echo(text, err=True)
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _channel(config: Config, name: str) -> Channel:
+    channel = config.channels.get(name)
+    if channel is None:
+        usage_exit(f"channel '{name}' is not configured in {config.source}"
+                    f"{_suggest(name, config.channels)}")
+    return channel
+
+
+def _account(channel: Channel, name: str) -> Account:
+    for account in channel.accounts:
+        if account.name == name:
+            return account
+    usage_exit(f"{channel.name} has no account '{name}'"
+                f"{_suggest(name, [a.name for a in channel.accounts])}")
+
+
+def _suggest(name: str, known: Any) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _duration(flag: str, text: str) -> float:
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=flag) from None
+    if seconds <= 0:
+        raise click.BadParameter("must be more than 0", param_hint=flag)
+    return seconds
+
+
+def _agent_url(config: Config, given: str | None) -> str:
+    if given:
+        return given.rstrip("/")
+    host, port = split_listen_address(config.agent.listen_address)
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _client() -> httpx.AsyncClient:
+    return httpx.AsyncClient(headers={"User-Agent": f"channel-health-agent/{__version__}"})
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _variable(config_source: str, key_path: str) -> str | None:
+    """The environment variable an option's value comes from (``${VAR}``), if any."""
+    try:
+        node: Any = yaml.safe_load(Path(config_source).read_text(encoding="utf-8"))
+        for part in re.findall(r"[^.\[\]]+|\[\d+\]", key_path):
+            node = node[int(part[1:-1])] if part.startswith("[") else node[part]
+    except (OSError, yaml.YAMLError, KeyError, IndexError, TypeError, ValueError):
+        return None
+    match = _ENV_REF.search(node) if isinstance(node, str) else None
+    return match.group(1) if match else None
+
+
+def _str(path: Path | None) -> str | None:
+    return None if path is None else str(path)

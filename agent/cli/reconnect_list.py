@@ -1,0 +1,138 @@
+"""channel-agent reconnect --list, --pending and --cancel: what needs reconnecting, the links."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import time
+from typing import NoReturn
+
+import click
+
+from agent.channel import Account, Channel
+from agent.cli.common import EXIT_CONFIG_ERROR, print_json, print_table
+from agent.config import MEMORY, Config
+from agent.fleet import Fleet
+from agent.service import _iso, state_word
+from agent.state import AccountState, StateStore
+
+# Conclusive reasons a new consent can fix. invalid_client, unauthorized_client and
+# invalid_scope are the application's problem, for every account: a reconnect would not help.
+RECONNECT_REASONS = frozenset(
+    {"invalid_grant", "unauthorized", "forbidden", "profile_missing", "missing_credential"}
+)
+
+
+def show_accounts_to_reconnect(config: Config, config_path: str, channel_name: str | None,
+                               within: float, as_json: bool) -> None:
+    """--list: invalid credentials, unreachable profiles, refresh tokens expiring soon."""
+    store = open_store(config, required=True)
+    assert store is not None
+    fleet = Fleet(store)
+    fleet.configure(config)
+    grants = store.load_grants()
+    now = time.time()
+    rows = []
+    for account, state in fleet:
+        if channel_name is not None and account.channel != channel_name:
+            continue
+        grant = grants.get(account.key)
+        if grant is not None and grant.reconnected > (state.last_check or 0):
+            continue  # reconnected since its last check: what that check found is history
+        channel = config.channels[account.channel]
+        why = _why(state, channel.refresh_token_max_age(), now, within)
+        if why:
+            rows.append({"channel": account.channel, "account": account.name,
+                         "region": account.region, "state": state_word(state), "why": why,
+                         "command": _command(config_path, channel, account)})
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        click.echo("No account needs reconnecting.")
+        return
+    print_table(("CHANNEL", "ACCOUNT", "REGION", "WHY", "COMMAND"),
+                [(r["channel"], r["account"], r["region"], "; ".join(r["why"]), r["command"])
+                 for r in rows])
+
+
+def _why(state: AccountState, max_age: float, now: float, within: float) -> list[str]:
+    why = []
+    if state.valid is False and state.reason in RECONNECT_REASONS - {"profile_missing"}:
+        why.append(f"credential invalid ({state.reason})")
+    missing = sorted(p for p, reachable in state.profiles.items() if not reachable)
+    if missing:
+        why.append(f"profile(s) not reachable: {', '.join(missing)}")
+    if state.refresh_issued is not None and max_age > 0:
+        expiry = state.refresh_issued + max_age
+        if expiry <= now:
+            why.append(f"refresh token expired {_iso(expiry)}")
+        elif expiry - now <= within:
+            why.append(f"refresh token expires {_iso(expiry)}")
+    return why
+
+
+def _command(config_path: str, channel: Channel, account: Account) -> str:
+    args = ["channel-agent", "reconnect", channel.name, "--account", account.name,
+            "--config", os.path.abspath(config_path)]
+    ref = channel.refresh_token_ref(account)
+    if ref is not None and ref.path is None:
+        args.append("--show-token")
+    return shlex.join(args)
+
+
+def show_links(config: Config, channel_name: str | None, as_json: bool) -> None:
+    """--pending: the consent links and how they ended (a finished one stays a week)."""
+    store = open_store(config, required=True)
+    assert store is not None
+    now = time.time()
+    rows = [
+        {"channel": link.channel, "account": link.account, "region": link.region,
+         "status": link.current_status(now), "created": _iso(link.created),
+         "expires": _iso(link.expires), "finished": _iso(link.finished), "detail": link.detail,
+         "redirect_uri": link.redirect_uri, "consent_url": link.consent_url}
+        for link in store.links() if channel_name is None or link.channel == channel_name
+    ]
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        click.echo("No consent links.")
+        return
+    print_table(("CHANNEL", "ACCOUNT", "STATUS", "CREATED", "EXPIRES", "DETAIL"),
+                [(r["channel"], r["account"], r["status"], r["created"], r["expires"],
+                  r["detail"]) for r in rows])
+    if any(r["status"] == "open" for r in rows):
+        click.echo("(--json shows the consent URLs of open links)")
+
+
+def cancel_link(config: Config, account: Account, as_json: bool) -> None:
+    """--cancel: withdraw the account's open link."""
+    store = open_store(config, required=True)
+    assert store is not None
+    count = store.cancel_links(account.channel, account.name, time.time())
+    if as_json:
+        print_json({"channel": account.channel, "account": account.name, "cancelled": count})
+    elif count:
+        click.echo(f"Withdrew the open consent link of {account.channel}/{account.name}; "
+                   f"using it now shows a 'withdrawn' page and changes nothing.")
+    else:
+        click.echo(f"{account.channel}/{account.name} has no open consent link.")
+
+
+def open_store(config: Config, *, required: bool) -> StateStore | None:
+    path = config.agent.state_path
+    if str(path) == MEMORY:
+        if required:
+            usage_exit("agent.state_path is :memory:; this needs the agent's state file")
+        return None
+    try:
+        return StateStore(path)
+    except Exception as exc:  # noqa: BLE001 - sqlite3 errors, a newer schema
+        usage_exit(f"cannot open the state file {path}: {exc}")
+
+
+def usage_exit(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(EXIT_CONFIG_ERROR)

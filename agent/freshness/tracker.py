@@ -1,0 +1,141 @@
+"""Every configured data set with the newest data time known for it, held in memory.
+
+Heartbeats and polled sources write here (and through to the state file); metrics, the status
+API and the landing page read from here. A data set with no value yet has no entry in
+``values``: it is "no data yet", never 0 and never infinitely old.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from agent.config import Config
+from agent.durations import format_duration
+from agent.freshness.heartbeat import HeartbeatRejected, parse_heartbeat
+from agent.freshness.source import Dataset, FreshnessSource
+from agent.freshness.timestamps import iso
+from agent.sharding import Shard, account_key, owner
+from agent.state import DataFreshness, StateStore
+
+NO_DATA = "no data yet"
+
+
+class FreshnessTracker:
+    def __init__(self, store: StateStore, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.clock = clock
+        self.datasets: dict[tuple[str, str, str], Dataset] = {}
+        self.sources: dict[str, FreshnessSource] = {}
+        self.values: dict[tuple[str, str, str], DataFreshness] = {}
+        # polled source name -> whether its last round worked (absent before the first)
+        self.source_up: dict[str, bool] = {}
+        self._by_account: dict[tuple[str, str], list[Dataset]] = {}
+        self._accounts: set[tuple[str, str]] = set()  # configured, this shard's or not
+        self._channels: set[str] = set()
+        self._shard = Shard()
+        self._restored = store.load_freshness()
+
+    def configure(self, config: Config) -> None:
+        """Adopt the data sets of ``config`` whose accounts this replica's shard owns, and the
+        sources; values of other data sets are dropped from memory (so they leave no series),
+        restored ones kept."""
+        shard = config.agent.shard
+        self.datasets = {dataset.key: dataset for dataset in config.datasets
+                         if shard.owns(account_key(dataset.channel, dataset.account))}
+        self._shard = shard
+        self.sources = dict(config.freshness_sources)
+        self._accounts = {account.key for account in config.accounts()}
+        self._channels = set(config.channels)
+        self._by_account = {}
+        for dataset in self.datasets.values():
+            self._by_account.setdefault(dataset.account_key, []).append(dataset)
+        known = {**self._restored, **self.values}
+        self.values = {key: known[key] for key in self.datasets if key in known}
+        self.source_up = {name: up for name, up in self.source_up.items() if name in self.sources}
+
+    def restore(self, values: Mapping[tuple[str, str, str], DataFreshness]) -> None:
+        """Take saved values (e.g. another process's state file) for configured data sets."""
+        for key, value in values.items():
+            if key in self.datasets:
+                self.values[key] = value
+
+    def datasets_of(self, source: str) -> list[Dataset]:
+        return [dataset for dataset in self.datasets.values() if dataset.source == source]
+
+    def record(self, dataset: Dataset, last_updated: float, forward_only: bool = False) -> None:
+        """Store the newest data time of ``dataset``. ``forward_only`` ignores a time older
+        than the one known from the same source (a late heartbeat)."""
+        current = self.values.get(dataset.key)
+        if current is not None and current.source == dataset.source and (
+            current.last_updated == last_updated
+            or (forward_only and current.last_updated > last_updated)
+        ):
+            return
+        value = DataFreshness(channel=dataset.channel, account=dataset.account,
+                              dataset=dataset.name, last_updated=last_updated,
+                              source=dataset.source, recorded=self.clock())
+        self.store.save_freshness(value)
+        self.values[dataset.key] = value
+
+    def find(self, channel: str, account: str, dataset: str) -> Dataset:
+        """The data set, or :class:`HeartbeatRejected` (404) naming the field that matches
+        nothing here (an account of another shard names the replica to ask)."""
+        if channel not in self._channels:
+            raise HeartbeatRejected(404, "channel",
+                                    f"field 'channel': no channel '{channel}' is configured")
+        if (channel, account) not in self._accounts:
+            raise HeartbeatRejected(404, "account", f"field 'account': channel {channel} has "
+                                                    f"no account '{account}'")
+        key = account_key(channel, account)
+        if not self._shard.owns(key):
+            raise HeartbeatRejected(
+                404, "account", f"field 'account': {key} is watched by the replica of shard "
+                                f"{owner(key, self._shard.count)}/{self._shard.count}; this one "
+                                f"is {self._shard}")
+        found = self.datasets.get((channel, account, dataset))
+        if found is None:
+            raise HeartbeatRejected(404, "dataset", f"field 'dataset': account {key} has no "
+                                                    f"data set '{dataset}'")
+        return found
+
+    def heartbeat(self, body: Mapping[str, Any]) -> Dataset:
+        """Validate and store a heartbeat; :class:`HeartbeatRejected` stores nothing."""
+        dataset, last_updated = parse_heartbeat(body, self.find, self.sources, self.clock())
+        self.record(dataset, last_updated, forward_only=True)
+        return dataset
+
+    def account_datasets(self, account: tuple[str, str]) -> list[dict[str, Any]]:
+        """Each data set of one account as plain data (status API, CLI, landing page)."""
+        now = self.clock()
+        return [self._status(dataset, now) for dataset in self._by_account.get(account, [])]
+
+    def _status(self, dataset: Dataset, now: float) -> dict[str, Any]:
+        value = self.values.get(dataset.key)
+        age = None if value is None else max(0.0, now - value.last_updated)
+        source = self.sources.get(dataset.source)
+        return {
+            "dataset": dataset.name,
+            "source": dataset.source,
+            "source_type": source.type if source is not None else None,
+            "source_up": self.source_up.get(dataset.source),
+            "state": freshness_word(age, dataset.max_age),
+            "last_updated": iso(value.last_updated) if value else None,
+            "age_seconds": None if age is None else round(age),
+            "age": None if age is None else _human_age(age),
+            "max_age_seconds": dataset.max_age,
+            "max_age": format_duration(dataset.max_age),
+        }
+
+
+def _human_age(age: float) -> str:
+    """Whole seconds under an hour, whole minutes above: "42s", "3h12m", "2d4h"."""
+    return format_duration(round(age) if age < 3600 else round(age / 60) * 60)
+
+
+def freshness_word(age: float | None, max_age: float) -> str:
+    """fresh / stale (older than max_age) / no data yet."""
+    if age is None:
+        return NO_DATA
+    return "stale" if age > max_age else "fresh"

@@ -1,0 +1,27 @@
+import click
+import pytest
+from click.testing import CliRunner
+
+from agent.cli import cli
+
+
+def _commands(group: click.Group, prefix=()):
+    for name, command in group.commands.items():
+        yield (*prefix, name)
+        if isinstance(command, click.Group):
+            yield from _commands(command, (*prefix, name))
+
+
+@pytest.mark.parametrize("path", list(_commands(cli)), ids=" ".join)
+def test_every_command_has_help_with_an_example(path):
+    result = CliRunner().invoke(cli, [*path, "--help"])
+    assert result.exit_code == 0
+    assert "Example" in result.output and "channel-agent" in result.output
+
+
+def test_config_check_reports_problems_and_exits_2(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("agent:\n  check_interval: soon\nchannels: {}\n")
+    result = CliRunner().invoke(cli, ["config", "check", str(bad)])
+    assert result.exit_code == 2
+    assert f"{bad}:2: agent.check_interval" in result.output
