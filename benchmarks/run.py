@@ -359,7 +359,8 @@ def table(args: argparse.Namespace, r: dict[str, Any]) -> list[tuple[str, str, s
     rows = [
         ("checks per second (full cycle, flat out)", f"{cycle['checks_per_second']:.0f}", ""),
         ("agent CPU per check", f"{cycle['cpu_ms_per_check']:.2f} ms", ""),
-        ("  same, scraped every 100 ms", f"{scraped['cpu_ms_per_check']:.2f} ms", ""),
+        (f"  same, scraped every {args.scrape_interval * 1000:g} ms",
+         f"{scraped['cpu_ms_per_check']:.2f} ms", ""),
     ]
     if "floor" in r:
         ratio = cycle["cpu_ms_per_check"] / r["floor"]["cpu_ms_per_check"]
