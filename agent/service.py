@@ -83,9 +83,7 @@ class AgentService:
         inner = self.http_options.transport or AiohttpTransport(
             max_connections=self.config.agent.max_concurrency)
         limited = self._rate_limits[name] = RateLimitedTransport(inner, **_limits(channel))
-        # trust_env=False: httpx would send proxied URLs (HTTPS_PROXY) through transports of
-        # its own, past the rate limit; aiohttp's session reads the proxy variables instead.
-        return ChannelClient(transport=limited, trust_env=False,
+        return ChannelClient(transport=limited,
                              headers={"User-Agent": f"channel-health-agent/{__version__}"})
 
     async def start(self) -> None:

@@ -61,7 +61,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 connector=connector,
                 auto_decompress=False,  # httpx decodes, as with its own transport
                 cookie_jar=aiohttp.DummyCookieJar(),
-                trust_env=True,  # HTTP(S)_PROXY, NO_PROXY, as httpx's own transport honours
+                # HTTP(S)_PROXY and NO_PROXY, as httpx's own transport honoured them (httpx
+                # ignores them when it is handed a transport)
+                trust_env=True,
                 # httpx already set these; aiohttp must not add its own
                 skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
             )

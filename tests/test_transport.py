@@ -128,14 +128,14 @@ async def test_a_connection_closed_without_answer_is_a_network_error(server, cli
     assert caught.value.reason == "network"
 
 
-async def test_a_proxy_in_the_environment_does_not_bypass_the_agents_transport(
-        fake_config, monkeypatch):
-    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{free_port()}")  # nothing listens
-    service = AgentService(fake_config(), load_plugins([FakePlugin()], entry_points=False),
-                           HttpOptions(transport=httpx.MockTransport(
-                               lambda request: httpx.Response(204))))
-    assert (await service.http["fake"].get("https://api.example.test/")).status_code == 204
-    await service.stop()
+async def test_the_proxy_of_the_environment_is_used(server, client, monkeypatch):
+    base, seen = server
+    monkeypatch.setenv("HTTP_PROXY", base)  # the test server plays the proxy
+    await client.aclose()
+    async with ChannelClient(transport=AiohttpTransport()) as proxied:
+        response = await proxied.get("http://api.example.invalid/echo")  # cannot resolve
+    assert response.status_code == 200
+    assert seen[-1].headers["Host"] == "api.example.invalid"
 
 
 async def test_an_injected_transport_replaces_aiohttp(fake_config):
