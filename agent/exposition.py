@@ -7,8 +7,8 @@ like this:
 - The fleet's per-account samples (:class:`~agent.metrics.FleetCollector`) are formatted once
   per change of the account (``Fleet.watch``) and kept in blocks of ``BLOCK`` accounts per
   family. Each block is also kept deflate-compressed on its own, ended by a sync flush, so the
-  compressed blocks concatenate into one valid deflate stream: a change re-compresses only its
-  block.
+  compressed blocks concatenate into one valid deflate stream: a change re-compresses only the
+  blocks of its account whose text changed.
 - Samples whose value is an :class:`~agent.metrics.Age` (token ages) are evaluated at every
   scrape from cached label prefixes, and so are the fleet-wide families.
 - Every other collector in the registry is rendered at every scrape by prometheus_client's own
@@ -129,7 +129,11 @@ class _FleetCache:
         self.age_blocks: list[list[list[tuple[str, float]]]] = [
             [[] for _ in range(blocks)] for _ in self.live
         ]
+        # when an account's samples change by themselves (a held access token expires): a
+        # heap of (time, account), and the current time of each account (older entries of
+        # the heap are stale)
         self.expiries: list[tuple[float, int]] = []
+        self.expiry_of: dict[int, float] = {}
         self.changed.clear()
         self.seen = (self.fleet.generation, id(self.collector.channels))
         self._refresh(range(n), now)
@@ -151,7 +155,9 @@ class _FleetCache:
         dirty = {self.index[key] for key in self.changed if key in self.index}
         self.changed.clear()
         while self.expiries and self.expiries[0][0] <= now:
-            dirty.add(heapq.heappop(self.expiries)[1])
+            when, i = heapq.heappop(self.expiries)
+            if self.expiry_of.get(i) == when:
+                dirty.add(i)
         if dirty:
             self._refresh(sorted(dirty), now)
 
@@ -219,8 +225,14 @@ class _FleetCache:
         self.ages[i] = tuple([tuple(a) for a in ages])
         changed = [f for f in range(len(new)) if not old or old[f] != new[f]]
         expiry = self.collector.changes_at(state, now)
-        if expiry != math.inf:
+        if expiry == math.inf:
+            self.expiry_of.pop(i, None)
+        elif self.expiry_of.get(i) != expiry:
+            self.expiry_of[i] = expiry
             heapq.heappush(self.expiries, (expiry, i))
+            if len(self.expiries) > 2 * len(self.expiry_of) + 64:  # mostly stale: compact
+                self.expiries = [(when, j) for j, when in self.expiry_of.items()]
+                heapq.heapify(self.expiries)
         return changed
 
     def _prefix(self, family: str, values: list[str]) -> str:

@@ -181,3 +181,17 @@ async def test_metrics_endpoint_serves_gzip_to_who_accepts_it(world):
 ])
 def test_accept_encoding(header, gzip_ok):
     assert accepts_gzip(header) is gzip_ok
+
+
+async def test_expiry_bookkeeping_stays_bounded_however_often_an_account_changes(world):
+    service, clock, exposition = world
+    account = service.find_account("fake", "acct005")
+    exposition.render()
+    for _ in range(300):  # a new access token at every check
+        clock.now += 1
+        FakeChannel.script["acct005"] = rich(clock, 5)
+        await service.scheduler.check_now(account)
+        exposition.refresh()
+    cache = next(iter(exposition._caches.values()))
+    assert len(cache.expiries) <= 2 * len(cache.expiry_of) + 64
+    assert_same(service, exposition)
