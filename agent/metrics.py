@@ -37,7 +37,8 @@ class Age:
     since: float
 
     def at(self, now: float) -> float:
-        return max(0.0, now - self.since)
+        """Seconds since ``since`` at ``now``, to the millisecond (never negative)."""
+        return round(max(0.0, now - self.since), 3)
 
 
 # (family key, label values after ACCOUNT_LABELS, value)

@@ -100,10 +100,10 @@ async def test_ages_are_computed_at_scrape_time(world):
     FakeChannel.script["acct002"] = rich(clock, 2)
     await service.scheduler.check_now(service.find_account("fake", "acct002"))
     exposition.render_gzip()
-    clock.now += 1234.5
+    clock.now += 1234.5678
     text = gzip.decompress(exposition.render_gzip()).decode()
     assert ('channel_token_age_seconds{account="acct002",channel="fake",region="na",'
-            'token="access"} 1234.5\n') in text
+            'token="access"} 1234.568\n') in text  # to the millisecond
 
 
 async def test_an_expired_access_token_leaves_without_a_state_change(world):
