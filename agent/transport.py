@@ -16,9 +16,11 @@ reported as ``timeout``.)
 from __future__ import annotations
 
 import ssl
+import urllib.request
 
 import aiohttp
 import httpx
+import yarl
 
 _SET_BY_AIOHTTP = (b"host", b"content-length")
 
@@ -51,6 +53,11 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self.max_connections = max_connections
         self.ssl_context = ssl_context or httpx.create_ssl_context()
         self._session: aiohttp.ClientSession | None = None
+        # HTTP(S)_PROXY and NO_PROXY, honoured as by httpx's own transport (httpx ignores
+        # them when it is handed one). Read once: aiohttp's trust_env reads and parses the
+        # environment at every request, more CPU than the rest of the request.
+        self._proxies = urllib.request.getproxies()
+        self._proxy_for: dict[tuple[str, str], tuple[str | None, aiohttp.BasicAuth | None]] = {}
 
     def _open(self) -> aiohttp.ClientSession:
         # Created at the first request: a session belongs to the running event loop.
@@ -61,16 +68,28 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 connector=connector,
                 auto_decompress=False,  # httpx decodes, as with its own transport
                 cookie_jar=aiohttp.DummyCookieJar(),
-                # HTTP(S)_PROXY and NO_PROXY, as httpx's own transport honoured them (httpx
-                # ignores them when it is handed a transport)
-                trust_env=True,
                 # httpx already set these; aiohttp must not add its own
                 skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
             )
         return self._session
 
+    def _proxy(self, url: httpx.URL) -> tuple[str | None, aiohttp.BasicAuth | None]:
+        found = self._proxy_for.get((url.scheme, url.host))
+        if found is None:
+            proxy = self._proxies.get(url.scheme)
+            if not proxy or urllib.request.proxy_bypass(url.host):
+                found = (None, None)
+            else:
+                parsed = yarl.URL(proxy)
+                auth = aiohttp.BasicAuth(parsed.user, parsed.password or "") if parsed.user \
+                    else None
+                found = (str(parsed.with_user(None)), auth)
+            self._proxy_for[url.scheme, url.host] = found
+        return found
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         session = self._open()
+        proxy, proxy_auth = self._proxy(request.url)
         timeout = request.extensions.get("timeout", {})
         try:
             body = request.content
@@ -84,6 +103,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                          for k, v in request.headers.raw if k.lower() not in _SET_BY_AIOHTTP],
                 data=body or None,
                 allow_redirects=False,
+                proxy=proxy,
+                proxy_auth=proxy_auth,
                 timeout=aiohttp.ClientTimeout(total=None, connect=timeout.get("pool"),
                                               sock_connect=timeout.get("connect"),
                                               sock_read=timeout.get("read")),

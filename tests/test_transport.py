@@ -6,6 +6,7 @@ import asyncio
 import gzip
 import time
 
+import aiohttp
 import httpx
 import pytest
 from aiohttp import web
@@ -150,3 +151,12 @@ async def test_an_injected_transport_replaces_aiohttp(fake_config):
     response = await service.http["fake"].get("https://api.example.test/ping")
     assert response.status_code == 204 and answered == ["/ping"]
     await service.stop()
+
+
+def test_proxy_credentials_and_no_proxy_are_read_from_the_environment(monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", "http://agent:s3cret@127.0.0.1:3128")
+    monkeypatch.setenv("NO_PROXY", "inside.example")
+    transport = AiohttpTransport()
+    proxy, auth = transport._proxy(httpx.URL("http://api.example/x"))
+    assert proxy == "http://127.0.0.1:3128" and auth == aiohttp.BasicAuth("agent", "s3cret")
+    assert transport._proxy(httpx.URL("http://inside.example/x")) == (None, None)
