@@ -15,6 +15,7 @@ reported as ``timeout``.)
 
 from __future__ import annotations
 
+import base64
 import ssl
 import urllib.request
 
@@ -57,7 +58,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         # them when it is handed one). Read once: aiohttp's trust_env reads and parses the
         # environment at every request, more CPU than the rest of the request.
         self._proxies = urllib.request.getproxies()
-        self._proxy_for: dict[tuple[str, str], tuple[str | None, aiohttp.BasicAuth | None]] = {}
+        # (scheme, host) -> (proxy URL, its Proxy-Authorization headers)
+        self._proxy_for: dict[tuple[str, str], tuple[str | None, dict[str, str] | None]] = {}
 
     def _open(self) -> aiohttp.ClientSession:
         # Created at the first request: a session belongs to the running event loop.
@@ -73,7 +75,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             )
         return self._session
 
-    def _proxy(self, url: httpx.URL) -> tuple[str | None, aiohttp.BasicAuth | None]:
+    def _proxy(self, url: httpx.URL) -> tuple[str | None, dict[str, str] | None]:
         found = self._proxy_for.get((url.scheme, url.host))
         if found is None:
             proxy = self._proxies.get(url.scheme)
@@ -81,15 +83,18 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 found = (None, None)
             else:
                 parsed = yarl.URL(proxy)
-                auth = aiohttp.BasicAuth(parsed.user, parsed.password or "") if parsed.user \
-                    else None
-                found = (str(parsed.with_user(None)), auth)
+                headers = None
+                if parsed.user:
+                    user = f"{parsed.user}:{parsed.password or ''}".encode()
+                    headers = {"Proxy-Authorization":
+                               "Basic " + base64.b64encode(user).decode("ascii")}
+                found = (str(parsed.with_user(None)), headers)
             self._proxy_for[url.scheme, url.host] = found
         return found
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         session = self._open()
-        proxy, proxy_auth = self._proxy(request.url)
+        proxy, proxy_headers = self._proxy(request.url)
         timeout = request.extensions.get("timeout", {})
         try:
             body = request.content
@@ -104,7 +109,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 data=body or None,
                 allow_redirects=False,
                 proxy=proxy,
-                proxy_auth=proxy_auth,
+                proxy_headers=proxy_headers,
                 timeout=aiohttp.ClientTimeout(total=None, connect=timeout.get("pool"),
                                               sock_connect=timeout.get("connect"),
                                               sock_read=timeout.get("read")),

@@ -6,7 +6,6 @@ import asyncio
 import gzip
 import time
 
-import aiohttp
 import httpx
 import pytest
 from aiohttp import web
@@ -157,6 +156,7 @@ def test_proxy_credentials_and_no_proxy_are_read_from_the_environment(monkeypatc
     monkeypatch.setenv("HTTP_PROXY", "http://agent:s3cret@127.0.0.1:3128")
     monkeypatch.setenv("NO_PROXY", "inside.example")
     transport = AiohttpTransport()
-    proxy, auth = transport._proxy(httpx.URL("http://api.example/x"))
-    assert proxy == "http://127.0.0.1:3128" and auth == aiohttp.BasicAuth("agent", "s3cret")
+    proxy, headers = transport._proxy(httpx.URL("http://api.example/x"))
+    assert proxy == "http://127.0.0.1:3128"
+    assert headers == {"Proxy-Authorization": "Basic YWdlbnQ6czNjcmV0"}  # agent:s3cret
     assert transport._proxy(httpx.URL("http://inside.example/x")) == (None, None)
