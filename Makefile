@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint system-deps venv clean
+.PHONY: demo test lint system-deps venv clean bench
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml plugins/amazon_ads/pyproject.toml
@@ -23,6 +23,11 @@ lint: venv
 
 test: venv system-deps lint
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+# Not part of `make test`: minutes long, and its numbers depend on the machine.
+# make bench BENCH_ARGS="--accounts 1000 --latency 0.02"   (--help lists the knobs)
+bench: venv
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

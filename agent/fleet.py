@@ -26,6 +26,9 @@ class Fleet:
         self.client_valid: dict[str, bool | None] = {}
         self.shard = Shard()
         self.configured = 0  # accounts in the configuration, this shard's and the others'
+        # bumped when the set of accounts is replaced; watchers then start over
+        self.generation = 0
+        self._watchers: list[set[tuple[str, str]]] = []
 
     def configure(self, config: Config) -> None:
         """Adopt the accounts of ``config`` that this replica's shard owns (at start and at
@@ -54,6 +57,7 @@ class Fleet:
         self.states = states
         self.shard = shard
         self.configured = len(configured)
+        self.generation += 1
         self.client_valid = {
             name: self.client_valid.get(name, restored_clients.get(name))
             for name in config.channels
@@ -69,7 +73,7 @@ class Fleet:
             return AccountState(channel=account.channel, account=account.name,
                                 region=account.region)
         state.apply(result, self.clock(), self.store.load_grant(*account.key))
-        self.store.save_account(state)
+        self.save(state)
         if result.client_valid is not None and self.client_valid.get(account.channel) != (
             result.client_valid
         ):
@@ -78,4 +82,14 @@ class Fleet:
         return state
 
     def save(self, state: AccountState) -> None:
+        """Persist a changed state (and tell the watchers). Every change goes through here."""
         self.store.save_account(state)
+        for keys in self._watchers:
+            keys.add(state.key)
+
+    def watch(self) -> set[tuple[str, str]]:
+        """A set that collects the key of every account whose state changes from now on;
+        the caller empties it when it has dealt with them."""
+        keys: set[tuple[str, str]] = set()
+        self._watchers.append(keys)
+        return keys

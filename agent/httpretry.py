@@ -22,6 +22,12 @@ import httpx
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
+class HostThrottled(httpx.TransportError):
+    """The agent held a request back (its host is paused after a 429, or
+    ``max_requests_per_second`` leaves no slot within the request's time): nothing was sent.
+    Raised by :class:`agent.ratelimit.RateLimitedTransport`; ends a check as ``throttled``."""
+
+
 class TransientError(Exception):
     """No response: ``reason`` is ``"timeout"`` or ``"network"``; ``detail`` names the error."""
 
@@ -100,10 +106,15 @@ async def send_with_retries(
         timeout = min(policy.request_timeout, remaining)
         request = request_factory()
         request.extensions["timeout"] = httpx.Timeout(timeout).as_dict()
-        response, error = None, None
+        response, error, held_back = None, None, False
         try:
-            # httpx timeouts bound each read, not the whole exchange: wait_for bounds the total.
-            response = await asyncio.wait_for(client.send(request), timeout)
+            # httpx timeouts bound each read, not the whole exchange: this bounds the total
+            # (in the same task: wait_for would start a task per request).
+            async with asyncio.timeout(timeout):
+                response = await client.send(request)
+        except HostThrottled as exc:  # not sent, so not counted as a request
+            held_back = True
+            error = TransientError("throttled", f"{endpoint}: {exc}")
         except (httpx.TimeoutException, TimeoutError) as exc:
             record(endpoint, "timeout")
             error = TransientError("timeout", f"{endpoint}: {_describe(exc, timeout)}")
@@ -124,9 +135,9 @@ async def send_with_retries(
                 return response
             assert error is not None
             cut_short = error.reason == "timeout" and timeout < policy.request_timeout
-            if cut_short and previous is not None:
-                # the budget, not the server, cut this attempt short: the attempt before
-                # (a 429, a 503, a reset) tells more about the server
+            if (cut_short or held_back) and previous is not None:
+                # the budget (or the agent's own backoff), not the server, cut this attempt
+                # short: the attempt before (a 429, a 503, a reset) tells more about the server
                 if isinstance(previous, TransientError):
                     raise previous
                 return previous

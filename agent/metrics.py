@@ -8,18 +8,41 @@ and the check-duration histogram are ordinary prometheus_client metrics in the s
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from agent import __version__
-from agent.channel import REASONS, Channel
+from agent.channel import REASONS, Account, Channel
 from agent.fleet import Fleet
+from agent.state import AccountState
 
 ACCOUNT_LABELS = ["channel", "account", "region"]
 CACHED = " Served from the last scheduled check; a scrape never calls the channel's API."
+
+
+@dataclass(frozen=True, slots=True)
+class Age:
+    """A sample value that is the time since ``since``, computed when the sample is rendered.
+
+    Per-account samples are rendered once and cached (:mod:`agent.exposition`); an ``Age`` is
+    the one kind of value that changes without the state changing, so it is kept apart and
+    evaluated at every scrape.
+    """
+
+    since: float
+
+    def at(self, now: float) -> float:
+        """Seconds since ``since`` at ``now``, to the millisecond (never negative)."""
+        return round(max(0.0, now - self.since), 3)
+
+
+# (family key, label values after ACCOUNT_LABELS, value)
+Sample = tuple[str, tuple[str, ...], "float | Age"]
 
 
 class FleetCollector(Collector):
@@ -28,45 +51,68 @@ class FleetCollector(Collector):
         channel_credential_valid{channel="amazon_ads",account="acme-us",region="na"} 1.0
         channel_credential_failure_reason{...,reason="invalid_grant"} 1.0
         channel_token_age_seconds{...,token="refresh"} 86400.0
+
+    The per-account samples come from :meth:`account_samples`, which :meth:`collect` and the
+    incremental renderer of :mod:`agent.exposition` share, so both always agree.
     """
+
+    # families whose samples are Age values (rendered at every scrape, never cached)
+    live_families: frozenset[str] = frozenset({"token_age"})
 
     def __init__(self, fleet: Fleet, channels: dict[str, Channel]) -> None:
         self.fleet = fleet
         self.channels = channels
+        # accounts per channel, for the fleet's generation and channels it was counted for
+        self._counted: tuple[tuple[int, int] | None, dict[str, int]] = (None, {})
 
-    def collect(self) -> Iterator[Metric]:
-        now = self.fleet.clock()
+    def families(self) -> dict[str, Metric]:
+        """Empty families, keyed and ordered as the samples refer to them."""
+        return _families()
+
+    def account_samples(self, account: Account, state: AccountState, now: float,
+                        ) -> Iterator[Sample]:
+        """One account's samples. Apart from Age values they depend on ``state`` only, until
+        :meth:`changes_at` (a held access token expiring)."""
+        if state.valid is not None:
+            yield "valid", (), float(state.valid)
+        if state.check_success is not None:
+            yield "check_success", (), float(state.check_success)
+        if state.reason is not None:
+            yield "failure_reason", (state.reason,), 1.0
+        if state.last_check is not None:
+            yield "last_check", (), state.last_check
+        if state.last_valid is not None:
+            yield "last_valid", (), state.last_valid
+        yield "failures", (), float(state.failures_total)
+        if state.refresh_issued is not None:
+            yield "token_age", ("refresh",), Age(state.refresh_issued)
+            yield "refresh_issued", (), state.refresh_issued
+            channel = self.channels.get(account.channel)
+            max_age = channel.refresh_token_max_age() if channel else 0.0
+            if max_age > 0:
+                yield "refresh_expiry", (), state.refresh_issued + max_age
+        if _holds_access_token(state, now):
+            yield "token_age", ("access",), Age(state.access_issued)
+            yield "access_expiry", (), state.access_expires
+        for profile_id, accessible in sorted(state.profiles.items()):
+            yield "profile", (profile_id,), float(accessible)
+        if state.reconnected is not None:
+            yield "reconnected", (), state.reconnected
+
+    @staticmethod
+    def changes_at(state: AccountState, now: float) -> float:
+        """When :meth:`account_samples` will change although ``state`` did not."""
+        return state.access_expires if _holds_access_token(state, now) else math.inf
+
+    def fleet_families(self) -> Iterator[Metric]:
+        """The few families about the whole fleet (per channel, build info)."""
         g = _families()
-        per_channel: dict[str, int] = {name: 0 for name in self.channels}
-        for account, state in self.fleet:
-            labels = [account.channel, account.name, account.region]
-            per_channel[account.channel] = per_channel.get(account.channel, 0) + 1
-            if state.valid is not None:
-                g["valid"].add_metric(labels, float(state.valid))
-            if state.check_success is not None:
-                g["check_success"].add_metric(labels, float(state.check_success))
-            if state.reason is not None:
-                g["failure_reason"].add_metric([*labels, state.reason], 1.0)
-            if state.last_check is not None:
-                g["last_check"].add_metric(labels, state.last_check)
-            if state.last_valid is not None:
-                g["last_valid"].add_metric(labels, state.last_valid)
-            g["failures"].add_metric(labels, float(state.failures_total))
-            if state.refresh_issued is not None:
-                refresh_age = max(0.0, now - state.refresh_issued)
-                g["token_age"].add_metric([*labels, "refresh"], refresh_age)
-                g["refresh_issued"].add_metric(labels, state.refresh_issued)
-                channel = self.channels.get(account.channel)
-                max_age = channel.refresh_token_max_age() if channel else 0.0
-                if max_age > 0:
-                    g["refresh_expiry"].add_metric(labels, state.refresh_issued + max_age)
-            if state.access_issued is not None and (state.access_expires or 0) > now:
-                g["token_age"].add_metric([*labels, "access"], max(0.0, now - state.access_issued))
-                g["access_expiry"].add_metric(labels, state.access_expires)
-            for profile_id, accessible in sorted(state.profiles.items()):
-                g["profile"].add_metric([*labels, profile_id], float(accessible))
-            if state.reconnected is not None:
-                g["reconnected"].add_metric(labels, state.reconnected)
+        if self._counted[0] != (self.fleet.generation, id(self.channels)):
+            per_channel: dict[str, int] = dict.fromkeys(self.channels, 0)
+            for account in self.fleet.accounts.values():
+                per_channel[account.channel] = per_channel.get(account.channel, 0) + 1
+            self._counted = ((self.fleet.generation, id(self.channels)), per_channel)
+        per_channel = self._counted[1]
         for channel, valid in sorted(self.fleet.client_valid.items()):
             if valid is not None:
                 g["client_valid"].add_metric([channel], float(valid))
@@ -74,10 +120,29 @@ class FleetCollector(Collector):
             g["accounts"].add_metric([channel], float(count))
         g["build_info"].add_metric([__version__], 1.0)
         g["shard_info"].add_metric([str(self.fleet.shard.index), str(self.fleet.shard.count)], 1.0)
-        yield from g.values()
+        yield from (g[key] for key in FLEET_FAMILIES)
+
+    def collect(self) -> Iterator[Metric]:
+        now = self.fleet.clock()
+        g = _families()
+        for account, state in self.fleet:
+            labels = [account.channel, account.name, account.region]
+            for key, extra, value in self.account_samples(account, state, now):
+                if isinstance(value, Age):
+                    value = value.at(now)
+                g[key].add_metric([*labels, *extra], value)
+        yield from (family for key, family in g.items() if key not in FLEET_FAMILIES)
+        yield from self.fleet_families()
 
     def describe(self) -> Iterable[Metric]:
         return _families().values()
+
+
+def _holds_access_token(state: AccountState, now: float) -> bool:
+    return state.access_issued is not None and (state.access_expires or 0) > now
+
+
+FLEET_FAMILIES = ("client_valid", "accounts", "build_info", "shard_info")
 
 
 def _families() -> dict[str, Metric]:
@@ -169,12 +234,28 @@ def _families() -> dict[str, Metric]:
     }
 
 
+class AgentRegistry(CollectorRegistry):
+    """A CollectorRegistry that lists its collectors in registration order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.collectors: list[Collector] = []
+
+    def register(self, collector: Collector) -> None:
+        super().register(collector)
+        self.collectors.append(collector)
+
+    def unregister(self, collector: Collector) -> None:
+        super().unregister(collector)
+        self.collectors.remove(collector)
+
+
 class AgentMetrics:
     """The agent's registry: the fleet collector plus process-wide counters."""
 
     def __init__(self, fleet: Fleet, channels: dict[str, Channel],
                  registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry()
+        self.registry = registry or AgentRegistry()
         self.fleet_collector = FleetCollector(fleet, channels)
         self.registry.register(self.fleet_collector)
         # process_start_time_seconds & co.: the ChannelAgentChecksStalled rule needs the uptime.

@@ -70,6 +70,7 @@ class Scheduler:
                 task.cancel()
                 del self._loops[key]
         for key, account in wanted.items():
+            self._locks.setdefault(key, asyncio.Lock())  # now, with the other long-lived
             if key not in self._loops:
                 self._loops[key] = asyncio.create_task(self._loop(account), name=f"check {key}")
 
@@ -86,10 +87,13 @@ class Scheduler:
 
     async def stop(self) -> None:
         self._started = False
-        tasks = [*self._loops.values(), *self._checks]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        pending = {*self._loops.values(), *self._checks}
+        while pending:
+            # Python 3.11's wait_for can swallow a cancellation that arrives as its inner
+            # call completes, and the task then goes on: cancel again until every one ended.
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.1)
         self._loops.clear()
 
     async def _loop(self, account: Account) -> None:
@@ -145,9 +149,8 @@ class Scheduler:
             ),
         )
         try:
-            result = await asyncio.wait_for(
-                channel.check(account, ctx), timeout + HARD_TIMEOUT_GRACE
-            )
+            async with asyncio.timeout(timeout + HARD_TIMEOUT_GRACE):
+                result = await channel.check(account, ctx)
         except TimeoutError:
             return CheckResult(valid=None, reason="timeout",
                                detail=f"check did not finish within {timeout:g}s")

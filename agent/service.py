@@ -21,9 +21,11 @@ from agent.freshness.timestamps import iso as _iso
 from agent.freshness.tracker import FreshnessTracker
 from agent.metrics import AgentMetrics
 from agent.plugins import Plugins
+from agent.ratelimit import RateLimitedTransport
 from agent.scheduler import HARD_TIMEOUT_GRACE, Scheduler
 from agent.sharding import account_key, owner
 from agent.state import AccountState, StateStore
+from agent.transport import AiohttpTransport, ChannelClient
 
 log = logging.getLogger(__name__)
 
@@ -67,17 +69,22 @@ class AgentService:
         self.freshness.configure(config)
         self.freshness_metrics = FreshnessMetrics(self.freshness, self.metrics.registry)
         self.poller = FreshnessPoller(self.freshness, self.freshness_metrics)
-        self.http = {name: self._client() for name in config.channels}
+        self._rate_limits: dict[str, RateLimitedTransport] = {}
+        self.http = {name: self._client(name, channel)
+                     for name, channel in config.channels.items()}
         self.scheduler = Scheduler(self.fleet, config.channels, self.metrics, config.agent,
                                    self.http)
         self._reload_lock = asyncio.Lock()
         self._closing: set[asyncio.Task] = set()  # clients of removed channels, closing
 
-    def _client(self) -> httpx.AsyncClient:
-        limits = httpx.Limits(max_connections=self.config.agent.max_concurrency,
-                              max_keepalive_connections=self.config.agent.max_concurrency)
-        return httpx.AsyncClient(transport=self.http_options.transport, limits=limits,
-                                 headers={"User-Agent": f"channel-health-agent/{__version__}"})
+    def _client(self, name: str, channel: Channel) -> httpx.AsyncClient:
+        """The channel's client: aiohttp underneath (or the injected transport), rate-limited
+        per host."""
+        inner = self.http_options.transport or AiohttpTransport(
+            max_connections=self.config.agent.max_concurrency)
+        limited = self._rate_limits[name] = RateLimitedTransport(inner, **_limits(channel))
+        return ChannelClient(transport=limited,
+                             headers={"User-Agent": f"channel-health-agent/{__version__}"})
 
     async def start(self) -> None:
         self.scheduler.start()
@@ -146,9 +153,13 @@ class AgentService:
         self.freshness.configure(config)
         removed_clients = [self.http.pop(name) for name in list(self.http)
                            if name not in config.channels]
-        for name in config.channels:
+        for name, channel in config.channels.items():
             if name not in self.http:
-                self.http[name] = self._client()
+                self.http[name] = self._client(name, channel)
+            else:
+                self._rate_limits[name].configure(**_limits(channel))
+        for name in set(self._rate_limits) - set(config.channels):
+            del self._rate_limits[name]
         self.scheduler.reconfigure(config.channels, config.agent)
         if self.ready:
             self.poller.start()
@@ -214,6 +225,12 @@ class AgentService:
                 for account, state in self.fleet
             ],
         }
+
+
+def _limits(channel: Channel) -> dict[str, Any]:
+    """The channel's settings for its RateLimitedTransport (agent.ratelimit.CHANNEL_OPTIONS)."""
+    return {"rate": float(channel.settings.get("max_requests_per_second") or 0),
+            "pause_on_429": bool(channel.settings.get("pause_host_on_429", True))}
 
 
 def account_status(state: AccountState, channel: Channel | None,

@@ -3,13 +3,17 @@ redirect of reconnect links (``agent.oauth_callback``)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import html
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
+from agent.exposition import Exposition
 from agent.freshness.heartbeat import HeartbeatRejected
 from agent.oauth_callback import callback_handler
 from agent.reconnect import CALLBACK_PATH
@@ -18,6 +22,7 @@ from agent.service import AgentService, account_status
 from agent.websecurity import WebSecurity, self_authenticating
 
 SERVICE = web.AppKey("service", AgentService)
+EXPOSITION = web.AppKey("exposition", Exposition)
 MAX_BODY = 64 * 1024  # request bodies past this get 413
 
 
@@ -27,6 +32,9 @@ def make_app(service: AgentService, security: WebSecurity | None = None) -> web.
     app = web.Application(client_max_size=MAX_BODY, middlewares=[security.middleware])
     app.on_response_prepare.append(security.add_headers)
     app[SERVICE] = service
+    if service is not None:  # None: only the routes are wanted
+        app[EXPOSITION] = Exposition(service.metrics.registry)
+        app.cleanup_ctx.append(_refresh_exposition)
     app.router.add_get("/", landing_page)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/status", status)
@@ -40,11 +48,38 @@ def make_app(service: AgentService, security: WebSecurity | None = None) -> web.
     return app
 
 
+async def _refresh_exposition(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(app[EXPOSITION].keep_fresh(), name="exposition refresh")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[SERVICE].metrics.registry)
-    response = web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-    response.enable_compression()
-    return response
+    """The exposition, from cached per-account text; gzip when the scraper accepts it."""
+    exposition = request.app[EXPOSITION]
+    headers = {"Content-Type": CONTENT_TYPE_LATEST, "Vary": "Accept-Encoding"}
+    if accepts_gzip(request.headers.get("Accept-Encoding", "")):
+        headers["Content-Encoding"] = "gzip"
+        return web.Response(body=exposition.render_gzip(), headers=headers)
+    return web.Response(body=exposition.render(), headers=headers)
+
+
+def accepts_gzip(header: str) -> bool:
+    """Whether an Accept-Encoding header allows gzip (``gzip``, ``*``, without ``q=0``)."""
+    for item in header.split(","):
+        coding, _, params = item.strip().partition(";")
+        if coding.strip().lower() not in ("gzip", "*"):
+            continue
+        q = params.strip().lower()
+        if q.startswith("q="):
+            try:
+                return float(q[2:]) > 0
+            except ValueError:
+                return False
+        return True
+    return False
 
 
 async def status(request: web.Request) -> web.Response:

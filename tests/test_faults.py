@@ -113,6 +113,9 @@ class World:
                 "client_id": self.sim.client_id, "client_secret": self.sim.client_secret,
                 "endpoints": endpoints, "refresh_interval": "0" if path == "token" else "1h",
                 "request_timeout": f"{int(REQUEST_TIMEOUT * 1000)}ms",
+                # every account here is a different fault on one simulated host: one's 429s
+                # must not pause the others (in production each region is its own host)
+                "pause_host_on_429": False,
                 "retry": {"initial_backoff": f"{int(INITIAL_BACKOFF * 1000)}ms",
                           "max_backoff": "200ms"},
                 "accounts": [{"name": c.account, "region": c.region, "expected_profiles": [42],

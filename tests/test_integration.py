@@ -14,6 +14,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from agent.state import FLUSH_DELAY
 from tests.helpers import BIN, free_port, require_program, simulated_fleet
 
 pytestmark = pytest.mark.integration
@@ -132,6 +133,23 @@ def test_restart_serves_restored_state_at_once(world):
     assert [{k: a[k] for k in key} for a in after] == [{k: a[k] for k in key} for a in before]
     assert agent.sample("channel_credential_valid", "revoked-eu") == 0
     assert agent.sample("channel_credential_last_valid_timestamp_seconds", "healthy-na") > 0
+
+
+def test_a_killed_agent_keeps_every_committed_result(world):
+    agent, sim = world["agent"], world["sim"]
+    sim.set_scenario("healthy-na", "server_error")
+    try:
+        assert agent.recheck("healthy-na")["after"]["reason"] == "server_error"
+        time.sleep(FLUSH_DELAY + 0.3)  # results are committed in batches, FLUSH_DELAY apart
+        agent.proc.kill()  # no shutdown: nothing is flushed on the way out
+        agent.proc.wait(timeout=10)
+        agent.start()
+        restored = httpx.get(agent.url + "/api/v1/status").json()["accounts"]
+        assert next(a for a in restored if a["account"] == "healthy-na")["reason"] == (
+            "server_error")
+    finally:
+        sim.set_scenario("healthy-na", "healthy")
+    assert agent.recheck("healthy-na")["after"]["state"] == "valid"
 
 
 def _rfc3339(ts: float) -> str:

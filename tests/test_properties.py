@@ -328,6 +328,7 @@ def test_any_sequence_of_amazon_answers_ends_in_a_consistent_stored_state(
     else:
         assert state.reason in TRANSIENT_REASONS and state.valid == before
     assert PLANTED not in state.detail and "PLANTED-refresh" not in state.detail
+    service.store.flush()  # what the running loop does FLUSH_DELAY after the write
     with sqlite3.connect(service.store.path) as db:
         rows = db.execute("SELECT account, valid, check_success, reason FROM accounts").fetchall()
     assert rows == [("acme", None if state.valid is None else int(state.valid),

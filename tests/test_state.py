@@ -1,3 +1,4 @@
+import asyncio
 import sqlite3
 
 from agent.channel import CheckResult
@@ -159,3 +160,24 @@ def test_a_version_2_file_gains_the_freshness_table(tmp_path):
     assert read_freshness(path) == {value.key: value}  # read-only, beside a running agent
     reopened.close()
     assert read_freshness(tmp_path / "missing.db") == {}
+
+
+def _rows(path):
+    with sqlite3.connect(path) as conn:
+        return conn.execute("SELECT account, reason FROM accounts ORDER BY account").fetchall()
+
+
+async def test_writes_in_a_running_loop_are_committed_together(tmp_path):
+    path = tmp_path / "agent.db"
+    store = StateStore(path, flush_delay=0.05)
+    for name in ("a1", "a2", "a3"):
+        state = AccountState(channel="fake", account=name, region="na")
+        state.apply(CheckResult(valid=None, reason="timeout"), now=100)
+        store.save_account(state)
+    assert _rows(path) == []  # not committed yet
+    await asyncio.sleep(0.2)
+    assert _rows(path) == [("a1", "timeout"), ("a2", "timeout"), ("a3", "timeout")]
+    state.apply(CheckResult(valid=True), now=200)
+    store.save_account(state)
+    store.close()  # commits what is pending
+    assert _rows(path)[-1] == ("a3", None)

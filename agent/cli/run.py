@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import logging
 import signal
 import sqlite3
@@ -32,6 +33,7 @@ from agent.web import make_app, split_listen_address
 from agent.websecurity import WebSecurity, insecure_listen_problem, is_loopback
 
 log = logging.getLogger("agent")
+GC_THRESHOLD = (5_000, 10, 100)  # CPython's default: (700, 10, 10)
 
 listen_option = click.option(
     "--web.listen-address", "listen_address", metavar="HOST:PORT", default=None,
@@ -134,6 +136,7 @@ async def serve(config: Config, plugins: Plugins, address: str,
     try:
         await listener.start()
         await service.start()
+        tune_gc()
         if security.config is None and not is_loopback(host):
             log.warning("INSECURE: serving %s without a web configuration "
                         "(--web.allow-insecure): anyone who can reach it can read every "
@@ -160,6 +163,16 @@ async def serve(config: Config, plugins: Plugins, address: str,
         await listener.stop()
         await service.stop()
         await runner.cleanup()
+
+
+def tune_gc() -> None:
+    """At 10,000 accounts the default collector thresholds cost ~10% of the agent's CPU and
+    stall the loop for 100-200 ms at each full pass (docs/performance.md): what was loaded
+    so far (config, accounts, restored state, one task per account) lives as long as the
+    process, so it is moved out of the collector's sight, and the young generation may grow
+    to more than the objects of the checks in flight before it is examined."""
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD[0], GC_THRESHOLD[1], GC_THRESHOLD[2])
 
 
 @click.command()

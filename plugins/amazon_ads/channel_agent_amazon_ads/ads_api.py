@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -19,6 +20,13 @@ from channel_agent_amazon_ads.classify import (
 SP_CAMPAIGN_TYPE = "application/vnd.spCampaign.v3+json"
 
 
+@functools.lru_cache(maxsize=64)
+def parsed_url(url: str) -> httpx.URL:
+    """The few URLs a check calls, parsed once: httpx parses a URL string in pure Python, a
+    tenth of a check's CPU for two requests (docs/performance.md)."""
+    return httpx.URL(url)
+
+
 def _headers(client_id: str, access_token: Secret) -> dict[str, str]:
     return {
         "Amazon-Advertising-API-ClientId": client_id,
@@ -30,7 +38,8 @@ def profiles_request(
     client: httpx.AsyncClient, api_url: str, client_id: str, access_token: Secret
 ) -> httpx.Request:
     headers = _headers(client_id, access_token) | {"Accept": "application/json"}
-    return client.build_request("GET", f"{api_url.rstrip('/')}/v2/profiles", headers=headers)
+    return client.build_request("GET", parsed_url(f"{api_url.rstrip('/')}/v2/profiles"),
+                                headers=headers)
 
 
 def campaigns_probe_request(
@@ -47,7 +56,7 @@ def campaigns_probe_request(
     }
     return client.build_request(
         "POST",
-        f"{api_url.rstrip('/')}/sp/campaigns/list",
+        parsed_url(f"{api_url.rstrip('/')}/sp/campaigns/list"),
         headers=headers,
         content=json.dumps({"maxResults": 1}).encode(),
     )

@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 import httpx
 
 from agent.channel import Secret
+from channel_agent_amazon_ads.ads_api import parsed_url
 from channel_agent_amazon_ads.classify import (
     BAD_RESPONSE,
     ProviderError,
@@ -68,7 +69,7 @@ def _token_request(
     form = form | {"client_id": client_id, "client_secret": client_secret.reveal()}
     return client.build_request(
         "POST",
-        token_url,
+        parsed_url(token_url),
         content=urlencode(form).encode(),
         headers={"Content-Type": FORM_CONTENT_TYPE, "Accept": "application/json"},
     )

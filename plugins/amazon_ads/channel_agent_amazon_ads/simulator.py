@@ -51,7 +51,11 @@ to every account. The ``authorization_code`` grant ignores the account's scenari
 token and scenario ``healthy``.
 
 Control API: ``GET /_sim/accounts``, ``PUT /_sim/accounts/{name}`` with ``{"scenario": ...}``,
-``GET /_sim/scenarios``, ``GET /_sim/requests``.
+``GET /_sim/scenarios``, ``GET /_sim/requests`` (counts by path, account and status, and by
+second of arrival), ``GET /_sim/stats`` (counts by path only: cheap with many accounts).
+
+``latency`` (seconds, default 0) delays every LwA and Ads API answer, to stand in for the
+network between the agent and Amazon in benchmarks.
 
 Standalone: ``python -m channel_agent_amazon_ads.simulator --listen 127.0.0.1:0 --accounts
 accounts.json`` (a JSON list of :class:`SimAccount` fields).
@@ -110,6 +114,8 @@ ADS_SCOPE = "advertising::campaign_management"
 SP_CAMPAIGN_MEDIA_TYPE = "application/vnd.spCampaign.v3+json"
 ACCESS_TOKEN_TTL = 3600
 CODE_TTL = 300
+# Expired access tokens are dropped at most this often (not at every issue: 10,000 accounts).
+PRUNE_INTERVAL = 60.0
 
 # (countryCode, currencyCode, timezone, marketplaceStringId) per region, cycled over profiles
 _MARKETPLACES = {
@@ -242,6 +248,7 @@ class Simulator:
         retry_after: int = 1,
         trickle_seconds: float = 0.5,
         burst_length: int = 3,
+        latency: float = 0.0,
     ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
@@ -249,6 +256,7 @@ class Simulator:
         self.retry_after = retry_after
         self.trickle_seconds = trickle_seconds
         self.burst_length = burst_length
+        self.latency = latency
         self.clock: Callable[[], float] = time.time
         self.base_url = ""
         # (path, account name or None, HTTP status) -> number of requests
@@ -256,8 +264,11 @@ class Simulator:
         # (time.monotonic() at arrival, path, account, status) of the latest requests
         self.history: deque[tuple[float, str, str | None, int]] = deque(maxlen=10_000)
         self._burst_left: dict[str, int] = {}  # server_error_burst: failures still to come
+        self.by_path: Counter[str] = Counter()  # every LwA / Ads API request, by path
         self._accounts: dict[str, SimAccount] = {}
+        self._by_token: dict[str, SimAccount] = {}
         self._tokens: dict[str, _AccessToken] = {}
+        self._pruned_at = 0.0
         self._codes: dict[str, _AuthCode] = {}
         self._transient_hit: set[str] = set()  # accounts whose last profiles call got a 401
         self._runner: web.AppRunner | None = None
@@ -269,6 +280,7 @@ class Simulator:
         if account.name in self._accounts:
             raise ValueError(f"account {account.name!r} already exists")
         self._accounts[account.name] = account
+        self._by_token[account.refresh_token] = account
 
     def account(self, name: str) -> SimAccount:
         try:
@@ -287,7 +299,14 @@ class Simulator:
         self._burst_left.pop(name, None)
 
     def _by_refresh_token(self, token: str) -> SimAccount | None:
-        return next((a for a in self._accounts.values() if a.refresh_token == token), None)
+        account = self._by_token.get(token)
+        if account is not None and account.refresh_token == token:
+            return account
+        # the token was changed behind the index's back (a new consent, a test)
+        account = next((a for a in self._accounts.values() if a.refresh_token == token), None)
+        if account is not None:
+            self._by_token[token] = account
+        return account
 
     def count(self, path: str | None = None, account: str | None = None,
               status: int | None = None) -> int:
@@ -297,6 +316,13 @@ class Simulator:
             if (path is None or p == path) and (account is None or a == account)
             and (status is None or s == status)
         )
+
+    def per_second(self) -> dict[int, int]:
+        """LwA and Ads API requests among the latest (``history``) by whole second of
+        arrival (``int(time.monotonic())``)."""
+        seconds = Counter(int(t) for t, path, _, _ in self.history
+                          if not path.startswith("/_sim/"))
+        return dict(sorted(seconds.items()))
 
     def endpoints(self) -> dict[str, Any]:
         base = self.base_url
@@ -318,6 +344,7 @@ class Simulator:
         app.router.add_put("/_sim/accounts/{name}", self._control_set_scenario)
         app.router.add_get("/_sim/scenarios", self._control_scenarios)
         app.router.add_get("/_sim/requests", self._control_requests)
+        app.router.add_get("/_sim/stats", self._control_stats)
         return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
@@ -352,7 +379,12 @@ class Simulator:
         status = 500
         arrived = time.monotonic()
         reset = _current_account.set(None)
+        control = request.path.startswith("/_sim/")
+        if not control:
+            self.by_path[request.path] += 1
         try:
+            if self.latency and not control:
+                await asyncio.sleep(self.latency)
             response = await handler(request)
             account = self._accounts.get(_current_account.get() or "")
             if account is not None and account.scenario in CONNECTION_FAULTS:
@@ -504,7 +536,9 @@ class Simulator:
 
     def _issue(self, account: SimAccount) -> web.Response:
         now = self.clock()
-        self._tokens = {t: v for t, v in self._tokens.items() if v.expires_at > now}
+        if now - self._pruned_at >= PRUNE_INTERVAL:
+            self._tokens = {t: v for t, v in self._tokens.items() if v.expires_at > now}
+            self._pruned_at = now
         access_token = f"Atza|{secrets.token_urlsafe(96)}"
         # after a transient 401 the next token works at once, so "refresh and retry once" heals
         fails_once = account.name not in self._transient_hit
@@ -546,6 +580,7 @@ class Simulator:
         if account.scenario == "revoked":
             # a fresh consent: the old refresh token stays dead, the account works again
             account.refresh_token = new_refresh_token(account.name)
+            self._by_token[account.refresh_token] = account
             account.scenario = "healthy"
         return self._issue(account)
 
@@ -739,7 +774,14 @@ class Simulator:
                                                                  kv[0][2])):
             rows.append({"path": path, "account": account, "status": status, "count": n})
             by_status[str(status)] += n
-        return web.json_response({"requests": rows, "by_status": dict(by_status)})
+        per_second = {str(second): n for second, n in self.per_second().items()}
+        return web.json_response({"requests": rows, "by_status": dict(by_status),
+                                  "per_second": per_second})
+
+
+    async def _control_stats(self, request: web.Request) -> web.Response:
+        return web.json_response({"requests": sum(self.by_path.values()),
+                                  "by_path": dict(self.by_path)})
 
 
 def _html_escape(text: str) -> str:
@@ -818,12 +860,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--client-secret", default="sim-client-secret")
     parser.add_argument("--slow-seconds", type=float, default=60.0)
     parser.add_argument("--retry-after", type=int, default=1)
+    parser.add_argument("--latency", type=float, default=0.0,
+                        help="seconds added before every LwA / Ads API answer")
     args = parser.parse_args(argv)
     host, _, port = args.listen.rpartition(":")
     if not host or not port.isdigit():
         parser.error("--listen must be host:port")
     sim = Simulator(args.client_id, args.client_secret, slow_seconds=args.slow_seconds,
-                    retry_after=args.retry_after)
+                    retry_after=args.retry_after, latency=args.latency)
     try:
         for account in load_accounts(args.accounts) if args.accounts else []:
             sim.add_account(account)

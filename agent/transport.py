@@ -1,0 +1,150 @@
+"""The HTTP transport under every channel's ``httpx.AsyncClient``: aiohttp's client.
+
+Plugins program against httpx; what sends the bytes is replaceable. httpx's own transport
+(httpcore) costs several times the CPU of aiohttp per request, and more the more connections
+its pool holds (it scans every connection per request): at 10,000 accounts that is most of
+the agent's CPU (docs/performance.md). This transport hands each request to one aiohttp
+session and maps aiohttp's errors onto httpx's, so a timeout is still a timeout
+(``httpx.TimeoutException``) and a refused or broken connection a network error
+(``httpx.NetworkError`` / ``httpx.RemoteProtocolError``).
+
+(The ``httpx-aiohttp`` package does the same, but maps every aiohttp connection error,
+a refused connection included, to ``httpx.ConnectTimeout``: a network failure would be
+reported as ``timeout``.)
+"""
+
+from __future__ import annotations
+
+import base64
+import ssl
+import urllib.request
+
+import aiohttp
+import httpx
+import yarl
+
+_SET_BY_AIOHTTP = (b"host", b"content-length")
+
+
+class ChannelClient(httpx.AsyncClient):
+    """The ``httpx.AsyncClient`` a channel gets: one per channel, shared by its accounts, so it
+    keeps no cookies (one account's must never ride along with another's; Amazon's APIs use
+    none). It also saves httpx's cookie bookkeeping on every response."""
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return _NO_COOKIES
+
+    @cookies.setter
+    def cookies(self, value: object) -> None:
+        raise AttributeError("a channel's client keeps no cookies")
+
+
+class _NoCookies(httpx.Cookies):
+    def extract_cookies(self, response: httpx.Response) -> None:
+        pass
+
+
+_NO_COOKIES = _NoCookies()
+
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    def __init__(self, *, max_connections: int = 100,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        self.max_connections = max_connections
+        self.ssl_context = ssl_context or httpx.create_ssl_context()
+        self._session: aiohttp.ClientSession | None = None
+        # HTTP(S)_PROXY and NO_PROXY, honoured as by httpx's own transport (httpx ignores
+        # them when it is handed one). Read once: aiohttp's trust_env reads and parses the
+        # environment at every request, more CPU than the rest of the request.
+        self._proxies = urllib.request.getproxies()
+        # (scheme, host) -> (proxy URL, its Proxy-Authorization headers)
+        self._proxy_for: dict[tuple[str, str], tuple[str | None, dict[str, str] | None]] = {}
+
+    def _open(self) -> aiohttp.ClientSession:
+        # Created at the first request: a session belongs to the running event loop.
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self.max_connections, ssl=self.ssl_context,
+                                             ttl_dns_cache=300)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                auto_decompress=False,  # httpx decodes, as with its own transport
+                cookie_jar=aiohttp.DummyCookieJar(),
+                # httpx already set these; aiohttp must not add its own
+                skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
+            )
+        return self._session
+
+    def _proxy(self, url: httpx.URL) -> tuple[str | None, dict[str, str] | None]:
+        found = self._proxy_for.get((url.scheme, url.host))
+        if found is None:
+            proxy = self._proxies.get(url.scheme)
+            if not proxy or urllib.request.proxy_bypass(url.host):
+                found = (None, None)
+            else:
+                parsed = yarl.URL(proxy)
+                headers = None
+                if parsed.user:
+                    user = f"{parsed.user}:{parsed.password or ''}".encode()
+                    headers = {"Proxy-Authorization":
+                               "Basic " + base64.b64encode(user).decode("ascii")}
+                found = (str(parsed.with_user(None)), headers)
+            self._proxy_for[url.scheme, url.host] = found
+        return found
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        session = self._open()
+        proxy, proxy_headers = self._proxy(request.url)
+        timeout = request.extensions.get("timeout", {})
+        try:
+            body = request.content
+        except httpx.RequestNotRead:  # a streamed body
+            body = await request.aread()
+        try:
+            async with session.request(
+                request.method,
+                str(request.url),
+                headers=[(k.decode("latin-1"), v.decode("latin-1"))
+                         for k, v in request.headers.raw if k.lower() not in _SET_BY_AIOHTTP],
+                data=body or None,
+                allow_redirects=False,
+                proxy=proxy,
+                proxy_headers=proxy_headers,
+                timeout=aiohttp.ClientTimeout(total=None, connect=timeout.get("pool"),
+                                              sock_connect=timeout.get("connect"),
+                                              sock_read=timeout.get("read")),
+            ) as response:
+                content = await response.read()
+                headers = list(response.raw_headers)
+                status, reason = response.status, response.reason
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _httpx_error(exc, request) from exc
+        extensions = {"http_version": b"HTTP/1.1"}
+        if reason:
+            extensions["reason_phrase"] = reason.encode()
+        return httpx.Response(status, headers=headers, stream=httpx.ByteStream(content),
+                              request=request, extensions=extensions)
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def _httpx_error(exc: Exception, request: httpx.Request) -> httpx.TransportError:
+    """The httpx exception that httpx's own transport would have raised."""
+    message = str(exc) or type(exc).__name__
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return httpx.ConnectTimeout(message, request=request)
+    if isinstance(exc, TimeoutError):  # aiohttp.ServerTimeoutError and socket reads included
+        return httpx.ReadTimeout(message, request=request)
+    if isinstance(exc, aiohttp.ClientConnectorError):  # refused, DNS, TLS handshake
+        return httpx.ConnectError(message, request=request)
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError |
+                  aiohttp.ClientResponseError):
+        return httpx.RemoteProtocolError(message, request=request)
+    if isinstance(exc, aiohttp.InvalidURL):
+        return httpx.UnsupportedProtocol(message, request=request)
+    if isinstance(exc, aiohttp.ClientOSError):  # reset by peer, broken pipe
+        return httpx.ReadError(message, request=request)
+    return httpx.NetworkError(message, request=request)

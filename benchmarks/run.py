@@ -1,0 +1,429 @@
+"""The performance benchmark: the real agent against the Amazon simulator with N accounts.
+
+    make bench                                   # 10,000 accounts, 50 ms latency
+    make bench BENCH_ARGS="--accounts 1000"
+    .venv/bin/python benchmarks/run.py --help
+
+Three processes, so each one's CPU is its own: the simulator (with an injected latency per
+answer), the agent (``channel-agent run``), and this script (scraper, bookkeeping). Each
+account's check is one token refresh (``refresh_interval: 0``) and one ``GET /v2/profiles``
+(no expected profiles, so no probe): the two requests the floor makes with bare aiohttp.
+
+Phases, one table at the end (docs/performance.md explains each figure):
+1. flat out (``--check-interval 10s``: always more due than it can do): from ready until
+   every account was checked once: checks/s, agent CPU per check;
+2. the next such cycle with a scraper on /metrics every 100 ms: p50/p99 under full load;
+3. floor: the same two requests per account with bare aiohttp, same concurrency, own process;
+4. exposition: in this process, from the agent's state file: re-rendering every account
+   (as after a cycle) vs generate_latest on the same registry;
+5. restart with every account restored and ``--paced-interval`` (60s): time to /-/ready,
+   then one full cycle at that pace with the scraper: p50/p99, response sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+
+BIN = Path(sys.executable).parent
+CLIENT_ID = "amzn1.application-oa2-client.bench"
+CLIENT_SECRET = "bench-client-secret"
+REGIONS = ("na", "eu", "fe")
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (from /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+# -- set-up ------------------------------------------------------------------------------------
+
+
+def prepare(workdir: Path, n: int, args: argparse.Namespace, sim_url: str,
+            check_interval: str) -> Path:
+    """Token files, the client secret and the agent's config for n accounts."""
+    secrets = workdir / "secrets"
+    secrets.mkdir(parents=True, exist_ok=True)
+    (secrets / "client_secret").write_text(CLIENT_SECRET + "\n")
+    accounts = []
+    for i in range(n):
+        name = account_name(i)
+        (secrets / f"{name}.token").write_text(refresh_token(i) + "\n")
+        accounts.append({"name": name, "region": REGIONS[i % 3],
+                         "refresh_token_file": f"secrets/{name}.token"})
+    channel: dict[str, Any] = {
+        "client_id": CLIENT_ID, "client_secret_file": "secrets/client_secret",
+        "refresh_interval": "0",  # every check refreshes: a token POST and a profiles GET
+        "endpoints": {"token_url": f"{sim_url}/auth/o2/token",
+                      "api_url": {r: f"{sim_url}/{r}" for r in REGIONS}},
+        "accounts": accounts,
+    }
+    if args.max_rps:
+        channel["max_requests_per_second"] = args.max_rps
+    config = {
+        "agent": {"state_path": "var/agent.db", "check_interval": check_interval,
+                  "check_timeout": args.check_timeout, "max_concurrency": args.concurrency},
+        "channels": {"amazon_ads": channel},
+    }
+    path = workdir / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))  # block style, as people write it
+    return path
+
+
+def account_name(i: int) -> str:
+    return f"acct-{i:06d}"
+
+
+def refresh_token(i: int) -> str:
+    return f"Atzr|bench-{i:06d}-refresh-token"
+
+
+def start_simulator(workdir: Path, n: int, latency: float) -> tuple[subprocess.Popen, str]:
+    accounts = [{"name": account_name(i), "refresh_token": refresh_token(i),
+                 "region": REGIONS[i % 3], "profiles": [10_000_000 + i]} for i in range(n)]
+    (workdir / "sim-accounts.json").write_text(json.dumps(accounts))
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "channel_agent_amazon_ads.simulator",
+         "--listen", f"127.0.0.1:{port}", "--accounts", str(workdir / "sim-accounts.json"),
+         "--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET,
+         "--latency", str(latency)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    line = proc.stdout.readline() if proc.stdout else ""
+    if "listening" not in line:
+        raise SystemExit(f"the simulator did not start: {line}")
+    return proc, f"http://127.0.0.1:{port}"
+
+
+class AgentProcess:
+    def __init__(self, config: Path, workdir: Path, profile: Path | None) -> None:
+        self.config, self.workdir, self.profile = config, workdir, profile
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self) -> float:
+        """Start the agent; return the seconds until /-/ready answered 200."""
+        command = [str(BIN / "channel-agent"), "run", "--config", str(self.config),
+                   "--web.listen-address", f"127.0.0.1:{self.port}", "--log.level", "warning"]
+        if self.profile is not None:
+            command = [str(BIN / "py-spy"), "record", "--format", "raw", "--rate", "200",
+                       "--output", str(self.profile), "--", *command]
+        log = (self.workdir / "agent.log").open("a")
+        started = time.monotonic()
+        self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        while time.monotonic() - started < 120:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"the agent exited; see {self.workdir / 'agent.log'}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+                    s.sendall(b"GET /-/ready HTTP/1.0\r\n\r\n")
+                    if b" 200 " in s.recv(64):
+                        return time.monotonic() - started
+            except OSError:
+                pass
+            time.sleep(0.01)
+        raise SystemExit("the agent never became ready")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT if self.profile else signal.SIGTERM)
+            self.proc.wait(timeout=60)
+
+
+# -- measuring ---------------------------------------------------------------------------------
+
+
+def checked_since(db: Path, since: float) -> int:
+    """Accounts whose last check ended after ``since`` (read from the agent's state file)."""
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+        return conn.execute("SELECT count(*) FROM accounts WHERE last_check >= ?",
+                            (since,)).fetchone()[0]
+
+
+async def token_requests(session: aiohttp.ClientSession, sim_url: str) -> int:
+    async with session.get(f"{sim_url}/_sim/stats") as response:
+        return (await response.json())["by_path"].get("/auth/o2/token", 0)
+
+
+async def full_cycle(agent: AgentProcess, sim_url: str, n: int,
+                     scrape_every: float | None) -> dict[str, Any]:
+    """Wait until every account was checked once more; measure the agent meanwhile."""
+    db = agent.workdir / "var" / "agent.db"
+    latencies: list[float] = []
+    async with aiohttp.ClientSession(auto_decompress=False) as session:
+        since = time.time()
+        cpu0, wall0 = cpu_seconds(agent.pid), time.monotonic()
+        tokens0 = await token_requests(session, sim_url)
+        scraper = (asyncio.create_task(scrape(session, agent.url, scrape_every, latencies))
+                   if scrape_every else None)
+        while await asyncio.to_thread(checked_since, db, since) < n:
+            await asyncio.sleep(0.25)
+        cpu1, wall1 = cpu_seconds(agent.pid), time.monotonic()
+        checks = await token_requests(session, sim_url) - tokens0
+        if scraper is not None:
+            scraper.cancel()
+    seconds = wall1 - wall0
+    return {"seconds": seconds, "checks": checks, "checks_per_second": checks / seconds,
+            "cpu_ms_per_check": (cpu1 - cpu0) * 1000 / checks, "scrapes": len(latencies),
+            "scrape_p50_ms": percentile(latencies, 0.5) * 1000,
+            "scrape_p99_ms": percentile(latencies, 0.99) * 1000}
+
+
+async def scrape(session: aiohttp.ClientSession, url: str, every: float,
+                 latencies: list[float]) -> None:
+    """Like Prometheus: one scrape at a time, every ``every`` seconds, gzip accepted."""
+    while True:
+        started = time.monotonic()
+        async with session.get(f"{url}/metrics", headers={"Accept-Encoding": "gzip"}) as r:
+            await r.read()
+        latencies.append(time.monotonic() - started)
+        await asyncio.sleep(max(0.0, every - (time.monotonic() - started)))
+
+
+async def response_sizes(url: str) -> dict[str, int]:
+    async with aiohttp.ClientSession(auto_decompress=False) as session:
+        async with session.get(f"{url}/metrics", headers={"Accept-Encoding": "gzip"}) as r:
+            zipped = await r.read()
+            encoding = r.headers.get("Content-Encoding", "")
+        async with session.get(f"{url}/metrics", headers={"Accept-Encoding": "identity"}) as r:
+            plain = await r.read()
+    if encoding != "gzip":  # an agent that does not compress: measure what gzip would give
+        zipped = gzip.compress(plain)
+    return {"plain_bytes": len(plain), "gzip_bytes": len(zipped),
+            "series": sum(1 for line in plain.splitlines() if line and line[0] != ord("#"))}
+
+
+def floor(sim_url: str, n: int, concurrency: int, runs: int = 3) -> dict[str, Any]:
+    """Run the bare aiohttp loop in its own process, best of ``runs``: CPU and wall time."""
+    results = []
+    for _ in range(runs):
+        out = subprocess.run(
+            [sys.executable, str(Path(__file__).parent / "floor.py"), sim_url, str(n),
+             str(concurrency), CLIENT_ID, CLIENT_SECRET],
+            capture_output=True, text=True, check=True,
+        )
+        results.append(json.loads(out.stdout))
+    result = min(results, key=lambda r: r["cpu_seconds"])
+    result["cpu_ms_per_check"] = result["cpu_seconds"] * 1000 / n
+    result["checks_per_second"] = n / result["seconds"]
+    return result
+
+
+def exposition_rebuild(config: Path, repeat: int = 3) -> dict[str, float]:
+    """Re-rendering after a cycle that changed every account vs generate_latest, on the
+    agent's own state."""
+    from prometheus_client import generate_latest
+
+    from agent.config import load_config
+    from agent.exposition import Exposition
+    from agent.plugins import load_plugins
+    from agent.service import AgentService
+
+    plugins = load_plugins()
+    service = AgentService(load_config(config, plugins.channels), plugins)
+    exposition = Exposition(service.metrics.registry)
+    exposition.render_gzip()
+
+    def best(fn, before=lambda: None) -> float:
+        times = []
+        for _ in range(repeat):
+            before()
+            started = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - started)
+        return min(times)
+
+    def rebuild() -> None:
+        exposition.invalidate()
+        exposition.render_gzip()
+
+    def cycle() -> None:
+        """What a cycle of successful checks changes in every account's state."""
+        for state in service.fleet.states.values():
+            for field in ("last_check", "last_valid", "access_issued", "access_expires"):
+                if getattr(state, field) is not None:
+                    setattr(state, field, getattr(state, field) + 300)
+
+    latest = best(lambda: generate_latest(service.metrics.registry))
+    rebuilt = best(rebuild, before=cycle)
+    scrape = best(exposition.render_gzip)
+    service.store.close()
+    return {"generate_latest_ms": latest * 1000, "rebuild_ms": rebuilt * 1000,
+            "ratio": rebuilt / latest, "unchanged_scrape_ms": scrape * 1000}
+
+
+# -- the run -----------------------------------------------------------------------------------
+
+
+async def bench(args: argparse.Namespace) -> dict[str, Any]:
+    n = args.accounts
+    workdir = Path(args.workdir).resolve()
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    sim, sim_url = start_simulator(workdir, n, args.latency)
+    results: dict[str, Any] = {}
+    try:
+        config = prepare(workdir, n, args, sim_url, args.check_interval)
+        agent = AgentProcess(config, workdir, args.profile)
+        results["first_ready_s"] = agent.start()
+        try:
+            log(f"agent ready; phase 1: a full cycle of {n} checks, as fast as it goes")
+            results["cycle"] = await full_cycle(agent, sim_url, n, None)
+            log("phase 2: the same with a scraper every "
+                f"{args.scrape_interval * 1000:g} ms")
+            results["scraped"] = await full_cycle(agent, sim_url, n, args.scrape_interval)
+            results["peak_rss_mb"] = peak_rss_mb(agent.pid)
+        finally:
+            agent.stop()
+        if not args.no_floor:
+            log("phase 3: the bare aiohttp floor")
+            results["floor"] = floor(sim_url, n, args.concurrency)
+        log("phase 4: exposition rebuild vs generate_latest")
+        results["exposition"] = exposition_rebuild(config)
+        log(f"phase 5: restart with every account restored, check_interval "
+            f"{args.paced_interval}, a full cycle with the scraper")
+        config = prepare(workdir, n, args, sim_url, args.paced_interval)
+        paced = AgentProcess(config, workdir, None)
+        results["restart_ready_s"] = paced.start()
+        try:
+            results["paced"] = await full_cycle(paced, sim_url, n, args.scrape_interval)
+            results["sizes"] = await response_sizes(paced.url)
+            results["peak_rss_mb"] = max(results["peak_rss_mb"], peak_rss_mb(paced.pid))
+        finally:
+            paced.stop()
+    finally:
+        sim.send_signal(signal.SIGTERM)
+        sim.wait(timeout=30)
+    return results
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def machine() -> str:
+    model = next((line.split(":", 1)[1].strip()
+                  for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor())
+    return f"{os.cpu_count()} CPUs ({model}), Python {platform.python_version()}"
+
+
+def table(args: argparse.Namespace, r: dict[str, Any]) -> list[tuple[str, str, str]]:
+    cycle, scraped, paced, expo = r["cycle"], r["scraped"], r["paced"], r["exposition"]
+    rows = [
+        ("checks per second (full cycle, flat out)", f"{cycle['checks_per_second']:.0f}", ""),
+        ("agent CPU per check", f"{cycle['cpu_ms_per_check']:.2f} ms", ""),
+        (f"  same, scraped every {args.scrape_interval * 1000:g} ms",
+         f"{scraped['cpu_ms_per_check']:.2f} ms", ""),
+    ]
+    if "floor" in r:
+        ratio = cycle["cpu_ms_per_check"] / r["floor"]["cpu_ms_per_check"]
+        rows += [
+            ("bare aiohttp floor, CPU per check", f"{r['floor']['cpu_ms_per_check']:.2f} ms",
+             ""),
+            ("agent / floor", f"{ratio:.2f}", "<= 2.5"),
+        ]
+    rows += [
+        (f"/metrics p50 / p99, cycle at check_interval {args.paced_interval}",
+         f"{paced['scrape_p50_ms']:.1f} / {paced['scrape_p99_ms']:.1f} ms", "p99 <= 50 ms"),
+        ("  scrapes / checks per second meanwhile",
+         f"{paced['scrapes']} / {paced['checks_per_second']:.0f}", ""),
+        ("/metrics p50 / p99, cycle flat out",
+         f"{scraped['scrape_p50_ms']:.1f} / {scraped['scrape_p99_ms']:.1f} ms", ""),
+        ("  scrapes / checks per second meanwhile",
+         f"{scraped['scrapes']} / {scraped['checks_per_second']:.0f}", ""),
+        ("/metrics size: series, plain, gzip",
+         f"{r['sizes']['series']}, {r['sizes']['plain_bytes'] / 1e6:.1f} MB, "
+         f"{r['sizes']['gzip_bytes'] / 1e6:.2f} MB", ""),
+        ("exposition rebuild / generate_latest",
+         f"{expo['rebuild_ms']:.0f} / {expo['generate_latest_ms']:.0f} ms = {expo['ratio']:.2f}",
+         "<= 0.25"),
+        ("  scrape with nothing changed", f"{expo['unchanged_scrape_ms']:.1f} ms", ""),
+        ("peak RSS", f"{r['peak_rss_mb']:.0f} MB", "<= 250 MB"),
+        ("start to ready, state restored", f"{r['restart_ready_s']:.2f} s", "<= 2 s"),
+    ]
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--accounts", type=int, default=10_000)
+    parser.add_argument("--latency", type=float, default=0.05,
+                        help="seconds the simulator waits before each answer")
+    parser.add_argument("--concurrency", type=int, default=100,
+                        help="agent.max_concurrency, and the floor's")
+    parser.add_argument("--check-interval", default="10s",
+                        help="phases 1-2: short enough that the agent is always busy")
+    parser.add_argument("--paced-interval", default="60s",
+                        help="phase 5: the check interval of the scraped cycle after restart")
+    parser.add_argument("--check-timeout", default="5s")
+    parser.add_argument("--max-rps", type=float, default=0,
+                        help="channel max_requests_per_second (0: none)")
+    parser.add_argument("--scrape-interval", type=float, default=0.1)
+    parser.add_argument("--workdir", default="var/bench")
+    parser.add_argument("--no-floor", action="store_true")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="record the agent with py-spy (raw collapsed stacks) to this file")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = parser.parse_args(argv)
+    results = asyncio.run(bench(args))
+    results["machine"] = machine()
+    results["args"] = {k: str(v) for k, v in vars(args).items()}
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    print(f"\n{args.accounts} accounts, {args.latency * 1000:g} ms latency, concurrency "
+          f"{args.concurrency}; {results['machine']}")
+    from agent.cli.common import print_table
+
+    print_table(["figure", "value", "target"], table(args, results))
+
+
+if __name__ == "__main__":
+    main()

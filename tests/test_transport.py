@@ -1,0 +1,162 @@
+"""The aiohttp transport under the channels' httpx clients, against real loopback servers."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import time
+
+import httpx
+import pytest
+from aiohttp import web
+
+from agent.httpretry import RetryPolicy, TransientError, send_with_retries
+from agent.plugins import load_plugins
+from agent.service import AgentService, HttpOptions
+from agent.transport import AiohttpTransport, ChannelClient
+from tests.fakes import FakePlugin
+from tests.helpers import free_port
+
+
+@pytest.fixture
+async def server():
+    """A loopback server with a few misbehaving routes; yields its base URL."""
+    seen: list[web.Request] = []
+
+    async def echo(request: web.Request) -> web.Response:
+        seen.append(request)
+        body = await request.read()
+        return web.json_response(
+            {"method": request.method, "body": body.decode(), "headers": dict(request.headers)},
+            headers={"Set-Cookie": "session=abc; Path=/", "X-Answer": "42"})
+
+    async def zipped(request: web.Request) -> web.Response:
+        return web.Response(body=gzip.compress(b'{"ok": true}'),
+                            headers={"Content-Encoding": "gzip",
+                                     "Content-Type": "application/json"})
+
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(5)
+        return web.Response(text="late")
+
+    async def hang_up(request: web.Request) -> web.Response:
+        assert request.transport is not None
+        request.transport.close()  # no answer at all
+        await asyncio.sleep(1)
+        return web.Response(text="never sent")
+
+    app = web.Application()
+    app.router.add_route("*", "/echo", echo)
+    app.router.add_get("/gzip", zipped)
+    app.router.add_get("/slow", slow)
+    app.router.add_get("/hang-up", hang_up)
+    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    yield f"http://127.0.0.1:{port}", seen
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def client():
+    async with ChannelClient(transport=AiohttpTransport(max_connections=4),
+                             headers={"User-Agent": "agent-test"}) as c:
+        yield c
+
+
+async def test_requests_and_answers_go_through_unchanged(server, client):
+    base, _ = server
+    response = await client.post(f"{base}/echo?x=1", content=b"a=1&b=2",
+                                 headers={"Content-Type": "application/x-www-form-urlencoded",
+                                          "Authorization": "Bearer t"})
+    assert response.status_code == 200 and response.reason_phrase == "OK"
+    assert response.headers["X-Answer"] == "42"
+    sent = response.json()
+    assert (sent["method"], sent["body"]) == ("POST", "a=1&b=2")
+    assert sent["headers"]["User-Agent"] == "agent-test"
+    assert sent["headers"]["Authorization"] == "Bearer t"
+    assert sent["headers"]["Content-Type"] == "application/x-www-form-urlencoded"
+    assert (await client.get(f"{base}/gzip")).json() == {"ok": True}  # httpx decodes
+
+
+async def test_no_cookie_is_kept_between_requests(server, client):
+    base, seen = server
+    await client.get(f"{base}/echo")
+    await client.get(f"{base}/echo")
+    assert "Cookie" not in seen[-1].headers
+    with pytest.raises(AttributeError):
+        client.cookies = {"a": "b"}
+
+
+async def send(client: httpx.AsyncClient, url: str, timeout: float = 0.3) -> httpx.Response:
+    return await send_with_retries(
+        client, lambda: client.build_request("GET", url), deadline=time.monotonic() + timeout,
+        endpoint="thing", record=lambda endpoint, code: None,
+        policy=RetryPolicy(request_timeout=timeout, max_attempts=1),
+    )
+
+
+async def test_no_answer_in_time_is_a_timeout(server, client):
+    base, _ = server
+    with pytest.raises(TransientError) as caught:
+        await send(client, f"{base}/slow")
+    assert caught.value.reason == "timeout"
+
+
+async def test_a_read_timeout_of_the_transport_itself_is_a_timeout(server):
+    base, _ = server
+    transport = AiohttpTransport()
+    request = httpx.Request("GET", f"{base}/slow", extensions={"timeout": {"read": 0.1}})
+    with pytest.raises(httpx.ReadTimeout):
+        await transport.handle_async_request(request)
+    await transport.aclose()
+
+
+async def test_a_refused_connection_is_a_network_error(client):
+    with pytest.raises(TransientError) as caught:
+        await send(client, f"http://127.0.0.1:{free_port()}/nothing-listens")
+    assert caught.value.reason == "network"
+    assert "ConnectError" in caught.value.detail
+
+
+async def test_a_connection_closed_without_answer_is_a_network_error(server, client):
+    base, _ = server
+    with pytest.raises(TransientError) as caught:
+        await send(client, f"{base}/hang-up", timeout=2)
+    assert caught.value.reason == "network"
+
+
+async def test_the_proxy_of_the_environment_is_used(server, client, monkeypatch):
+    base, seen = server
+    monkeypatch.setenv("HTTP_PROXY", base)  # the test server plays the proxy
+    await client.aclose()
+    async with ChannelClient(transport=AiohttpTransport()) as proxied:
+        response = await proxied.get("http://api.example.invalid/echo")  # cannot resolve
+    assert response.status_code == 200
+    assert seen[-1].headers["Host"] == "api.example.invalid"
+
+
+async def test_an_injected_transport_replaces_aiohttp(fake_config):
+    answered = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        answered.append(request.url.path)
+        return httpx.Response(204)
+
+    service = AgentService(fake_config(), load_plugins([FakePlugin()], entry_points=False),
+                           HttpOptions(transport=httpx.MockTransport(handler)))
+    response = await service.http["fake"].get("https://api.example.test/ping")
+    assert response.status_code == 204 and answered == ["/ping"]
+    await service.stop()
+
+
+def test_proxy_credentials_and_no_proxy_are_read_from_the_environment(monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", "http://agent:s3cret@127.0.0.1:3128")
+    monkeypatch.setenv("NO_PROXY", "inside.example")
+    transport = AiohttpTransport()
+    proxy, headers = transport._proxy(httpx.URL("http://api.example/x"))
+    assert proxy == "http://127.0.0.1:3128"
+    assert headers == {"Proxy-Authorization": "Basic YWdlbnQ6czNjcmV0"}  # agent:s3cret
+    assert transport._proxy(httpx.URL("http://inside.example/x")) == (None, None)
