@@ -181,3 +181,12 @@ async def test_writes_in_a_running_loop_are_committed_together(tmp_path):
     store.save_account(state)
     store.close()  # commits what is pending
     assert _rows(path)[-1] == ("a3", None)
+
+
+def test_a_new_state_file_is_readable_by_the_agent_only(tmp_path):
+    import stat
+
+    path = tmp_path / "agent.db"
+    store = StateStore(path)
+    store.close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
