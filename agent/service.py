@@ -17,7 +17,7 @@ from agent.config import Config, ConfigError
 from agent.fleet import Fleet
 from agent.freshness.metrics import FreshnessMetrics
 from agent.freshness.poller import FreshnessPoller
-from agent.freshness.timestamps import iso as _iso
+from agent.freshness.timestamps import iso
 from agent.freshness.tracker import FreshnessTracker
 from agent.metrics import AgentMetrics
 from agent.plugins import Plugins
@@ -200,7 +200,7 @@ class AgentService:
         return {
             "agent": {
                 "version": __version__,
-                "started_at": _iso(self.started_at),
+                "started_at": iso(self.started_at),
                 "ready": self.ready,
                 "config": self.config.source,
                 "check_interval_seconds": self.config.agent.check_interval,
@@ -248,14 +248,14 @@ def account_status(state: AccountState, channel: Channel | None,
         "check_success": state.check_success,
         "reason": state.reason,
         "detail": state.detail,
-        "last_check": _iso(state.last_check),
-        "last_valid": _iso(state.last_valid),
+        "last_check": iso(state.last_check),
+        "last_valid": iso(state.last_valid),
         "refresh_token_fingerprint": state.refresh_fingerprint,
-        "refresh_token_issued": _iso(state.refresh_issued),
-        "refresh_token_expiry": _iso(expiry),
-        "access_token_expiry": _iso(state.access_expires),
+        "refresh_token_issued": iso(state.refresh_issued),
+        "refresh_token_expiry": iso(expiry),
+        "access_token_expiry": iso(state.access_expires),
         "profiles": state.profiles,
-        "reconnected": _iso(state.reconnected),
+        "reconnected": iso(state.reconnected),
         "datasets": datasets or [],
     }
 

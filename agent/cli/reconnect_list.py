@@ -14,7 +14,8 @@ from agent.channel import Account, Channel
 from agent.cli.common import EXIT_CONFIG_ERROR, print_json, print_table
 from agent.config import MEMORY, Config
 from agent.fleet import Fleet
-from agent.service import _iso, state_word
+from agent.freshness.timestamps import iso
+from agent.service import state_word
 from agent.state import AccountState, StateStore
 
 # Conclusive reasons a new consent can fix. invalid_client, unauthorized_client and
@@ -67,9 +68,9 @@ def _why(state: AccountState, max_age: float, now: float, within: float) -> list
     if state.refresh_issued is not None and max_age > 0:
         expiry = state.refresh_issued + max_age
         if expiry <= now:
-            why.append(f"refresh token expired {_iso(expiry)}")
+            why.append(f"refresh token expired {iso(expiry)}")
         elif expiry - now <= within:
-            why.append(f"refresh token expires {_iso(expiry)}")
+            why.append(f"refresh token expires {iso(expiry)}")
     return why
 
 
@@ -89,8 +90,8 @@ def show_links(config: Config, channel_name: str | None, as_json: bool) -> None:
     now = time.time()
     rows = [
         {"channel": link.channel, "account": link.account, "region": link.region,
-         "status": link.current_status(now), "created": _iso(link.created),
-         "expires": _iso(link.expires), "finished": _iso(link.finished), "detail": link.detail,
+         "status": link.current_status(now), "created": iso(link.created),
+         "expires": iso(link.expires), "finished": iso(link.finished), "detail": link.detail,
          "redirect_uri": link.redirect_uri, "consent_url": link.consent_url}
         for link in store.links() if channel_name is None or link.channel == channel_name
     ]
