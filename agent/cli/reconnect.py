@@ -36,6 +36,7 @@ from agent.cli.reconnect_list import (
 )
 from agent.config import Config
 from agent.durations import format_duration, parse_duration
+from agent.freshness.timestamps import iso
 from agent.reconnect import (
     CALLBACK_PATH,
     STEP_TIMEOUT,
@@ -54,7 +55,6 @@ from agent.reconnect import (
     read_pasted,
     redirect_uri_of,
 )
-from agent.service import _iso
 from agent.state import StateStore
 from agent.web import split_listen_address
 
@@ -273,7 +273,7 @@ def _make_link(report: _Report, store: StateStore | None, reconnector: Reconnect
     link, replaced = create_link(store, report.channel, report.account, reconnector,
                                  redirect_uri, accept_missing_profiles=accept_missing_profiles)
     ready = _agent_ready(url)
-    expires = _iso(link.expires)
+    expires = iso(link.expires)
     report.doc.update(result="link_created", consent_url=link.consent_url, expires=expires,
                       redirect_uri=redirect_uri, replaced_links=replaced,
                       agent={"url": shown, "ready": ready})
@@ -333,7 +333,7 @@ class _Report:
     def stored(self, outcome: Outcome, store: StateStore | None) -> None:
         grant = outcome.grant
         self.doc.update(result="reconnected", refresh_token_fingerprint=grant.fingerprint,
-                        granted=_iso(grant.granted), reconnected=_iso(grant.reconnected),
+                        granted=iso(grant.granted), reconnected=iso(grant.reconnected),
                         stored_in=_str(outcome.stored_in), backup=_str(outcome.backup),
                         state_file=_str(store.path) if store else None)
         lines = [f"Reconnected {self.account.channel}/{self.account.name}."]
