@@ -6,7 +6,7 @@ and verifies the new token. This module does the rest, the same way for every ch
 1. a random ``state`` and a PKCE pair (S256) per attempt (:func:`new_attempt`);
 2. the redirect, one of three ways: a one-request server on the loopback ``redirect_uri``
    (:class:`LocalCallback`), a URL or code pasted on standard input (:func:`read_pasted`),
-   or a link the running agent completes (:func:`create_link`, ``agent.oauth_callback``);
+   or a link the running agent completes (:func:`create_link`, ``agent.web.oauth_callback``);
    :func:`code_from_redirect` checks ``state`` and ``error=`` either way;
 3. exchange, verify, and only then store the token atomically with a backup, and record the
    grant in the state file (:func:`complete`).
@@ -46,8 +46,8 @@ from agent.channel import (
     Secret,
     VerifyResult,
 )
-from agent.secretfile import write_secret_file
-from agent.state import Grant, ReconnectLink, StateStore
+from agent.storage.secretfile import write_secret_file
+from agent.storage.state import Grant, ReconnectLink, StateStore
 
 CALLBACK_PATH = "/oauth/callback"  # where the running agent receives the redirects of links
 STEP_TIMEOUT = 60.0  # exchange and verification together, retries included

@@ -13,19 +13,19 @@ import httpx
 
 from agent import __version__
 from agent.channel import Account, Channel
-from agent.config import Config, ConfigError
-from agent.fleet import Fleet
+from agent.checks.ratelimit import RateLimitedTransport
+from agent.checks.scheduler import HARD_TIMEOUT_GRACE, Scheduler
+from agent.checks.sharding import account_key, owner
+from agent.checks.transport import AiohttpTransport, ChannelClient
+from agent.config.loader import Config, ConfigError
 from agent.freshness.metrics import FreshnessMetrics
 from agent.freshness.poller import FreshnessPoller
 from agent.freshness.timestamps import iso
 from agent.freshness.tracker import FreshnessTracker
-from agent.metrics import AgentMetrics
+from agent.metrics.collector import AgentMetrics
 from agent.plugins import Plugins
-from agent.ratelimit import RateLimitedTransport
-from agent.scheduler import HARD_TIMEOUT_GRACE, Scheduler
-from agent.sharding import account_key, owner
-from agent.state import AccountState, StateStore
-from agent.transport import AiohttpTransport, ChannelClient
+from agent.storage.fleet import Fleet
+from agent.storage.state import AccountState, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +228,8 @@ class AgentService:
 
 
 def _limits(channel: Channel) -> dict[str, Any]:
-    """The channel's settings for its RateLimitedTransport (agent.ratelimit.CHANNEL_OPTIONS)."""
+    """The channel's settings for its RateLimitedTransport
+    (agent.checks.ratelimit.CHANNEL_OPTIONS)."""
     return {"rate": float(channel.settings.get("max_requests_per_second") or 0),
             "pause_on_429": bool(channel.settings.get("pause_host_on_429", True))}
 

@@ -59,8 +59,8 @@ def form(i: int) -> str:
 async def layers(args: argparse.Namespace) -> dict[str, float]:
     from channel_agent_amazon_ads.ads_api import parsed_url
 
-    from agent.config import load_config
-    from agent.exposition import Exposition
+    from agent.config.loader import load_config
+    from agent.metrics.exposition import Exposition
     from agent.plugins import load_plugins
     from agent.service import AgentService
 

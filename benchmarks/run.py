@@ -259,8 +259,8 @@ def exposition_rebuild(config: Path, repeat: int = 3) -> dict[str, float]:
     agent's own state."""
     from prometheus_client import generate_latest
 
-    from agent.config import load_config
-    from agent.exposition import Exposition
+    from agent.config.loader import load_config
+    from agent.metrics.exposition import Exposition
     from agent.plugins import load_plugins
     from agent.service import AgentService
 

@@ -4,7 +4,7 @@ from datetime import timedelta
 import pytest
 from hypothesis import settings
 
-from agent.config import build_config
+from agent.config.loader import build_config
 from tests.fakes import FakeChannel
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import yaml
 
-from agent.durations import format_duration, parse_duration
+from agent.config.durations import format_duration, parse_duration
 from tests.helpers import REPO, free_port, require_program
 
 RULES = REPO / "deploy" / "prometheus" / "channel-agent.rules.yml"

@@ -13,7 +13,7 @@ from agent.channel import (
     Secret,
     SecretRef,
 )
-from agent.config import (
+from agent.config.loader import (
     AgentSettings,
     Config,
     ConfigError,

@@ -7,8 +7,8 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.channel import CheckResult, Secret
+from agent.checks.scheduler import offset
 from agent.plugins import load_plugins
-from agent.scheduler import offset
 from agent.service import AgentService
 from tests.fakes import FakeChannel, FakePlugin
 
@@ -82,7 +82,7 @@ async def test_secrets_in_plugin_details_and_exceptions_are_masked(fake_config, 
 
 
 async def test_slow_check_times_out_as_transient(fake_config, monkeypatch):
-    monkeypatch.setattr("agent.scheduler.HARD_TIMEOUT_GRACE", 0.0)
+    monkeypatch.setattr("agent.checks.scheduler.HARD_TIMEOUT_GRACE", 0.0)
     service = _service(fake_config(check_timeout="100ms"))
     FakeChannel.delay = 5
     state = await service.scheduler.check_now(service.find_account("fake", "a1"))

@@ -174,7 +174,7 @@ WRITER = """
 import sys
 from pathlib import Path
 from agent.channel import Secret
-from agent.secretfile import write_secret_file
+from agent.storage.secretfile import write_secret_file
 path, i = Path(sys.argv[1]), int(sys.argv[2])
 print("started", flush=True)
 while True:

@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 from dockerfile_parse import DockerfileParser
 
-from agent.config import AgentSettings
+from agent.config.loader import AgentSettings
 from tests.helpers import REPO
 
 DOCKERFILE = REPO / "deploy" / "docker" / "Dockerfile"
@@ -223,4 +223,4 @@ def test_local_configs_tokens_state_and_venvs_stay_out():
     for path in planted:  # whether or not this checkout has them
         assert _ignored(PurePosixPath(path), rules), path
     context = {str(p) for p in build_context()}
-    assert "agent/sharding.py" in context and "plugins/amazon_ads/pyproject.toml" in context
+    assert "agent/checks/sharding.py" in context and "plugins/amazon_ads/pyproject.toml" in context

@@ -13,10 +13,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from agent.config import parse_config
+from agent.checks.sharding import Shard, parse_shard
+from agent.config.loader import parse_config
 from agent.plugins import load_plugins
-from agent.sharding import Shard, parse_shard
-from agent.webconfig import parse_web_config
+from agent.web.config import parse_web_config
 from tests.helpers import REPO, require_program
 from tests.promstack import job_selectors
 

@@ -1,6 +1,6 @@
 import pytest
 
-from agent.durations import format_duration, parse_duration
+from agent.config.durations import format_duration, parse_duration
 
 
 @pytest.mark.parametrize(

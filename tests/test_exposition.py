@@ -12,10 +12,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.utils import floatToGoString
 
 from agent.channel import CheckResult
-from agent.exposition import BLOCK, Exposition, float_text
+from agent.metrics.exposition import BLOCK, Exposition, float_text
 from agent.plugins import load_plugins
 from agent.service import AgentService
-from agent.web import accepts_gzip, make_app
+from agent.web.server import accepts_gzip, make_app
 from tests.fakes import FakeChannel, FakePlugin
 
 T0 = 1_700_000_000.0

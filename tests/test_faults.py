@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from channel_agent_amazon_ads.simulator import SimAccount, Simulator, SimulatorThread
 
-from agent.config import load_config
+from agent.config.loader import load_config
 from agent.plugins import load_plugins
 from agent.service import AgentService
 

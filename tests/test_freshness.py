@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from agent.config import build_config
+from agent.config.loader import build_config
 from agent.freshness import SourceError
 from agent.freshness.timestamps import to_unix, zone
 from agent.plugins import load_plugins

@@ -8,7 +8,7 @@ import time
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from agent.web import MAX_BODY, make_app
+from agent.web.server import MAX_BODY, make_app
 from tests.test_freshness import make_service
 
 SOURCES = {
@@ -58,7 +58,7 @@ async def test_a_heartbeat_is_stored_and_exported(agent):
 
 
 async def test_each_replica_takes_only_its_shards_data_sets(tmp_path):
-    from agent.sharding import account_key, owner
+    from agent.checks.sharding import account_key, owner
 
     accounts = [f"a{i}" for i in range(1, 9)]
     mine = [a for a in accounts if owner(account_key("fake", a), 2) == 0]

@@ -4,7 +4,7 @@ import textwrap
 
 import pytest
 
-from agent.config import ConfigError, parse_config
+from agent.config.loader import ConfigError, parse_config
 from agent.freshness import Dataset
 from agent.freshness.file import FileSource
 from agent.freshness.heartbeat import HeartbeatSource

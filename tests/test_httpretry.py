@@ -1,4 +1,4 @@
-"""agent.httpretry: retries, backoff and the deadline, against httpx.MockTransport."""
+"""agent.checks.httpretry: retries, backoff and the deadline, against httpx.MockTransport."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import email.utils
 import httpx
 import pytest
 
-from agent.httpretry import RetryPolicy, TransientError, retry_after, send_with_retries
+from agent.checks.httpretry import RetryPolicy, TransientError, retry_after, send_with_retries
 
 URL = "https://api.example.test/thing"
 WALL = 1_700_000_000.0

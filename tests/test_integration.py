@@ -14,7 +14,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.state import FLUSH_DELAY
+from agent.storage.state import FLUSH_DELAY
 from tests.helpers import BIN, free_port, require_program, simulated_fleet
 
 pytestmark = pytest.mark.integration
@@ -280,7 +280,7 @@ def _commands(group, prefix="") -> set[str]:
 
 def test_no_secret_leaves_the_process(world):
     from agent.cli import build_cli
-    from agent.web import make_app
+    from agent.web.server import make_app
 
     agent, sim, tmp, config = world["agent"], world["sim"], world["tmp"], world["config"]
     outputs: dict[str, str] = {}

@@ -5,7 +5,7 @@ import pytest
 
 from agent import hookspecs
 from agent.channel import Option
-from agent.config import build_config
+from agent.config.loader import build_config
 from agent.freshness import FreshnessSource
 from agent.freshness.sql import SqlSource
 from agent.hookspecs import hookimpl

@@ -25,14 +25,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.channel import REASONS, TRANSIENT_REASONS
-from agent.config import ConfigError, build_config, parse_config
-from agent.durations import format_duration, parse_duration
-from agent.httpretry import retry_after
+from agent.checks.httpretry import retry_after
+from agent.config.durations import format_duration, parse_duration
+from agent.config.loader import ConfigError, build_config, parse_config
 from agent.plugins import load_plugins
 from agent.service import AgentService, HttpOptions
-from agent.web import make_app
-from agent.webconfig import parse_web_config
-from agent.websecurity import WebSecurity, _basic_credentials
+from agent.web.auth import WebSecurity, _basic_credentials
+from agent.web.config import parse_web_config
+from agent.web.server import make_app
 from tests.fakes import FakeChannel, FakePlugin
 
 CHANNELS = {"amazon_ads": AmazonAdsChannel, "fake": FakeChannel}

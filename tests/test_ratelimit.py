@@ -10,10 +10,10 @@ import sys
 import httpx
 import pytest
 
-from agent.config import ConfigError, build_config
-from agent.httpretry import HostThrottled, RetryPolicy, TransientError, send_with_retries
+from agent.checks.httpretry import HostThrottled, RetryPolicy, TransientError, send_with_retries
+from agent.checks.ratelimit import PAUSE_INITIAL, HostLimiter, RateLimitedTransport
+from agent.config.loader import ConfigError, build_config
 from agent.plugins import load_plugins
-from agent.ratelimit import PAUSE_INITIAL, HostLimiter, RateLimitedTransport
 from agent.service import AgentService
 from tests.fakes import FakeChannel
 from tests.helpers import free_port

@@ -23,7 +23,7 @@ from click.testing import CliRunner
 
 from agent.channel import CheckContext, CheckResult, ReconnectError, Secret
 from agent.cli import cli
-from agent.config import Config, build_config
+from agent.config.loader import Config, build_config
 from agent.plugins import load_plugins
 from agent.reconnect import (
     CALLBACK_PATH,
@@ -38,8 +38,8 @@ from agent.reconnect import (
     read_pasted,
 )
 from agent.service import AgentService
-from agent.state import AccountState, Grant, StateStore
-from agent.web import make_app
+from agent.storage.state import AccountState, Grant, StateStore
+from agent.web.server import make_app
 from tests.helpers import free_port
 
 LINK_REDIRECT = f"https://agent.example.com{CALLBACK_PATH}"

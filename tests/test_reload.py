@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from agent.channel import CheckResult
-from agent.config import load_config
+from agent.config.loader import load_config
 from agent.plugins import load_plugins
 from agent.service import AgentService
 from tests.fakes import FakeChannel, FakePlugin

@@ -4,7 +4,7 @@ import stat
 import pytest
 
 from agent.channel import Secret
-from agent.secretfile import write_secret_file
+from agent.storage.secretfile import write_secret_file
 
 
 def test_writes_0600_and_backs_up_previous(tmp_path):

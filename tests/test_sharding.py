@@ -7,12 +7,12 @@ from click.testing import CliRunner
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from agent.checks.sharding import Shard, account_key, owner, parse_shard
 from agent.cli import cli
 from agent.cli.check import _check
-from agent.config import ConfigError
+from agent.config.loader import ConfigError
 from agent.plugins import load_plugins
 from agent.service import AgentService
-from agent.sharding import Shard, account_key, owner, parse_shard
 from tests.fakes import FakePlugin
 
 KEYS = [account_key("amazon_ads", f"merchant-{i:04d}") for i in range(1000)]

@@ -2,7 +2,7 @@ import asyncio
 import sqlite3
 
 from agent.channel import CheckResult
-from agent.state import SCHEMA_VERSION, AccountState, Grant, ReconnectLink, StateStore
+from agent.storage.state import SCHEMA_VERSION, AccountState, Grant, ReconnectLink, StateStore
 
 
 def _state() -> AccountState:
@@ -136,7 +136,7 @@ def test_an_expired_link_cannot_be_claimed_and_cancel_withdraws_open_links(tmp_p
 
 
 def test_a_version_2_file_gains_the_freshness_table(tmp_path):
-    from agent.state import _MIGRATIONS, DataFreshness, read_freshness
+    from agent.storage.state import _MIGRATIONS, DataFreshness, read_freshness
 
     path = tmp_path / "agent.db"
     db = sqlite3.connect(path)

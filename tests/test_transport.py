@@ -10,10 +10,10 @@ import httpx
 import pytest
 from aiohttp import web
 
-from agent.httpretry import RetryPolicy, TransientError, send_with_retries
+from agent.checks.httpretry import RetryPolicy, TransientError, send_with_retries
+from agent.checks.transport import AiohttpTransport, ChannelClient
 from agent.plugins import load_plugins
 from agent.service import AgentService, HttpOptions
-from agent.transport import AiohttpTransport, ChannelClient
 from tests.fakes import FakePlugin
 from tests.helpers import free_port
 

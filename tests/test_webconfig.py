@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import ConfigError
-from agent.webconfig import load_web_config, parse_web_config
+from agent.config.loader import ConfigError
+from agent.web.config import load_web_config, parse_web_config
 from tests.tlsfiles import bcrypt_hash, server_files
 
 HASH = bcrypt_hash("s3cret-pw")

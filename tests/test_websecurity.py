@@ -14,12 +14,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from agent import websecurity
-from agent.listener import Listener
 from agent.plugins import load_plugins
 from agent.service import AgentService
-from agent.web import make_app
-from agent.websecurity import WebSecurity, changes_state, insecure_listen_problem, is_loopback
+from agent.web import auth as websecurity
+from agent.web.auth import WebSecurity, changes_state, insecure_listen_problem, is_loopback
+from agent.web.listener import Listener
+from agent.web.server import make_app
 from tests.fakes import FakePlugin
 from tests.tlsfiles import bcrypt_hash, client_cert, server_files
 
@@ -313,7 +313,7 @@ async def test_a_renewed_certificate_is_served_without_a_restart(tls_agent, tmp_
 
 
 async def test_the_watcher_notices_a_change_by_itself(tls_agent, tmp_path, monkeypatch):
-    monkeypatch.setattr("agent.listener.WATCH_INTERVAL", 0.05)
+    monkeypatch.setattr("agent.web.listener.WATCH_INTERVAL", 0.05)
     tls = server_files(tmp_path)
     listener, security = await tls_agent(f"tls_server_config: {{cert_file: {tls.cert_file}, "
                                          f"key_file: {tls.key_file}}}\n")

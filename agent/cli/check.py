@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from agent.checks.sharding import Shard
 from agent.cli.common import (
     EXIT_CONFIG_ERROR,
     config_option,
@@ -18,11 +19,10 @@ from agent.cli.common import (
     print_json,
     print_table,
 )
-from agent.config import Config
+from agent.config.loader import Config
 from agent.plugins import Plugins
 from agent.service import AgentService, account_status
-from agent.sharding import Shard
-from agent.state import read_freshness
+from agent.storage.state import read_freshness
 
 
 @click.command()

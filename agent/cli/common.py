@@ -11,10 +11,10 @@ from urllib.parse import urlsplit
 
 import click
 
-from agent.config import Config, ConfigError, load_config
+from agent.config.loader import Config, ConfigError, load_config
 from agent.plugins import Plugins, load_plugins
 from agent.redact import redact
-from agent.websecurity import WebSecurity
+from agent.web.auth import WebSecurity
 
 EXIT_CONFIG_ERROR = 2
 DEFAULT_CONFIG = "config.yaml"

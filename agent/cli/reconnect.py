@@ -34,8 +34,8 @@ from agent.cli.reconnect_list import (
     show_links,
     usage_exit,
 )
-from agent.config import Config
-from agent.durations import format_duration, parse_duration
+from agent.config.durations import format_duration, parse_duration
+from agent.config.loader import Config
 from agent.freshness.timestamps import iso
 from agent.reconnect import (
     CALLBACK_PATH,
@@ -55,8 +55,8 @@ from agent.reconnect import (
     read_pasted,
     redirect_uri_of,
 )
-from agent.state import StateStore
-from agent.web import split_listen_address
+from agent.storage.state import StateStore
+from agent.web.server import split_listen_address
 
 EXIT_FAILED = 1
 

@@ -12,11 +12,11 @@ import click
 
 from agent.channel import Account, Channel
 from agent.cli.common import EXIT_CONFIG_ERROR, print_json, print_table
-from agent.config import MEMORY, Config
-from agent.fleet import Fleet
+from agent.config.loader import MEMORY, Config
 from agent.freshness.timestamps import iso
 from agent.service import state_word
-from agent.state import AccountState, StateStore
+from agent.storage.fleet import Fleet
+from agent.storage.state import AccountState, StateStore
 
 # Conclusive reasons a new consent can fix. invalid_client, unauthorized_client and
 # invalid_scope are the application's problem, for every account: a reconnect would not help.

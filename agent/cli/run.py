@@ -20,17 +20,17 @@ import yaml
 from aiohttp import web
 
 from agent.channel import Demo
+from agent.checks.sharding import Shard, parse_shard
 from agent.cli.common import config_option, load_or_exit, web_security_or_exit
-from agent.config import Config, ConfigError, build_config, load_config
-from agent.durations import format_duration, parse_duration
+from agent.config.durations import format_duration, parse_duration
+from agent.config.loader import Config, ConfigError, build_config, load_config
 from agent.freshness.timestamps import iso
-from agent.listener import Listener
 from agent.plugins import Plugins, load_plugins
 from agent.redact import setup_logging
 from agent.service import AgentService, HttpOptions
-from agent.sharding import Shard, parse_shard
-from agent.web import make_app, split_listen_address
-from agent.websecurity import WebSecurity, insecure_listen_problem, is_loopback
+from agent.web.auth import WebSecurity, insecure_listen_problem, is_loopback
+from agent.web.listener import Listener
+from agent.web.server import make_app, split_listen_address
 
 log = logging.getLogger("agent")
 GC_THRESHOLD = (5_000, 10, 100)  # CPython's default: (700, 10, 10)

@@ -11,13 +11,13 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from agent.config import Config
-from agent.durations import format_duration
+from agent.checks.sharding import Shard, account_key, owner
+from agent.config.durations import format_duration
+from agent.config.loader import Config
 from agent.freshness.heartbeat import HeartbeatRejected, parse_heartbeat
 from agent.freshness.source import Dataset, FreshnessSource
 from agent.freshness.timestamps import iso
-from agent.sharding import Shard, account_key, owner
-from agent.state import DataFreshness, StateStore
+from agent.storage.state import DataFreshness, StateStore
 
 NO_DATA = "no data yet"
 

@@ -28,7 +28,7 @@ from agent.channel import (
     Reconnector,
     Secret,
 )
-from agent.httpretry import RetryPolicy, TransientError, send_with_retries
+from agent.checks.httpretry import RetryPolicy, TransientError, send_with_retries
 from agent.redact import redact
 from channel_agent_amazon_ads import ads_api, lwa
 from channel_agent_amazon_ads.classify import ProviderError, Verdict, conclusive, transient

@@ -38,7 +38,7 @@ or ``{"detail"}``. A 401 is retried once after a forced token refresh before it 
                                                a list, profileId missing, no campaigns)
 
 An expected profile absent from ``/v2/profiles`` is ``profile_missing`` (conclusive).
-No response at all: ``network`` or ``timeout`` (transient, from ``agent.httpretry``).
+No response at all: ``network`` or ``timeout`` (transient, from ``agent.checks.httpretry``).
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ from agent.channel import (
     Secret,
     VerifyResult,
 )
-from agent.httpretry import TransientError, send_with_retries
+from agent.checks.httpretry import TransientError, send_with_retries
 from agent.redact import redact
 from channel_agent_amazon_ads import lwa
 from channel_agent_amazon_ads.classify import ProviderError, describe, lwa_verdict, parse_json

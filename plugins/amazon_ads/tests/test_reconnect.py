@@ -16,7 +16,7 @@ from channel_agent_amazon_ads.reconnect import SCOPE
 from channel_agent_amazon_ads.simulator import SimAccount, Simulator
 
 from agent.channel import CheckContext, ReconnectError, Secret
-from agent.config import build_config
+from agent.config.loader import build_config
 from agent.reconnect import new_attempt
 
 CLIENT_ID = "amzn1.application-oa2-client.test"

@@ -1,5 +1,5 @@
 """The HTTP server: /metrics, the landing page, the status API, the health endpoints and the
-redirect of reconnect links (``agent.oauth_callback``)."""
+redirect of reconnect links (``agent.web.oauth_callback``)."""
 
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from agent.exposition import Exposition
 from agent.freshness.heartbeat import HeartbeatRejected
-from agent.oauth_callback import callback_handler
+from agent.metrics.exposition import Exposition
 from agent.reconnect import CALLBACK_PATH
 from agent.redact import redact
 from agent.service import AgentService, account_status
-from agent.websecurity import WebSecurity, self_authenticating
+from agent.web.auth import WebSecurity, self_authenticating
+from agent.web.oauth_callback import callback_handler
 
 SERVICE = web.AppKey("service", AgentService)
 EXPOSITION = web.AppKey("exposition", Exposition)

@@ -23,11 +23,11 @@ from urllib.parse import urlsplit
 import yaml
 
 from agent.channel import Account, Channel, MissingSecret, Option, Secret, SecretRef
-from agent.durations import DURATION_HINT, parse_duration
+from agent.checks.ratelimit import CHANNEL_OPTIONS
+from agent.checks.sharding import Shard, parse_shard
+from agent.config.durations import DURATION_HINT, parse_duration
 from agent.freshness.source import DEFAULT_TIMEOUT, Dataset, FreshnessSource
-from agent.ratelimit import CHANNEL_OPTIONS
 from agent.redact import redact
-from agent.sharding import Shard, parse_shard
 
 ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 # libyaml's parser when PyYAML has it: 10,000 accounts parse in a fraction of the time

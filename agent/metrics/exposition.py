@@ -4,13 +4,13 @@
 seconds. :class:`Exposition` renders the same content (same families, labels and values)
 like this:
 
-- The fleet's per-account samples (:class:`~agent.metrics.FleetCollector`) are formatted once
-  per change of the account (``Fleet.watch``) and kept in blocks of ``BLOCK`` accounts per
+- The fleet's per-account samples (:class:`~agent.metrics.collector.FleetCollector`) are formatted
+  once per change of the account (``Fleet.watch``) and kept in blocks of ``BLOCK`` accounts per
   family. Each block is also kept deflate-compressed on its own, ended by a sync flush, so the
   compressed blocks concatenate into one valid deflate stream: a change re-compresses only the
   blocks of its account whose text changed.
-- Samples whose value is an :class:`~agent.metrics.Age` (token ages) are evaluated at every
-  scrape from cached label prefixes, and so are the fleet-wide families.
+- Samples whose value is an :class:`~agent.metrics.collector.Age` (token ages) are evaluated at
+  every scrape from cached label prefixes, and so are the fleet-wide families.
 - Every other collector in the registry is rendered at every scrape by prometheus_client's own
   ``generate_latest``, so whatever another module registers appears, exact and current. (A
   collector with many series can offer the FleetCollector's interface to be cached too.)
@@ -35,7 +35,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from agent.metrics import FLEET_FAMILIES, Age, FleetCollector
+from agent.metrics.collector import FLEET_FAMILIES, Age, FleetCollector
 
 BLOCK = 16  # accounts per compressed block
 LEVEL = 1  # zlib level: ~6x faster than 6, and the text still shrinks ~20x

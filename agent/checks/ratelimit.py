@@ -10,10 +10,10 @@ gets this without doing anything:
   for its ``Retry-After`` when given, else for a backoff that doubles with each 429 in a row
   (a 429 to a request that was sent before the pause started does not double it again); any
   other answer resets the backoff. The 429 itself still goes back to the check, which retries
-  it within its deadline (:mod:`agent.httpretry`).
+  it within its deadline (:mod:`agent.checks.httpretry`).
 
 Waiting here counts against the request's timeout. A request whose turn would come after its
-timeout is not sent: :class:`~agent.httpretry.HostThrottled`, and the check ends as the
+timeout is not sent: :class:`~agent.checks.httpretry.HostThrottled`, and the check ends as the
 attempt before it did, or ``throttled`` (never ``timeout``: the host did answer, with 429s).
 """
 
@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 import httpx
 
 from agent.channel import Option
-from agent.httpretry import HostThrottled, retry_after
+from agent.checks.httpretry import HostThrottled, retry_after
 
 # Options the core adds to every channel's section.
 CHANNEL_OPTIONS: dict[str, Option] = {

@@ -1,6 +1,6 @@
 """Who may call the agent's HTTP endpoints.
 
-With a web config (``--web.config.file``, :mod:`agent.webconfig`):
+With a web config (``--web.config.file``, :mod:`agent.web.config`):
 
 - ``basic_auth_users`` protects every endpoint, as in every exporter; with
   ``--web.read-without-auth`` the read-only ones (GET) stay open, e.g. for scrapes.
@@ -11,7 +11,7 @@ With a web config (``--web.config.file``, :mod:`agent.webconfig`):
 - ``http_server_config.headers`` are added to every response; ``rate_limit`` answers 429.
 
 The file, and the TLS files it names, are re-read when they change (checked on every request
-and every second by :class:`agent.listener.Listener`); an invalid new version is logged and
+and every second by :class:`agent.web.listener.Listener`); an invalid new version is logged and
 the previous one stays in force. Without a web config nothing is protected, which is why
 the agent only listens on loopback then, unless told ``--web.allow-insecure``.
 """
@@ -35,8 +35,8 @@ from typing import Any
 import bcrypt
 from aiohttp import web
 
-from agent.config import ConfigError
-from agent.webconfig import WebConfig, load_web_config
+from agent.config.loader import ConfigError
+from agent.web.config import WebConfig, load_web_config
 
 log = logging.getLogger(__name__)
 

@@ -37,14 +37,14 @@ from typing import Any
 import bcrypt
 import yaml
 
-from agent.config import (
+from agent.config.durations import DURATION_HINT, parse_duration
+from agent.config.loader import (
     ConfigError,
     ConfigProblem,
     read_config_file,
     unknown_name,
     yaml_syntax_problem,
 )
-from agent.durations import DURATION_HINT, parse_duration
 
 # Go's tls.ClientAuthType names -> what Python's ssl verifies. RequestClientCert asks for a
 # certificate but never verifies it, so such a certificate is never a credential here.
@@ -149,7 +149,7 @@ class WebConfig:
 def load_web_config(path: str | Path) -> WebConfig:
     """Read, validate and prepare (TLS context, dummy hash) a web config file.
 
-    Raises :class:`agent.config.ConfigError` listing every problem.
+    Raises :class:`agent.config.loader.ConfigError` listing every problem.
     """
     path = Path(path)
     text = read_config_file(path, "web configuration file")

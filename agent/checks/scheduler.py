@@ -17,12 +17,12 @@ from collections.abc import Callable
 import httpx
 
 from agent.channel import Account, Channel, CheckContext, CheckResult, Secret
-from agent.config import AgentSettings
-from agent.fleet import Fleet
-from agent.metrics import AgentMetrics
+from agent.config.loader import AgentSettings
+from agent.metrics.collector import AgentMetrics
 from agent.redact import redact
-from agent.secretfile import write_secret_file
-from agent.state import AccountState
+from agent.storage.fleet import Fleet
+from agent.storage.secretfile import write_secret_file
+from agent.storage.state import AccountState
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ import time
 from collections.abc import Callable, Iterator
 
 from agent.channel import Account, CheckResult
-from agent.config import Config
-from agent.sharding import Shard, account_key
-from agent.state import AccountState, StateStore
+from agent.checks.sharding import Shard, account_key
+from agent.config.loader import Config
+from agent.storage.state import AccountState, StateStore
 
 
 class Fleet:

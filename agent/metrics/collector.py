@@ -18,8 +18,8 @@ from prometheus_client.registry import Collector
 
 from agent import __version__
 from agent.channel import REASONS, Account, Channel
-from agent.fleet import Fleet
-from agent.state import AccountState
+from agent.storage.fleet import Fleet
+from agent.storage.state import AccountState
 
 ACCOUNT_LABELS = ["channel", "account", "region"]
 CACHED = " Served from the last scheduled check; a scrape never calls the channel's API."
@@ -29,9 +29,9 @@ CACHED = " Served from the last scheduled check; a scrape never calls the channe
 class Age:
     """A sample value that is the time since ``since``, computed when the sample is rendered.
 
-    Per-account samples are rendered once and cached (:mod:`agent.exposition`); an ``Age`` is
-    the one kind of value that changes without the state changing, so it is kept apart and
-    evaluated at every scrape.
+    Per-account samples are rendered once and cached (:mod:`agent.metrics.exposition`); an
+    ``Age`` is the one kind of value that changes without the state changing, so it is kept
+    apart and evaluated at every scrape.
     """
 
     since: float
@@ -53,7 +53,7 @@ class FleetCollector(Collector):
         channel_token_age_seconds{...,token="refresh"} 86400.0
 
     The per-account samples come from :meth:`account_samples`, which :meth:`collect` and the
-    incremental renderer of :mod:`agent.exposition` share, so both always agree.
+    incremental renderer of :mod:`agent.metrics.exposition` share, so both always agree.
     """
 
     # families whose samples are Age values (rendered at every scrape, never cached)

@@ -25,7 +25,8 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 class HostThrottled(httpx.TransportError):
     """The agent held a request back (its host is paused after a 429, or
     ``max_requests_per_second`` leaves no slot within the request's time): nothing was sent.
-    Raised by :class:`agent.ratelimit.RateLimitedTransport`; ends a check as ``throttled``."""
+    Raised by :class:`agent.checks.ratelimit.RateLimitedTransport`; ends a check as
+    ``throttled``."""
 
 
 class TransientError(Exception):

@@ -15,7 +15,7 @@ import socket
 
 from aiohttp import web
 
-from agent.websecurity import WebSecurity
+from agent.web.auth import WebSecurity
 
 log = logging.getLogger(__name__)
 

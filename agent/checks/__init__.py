@@ -1,0 +1,1 @@
+"""The check loop: scheduling, HTTP to the channels, retries, rate limits, sharding."""

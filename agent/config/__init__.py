@@ -1,0 +1,1 @@
+"""Configuration: the file's models, loading and validation."""
