@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -18,6 +17,7 @@ from prometheus_client.registry import Collector
 
 from agent import __version__
 from agent.channel import REASONS, Account, Channel
+from agent.metrics.incremental import Age, IncrementalCollector, Sample
 from agent.storage.fleet import Fleet
 from agent.storage.state import AccountState
 
@@ -25,27 +25,7 @@ ACCOUNT_LABELS = ["channel", "account", "region"]
 CACHED = " Served from the last scheduled check; a scrape never calls the channel's API."
 
 
-@dataclass(frozen=True, slots=True)
-class Age:
-    """A sample value that is the time since ``since``, computed when the sample is rendered.
-
-    Per-account samples are rendered once and cached (:mod:`agent.metrics.exposition`); an
-    ``Age`` is the one kind of value that changes without the state changing, so it is kept
-    apart and evaluated at every scrape.
-    """
-
-    since: float
-
-    def at(self, now: float) -> float:
-        """Seconds since ``since`` at ``now``, to the millisecond (never negative)."""
-        return round(max(0.0, now - self.since), 3)
-
-
-# (family key, label values after ACCOUNT_LABELS, value)
-Sample = tuple[str, tuple[str, ...], "float | Age"]
-
-
-class FleetCollector(Collector):
+class FleetCollector(IncrementalCollector):
     """Turns the fleet's per-account state into metric families, e.g.::
 
         channel_credential_valid{channel="amazon_ads",account="acme-us",region="na"} 1.0
@@ -56,8 +36,8 @@ class FleetCollector(Collector):
     incremental renderer of :mod:`agent.metrics.exposition` share, so both always agree.
     """
 
-    # families whose samples are Age values (rendered at every scrape, never cached)
-    live_families: frozenset[str] = frozenset({"token_age"})
+    live_families = frozenset({"token_age"})
+    scrape_families_keys = ("client_valid", "accounts", "build_info", "shard_info")
 
     def __init__(self, fleet: Fleet, channels: dict[str, Channel]) -> None:
         self.fleet = fleet
@@ -66,8 +46,30 @@ class FleetCollector(Collector):
         self._counted: tuple[tuple[int, int] | None, dict[str, int]] = (None, {})
 
     def families(self) -> dict[str, Metric]:
-        """Empty families, keyed and ordered as the samples refer to them."""
         return _families()
+
+    def clock(self) -> float:
+        return self.fleet.clock()
+
+    def generation(self) -> tuple[int, int]:
+        return (self.fleet.generation, id(self.channels))
+
+    def keys(self) -> list[tuple[str, str]]:
+        return list(self.fleet.accounts)
+
+    def watch(self) -> set[tuple[str, str]]:
+        return self.fleet.watch()
+
+    def labels(self, key: tuple[str, str]) -> tuple[str, str, str]:
+        account = self.fleet.accounts[key]
+        return (account.channel, account.name, account.region)
+
+    def samples(self, key: tuple[str, str], now: float) -> Iterator[Sample]:
+        return self.account_samples(self.fleet.accounts[key], self.fleet.states[key], now)
+
+    def changes_at(self, key: tuple[str, str], now: float) -> float:
+        state = self.fleet.states[key]
+        return state.access_expires if _holds_access_token(state, now) else math.inf
 
     def account_samples(self, account: Account, state: AccountState, now: float,
                         ) -> Iterator[Sample]:
@@ -99,12 +101,7 @@ class FleetCollector(Collector):
         if state.reconnected is not None:
             yield "reconnected", (), state.reconnected
 
-    @staticmethod
-    def changes_at(state: AccountState, now: float) -> float:
-        """When :meth:`account_samples` will change although ``state`` did not."""
-        return state.access_expires if _holds_access_token(state, now) else math.inf
-
-    def fleet_families(self) -> Iterator[Metric]:
+    def scrape_families(self) -> Iterator[Metric]:
         """The few families about the whole fleet (per channel, build info)."""
         g = _families()
         if self._counted[0] != (self.fleet.generation, id(self.channels)):
@@ -120,29 +117,12 @@ class FleetCollector(Collector):
             g["accounts"].add_metric([channel], float(count))
         g["build_info"].add_metric([__version__], 1.0)
         g["shard_info"].add_metric([str(self.fleet.shard.index), str(self.fleet.shard.count)], 1.0)
-        yield from (g[key] for key in FLEET_FAMILIES)
-
-    def collect(self) -> Iterator[Metric]:
-        now = self.fleet.clock()
-        g = _families()
-        for account, state in self.fleet:
-            labels = [account.channel, account.name, account.region]
-            for key, extra, value in self.account_samples(account, state, now):
-                if isinstance(value, Age):
-                    value = value.at(now)
-                g[key].add_metric([*labels, *extra], value)
-        yield from (family for key, family in g.items() if key not in FLEET_FAMILIES)
-        yield from self.fleet_families()
-
-    def describe(self) -> Iterable[Metric]:
-        return _families().values()
+        yield from (g[key] for key in self.scrape_families_keys)
 
 
 def _holds_access_token(state: AccountState, now: float) -> bool:
     return state.access_issued is not None and (state.access_expires or 0) > now
 
-
-FLEET_FAMILIES = ("client_valid", "accounts", "build_info", "shard_info")
 
 
 def _families() -> dict[str, Metric]:

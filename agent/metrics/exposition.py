@@ -4,18 +4,20 @@
 seconds. :class:`Exposition` renders the same content (same families, labels and values)
 like this:
 
-- The fleet's per-account samples (:class:`~agent.metrics.collector.FleetCollector`) are formatted
-  once per change of the account (``Fleet.watch``) and kept in blocks of ``BLOCK`` accounts per
+- The per-account samples of every :class:`~agent.metrics.incremental.IncrementalCollector`
+  (the fleet's credential series, the data-freshness series) are formatted once per change of
+  the account (``IncrementalCollector.watch``) and kept in blocks of ``BLOCK`` accounts per
   family. Each block is also kept deflate-compressed on its own, ended by a sync flush, so the
   compressed blocks concatenate into one valid deflate stream: a change re-compresses only the
   blocks of its account whose text changed.
 - Samples whose value is an :class:`~agent.metrics.collector.Age` (token ages) are evaluated at
-  every scrape from cached label prefixes, and so are the fleet-wide families.
+  every scrape from cached label prefixes; the collectors' few fleet-wide families are
+  rendered whole.
 - Every other collector in the registry is rendered at every scrape by prometheus_client's own
   ``generate_latest``, so whatever another module registers appears, exact and current. (A
-  collector with many series can offer the FleetCollector's interface to be cached too.)
+  collector with many series can offer the IncrementalCollector's interface to be cached too.)
 - A gzip response is one gzip member: the cached compressed stream of the cached families,
-  then the freshly compressed rest; its CRC-32 continues from the cached part's.
+  then the freshly compressed rest; its CRC-32 combines the cached parts' and continues.
 
 Families come out in a different order than from ``generate_latest``; the text format allows
 any order of families (each family's samples stay together).
@@ -28,14 +30,14 @@ import functools
 import heapq
 import math
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from agent.metrics.collector import FLEET_FAMILIES, Age, FleetCollector
+from agent.metrics.incremental import Age, IncrementalCollector
 
 BLOCK = 16  # accounts per compressed block
 LEVEL = 1  # zlib level: ~6x faster than 6, and the text still shrinks ~20x
@@ -93,15 +95,14 @@ def _deflate(data: bytes, final: bool = False) -> bytes:
                                                         zlib.Z_SYNC_FLUSH)
 
 
-class _FleetCache:
-    """The FleetCollector's samples, formatted per account and kept per block."""
+class _BlockCache:
+    """An IncrementalCollector's samples, formatted per key (account) and kept per block."""
 
-    def __init__(self, collector: FleetCollector) -> None:
+    def __init__(self, collector: IncrementalCollector) -> None:
         self.collector = collector
-        self.fleet = collector.fleet
-        self.changed = self.fleet.watch()
+        self.changed = collector.watch()
         self.families = collector.families()
-        keys = [k for k in self.families if k not in FLEET_FAMILIES]
+        keys = [k for k in self.families if k not in collector.scrape_families_keys]
         self.static = [k for k in keys if k not in collector.live_families]
         self.live = [k for k in keys if k in collector.live_families]
         # family -> index in static, or ~index in live
@@ -111,18 +112,18 @@ class _FleetCache:
         self.label_names = {k: list(_label_names(f)) for k, f in self.families.items()}
         self.headers = {k: _header(f) for k, f in self.families.items()}
         self.packed_headers = {k: _deflate(h) for k, h in self.headers.items()}
-        self.seen: tuple[int, int] | None = None  # (fleet generation, id of the channels)
+        self.seen: Hashable = None  # the collector's generation
 
     def rebuild_all(self, now: float) -> None:
         """Start over: the set of accounts (or the channels' settings) changed."""
-        self.keys = list(self.fleet.accounts)
+        self.keys = self.collector.keys()
         self.index = {key: i for i, key in enumerate(self.keys)}
         n = len(self.keys)
         blocks = (n + BLOCK - 1) // BLOCK
         # label prefixes survive as long as the account's labels do
         old = getattr(self, "prefixes", {})
-        self.prefixes: dict[tuple[str, str, str], dict[tuple[str, tuple[str, ...]], str]] = {
-            labels: old.get(labels, {}) for labels in map(self._labels, self.keys)}
+        self.prefixes: dict[tuple[str, ...], dict[tuple[str, tuple[str, ...]], str]] = {
+            labels: old.get(labels, {}) for labels in map(self.collector.labels, self.keys)}
         # Per account, tuples of strings and floats: the garbage collector stops tracking
         # those, so 10,000 accounts' worth of cache adds nothing to its full passes.
         self.lines: list[tuple[str, ...]] = [()] * n
@@ -138,19 +139,15 @@ class _FleetCache:
         self.expiries: list[tuple[float, int]] = []
         self.expiry_of: dict[int, float] = {}
         self.changed.clear()
-        self.seen = (self.fleet.generation, id(self.collector.channels))
+        self.seen = self.collector.generation()
         self._refresh(range(n), now)
-
-    def _labels(self, key: tuple[str, str]) -> tuple[str, str, str]:
-        account = self.fleet.accounts[key]
-        return (account.channel, account.name, account.region)
 
     def mark_all_changed(self) -> None:
         self.changed.update(self.keys)
 
     def update(self, now: float) -> None:
-        """Bring the cache up to date with the fleet."""
-        if self.seen != (self.fleet.generation, id(self.collector.channels)):
+        """Bring the cache up to date with the collector."""
+        if self.seen != self.collector.generation():
             self.rebuild_all(now)
             return
         if not self.changed and not (self.expiries and self.expiries[0][0] <= now):
@@ -203,14 +200,13 @@ class _FleetCache:
     def _render_account(self, i: int, now: float) -> list[int]:
         """Format account ``i``'s samples; return the static families whose text changed."""
         key = self.keys[i]
-        account, state = self.fleet.accounts[key], self.fleet.states[key]
-        labels = (account.channel, account.name, account.region)
+        labels = self.collector.labels(key)
         prefixes = self.prefixes[labels]
         slots = self.slots
         lines: list[list[str]] = [[] for _ in self.static]
         ages: list[list[tuple[str, float]]] = [[] for _ in self.live]
         # the hot loop of a rebuild: repr() is float_text() without Go's exponent style
-        for family, extra, value in self.collector.account_samples(account, state, now):
+        for family, extra, value in self.collector.samples(key, now):
             prefix = prefixes.get((family, extra))
             if prefix is None:
                 prefix = prefixes[family, extra] = self._prefix(family, [*labels, *extra])
@@ -227,7 +223,7 @@ class _FleetCache:
         new = self.lines[i] = tuple(["".join(f) for f in lines])
         self.ages[i] = tuple([tuple(a) for a in ages])
         changed = [f for f in range(len(new)) if not old or old[f] != new[f]]
-        expiry = self.collector.changes_at(state, now)
+        expiry = self.collector.changes_at(key, now)
         if expiry == math.inf:
             self.expiry_of.pop(i, None)
         elif self.expiry_of.get(i) != expiry:
@@ -268,27 +264,27 @@ class _FleetCache:
 
 
 class Exposition:
-    """Renders a registry like ``generate_latest``, fast when it holds a FleetCollector."""
+    """Renders a registry like ``generate_latest``, fast for its IncrementalCollectors."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
-        self._caches: dict[int, _FleetCache] = {}
+        self._caches: dict[int, _BlockCache] = {}
         self._scraped = False
 
     def _collectors(self) -> list[Collector] | None:
         return getattr(self.registry, "collectors", None)
 
-    def _cache(self, collector: FleetCollector) -> _FleetCache:
+    def _cache(self, collector: IncrementalCollector) -> _BlockCache:
         cache = self._caches.get(id(collector))
         if cache is None or cache.collector is not collector:
-            cache = self._caches[id(collector)] = _FleetCache(collector)
+            cache = self._caches[id(collector)] = _BlockCache(collector)
         return cache
 
     def refresh(self) -> None:
-        """Bring the cached text up to date with the fleet, without rendering a response."""
+        """Bring the cached text up to date, without rendering a response."""
         for collector in self._collectors() or []:
-            if isinstance(collector, FleetCollector):
-                self._cache(collector).update(collector.fleet.clock())
+            if isinstance(collector, IncrementalCollector):
+                self._cache(collector).update(collector.clock())
 
     async def keep_fresh(self, interval: float = REFRESH_INTERVAL) -> None:
         """Refresh in the background, so that a scrape during a check cycle finds only the
@@ -299,7 +295,7 @@ class Exposition:
             if self._scraped:
                 self.refresh()
 
-    def _render(self, emit: Callable[[bytes], None]) -> list[_FleetCache]:
+    def _render(self, emit: Callable[[bytes], None]) -> list[_BlockCache]:
         """Bring the caches up to date; hand the text rendered at this scrape to ``emit``,
         piece by piece; return the caches, whose text comes first."""
         collectors = self._collectors()
@@ -309,14 +305,14 @@ class Exposition:
         self._scraped = True
         caches = []
         for collector in collectors:
-            if isinstance(collector, FleetCollector):
-                now = collector.fleet.clock()
+            if isinstance(collector, IncrementalCollector):
+                now = collector.clock()
                 cache = self._cache(collector)
                 cache.update(now)
                 caches.append(cache)
                 for chunk in cache.live_chunks(now):
                     emit(chunk)
-                emit(generate_latest(_Families(collector.fleet_families())))
+                emit(generate_latest(_Families(collector.scrape_families())))
             else:
                 emit(generate_latest(_One(collector)))
         return caches
@@ -333,15 +329,15 @@ class Exposition:
         pieces: list[tuple[bytes, Future[bytes]]] = []
         pool = _compressor()
         caches = self._render(lambda text: pieces.append((text, pool.submit(_deflate, text))))
-        if len(caches) == 1:
-            body, crc, size = caches[0].assembled()
-        else:
-            text = b"".join(c.static_text() for c in caches)
-            body, crc, size = _deflate(text), zlib.crc32(text), len(text)
+        bodies, crc, size = [], 0, 0
+        for cache in caches:
+            body, part_crc, part_size = cache.assembled()
+            bodies.append(body)
+            crc, size = crc32_combine(crc, part_crc, part_size), size + part_size
         for text, _ in pieces:
             crc = zlib.crc32(text, crc)
             size += len(text)
-        return b"".join([_GZIP_HEADER, body, *(done.result() for _, done in pieces),
+        return b"".join([_GZIP_HEADER, *bodies, *(done.result() for _, done in pieces),
                          _deflate(b"", final=True), _trailer(crc, size)])
 
     def invalidate(self) -> None:
@@ -349,6 +345,44 @@ class Exposition:
         for the next render)."""
         for cache in self._caches.values():
             cache.mark_all_changed()
+
+
+def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
+    """The CRC-32 of A + B from those of A and B and B's length (zlib's crc32_combine, which
+    Python does not expose): multiplies by x^(8 len2) over GF(2), O(log len2)."""
+    if len2 == 0:
+        return crc1
+    odd = [0xEDB88320] + [1 << n for n in range(31)]  # the operator for one zero bit
+    even = _gf2_square(odd)  # two zero bits
+    odd = _gf2_square(even)  # four zero bits
+    while True:  # apply len2 zero bytes to crc1, one bit of len2 at a time
+        even = _gf2_square(odd)
+        if len2 & 1:
+            crc1 = _gf2_times(even, crc1)
+        len2 >>= 1
+        if not len2:
+            break
+        odd = _gf2_square(even)
+        if len2 & 1:
+            crc1 = _gf2_times(odd, crc1)
+        len2 >>= 1
+        if not len2:
+            break
+    return crc1 ^ crc2
+
+
+def _gf2_times(matrix: list[int], vector: int) -> int:
+    total, i = 0, 0
+    while vector:
+        if vector & 1:
+            total ^= matrix[i]
+        vector >>= 1
+        i += 1
+    return total
+
+
+def _gf2_square(matrix: list[int]) -> list[int]:
+    return [_gf2_times(matrix, row) for row in matrix]
 
 
 @functools.cache
