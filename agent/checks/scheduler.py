@@ -110,6 +110,7 @@ class Scheduler:
             if next_run < self.monotonic():  # fell behind (overload): skip missed slots
                 missed = (self.monotonic() - next_run) // interval + 1
                 next_run += missed * interval
+                self.metrics.missed_schedule.labels(account.channel).inc(missed)
 
     async def check_now(self, account: Account) -> AccountState:
         """Check one account now, or wait for the check already running for it."""

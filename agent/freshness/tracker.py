@@ -125,6 +125,22 @@ class FreshnessTracker:
         self.record(dataset, last_updated, forward_only=True)
         return dataset
 
+    def heartbeats(self, bodies: list[Any]) -> list[tuple[int, HeartbeatRejected]]:
+        """Validate and store each heartbeat on its own, as :meth:`heartbeat` does; return
+        the refused ones (which stored nothing) with their index."""
+        refused: list[tuple[int, HeartbeatRejected]] = []
+        now = self.clock()
+        for i, body in enumerate(bodies):
+            try:
+                if not isinstance(body, Mapping):
+                    raise HeartbeatRejected(400, None, "a heartbeat must be a JSON object")
+                dataset, last_updated = parse_heartbeat(body, self.find, self.sources, now)
+            except HeartbeatRejected as exc:
+                refused.append((i, exc))
+                continue
+            self.record(dataset, last_updated, forward_only=True)
+        return refused
+
     def account_datasets(self, account: tuple[str, str]) -> list[dict[str, Any]]:
         """Each data set of one account as plain data (status API, CLI, landing page)."""
         now = self.clock()

@@ -11,18 +11,36 @@ import contextlib
 import math
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from agent import __version__
 from agent.channel import REASONS, Account, Channel
+from agent.checks.ratelimit import HostMetrics
 from agent.metrics.incremental import Age, IncrementalCollector, Sample
 from agent.storage.fleet import Fleet
 from agent.storage.state import AccountState
 
 ACCOUNT_LABELS = ["channel", "account", "region"]
 CACHED = " Served from the last scheduled check; a scrape never calls the channel's API."
+
+# A counter's `_created` sample (its creation time) doubles the series of every counter
+# family and nobody reads it; process-wide, as prometheus_client offers it.
+disable_created_metrics()
+
+
+def channel_reasons(channel: Channel) -> tuple[str, ...]:
+    """The failure reasons ``channel`` can produce: those it declares (``reasons``), else
+    every one of the core's set. Only these get a zero series per channel."""
+    return tuple(getattr(channel, "reasons", None) or REASONS)
 
 
 class FleetCollector(IncrementalCollector):
@@ -277,18 +295,66 @@ class AgentMetrics:
             "Unix time of the last successful configuration load or reload.",
             registry=self.registry,
         )
+        self.missed_schedule = Counter(
+            "channel_agent_checks_missed_schedule",
+            "Scheduled checks skipped because the account's previous check ended after the "
+            "next was due: the agent cannot keep up with check_interval (concurrency, rate "
+            "limit or slow answers).",
+            ["channel"],
+            registry=self.registry,
+        )
+        self.ratelimit_waiting = Gauge(
+            "channel_agent_ratelimit_waiting_requests",
+            "Requests waiting now for their turn at a host (max_requests_per_second, or a "
+            "pause after a 429).",
+            ["channel", "host"],
+            registry=self.registry,
+        )
+        self.ratelimit_waited = Counter(
+            "channel_agent_ratelimit_wait_seconds",
+            "Seconds requests spent waiting for their turn at a host.",
+            ["channel", "host"],
+            registry=self.registry,
+        )
+        self.ratelimit_pauses = Counter(
+            "channel_agent_ratelimit_pauses",
+            "Pauses of every request to a host after it answered 429 (Too Many Requests).",
+            ["channel", "host"],
+            registry=self.registry,
+        )
+        self._hosts: set[tuple[str, str]] = set()  # (channel, host) with rate-limiter series
+        self._reasons: dict[str, tuple[str, ...]] = {}  # channel -> reasons with a series
         self.set_channels(channels)
+
+    def host_metrics(self, channel: str, host: str) -> HostMetrics:
+        """The rate-limiter series of one host of a channel (created at its first request)."""
+        self._hosts.add((channel, host))
+        return HostMetrics(waiting=self.ratelimit_waiting.labels(channel, host),
+                           waited=self.ratelimit_waited.labels(channel, host),
+                           pauses=self.ratelimit_pauses.labels(channel, host))
 
     def set_channels(self, channels: dict[str, Channel]) -> None:
         """Per-channel series for ``channels``; those of channels no longer configured go."""
-        for gone in set(self.fleet_collector.channels) - set(channels):
-            for reason in REASONS:
+        for name in set(self._reasons) - set(channels):
+            for reason in self._reasons.pop(name):
                 with contextlib.suppress(KeyError):
-                    self.check_failures.remove(gone, reason)
-            with contextlib.suppress(KeyError):
-                self.check_duration.remove(gone)
+                    self.check_failures.remove(name, reason)
+            for metric in (self.check_duration, self.missed_schedule):
+                with contextlib.suppress(KeyError):
+                    metric.remove(name)
+        for channel, host in [h for h in self._hosts if h[0] not in channels]:
+            self._hosts.discard((channel, host))
+            for metric in (self.ratelimit_waiting, self.ratelimit_waited, self.ratelimit_pauses):
+                with contextlib.suppress(KeyError):
+                    metric.remove(channel, host)
         self.fleet_collector.channels = channels
-        for channel in channels:
-            for reason in REASONS:
-                self.check_failures.labels(channel, reason)
-            self.check_duration.labels(channel)
+        for name, channel in channels.items():
+            reasons = channel_reasons(channel)
+            for reason in set(self._reasons.get(name, ())) - set(reasons):
+                with contextlib.suppress(KeyError):
+                    self.check_failures.remove(name, reason)
+            self._reasons[name] = reasons
+            for reason in reasons:
+                self.check_failures.labels(name, reason)
+            self.check_duration.labels(name)
+            self.missed_schedule.labels(name)
