@@ -27,15 +27,15 @@ from urllib.parse import urlencode
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.run import (  # noqa: E402
+from benchmarks.fleet import (  # noqa: E402
     CLIENT_ID,
     CLIENT_SECRET,
     REGIONS,
     account_name,
-    prepare,
+    build_fleet,
     refresh_token,
-    start_simulator,
 )
+from benchmarks.run import start_simulator  # noqa: E402
 
 
 async def run_all(n: int, concurrency: int, fn) -> float:
@@ -70,9 +70,9 @@ async def layers(args: argparse.Namespace) -> dict[str, float]:
     sim, url = start_simulator(workdir, n, 0.0)
     results: dict[str, float] = {}
     try:
-        args.max_rps, args.check_timeout = 0, "30s"
+        args.max_rps, args.check_timeout, args.datasets = 0, "30s", 0
         plugins = load_plugins()
-        config = load_config(prepare(workdir, n, args, url, "1h"), plugins.channels)
+        config = load_config(build_fleet(workdir, n, args, url, "1h"), plugins.channels)
         service = AgentService(config, plugins)
         client = service.http["amazon_ads"]
         channel = config.channels["amazon_ads"]
