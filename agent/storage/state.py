@@ -332,11 +332,17 @@ class StateStore:
         return _load_freshness(self._db)
 
     def save_freshness(self, value: DataFreshness) -> None:
-        self._db.execute(
-            f"INSERT OR REPLACE INTO freshness ({', '.join(_FRESHNESS_COLUMNS)}) "
-            f"VALUES ({', '.join('?' for _ in _FRESHNESS_COLUMNS)})",
-            [getattr(value, name) for name in _FRESHNESS_COLUMNS],
-        )
+        self.save_freshness_many([value])
+
+    def save_freshness_many(self, values: list[DataFreshness]) -> None:
+        """Store data times in one transaction (a batch of heartbeats: one fsync)."""
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                f"INSERT OR REPLACE INTO freshness ({', '.join(_FRESHNESS_COLUMNS)}) "
+                f"VALUES ({', '.join('?' for _ in _FRESHNESS_COLUMNS)})",
+                [[getattr(value, name) for name in _FRESHNESS_COLUMNS] for value in values],
+            )
 
     # --- reconnects --------------------------------------------------------------------
 
