@@ -80,7 +80,7 @@ async def test_same_content_as_generate_latest_as_heartbeats_arrive(world):
     assert_same(service, exposition)
     text = exposition.render().decode()
     assert ('channel_data_staleness_seconds{account="a000",channel="fake",dataset="campaigns",'
-            f'region="na",source="pipeline"}} {NOW + 1234.5678 - T:.3f}\n') in text
+            f'region="na",source="pipeline"}} {int(NOW + 1234.5678 - T)}\n') in text  # seconds
     service.freshness.source_up["files"] = False  # a failed round shows at once
     assert b'channel_freshness_source_up{source="files"} 0.0' in exposition.render()
     assert_same(service, exposition)

@@ -130,8 +130,13 @@ class _BlockCache:
         self.ages: list[tuple[tuple[tuple[str, float], ...], ...]] = [()] * n
         self.plain = [[b""] * blocks for _ in self.static]
         self.packed = [[b""] * blocks for _ in self.static]
-        self.age_blocks: list[list[list[tuple[str, float]]]] = [
+        self.age_blocks: list[list[list[tuple[str, int]]]] = [
             [[] for _ in range(blocks)] for _ in self.live
+        ]
+        # per live family and chunk of LIVE_CHUNK blocks: a %-template of its lines and the
+        # times its values count from; None when a block of the chunk changed
+        self.templates: list[list[tuple[str, tuple[int, ...]] | None]] = [
+            [None] * ((blocks + LIVE_CHUNK - 1) // LIVE_CHUNK) for _ in self.live
         ]
         # when an account's samples change by themselves (a held access token expires): a
         # heap of (time, account), and the current time of each account (older entries of
@@ -177,6 +182,7 @@ class _BlockCache:
             members = range(b * BLOCK, min(len(self.keys), (b + 1) * BLOCK))
             for f in range(len(self.live)):
                 self.age_blocks[f][b] = [v for i in members for v in self.ages[i][f]]
+                self.templates[f][b // LIVE_CHUNK] = None
         self._assembled: tuple[bytes, int, int] | None = None
         self._static_text: bytes | None = None
 
@@ -214,7 +220,7 @@ class _BlockCache:
             if value.__class__ is Age:
                 if f >= 0:
                     raise TypeError(f"family {family!r} is not live but got an Age value")
-                ages[~f].append((prefix, value.since))
+                ages[~f].append((prefix, value.start))
             elif f >= 0:
                 lines[f].append(f"{prefix}{value!r}\n")
             else:
@@ -250,17 +256,26 @@ class _BlockCache:
 
     def live_chunks(self, now: float) -> Iterator[bytes]:
         """The Age samples at ``now``, a few hundred KB at a time (so that compressing one
-        can overlap formatting the next). The hot loop of every scrape: "%.3f" writes the
-        value :meth:`Age.at` rounds to (to the millisecond) in half the time of repr()."""
+        can overlap formatting the next). The hot loop of every scrape: each chunk is one
+        %-template of its lines filled with whole seconds (:meth:`Age.at`), a quarter of the
+        time of formatting line by line with floats."""
+        second = int(now)
         for f, key in enumerate(self.live):
-            blocks = self.age_blocks[f]
+            blocks, templates = self.age_blocks[f], self.templates[f]
             header = self.headers[key].decode()
             if not blocks:
                 yield header.encode()
-            for start in range(0, len(blocks), LIVE_CHUNK):
-                text = "".join([f"{p}{(now - s if s < now else 0.0):.3f}\n"
-                                for block in blocks[start:start + LIVE_CHUNK] for p, s in block])
-                yield (header + text if start == 0 else text).encode()
+            for c in range(len(templates)):
+                found = templates[c]
+                if found is None:
+                    lines = [v for block in blocks[c * LIVE_CHUNK:(c + 1) * LIVE_CHUNK]
+                             for v in block]
+                    found = templates[c] = ("".join([p.replace("%", "%%") + "%d\n"
+                                                     for p, _ in lines]),
+                                            tuple([start for _, start in lines]))
+                template, starts = found
+                text = template % tuple([second - s if s < second else 0 for s in starts])
+                yield (header + text if c == 0 else text).encode()
 
 
 class Exposition:

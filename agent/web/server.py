@@ -130,8 +130,8 @@ async def freshness(request: web.Request) -> web.Response:
         request.app[SERVICE].freshness.heartbeat(body)
     except HeartbeatRejected as exc:
         # a refusal quotes what was sent; mask it like anything else that leaves the process
-        return web.json_response({"error": redact(exc.message), "field": exc.field},
-                                 status=exc.status)
+        return web.json_response({"error": redact(exc.message),
+                                  "field": exc.field and redact(exc.field)}, status=exc.status)
     return web.Response(status=204)
 
 
@@ -142,8 +142,9 @@ async def freshness_batch(request: web.Request) -> web.Response:
     else 422 with the refused ones by index, each with its status, error and field."""
     body = await _json_body(request, MAX_BATCH_BODY)
     unknown = [name for name in body if name != "heartbeats"]
-    if unknown:
-        raise _bad_request(f"unknown field '{unknown[0]}' (expected heartbeats)", unknown[0])
+    if unknown:  # the name quotes what was sent: masked like anything leaving the process
+        raise _bad_request(redact(f"unknown field '{unknown[0]}' (expected heartbeats)"),
+                           redact(unknown[0]))
     items = body.get("heartbeats")
     if not isinstance(items, list) or not items:
         raise _bad_request("field 'heartbeats' is required and must be a non-empty array of "
@@ -155,7 +156,7 @@ async def freshness_batch(request: web.Request) -> web.Response:
     return web.json_response(
         {"accepted": len(items) - len(refused),
          "refused": [{"index": i, "status": exc.status, "error": redact(exc.message),
-                      "field": exc.field} for i, exc in refused]},
+                      "field": exc.field and redact(exc.field)} for i, exc in refused]},
         status=422 if refused else 200)
 
 
