@@ -11,7 +11,7 @@ like this:
   compressed blocks concatenate into one valid deflate stream: a change re-compresses only the
   blocks of its account whose text changed.
 - Samples whose value is an :class:`~agent.metrics.collector.Age` (token ages) are evaluated at
-  every scrape from cached label prefixes; the collectors' few fleet-wide families are
+  every scrape from cached templates of their lines; the collectors' few fleet-wide families are
   rendered whole.
 - Every other collector in the registry is rendered at every scrape by prometheus_client's own
   ``generate_latest``, so whatever another module registers appears, exact and current. (A
@@ -110,6 +110,9 @@ class _BlockCache:
             k: ~i for i, k in enumerate(self.live)}
         self.sample_names = {k: _sample_name(f) for k, f in self.families.items()}
         self.label_names = {k: list(_label_names(f)) for k, f in self.families.items()}
+        # family -> (%-format of a sample's name and labels, label values in its order)
+        self.prefix_formats = {k: _prefix_format(self.sample_names[k], self.label_names[k])
+                               for k in self.families}
         self.headers = {k: _header(f) for k, f in self.families.items()}
         self.packed_headers = {k: _deflate(h) for k, h in self.headers.items()}
         self.seen: Hashable = None  # the collector's generation
@@ -120,10 +123,6 @@ class _BlockCache:
         self.index = {key: i for i, key in enumerate(self.keys)}
         n = len(self.keys)
         blocks = (n + BLOCK - 1) // BLOCK
-        # label prefixes survive as long as the account's labels do
-        old = getattr(self, "prefixes", {})
-        self.prefixes: dict[tuple[str, ...], dict[tuple[str, tuple[str, ...]], str]] = {
-            labels: old.get(labels, {}) for labels in map(self.collector.labels, self.keys)}
         # Per account, tuples of strings and floats: the garbage collector stops tracking
         # those, so 10,000 accounts' worth of cache adds nothing to its full passes.
         self.lines: list[tuple[str, ...]] = [()] * n
@@ -206,16 +205,18 @@ class _BlockCache:
     def _render_account(self, i: int, now: float) -> list[int]:
         """Format account ``i``'s samples; return the static families whose text changed."""
         key = self.keys[i]
-        labels = self.collector.labels(key)
-        prefixes = self.prefixes[labels]
+        # Prefixes (name and labels) are formatted anew rather than kept: kept per account
+        # and sample they were half of the cache's memory (a third of the agent's at 50,000).
+        labels = tuple([_escape(value) for value in self.collector.labels(key)])
+        formats = self.prefix_formats
         slots = self.slots
         lines: list[list[str]] = [[] for _ in self.static]
         ages: list[list[tuple[str, float]]] = [[] for _ in self.live]
         # the hot loop of a rebuild: repr() is float_text() without Go's exponent style
         for family, extra, value in self.collector.samples(key, now):
-            prefix = prefixes.get((family, extra))
-            if prefix is None:
-                prefix = prefixes[family, extra] = self._prefix(family, [*labels, *extra])
+            fmt, order = formats[family]
+            values = (*labels, *[_escape(value) for value in extra]) if extra else labels
+            prefix = fmt % tuple([values[j] for j in order])
             f = slots[family]
             if value.__class__ is Age:
                 if f >= 0:
@@ -239,11 +240,6 @@ class _BlockCache:
                 self.expiries = [(when, j) for j, when in self.expiry_of.items()]
                 heapq.heapify(self.expiries)
         return changed
-
-    def _prefix(self, family: str, values: list[str]) -> str:
-        pairs = sorted(zip(self.label_names[family], values, strict=True))
-        labels = ",".join(f'{name}="{_escape(value)}"' for name, value in pairs)
-        return f"{self.sample_names[family]}{{{labels}}} "
 
     def static_text(self) -> bytes:
         if self._static_text is None:
@@ -411,6 +407,14 @@ def _trailer(crc: int, size: int) -> bytes:
 
 def _sample_name(family: Metric) -> str:
     return family.name + "_total" if family.type == "counter" else family.name
+
+
+def _prefix_format(sample_name: str, label_names: list[str]) -> tuple[str, tuple[int, ...]]:
+    """``name{a="%s",b="%s"} `` with the labels sorted by name, and the positions of the
+    label values in that order."""
+    order = tuple(sorted(range(len(label_names)), key=label_names.__getitem__))
+    labels = ",".join(f'{label_names[j]}="%s"' for j in order)
+    return f"{sample_name.replace('%', '%%')}{{{labels}}} ", order
 
 
 def _label_names(family: Metric) -> Iterator[str]:

@@ -28,6 +28,7 @@ import asyncio
 import json
 import os
 import sqlite3
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -447,7 +448,7 @@ class StateStore:
         self._db.close()
 
 
-@dataclass
+@dataclass(slots=True)
 class DataFreshness:
     """The newest data time known for one data set, from which source, learnt when."""
 
@@ -468,7 +469,11 @@ _FRESHNESS_COLUMNS = ["channel", "account", "dataset", "last_updated", "source",
 
 def _load_freshness(db: sqlite3.Connection) -> dict[tuple[str, str, str], DataFreshness]:
     rows = db.execute(f"SELECT {', '.join(_FRESHNESS_COLUMNS)} FROM freshness")
-    values = [DataFreshness(*row) for row in rows]
+    # names interned: 50,000 accounts x data sets would repeat each channel, data set and
+    # source name once per row
+    values = [DataFreshness(sys.intern(channel), sys.intern(account), sys.intern(dataset),
+                            last_updated, sys.intern(source), recorded)
+              for channel, account, dataset, last_updated, source, recorded in rows]
     return {value.key: value for value in values}
 
 
