@@ -7,6 +7,10 @@ import subprocess
 
 import pytest
 
+from agent.channel import Account
+from agent.checks.scheduler import HARD_TIMEOUT_GRACE, offset
+from agent.cli.run import first_results_line
+from agent.config.loader import AgentSettings
 from tests.helpers import BIN, without_venv_on_path
 
 PROGRAM = BIN / "channel-agent"
@@ -75,3 +79,16 @@ def test_help_shows_the_command_as_this_shell_runs_it(activated):
     run_help = subprocess.run([PROGRAM, "run", "--help"], env=env, capture_output=True,
                               text=True, timeout=60).stdout
     assert "--config /etc/channel-agent/config.yaml" in run_help
+
+
+def test_the_demo_banner_says_when_the_first_results_are_in():
+    """The banner promised "every account is checked within 15s" while a throttled account
+    stayed pending for 21 s: a first check starts within one interval, then may use the whole
+    check timeout (and the scheduler's grace) before its result is in."""
+    line = first_results_line(AgentSettings(check_interval=15.0, check_timeout=7.5))
+    assert line == ("Every account is checked every 15s; the first results are all in within "
+                    "24s (a first check starts within 15s and may take up to the 7s500ms "
+                    "check timeout).")
+    accounts = [Account(channel="amazon_ads", name=f"a{i}", region="na") for i in range(500)]
+    latest = max(offset(a, 15.0) for a in accounts) + 7.5 + HARD_TIMEOUT_GRACE
+    assert 20 < latest <= 24

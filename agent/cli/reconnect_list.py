@@ -65,7 +65,7 @@ def _why(state: AccountState, max_age: float, now: float, within: float) -> list
     missing = sorted(p for p, reachable in state.profiles.items() if not reachable)
     if missing:
         why.append(f"profile(s) not reachable: {', '.join(missing)}")
-    if state.refresh_issued is not None and max_age > 0:
+    if state.refresh_issued is not None and max_age > 0 and not state.rejected:
         expiry = state.refresh_issued + max_age
         if expiry <= now:
             why.append(f"refresh token expired {iso(expiry)}")

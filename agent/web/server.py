@@ -197,7 +197,8 @@ async def landing_page(request: web.Request) -> web.Response:
             a["channel"], a["account"], a["region"],
             f'<b style="color:{colour}">{a["state"]}</b>',
             a["reason"] or "", a["detail"] or "", a["last_check"] or "never",
-            a["last_valid"] or "never", a["refresh_token_expiry"] or "",
+            a["last_valid"] or "never",
+            a["refresh_token_expiry"] or ("n/a: reconnect" if a["valid"] is False else ""),
         ]
         rows.append("<tr>" + "".join(
             f"<td>{c if i == 3 else html.escape(str(c))}</td>" for i, c in enumerate(cells)
