@@ -8,7 +8,8 @@ import time
 import click
 import httpx
 
-from agent.cli.common import agent_error, agent_url_option
+from agent.cli.common import agent_error, agent_url_option, without_password
+from agent.freshness.timestamps import iso, to_unix
 
 
 @click.command("mark-synced")
@@ -26,7 +27,8 @@ def mark_synced(channel: str, account: str, datasets: tuple[str, ...], at: str |
 
     Posts to the agent's POST /api/v1/freshness (several --dataset: one POST to
     /api/v1/freshness/batch), which stores it in the agent's state file; the data set must be
-    configured with a freshness source of type heartbeat. Exit status 0 when the agent
+    configured with a freshness source of type heartbeat. Prints what was recorded (an older
+    time than the agent knows does not move its data time back). Exit status 0 when the agent
     accepted every one, 1 when it refused one (the others are stored) or could not be reached.
 
     \b
@@ -43,16 +45,23 @@ def mark_synced(channel: str, account: str, datasets: tuple[str, ...], at: str |
         response = httpx.post(url.rstrip("/") + path, json=body, timeout=10)
     except httpx.HTTPError as exc:
         agent_error(f"error: could not reach the agent at {url}: {exc}", url)
-    if response.status_code in (200, 204):
-        return
     try:
-        answer = response.json()
-        messages = [_message(error, bodies) for error in answer.get("refused", [answer])]
+        refused = [] if response.status_code in (200, 204) else response.json()
+        if isinstance(refused, dict):  # a batch's refused items, or the one error
+            refused = refused.get("refused", [refused])
+        messages = [_message(error, bodies) for error in refused]
+        # an error without an index (a single heartbeat, a bad batch) is about all of them
+        accepted = [d for i, d in enumerate(datasets)
+                    if not any(error.get("index", i) == i for error in refused)]
     except (ValueError, KeyError, TypeError, AttributeError, IndexError):
-        messages = [f"HTTP {response.status_code}"]
+        messages, accepted = [f"HTTP {response.status_code}"], []
+    for dataset in accepted:  # the agent parsed ``when`` as to_unix does
+        click.echo(f"recorded: {channel}/{account} data set {dataset} synced at "
+                   f"{iso(to_unix(when, naive=None))} (agent {without_password(url, url)})")
     for message in messages:
         click.echo(f"error: the agent refused the heartbeat: {message}", err=True)
-    sys.exit(1)
+    if messages:
+        sys.exit(1)
 
 
 def _message(error: dict, bodies: list[dict]) -> str:
