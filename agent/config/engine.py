@@ -17,7 +17,7 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from agent.config.problems import ProblemList, unknown_name
-from agent.config.types import ConfigModel, optional_of, secret_field
+from agent.config.types import ConfigModel, fields_by_key, optional_of, secret_field
 from agent.config.yamltree import INVALID, Node
 from agent.redact import redact
 
@@ -31,7 +31,9 @@ class Scope:
     """What validating the sections of one source needs: where problems go, the environment
     for ``${VAR}``, the directory relative paths start from."""
 
-    def __init__(self, problems: ProblemList, environ: Mapping[str, str], base_dir: Path) -> None:
+    def __init__(self, problems: ProblemList, environ: Mapping[str, str] | None,
+                 base_dir: Path) -> None:
+        """``environ`` None: ``$`` is an ordinary character (no ``${VAR}`` expansion)."""
         self.problems = problems
         self.environ = environ
         self.base_dir = base_dir
@@ -76,6 +78,7 @@ class Scope:
     def expand(self, text: str, line: int | None, path: str) -> Any:
         """Replace ``${VAR}``, ``${VAR:-default}`` and ``$$`` in ``text``."""
         failed = False
+        environ = self.environ or {}
 
         def substitute(match: re.Match[str]) -> str:
             nonlocal failed
@@ -87,7 +90,7 @@ class Scope:
                 failed = True
                 return ""
             name, default = inner.group(1), inner.group(2)
-            value = self.environ.get(name)
+            value = environ.get(name)
             if value:
                 return value
             if default is not None:
@@ -99,7 +102,9 @@ class Scope:
                 return ""
             return value
 
-        result = _ENV_REF.sub(substitute, text) if "$" in text else text
+        if self.environ is None or "$" not in text:
+            return text
+        result = _ENV_REF.sub(substitute, text)
         return INVALID if failed else result
 
     def _report(self, model: type[BaseModel], node: Node, data: Any, path: str, error: Any,
@@ -189,11 +194,14 @@ def word(model: type[BaseModel], loc: list[Any], error: Any, core: tuple[str, ..
     owner, annotation = _declared(model, loc)
     name = str(loc[-1]) if loc else ""
     if kind == "missing":
-        field = owner.model_fields.get(name) if owner is not None else None
+        field = fields_by_key(owner).get(name) if owner is not None else None
         if field is not None and secret_field(field):
             return f"is required: set {name} or {name}_file"
         return "is required"
     if kind == "extra_forbidden":
+        refused = getattr(owner, "refused_keys", {})
+        if name in refused:
+            return refused[name]
         accepted = set(core) if len(loc) == 1 else set()
         if owner is not None:
             accepted |= accepted_keys(owner)
@@ -214,8 +222,8 @@ def word(model: type[BaseModel], loc: list[Any], error: Any, core: tuple[str, ..
 
 
 def accepted_keys(model: type[BaseModel]) -> set[str]:
-    keys = set(model.model_fields)
-    keys |= {f"{name}_file" for name, field in model.model_fields.items() if secret_field(field)}
+    fields = fields_by_key(model)
+    keys = set(fields) | {f"{key}_file" for key, field in fields.items() if secret_field(field)}
     if issubclass(model, ConfigModel):
         keys |= set(model.core_keys)
     return keys
@@ -229,7 +237,7 @@ def _declared(model: type[BaseModel], loc: list[Any]) -> tuple[type[BaseModel] |
         annotation = optional_of(annotation)
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             owner = annotation
-            field = annotation.model_fields.get(str(part))
+            field = fields_by_key(annotation).get(str(part))
             annotation = None if field is None else field.annotation
         elif get_origin(annotation) in (list, dict) and get_args(annotation):
             annotation = get_args(annotation)[-1]

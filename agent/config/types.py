@@ -92,6 +92,8 @@ class ConfigModel(BaseModel):
                               _secret_files_in_schema(s, m))
     # Keys the core reads next to the model's own (a channel's accounts, an account's name).
     core_keys: ClassVar[tuple[str, ...]] = ()
+    # Keys that are refused with a message of their own, instead of "unknown key".
+    refused_keys: ClassVar[Mapping[str, str]] = {}
 
     @model_validator(mode="before")
     @classmethod
@@ -165,9 +167,15 @@ def _fold_secret_file(data: dict[str, Any], name: str) -> None:
 
 
 @cache
+def fields_by_key(model: type[BaseModel]) -> dict[str, FieldInfo]:
+    """A model's fields by the key that sets them in a file (its alias, if it has one)."""
+    return {field.alias or name: field for name, field in model.model_fields.items()}
+
+
+@cache
 def _field_kinds(model: type[BaseModel]) -> dict[str, tuple[str, Any]]:
     """How :meth:`ConfigModel._prepare` treats each field: (kind, default)."""
-    return {name: (_kind(field), field.default) for name, field in model.model_fields.items()}
+    return {key: (_kind(field), field.default) for key, field in fields_by_key(model).items()}
 
 
 def _kind(field: FieldInfo) -> str:
