@@ -16,6 +16,7 @@ import click
 from agent.channel import Account, Channel, CheckContext, ReconnectError, Reconnector
 from agent.cli.common import (
     EXIT_CONFIG_ERROR,
+    command_name,
     config_option,
     json_option,
     load_or_exit,
@@ -267,7 +268,7 @@ def _make_link(report: _Report, store: StateStore | None, reconnector: Reconnect
     if not ready:
         _note(f"warning: no ready agent answered at {shown}: the link only works while the agent "
               f"runs")
-    _note("Follow it with: channel-agent reconnect --pending")
+    _note(f"Follow it with: {command_name()} reconnect --pending")
 
 
 # --- output -------------------------------------------------------------------------------
