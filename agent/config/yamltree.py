@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
+from agent.config.modelbase import join
 from agent.config.problems import ConfigError, ConfigProblem, ProblemList
-from agent.config.types import join
 from agent.config.yamlerrors import yaml_syntax_problem
 
 # libyaml's parser when PyYAML has it: 10,000 accounts parse in a fraction of the time
