@@ -106,7 +106,7 @@ def preflight(channel: Channel, account: Account, *, link: bool = False,
     if ref is None:
         raise ReconnectError("unsupported", f"channel {channel.name} declares no refresh token "
                                             f"option, so a new token cannot be stored")
-    option = channel.refresh_token_option
+    option = channel.refresh_tokens.option if channel.refresh_tokens else "refresh_token"
     if ref.path is None:
         if link:
             raise ReconnectError(

@@ -5,7 +5,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from agent.channel import Account, Channel, CheckContext, CheckResult, Option
+from agent.channel import (
+    Account,
+    ApplicationClient,
+    Channel,
+    CheckContext,
+    CheckResult,
+    Option,
+    RefreshTokens,
+)
 from agent.hookspecs import hookimpl
 
 
@@ -15,6 +23,9 @@ class FakeChannel(Channel):
     name = "fake"
     title = "Fake channel"
     regions = ("na", "eu")
+    target_kind = "profile"
+    refresh_tokens = RefreshTokens()
+    application_client = ApplicationClient()
     channel_options = {"refresh_token_max_age": Option("duration", default=86400.0)}
     account_options = {"note": Option("str", default="")}
 

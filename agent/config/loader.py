@@ -22,7 +22,15 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from agent.channel import Account, Channel, MissingSecret, Option, Secret, SecretRef
+from agent.channel import (
+    REQUEST_OPTIONS,
+    Account,
+    Channel,
+    MissingSecret,
+    Option,
+    Secret,
+    SecretRef,
+)
 from agent.checks.ratelimit import CHANNEL_OPTIONS
 from agent.checks.sharding import Shard, parse_shard
 from agent.config.durations import DURATION_HINT, parse_duration
@@ -451,7 +459,7 @@ class _Validator:
         self, name: str, cls: type[Channel], node: _Node, path: str
     ) -> tuple[type[Channel], dict, list[Account]] | None:
         self.regions = tuple(cls.regions)
-        options = {**CHANNEL_OPTIONS, **cls.channel_options}
+        options = {**CHANNEL_OPTIONS, **REQUEST_OPTIONS, **cls.channel_options}
         settings = self._section(node, options, path, core=("accounts", "datasets"))
         if settings is None:
             return None

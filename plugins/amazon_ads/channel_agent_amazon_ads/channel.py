@@ -7,10 +7,8 @@ campaign call. What each answer means is decided in :mod:`channel_agent_amazon_a
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
@@ -19,16 +17,20 @@ import httpx
 from agent.channel import (
     RECONNECT_OPTIONS,
     Account,
+    ApplicationClient,
     Channel,
     CheckContext,
     CheckResult,
     Demo,
     MissingSecret,
     Option,
+    Reason,
     Reconnector,
+    RefreshTokens,
     Secret,
+    TransientError,
 )
-from agent.checks.httpretry import RetryPolicy, TransientError, send_with_retries
+from agent.reasons import PERMISSION
 from agent.redact import redact
 from channel_agent_amazon_ads import ads_api, lwa
 from channel_agent_amazon_ads.classify import ProviderError, Verdict, conclusive, transient
@@ -76,6 +78,13 @@ class AmazonAdsChannel(Channel):
     name = "amazon_ads"
     title = "Amazon Ads"
     regions = ("na", "eu", "fe")
+    target_kind = "profile"
+    refresh_tokens = RefreshTokens()
+    application_client = ApplicationClient()
+    reasons = (
+        Reason("profile_missing", PERMISSION,
+               "an expected profile is not in /v2/profiles any more"),
+    )
     request_endpoints: ClassVar[tuple[str, ...]] = ("token", "profiles", "campaigns_list")
 
     channel_options: ClassVar[dict[str, Option]] = {
@@ -93,7 +102,6 @@ class AmazonAdsChannel(Channel):
             doc="Exercise the refresh token at least this often, even while an access "
             "token is still valid.",
         ),
-        "request_timeout": Option("duration", default=10, doc="Timeout of one HTTP request"),
         "permission_probe": Option(
             "bool",
             default=True,
@@ -107,14 +115,6 @@ class AmazonAdsChannel(Channel):
                 "api_url": Option("regional_url", default=dict(API_URLS)),
             },
             doc="Amazon hosts per region (override to point at a simulator).",
-        ),
-        "retry": Option(
-            "mapping",
-            options={
-                "initial_backoff": Option("duration", default=2),
-                "max_backoff": Option("duration", default=30),
-            },
-            doc="Backoff on 429/5xx when Amazon sends no Retry-After.",
         ),
         **RECONNECT_OPTIONS,
     }
@@ -134,10 +134,6 @@ class AmazonAdsChannel(Channel):
         # account -> (fingerprint of the token it replaced, new refresh token): a rotated
         # token that could not be persisted yet still wins over the stale stored one.
         self._rotated: dict[str, tuple[str, Secret]] = {}
-        # Replaceable in tests, so retries do not wait real time.
-        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
-        self.monotonic: Callable[[], float] = time.monotonic
-        self.jitter = 0.1
 
     @classmethod
     def demo(cls) -> Demo | None:
@@ -180,18 +176,6 @@ class AmazonAdsChannel(Channel):
             del self._rotated[account.name]  # persisted, or reconnected meanwhile
         return stored
 
-    def _retry_policy(self, ctx: CheckContext) -> RetryPolicy:
-        retry = self.settings["retry"]
-        return RetryPolicy(
-            initial_backoff=float(retry["initial_backoff"]),
-            max_backoff=float(retry["max_backoff"]),
-            request_timeout=float(self.settings["request_timeout"]),
-            jitter=self.jitter,
-            sleep=self.sleep,
-            monotonic=self.monotonic,
-            clock=ctx.clock,
-        )
-
 
 class _Check:
     """One check of one account."""
@@ -208,10 +192,10 @@ class _Check:
         self.client_secret: Secret = settings["client_secret"]
         self.token_url: str = settings["endpoints"]["token_url"][account.region]
         self.api_url: str = settings["endpoints"]["api_url"][account.region]
-        self.policy = channel._retry_policy(ctx)
         self.token: _CachedToken | None = None
         self.client_valid: bool | None = None
         self.profiles: dict[str, bool] = {}
+        self.reached: int | None = None
         self.secrets = {self.client_secret.reveal(), refresh_token.reveal()}
 
     async def run(self) -> CheckResult:
@@ -233,6 +217,7 @@ class _Check:
 
     async def _check_profiles(self) -> list[ProviderError]:
         seen = [profile["profileId"] for profile in await self.list_profiles()]
+        self.reached = len(seen)
         expected = list(self.account.settings.get("expected_profiles") or [])
         if not expected:
             self.profiles = {str(p): True for p in seen}
@@ -295,14 +280,7 @@ class _Check:
 
     async def _send(self, endpoint: str, factory: Callable[[], httpx.Request]) -> httpx.Response:
         try:
-            return await send_with_retries(
-                self.ctx.http,
-                factory,
-                deadline=self.ctx.deadline,
-                endpoint=endpoint,
-                record=self.ctx.record_request,
-                policy=self.policy,
-            )
+            return await self.ctx.send(factory, endpoint=endpoint)
         except TransientError as exc:
             raise ProviderError(transient(exc.reason), exc.detail) from None
 
@@ -315,7 +293,7 @@ class _Check:
         return await self._refresh()
 
     def _reusable(self, cached: _CachedToken) -> bool:
-        now = self.policy.monotonic()
+        now = self.ctx.retry.monotonic()
         interval = float(self.channel.settings["refresh_interval"])
         return (
             cached.refresh_fingerprint == self.refresh_token.fingerprint()
@@ -344,7 +322,7 @@ class _Check:
         self.secrets.add(grant.access_token.reveal())
         if grant.refresh_token is not None and grant.refresh_token != self.refresh_token:
             self._adopt_refresh_token(grant.refresh_token)
-        now, wall = self.policy.monotonic(), self.ctx.clock()
+        now, wall = self.ctx.retry.monotonic(), self.ctx.clock()
         self.token = _CachedToken(
             access_token=grant.access_token,
             refresh_fingerprint=self.refresh_token.fingerprint(),
@@ -395,7 +373,8 @@ class _Check:
                     self._scrub(problem.detail),
                 )
         fields: dict[str, Any] = {
-            "profiles": self.profiles,
+            "targets": self.profiles,
+            "targets_reached": self.reached,
             "refresh_token_fingerprint": self.refresh_token.fingerprint(),
             "client_valid": self.client_valid,
         }

@@ -35,7 +35,7 @@ from agent.channel import (
     Secret,
     VerifyResult,
 )
-from agent.checks.httpretry import TransientError, send_with_retries
+from agent.checks.httpretry import TransientError
 from agent.redact import redact
 from channel_agent_amazon_ads import lwa
 from channel_agent_amazon_ads.classify import ProviderError, describe, lwa_verdict, parse_json
@@ -88,14 +88,10 @@ class AmazonAdsReconnector(Reconnector):
                        redirect_uri: str, ctx: CheckContext) -> Secret:
         token_url = self.channel.settings["endpoints"]["token_url"][account.region]
         try:
-            response = await send_with_retries(
-                ctx.http,
+            response = await ctx.send(
                 lambda: lwa.code_request(ctx.http, token_url, self.client_id, self.client_secret,
                                          code, code_verifier, redirect_uri),
-                deadline=ctx.deadline,
                 endpoint="token",
-                record=ctx.record_request,
-                policy=self.channel._retry_policy(ctx),
             )
         except TransientError as exc:
             raise ReconnectError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 from collections.abc import Mapping
@@ -14,7 +15,15 @@ import httpx
 import pytest
 from channel_agent_amazon_ads.channel import AmazonAdsChannel
 
-from agent.channel import Account, CheckContext, CheckResult, Option, Secret, SecretRef
+from agent.channel import (
+    REQUEST_OPTIONS,
+    Account,
+    CheckContext,
+    CheckResult,
+    Option,
+    Secret,
+    SecretRef,
+)
 
 CLIENT_ID = "amzn1.application-oa2-client.test"
 CLIENT_SECRET = "amzn1.oa2-cs.v1.plantedCLIENTsecret"
@@ -157,14 +166,11 @@ class Harness:
         self.amazon = FakeAmazon()
         self.token_file = tmp_path / "acme.refresh_token"
         self.token_file.write_text(REFRESH + "\n")
-        settings = defaults(AmazonAdsChannel.channel_options) | {
+        settings = defaults({**AmazonAdsChannel.channel_options, **REQUEST_OPTIONS}) | {
             "client_id": CLIENT_ID,
             "client_secret": Secret(CLIENT_SECRET),
         }
         self.channel = AmazonAdsChannel(settings, [])
-        self.channel.sleep = self.time.sleep
-        self.channel.monotonic = self.time.monotonic
-        self.channel.jitter = 0.0
         account_settings = defaults(AmazonAdsChannel.account_options) | {
             "refresh_token": SecretRef(
                 path=self.token_file, source="accounts[0].refresh_token_file"
@@ -193,6 +199,9 @@ class Harness:
                 record_request=lambda endpoint, code: self.records.append((endpoint, code)),
                 persist_refresh_token=self.persist if self.persist_enabled else None,
                 clock=self.time.wall,
+                retry=dataclasses.replace(self.channel.retry_policy(), jitter=0.0,
+                                          sleep=self.time.sleep, monotonic=self.time.monotonic,
+                                          clock=self.time.wall),
             )
             result = await self.channel.check(self.account, ctx)
         self.results.append(result)
@@ -214,7 +223,7 @@ def fingerprint(token: str) -> str:
 async def test_healthy_account(h: Harness) -> None:
     result = await h.check()
     assert result.valid is True and result.reason is None
-    assert result.profiles == {"1111": True, "2222": True}
+    assert result.targets == {"1111": True, "2222": True}
     assert result.client_valid is True
     assert result.access_token_issued_at == h.time.wall()
     assert result.access_token_expires_at == h.time.wall() + 3600
@@ -244,7 +253,7 @@ async def test_without_expected_profiles_every_seen_profile_is_reported(h: Harne
     h.amazon.profiles = [1, 2, 3]
     result = await h.check()
     assert result.valid is True
-    assert result.profiles == {"1": True, "2": True, "3": True}
+    assert result.targets == {"1": True, "2": True, "3": True}
     assert "campaigns_list" not in h.amazon.events
 
 
@@ -317,14 +326,14 @@ async def test_probe_401_twice_marks_the_profile(h: Harness) -> None:
     )
     result = await h.check()
     assert (result.valid, result.reason) == (False, "unauthorized")
-    assert result.profiles == {"1111": False, "2222": False}
+    assert result.targets == {"1111": False, "2222": False}
 
 
 async def test_probe_403_is_forbidden(h: Harness) -> None:
     h.amazon.forbidden = {2222}
     result = await h.check()
     assert (result.valid, result.reason) == (False, "forbidden")
-    assert result.profiles == {"1111": True, "2222": False}
+    assert result.targets == {"1111": True, "2222": False}
     assert "profile 2222" in result.detail and "Sponsored Display" in result.detail
 
 
@@ -332,7 +341,7 @@ async def test_expected_profile_missing(h: Harness) -> None:
     h.amazon.profiles = [1111, 3333]
     result = await h.check()
     assert (result.valid, result.reason) == (False, "profile_missing")
-    assert result.profiles == {"1111": True, "2222": False}
+    assert result.targets == {"1111": True, "2222": False}
     assert "2222" in result.detail
     scopes = [r.headers["Amazon-Advertising-API-Scope"] for r in h.amazon.sent("campaigns_list")]
     assert scopes == ["1111"]
@@ -344,7 +353,7 @@ async def test_conclusive_beats_transient_among_profiles(h: Harness) -> None:
     h.amazon.script["campaigns_list"] = [httpx.Response(500)]  # 1111 fails transiently
     result = await h.check()
     assert (result.valid, result.reason) == (False, "forbidden")
-    assert result.profiles == {"1111": True, "2222": False}
+    assert result.targets == {"1111": True, "2222": False}
 
 
 async def test_refresh_failure_during_probe_fails_the_account(h: Harness) -> None:
@@ -391,7 +400,7 @@ async def test_429_until_the_deadline_is_throttled(h: Harness) -> None:
     assert h.time.waits == [2.0, 4.0, 8.0]  # the next 16 s wait would pass the deadline
     assert h.time.now - start < 30.0
     assert result.client_valid is True
-    assert result.profiles == {}
+    assert result.targets == {}
 
 
 @pytest.mark.parametrize(
@@ -578,7 +587,6 @@ async def test_a_reload_keeps_the_rotated_token_and_the_cached_access_token(
     if not same_client:
         settings["endpoints"] = {**settings["endpoints"], "api_url": {"na": "https://b.example"}}
     reloaded = AmazonAdsChannel(settings, [h.account])
-    reloaded.sleep, reloaded.monotonic, reloaded.jitter = h.time.sleep, h.time.monotonic, 0.0
     reloaded.carry_over(h.channel)
     h.channel = reloaded
     h.time.now += 60
