@@ -1,8 +1,9 @@
 """The contract between the core and a channel plugin (README "Write a channel plugin").
 
-A channel is a class with a ``name``, a declarative description of its configuration
-(``channel_options`` and ``account_options``) and one coroutine, :meth:`Channel.check`,
-that looks at one account's credential and returns a :class:`CheckResult`. The core owns
+A channel is a class with a ``name``, the models of its configuration (``Settings`` and
+``AccountSettings``, pydantic models built from :mod:`agent.config.types`) and one coroutine,
+:meth:`Channel.check`, that looks at one account's credential and returns a
+:class:`CheckResult`. The core owns
 everything else: parsing and validating configuration, scheduling, timeouts, retries
 (:meth:`CheckContext.send`), state, metrics and the HTTP server.
 
@@ -26,15 +27,17 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import httpx
+from pydantic import AfterValidator, Field
 
 from agent.checks.httpretry import RetryPolicy, TransientError, send_with_retries
+from agent.config.types import ConfigModel, Duration, Url, problem
 from agent.reasons import (
     CONCLUSIVE_REASONS,
     CORE,
@@ -52,70 +55,70 @@ from agent.reconnector import (
 from agent.secret import MissingSecret, Secret, SecretRef, fingerprint
 
 __all__ = [
-    "CONCLUSIVE_REASONS", "DEFAULT_REDIRECT_URI", "RECONNECT_OPTIONS", "REASONS", "REQUEST_OPTIONS",
-    "TRANSIENT_REASONS", "Account", "ApplicationClient", "Channel", "CheckContext",
-    "CheckResult", "Demo", "MissingSecret", "Option", "ProfileInfo", "Reason", "ReconnectError",
-    "Reconnector", "RefreshTokens", "Secret", "SecretRef", "TransientError", "VerifyResult",
-    "fingerprint", "status_result",
+    "CONCLUSIVE_REASONS", "DEFAULT_REDIRECT_URI", "REASONS", "TRANSIENT_REASONS", "Account",
+    "AccountSettings", "ApplicationClient", "Channel", "ChannelSettings", "CheckContext",
+    "CheckResult", "Demo", "MissingSecret", "ProfileInfo", "Reason", "ReconnectError",
+    "ReconnectSettings", "Reconnector", "RefreshTokens", "RetrySettings", "Secret", "SecretRef",
+    "TransientError", "VerifyResult", "fingerprint", "status_result",
 ]
 
 
-@dataclass(frozen=True)
-class Option:
-    """One configuration key a channel accepts, validated by the core.
+DEFAULT_REDIRECT_URI = "http://127.0.0.1:8765/oauth/callback"
 
-    kind:
-      ``str``, ``int``, ``bool``, ``float``, ``duration`` (seconds as float; ``0`` allowed),
-      ``int_list`` (list of integers), ``str_list``,
-      ``secret`` (accepts ``<key>`` or ``<key>_file``, read now -> :class:`Secret`),
-      ``secret_ref`` (``<key>`` or ``<key>_file``, read at check time -> :class:`SecretRef`),
-      ``url`` (an http(s) URL),
-      ``path`` (a file path; relative ones resolve against the config file's directory -> Path),
-      ``regional_url`` (an URL for every region, or a mapping region -> URL -> ``dict[str, str]``),
-      ``mapping`` (a nested mapping described by ``options``).
+
+def _not_negative(value: float) -> float:
+    if value < 0:
+        raise problem("must be 0 (no limit) or more")
+    return value
+
+
+class RetrySettings(ConfigModel):
+    """Backoff on 429/5xx/network errors when the provider sends no Retry-After."""
+
+    initial_backoff: Duration = "2s"
+    max_backoff: Duration = "30s"
+
+
+class ChannelSettings(ConfigModel):
+    """A channel's settings: a plugin subclasses this (``Channel.Settings``) with its own fields.
+
+    The fields here are the core's, which every channel has: the rate limit
+    (:mod:`agent.checks.ratelimit`) and the policy of :meth:`CheckContext.send`.
     """
 
-    kind: str
-    default: Any = None
-    required: bool = False
-    choices: tuple[Any, ...] | None = None
-    options: Mapping[str, Option] | None = None  # for kind == "mapping"
-    doc: str = ""
+    core_keys = ("accounts", "datasets")
+
+    max_requests_per_second: Annotated[float, AfterValidator(_not_negative)] = Field(
+        0.0, description="Requests per second to each of the channel's hosts, at most; "
+                         "0 = no limit.")
+    pause_host_on_429: bool = Field(
+        True, description="A 429 pauses every request to that host (Retry-After, else 1s "
+                          "doubling to 60s).")
+    request_timeout: Duration = Field("10s", description="Timeout of one HTTP request")
+    retry: RetrySettings = Field(default_factory=dict)
 
 
-# Options a channel with a reconnect flow declares (add them to its ``channel_options``).
-DEFAULT_REDIRECT_URI = "http://127.0.0.1:8765/oauth/callback"
-RECONNECT_OPTIONS: Mapping[str, Option] = {
-    "redirect_uri": Option(
-        "url",
-        default=DEFAULT_REDIRECT_URI,
-        doc="Where the provider sends the browser after consent (one of the app's allowed "
-        "return URLs): a loopback URL for the local flow, the agent's /oauth/callback for links",
-    ),
-    "reconnect_link_expiry": Option(
-        "duration", default=86400.0, doc="How long a `reconnect --link` consent link works"
-    ),
-}
+class ReconnectSettings(ChannelSettings):
+    """The settings of a channel with a reconnect flow (subclass it instead of ChannelSettings)."""
+
+    redirect_uri: Url = Field(
+        DEFAULT_REDIRECT_URI,
+        description="Where the provider sends the browser after consent (one of the app's "
+        "allowed return URLs): a loopback URL for the local flow, the agent's /oauth/callback "
+        "for links")
+    reconnect_link_expiry: Duration = Field(
+        "1d", description="How long a `reconnect --link` consent link works")
 
 
-# Options every channel accepts (the core adds them): the policy of CheckContext.send.
-REQUEST_OPTIONS: Mapping[str, Option] = {
-    "request_timeout": Option("duration", default=10.0, doc="Timeout of one HTTP request"),
-    "retry": Option(
-        "mapping",
-        options={
-            "initial_backoff": Option("duration", default=2.0),
-            "max_backoff": Option("duration", default=30.0),
-        },
-        doc="Backoff on 429/5xx/network errors when the provider sends no Retry-After.",
-    ),
-}
+class AccountSettings(ConfigModel):
+    """An account's settings: a plugin subclasses this (``Channel.AccountSettings``). The core
+    adds ``name``, ``region`` and ``datasets`` (:class:`agent.config.models.AccountCore`)."""
 
 
 @dataclass
 class Account:
-    """One configured account of one channel. ``settings`` holds the parsed account options;
-    ``region`` is "" for a channel without regions."""
+    """One configured account of one channel. ``settings`` holds its validated
+    ``AccountSettings`` (as a dict); ``region`` is "" for a channel without regions."""
 
     channel: str
     name: str
@@ -237,9 +240,9 @@ class CheckContext:
 class RefreshTokens:
     """Capability: each account holds an OAuth refresh token.
 
-    ``option`` is the account option (kind ``secret_ref``) holding it: the core writes a
+    ``option`` is the account setting (a ``SecretReference``) holding it: the core writes a
     rotated or reconnected token back to its file. ``max_age_setting`` names the channel
-    option (kind ``duration``) that says how long a token lives after consent (0: forever),
+    setting (a ``Duration``) that says how long a token lives after consent (0: forever),
     exported as ``channel_refresh_token_expiry_timestamp_seconds``."""
 
     option: str = "refresh_token"
@@ -252,9 +255,9 @@ class ApplicationClient:
 
     Its validity, learnt from the checks (``CheckResult.client_valid``), is exported per
     channel as ``channel_client_valid``. When the provider makes the secret expire,
-    ``secret_rotated_setting`` names the channel option holding the date of the last rotation
+    ``secret_rotated_setting`` names the channel setting holding the date of the last rotation
     (``YYYY-MM-DD`` or an ISO timestamp, "" = unknown) and ``secret_max_age_setting`` the
-    option (kind ``duration``) with the secret's lifetime: their sum is exported as
+    setting (a ``Duration``) with the secret's lifetime: their sum is exported as
     ``channel_client_secret_expiry_timestamp_seconds``."""
 
     secret_rotated_setting: str | None = None
@@ -277,8 +280,8 @@ class Channel(ABC):
     """Base class for a channel plugin. Subclasses set ``name`` and implement :meth:`check`;
     everything else is optional (module docstring).
 
-    The core builds one instance per configured channel with the parsed channel-level
-    options (``settings``) and the list of :class:`Account`.
+    The core builds one instance per configured channel with the validated channel-level
+    settings (``Settings``, as a dict) and the list of :class:`Account`.
     """
 
     name: ClassVar[str]
@@ -295,8 +298,9 @@ class Channel(ABC):
     # reconnector: shown by `reconnect --list` and the status API ({channel}, {account} are
     # filled in). Ignored when reconnector() returns a flow: then it is `channel-agent reconnect`.
     fix_instruction: ClassVar[str] = ""
-    channel_options: ClassVar[Mapping[str, Option]] = {}
-    account_options: ClassVar[Mapping[str, Option]] = {}
+    # the models of the channel's settings and of each account's (see ChannelSettings)
+    Settings: ClassVar[type[ChannelSettings]] = ChannelSettings
+    AccountSettings: ClassVar[type[AccountSettings]] = AccountSettings
 
     def __init__(self, settings: dict[str, Any], accounts: list[Account]) -> None:
         self.settings = settings
@@ -319,8 +323,8 @@ class Channel(ABC):
         return reason_table(cls.reasons)
 
     def retry_policy(self) -> RetryPolicy:
-        """The policy of :meth:`CheckContext.send`, from the core options ``retry`` and
-        ``request_timeout`` every channel accepts."""
+        """The policy of :meth:`CheckContext.send`, from the core settings ``retry`` and
+        ``request_timeout`` every channel has (:class:`ChannelSettings`)."""
         retry = self.settings.get("retry") or {}
         return RetryPolicy(initial_backoff=float(retry.get("initial_backoff", 2.0)),
                            max_backoff=float(retry.get("max_backoff", 30.0)),

@@ -7,14 +7,24 @@ from collections.abc import Callable
 
 from agent.channel import (
     Account,
+    AccountSettings,
     ApplicationClient,
     Channel,
+    ChannelSettings,
     CheckContext,
     CheckResult,
-    Option,
     RefreshTokens,
 )
+from agent.config.types import Duration
 from agent.hookspecs import hookimpl
+
+
+class FakeSettings(ChannelSettings):
+    refresh_token_max_age: Duration = "1d"
+
+
+class FakeAccountSettings(AccountSettings):
+    note: str = ""
 
 
 class FakeChannel(Channel):
@@ -26,8 +36,8 @@ class FakeChannel(Channel):
     target_kind = "profile"
     refresh_tokens = RefreshTokens()
     application_client = ApplicationClient()
-    channel_options = {"refresh_token_max_age": Option("duration", default=86400.0)}
-    account_options = {"note": Option("str", default="")}
+    Settings = FakeSettings
+    AccountSettings = FakeAccountSettings
 
     script: dict[str, CheckResult | BaseException | Callable[[], CheckResult]] = {}
     delay: float = 0.0

@@ -8,6 +8,8 @@ It talks to a real HTTP server on loopback through ``ctx.send``.
 from __future__ import annotations
 
 import socket
+import sys
+import types
 
 import pytest
 from aiohttp import web
@@ -16,16 +18,18 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agent.channel import (
     Account,
+    AccountSettings,
     Channel,
+    ChannelSettings,
     CheckContext,
     CheckResult,
     MissingSecret,
-    Option,
     Reason,
     status_result,
 )
 from agent.cli.reconnect_list import show_accounts_to_reconnect
 from agent.config.loader import build_config
+from agent.config.types import SecretReference, Url
 from agent.hookspecs import hookimpl
 from agent.metrics.exposition import Exposition
 from agent.plugins import load_plugins
@@ -35,14 +39,22 @@ from agent.service import AgentService
 API_KEY = "shpat_plantedAPIkey0123"
 
 
+class ShopSettings(ChannelSettings):
+    api_url: Url
+
+
+class ShopAccount(AccountSettings):
+    api_key: SecretReference
+
+
 class ShopChannel(Channel):
     name = "shop"
     title = "A shop platform"
     reasons = (Reason("shop_locked", PERMISSION, "the shop is locked by the platform"),)
     request_endpoints = ("shop",)
     fix_instruction = "ask the merchant to reinstall the app for {account}"
-    channel_options = {"api_url": Option("url", required=True)}
-    account_options = {"api_key": Option("secret_ref", required=True)}
+    Settings = ShopSettings
+    AccountSettings = ShopAccount
 
     async def check(self, account: Account, ctx: CheckContext) -> CheckResult:
         try:
@@ -223,10 +235,11 @@ async def test_the_readme_example_classifies_like_the_guide_says(tmp_path, statu
     await site.start()
     port = site._server.sockets[0].getsockname()[1] if status else closed_port()
     try:
-        namespace: dict = {}
+        module = types.ModuleType("readme_walmart")  # pydantic resolves names in a module
+        sys.modules[module.__name__] = module
         exec(compile(readme_example().replace("https://…", f"http://127.0.0.1:{port}"),
-                     "README example", "exec"), namespace)
-        walmart = namespace["Walmart"]
+                     "README example", "exec"), module.__dict__)
+        walmart = module.Walmart
         token = tmp_path / "acme.token"
         token.write_text("planted-refresh-token")
         data = {"agent": {"state_path": str(tmp_path / "agent.db"), "check_timeout": "2s"},
