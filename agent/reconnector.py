@@ -60,6 +60,9 @@ class Reconnector(ABC):
 
     # Told to the user after a reconnect, e.g. how long until data catches up.
     after_reconnect_note: ClassVar[str] = ""
+    # The redirect's query parameter holding the authorisation code (SP-API's Seller Central
+    # sends spapi_oauth_code).
+    code_param: ClassVar[str] = "code"
 
     @abstractmethod
     def consent_url(self, account: Account, state: str, code_challenge: str,

@@ -60,6 +60,8 @@ class FakeAmazon:
         self.client_secret = CLIENT_SECRET
         self.profiles = list(PROFILES)
         self.forbidden: set[int] = set()
+        self.forbidden_details = "Not authorized to access scope 2222"
+        self.agencies: set[int] = set()
         self.access_tokens: set[str] = set()
         self.rotate_to: str | None = None
         self.script: dict[str, list[httpx.Response | Exception]] = {}
@@ -120,7 +122,9 @@ class FakeAmazon:
         if not self._authorized(request):
             return httpx.Response(401, json={"code": "401", "details": "Authentication failed"})
         items = [
-            {"profileId": p, "countryCode": "US", "currencyCode": "USD", "timezone": "UTC"}
+            {"profileId": p, "countryCode": "US", "currencyCode": "USD", "timezone": "UTC",
+             "accountInfo": {"type": "agency" if p in self.agencies else "seller",
+                             "id": f"A{p}", "name": f"advertiser {p}"}}
             for p in self.profiles
         ]
         return httpx.Response(200, json=items)
@@ -133,9 +137,13 @@ class FakeAmazon:
         if not self._authorized(request):
             return httpx.Response(401, json={"message": "Unauthorized"})
         profile = int(request.headers["Amazon-Advertising-API-Scope"])
+        if profile in self.agencies:
+            # airbytehq/airbyte issue #6240: campaign calls on an agency profile
+            return httpx.Response(400, json={
+                "code": "400",
+                "details": " The request input is invalid. Advertiser ID cannot be decrypted"})
         if profile in self.forbidden:
-            details = "Advertiser is not authorized for Sponsored Display."
-            return httpx.Response(403, json={"code": "403", "details": details})
+            return httpx.Response(403, json={"code": "403", "details": self.forbidden_details})
         return httpx.Response(200, json={"campaigns": [], "nextToken": None})
 
 
@@ -322,7 +330,52 @@ async def test_probe_403_is_forbidden(h: Harness) -> None:
     result = await h.check()
     assert (result.valid, result.reason) == (False, "forbidden")
     assert result.targets == {"1111": True, "2222": False}
-    assert "profile 2222" in result.detail and "Sponsored Display" in result.detail
+    assert "profile 2222" in result.detail and "Not authorized to access scope" in result.detail
+
+
+async def test_a_403_naming_an_ad_product_is_that_products_permission(h: Harness) -> None:
+    """airbytehq/airbyte PR #5023: "Advertiser is not authorized for Sponsored Display." is
+    about the product, not a dead credential (reconnecting would not clear it)."""
+    h.amazon.forbidden = {2222}
+    h.amazon.forbidden_details = "Advertiser is not authorized for Sponsored Display."
+    result = await h.check()
+    assert (result.valid, result.reason) == (False, "ad_product_unauthorized")
+    assert "Sponsored Display" in result.detail
+
+
+async def test_no_probe_for_an_account_without_sponsored_products(h: Harness) -> None:
+    h.amazon.forbidden = {1111, 2222}
+    h.account.settings["ad_products"] = ["sponsored_display"]
+    result = await h.check()
+    assert result.valid is True
+    assert h.amazon.sent("campaigns_list") == []
+
+
+async def test_agency_profiles_are_not_probed_and_their_400_is_not_applicable(
+    h: Harness,
+) -> None:
+    """airbytehq/airbyte issue #6240: an agency profile answers campaign calls with 400
+    "Advertiser ID cannot be decrypted"; that is neither a rejection nor a transient failure."""
+    h.amazon.agencies = {2222}
+    result = await h.check()
+    assert (result.valid, result.reason) == (True, None)
+    scopes = [r.headers["Amazon-Advertising-API-Scope"] for r in h.amazon.sent("campaigns_list")]
+    assert scopes == ["1111"]
+    # even when a probe reaches such a profile (the list said nothing), it is not applicable
+    h.amazon.agencies = set()
+    h.amazon.script["campaigns_list"] = [httpx.Response(400, json={
+        "code": "400", "details": " The request input is invalid. Advertiser ID cannot be "
+                                  "decrypted"})]
+    assert (await h.check()).valid is True
+
+
+async def test_a_consent_reaching_no_profile_is_reported(h: Harness) -> None:
+    """amzn/amazon-advertising-api-php-sdk #13: /v2/profiles is [] for vendor accounts and
+    wrong-account consents."""
+    h.amazon.profiles = []
+    h.account.settings["expected_profiles"] = []
+    result = await h.check()
+    assert result.valid is True and result.targets_reached == 0 and result.targets == {}
 
 
 async def test_expected_profile_missing(h: Harness) -> None:
@@ -651,4 +704,5 @@ def test_options_describe_the_real_hosts() -> None:
     assert endpoints["api_url"]["fe"] == "https://advertising-api-fe.amazon.com"
     assert endpoints["authorize_url"]["eu"] == "https://eu.account.amazon.com/ap/oa"
     account = defaults(AmazonAdsChannel.AccountSettings)
-    assert account == {"refresh_token": None, "expected_profiles": [], "permission_probe": None}
+    assert account == {"refresh_token": None, "expected_profiles": [], "permission_probe": None,
+                       "ad_products": None}
