@@ -43,8 +43,8 @@ class AmazonSpSettings(LwaSettings):
         False, description="The application is a draft: consent links carry version=beta")
     refresh_token_max_age: Duration = Field(
         "365d", description="How long a seller's authorisation lasts; 0 = never expires. "
-        "Amazon's Seller Central lists an expiry date per authorised app, one year after "
-        "it was granted (the 365 days widely reported); renewing is a new consent.")
+        "Amazon: the selling partner must re-authorize a public application every 365 days "
+        "(developer-docs.amazon.com/sp-api/docs/renew-authorizations).")
     client_secret_max_age: Duration = Field(
         "180d", description="How long a client secret lives after its rotation (Amazon: "
         "rotate every 180 days)")
