@@ -249,7 +249,8 @@ def account_status(state: AccountState, channel: Channel | None,
     """One account's state as plain, secret-free data (status API, CLI ``--json``);
     ``datasets`` from :meth:`FreshnessTracker.account_datasets`."""
     max_age = channel.refresh_token_max_age() if channel else 0.0
-    expiry = state.refresh_issued + max_age if state.refresh_issued and max_age > 0 else None
+    expiry = state.refresh_issued + max_age if state.refresh_issued and max_age > 0 \
+        and not state.rejected else None
     return {
         "channel": state.channel,
         "account": state.account,
