@@ -9,18 +9,18 @@ import httpx
 import pytest
 from prometheus_client import generate_latest
 
-from agent.channel import REASONS
 from agent.config.loader import build_config
 from agent.plugins import load_plugins
+from agent.reasons import CORE, TRANSIENT, Reason
 from agent.service import AgentService, HttpOptions
 from tests.fakes import FakeChannel, FakePlugin
 
 
 class NarrowChannel(FakeChannel):
-    """A channel that can only end a check in these ways."""
+    """A channel with a failure reason of its own."""
 
     name = "narrow"
-    reasons = ("invalid_grant", "timeout", "plugin_error")
+    reasons = (Reason("quota_exceeded", TRANSIENT, "the daily quota is used up"),)
 
 
 class NarrowPlugin:
@@ -58,13 +58,15 @@ async def test_no_created_samples(tmp_path):
     await service.stop()
 
 
-async def test_a_channel_exports_only_the_reasons_it_declares(tmp_path):
+async def test_a_channel_exports_the_core_reasons_and_its_own_only(tmp_path):
     service = make_service(tmp_path)
     by_channel: dict[str, set[str]] = {}
     for s in service.metrics.check_failures.collect()[0].samples:
         by_channel.setdefault(s.labels["channel"], set()).add(s.labels["reason"])
-    # a channel that declares nothing (Amazon Ads until it does) keeps the core's whole set
-    assert by_channel == {"fake": set(REASONS), "narrow": set(NarrowChannel.reasons)}
+    assert by_channel == {"fake": set(CORE), "narrow": {*CORE, "quota_exceeded"}}
+    service.metrics.set_channels({"fake": service.config.channels["fake"]})  # narrow goes
+    assert {s.labels["channel"] for s in service.metrics.check_failures.collect()[0].samples
+            } == {"fake"}
     await service.stop()
 
 

@@ -45,7 +45,7 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from agent.metrics.formats import OPENMETRICS, TEXT, Format
-from agent.metrics.incremental import Age, IncrementalCollector
+from agent.metrics.incremental import REGION, Age, IncrementalCollector
 
 BLOCK = 16  # accounts per compressed block
 LEVEL = 1  # zlib level: ~6x faster than 6, and the text still shrinks ~20x
@@ -118,9 +118,11 @@ class _BlockCache:
             k: ~i for i, k in enumerate(self.live)}
         self.sample_names = {k: _sample_name(f) for k, f in self.families.items()}
         self.label_names = {k: list(_label_names(f)) for k, f in self.families.items()}
-        # family -> (%-format of a sample's name and labels, picks the label values in order)
-        self.prefix_formats = {k: _prefix_format(self.sample_names[k], self.label_names[k])
-                               for k in self.families}
+        # (family, without region) -> (%-format of a sample's name and labels, a function
+        # picking the label values in its order); an empty region leaves the label out
+        self.prefix_formats = {
+            (k, bare): _prefix_format(self.sample_names[k], self.label_names[k], bare)
+            for k in self.families for bare in (False, True)}
         # per format (Format.openmetrics): the HELP and TYPE lines of each family
         self.headers = {om: {k: _header(f, fmt) for k, f in self.families.items()}
                         for om, fmt in ((False, TEXT), (True, OPENMETRICS))}
@@ -229,13 +231,14 @@ class _BlockCache:
         # Prefixes (name and labels) are formatted anew rather than kept: kept per account
         # and sample they were half of the cache's memory (a third of the agent's at 50,000).
         labels = tuple([_escape(value) for value in self.collector.labels(key)])
+        bare = "" in labels  # the one label that may be empty: region
         formats = self.prefix_formats
         slots = self.slots
         lines: list[list[str]] = [[] for _ in self.static]
         ages: list[list[tuple[str, float]]] = [[] for _ in self.live]
         # the hot loop of a rebuild: repr() is float_text() without Go's exponent style
         for family, extra, value in self.collector.samples(key, now):
-            fmt, pick = formats[family]
+            fmt, pick = formats[family, bare]
             prefix = fmt % pick((*labels, *map(_escape, extra)) if extra else labels)
             f = slots[family]
             if value.__class__ is Age:
@@ -431,11 +434,13 @@ def _sample_name(family: Metric) -> str:
     return family.name + "_total" if family.type == "counter" else family.name
 
 
-def _prefix_format(sample_name: str, label_names: list[str],
+def _prefix_format(sample_name: str, label_names: list[str], without_region: bool,
                    ) -> tuple[str, Callable[[tuple[str, ...]], tuple[str, ...]]]:
-    """``name{a="%s",b="%s"} `` with the labels sorted by name, and a function that picks
-    a sample's label values (in the family's order) in that order."""
-    order = sorted(range(len(label_names)), key=label_names.__getitem__)
+    """``name{a="%s",b="%s"} `` with the labels sorted by name (``region`` left out when
+    ``without_region``), and a function that picks a sample's label values (in the family's
+    order) in that order."""
+    order = sorted((j for j, name in enumerate(label_names)
+                    if not (without_region and name == REGION)), key=label_names.__getitem__)
     labels = ",".join(f'{label_names[j]}="%s"' for j in order)
     pick = operator.itemgetter(*order) if len(order) > 1 else (lambda values: tuple(values))
     return f"{sample_name.replace('%', '%%')}{{{labels}}} ", pick

@@ -41,6 +41,9 @@ class Age:
         return float(max(0, math.floor(now) - self.start))
 
 
+# An account of a channel without regions has region "": its series carry no region label.
+REGION = "region"
+
 # (family key, label values after the collector's leading labels, value)
 Sample = tuple[str, tuple[str, ...], "float | Age"]
 
@@ -50,8 +53,8 @@ class IncrementalCollector(Collector):
 
     Every family of :meth:`families` whose key is not in ``scrape_families_keys`` holds only
     per-key samples; their label names start with the values :meth:`labels` returns, followed
-    by a sample's own label values. Families in ``live_families`` hold only :class:`Age`
-    values, the others never.
+    by a sample's own label values; an empty ``region`` value leaves the label out. Families
+    in ``live_families`` hold only :class:`Age` values, the others never.
     """
 
     live_families: frozenset[str] = frozenset()
@@ -102,6 +105,8 @@ class IncrementalCollector(Collector):
                 if isinstance(value, Age):
                     value = value.at(now)
                 families[family].add_metric([*labels, *extra], value)
+                if families[family].samples[-1].labels.get(REGION) == "":
+                    families[family].samples[-1].labels.pop(REGION)
         yield from (family for key, family in families.items()
                     if key not in self.scrape_families_keys)
         yield from self.scrape_families()

@@ -23,7 +23,7 @@ from agent.reconnect import (
     result_page,
 )
 from agent.service import AgentService, state_word
-from agent.storage.state import ReconnectLink
+from agent.storage.links import ReconnectLink
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,7 @@ async def _complete(service: AgentService, link: ReconnectLink, query: dict[str,
         deadline=time.monotonic() + STEP_TIMEOUT,
         record_request=lambda endpoint, code: metrics.api_requests.labels(
             channel.name, endpoint, code).inc(),
+        retry=channel.retry_policy(),
     )
     outcome = await complete(channel, account, code, link, ctx, service.store,
                              accept_missing_profiles=link.accept_missing_profiles)
