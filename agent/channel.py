@@ -16,12 +16,13 @@ from __future__ import annotations
 import hashlib
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx
+from prometheus_client.core import Metric
 
 from agent.redact import register_secret
 
@@ -47,6 +48,18 @@ TRANSIENT_REASONS: tuple[str, ...] = (
     "plugin_error",
 )
 REASONS: tuple[str, ...] = CONCLUSIVE_REASONS + TRANSIENT_REASONS
+# Conclusive reasons a channel adds (Channel.extra_reasons), e.g. Shopify's shop states;
+# filled when a channel class is registered (agent.plugins).
+_DECLARED_CONCLUSIVE: set[str] = set()
+
+
+def declare_reasons(reasons: Mapping[str, str]) -> None:
+    """Accept a channel's own conclusive reasons in :class:`CheckResult` from now on."""
+    _DECLARED_CONCLUSIVE.update(reasons)
+
+
+def is_conclusive_reason(reason: str | None) -> bool:
+    return reason in CONCLUSIVE_REASONS or reason in _DECLARED_CONCLUSIVE
 
 
 class Secret:
@@ -162,6 +175,8 @@ class Option:
     choices: tuple[Any, ...] | None = None
     options: Mapping[str, Option] | None = None  # for kind == "mapping"
     doc: str = ""
+    # a further check of the converted value: returns what is wrong with it, or None
+    check: Callable[[Any], str | None] | None = None
 
 
 @dataclass
@@ -202,7 +217,7 @@ class CheckResult:
     def __post_init__(self) -> None:
         if self.valid is True and self.reason is not None:
             raise ValueError("a valid result carries no failure reason")
-        if self.valid is False and self.reason not in CONCLUSIVE_REASONS:
+        if self.valid is False and not is_conclusive_reason(self.reason):
             raise ValueError(f"{self.reason!r} is not a conclusive reason")
         if self.valid is None and self.reason not in TRANSIENT_REASONS:
             raise ValueError(f"{self.reason!r} is not a transient reason")
@@ -308,6 +323,12 @@ class Reconnector(ABC):
                      ctx: CheckContext) -> VerifyResult:
         """Use the new token once (refresh, list profiles) and compare with what is expected."""
 
+    def check_redirect(self, params: Mapping[str, str]) -> None:
+        """Refuse a redirect the provider did not send (raise :class:`ReconnectError`), for
+        providers that sign it (Shopify's ``hmac``); called after ``state`` matched, before
+        the code is used. Default: nothing beyond ``state``."""
+        return None
+
     def redirect_error(self, error: str, description: str) -> ReconnectError:
         """What an ``error=`` redirect from the consent page means."""
         if error == "access_denied":
@@ -333,6 +354,13 @@ class Channel(ABC):
     request_endpoints: ClassVar[tuple[str, ...]] = ()
     channel_options: ClassVar[Mapping[str, Option]] = {}
     account_options: ClassVar[Mapping[str, Option]] = {}
+    # conclusive failure reasons this channel adds to the core set: name -> what it means
+    # (documented by the channel, exported only for it)
+    extra_reasons: ClassVar[Mapping[str, str]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        declare_reasons(cls.extra_reasons)
 
     def __init__(self, settings: dict[str, Any], accounts: list[Account]) -> None:
         self.settings = settings
@@ -351,6 +379,24 @@ class Channel(ABC):
     def refresh_token_max_age(self) -> float:
         """Seconds a refresh token lives after it is granted; 0 means it never expires."""
         return float(self.settings.get("refresh_token_max_age") or 0)
+
+    def refresh_token_expiry(self, account: str, issued: float) -> float | None:
+        """When the long-lived credential of the account named ``account``, granted (or first
+        seen) at ``issued``, stops working; None when it does not expire. Default:
+        ``refresh_token_max_age`` after ``issued``."""
+        max_age = self.refresh_token_max_age()
+        return issued + max_age if max_age > 0 else None
+
+    def metrics(self) -> Iterable[Metric]:
+        """Channel-level metric families (a few series, never one per account), rendered at
+        every scrape from what the channel holds in memory. Default: none."""
+        return ()
+
+    def backpressure(self, response: httpx.Response) -> float | None:
+        """Seconds to hold back further requests to this response's host, from what the
+        provider says about its rate limit in a successful answer (a 429 is handled by the
+        core). Default: None."""
+        return None
 
     def refresh_token_ref(self, account: Account) -> SecretRef | None:
         """Where the account's refresh token is configured (a file, or inline/environment)."""

@@ -42,7 +42,9 @@ def show_accounts_to_reconnect(config: Config, config_path: str, channel_name: s
         if grant is not None and grant.reconnected > (state.last_check or 0):
             continue  # reconnected since its last check: what that check found is history
         channel = config.channels[account.channel]
-        why = _why(state, channel.refresh_token_max_age(), now, within)
+        expiry = channel.refresh_token_expiry(account.name, state.refresh_issued) \
+            if state.refresh_issued is not None else None
+        why = _why(state, expiry, now, within)
         if why:
             rows.append({"channel": account.channel, "account": account.name,
                          "region": account.region, "state": state_word(state), "why": why,
@@ -58,15 +60,14 @@ def show_accounts_to_reconnect(config: Config, config_path: str, channel_name: s
                  for r in rows])
 
 
-def _why(state: AccountState, max_age: float, now: float, within: float) -> list[str]:
+def _why(state: AccountState, expiry: float | None, now: float, within: float) -> list[str]:
     why = []
     if state.valid is False and state.reason in RECONNECT_REASONS - {"profile_missing"}:
         why.append(f"credential invalid ({state.reason})")
     missing = sorted(p for p, reachable in state.profiles.items() if not reachable)
     if missing:
         why.append(f"profile(s) not reachable: {', '.join(missing)}")
-    if state.refresh_issued is not None and max_age > 0:
-        expiry = state.refresh_issued + max_age
+    if expiry is not None:
         if expiry <= now:
             why.append(f"refresh token expired {iso(expiry)}")
         elif expiry - now <= within:

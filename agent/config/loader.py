@@ -682,6 +682,11 @@ class _Validator:
                 return _INVALID
             return self._default(option)
         value = _CONVERTERS[option.kind](self, child, option, path)
+        if option.check is not None and value is not _INVALID:
+            problem = option.check(value)
+            if problem:
+                self.problem(child.line, path, problem)
+                return _INVALID
         if option.choices is None or value is _INVALID:
             return value
         if option.kind not in ("int_list", "str_list"):

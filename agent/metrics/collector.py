@@ -88,9 +88,10 @@ class FleetCollector(Collector):
             yield "token_age", ("refresh",), Age(state.refresh_issued)
             yield "refresh_issued", (), state.refresh_issued
             channel = self.channels.get(account.channel)
-            max_age = channel.refresh_token_max_age() if channel else 0.0
-            if max_age > 0:
-                yield "refresh_expiry", (), state.refresh_issued + max_age
+            expiry = channel.refresh_token_expiry(account.name, state.refresh_issued) \
+                if channel else None
+            if expiry is not None:
+                yield "refresh_expiry", (), expiry
         if _holds_access_token(state, now):
             yield "token_age", ("access",), Age(state.access_issued)
             yield "access_expiry", (), state.access_expires
@@ -121,6 +122,8 @@ class FleetCollector(Collector):
         g["build_info"].add_metric([__version__], 1.0)
         g["shard_info"].add_metric([str(self.fleet.shard.index), str(self.fleet.shard.count)], 1.0)
         yield from (g[key] for key in FLEET_FAMILIES)
+        for channel in self.channels.values():
+            yield from channel.metrics()
 
     def collect(self) -> Iterator[Metric]:
         now = self.fleet.clock()
@@ -194,8 +197,9 @@ def _families() -> dict[str, Metric]:
         ),
         "refresh_expiry": gauge(
             "channel_refresh_token_expiry_timestamp_seconds",
-            "Unix time the refresh token is expected to expire: issued plus the channel's "
-            "refresh_token_max_age; absent when that is 0 (never expires).",
+            "Unix time the refresh token (the account's long-lived credential) is expected to "
+            "expire: by default issued plus the channel's refresh_token_max_age; absent when "
+            "it never expires.",
         ),
         "access_expiry": gauge(
             "channel_access_token_expiry_timestamp_seconds",
