@@ -117,12 +117,14 @@ class ShopifyReconnector(Reconnector):
         try:
             grant = shopify_api.parse_token_response(response)
         except ProviderError as err:
-            if err.verdict.valid is None:
-                raise ReconnectError("unavailable", f"{err.detail}; {AGAIN}") from None
+            # "400 ... when the request provides an invalid code parameter during
+            # authorization code grant" (shopify.dev/docs/api/usage/response-codes)
             if response.status_code == 400 or err.verdict.reason == "invalid_grant":
                 raise ReconnectError("code_rejected", f"Shopify refused the authorisation "
                                                       f"code ({err.detail}): codes are single "
                                                       f"use; {AGAIN}") from None
+            if err.verdict.valid is None:
+                raise ReconnectError("unavailable", f"{err.detail}; {AGAIN}") from None
             raise ReconnectError("rejected", f"Shopify refused the code exchange "
                                              f"({err.detail}); {AGAIN}") from None
         self._granted[account.name] = grant.access_token
