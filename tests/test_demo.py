@@ -28,6 +28,17 @@ EXPECTED = {
     "wonka-eu": (None, 0, "server_error"),
     "cyberdyne-fe": (1, 1, None),
     "soylent-na": (0, 1, "unauthorized"),
+    # Shopify: the shop states are conclusive, with their own reasons
+    "acme-shop": (1, 1, None),
+    "globex-shop": (0, 1, "unauthorized"),
+    "initech-shop": (0, 1, "shop_frozen"),
+    "umbrella-shop": (0, 1, "shop_locked"),
+    "hooli-shop": (0, 1, "scope_missing"),
+    "stark-shop": (None, 0, "throttled"),
+    "wayne-shop": (None, 0, "server_error"),
+    "wonka-shop": (1, 1, None),
+    "cyberdyne-shop": (1, 1, None),
+    "soylent-shop": (0, 1, "shop_not_found"),
 }
 
 
@@ -63,6 +74,7 @@ def test_demo_shows_every_scenario_within_one_interval(tmp_path):
         proc.send_signal(signal.SIGINT)
         output = proc.communicate(timeout=15)[0]
     assert "http://127.0.0.1:" in output and "globex-eu (eu): revoked" in output
+    assert "initech.myshopify.com: frozen" in output
     assert proc.returncode == 0, output
 
 
