@@ -115,7 +115,8 @@ def test_copied_paths_exist_and_are_in_the_build_context(stages):
             assert inside, f"COPY {source}: excluded by .dockerignore"
     run = " ".join(values(stages[0], "RUN"))
     installed = shlex.split(run.split("pip install", 1)[1].split("&&")[0])
-    assert {str(PurePosixPath(p)) for p in installed} == {".", "plugins/amazon_ads", "plugins/shopify"}
+    assert {str(PurePosixPath(p)) for p in installed} == {
+        ".", "plugins/amazon_ads", "plugins/shopify"}
 
 
 def test_the_build_stage_install_packages_every_module(tmp_path):
@@ -220,7 +221,8 @@ def test_dockerignore_matching_follows_docker_rules():
 def test_local_configs_tokens_state_and_venvs_stay_out():
     planted = ["config.yaml", "secrets/acme-us.refresh_token", "var/agent.db", ".venv/bin/python",
                "plugins/amazon_ads/tests/test_check.py",
-               "plugins/shopify/tests/test_shopify_classify.py", "agent/__pycache__/web.cpython-311.pyc",
+               "plugins/shopify/tests/test_shopify_classify.py",
+               "agent/__pycache__/web.cpython-311.pyc",
                ".git/config", "deploy/kubernetes/secret.example.yaml"]
     rules = dockerignore_rules()
     for path in planted:  # whether or not this checkout has them

@@ -63,6 +63,7 @@ class HostLimiter:
         self.paused_until = 0.0
         self.pause_started = float("-inf")
         self.streak = 0  # 429s in a row
+        self.paused_by = "a 429"  # what set the current pause, for the held-back message
         self._lock = asyncio.Lock()
 
     async def acquire(self, max_wait: float | None = None) -> float:
@@ -79,9 +80,8 @@ class HostLimiter:
                     break
                 if turn > give_up:
                     paused = self.paused_until > now
-                    raise HostThrottled(
-                        f"held back {turn - now:.3g}s by the agent "
-                        f"({'paused after a 429' if paused else 'max_requests_per_second'})")
+                    why = f"paused after {self.paused_by}" if paused else "max_requests_per_second"
+                    raise HostThrottled(f"held back {turn - now:.3g}s by the agent ({why})")
                 await self.sleep(turn - now)  # a 429 meanwhile extends the pause: look again
             self.next_start = now + self.interval
             return now
@@ -96,13 +96,16 @@ class HostLimiter:
         if wait is None:
             wait = min(PAUSE_MAX, PAUSE_INITIAL * 2 ** (self.streak - 1))
         self.paused_until = max(self.paused_until, now + min(wait, PAUSE_MAX))
+        self.paused_by = "a 429"
 
     def answered(self) -> None:
         self.streak = 0
 
     def hold(self, seconds: float) -> None:
         """The provider asked (in a successful answer) to slow down for ``seconds``."""
-        self.paused_until = max(self.paused_until, self.monotonic() + min(seconds, PAUSE_MAX))
+        until = self.monotonic() + min(seconds, PAUSE_MAX)
+        if until > self.paused_until:
+            self.paused_until, self.paused_by = until, "the provider's rate-limit header"
 
 
 class RateLimitedTransport(httpx.AsyncBaseTransport):

@@ -272,7 +272,8 @@ class AgentMetrics:
         )
         self.check_failures = Counter(
             "channel_check_failures",
-            "Failed checks by channel and reason (the fixed set documented in the README).",
+            "Failed checks by channel and reason (the core set documented in the README, plus "
+            "the channel's own reasons).",
             ["channel", "reason"],
             registry=self.registry,
         )
@@ -305,14 +306,15 @@ class AgentMetrics:
 
     def set_channels(self, channels: dict[str, Channel]) -> None:
         """Per-channel series for ``channels``; those of channels no longer configured go."""
-        for gone in set(self.fleet_collector.channels) - set(channels):
-            for reason in REASONS:
+        previous = self.fleet_collector.channels
+        for gone in set(previous) - set(channels):
+            for reason in (*REASONS, *previous[gone].extra_reasons):
                 with contextlib.suppress(KeyError):
                     self.check_failures.remove(gone, reason)
             with contextlib.suppress(KeyError):
                 self.check_duration.remove(gone)
         self.fleet_collector.channels = channels
-        for channel in channels:
-            for reason in REASONS:
-                self.check_failures.labels(channel, reason)
-            self.check_duration.labels(channel)
+        for name, channel in channels.items():
+            for reason in (*REASONS, *channel.extra_reasons):
+                self.check_failures.labels(name, reason)
+            self.check_duration.labels(name)
