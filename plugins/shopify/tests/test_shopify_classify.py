@@ -140,3 +140,31 @@ def test_call_limit_header() -> None:
     for odd in ("", "40", "a/b", "1/0"):
         assert call_limit(httpx.Response(200, headers={"X-Shopify-Shop-Api-Call-Limit": odd})) \
             is None
+
+
+@pytest.mark.parametrize(("key", "value", "problem"), [
+    ("shop", "https://acme.myshopify.com", "must be the shop's permanent domain"),
+    ("shop", "acme.com", "must be the shop's permanent domain"),
+    ("shop", "Acme.myshopify.com", "must be the shop's permanent domain"),
+])
+def test_a_shop_that_is_not_a_myshopify_domain_is_refused(tmp_path, key, value, problem) -> None:
+    from agent.config.loader import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        channel_for(None, tmp_path, [shop_account(tmp_path, "acme", TOKEN, **{key: value})])
+    assert f"channels.shopify.accounts[0].{key}: {problem}" in str(info.value)
+    assert TOKEN not in str(info.value)
+
+
+@pytest.mark.parametrize(("settings", "problem"), [
+    ({"api_version": "2026-05"}, "api_version: must be a stable Admin API version"),
+    ({"api_version": "unstable"}, "api_version: must be a stable Admin API version"),
+    ({"api_version_retirement": "next year"}, "api_version_retirement: must be an ISO 8601"),
+    ({"non_expiring_tokens_end": "2027-01-01T00:00:00"}, "non_expiring_tokens_end: must be"),
+])
+def test_channel_settings_are_checked(tmp_path, settings, problem) -> None:
+    from agent.config.loader import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        channel_for(None, tmp_path, [shop_account(tmp_path, "acme", TOKEN)], **settings)
+    assert f"channels.shopify.{problem}" in str(info.value)
