@@ -9,13 +9,8 @@ from typing import Any
 import httpx
 
 from agent.channel import Secret
-from channel_agent_amazon_ads.classify import (
-    BAD_RESPONSE,
-    ProviderError,
-    ads_verdict,
-    describe,
-    parse_json,
-)
+from agent.checks.verdict import ProviderError, parse_json
+from channel_agent_amazon_ads.classify import BAD_RESPONSE, ads_verdict, describe
 
 SP_CAMPAIGN_TYPE = "application/vnd.spCampaign.v3+json"
 

@@ -29,9 +29,9 @@ from agent.channel import (
     Secret,
 )
 from agent.checks.httpretry import RetryPolicy, TransientError, send_with_retries
+from agent.checks.verdict import ProviderError, Verdict, conclusive, transient
 from agent.redact import redact
 from channel_agent_amazon_ads import ads_api, lwa
-from channel_agent_amazon_ads.classify import ProviderError, Verdict, conclusive, transient
 
 log = logging.getLogger(__name__)
 

@@ -9,14 +9,9 @@ from urllib.parse import urlencode
 import httpx
 
 from agent.channel import Secret
+from agent.checks.verdict import ProviderError, parse_json
 from channel_agent_amazon_ads.ads_api import parsed_url
-from channel_agent_amazon_ads.classify import (
-    BAD_RESPONSE,
-    ProviderError,
-    describe,
-    lwa_verdict,
-    parse_json,
-)
+from channel_agent_amazon_ads.classify import BAD_RESPONSE, describe, lwa_verdict
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded;charset=UTF-8"
 DEFAULT_EXPIRES_IN = 3600.0  # the documented access token lifetime

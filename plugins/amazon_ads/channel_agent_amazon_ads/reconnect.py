@@ -36,9 +36,10 @@ from agent.channel import (
     VerifyResult,
 )
 from agent.checks.httpretry import TransientError, send_with_retries
+from agent.checks.verdict import ProviderError, parse_json
 from agent.redact import redact
 from channel_agent_amazon_ads import lwa
-from channel_agent_amazon_ads.classify import ProviderError, describe, lwa_verdict, parse_json
+from channel_agent_amazon_ads.classify import describe, lwa_verdict
 
 if TYPE_CHECKING:
     from channel_agent_amazon_ads.channel import AmazonAdsChannel

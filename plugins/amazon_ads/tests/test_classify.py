@@ -14,13 +14,9 @@ from typing import Any
 import httpx
 import pytest
 from channel_agent_amazon_ads import ads_api, lwa
-from channel_agent_amazon_ads.classify import (
-    ProviderError,
-    describe,
-    error_text,
-    lwa_verdict,
-    parse_json,
-)
+from channel_agent_amazon_ads.classify import describe, error_text, lwa_verdict
+
+from agent.checks.verdict import ProviderError, parse_json
 
 HTML = "<html><body><h1>502 Bad Gateway</h1></body></html>"
 THROTTLE_HEADERS = {

@@ -11,9 +11,9 @@ import httpx
 
 from agent.channel import Account, CheckContext, CheckResult, MissingSecret, Secret, SecretRef
 from agent.checks.httpretry import TransientError, send_with_retries
+from agent.checks.verdict import ProviderError, conclusive, transient
 from agent.redact import redact
 from channel_agent_shopify import shopify_api
-from channel_agent_shopify.classify import ProviderError, conclusive, transient
 
 if TYPE_CHECKING:
     from channel_agent_shopify.channel import ShopifyChannel

@@ -34,11 +34,11 @@ credentials) are conclusive; anything else follows the status as above.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
+
+from agent.checks.verdict import Verdict, conclusive, failure_detail, transient
 
 # The channel's own conclusive reasons (Channel.extra_reasons): name -> meaning.
 SHOP_REASONS: dict[str, str] = {
@@ -50,32 +50,6 @@ SHOP_REASONS: dict[str, str] = {
 PERMISSION_REASONS: dict[str, str] = {
     "scope_missing": "a required access scope is no longer granted to the app",
 }
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """``valid`` is False for a conclusive answer and None for a transient failure."""
-
-    reason: str
-    valid: bool | None
-    client_valid: bool | None = None
-
-
-def conclusive(reason: str, client_valid: bool | None = None) -> Verdict:
-    return Verdict(reason, False, client_valid)
-
-
-def transient(reason: str) -> Verdict:
-    return Verdict(reason, None)
-
-
-class ProviderError(Exception):
-    """Shopify's answer (or its absence) ended the check; ``detail`` is free of secrets."""
-
-    def __init__(self, verdict: Verdict, detail: str) -> None:
-        super().__init__(detail)
-        self.verdict = verdict
-        self.detail = detail
 
 
 STATUS_VERDICTS: dict[int, Verdict] = {
@@ -119,14 +93,6 @@ def token_verdict(status: int, body: Any) -> Verdict:
     return BAD_RESPONSE
 
 
-def parse_json(response: httpx.Response) -> Any:
-    """The JSON body, or None when it is not JSON (an HTML page, garbage, empty)."""
-    try:
-        return json.loads(response.content)
-    except (ValueError, UnicodeDecodeError):
-        return None
-
-
 def error_text(body: Any, limit: int = 200) -> str:
     """Shopify's explanation from ``errors`` (string, list or object) or an OAuth error."""
     if not isinstance(body, dict):
@@ -150,11 +116,4 @@ def error_text(body: Any, limit: int = 200) -> str:
 
 def describe(endpoint: str, response: httpx.Response, body: Any) -> str:
     """A short detail for a failed call; built from error texts only."""
-    text = error_text(body)
-    if not text:
-        if body is None:
-            kind = response.headers.get("Content-Type", "").split(";")[0].strip() or "no type"
-            text = f"body is not JSON ({kind})"
-        else:
-            text = "unexpected response shape"
-    return f"{endpoint}: HTTP {response.status_code}: {text}"
+    return failure_detail(endpoint, response, body, error_text(body))

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 from pathlib import Path
 from typing import Any
 
-from agent.channel import Demo
+from agent.channel import Demo, Secret
+from agent.storage.secretfile import write_secret_file
 from channel_agent_shopify.simulator import SCENARIOS, SimShop, Simulator
 
 CLIENT_ID = "sim-shopify-app"
@@ -30,10 +30,7 @@ DATASETS = {"orders_daily": {"source": Demo.WAREHOUSE_SOURCE, "max_age": "36h"}}
 
 
 def _write_secret(path: Path, value: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(value + "\n")
-    os.chmod(path, 0o600)
+    write_secret_file(path, Secret(value))
 
 
 class ShopifyDemo(Demo):

@@ -39,9 +39,9 @@ from agent.channel import (
     VerifyResult,
 )
 from agent.checks.httpretry import TransientError, send_with_retries
+from agent.checks.verdict import ProviderError, transient
 from agent.redact import redact
 from channel_agent_shopify import shopify_api
-from channel_agent_shopify.classify import ProviderError, transient
 
 if TYPE_CHECKING:
     from channel_agent_shopify.channel import ShopifyChannel

@@ -25,14 +25,8 @@ from urllib.parse import urlencode
 import httpx
 
 from agent.channel import Secret
-from channel_agent_shopify.classify import (
-    BAD_RESPONSE,
-    ProviderError,
-    api_verdict,
-    describe,
-    parse_json,
-    token_verdict,
-)
+from agent.checks.verdict import ProviderError, parse_json
+from channel_agent_shopify.classify import BAD_RESPONSE, api_verdict, describe, token_verdict
 
 ACCESS_TOKEN_HEADER = "X-Shopify-Access-Token"
 VERSION_HEADER = "X-Shopify-API-Version"
