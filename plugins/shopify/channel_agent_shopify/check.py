@@ -40,7 +40,10 @@ class ShopifyCheck:
         self.ctx = ctx
         settings = account.settings
         self.expiring = settings.get("token_type") == "expiring"
-        self.owner = self.expiring and settings.get("ownership") == "owner"
+        # a secret-store reference that says who owns the token (the secret stores' owner /
+        # observer rule) wins over the account's own setting
+        mode = getattr(settings.get("refresh_token"), "mode", None) or settings.get("ownership")
+        self.owner = self.expiring and mode == "owner"
         self.base = channel.admin_base(account)
         self.version = channel.versions.configured
         self.policy = channel.retry_policy(ctx)

@@ -113,3 +113,22 @@ async def test_no_client_credentials_means_no_reconnect(sim, tmp_path) -> None:
     with pytest.raises(ReconnectError) as info:
         channel.reconnector().consent_url(account(channel, "acme"), "s", "c", REDIRECT)
     assert info.value.reason == "unsupported"
+
+
+async def test_the_core_flow_stores_the_new_token_and_a_bad_hmac_changes_nothing(
+        sim, tmp_path, http) -> None:
+    from agent.reconnect import complete, preflight
+
+    shop, channel, _, acme = setup(sim, tmp_path)
+    token_file = tmp_path / "acme.access_token"
+    reconnector = preflight(channel, acme)  # the token file is where the new token goes
+    attempt = new_attempt(reconnector, acme, REDIRECT)
+    redirect = await consent(http, attempt.consent_url)
+    with pytest.raises(ReconnectError):
+        code_from_redirect({**redirect, "timestamp": "1"}, attempt.state, reconnector)
+    assert token_file.read_text() == "shpat_old"  # refused: nothing stored
+    code = code_from_redirect(redirect, attempt.state, reconnector)
+    outcome = await complete(channel, acme, code, attempt, ctx(http), None)
+    assert token_file.read_text().strip() == shop.access_token != "shpat_old"
+    assert outcome.backup is not None and outcome.backup.read_text() == "shpat_old"
+    assert (await channel.check(acme, ctx(http))).valid is True  # picked up at the next check
