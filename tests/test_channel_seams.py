@@ -1,6 +1,6 @@
 """The optional hooks a channel may use beyond check() (added for Shopify, channel-neutral):
-its own conclusive reasons, per-account credential expiry, channel-level metrics,
-rate-limit backpressure from successful answers, and option checks."""
+its own conclusive reasons, per-account credential expiry, channel-level metrics and
+rate-limit backpressure from successful answers."""
 
 from __future__ import annotations
 
@@ -9,10 +9,19 @@ import asyncio
 import httpx
 import pytest
 from prometheus_client.core import GaugeMetricFamily
+from pydantic import Field
 
-from agent.channel import Account, Channel, CheckContext, CheckResult, Option
+from agent.channel import (
+    Account,
+    AccountSettings,
+    Channel,
+    ChannelSettings,
+    CheckContext,
+    CheckResult,
+)
 from agent.checks.ratelimit import RateLimitedTransport
-from agent.config.loader import ConfigError, build_config
+from agent.config.loader import build_config
+from agent.config.types import Duration
 from agent.metrics.exposition import Exposition
 from agent.plugins import load_plugins
 from agent.service import AgentService
@@ -20,15 +29,20 @@ from agent.storage.state import AccountState
 from tests.fakes import FakePlugin
 
 
+class SeamSettings(ChannelSettings):
+    refresh_token_max_age: Duration = "100s"
+
+
+class SeamAccount(AccountSettings):
+    store: str = Field(description="the store")
+    expires: bool = True
+
+
 class SeamChannel(Channel):
     name = "seam"
     extra_reasons = {"store_closed": "the merchant closed the store"}
-    channel_options = {"refresh_token_max_age": Option("duration", default=100.0)}
-    account_options = {
-        "store": Option("str", required=True,
-                        check=lambda v: None if v.endswith(".test") else "must end in .test"),
-        "expires": Option("bool", default=True),
-    }
+    Settings = SeamSettings
+    AccountSettings = SeamAccount
 
     async def check(self, account: Account, ctx: CheckContext) -> CheckResult:
         if account.name == "closed":
@@ -63,12 +77,6 @@ def test_a_declared_reason_is_conclusive_an_undeclared_one_is_refused() -> None:
         CheckResult(valid=False, reason="store_vanished")
     with pytest.raises(ValueError, match="not a transient reason"):
         CheckResult(valid=None, reason="store_closed")
-
-
-def test_an_option_check_names_the_value_and_where(tmp_path) -> None:
-    with pytest.raises(ConfigError) as info:
-        config(tmp_path, [{"name": "x", "store": "shop.example.com"}])
-    assert "channels.seam.accounts[0].store: must end in .test" in str(info.value)
 
 
 async def test_expiry_per_account_reasons_and_channel_metrics_reach_the_scrape(tmp_path) -> None:

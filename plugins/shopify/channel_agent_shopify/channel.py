@@ -27,21 +27,18 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import httpx
 from prometheus_client.core import Metric
 
 from agent.channel import (
-    RECONNECT_OPTIONS,
     Account,
     Channel,
     CheckContext,
     CheckResult,
     Demo,
     MissingSecret,
-    Option,
     Reconnector,
     SecretRef,
 )
@@ -50,34 +47,15 @@ from agent.redact import redact
 from channel_agent_shopify import shopify_api
 from channel_agent_shopify.check import ShopifyCheck
 from channel_agent_shopify.classify import PERMISSION_REASONS, SHOP_REASONS
+from channel_agent_shopify.settings import (
+    DEFAULT_API_VERSION,
+    ShopifyAccountSettings,
+    ShopifySettings,
+    parse_date,
+)
 from channel_agent_shopify.versions import VersionHealth, retirement_of
 
 log = logging.getLogger(__name__)
-
-DEFAULT_API_VERSION = "2026-10"
-EXPIRING_REFRESH_LIFETIME = 90 * 86400  # shopify.dev offline-access-tokens: "90-day refresh"
-NON_EXPIRING_END = "2027-01-01T00:00:00Z"  # public apps: non-expiring tokens rejected from
-
-
-def date_problem(value: object) -> str | None:
-    if value in ("", None):
-        return None
-    try:
-        parse_date(str(value))
-    except ValueError:
-        return f"must be an ISO 8601 date or time with a zone (2027-01-01T00:00:00Z), not {value!r}"
-    return None
-
-
-def parse_date(value: str) -> float:
-    """Unix time of ``2027-01-01`` (midnight UTC) or of a time with a zone."""
-    when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if when.tzinfo is None:
-        if len(value) > 10:
-            raise ValueError("no time zone")
-        when = when.replace(tzinfo=UTC)
-    return when.timestamp()
-
 
 class ShopifyChannel(Channel):
     name = "shopify"
@@ -86,65 +64,8 @@ class ShopifyChannel(Channel):
     request_endpoints: ClassVar[tuple[str, ...]] = ("access_scopes", "shop", "token")
     extra_reasons: ClassVar[dict[str, str]] = {**SHOP_REASONS, **PERMISSION_REASONS}
 
-    channel_options: ClassVar[dict[str, Option]] = {
-        "client_id": Option("str", default="", doc="The app's client id (API key): reconnect "
-                                                   "and owner-mode refreshes need it"),
-        "client_secret": Option("secret", default=None, doc="The app's client secret: signs "
-                                "the consent redirect (hmac); reconnect and refreshes need it"),
-        "api_version": Option("str", default=DEFAULT_API_VERSION,
-                              check=shopify_api.api_version_problem,
-                              doc="Admin API version the platform's app calls (YYYY-MM)"),
-        "api_version_support_months": Option(
-            "int", default=12, doc="Months Shopify supports a stable version after its release "
-                                   "(at least 12: shopify.dev/docs/api/usage/versioning)"),
-        "api_version_retirement": Option(
-            "str", default="", check=date_problem,
-            doc="The configured version's announced retirement, overriding the computed one"),
-        "api_version_warning": Option(
-            "duration", default=90 * 86400.0,
-            doc="Warn this long before the configured API version's retirement"),
-        "refresh_token_max_age": Option(
-            "duration", default=float(EXPIRING_REFRESH_LIFETIME),
-            doc="Lifetime of an expiring token's refresh token after its last rotation (90d)"),
-        "non_expiring_tokens_end": Option(
-            "str", default=NON_EXPIRING_END, check=date_problem,
-            doc="When Shopify stops accepting non-expiring offline tokens of this app (public "
-                "apps: 2027-01-01); empty for custom or merchant-created apps (no end)"),
-        "call_limit_threshold": Option(
-            "float", default=0.5, doc="Hold back requests to a shop whose REST call-limit "
-                                      "bucket is fuller than this share (it is shared with the "
-                                      "platform's own calls)"),
-        "call_limit_leak_rate": Option(
-            "float", default=2.0, doc="Requests per second the bucket drains (2; Plus 20)"),
-        "request_timeout": Option("duration", default=10, doc="Timeout of one HTTP request"),
-        "endpoints": Option(
-            "mapping",
-            options={"admin_url": Option("str", default="https://{shop}")},
-            doc="The shop's admin base URL, {shop} = its myshopify.com domain (a simulator)",
-        ),
-        "retry": Option(
-            "mapping",
-            options={"initial_backoff": Option("duration", default=2),
-                     "max_backoff": Option("duration", default=30)},
-            doc="Backoff on 429/5xx when Shopify sends no Retry-After.",
-        ),
-        **RECONNECT_OPTIONS,
-    }
-    account_options: ClassVar[dict[str, Option]] = {
-        "shop": Option("str", required=True, check=shopify_api.shop_domain_problem,
-                       doc="The shop's permanent domain, <name>.myshopify.com"),
-        "access_token": Option("secret_ref", required=True, doc="The offline access token"),
-        "required_scopes": Option("str_list", default=[],
-                                  doc="Scopes the platform needs, e.g. [read_orders]"),
-        "token_type": Option("str", default="non_expiring", choices=("non_expiring", "expiring"),
-                             doc="Offline token model of this installation"),
-        "refresh_token": Option("secret_ref", default=None,
-                                doc="Expiring tokens: the refresh token (observer: read only "
-                                    "for its rotation; owner: used and rotated)"),
-        "ownership": Option("str", default="observer", choices=("observer", "owner"),
-                            doc="Who refreshes an expiring token: the platform (observer) or "
-                                "the agent (owner)"),
-    }
+    Settings = ShopifySettings
+    AccountSettings = ShopifyAccountSettings
 
     def __init__(self, settings: dict[str, Any], accounts: list[Account]) -> None:
         super().__init__(settings, accounts)
