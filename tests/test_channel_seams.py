@@ -1,5 +1,5 @@
 """The optional hooks a channel may use beyond check() (added for Shopify, channel-neutral):
-its own conclusive reasons, per-account credential expiry, channel-level metrics and
+a reason of class merchant, per-account credential expiry, channel-level metrics and
 rate-limit backpressure from successful answers."""
 
 from __future__ import annotations
@@ -18,12 +18,14 @@ from agent.channel import (
     ChannelSettings,
     CheckContext,
     CheckResult,
+    RefreshTokens,
 )
 from agent.checks.ratelimit import RateLimitedTransport
 from agent.config.loader import build_config
 from agent.config.types import Duration
 from agent.metrics.exposition import Exposition
 from agent.plugins import load_plugins
+from agent.reasons import MERCHANT, Reason
 from agent.service import AgentService
 from agent.storage.state import AccountState
 from tests.fakes import FakePlugin
@@ -40,7 +42,8 @@ class SeamAccount(AccountSettings):
 
 class SeamChannel(Channel):
     name = "seam"
-    extra_reasons = {"store_closed": "the merchant closed the store"}
+    reasons = (Reason("store_closed", MERCHANT, "the merchant closed the store"),)
+    refresh_tokens = RefreshTokens(option="token")
     Settings = SeamSettings
     AccountSettings = SeamAccount
 
@@ -71,14 +74,6 @@ def config(tmp_path, accounts=None):
     return build_config(data, {"seam": SeamChannel}, base_dir=tmp_path)
 
 
-def test_a_declared_reason_is_conclusive_an_undeclared_one_is_refused() -> None:
-    assert CheckResult(valid=False, reason="store_closed").conclusive
-    with pytest.raises(ValueError, match="not a conclusive reason"):
-        CheckResult(valid=False, reason="store_vanished")
-    with pytest.raises(ValueError, match="not a transient reason"):
-        CheckResult(valid=None, reason="store_closed")
-
-
 async def test_expiry_per_account_reasons_and_channel_metrics_reach_the_scrape(tmp_path) -> None:
     service = AgentService(config(tmp_path), load_plugins([FakePlugin()], entry_points=False))
     try:
@@ -89,6 +84,7 @@ async def test_expiry_per_account_reasons_and_channel_metrics_reach_the_scrape(t
         await service.stop()
     assert 'channel_seam_version_info{channel="seam"} 1.0' in text
     assert 'channel_check_failures_total{channel="seam",reason="store_closed"} 1.0' in text
+    assert 'reason="store_closed"' in text and 'class="merchant"' in text
     expiries = [line for line in text.splitlines()
                 if line.startswith("channel_refresh_token_expiry_timestamp_seconds{")]
     assert len(expiries) == 1 and 'account="open"' in expiries[0]  # "closed" never expires

@@ -18,15 +18,15 @@ import httpx
 import pytest
 import yaml
 from aiohttp.test_utils import TestClient, TestServer
-from channel_agent_amazon_ads import ads_api, lwa
+from channel_agent_amazon_ads import ads_api
 from channel_agent_amazon_ads.channel import AmazonAdsChannel
-from channel_agent_amazon_ads.classify import describe
+from channel_agent_amazon_lwa import grants as lwa
+from channel_agent_amazon_lwa.classify import ProviderError, describe
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.channel import REASONS, TRANSIENT_REASONS
 from agent.checks.httpretry import retry_after
-from agent.checks.verdict import ProviderError
 from agent.config.durations import format_duration, parse_duration
 from agent.config.loader import ConfigError, build_config, parse_config
 from agent.plugins import load_plugins

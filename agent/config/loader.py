@@ -31,7 +31,8 @@ from agent.config.models import (
 )
 from agent.config.problems import ConfigError, ConfigProblem, ProblemList, unknown_name
 from agent.config.types import as_dict
-from agent.config.yamltree import Node, from_python, present, read_yaml, yaml_syntax_problem
+from agent.config.yamlerrors import yaml_syntax_problem
+from agent.config.yamltree import Node, from_python, present, read_yaml
 from agent.freshness.source import Dataset, FreshnessSource
 from agent.redact import redact
 

@@ -16,6 +16,7 @@ import yaml
 
 from agent.config.problems import ConfigError, ConfigProblem, ProblemList
 from agent.config.types import join
+from agent.config.yamlerrors import yaml_syntax_problem
 
 # libyaml's parser when PyYAML has it: 10,000 accounts parse in a fraction of the time
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -53,7 +54,7 @@ def read_yaml(text: str, problems: ProblemList) -> Node:
         root = _compose(text)
         return Node({}, None) if root is None else builder.from_yaml(root, "")
     except yaml.YAMLError as exc:
-        raise ConfigError([yaml_syntax_problem(problems.source, exc)]) from None
+        raise ConfigError([yaml_syntax_problem(problems.source, exc, text)]) from None
     except RecursionError:
         problem = "values are nested too deeply to be a configuration"
         raise ConfigError([ConfigProblem(problems.source, None, "", problem)]) from None
@@ -72,17 +73,6 @@ def _compose(text: str) -> yaml.Node | None:
         # Python's parser again, for its wording and positions of the problem (and its own
         # depth limit): errors read the same whichever parser PyYAML was built with.
         return yaml.compose(text, Loader=yaml.SafeLoader)
-
-
-def yaml_syntax_problem(source: str, exc: yaml.YAMLError) -> ConfigProblem:
-    # str(exc) quotes the offending line of the file, which may hold a secret: use only the
-    # parser's own description and the position.
-    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    parts = [getattr(exc, "context", None), getattr(exc, "problem", None),
-             getattr(exc, "reason", None)]  # a ReaderError: a character YAML does not accept
-    detail = ", ".join(part for part in parts if part) or type(exc).__name__
-    line = mark.line + 1 if mark is not None else None
-    return ConfigProblem(source, line, "", f"invalid YAML: {detail}")
 
 
 class _Builder:

@@ -13,10 +13,15 @@ from typing import Any
 
 import httpx
 import pytest
-from channel_agent_amazon_ads import ads_api, lwa
-from channel_agent_amazon_ads.classify import describe, error_text, lwa_verdict
-
-from agent.checks.verdict import ProviderError, parse_json
+from channel_agent_amazon_ads import ads_api
+from channel_agent_amazon_lwa import grants as lwa
+from channel_agent_amazon_lwa.classify import (
+    ProviderError,
+    describe,
+    error_text,
+    lwa_verdict,
+    parse_json,
+)
 
 HTML = "<html><body><h1>502 Bad Gateway</h1></body></html>"
 THROTTLE_HEADERS = {
@@ -145,11 +150,12 @@ ADS_CASES = [
     ),
     case("scope-missing", 401, {"message": "Scope header is missing"}, UNAUTHORIZED),
     case("scope-denied", 401, ads_error("401", "Not authorized to access scope"), UNAUTHORIZED),
+    # airbytehq/airbyte PR #5023: the product, not the credential
     case(
         "forbidden-sd",
         403,
         ads_error("403", "Advertiser is not authorized for Sponsored Display."),
-        FORBIDDEN,
+        ("ad_product_unauthorized", False, None),
     ),
     case("forbidden-detail", 403, {"detail": "Forbidden"}, FORBIDDEN),
     case("throttled", 429, TOO_MANY, THROTTLED, **THROTTLE_HEADERS),

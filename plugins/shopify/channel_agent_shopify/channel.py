@@ -23,10 +23,8 @@ access-tokens/offline-access-tokens):
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 import httpx
@@ -34,19 +32,20 @@ from prometheus_client.core import Metric
 
 from agent.channel import (
     Account,
+    ApplicationClient,
     Channel,
     CheckContext,
     CheckResult,
     Demo,
     MissingSecret,
     Reconnector,
+    RefreshTokens,
     SecretRef,
 )
-from agent.checks.httpretry import RetryPolicy
 from agent.redact import redact
 from channel_agent_shopify import shopify_api
 from channel_agent_shopify.check import ShopifyCheck
-from channel_agent_shopify.classify import PERMISSION_REASONS, SHOP_REASONS
+from channel_agent_shopify.classify import REASONS
 from channel_agent_shopify.settings import (
     DEFAULT_API_VERSION,
     ShopifyAccountSettings,
@@ -60,9 +59,15 @@ log = logging.getLogger(__name__)
 class ShopifyChannel(Channel):
     name = "shopify"
     title = "Shopify"
-    refresh_token_option = "access_token"  # non-expiring; expiring: refresh_token_ref()
+    target_kind = "scope"
+    # the account's long-lived credential: the access token itself (non_expiring, the default;
+    # named in messages) or the refresh token (expiring): see refresh_token_ref()
+    refresh_tokens = RefreshTokens(option="access_token",
+                                   max_age_setting="refresh_token_max_age")
+    # owner mode refreshes with the app's client id/secret: invalid_client is the app's
+    application_client = ApplicationClient()
+    reasons = REASONS
     request_endpoints: ClassVar[tuple[str, ...]] = ("access_scopes", "shop", "token")
-    extra_reasons: ClassVar[dict[str, str]] = {**SHOP_REASONS, **PERMISSION_REASONS}
 
     Settings = ShopifySettings
     AccountSettings = ShopifyAccountSettings
@@ -72,9 +77,6 @@ class ShopifyChannel(Channel):
         self._by_name = {account.name: account for account in accounts}
         self._tokens: dict[str, Any] = {}  # owner mode: account -> cached access token
         self._rotated: dict[str, Any] = {}  # owner mode: rotated refresh token not yet stored
-        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
-        self.monotonic: Callable[[], float] = time.monotonic
-        self.jitter = 0.1
         version = str(settings.get("api_version") or DEFAULT_API_VERSION)
         override = settings.get("api_version_retirement") or ""
         self.versions = VersionHealth(
@@ -132,14 +134,6 @@ class ShopifyChannel(Channel):
         if found.settings.get("token_type") == "expiring":
             return super().refresh_token_expiry(account, issued)
         return self.non_expiring_end
-
-    def retry_policy(self, ctx: CheckContext) -> RetryPolicy:
-        retry = self.settings["retry"]
-        return RetryPolicy(
-            initial_backoff=float(retry["initial_backoff"]),
-            max_backoff=float(retry["max_backoff"]),
-            request_timeout=float(self.settings["request_timeout"]),
-            jitter=self.jitter, sleep=self.sleep, monotonic=self.monotonic, clock=ctx.clock)
 
     def admin_base(self, account: Account) -> str:
         return shopify_api.admin_base(self.settings["endpoints"]["admin_url"],

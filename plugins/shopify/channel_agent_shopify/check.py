@@ -9,8 +9,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
-from agent.channel import Account, CheckContext, CheckResult, MissingSecret, Secret, SecretRef
-from agent.checks.httpretry import TransientError, send_with_retries
+from agent.channel import (
+    Account,
+    CheckContext,
+    CheckResult,
+    MissingSecret,
+    Secret,
+    SecretRef,
+    TransientError,
+)
 from agent.checks.verdict import ProviderError, conclusive, transient
 from agent.redact import redact
 from channel_agent_shopify import shopify_api
@@ -46,7 +53,6 @@ class ShopifyCheck:
         self.owner = self.expiring and mode == "owner"
         self.base = channel.admin_base(account)
         self.version = channel.versions.configured
-        self.policy = channel.retry_policy(ctx)
         self.secrets: set[str] = set()
         self.token: CachedToken | None = None
         self.client_valid: bool | None = None
@@ -82,10 +88,12 @@ class ShopifyCheck:
 
     async def run(self) -> CheckResult:
         scopes: dict[str, bool] = {}
+        self.granted: set[str] | None = None
         try:
-            granted = await self._call("access_scopes", lambda token: shopify_api
-                                       .access_scopes_request(self.ctx.http, self.base, token),
-                                       shopify_api.parse_access_scopes)
+            granted = self.granted = await self._call(
+                "access_scopes",
+                lambda token: shopify_api.access_scopes_request(self.ctx.http, self.base, token),
+                shopify_api.parse_access_scopes)
             required = list(self.account.settings.get("required_scopes") or [])
             missing = shopify_api.missing_scopes(required, granted)
             scopes = {scope: scope not in missing for scope in required} if required \
@@ -115,9 +123,7 @@ class ShopifyCheck:
 
     async def _send(self, endpoint: str, factory: Callable[[], httpx.Request]) -> httpx.Response:
         try:
-            return await send_with_retries(self.ctx.http, factory, deadline=self.ctx.deadline,
-                                           endpoint=endpoint, record=self.ctx.record_request,
-                                           policy=self.policy)
+            return await self.ctx.send(factory, endpoint=endpoint)
         except TransientError as exc:
             raise ProviderError(transient(exc.reason), exc.detail) from None
 
@@ -131,7 +137,7 @@ class ShopifyCheck:
         assert self.refresh_token is not None
         if (not after_401 and cached is not None
                 and cached.refresh_fingerprint == self.refresh_token.fingerprint()
-                and self.policy.monotonic() < cached.expires_at - REUSE_MARGIN):
+                and self.ctx.retry.monotonic() < cached.expires_at - REUSE_MARGIN):
             self.token = cached
             self.secrets.add(cached.access_token.reveal())
             return cached.access_token
@@ -163,7 +169,7 @@ class ShopifyCheck:
         if grant.refresh_token is not None and grant.refresh_token != self.refresh_token:
             self._adopt(grant.refresh_token)
         lifetime = grant.expires_in or 3600.0
-        now, wall = self.policy.monotonic(), self.ctx.clock()
+        now, wall = self.ctx.retry.monotonic(), self.ctx.clock()
         self.token = CachedToken(grant.access_token, self.refresh_token.fingerprint(),
                                  now + lifetime, wall, wall + lifetime)
         self.channel._tokens[self.account.name] = self.token
@@ -191,7 +197,8 @@ class ShopifyCheck:
     def _result(self, scopes: dict[str, bool], problem: ProviderError | None) -> CheckResult:
         long_lived = self.refresh_token if self.expiring else self.access_token
         fields: dict[str, Any] = {
-            "profiles": scopes,
+            "targets": scopes,
+            "targets_reached": len(self.granted) if self.granted is not None else None,
             "refresh_token_fingerprint": long_lived.fingerprint() if long_lived else None,
             "client_valid": self.client_valid,
         }

@@ -22,9 +22,9 @@ string, a list or an object):
     other 3xx/4xx, garbage           bad_response      transient
 
 A required scope absent from ``/admin/oauth/access_scopes.json`` is ``scope_missing``.
-The ``shop_*`` reasons are conclusive states of the merchant's shop, not of the credential:
-reconnecting does not help, the merchant (or Shopify) must act. Alerts route them apart
-(``ChannelMerchantAccountUnavailable``).
+The ``shop_*`` reasons are conclusive states of the merchant's shop, not of the credential
+(reason class ``merchant``): reconnecting does not help, the merchant (or Shopify) must act.
+Alerts route them apart (``ChannelMerchantAccountUnavailable``).
 
 Token endpoint (``POST /admin/oauth/access_token``, refreshing an expiring offline token, owner
 mode only), OAuth 2.0 error body ``{"error", "error_description"}``: ``invalid_grant``
@@ -39,17 +39,18 @@ from typing import Any
 import httpx
 
 from agent.checks.verdict import Verdict, conclusive, failure_detail, transient
+from agent.reasons import MERCHANT, PERMISSION, Reason
 
-# The channel's own conclusive reasons (Channel.extra_reasons): name -> meaning.
-SHOP_REASONS: dict[str, str] = {
-    "shop_frozen": "402: the shop is frozen until its owner pays the outstanding balance",
-    "shop_locked": "423: the shop is locked by Shopify",
-    "shop_not_found": "404: no shop answers at this myshopify.com domain",
-    "shop_unavailable": "403 'Unavailable Shop': Shopify reports the shop unavailable",
-}
-PERMISSION_REASONS: dict[str, str] = {
-    "scope_missing": "a required access scope is no longer granted to the app",
-}
+# The channel's own reasons (Channel.reasons), in the core's classes.
+REASONS: tuple[Reason, ...] = (
+    Reason("scope_missing", PERMISSION, "a required access scope is no longer granted"),
+    Reason("shop_frozen", MERCHANT,
+           "402: the shop is frozen until its owner pays the outstanding balance"),
+    Reason("shop_locked", MERCHANT, "423: the shop is locked by Shopify"),
+    Reason("shop_not_found", MERCHANT, "404: no shop answers at this myshopify.com domain"),
+    Reason("shop_unavailable", MERCHANT,
+           "403 'Unavailable Shop': Shopify reports the shop unavailable"),
+)
 
 
 STATUS_VERDICTS: dict[int, Verdict] = {

@@ -36,9 +36,9 @@ from agent.channel import (
     ReconnectError,
     Reconnector,
     Secret,
+    TransientError,
     VerifyResult,
 )
-from agent.checks.httpretry import TransientError, send_with_retries
 from agent.checks.verdict import ProviderError, transient
 from agent.redact import redact
 from channel_agent_shopify import shopify_api
@@ -107,10 +107,8 @@ class ShopifyReconnector(Reconnector):
         form = shopify_api.code_form(self.client_id, secret, code, expiring)
         base = self.channel.admin_base(account)
         try:
-            response = await send_with_retries(
-                ctx.http, lambda: shopify_api.token_request(ctx.http, base, form),
-                deadline=ctx.deadline, endpoint="token", record=ctx.record_request,
-                policy=self.channel.retry_policy(ctx))
+            response = await ctx.send(lambda: shopify_api.token_request(ctx.http, base, form),
+                                      endpoint="token")
         except TransientError as exc:
             raise ReconnectError("unavailable", f"Shopify did not answer the code exchange "
                                                 f"({exc.detail}); {AGAIN}") from None
@@ -140,14 +138,10 @@ class ShopifyReconnector(Reconnector):
         access = self._granted.pop(account.name, refresh_token)
         base = self.channel.admin_base(account)
         secrets = {access.reveal(), refresh_token.reveal()}
-        policy = self.channel.retry_policy(ctx)
-
         async def call(endpoint: str, build: Callable[[], httpx.Request],
                        parse: Callable[[httpx.Response], Any]) -> Any:
             try:
-                response = await send_with_retries(
-                    ctx.http, build, deadline=ctx.deadline, endpoint=endpoint,
-                    record=ctx.record_request, policy=policy)
+                response = await ctx.send(build, endpoint=endpoint)
             except TransientError as exc:
                 raise ProviderError(transient(exc.reason), exc.detail) from None
             return parse(response)

@@ -60,13 +60,6 @@ class Endpoints(ConfigModel):
                            "its myshopify.com domain (override to point at a simulator)")
 
 
-class Retry(ConfigModel):
-    """Backoff on 429/5xx when Shopify sends no Retry-After."""
-
-    initial_backoff: Duration = "2s"
-    max_backoff: Duration = "30s"
-
-
 class ShopifySettings(ReconnectSettings):
     client_id: str = Field("", description="The app's client id (API key): reconnect and "
                                            "owner-mode refreshes need it")
@@ -94,9 +87,7 @@ class ShopifySettings(ReconnectSettings):
         "bucket (shared with the platform's own calls) is fuller than this share")
     call_limit_leak_rate: float = Field(
         2.0, gt=0, description="Calls per second the bucket drains (2; Plus 20)")
-    request_timeout: Duration = Field("10s", description="Timeout of one HTTP request")
     endpoints: Endpoints = Field(default_factory=dict)
-    retry: Retry = Field(default_factory=dict)
 
 
 class ShopifyAccountSettings(AccountSettings):

@@ -11,6 +11,7 @@ from channel_agent_shopify.channel import ShopifyChannel
 from channel_agent_shopify.simulator import Simulator
 
 from agent.channel import Account, CheckContext
+from agent.checks.httpretry import RetryPolicy
 from agent.config.loader import build_config
 
 CLIENT_ID = "test-shopify-app"
@@ -49,4 +50,7 @@ def account(channel: ShopifyChannel, name: str) -> Account:
 
 
 def ctx(http: httpx.AsyncClient, budget: float = 10.0, **kwargs: Any) -> CheckContext:
-    return CheckContext(http=http, deadline=time.monotonic() + budget, **kwargs)
+    """A check context whose retries back off 10ms (the channel's test configuration)."""
+    retry = RetryPolicy(initial_backoff=0.01, max_backoff=0.01, request_timeout=5.0)
+    return CheckContext(http=http, deadline=time.monotonic() + budget,
+                        retry=kwargs.pop("retry", retry), **kwargs)

@@ -51,13 +51,8 @@ def shopify(scopes: httpx.Response, shop: httpx.Response | None = None):
 async def run(tmp_path, handler, **account_extra):
     channel = channel_for(None, tmp_path, [shop_account(tmp_path, "acme", TOKEN,
                                                         **account_extra)])
-    channel.sleep = _no_sleep
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
         return channel, await channel.check(account(channel, "acme"), ctx(http, budget=5))
-
-
-async def _no_sleep(seconds: float) -> None:
-    return None
 
 
 @pytest.mark.parametrize(("status", "body", "valid", "reason"), [
@@ -101,7 +96,8 @@ async def test_a_missing_required_scope_is_a_permission_loss(tmp_path) -> None:
     handler, _ = shopify(httpx.Response(200, json={"access_scopes": [{"handle": "read_orders"}]}))
     _, result = await run(tmp_path, handler)
     assert (result.valid, result.reason) == (False, "scope_missing")
-    assert result.profiles == {"read_orders": True, "read_products": False}
+    assert result.targets == {"read_orders": True, "read_products": False}
+    assert result.targets_reached == 1
     assert "read_products" in result.detail
 
 
@@ -111,7 +107,7 @@ async def test_write_scope_covers_read_and_all_granted_scopes_shown_without_requ
     assert missing_scopes(["write_orders"], {"read_orders"}) == ["write_orders"]
     handler, _ = shopify(httpx.Response(200, json=SCOPES_OK))
     _, result = await run(tmp_path, handler, required_scopes=[])
-    assert result.valid is True and result.profiles == dict.fromkeys(SCOPES, True)
+    assert result.valid is True and result.targets == dict.fromkeys(SCOPES, True)
 
 
 async def test_version_headers_feed_the_channel_metrics(tmp_path) -> None:

@@ -10,6 +10,7 @@ from channel_agent_shopify.simulator import SimShop
 from shopify_helpers import SCOPES, account, channel_for, ctx, shop_account
 
 from agent.channel import Secret
+from agent.checks.httpretry import RetryPolicy
 from agent.checks.ratelimit import RateLimitedTransport
 from agent.storage.secretfile import write_secret_file
 
@@ -26,7 +27,8 @@ async def test_non_expiring_token_valid_then_uninstalled(sim, tmp_path, http) ->
     shop = add(sim, "acme")
     channel = channel_for(sim, tmp_path, [shop_account(tmp_path, "acme", shop.access_token)])
     result = await channel.check(account(channel, "acme"), ctx(http))
-    assert result.valid is True and result.profiles == dict.fromkeys(SCOPES, True)
+    assert result.valid is True and result.targets == dict.fromkeys(SCOPES, True)
+    assert result.targets_reached == len(SCOPES)
     # the long-lived credential is the access token itself; public apps lose it 2027-01-01
     assert result.refresh_token_fingerprint == Secret(shop.access_token).fingerprint()
     assert channel.refresh_token_expiry("acme", time.time()) == 1798761600.0  # 2027-01-01
@@ -122,12 +124,12 @@ async def test_a_full_call_limit_bucket_holds_back_the_shop(sim, tmp_path) -> No
         "X-Shopify-Shop-Api-Call-Limit": "3/40"})) is None
     transport = RateLimitedTransport(httpx.AsyncHTTPTransport(),
                                      backpressure=channel.backpressure)
-    channel.settings["request_timeout"] = 1.0
     async with httpx.AsyncClient(transport=transport) as http:
         # the platform's sync has nearly filled the bucket: after access_scopes answers 31/40
         # the agent holds back (31 - 20) / 2 = 5.5s rather than take the merchant's calls
         shop.bucket, shop.bucket_at = 30, time.monotonic()
-        result = await channel.check(account(channel, "stark"), ctx(http))
+        retry = RetryPolicy(initial_backoff=0.01, max_backoff=0.01, request_timeout=1.0)
+        result = await channel.check(account(channel, "stark"), ctx(http, retry=retry))
     assert (result.valid, result.reason) == (None, "throttled")
     limiter = next(iter(transport.hosts.values()))
     assert limiter.paused_until - limiter.monotonic() > 4
