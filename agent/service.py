@@ -219,7 +219,7 @@ class AgentService:
             },
             "accounts": [
                 account_status(state, self.config.channels.get(account.channel),
-                               self.freshness.account_datasets(account.key))
+                               self.freshness.account_datasets(account.key), account.labels)
                 for account, state in self.fleet
             ],
         }
@@ -247,7 +247,8 @@ def channel_status(channel: Channel, client_valid: bool | None) -> dict[str, Any
 
 
 def account_status(state: AccountState, channel: Channel | None,
-                   datasets: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                   datasets: list[dict[str, Any]] | None = None,
+                   labels: dict[str, str] | None = None) -> dict[str, Any]:
     """One account's state as plain, secret-free data (status API, CLI ``--json``);
     ``datasets`` from :meth:`FreshnessTracker.account_datasets`."""
     expiry = channel.refresh_token_expiry(state.account, state.refresh_issued) \
@@ -272,6 +273,7 @@ def account_status(state: AccountState, channel: Channel | None,
         "targets_reached": state.targets_reached,
         "reconnected": iso(state.reconnected),
         "datasets": datasets or [],
+        "labels": dict(labels or {}),
     }
 
 

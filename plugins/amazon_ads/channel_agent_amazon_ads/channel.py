@@ -21,20 +21,18 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar
 
+from channel_agent_amazon_lwa.channel import LwaChannel
 from channel_agent_amazon_lwa.classify import ProviderError, Verdict, conclusive
-from channel_agent_amazon_lwa.session import LwaSession, LwaTokens, TokenFailed
-from channel_agent_amazon_lwa.settings import LWA_APPLICATION
+from channel_agent_amazon_lwa.session import LwaSession, TokenFailed
 
 from agent.channel import (
     Account,
-    Channel,
     CheckContext,
     CheckResult,
     Demo,
     MissingSecret,
     Reason,
     Reconnector,
-    RefreshTokens,
     Secret,
 )
 from agent.reasons import PERMISSION
@@ -48,13 +46,10 @@ log = logging.getLogger(__name__)
 DETAIL_LIMIT = 500
 
 
-class AmazonAdsChannel(Channel):
+class AmazonAdsChannel(LwaChannel):
     name = "amazon_ads"
     title = "Amazon Ads"
-    regions = ("na", "eu", "fe")
     target_kind = "profile"
-    refresh_tokens = RefreshTokens()
-    application_client = LWA_APPLICATION
     reasons = (
         Reason("profile_missing", PERMISSION,
                "an expected profile is not in /v2/profiles any more"),
@@ -67,10 +62,6 @@ class AmazonAdsChannel(Channel):
     Settings = AmazonAdsSettings
     AccountSettings = AmazonAdsAccountSettings
 
-    def __init__(self, settings: dict[str, Any], accounts: list[Account]) -> None:
-        super().__init__(settings, accounts)
-        self.tokens = LwaTokens()
-
     @classmethod
     def demo(cls) -> Demo | None:
         from channel_agent_amazon_ads.demo import AmazonAdsDemo
@@ -79,10 +70,6 @@ class AmazonAdsChannel(Channel):
 
     def reconnector(self) -> Reconnector:
         return AmazonAdsReconnector(self.settings, self.first_use)
-
-    def session(self, account: Account, ctx: CheckContext, refresh_token: Secret) -> LwaSession:
-        return LwaSession(self.tokens, account, ctx, refresh_token, self.settings,
-                          self.settings["endpoints"]["token_url"][account.region], self.name)
 
     async def first_use(self, account: Account, ctx: CheckContext,
                         refresh_token: Secret) -> tuple[list[dict[str, Any]], Secret]:
@@ -94,14 +81,6 @@ class AmazonAdsChannel(Channel):
             return await check.list_profiles(), check.lwa.refresh_token
         except ProviderError as err:
             raise ProviderError(err.verdict, check.lwa.scrub(err.detail)) from None
-
-    def carry_over(self, previous: Channel) -> None:
-        if not isinstance(previous, AmazonAdsChannel):
-            return
-        same_client = all(previous.settings.get(key) == self.settings.get(key)
-                          for key in ("client_id", "client_secret", "endpoints"))
-        self.tokens.carry_over(previous.tokens, same_client,
-                               [account.name for account in self.accounts])
 
     async def check(self, account: Account, ctx: CheckContext) -> CheckResult:
         try:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from channel_agent_amazon_lwa.settings import TOKEN_URLS, LwaAccountSettings, LwaSettings
+from channel_agent_amazon_lwa.settings import LwaAccountSettings, LwaEndpoints, LwaSettings
 from pydantic import Field
 
-from agent.config.types import ConfigModel, Duration, IntList, RegionalUrl, SecretReference
+from agent.config.types import Duration, IntList, RegionalUrl, SecretReference
 
 AUTHORIZE_URLS = {
     "na": "https://www.amazon.com/ap/oa",
@@ -21,10 +21,7 @@ API_URLS = {
 }
 
 
-class Endpoints(ConfigModel):
-    """Amazon hosts per region (override to point at a simulator)."""
-
-    token_url: RegionalUrl = Field(dict(TOKEN_URLS), description="Login with Amazon token URL")
+class Endpoints(LwaEndpoints):
     authorize_url: RegionalUrl = Field(dict(AUTHORIZE_URLS), description="Consent page")
     api_url: RegionalUrl = Field(dict(API_URLS), description="Amazon Ads API")
 
@@ -36,10 +33,6 @@ class AmazonAdsSettings(LwaSettings):
     refresh_token_max_age: Duration = Field(
         "365d", description="How long a refresh token lives after consent; 0 = never expires. "
         "Amazon's docs say never, field reports say 365 days from mid-2026.")
-    client_secret_max_age: Duration = Field(
-        "0s", description="How long a client secret lives after its rotation; 0 = it does not "
-        "expire. Amazon requires SP-API applications to rotate every 180 days; no such rule "
-        "is documented for Amazon Ads' Login with Amazon security profiles.")
     ad_products: list[AdProduct] = Field(
         ["sponsored_products"], description="The ad products the accounts use: the "
         "permission probe (a Sponsored Products call) runs only where sponsored_products is "

@@ -8,7 +8,14 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 
 from agent.channel import AccountSettings, ApplicationClient, ReconnectSettings, parse_date
-from agent.config.types import Duration, SecretReference, SecretValue, problem
+from agent.config.types import (
+    ConfigModel,
+    Duration,
+    RegionalUrl,
+    SecretReference,
+    SecretValue,
+    problem,
+)
 
 # Login with Amazon's token endpoint per region (shared/reference/amazon-ads-api.md §1); the
 # Selling Partner API uses the same (developer-docs.amazon.com/sp-api/docs/
@@ -24,6 +31,13 @@ LWA_APPLICATION = ApplicationClient(secret_rotated_setting="client_secret_rotate
                                     secret_max_age_setting="client_secret_max_age")
 
 
+class LwaEndpoints(ConfigModel):
+    """Amazon hosts per region (override to point at a simulator); subclasses add the consent
+    page and the API."""
+
+    token_url: RegionalUrl = Field(dict(TOKEN_URLS), description="Login with Amazon token URL")
+
+
 class LwaSettings(ReconnectSettings):
     """A Login with Amazon application's settings; subclasses set the defaults that differ
     (``refresh_token_max_age``, ``client_secret_max_age``) and add their hosts."""
@@ -37,6 +51,11 @@ class LwaSettings(ReconnectSettings):
         "", description="When the client secret was last rotated (YYYY-MM-DD); with "
         "client_secret_max_age it gives channel_client_secret_expiry_timestamp_seconds. "
         "Empty: unknown, no expiry exported.")
+    # 0 for Amazon Ads: no rotation rule is documented for its LwA security profiles; the
+    # SP-API channel sets 180 days (its applications must rotate every 180 days).
+    client_secret_max_age: Duration = Field(
+        "0s", description="How long a client secret lives after its rotation; 0 = it does not "
+        "expire")
 
     @field_validator("client_secret_rotated")
     @classmethod

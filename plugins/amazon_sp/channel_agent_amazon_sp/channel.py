@@ -13,9 +13,9 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar
 
+from channel_agent_amazon_lwa.channel import LwaChannel
 from channel_agent_amazon_lwa.classify import ProviderError, conclusive
-from channel_agent_amazon_lwa.session import LwaSession, LwaTokens
-from channel_agent_amazon_lwa.settings import LWA_APPLICATION
+from channel_agent_amazon_lwa.session import LwaSession
 
 from agent.channel import (
     Account,
@@ -26,8 +26,6 @@ from agent.channel import (
     MissingSecret,
     Reason,
     Reconnector,
-    RefreshTokens,
-    Secret,
 )
 from agent.reasons import PERMISSION
 from agent.redact import redact
@@ -39,13 +37,10 @@ log = logging.getLogger(__name__)
 DETAIL_LIMIT = 500
 
 
-class AmazonSpChannel(Channel):
+class AmazonSpChannel(LwaChannel):
     name = "amazon_sp"
     title = "Amazon Selling Partner API"
-    regions = ("na", "eu", "fe")
     target_kind = "marketplace"
-    refresh_tokens = RefreshTokens()
-    application_client = LWA_APPLICATION
     reasons = (
         Reason("marketplace_missing", PERMISSION,
                "an expected marketplace is not among the seller's participations any more"),
@@ -56,7 +51,6 @@ class AmazonSpChannel(Channel):
 
     def __init__(self, settings: dict[str, Any], accounts: list[Account]) -> None:
         super().__init__(settings, accounts)
-        self.tokens = LwaTokens()
         # account -> (monotonic time of the last participations answer, what it said)
         self.participations: dict[str, tuple[float, list[sp_api.Participation]]] = {}
 
@@ -72,18 +66,11 @@ class AmazonSpChannel(Channel):
         return AmazonSpReconnector(self)
 
     def carry_over(self, previous: Channel) -> None:
-        if not isinstance(previous, AmazonSpChannel):
-            return
-        same_client = all(previous.settings.get(key) == self.settings.get(key)
-                          for key in ("client_id", "client_secret", "endpoints"))
-        names = [account.name for account in self.accounts]
-        self.tokens.carry_over(previous.tokens, same_client, names)
-        self.participations.update({n: p for n, p in previous.participations.items()
-                                    if n in names})
-
-    def session(self, account: Account, ctx: CheckContext, refresh_token: Secret) -> LwaSession:
-        return LwaSession(self.tokens, account, ctx, refresh_token, self.settings,
-                          self.settings["endpoints"]["token_url"][account.region], self.name)
+        super().carry_over(previous)
+        if isinstance(previous, AmazonSpChannel):
+            names = {account.name for account in self.accounts}
+            self.participations.update({n: p for n, p in previous.participations.items()
+                                        if n in names})
 
     async def list_participations(self, session: LwaSession) -> list[sp_api.Participation]:
         """``getMarketplaceParticipations`` with the session's token (refreshed when needed)."""

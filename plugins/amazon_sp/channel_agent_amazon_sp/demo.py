@@ -1,7 +1,7 @@
 """``channel-agent demo`` for the Selling Partner API: a simulator with one seller per
 scenario. The sellers are the merchants of the Amazon Ads demo, so the landing page shows each
 merchant's two connections side by side: globex-eu's advertising consent is revoked while its
-seller authorisation works (docs/runbooks/AdvertisingInvalidMarketplaceValid.md)."""
+seller authorisation works (docs/advertising-invalid-marketplace-valid.md)."""
 
 from __future__ import annotations
 

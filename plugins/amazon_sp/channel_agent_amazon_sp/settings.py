@@ -10,10 +10,10 @@ selling partner and application), developer-docs.amazon.com/sp-api/docs/sellers-
 
 from __future__ import annotations
 
-from channel_agent_amazon_lwa.settings import TOKEN_URLS, LwaAccountSettings, LwaSettings
+from channel_agent_amazon_lwa.settings import LwaAccountSettings, LwaEndpoints, LwaSettings
 from pydantic import Field, field_validator
 
-from agent.config.types import ConfigModel, Duration, RegionalUrl, problem
+from agent.config.types import Duration, RegionalUrl, problem
 
 API_URLS = {
     "na": "https://sellingpartnerapi-na.amazon.com",
@@ -29,10 +29,7 @@ AUTHORIZE_URLS = {
 }
 
 
-class Endpoints(ConfigModel):
-    """Amazon hosts per region (override to point at a simulator)."""
-
-    token_url: RegionalUrl = Field(dict(TOKEN_URLS), description="Login with Amazon token URL")
+class Endpoints(LwaEndpoints):
     authorize_url: RegionalUrl = Field(dict(AUTHORIZE_URLS),
                                        description="Seller Central consent page")
     api_url: RegionalUrl = Field(dict(API_URLS), description="Selling Partner API")
@@ -46,8 +43,8 @@ class AmazonSpSettings(LwaSettings):
         False, description="The application is a draft: consent links carry version=beta")
     refresh_token_max_age: Duration = Field(
         "365d", description="How long a seller's authorisation lasts; 0 = never expires. "
-        "Amazon's Seller Central lists an expiry date per authorised app, one year after "
-        "it was granted (the 365 days widely reported); renewing is a new consent.")
+        "Amazon: the selling partner must re-authorize a public application every 365 days "
+        "(developer-docs.amazon.com/sp-api/docs/renew-authorizations).")
     client_secret_max_age: Duration = Field(
         "180d", description="How long a client secret lives after its rotation (Amazon: "
         "rotate every 180 days)")
