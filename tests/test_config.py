@@ -957,7 +957,6 @@ def test_example_config_is_valid(tmp_path):
     copy.write_text(example.read_text())
     (tmp_path / "secrets").mkdir()
     (tmp_path / "secrets" / "amazon_ads_client_secret").write_text("client-secret\n")
-    (tmp_path / "secrets" / "shopify_client_secret").write_text("shopify-secret\n")
     config = load_config(copy, channels, environ={
         "AMAZON_ADS_CLIENT_ID": "amzn1.client",
         "WAREHOUSE_URL": "postgresql://agent:pw@warehouse.example.com/dw"})
