@@ -252,7 +252,7 @@ def account_status(state: AccountState, channel: Channel | None,
     """One account's state as plain, secret-free data (status API, CLI ``--json``);
     ``datasets`` from :meth:`FreshnessTracker.account_datasets`."""
     expiry = channel.refresh_token_expiry(state.account, state.refresh_issued) \
-        if channel and state.refresh_issued else None
+        if channel and state.refresh_issued and not state.rejected else None
     return {
         "channel": state.channel,
         "account": state.account,

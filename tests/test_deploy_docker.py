@@ -226,7 +226,7 @@ def test_local_configs_tokens_state_and_venvs_stay_out():
                "plugins/amazon_ads/tests/test_check.py",
                "plugins/shopify/tests/test_shopify_classify.py",
                "agent/__pycache__/web.cpython-311.pyc",
-               ".git/config", "deploy/kubernetes/secret.example.yaml"]
+               ".git/config", "deploy/kubernetes/base/secret.example.yaml"]
     rules = dockerignore_rules()
     for path in planted:  # whether or not this checkout has them
         assert _ignored(PurePosixPath(path), rules), path

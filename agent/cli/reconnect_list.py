@@ -11,7 +11,7 @@ from typing import NoReturn
 import click
 
 from agent.channel import Account, Channel
-from agent.cli.common import EXIT_CONFIG_ERROR, print_json, print_table
+from agent.cli.common import EXIT_CONFIG_ERROR, command_name, print_json, print_table
 from agent.config.loader import MEMORY, Config
 from agent.freshness.timestamps import iso
 from agent.reasons import CREDENTIAL, PERMISSION
@@ -68,7 +68,7 @@ def _why(state: AccountState, channel: Channel, now: float, within: float) -> li
     if missing:
         why.append(f"{channel.target_kind or 'target'}(s) not reachable: {', '.join(missing)}")
     expiry = channel.refresh_token_expiry(state.account, state.refresh_issued) \
-        if state.refresh_issued is not None else None
+        if state.refresh_issued is not None and not state.rejected else None
     if expiry is not None:
         if expiry <= now:
             why.append(f"refresh token expired {iso(expiry)}")
@@ -81,12 +81,12 @@ def _command(config_path: str, channel: Channel, account: Account) -> str:
     """The reconnect command, or the channel's own fix instruction when it has no flow."""
     if channel.reconnector() is None:
         return channel.fix_command(account) or "(this channel gives no fix instruction)"
-    args = ["channel-agent", "reconnect", channel.name, "--account", account.name,
+    args = ["reconnect", channel.name, "--account", account.name,
             "--config", os.path.abspath(config_path)]
     ref = channel.refresh_token_ref(account)
     if ref is not None and ref.path is None:
         args.append("--show-token")
-    return shlex.join(args)
+    return f"{command_name()} {shlex.join(args)}"
 
 
 def show_links(config: Config, channel_name: str | None, as_json: bool) -> None:

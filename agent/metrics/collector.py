@@ -94,7 +94,7 @@ class FleetCollector(Collector):
             yield "token_age", ("refresh",), Age(state.refresh_issued)
             yield "refresh_issued", (), state.refresh_issued
             expiry = channel.refresh_token_expiry(account.name, state.refresh_issued) \
-                if channel else None
+                if channel and not state.rejected else None
             if expiry is not None:
                 yield "refresh_expiry", (), expiry
         if _holds_access_token(state, now):
@@ -218,7 +218,8 @@ def _families() -> dict[str, Metric]:
             "channel_refresh_token_expiry_timestamp_seconds",
             "Unix time the refresh token (the account's long-lived credential) is expected to "
             "expire: by default issued plus the channel's refresh_token_max_age; absent when "
-            "it never expires.",
+            "it never expires and while the credential is invalid (a reconnect brings a new "
+            "token and a new expiry).",
         ),
         "access_expiry": gauge(
             "channel_access_token_expiry_timestamp_seconds",
