@@ -129,8 +129,9 @@ class Scheduler:
 
     async def _recheck(self, keys: list[tuple[str, str]], within: float) -> None:
         step = within / len(keys)
-        for key in keys:
-            await asyncio.sleep(step)
+        for i, key in enumerate(keys):
+            if i:
+                await asyncio.sleep(step)
             account = self.fleet.accounts.get(key)
             if account is not None and not self.withheld(account):
                 check = asyncio.ensure_future(self.check_now(account))

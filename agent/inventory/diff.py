@@ -116,6 +116,7 @@ def evaluate(source: InventorySource, current: SourceList, rows: Sequence[Any],
             outcome.added += 1
         elif previous != account:
             outcome.changed += 1
+    problems.sort(key=lambda problem: problem.row or 0)
     return outcome
 
 
