@@ -10,6 +10,7 @@ credential (``refresh_token_file``, or ``refresh_token`` itself).
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import ssl
 from collections.abc import Callable
@@ -77,9 +78,9 @@ class HttpInventory(InventorySource):
                 token = SecretRef(path=self._bearer, source="bearer_token_file").read()
                 headers["Authorization"] = f"Bearer {token.reveal()}"
             elif self._basic is not None:
-                password = self._basic["password"].read()
-                headers["Authorization"] = aiohttp.BasicAuth(
-                    self._basic["username"], password.reveal()).encode()
+                password = self._basic["password"].read().reveal()
+                pair = f"{self._basic['username']}:{password}".encode()
+                headers["Authorization"] = f"Basic {base64.b64encode(pair).decode()}"
         except MissingSecret as exc:
             raise InventoryError("unavailable", str(exc)) from None
         return headers
