@@ -68,3 +68,21 @@ def row_credentials(channel_cls: type[Channel], data: dict[str, Any],
         elif option.required:
             problems.append(f"{name}: is required: a {name} or {name}_file column")
     return values, problems
+
+
+def describe_credential(channel_cls: type[Channel], settings: dict[str, Any]) -> str:
+    """Where an account's credential is, never what it is: "file PATH", "from the source"
+    (the token itself came in the row), "withheld" (restored; waits for the source)."""
+    places = []
+    for name in secret_columns(channel_cls):
+        value = settings.get(name)
+        if isinstance(value, SecretRef):
+            if value.path is not None:
+                places.append(f"{name}: file {value.path}")
+            elif value.withheld:
+                places.append(f"{name}: withheld until the source answers")
+            else:
+                places.append(f"{name}: from the source")
+        elif isinstance(value, Secret):
+            places.append(f"{name}: from the source")
+    return "; ".join(places) or "-"
