@@ -16,6 +16,7 @@ Secret stores (issue 14) add their references here.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ SECRET_KINDS = ("secret", "secret_ref")
 WITHHELD_SUFFIX = "#withheld"
 
 
+@functools.cache
 def secret_columns(channel_cls: type[Channel]) -> tuple[str, ...]:
     """The account settings of ``channel_cls`` that hold a secret."""
     return tuple(name for name, option in channel_cls.account_options.items()

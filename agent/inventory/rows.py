@@ -66,44 +66,52 @@ class RowInvalid(Exception):
 def normalise(source: str, row: int, raw: Any,
               channels: Mapping[str, type[Channel]]) -> Candidate | RowProblem:
     """``raw`` (a mapping from the source) as a :class:`Candidate`, or why it is unusable.
-    ``channels`` are the classes of the channels the source feeds."""
+    ``channels`` are the classes of the channels the source feeds. The hot loop of every
+    refresh: it runs for every row, changed or not."""
     if not isinstance(raw, Mapping):
         return RowProblem(source, row, "", "must be an object with channel and account")
     data: dict[str, Any] = {}
-    labels: dict[str, Any] = {}
+    labels: dict[str, Any] | None = None
     for key, value in raw.items():
-        if not isinstance(key, str):
-            return RowProblem(source, row, "", "column names must be strings")
         if value is None:
             continue
-        value = _plain(value)
+        if value.__class__ is not str and value.__class__ is not int:
+            value = _plain(value)
+        if key.__class__ is not str:
+            return RowProblem(source, row, "", "column names must be strings")
         if key.startswith(LABEL_PREFIX):
-            labels[key[len(LABEL_PREFIX):]] = value
+            if labels is None:
+                labels = {}
+            labels[key[6:]] = value
         elif key == "labels" and isinstance(value, dict):
-            labels.update({k: v for k, v in value.items() if v is not None})
+            labels = {**(labels or {}), **{k: v for k, v in value.items() if v is not None}}
         else:
             data[key] = value
     if labels:
         data["labels"] = labels
     channel, account = data.get("channel"), data.get("account")
-    missing = [name for name, value in (("channel", channel), ("account", account))
-               if not isinstance(value, str) or not value]
-    if missing:
+    if channel.__class__ is not str or account.__class__ is not str or not channel or \
+            not account:
+        missing = [name for name, value in (("channel", channel), ("account", account))
+                   if not isinstance(value, str) or not value]
         return RowProblem(source, row, "", f"{' and '.join(missing)} must be non-empty "
                                            f"strings")
-    assert isinstance(channel, str) and isinstance(account, str)
     cls = channels.get(channel)
     if cls is None:
         fed = ", ".join(sorted(channels))
         return RowProblem(source, row, f"{channel}/{account}",
                           f"channel {channel!r} is not fed by this source (it feeds {fed})")
-    public = dict(data)
+    public = data
     for column in secret_columns(cls):
-        value = public.pop(column, None)
-        if value is not None:
-            public[column + WITHHELD_SUFFIX] = _fingerprint(value)
-    text = json.dumps(public, sort_keys=True, separators=(",", ":"), default=str)
-    return Candidate((channel, account), row, data, text)
+        if column in data:
+            if public is data:
+                public = dict(data)
+            public[column + WITHHELD_SUFFIX] = _fingerprint(public.pop(column))
+    return Candidate((channel, account), row, data, canonical(public))
+
+
+# json.dumps builds an encoder per call when given options: one, made once, is 3x faster
+canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
 
 
 def restored(source: str, row: int, text: str) -> Candidate | RowProblem:
@@ -134,7 +142,7 @@ def validate_row(candidate: Candidate, *, source: str, channel_cls: type[Channel
     for option_name, option in channel_cls.account_options.items():
         if option.kind in LIST_KINDS and isinstance(given.get(option_name), str):
             given[option_name] = _list(given[option_name], option.kind)
-    validator = _Validator("", base_dir, {}, {channel: channel_cls})
+    validator = _Validator("", base_dir, {}, {channel: channel_cls}, source_types={})
     validator.regions = tuple(channel_cls.regions)
     node = validator.from_python(_literal(given), "")
     options = {key: option for key, option in channel_cls.account_options.items()

@@ -102,14 +102,20 @@ CREATE TABLE IF NOT EXISTS freshness (
 );
 """
 
-# Version 4: each inventory source's last good list (agent.inventory.store): rows as JSON,
-# tokens withheld.
+# Version 4: each inventory source's last good list (agent.inventory.store): one row per
+# account as canonical JSON, tokens withheld.
 _SCHEMA_V4 = """
-CREATE TABLE IF NOT EXISTS inventory (
+CREATE TABLE IF NOT EXISTS inventory_sources (
     source TEXT PRIMARY KEY,
-    rows TEXT NOT NULL,
     saved REAL NOT NULL,
     last_success REAL
+);
+CREATE TABLE IF NOT EXISTS inventory_rows (
+    source TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    account TEXT NOT NULL,
+    row TEXT NOT NULL,
+    PRIMARY KEY (source, channel, account)
 );
 """
 
