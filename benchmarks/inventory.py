@@ -12,14 +12,20 @@ two labels), an :class:`~agent.inventory.runner.InventoryRunner` with a state fi
 3. a refresh where 1% of the rows changed (their region) and 1% are new;
 4. applying that difference to a running agent (``AgentService.apply_inventory``).
 
-Memory is the process's resident set after the first refresh minus before it (the rows,
-accounts, canonical texts held). Targets at 50,000 rows: unchanged refresh <= 2 s, <= 100 MB.
+Memory: "held" is the resident set after the first refresh minus before it, each measured
+once garbage is collected and the C allocator returned its free pages (the accounts, their
+settings and labels, the digests the inventory keeps); "peak" is the high-water mark during
+the first refresh minus the same starting point (the answer and the accounts at once).
+Targets at 50,000 rows: unchanged refresh <= 2 s, <= 100 MB held.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import ctypes
+import gc
 import json
 import sqlite3
 import subprocess
@@ -33,11 +39,21 @@ TARGET_SECONDS = 2.0
 TARGET_MB = 100.0
 
 
-def rss_mb() -> float:
-    pages = int(Path("/proc/self/statm").read_text().split()[1])
-    import os
+def rss_mb(peak: bool = False) -> float:
+    """The resident set (VmRSS), or its high-water mark (VmHWM), in MB."""
+    field = "VmHWM:" if peak else "VmRSS:"
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field):
+            return int(line.split()[1]) / 1000
+    raise RuntimeError("no /proc/self/status")
 
-    return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+def held_mb() -> float:
+    """VmRSS once garbage is collected and the C allocator gave back its free memory."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    return rss_mb()
 
 
 def make_table(path: Path, rows: int) -> None:
@@ -74,11 +90,12 @@ async def one(rows: int) -> dict[str, float]:
         }, plugins.channels, base_dir=workdir)
         service = AgentService(config, plugins)
         runner = service.inventory
-        before = rss_mb()
+        before = held_mb()
         started = time.perf_counter()
         assert await runner.refresh("crm")
         first = time.perf_counter() - started
-        memory = rss_mb() - before
+        peak = rss_mb(peak=True) - before
+        memory = held_mb() - before
         service.apply_inventory()
         assert len(service.fleet.accounts) == rows
 
@@ -101,7 +118,7 @@ async def one(rows: int) -> dict[str, float]:
         assert len(outcome.added) == rows // step and outcome.changed
         await service.stop()
     return {"rows": rows, "first": first, "unchanged": unchanged, "changed": changed,
-            "apply": applied, "memory": memory}
+            "apply": applied, "memory": memory, "peak": peak}
 
 
 def main() -> None:
@@ -119,11 +136,12 @@ def main() -> None:
                              capture_output=True, text=True).stdout
         results.append(json.loads(out.splitlines()[-1]))
     print("| rows | first refresh | unchanged refresh | 1% changed + 1% new | apply to the "
-          "agent | memory (RSS) |")
-    print("|---:|---:|---:|---:|---:|---:|")
+          "agent | memory held | peak during the first refresh |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         print(f"| {r['rows']:,} | {r['first']:.2f} s | {r['unchanged']:.2f} s | "
-              f"{r['changed']:.2f} s | {r['apply']:.2f} s | {r['memory']:.0f} MB |")
+              f"{r['changed']:.2f} s | {r['apply']:.2f} s | {r['memory']:.0f} MB | "
+              f"{r['peak']:.0f} MB |")
     big = max(results, key=lambda r: r["rows"])
     met = big["unchanged"] <= TARGET_SECONDS and big["memory"] <= TARGET_MB
     print(f"\ntargets at {big['rows']:,} rows: unchanged refresh <= {TARGET_SECONDS:g} s, "

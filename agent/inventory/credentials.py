@@ -17,6 +17,7 @@ Secret stores (issue 14) add their references here.
 from __future__ import annotations
 
 import functools
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ def row_credentials(channel_cls: type[Channel], data: dict[str, Any],
         option = channel_cls.account_options[name]
         inline, file, withheld = (data.get(name), data.get(f"{name}_file"),
                                   data.get(name + WITHHELD_SUFFIX))
-        where = f"inventory column {name}"
+        where = sys.intern(f"inventory column {name}")  # one string for every account
         if inline is not None and file is not None:
             problems.append(f"{name}_file: give either {name} or {name}_file, not both")
         elif inline is not None:
@@ -59,7 +60,7 @@ def row_credentials(channel_cls: type[Channel], data: dict[str, Any],
                 continue
             path = Path(file.strip()).expanduser()
             path = path if path.is_absolute() else base_dir / path
-            ref = SecretRef(path=path, source=f"inventory column {name}_file")
+            ref = SecretRef(path=path, source=sys.intern(f"{where}_file"))
             if option.kind == "secret":
                 problems.append(f"{name}_file: this setting is read once; give {name}")
                 continue

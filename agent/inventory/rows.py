@@ -14,6 +14,7 @@ import datetime as dt
 import decimal
 import json
 import math
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,7 +83,7 @@ def normalise(source: str, row: int, raw: Any,
         if key.startswith(LABEL_PREFIX):
             if labels is None:
                 labels = {}
-            labels[key[6:]] = value
+            labels[sys.intern(key[6:])] = value
         elif key == "labels" and isinstance(value, dict):
             labels = {**(labels or {}), **{k: v for k, v in value.items() if v is not None}}
         else:
@@ -158,6 +159,9 @@ def validate_row(candidate: Candidate, *, source: str, channel_cls: type[Channel
             not isinstance(region, str):
         raise RowInvalid(problems or ["is not a valid account"])
     settings.update(credentials)
+    # one string object per region and label value, however many accounts share them
+    region = sys.intern(region)
+    labels = {sys.intern(key): sys.intern(value) for key, value in labels.items()}
     return Account(channel=channel, name=name, region=region, settings=settings,
                    labels=labels, source=source)
 

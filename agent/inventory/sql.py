@@ -10,7 +10,7 @@ fields: ``channel``, ``account`` (required), ``region``, account settings by nam
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from agent.channel import Option
@@ -91,7 +91,7 @@ class SqlInventory(InventorySource):
                 if len(set(columns)) != len(columns):
                     raise InventoryError("bad_response", "the query returns two columns of "
                                                          "the same name")
-                return [dict(zip(columns, row, strict=True)) for row in result]
+                return [_Row(columns, tuple(row)) for row in result]
             except ResourceClosedError:
                 raise InventoryError("bad_response", "the query returns no rows (is it a "
                                                      "SELECT?)") from None
@@ -103,6 +103,31 @@ class SqlInventory(InventorySource):
 
     async def close(self) -> None:
         await asyncio.to_thread(self._engine.dispose)
+
+
+class _Row(Mapping[str, Any]):
+    """A result row as a mapping: the column names shared by every row, a tuple of values
+    (a third of a dict's memory: 50,000 rows are held at once)."""
+
+    __slots__ = ("_columns", "_values")
+
+    def __init__(self, columns: list[str], values: tuple[Any, ...]) -> None:
+        self._columns, self._values = columns, values
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return self._values[self._columns.index(key)]
+        except ValueError:
+            raise KeyError(key) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._columns)
+
+    def __len__(self) -> int:
+        return len(self._columns)
+
+    def items(self) -> Iterator[tuple[str, Any]]:  # type: ignore[override]
+        return zip(self._columns, self._values, strict=True)
 
 
 @hookimpl
