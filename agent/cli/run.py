@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import gc
+import json
 import logging
 import signal
 import sqlite3
@@ -232,6 +233,35 @@ def _demo_warehouse(workdir: Path, demos: dict[str, Demo]) -> Path:
     return path
 
 
+DEMO_INVENTORY = "demo_connections"
+
+
+def _demo_connections(warehouse: Path, sections: dict[str, dict[str, Any]]) -> list[str]:
+    """Move the demo accounts into a ``connections`` table of the warehouse, one row per
+    account, as a platform keeps them (an account with its own data sets stays in the
+    file: rows carry no data sets); return the channels the table feeds."""
+    rows = []
+    for channel, section in sections.items():
+        kept = []
+        for account in section.get("accounts", []):
+            if account.get("datasets"):
+                kept.append(account)
+                continue
+            row = {"channel": channel, "account": account["name"],
+                   "label_merchant": account["name"].split("-")[0]}
+            row.update({key: json.dumps(value) if isinstance(value, list) else value
+                        for key, value in account.items() if key not in ("name", "datasets")})
+            rows.append(row)
+        section["accounts"] = kept
+    columns = list(dict.fromkeys(column for row in rows for column in row))
+    with contextlib.closing(sqlite3.connect(warehouse)) as db, db:
+        db.execute("DROP TABLE IF EXISTS connections")
+        db.execute(f"CREATE TABLE connections ({', '.join(columns)})")
+        db.executemany(f"INSERT INTO connections VALUES ({', '.join('?' for _ in columns)})",
+                       [[row.get(column) for column in columns] for row in rows])
+    return sorted({row["channel"] for row in rows})
+
+
 async def _demo(workdir: Path, listen_address: str, check_interval: str,
                 security: WebSecurity, allow_insecure: bool) -> None:
     plugins = load_plugins()
@@ -244,6 +274,7 @@ async def _demo(workdir: Path, listen_address: str, check_interval: str,
         for name, channel_demo in demos.items():
             sections[name] = await channel_demo.start(workdir / name)
         warehouse = _demo_warehouse(workdir, demos)
+        fed = _demo_connections(warehouse, sections)
         data = {
             "agent": {"listen_address": listen_address,
                       "state_path": str(workdir / "agent.db"),
@@ -255,6 +286,13 @@ async def _demo(workdir: Path, listen_address: str, check_interval: str,
                                         "timeout": _demo_timeout(check_interval)},
                 Demo.HEARTBEAT_SOURCE: {"type": "heartbeat"},
             },
+            # the accounts a platform has, from its own database (README: Account inventory)
+            "inventory_sources": {
+                DEMO_INVENTORY: {"type": "sql", "url": f"sqlite:///{warehouse}",
+                                 "query": "SELECT * FROM connections", "channels": fed,
+                                 "interval": check_interval,
+                                 "timeout": _demo_timeout(check_interval)},
+            } if fed else {},
             "channels": sections,
         }
         try:
@@ -274,6 +312,9 @@ async def _demo(workdir: Path, listen_address: str, check_interval: str,
         for name, channel_demo in demos.items():
             for line in channel_demo.describe():
                 click.echo(f"  {name}: {line}")
+        click.echo(f"  accounts: table connections in {warehouse} (inventory source "
+                   f"{DEMO_INVENTORY}; add a row and it is checked within {check_interval}); "
+                   f"channel-agent inventory --config {config_file}")
         click.echo(f"  data freshness: syncs in {warehouse} (table sync_runs); report one:")
         click.echo(f"    channel-agent mark-synced amazon_ads --account acme-us "
                    f"--dataset sb_campaigns_daily --url http://{listen_address}")
