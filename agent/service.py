@@ -272,7 +272,7 @@ class AgentService:
 
 def _limits(channel: Channel) -> dict[str, Any]:
     """The channel's settings for its RateLimitedTransport
-    (agent.checks.ratelimit.CHANNEL_OPTIONS)."""
+    (agent.channel.ChannelSettings)."""
     return {"rate": float(channel.settings.get("max_requests_per_second") or 0),
             "pause_on_429": bool(channel.settings.get("pause_host_on_429", True))}
 

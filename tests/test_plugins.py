@@ -4,12 +4,13 @@ from pathlib import Path
 import pytest
 
 from agent import hookspecs
-from agent.channel import Option
 from agent.config.loader import build_config
+from agent.config.types import Duration
 from agent.freshness import FreshnessSource
+from agent.freshness.source import PolledSourceSettings
 from agent.freshness.sql import SqlSource
 from agent.hookspecs import hookimpl
-from agent.inventory import InventorySource
+from agent.inventory import InventorySource, InventorySourceSettings
 from agent.inventory.sql import SqlInventory
 from agent.plugins import BUILT_IN, DEFAULT_PLUGINS, load_plugins
 from agent.service import AgentService
@@ -30,11 +31,15 @@ def test_built_in_freshness_sources_are_ordinary_plugins():
         assert plugins.manager.get_plugin(module) is not None
 
 
+class CountingSettings(PolledSourceSettings):
+    age: Duration
+
+
 class Counting(FreshnessSource):
     """A source type from a plugin: every data set's newest data is ``value`` seconds old."""
 
     type = "counting"
-    options = {"age": Option("duration", required=True)}
+    Settings = CountingSettings
 
     async def latest(self, dataset):
         return 1_700_000_000.0 - self.settings["age"]
@@ -126,11 +131,15 @@ def test_import_error_in_an_entry_point_is_recorded(monkeypatch):
     assert any(e.plugin == "exploding" and "nowhere" in e.error for e in plugins.errors)
 
 
+class NumberedSettings(InventorySourceSettings):
+    count: int
+
+
 class Numbered(InventorySource):
     """An inventory type from a plugin: accounts shop-0 ... shop-<count - 1>."""
 
     type = "numbered"
-    options = {"count": Option("int", required=True)}
+    Settings = NumberedSettings
 
     async def fetch(self):
         return [{"channel": "fake", "account": f"shop-{i}", "region": "eu",

@@ -1,5 +1,6 @@
-"""Where a discovered account's credential comes from: the one place a row's credential
-columns become a :class:`~agent.channel.SecretRef` (or a :class:`~agent.channel.Secret`).
+"""Where a discovered account's credential comes from: the one place that decides what a
+row's credential columns give the account model (which makes the SecretRef, as for the
+configuration file's accounts).
 
 For each secret account setting of the channel (``refresh_token`` for Amazon Ads) a row
 gives one of:
@@ -11,66 +12,50 @@ gives one of:
 - ``<name>_file``: a file path (relative paths resolve against the configuration's
   directory), read at check time like the configuration file's ``<name>_file``.
 
-Secret stores (issue 14) add their references here.
+Secret stores (issue 14) add their references here: a resolved :class:`SecretRef` is taken
+by the model as it is.
 """
 
 from __future__ import annotations
 
 import functools
 import sys
-from pathlib import Path
 from typing import Any
 
 from agent.channel import Channel, Secret, SecretRef
+from agent.config.types import secret_field
 
-SECRET_KINDS = ("secret", "secret_ref")
 WITHHELD_SUFFIX = "#withheld"
 
 
 @functools.cache
 def secret_columns(channel_cls: type[Channel]) -> tuple[str, ...]:
     """The account settings of ``channel_cls`` that hold a secret."""
-    return tuple(name for name, option in channel_cls.account_options.items()
-                 if option.kind in SECRET_KINDS)
+    return tuple(name for name, field in channel_cls.AccountSettings.model_fields.items()
+                 if secret_field(field))
 
 
-def row_credentials(channel_cls: type[Channel], data: dict[str, Any],
-                    base_dir: Path) -> tuple[dict[str, Any], list[str]]:
-    """The row's secret settings (setting name -> SecretRef or Secret) and the problems with
-    them (naming the column, never the value)."""
-    values: dict[str, Any] = {}
-    problems: list[str] = []
+def credential_columns(channel_cls: type[Channel]) -> frozenset[str]:
+    """Every column a row may give a credential in (left out of the ordinary settings)."""
+    return frozenset(column for name in secret_columns(channel_cls)
+                     for column in (name, f"{name}_file", name + WITHHELD_SUFFIX))
+
+
+def row_credentials(channel_cls: type[Channel], data: dict[str, Any]) -> dict[str, Any]:
+    """What the row gives the account model for each secret setting: the token itself, a
+    ``<name>_file`` path, or (restored from the state file, the token withheld) a SecretRef
+    with neither, which the model takes as it is."""
+    given: dict[str, Any] = {}
     for name in secret_columns(channel_cls):
-        option = channel_cls.account_options[name]
-        inline, file, withheld = (data.get(name), data.get(f"{name}_file"),
-                                  data.get(name + WITHHELD_SUFFIX))
-        where = sys.intern(f"inventory column {name}")  # one string for every account
-        if inline is not None and file is not None:
-            problems.append(f"{name}_file: give either {name} or {name}_file, not both")
-        elif inline is not None:
-            if not isinstance(inline, str) or not inline.strip():
-                problems.append(f"{name}: must be a non-empty string")
-                continue
-            secret = Secret(inline.strip())
-            values[name] = secret if option.kind == "secret" else SecretRef(value=secret,
-                                                                            source=where)
-        elif file is not None:
-            if not isinstance(file, str) or not file.strip():
-                problems.append(f"{name}_file: must be a file path")
-                continue
-            path = Path(file.strip()).expanduser()
-            path = path if path.is_absolute() else base_dir / path
-            ref = SecretRef(path=path, source=sys.intern(f"{where}_file"))
-            if option.kind == "secret":
-                problems.append(f"{name}_file: this setting is read once; give {name}")
-                continue
-            values[name] = ref
-        elif withheld is not None and option.kind == "secret_ref":
-            values[name] = SecretRef(source=f"{where} (not kept across restarts: "
-                                            f"waiting for the source)")
-        elif option.required:
-            problems.append(f"{name}: is required: a {name} or {name}_file column")
-    return values, problems
+        for column in (name, f"{name}_file"):
+            if data.get(column) is not None:
+                given[column] = data[column]
+        if not given.keys() & {name, f"{name}_file"} and \
+                data.get(name + WITHHELD_SUFFIX) is not None:
+            where = sys.intern(f"inventory column {name}")  # one string for every account
+            given[name] = SecretRef(source=f"{where} (not kept across restarts: waiting for "
+                                           f"the source)")
+    return given
 
 
 def describe_credential(channel_cls: type[Channel], settings: dict[str, Any]) -> str:

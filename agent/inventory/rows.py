@@ -21,11 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from agent.channel import Account, Channel
-from agent.inventory.credentials import WITHHELD_SUFFIX, row_credentials, secret_columns
-from agent.inventory.labels import label_problems
+from agent.inventory.credentials import (
+    WITHHELD_SUFFIX,
+    credential_columns,
+    row_credentials,
+    secret_columns,
+)
 
 LABEL_PREFIX = "label_"
-LIST_KINDS = ("int_list", "str_list")
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,55 +130,50 @@ def restored(source: str, row: int, text: str) -> Candidate | RowProblem:
 
 def validate_row(candidate: Candidate, *, source: str, channel_cls: type[Channel],
                  static_labels: Mapping[str, str], base_dir: Path) -> Account:
-    """The account a row describes, validated like the configuration file's accounts (same
-    rules, same messages); :class:`RowInvalid` with every problem otherwise.
-
-    The one place rows meet the configuration validator (issue 12 replaces it with the
-    account model)."""
-    from agent.config.loader import _Validator
+    """The account a row describes, validated by the same account model, with the same
+    messages, as the configuration file's accounts (agent.config.loader.parse_account);
+    :class:`RowInvalid` with every problem otherwise."""
+    from agent.config.loader import ConfigError, parse_account
 
     data = candidate.data
-    channel, name = candidate.key
-    credentials, problems = row_credentials(channel_cls, data, base_dir)
-    skip = {"channel", "account", "labels", *credentials, *_credential_columns(channel_cls)}
-    given = {key: value for key, value in data.items() if key not in skip}
-    given["name"] = name
-    for option_name, option in channel_cls.account_options.items():
-        if option.kind in LIST_KINDS and isinstance(given.get(option_name), str):
-            given[option_name] = _list(given[option_name], option.kind)
-    validator = _Validator("", base_dir, {}, {channel: channel_cls}, source_types={})
-    validator.regions = tuple(channel_cls.regions)
-    node = validator.from_python(_literal(given), "")
-    options = {key: option for key, option in channel_cls.account_options.items()
-               if key not in credentials and option.kind not in ("secret", "secret_ref")}
-    account_name = validator._account_name(node, "")
-    settings = validator._section(node, options, "", core=("name", "region"))
-    region = validator._region(node, "")
+    skip = {"channel", "account", "labels", *credential_columns(channel_cls)}
+    given: dict[str, Any] = {key: _listed(value) for key, value in data.items()
+                             if key not in skip}
+    given["name"] = candidate.key[1]
+    problems: list[str] = []
     labels = {**static_labels, **_label_values(data.get("labels", {}), problems)}
-    problems += [f"labels.{key}: {message}" if key else f"labels: {message}"
-                 for key, message in label_problems(labels)]
-    problems += [_message(problem.path, problem.message) for problem in validator.problems]
-    if problems or settings is None or not isinstance(account_name, str) or \
-            not isinstance(region, str):
-        raise RowInvalid(problems or ["is not a valid account"])
-    settings.update(credentials)
+    if labels:
+        given["labels"] = labels
+    given = _literal(given)  # no ${VAR} expansion in a row
+    given.update(row_credentials(channel_cls, data))
+    try:
+        account = parse_account(channel_cls, given, where="", base_dir=base_dir, environ={})
+    except ConfigError as exc:
+        problems += [_message(p.path, p.message) for p in exc.problems]
+        raise RowInvalid(problems) from None
+    if problems:
+        raise RowInvalid(problems)
     # one string object per region and label value, however many accounts share them
-    region = sys.intern(region)
-    labels = {sys.intern(key): sys.intern(value) for key, value in labels.items()}
-    return Account(channel=channel, name=name, region=region, settings=settings,
-                   labels=labels, source=source)
-
-
-def _credential_columns(channel_cls: type[Channel]) -> set[str]:
-    columns = set()
-    for column in secret_columns(channel_cls):
-        columns |= {column, f"{column}_file", column + WITHHELD_SUFFIX}
-    return columns
+    account.region = sys.intern(account.region)
+    account.labels = {sys.intern(k): sys.intern(v) for k, v in account.labels.items()}
+    account.source = source
+    return account
 
 
 def _message(path: str, message: str) -> str:
     path = "account" if path == "name" else path
     return f"{path}: {message}" if path else message
+
+
+def _listed(value: Any) -> Any:
+    """A list setting may come as a JSON array in a text column."""
+    if isinstance(value, str) and value.lstrip().startswith("["):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return value
+        return parsed if isinstance(parsed, list) else value
+    return value
 
 
 def _label_values(labels: Any, problems: list[str]) -> dict[str, str]:
@@ -189,19 +187,6 @@ def _label_values(labels: Any, problems: list[str]) -> dict[str, str]:
         elif value != "":  # an empty label is no label, in Prometheus
             values[str(key)] = value if isinstance(value, str) else str(value)
     return values
-
-
-def _list(text: str, kind: str) -> Any:
-    """A list setting given as a JSON array or a comma-separated string."""
-    text = text.strip()
-    if text.startswith("["):
-        try:
-            return json.loads(text)
-        except ValueError:
-            return text  # reported by the validator as not a list
-    if kind == "int_list":
-        return text  # the validator accepts "1,2,3" itself
-    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def _literal(value: Any) -> Any:

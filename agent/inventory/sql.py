@@ -13,23 +13,32 @@ import asyncio
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from agent.channel import Option
+from pydantic import Field
+
+from agent.config.types import SecretValue
 from agent.freshness.sql import _connect_args, _describe, _interrupter
 from agent.hookspecs import hookimpl
-from agent.inventory.source import InventoryError, InventorySource, Row
+from agent.inventory.source import (
+    InventoryError,
+    InventorySource,
+    InventorySourceSettings,
+    Row,
+)
 
 REQUIRED_COLUMNS = ("channel", "account")
+
+
+class SqlSettings(InventorySourceSettings):
+    url: SecretValue = Field(description="SQLAlchemy database URL, e.g. "
+                                         "postgresql://user:password@host/db (or url_file)")
+    query: str = Field(description="Returns one row per account: channel, account, region, "
+                                   "settings, label_<name>, the credential")
 
 
 class SqlInventory(InventorySource):
     type = "sql"
     title = "SQL query, one row per account"
-    options = {
-        "url": Option("secret", required=True,
-                      doc="SQLAlchemy database URL, e.g. postgresql://user:password@host/db"),
-        "query": Option("str", required=True,
-                        doc="returns one row per account: channel, account, region, ..."),
-    }
+    Settings = SqlSettings
 
     def __init__(self, name: str, settings: dict[str, Any]) -> None:
         super().__init__(name, settings)
