@@ -8,10 +8,12 @@ from collections.abc import Callable
 from agent.channel import (
     Account,
     AccountSettings,
+    ApplicationClient,
     Channel,
     ChannelSettings,
     CheckContext,
     CheckResult,
+    RefreshTokens,
 )
 from agent.config.types import Duration, SecretReference
 from agent.hookspecs import hookimpl
@@ -32,6 +34,9 @@ class FakeChannel(Channel):
     name = "fake"
     title = "Fake channel"
     regions = ("na", "eu")
+    target_kind = "profile"
+    refresh_tokens = RefreshTokens()
+    application_client = ApplicationClient()
     Settings = FakeSettings
     AccountSettings = FakeAccountSettings
 
