@@ -29,11 +29,14 @@ from agent.config.modelbase import (
     RegionalInput,
     SecretInput,
     TextInput,
+    as_dict,
     as_text,
     context,
     join,
+    metadata_of,
     model_defaults,
     problem,
+    secret_field,
 )
 from agent.config.problems import unknown_name
 
@@ -208,7 +211,7 @@ Int = Annotated[int, BeforeValidator(_int)]
 IntList = Annotated[list[Int], BeforeValidator(_int_list), WithJsonSchema({"anyOf": [
     {"type": "array", "items": {"type": "integer"}}, {"type": "string"}]})]
 
-# The whole vocabulary of a settings model, from one module.
+# The whole vocabulary of a settings model, and what code reading models needs, from one module.
 __all__ = ["ConfigModel", "Duration", "FilePath", "Int", "IntList", "PositiveDuration",
-           "RegionalUrl", "SecretReference", "SecretValue", "TextInput", "Url", "model_defaults",
-           "problem"]
+           "RegionalUrl", "SecretReference", "SecretValue", "TextInput", "Url", "as_dict",
+           "metadata_of", "model_defaults", "problem", "secret_field"]
