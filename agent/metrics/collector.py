@@ -37,6 +37,10 @@ CACHED = " Served from the last scheduled check; a scrape never calls the channe
 disable_created_metrics()
 
 
+# For INFO_FAMILY a sample's labels are (name, value) pairs after channel and account.
+INFO_FAMILY = "account_info"
+
+
 class FleetCollector(IncrementalCollector):
     """Turns the fleet's per-account state into metric families, e.g.::
 
@@ -49,6 +53,7 @@ class FleetCollector(IncrementalCollector):
     """
 
     live_families = frozenset({"token_age"})
+    free_families = frozenset({INFO_FAMILY})
     scrape_families_keys = ("client_valid", "client_secret_expiry", "accounts", "build_info",
                             "shard_info")
 
@@ -83,6 +88,9 @@ class FleetCollector(IncrementalCollector):
     def changes_at(self, key: tuple[str, str], now: float) -> float:
         state = self.fleet.states[key]
         return state.access_expires if _holds_access_token(state, now) else math.inf
+
+    def free_labels(self, labels: tuple[str, ...], extra: tuple) -> dict[str, str]:
+        return info_labels(labels[0], labels[1], extra)
 
     def account_samples(self, account: Account, state: AccountState, now: float,
                         ) -> Iterator[Sample]:
@@ -121,6 +129,7 @@ class FleetCollector(IncrementalCollector):
                 yield "targets_reached", (kind,), float(state.targets_reached)
         if state.reconnected is not None:
             yield "reconnected", (), state.reconnected
+        yield INFO_FAMILY, tuple(sorted(account.labels.items())), 1.0
 
     def scrape_families(self) -> Iterator[Metric]:
         """The few families about the whole fleet (per channel, build info)."""
@@ -147,6 +156,12 @@ class FleetCollector(IncrementalCollector):
         yield from (g[key] for key in self.scrape_families_keys)
         for channel in self.channels.values():  # a channel's own fleet-wide series
             yield from channel.metrics()
+
+
+def info_labels(channel: str, account: str, labels: tuple[tuple[str, str], ...],
+                ) -> dict[str, str]:
+    """The labels of an account's channel_account_info sample."""
+    return {**dict(labels), "channel": channel, "account": account}
 
 
 def _holds_access_token(state: AccountState, now: float) -> bool:
@@ -230,6 +245,13 @@ def _families() -> dict[str, Metric]:
             "channel_credential_reconnected_timestamp_seconds",
             "Unix time the account was last reconnected (re-authorised) with channel-agent "
             "reconnect.",
+        ),
+        INFO_FAMILY: gauge(
+            "channel_account_info",
+            "Always 1; the account's labels (from its inventory source or the configuration), "
+            "to join onto other series: * on (channel, account) group_left(merchant) "
+            "channel_account_info.",
+            labels=["channel", "account"],
         ),
         "client_valid": gauge(
             "channel_client_valid",

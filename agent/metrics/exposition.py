@@ -230,16 +230,21 @@ class _BlockCache:
         key = self.keys[i]
         # Prefixes (name and labels) are formatted anew rather than kept: kept per account
         # and sample they were half of the cache's memory (a third of the agent's at 50,000).
-        labels = tuple([_escape(value) for value in self.collector.labels(key)])
+        raw = self.collector.labels(key)
+        labels = tuple([_escape(value) for value in raw])
         bare = "" in labels  # the one label that may be empty: region
+        free = self.collector.free_families
         formats = self.prefix_formats
         slots = self.slots
         lines: list[list[str]] = [[] for _ in self.static]
         ages: list[list[tuple[str, float]]] = [[] for _ in self.live]
         # the hot loop of a rebuild: repr() is float_text() without Go's exponent style
         for family, extra, value in self.collector.samples(key, now):
-            fmt, pick = formats[family, bare]
-            prefix = fmt % pick((*labels, *map(_escape, extra)) if extra else labels)
+            if family in free:
+                prefix = self._free_prefix(family, raw, extra)
+            else:
+                fmt, pick = formats[family, bare]
+                prefix = fmt % pick((*labels, *map(_escape, extra)) if extra else labels)
             f = slots[family]
             if value.__class__ is Age:
                 if f >= 0:
@@ -263,6 +268,13 @@ class _BlockCache:
                 self.expiries = [(when, j) for j, when in self.expiry_of.items()]
                 heapq.heapify(self.expiries)
         return changed
+
+    def _free_prefix(self, family: str, labels: tuple[str, ...], extra: tuple) -> str:
+        """The name and labels of a sample whose labels the collector chooses (an account's
+        info series, with its inventory labels)."""
+        pairs = sorted(self.collector.free_labels(labels, extra).items())
+        text = ",".join(f'{name}="{_escape(value)}"' for name, value in pairs)
+        return f"{self.sample_names[family]}{{{text}}} "
 
     def static_text(self, om: bool = False) -> bytes:
         """The cached families' text, for a scraper that takes no gzip. Not kept: it is as

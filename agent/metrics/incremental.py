@@ -58,6 +58,8 @@ class IncrementalCollector(Collector):
     """
 
     live_families: frozenset[str] = frozenset()
+    # families whose samples carry labels of their own choosing: :meth:`free_labels`
+    free_families: frozenset[str] = frozenset()
     scrape_families_keys: tuple[str, ...] = ()
 
     def families(self) -> dict[str, Metric]:
@@ -88,6 +90,11 @@ class IncrementalCollector(Collector):
         reported by :meth:`watch`, or at :meth:`changes_at`."""
         raise NotImplementedError
 
+    def free_labels(self, labels: tuple[str, ...], extra: tuple) -> dict[str, str]:
+        """All labels of a sample of a ``free_families`` family, from the key's leading
+        label values and the sample's own."""
+        raise NotImplementedError
+
     def changes_at(self, key: Hashable, now: float) -> float:
         """When the samples of ``key`` will change by themselves (never, by default)."""
         return math.inf
@@ -104,9 +111,13 @@ class IncrementalCollector(Collector):
             for family, extra, value in self.samples(key, now):
                 if isinstance(value, Age):
                     value = value.at(now)
-                families[family].add_metric([*labels, *extra], value)
-                if families[family].samples[-1].labels.get(REGION) == "":
-                    families[family].samples[-1].labels.pop(REGION)
+                metric = families[family]
+                if family in self.free_families:
+                    metric.add_sample(metric.name, self.free_labels(labels, extra), value)
+                    continue
+                metric.add_metric([*labels, *extra], value)
+                if metric.samples[-1].labels.get(REGION) == "":
+                    metric.samples[-1].labels.pop(REGION)
         yield from (family for key, family in families.items()
                     if key not in self.scrape_families_keys)
         yield from self.scrape_families()

@@ -36,7 +36,7 @@ from agent.channel import CheckResult
 from agent.storage.links import LinkStore
 from agent.storage.links import ReconnectLink as ReconnectLink  # for existing importers
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 FLUSH_DELAY = 0.2  # seconds
 
 _SCHEMA_V1 = """
@@ -111,8 +111,26 @@ ALTER TABLE accounts RENAME COLUMN profiles TO targets;
 ALTER TABLE accounts ADD COLUMN targets_reached INTEGER;
 """
 
+# Version 5: each inventory source's last good list (agent.inventory.store): one row per
+# account as canonical JSON, tokens withheld.
+_SCHEMA_V5 = """
+CREATE TABLE IF NOT EXISTS inventory_sources (
+    source TEXT PRIMARY KEY,
+    saved REAL NOT NULL,
+    last_success REAL
+);
+CREATE TABLE IF NOT EXISTS inventory_rows (
+    source TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    account TEXT NOT NULL,
+    row TEXT NOT NULL,
+    PRIMARY KEY (source, channel, account)
+);
+"""
+
 # user_version -> the script that brings a file from the previous version to it
-_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4}
+_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4,
+                               5: _SCHEMA_V5}
 
 
 @dataclass(slots=True)
@@ -263,6 +281,12 @@ class StateStore(LinkStore):
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The database, for the modules that keep tables of their own in it
+        (agent.inventory.store); every statement commits at once."""
+        return self._db
 
     def load_accounts(self) -> dict[tuple[str, str], AccountState]:
         self.flush()
