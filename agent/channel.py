@@ -172,6 +172,8 @@ class Account:
     name: str
     region: str
     settings: dict[str, Any] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    source: str = "config"
 
     @property
     def key(self) -> tuple[str, str]:

@@ -24,6 +24,7 @@ import ipaddress
 import os
 import re
 import secrets
+import shlex
 import sys
 import threading
 import time
@@ -53,6 +54,11 @@ CALLBACK_PATH = "/oauth/callback"  # where the running agent receives the redire
 STEP_TIMEOUT = 60.0  # exchange and verification together, retries included
 LINK_RETENTION = 7 * 86400.0  # finished links stay visible in --pending this long
 _LOOPBACK_NAMES = ("localhost",)
+# Conclusive reasons a new consent can fix. invalid_client, unauthorized_client and
+# invalid_scope are the application's problem, for every account: a reconnect would not help.
+RECONNECT_REASONS = frozenset(
+    {"invalid_grant", "unauthorized", "forbidden", "profile_missing", "missing_credential"}
+)
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,16 @@ def new_attempt(reconnector: Reconnector, account: Account, redirect_uri: str) -
     url = reconnector.consent_url(account, state, challenge, redirect_uri)
     return Attempt(state=state, code_verifier=verifier, redirect_uri=redirect_uri,
                    consent_url=url)
+
+
+def reconnect_command(config_path: str, channel: Channel, account: Account) -> str:
+    """The exact ``channel-agent reconnect`` command line for the account."""
+    args = ["channel-agent", "reconnect", channel.name, "--account", account.name,
+            "--config", os.path.abspath(config_path)]
+    ref = channel.refresh_token_ref(account)
+    if ref is not None and ref.path is None:
+        args.append("--show-token")
+    return shlex.join(args)
 
 
 def redirect_uri_of(channel: Channel) -> str:

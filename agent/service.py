@@ -25,7 +25,7 @@ from agent.freshness.tracker import FreshnessTracker
 from agent.metrics.collector import AgentMetrics
 from agent.plugins import Plugins
 from agent.storage.fleet import Fleet
-from agent.storage.state import AccountState, StateStore
+from agent.storage.state import AccountState, StateStore, state_word
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,19 @@ class HttpOptions:
     """How the agent reaches channel APIs; tests and benchmarks inject a transport."""
 
     transport: httpx.AsyncBaseTransport | None = None
+
+
+@dataclass(frozen=True)
+class SourceStatus:
+    """A source the agent reads (freshness now; account inventories too): is it answering?"""
+
+    kind: str  # "freshness" or "inventory"
+    name: str
+    type: str
+    up: bool | None  # None before its first round
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name, "type": self.type, "up": self.up}
 
 
 @dataclass
@@ -195,8 +208,14 @@ class AgentService:
         return (f"checked by the replica of shard {owner(account_key(channel, name), shard.count)}"
                 f"/{shard.count}; this one is {shard}")
 
-    def status(self) -> dict[str, Any]:
-        """The JSON document behind /api/v1/status and the landing page."""
+    def source_statuses(self) -> list[SourceStatus]:
+        """Every source the summary reports, up or down."""
+        return [SourceStatus("freshness", name, source.type, self.freshness.source_up.get(name))
+                for name, source in self.config.freshness_sources.items()]
+
+    def status_header(self) -> dict[str, Any]:
+        """The agent, plugins, channels and sources: what /api/v1/status shows above the
+        accounts."""
         return {
             "agent": {
                 "version": __version__,
@@ -219,12 +238,19 @@ class AgentService:
                 name: {"type": source.type, "up": self.freshness.source_up.get(name)}
                 for name, source in self.config.freshness_sources.items()
             },
-            "accounts": [
-                account_status(state, self.config.channels.get(account.channel),
-                               self.freshness.account_datasets(account.key))
-                for account, state in self.fleet
-            ],
         }
+
+    def account_doc(self, key: tuple[str, str]) -> dict[str, Any]:
+        """One account of this replica as :func:`account_status` describes it."""
+        account = self.fleet.accounts[key]
+        return account_status(self.fleet.states[key], self.config.channels.get(account.channel),
+                              self.freshness.account_datasets(key), account)
+
+    def status(self) -> dict[str, Any]:
+        """The header and every account, in one document (in-process callers and tests; the
+        HTTP API pages the accounts: agent.web.api)."""
+        return {**self.status_header(),
+                "accounts": [self.account_doc(key) for key in self.fleet.accounts]}
 
 
 def _limits(channel: Channel) -> dict[str, Any]:
@@ -235,9 +261,11 @@ def _limits(channel: Channel) -> dict[str, Any]:
 
 
 def account_status(state: AccountState, channel: Channel | None,
-                   datasets: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                   datasets: list[dict[str, Any]] | None = None,
+                   account: Account | None = None) -> dict[str, Any]:
     """One account's state as plain, secret-free data (status API, CLI ``--json``);
-    ``datasets`` from :meth:`FreshnessTracker.account_datasets`."""
+    ``datasets`` from :meth:`FreshnessTracker.account_datasets`; ``account`` adds its labels
+    and source."""
     max_age = channel.refresh_token_max_age() if channel else 0.0
     expiry = state.refresh_issued + max_age if state.refresh_issued and max_age > 0 else None
     return {
@@ -245,6 +273,8 @@ def account_status(state: AccountState, channel: Channel | None,
         "account": state.account,
         "region": state.region,
         "state": state_word(state),
+        "state_since": iso(state.state_since),
+        "broken_since": iso(state.broken_since),
         "valid": state.valid,
         "check_success": state.check_success,
         "reason": state.reason,
@@ -258,16 +288,9 @@ def account_status(state: AccountState, channel: Channel | None,
         "profiles": state.profiles,
         "reconnected": iso(state.reconnected),
         "datasets": datasets or [],
+        "labels": dict(account.labels) if account else {},
+        "source": account.source if account else None,
     }
-
-
-def state_word(state: AccountState) -> str:
-    """valid / invalid / unverified (last check inconclusive) / pending (never checked)."""
-    if state.check_success is None:
-        return "pending"
-    if not state.check_success:
-        return "unverified"
-    return "valid" if state.valid else "invalid"
 
 
 async def _close_later(closers: list[Callable[[], Awaitable[Any]]], delay: float) -> None:

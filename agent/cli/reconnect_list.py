@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-import os
-import shlex
 import sys
 import time
 from typing import NoReturn
 
 import click
 
-from agent.channel import Account, Channel
+from agent.channel import Account
 from agent.cli.common import EXIT_CONFIG_ERROR, print_json, print_table
 from agent.config.loader import MEMORY, Config
 from agent.freshness.timestamps import iso
+from agent.reconnect import RECONNECT_REASONS, reconnect_command
 from agent.service import state_word
 from agent.storage.fleet import Fleet
 from agent.storage.state import AccountState, StateStore
-
-# Conclusive reasons a new consent can fix. invalid_client, unauthorized_client and
-# invalid_scope are the application's problem, for every account: a reconnect would not help.
-RECONNECT_REASONS = frozenset(
-    {"invalid_grant", "unauthorized", "forbidden", "profile_missing", "missing_credential"}
-)
 
 
 def show_accounts_to_reconnect(config: Config, config_path: str, channel_name: str | None,
@@ -46,7 +39,7 @@ def show_accounts_to_reconnect(config: Config, config_path: str, channel_name: s
         if why:
             rows.append({"channel": account.channel, "account": account.name,
                          "region": account.region, "state": state_word(state), "why": why,
-                         "command": _command(config_path, channel, account)})
+                         "command": reconnect_command(config_path, channel, account)})
     if as_json:
         print_json(rows)
         return
@@ -72,15 +65,6 @@ def _why(state: AccountState, max_age: float, now: float, within: float) -> list
         elif expiry - now <= within:
             why.append(f"refresh token expires {iso(expiry)}")
     return why
-
-
-def _command(config_path: str, channel: Channel, account: Account) -> str:
-    args = ["channel-agent", "reconnect", channel.name, "--account", account.name,
-            "--config", os.path.abspath(config_path)]
-    ref = channel.refresh_token_ref(account)
-    if ref is not None and ref.path is None:
-        args.append("--show-token")
-    return shlex.join(args)
 
 
 def show_links(config: Config, channel_name: str | None, as_json: bool) -> None:
