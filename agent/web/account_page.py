@@ -69,9 +69,9 @@ async def account_page(request: web.Request) -> web.Response:
 <div class="grid">
 {_last_check(doc, state, now)}
 {_token_facts(doc, state, _refresh_expiry(state, channel), now)}
+{_labels(account)}
 </div>
 {_datasets(doc, now)}
-<div class="grid">{_labels(account)}</div>
 {_history(history, state, now)}"""
     return page(f"{account.channel}/{account.name}", body)
 
@@ -205,13 +205,14 @@ def _labels(account: Account) -> str:
 
 def _history(history: list[Transition], state: AccountState, now: float) -> str:
     events: list[tuple[float, str]] = [
-        (t.time, f'<td>{badge(t.from_state)} → {badge(t.to_state)}</td>'
+        (t.time, f'<td class="nowrap">{badge(t.from_state)} → {badge(t.to_state)}</td>'
                  f'<td>{esc(t.reason or "")}</td><td>{esc(t.detail)}</td>') for t in history]
     if state.reconnected is not None and (not history or state.reconnected >= history[-1].time):
         events.append((state.reconnected, '<td><span class="badge ok">reconnected</span></td>'
                                           '<td></td><td>a new refresh token was stored</td>'))
     events.sort(key=lambda event: event[0], reverse=True)
-    rows = "".join(f'<tr><td>{when(moment, now)}<div class="small muted">{esc(iso(moment))}'
+    rows = "".join(f'<tr><td class="nowrap">{when(moment, now)}<div class="small muted">'
+                   f'{esc(iso(moment))}'
                    f'</div></td>{cells}</tr>' for moment, cells in events)
     if not rows:
         return '<h2>State history</h2><p class="muted">No change of state recorded yet.</p>'

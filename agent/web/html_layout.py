@@ -44,7 +44,8 @@ td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 .cards{display:flex;gap:12px;flex-wrap:wrap;margin:12px 0}
 .card{background:#fff;border:1px solid #d0d7de;border-radius:6px;padding:10px 14px;min-width:170px}
 .card .n{font-size:24px;font-weight:600;display:block}.card .n a{text-decoration:none}
-.card.alert{border-color:#cf222e;background:#fff5f5}.card .sub{color:#57606a;font-size:12px}
+.card.alert{border-color:#cf222e;background:#fff5f5}.card.alert .n a{color:#a40e26}
+.card .sub{color:#57606a;font-size:12px}
 .counts{width:auto;min-width:640px}.counts td.zero a{color:#8c959f}
 .counts td.hot a{color:#a40e26;font-weight:700}.counts td.warm a{color:#8a4600;font-weight:700}
 form.filters{display:flex;gap:10px;flex-wrap:wrap;align-items:end;background:#fff;
@@ -59,7 +60,9 @@ button{background:#1f883d;color:#fff;border-color:#1a7f37;cursor:pointer;padding
  padding:10px 14px;margin:10px 0}
 pre.cmd{background:#24292f;color:#f0f6fc;padding:10px 12px;border-radius:6px;overflow-x:auto;
  white-space:pre-wrap;word-break:break-all}
-.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(420px,1fr));gap:16px}
+.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(380px,1fr));gap:16px;
+ margin-top:16px}
+td.nowrap{white-space:nowrap}
 .box{background:#fff;border:1px solid #d0d7de;border-radius:6px;padding:4px 16px 12px}
 dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:4px 16px;margin:8px 0}
 dl.facts dt{color:#57606a}dl.facts dd{margin:0}

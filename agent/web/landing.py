@@ -36,7 +36,7 @@ async def landing_page(request: web.Request) -> web.Response:
         _banners(header),
         _summary(doc, index.last_cycle_finished, now),
         _filter_form(query.filters, service, index.reasons()),
-        _account_table(service, listed, query, now),
+        _account_table(service, listed, query, bool(index.labels()), now),
     ])
     subtitle = (f"version {header['agent']['version']} · shard {header['agent']['shard']} · "
                 f"{doc['accounts']:,} accounts")
@@ -122,32 +122,36 @@ def _filter_form(filters: Filters, service: AgentService, reasons: list[str]) ->
 </form>"""
 
 
-def _account_table(service: AgentService, listed: Page, query: ListQuery, now: float) -> str:
-    rows = [_account_row(service.account_doc(key), service.fleet.states[key], now)
+def _account_table(service: AgentService, listed: Page, query: ListQuery, labelled: bool,
+                   now: float) -> str:
+    """The accounts of this page; a Labels column when some account of the fleet has one."""
+    rows = [_account_row(service.account_doc(key), service.fleet.states[key], labelled, now)
             for key in listed.keys]
     total = "" if listed.total is None else f" of {listed.total:,}"
     shown = f"{len(rows):,}{total} account(s)" if rows else "No account matches."
     pager = _pager(listed, query)
     table = ("<table class=\"accounts\" id=\"accounts\"><tr><th>Account</th><th>Channel</th>"
              "<th>Region</th><th>State</th><th>Reason</th><th>Broken since</th>"
-             "<th>Last check</th><th>Data</th><th>Labels</th></tr>" + "".join(rows) + "</table>"
+             "<th>Last check</th><th>Data</th>" + ("<th>Labels</th>" if labelled else "")
+             + "</tr>" + "".join(rows) + "</table>"
              if rows else "")
     return (f'<p class="muted" id="shown">{shown} · longest broken first</p>{table}{pager}')
 
 
-def _account_row(a: dict[str, Any], state: AccountState, now: float) -> str:
+def _account_row(a: dict[str, Any], state: AccountState, labelled: bool, now: float) -> str:
     href = account_url(a["channel"], a["account"])
     data = "".join(
         f'<span class="chip" title="age {esc(d["age"] or "-")}, max {esc(d["max_age"])}">'
         f'{esc(d["dataset"])} {badge(d["state"], _data_word(d))}</span>'
         for d in a["datasets"]) or '<span class="muted">—</span>'
-    labels = "".join(f'<span class="chip">{esc(k)}={esc(v)}</span>'
-                     for k, v in sorted(a["labels"].items()))
+    labels = "<td>" + "".join(f'<span class="chip">{esc(k)}={esc(v)}</span>'
+                              for k, v in sorted(a["labels"].items())) + "</td>"
     return (f'<tr data-state="{esc(a["state"])}"><td><a href="{esc(href)}">{esc(a["account"])}</a>'
             f'</td><td>{esc(a["channel"])}</td><td>{esc(a["region"])}</td>'
             f'<td>{badge(a["state"])}</td><td>{esc(a["reason"] or "")}</td>'
             f'<td>{when(broken_since(state) or None, now, never="—")}</td>'
-            f'<td>{when(state.last_check, now)}</td><td>{data}</td><td>{labels}</td></tr>')
+            f'<td>{when(state.last_check, now)}</td><td>{data}</td>'
+            f'{labels if labelled else ""}</tr>')
 
 
 def _data_word(dataset: dict[str, Any]) -> str:
