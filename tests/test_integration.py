@@ -216,17 +216,27 @@ def test_sql_source_is_polled_by_the_running_agent(world):
     up = [s for f in text_string_to_metric_families(agent.metrics()) for s in f.samples
           if s.name == "channel_freshness_source_up"]
     assert [(s.labels, s.value) for s in up] == [({"source": "warehouse"}, 1.0)]
-    page = httpx.get(agent.url + "/").text
-    assert "orders: <b" in page and "stale" in page
+    page = httpx.get(agent.url + "/accounts/amazon_ads/healthy-na").text
+    assert "<td>orders</td>" in page and ">stale</span>" in page
 
 
 # Every endpoint, with the requests the secret test sends to it. A new route must be added
 # here (test_no_secret_leaves_the_process fails until it is).
 def _endpoint_requests(accounts) -> dict[tuple[str, str], list[dict]]:
     return {
-        ("GET", "/"): [{}],
+        ("GET", "/"): [{}, {"params": {"q": CLIENT_SECRET}}, {"params": {"state": "invalid"}},
+                       {"params": {"label": CLIENT_SECRET}}],
         ("GET", "/metrics"): [{}],
-        ("GET", "/api/v1/status"): [{}],
+        ("GET", "/api/v1/status"): [{}, {"params": {"cursor": CLIENT_SECRET}}],
+        ("GET", "/api/v1/accounts"): [{}, {"params": {"limit": "2"}},
+                                      {"params": {"reason": CLIENT_SECRET}},
+                                      {"params": {"state": CLIENT_SECRET}}],
+        ("GET", "/accounts/{channel}/{account}"): [
+            *({"path": f"/accounts/amazon_ads/{name}"} for name in accounts),
+            {"path": f"/accounts/amazon_ads/{CLIENT_SECRET}"}],
+        ("POST", "/accounts/{channel}/{account}/reconnect-link"): [
+            {"path": "/accounts/amazon_ads/leaky-na/reconnect-link"},
+            {"path": f"/accounts/amazon_ads/{CLIENT_SECRET}/reconnect-link"}],
         ("GET", "/-/healthy"): [{}],
         ("GET", "/-/ready"): [{}],
         ("POST", "/api/v1/recheck"): [
@@ -289,8 +299,9 @@ def test_no_secret_leaves_the_process(world):
     routes = {(r.method, r.resource.canonical) for r in make_app(None).router.routes()
               if r.method != "HEAD"}
     assert routes == set(requests), "add the new endpoint to _endpoint_requests"
-    for (method, path), variants in requests.items():
+    for (method, route), variants in requests.items():
         for i, kwargs in enumerate(variants):
+            path = kwargs.pop("path", route)
             response = httpx.request(method, agent.url + path, timeout=30, **kwargs)
             outputs[f"{method} {path} #{i}"] = str(response.headers) + response.text
     for path in ("/nope", "/api/v1/recheck"):  # a 404 and a 405

@@ -27,6 +27,7 @@ from agent.reconnect import (
     reconnect_command,
     redirect_uri_of,
 )
+from agent.redact import redact
 from agent.service import AgentService
 from agent.storage.state import AccountState, Transition
 from agent.web.appkeys import PAGES, SERVICE
@@ -44,8 +45,8 @@ def _find(request: web.Request) -> tuple[AgentService, Account] | web.Response:
     channel, name = request.match_info["channel"], request.match_info["account"]
     account = service.find_account(channel, name)
     if account is None:
-        return error_page(404, "No such account", f"{channel}/{name}: "
-                                                  f"{service.not_here(channel, name)}.")
+        return error_page(404, "No such account",  # quotes the request: masked
+                          redact(f"{channel}/{name}: {service.not_here(channel, name)}."))
     return service, account
 
 

@@ -25,9 +25,10 @@ _HOT = {"invalid": "hot", "unverified": "warm"}
 async def landing_page(request: web.Request) -> web.Response:
     service, index = request.app[SERVICE], request.app[INDEX]
     try:
-        query = parse_query(request.query)
+        # the form and the links show the query again: masked like anything that leaves
+        query = parse_query({name: redact(value) for name, value in request.query.items()})
     except QueryError as exc:
-        return error_page(400, "This list cannot be shown", redact(str(exc)))
+        return error_page(400, "This list cannot be shown", str(exc))
     now = time.time()
     listed = page_of(index, query)
     doc = summary(service, index)
