@@ -123,6 +123,25 @@ def test_endpoints(world):
     assert ("token", "200") in requests and ("token", "400") in requests
 
 
+def test_status_command_filters_and_pages_through_the_api(world):
+    url = world["agent"].url
+    invalid = httpx.get(url + "/api/v1/accounts", params={"state": "invalid"}).json()
+    assert invalid["accounts"] and {a["state"] for a in invalid["accounts"]} == {"invalid"}
+    command = [BIN / "channel-agent", "status", "--url", url, "--state", "invalid",
+               "--channel", "amazon_ads"]
+    shown = subprocess.run([*command, "--json"], capture_output=True, text=True, timeout=30)
+    assert shown.returncode == 0, shown.stderr
+    doc = json.loads(shown.stdout)
+    assert doc["accounts"] == invalid["accounts"] and doc["summary"] == invalid["summary"]
+    table = subprocess.run([*command, "--limit", "1"], capture_output=True, text=True,
+                           timeout=30).stdout
+    assert table.startswith(f"{len(SCENARIOS)} account(s): ")
+    assert invalid["accounts"][0]["account"] in table and "(more accounts match" in table
+    refused = subprocess.run([*command[:4], "--label", "merchant"], capture_output=True,
+                             text=True, timeout=30)
+    assert refused.returncode == 1 and "query parameter 'label'" in refused.stderr
+
+
 def test_restart_serves_restored_state_at_once(world):
     agent = world["agent"]
     before = httpx.get(agent.url + "/api/v1/status").json()["accounts"]

@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from agent.channel import CheckResult
 from agent.plugins import load_plugins
 from agent.service import AgentService
+from agent.web.appkeys import PageSettings
 from agent.web.server import make_app
 from tests.fakes import FakeChannel, FakePlugin
 
@@ -114,3 +115,15 @@ async def test_a_reconnect_link_is_not_made_for_another_site(client):
     assert evil.status == 403
     same = await client.post("/accounts/fake/b-revoked/reconnect-link")
     assert same.status == 409 and "no reconnect flow" in await same.text()
+
+
+async def test_runbook_links_follow_the_configured_base_url(fake_config):
+    service = AgentService(fake_config(accounts=("a1",)),
+                           load_plugins([FakePlugin()], entry_points=False))
+    FakeChannel.script = {"a1": CheckResult(valid=None, reason="timeout")}
+    await service.scheduler.check_now(service.find_account("fake", "a1"))
+    app = make_app(service, pages=PageSettings(runbook_base_url="https://wiki.example/rb/"))
+    async with TestClient(TestServer(app)) as client:
+        text = await (await client.get("/accounts/fake/a1")).text()
+    assert 'href="https://wiki.example/rb/ChannelCredentialUnverified.md"' in text
+    await service.stop()
