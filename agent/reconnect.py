@@ -81,14 +81,16 @@ def new_attempt(reconnector: Reconnector, account: Account, redirect_uri: str) -
                    consent_url=url)
 
 
-def reconnect_command(config_path: str, channel: Channel, account: Account) -> str:
-    """The exact ``channel-agent reconnect`` command line for the account."""
-    args = ["channel-agent", "reconnect", channel.name, "--account", account.name,
+def reconnect_command(config_path: str, channel: Channel, account: Account,
+                      program: str = "channel-agent") -> str:
+    """The exact ``reconnect`` command line for the account; ``program`` is how the shell
+    runs channel-agent (agent.cli.common.command_name)."""
+    args = ["reconnect", channel.name, "--account", account.name,
             "--config", os.path.abspath(config_path)]
     ref = channel.refresh_token_ref(account)
     if ref is not None and ref.path is None:
         args.append("--show-token")
-    return shlex.join(args)
+    return f"{program} {shlex.join(args)}"
 
 
 def redirect_uri_of(channel: Channel) -> str:

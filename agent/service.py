@@ -260,14 +260,22 @@ def _limits(channel: Channel) -> dict[str, Any]:
             "pause_on_429": bool(channel.settings.get("pause_host_on_429", True))}
 
 
+def refresh_expiry(state: AccountState, channel: Channel | None) -> float | None:
+    """When the refresh token is expected to expire; None without a known lifetime or issue
+    time, and for a rejected credential (AccountState.rejected)."""
+    max_age = channel.refresh_token_max_age() if channel else 0.0
+    if not state.refresh_issued or max_age <= 0 or state.rejected:
+        return None
+    return state.refresh_issued + max_age
+
+
 def account_status(state: AccountState, channel: Channel | None,
                    datasets: list[dict[str, Any]] | None = None,
                    account: Account | None = None) -> dict[str, Any]:
     """One account's state as plain, secret-free data (status API, CLI ``--json``);
     ``datasets`` from :meth:`FreshnessTracker.account_datasets`; ``account`` adds its labels
     and source."""
-    max_age = channel.refresh_token_max_age() if channel else 0.0
-    expiry = state.refresh_issued + max_age if state.refresh_issued and max_age > 0 else None
+    expiry = refresh_expiry(state, channel)
     return {
         "channel": state.channel,
         "account": state.account,

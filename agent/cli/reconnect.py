@@ -20,6 +20,7 @@ from agent import __version__
 from agent.channel import Account, Channel, CheckContext, ReconnectError, Reconnector
 from agent.cli.common import (
     EXIT_CONFIG_ERROR,
+    command_name,
     config_option,
     json_option,
     load_or_exit,
@@ -293,7 +294,7 @@ def _make_link(report: _Report, store: StateStore | None, reconnector: Reconnect
     if not ready:
         _note(f"warning: no ready agent answered at {shown}: the link only works while the agent "
               f"runs")
-    _note("Follow it with: channel-agent reconnect --pending")
+    _note(f"Follow it with: {command_name()} reconnect --pending")
 
 
 def _agent_ready(url: str) -> bool:

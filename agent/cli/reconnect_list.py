@@ -9,7 +9,7 @@ from typing import NoReturn
 import click
 
 from agent.channel import Account
-from agent.cli.common import EXIT_CONFIG_ERROR, print_json, print_table
+from agent.cli.common import EXIT_CONFIG_ERROR, command_name, print_json, print_table
 from agent.config.loader import MEMORY, Config
 from agent.freshness.timestamps import iso
 from agent.reconnect import RECONNECT_REASONS, reconnect_command
@@ -39,7 +39,8 @@ def show_accounts_to_reconnect(config: Config, config_path: str, channel_name: s
         if why:
             rows.append({"channel": account.channel, "account": account.name,
                          "region": account.region, "state": state_word(state), "why": why,
-                         "command": reconnect_command(config_path, channel, account)})
+                         "command": reconnect_command(config_path, channel, account,
+                                                      command_name())})
     if as_json:
         print_json(rows)
         return
@@ -58,7 +59,7 @@ def _why(state: AccountState, max_age: float, now: float, within: float) -> list
     missing = sorted(p for p, reachable in state.profiles.items() if not reachable)
     if missing:
         why.append(f"profile(s) not reachable: {', '.join(missing)}")
-    if state.refresh_issued is not None and max_age > 0:
+    if state.refresh_issued is not None and max_age > 0 and not state.rejected:
         expiry = state.refresh_issued + max_age
         if expiry <= now:
             why.append(f"refresh token expired {iso(expiry)}")

@@ -157,6 +157,14 @@ class AccountState:
     def key(self) -> tuple[str, str]:
         return (self.channel, self.account)
 
+    @property
+    def rejected(self) -> bool:
+        """The last conclusive check found the credential invalid. Its refresh token's
+        expected expiry then means nothing to act on: the token is revoked or absent, or the
+        consent lacks access, and the fix either way is a reconnect, which brings a new token
+        with a new expiry. So no expiry is shown (metrics, status, page) until then."""
+        return self.valid is False
+
     def apply(self, result: CheckResult, now: float,
               grant: Grant | None = None) -> Transition | None:
         """Fold one check result in. A transient result never changes ``valid``.

@@ -18,6 +18,7 @@ from urllib.parse import quote, urlsplit
 from aiohttp import web
 
 from agent.channel import Account, Channel, ReconnectError, Reconnector
+from agent.cli.common import command_name
 from agent.freshness.timestamps import iso
 from agent.reconnect import (
     CALLBACK_PATH,
@@ -28,7 +29,7 @@ from agent.reconnect import (
     redirect_uri_of,
 )
 from agent.redact import redact
-from agent.service import AgentService
+from agent.service import AgentService, refresh_expiry
 from agent.storage.state import AccountState, Transition
 from agent.web.appkeys import PAGES, SERVICE
 from agent.web.html_layout import badge, error_page, esc, page, when
@@ -69,7 +70,7 @@ async def account_page(request: web.Request) -> web.Response:
 {_what_to_do(service, channel, account, doc, state, base, now)}
 <div class="grid">
 {_last_check(doc, state, now)}
-{_token_facts(doc, state, _refresh_expiry(state, channel), now)}
+{_token_facts(doc, state, refresh_expiry(state, channel), now)}
 {_labels(account)}
 </div>
 {_datasets(doc, now)}
@@ -101,15 +102,10 @@ def runbooks(doc: dict[str, Any], state: AccountState, expiry: float | None,
     return names
 
 
-def _refresh_expiry(state: AccountState, channel: Channel) -> float | None:
-    max_age = channel.refresh_token_max_age()
-    return state.refresh_issued + max_age if state.refresh_issued and max_age > 0 else None
-
-
 def _what_to_do(service: AgentService, channel: Channel, account: Account, doc: dict[str, Any],
                 state: AccountState, base: str, now: float) -> str:
     items = []
-    for name in runbooks(doc, state, _refresh_expiry(state, channel), now):
+    for name in runbooks(doc, state, refresh_expiry(state, channel), now):
         items.append(f'<li>Runbook: <a href="{esc(base.rstrip("/"))}/{name}.md" '
                      f'class="runbook">{name}</a></li>')
     reason = doc["reason"]
@@ -122,7 +118,7 @@ def _what_to_do(service: AgentService, channel: Channel, account: Account, doc: 
         advice = "The credential works. To re-authorise anyway (a new consent):"
     else:
         advice = "If the account needs a new consent, reconnect it:"
-    command = reconnect_command(service.config.source, channel, account)
+    command = reconnect_command(service.config.source, channel, account, command_name())
     return f"""<div class="box todo" id="todo"><h2>What to do</h2><p>{esc(advice)}</p>
 <ul>{"".join(items)}</ul>
 <p>Run on the agent's host (or wherever its configuration and state file are):</p>
@@ -175,11 +171,15 @@ def _token_facts(doc: dict[str, Any], state: AccountState, expiry: float | None,
     return f"""<div class="box"><h2>Tokens</h2><dl class="facts">
 <dt>Refresh token</dt><dd>fingerprint <code>{esc(doc["refresh_token_fingerprint"] or "—")}</code>
 </dd><dt>Issued</dt><dd>{when(state.refresh_issued, now, never="unknown")}</dd>
-<dt>Expires</dt><dd>{when(expiry, now, never="no fixed lifetime")}</dd>
+<dt>Expires</dt><dd>{when(expiry, now, never=_no_expiry(state))}</dd>
 <dt>Access token expires</dt><dd>{when(state.access_expires, now, never="—")}</dd>
 <dt>Reconnected</dt><dd>{when(state.reconnected, now)}</dd>
 <dt>Profiles</dt><dd>{profiles}</dd>
 </dl></div>"""
+
+
+def _no_expiry(state: AccountState) -> str:
+    return "n/a: reconnect" if state.rejected else "unknown or no fixed lifetime"
 
 
 def _datasets(doc: dict[str, Any], now: float) -> str:
