@@ -18,7 +18,6 @@ from urllib.parse import quote, urlsplit
 from aiohttp import web
 
 from agent.channel import Account, Channel, ReconnectError, Reconnector
-from agent.cli.common import command_name
 from agent.freshness.timestamps import iso
 from agent.reconnect import (
     CALLBACK_PATH,
@@ -118,6 +117,9 @@ def _what_to_do(service: AgentService, channel: Channel, account: Account, doc: 
         advice = "The credential works. To re-authorise anyway (a new consent):"
     else:
         advice = "If the account needs a new consent, reconnect it:"
+    # agent.cli imports the web server: import the helper when a page is rendered
+    from agent.cli.common import command_name
+
     command = reconnect_command(service.config.source, channel, account, command_name())
     return f"""<div class="box todo" id="todo"><h2>What to do</h2><p>{esc(advice)}</p>
 <ul>{"".join(items)}</ul>
