@@ -28,6 +28,7 @@ from aiohttp.test_utils import TestClient, TestServer
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agent.channel import Account, Channel, CheckContext, CheckResult  # noqa: E402
+from agent.cli.run import tune_gc  # noqa: E402
 from agent.config.loader import build_config  # noqa: E402
 from agent.hookspecs import hookimpl  # noqa: E402
 from agent.plugins import load_plugins  # noqa: E402
@@ -126,6 +127,7 @@ async def measure(service: AgentService, paths: dict[str, str], requests: int,
 async def run(n: int, workdir: Path, requests: int,
               started: float) -> dict[str, tuple[float, float, int]]:
     service = await build_service(n, workdir)
+    tune_gc()  # as `channel-agent run` does once the fleet is loaded
     print(f"{n:,} accounts set up in {time.perf_counter() - started:.1f}s", file=sys.stderr)
     try:
         return await measure(service, PATHS, requests)

@@ -199,13 +199,13 @@ class AccountIndex:
         facets = filters.facets()
         lists = [self._lists.get(facet, []) for facet in facets] or [self._lists.get(ALL, [])]
         base = min(lists, key=len)
-        wanted = set(facets)
+        wanted = set(facets) if len(facets) > 1 else set()
         name = filters.name.lower()
-        residual = len(facets) > 1 or bool(name)
+        residual = bool(wanted) or bool(name)
 
         def matches(sort: SortKey) -> bool:
-            return not residual or (wanted <= self._member[sort[2:]]
-                                    and name in sort[3].lower())
+            return ((not name or name in sort[3].lower())
+                    and (not wanted or wanted <= self._member[sort[2:]]))
 
         if before is not None:
             end = bisect_left(base, before)
