@@ -7,8 +7,9 @@ In one process: the agent's web app (agent.web.server.make_app) over a fleet who
 data times are recorded as checks and heartbeats would (1% invalid, 0.5% unverified, 1% never
 checked, the rest valid; one data set per account, 2% stale). A middleware measures the
 server time of each request (handler and rendering, not the client); sizes are the bodies.
-Each page is asked ``--requests`` times after 20 warm-up requests, with 50 account changes
-between two requests, as a check cycle makes them. docs/performance.md shows the results.
+Each page is asked ``--requests`` times after 20 warm-up requests, with 50 checks recorded
+between two requests (in the same proportions), as a check cycle makes them.
+docs/performance.md shows the results.
 """
 
 from __future__ import annotations
@@ -38,6 +39,16 @@ from agent.web.server import make_app  # noqa: E402
 RESULTS = [(0.01, CheckResult(valid=False, reason="invalid_grant", detail="revoked")),
            (0.005, CheckResult(valid=None, reason="throttled", detail="HTTP 429")),
            (0.01, None)]  # never checked
+
+
+def draw_result(rng: random.Random) -> CheckResult | None:
+    """A check result in the fleet's proportions (None: not checked)."""
+    draw = rng.random()
+    for share, outcome in RESULTS:
+        if draw < share:
+            return outcome
+        draw -= share
+    return CheckResult(valid=True)
 
 
 class BenchChannel(Channel):
@@ -70,12 +81,7 @@ async def build_service(n: int, workdir: Path) -> AgentService:
     rng = random.Random(n)
     now = time.time()
     for account in service.fleet.accounts.values():
-        draw, result = rng.random(), CheckResult(valid=True)
-        for share, outcome in RESULTS:
-            if draw < share:
-                result = outcome
-                break
-            draw -= share
+        result = draw_result(rng)
         if result is not None:
             service.fleet.record(account, result)
         dataset = service.freshness.datasets[(*account.key, "orders")]
@@ -86,17 +92,20 @@ async def build_service(n: int, workdir: Path) -> AgentService:
 
 
 async def measure(service: AgentService, paths: dict[str, str], requests: int,
-                  ) -> dict[str, tuple[float, float, int]]:
-    """Per page: p50 and p99 server milliseconds, and the body's size."""
+                  ) -> dict[str, tuple[float, float, float, int]]:
+    """Per page: p50 and p99 server milliseconds, p50 CPU milliseconds (the machine may be
+    shared: CPU time does not count waiting for a core), and the body's size."""
     times: list[float] = []
+    cpu: list[float] = []
 
     @web.middleware
     async def timing(request: web.Request,
                      handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
                      ) -> web.StreamResponse:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.thread_time()
         response = await handler(request)
         times.append(time.perf_counter() - started)
+        cpu.append(time.thread_time() - cpu_started)
         return response
 
     app = make_app(service)
@@ -109,9 +118,10 @@ async def measure(service: AgentService, paths: dict[str, str], requests: int,
             size = 0
             for i in range(20 + requests):
                 for account in rng.sample(accounts, 50):  # a check cycle goes on meanwhile
-                    service.fleet.record(account, CheckResult(valid=True))
+                    service.fleet.record(account, draw_result(rng) or CheckResult(valid=True))
                 if i == 20:
                     times.clear()
+                    cpu.clear()
                 response = await client.get(path)
                 body = await response.read()
                 assert response.status == 200, (path, response.status)
@@ -119,13 +129,14 @@ async def measure(service: AgentService, paths: dict[str, str], requests: int,
             ordered = sorted(times)
             results[label] = (ordered[len(ordered) // 2] * 1000,
                               ordered[min(len(ordered) - 1, round(0.99 * len(ordered)))] * 1000,
-                              size)
+                              sorted(cpu)[len(cpu) // 2] * 1000, size)
             times.clear()
+            cpu.clear()
     return results
 
 
 async def run(n: int, workdir: Path, requests: int,
-              started: float) -> dict[str, tuple[float, float, int]]:
+              started: float) -> dict[str, tuple[float, float, float, int]]:
     service = await build_service(n, workdir)
     tune_gc()  # as `channel-agent run` does once the fleet is loaded
     print(f"{n:,} accounts set up in {time.perf_counter() - started:.1f}s", file=sys.stderr)
@@ -150,18 +161,18 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--requests", type=int, default=100)
     args = parser.parse_args()
-    table: dict[int, dict[str, tuple[float, float, int]]] = {}
+    table: dict[int, dict[str, tuple[float, float, float, int]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.accounts:
             started = time.perf_counter()
             table[n] = asyncio.run(run(n, Path(tmp), args.requests, started))
-    print(f"server time per request, p50 / p99 ms, and body size ({args.requests} requests "
-          f"each, 50 account changes between two)\n")
+    print(f"server time per request: p50 / p99 wall ms (p50 CPU ms), body size; "
+          f"{args.requests} requests each, 50 checks recorded between two\n")
     print("| page | " + " | ".join(f"{n:,} accounts" for n in table) + " |")
     print("|---|" + "---|" * len(table))
     for label in PATHS:
-        cells = [f"{p50:.1f} / {p99:.1f} ms, {size / 1024:.0f} KiB"
-                 for p50, p99, size in (table[n][label] for n in table)]
+        cells = [f"{p50:.1f} / {p99:.1f} ms ({cpu:.1f}), {size / 1024:.0f} KiB"
+                 for p50, p99, cpu, size in (table[n][label] for n in table)]
         print(f"| {label} | " + " | ".join(cells) + " |")
 
 
