@@ -24,7 +24,6 @@ import ipaddress
 import os
 import re
 import secrets
-import shlex
 import sys
 import threading
 import time
@@ -54,11 +53,6 @@ CALLBACK_PATH = "/oauth/callback"  # where the running agent receives the redire
 STEP_TIMEOUT = 60.0  # exchange and verification together, retries included
 LINK_RETENTION = 7 * 86400.0  # finished links stay visible in --pending this long
 _LOOPBACK_NAMES = ("localhost",)
-# Conclusive reasons a new consent can fix. invalid_client, unauthorized_client and
-# invalid_scope are the application's problem, for every account: a reconnect would not help.
-RECONNECT_REASONS = frozenset(
-    {"invalid_grant", "unauthorized", "forbidden", "profile_missing", "missing_credential"}
-)
 
 
 @dataclass(frozen=True)
@@ -79,18 +73,6 @@ def new_attempt(reconnector: Reconnector, account: Account, redirect_uri: str) -
     url = reconnector.consent_url(account, state, challenge, redirect_uri)
     return Attempt(state=state, code_verifier=verifier, redirect_uri=redirect_uri,
                    consent_url=url)
-
-
-def reconnect_command(config_path: str, channel: Channel, account: Account,
-                      program: str = "channel-agent") -> str:
-    """The exact ``reconnect`` command line for the account; ``program`` is how the shell
-    runs channel-agent (agent.cli.common.command_name)."""
-    args = ["reconnect", channel.name, "--account", account.name,
-            "--config", os.path.abspath(config_path)]
-    ref = channel.refresh_token_ref(account)
-    if ref is not None and ref.path is None:
-        args.append("--show-token")
-    return f"{program} {shlex.join(args)}"
 
 
 def redirect_uri_of(channel: Channel) -> str:
@@ -124,7 +106,7 @@ def preflight(channel: Channel, account: Account, *, link: bool = False,
     if ref is None:
         raise ReconnectError("unsupported", f"channel {channel.name} declares no refresh token "
                                             f"option, so a new token cannot be stored")
-    option = channel.refresh_token_option
+    option = channel.refresh_tokens.option if channel.refresh_tokens else "refresh_token"
     if ref.path is None:
         if link:
             raise ReconnectError(
@@ -169,7 +151,8 @@ def code_from_redirect(params: Mapping[str, str], state: str | None,
     if "error" in params:
         raise reconnector.redirect_error(_clean(params["error"]),
                                          _clean(params.get("error_description", "")))
-    code = params.get("code", "").strip()
+    # a pasted bare code arrives as "code", whatever the provider calls it in its redirect
+    code = (params.get(reconnector.code_param) or params.get("code") or "").strip()
     if not code:
         raise ReconnectError("rejected", "the redirect carries neither a code nor an error")
     return code

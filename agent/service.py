@@ -230,10 +230,8 @@ class AgentService:
                 "channels": {name: origin for name, origin in self.plugins.origins.items()},
                 "errors": [{"plugin": e.plugin, "error": e.error} for e in self.plugins.errors],
             },
-            "channels": {
-                name: {"client_valid": self.fleet.client_valid.get(name)}
-                for name in self.config.channels
-            },
+            "channels": {name: channel_status(channel, self.fleet.client_valid.get(name))
+                         for name, channel in self.config.channels.items()},
             "freshness_sources": {
                 name: {"type": source.type, "up": self.freshness.source_up.get(name)}
                 for name, source in self.config.freshness_sources.items()
@@ -255,7 +253,7 @@ class AgentService:
 
 def _limits(channel: Channel) -> dict[str, Any]:
     """The channel's settings for its RateLimitedTransport
-    (agent.checks.ratelimit.CHANNEL_OPTIONS)."""
+    (agent.channel.ChannelSettings)."""
     return {"rate": float(channel.settings.get("max_requests_per_second") or 0),
             "pause_on_429": bool(channel.settings.get("pause_host_on_429", True))}
 
@@ -267,6 +265,17 @@ def refresh_expiry(state: AccountState, channel: Channel | None) -> float | None
     if not state.refresh_issued or max_age <= 0 or state.rejected:
         return None
     return state.refresh_issued + max_age
+
+
+def channel_status(channel: Channel, client_valid: bool | None) -> dict[str, Any]:
+    """What the status API says about a channel: its title, what its consents reach and, for
+    a channel with an application client, that client's validity and secret expiry."""
+    doc: dict[str, Any] = {"title": channel.title or channel.name,
+                           "target_kind": channel.target_kind or None}
+    if channel.application_client is not None:
+        doc["client_valid"] = client_valid
+        doc["client_secret_expiry"] = iso(channel.client_secret_expiry())
+    return doc
 
 
 def account_status(state: AccountState, channel: Channel | None,
@@ -293,7 +302,9 @@ def account_status(state: AccountState, channel: Channel | None,
         "refresh_token_issued": iso(state.refresh_issued),
         "refresh_token_expiry": iso(expiry),
         "access_token_expiry": iso(state.access_expires),
-        "profiles": state.profiles,
+        "target_kind": (channel.target_kind or None) if channel else None,
+        "targets": state.targets,
+        "targets_reached": state.targets_reached,
         "reconnected": iso(state.reconnected),
         "datasets": datasets or [],
         "labels": dict(account.labels) if account else {},

@@ -5,8 +5,26 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from agent.channel import Account, Channel, CheckContext, CheckResult, Option
+from agent.channel import (
+    Account,
+    AccountSettings,
+    ApplicationClient,
+    Channel,
+    ChannelSettings,
+    CheckContext,
+    CheckResult,
+    RefreshTokens,
+)
+from agent.config.types import Duration
 from agent.hookspecs import hookimpl
+
+
+class FakeSettings(ChannelSettings):
+    refresh_token_max_age: Duration = "1d"
+
+
+class FakeAccountSettings(AccountSettings):
+    note: str = ""
 
 
 class FakeChannel(Channel):
@@ -15,8 +33,11 @@ class FakeChannel(Channel):
     name = "fake"
     title = "Fake channel"
     regions = ("na", "eu")
-    channel_options = {"refresh_token_max_age": Option("duration", default=86400.0)}
-    account_options = {"note": Option("str", default="")}
+    target_kind = "profile"
+    refresh_tokens = RefreshTokens()
+    application_client = ApplicationClient()
+    Settings = FakeSettings
+    AccountSettings = FakeAccountSettings
 
     script: dict[str, CheckResult | BaseException | Callable[[], CheckResult]] = {}
     delay: float = 0.0

@@ -64,7 +64,8 @@ def test_each_scenario_is_classified(world):
     assert agent.sample("channel_credential_failure_reason", "revoked-eu",
                         reason="invalid_grant") == 1
     assert agent.sample("channel_credential_valid", "forbidden-fe") == 0
-    assert agent.sample("channel_profile_accessible", "forbidden-fe", profile_id="1002") == 0
+    assert agent.sample("channel_target_accessible", "forbidden-fe", target_kind="profile",
+                        target="1002") == 0
     for name, reason in (("throttled-na", "throttled"), ("broken-eu", "server_error"),
                          ("html-fe", "server_error")):
         assert agent.sample("channel_credential_check_success", name) == 0
@@ -295,6 +296,7 @@ def _command_args(config: Path, url: str, broken: Path) -> dict[str, list[list[s
         "reconnect": [["--list", "--config", str(config)], ["--pending", "--config", str(config)],
                       ["amazon_ads", "--account", "nobody", "--config", str(config)]],
         "config check": [[str(config)], [str(broken)]],
+        "config schema": [[]],
         "run": [["--config", str(broken)]],
         "demo": [],  # test_no_secret_leaves_the_demo
     }

@@ -103,7 +103,7 @@ async def test_the_account_page_says_what_happened_and_what_to_do(client):
     history = text[text.index("HISTORY"):]
     assert history.index("valid → invalid") < history.index("never checked → valid")
     assert "/ChannelCredentialInvalid.md\"" in page
-    assert "channel-agent reconnect fake --account a-valid --config " in text
+    assert "Channel fake has no reconnect flow; what it says to do:" in text
     assert "No consent-link button: channel fake has no reconnect flow" in text
     missing = await client.get("/accounts/fake/nobody")
     assert missing.status == 404 and "unknown channel/account" in await missing.text()

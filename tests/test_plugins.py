@@ -4,9 +4,10 @@ from pathlib import Path
 import pytest
 
 from agent import hookspecs
-from agent.channel import Option
 from agent.config.loader import build_config
+from agent.config.types import Duration
 from agent.freshness import FreshnessSource
+from agent.freshness.source import PolledSourceSettings
 from agent.freshness.sql import SqlSource
 from agent.hookspecs import hookimpl
 from agent.plugins import BUILT_IN, DEFAULT_PLUGINS, load_plugins
@@ -28,11 +29,15 @@ def test_built_in_freshness_sources_are_ordinary_plugins():
         assert plugins.manager.get_plugin(module) is not None
 
 
+class CountingSettings(PolledSourceSettings):
+    age: Duration
+
+
 class Counting(FreshnessSource):
     """A source type from a plugin: every data set's newest data is ``value`` seconds old."""
 
     type = "counting"
-    options = {"age": Option("duration", required=True)}
+    Settings = CountingSettings
 
     async def latest(self, dataset):
         return 1_700_000_000.0 - self.settings["age"]

@@ -60,7 +60,7 @@ def test_store_round_trip_survives_reopen(tmp_path):
     path = tmp_path / "sub" / "agent.db"
     store = StateStore(path)
     state = _state()
-    state.apply(CheckResult(valid=True, profiles={"123": True, "456": False},
+    state.apply(CheckResult(valid=True, targets={"123": True, "456": False},
                             refresh_token_fingerprint="abc"), now=100)
     state.apply(CheckResult(valid=None, reason="server_error"), now=200)
     store.save_account(state)
@@ -73,7 +73,7 @@ def test_store_round_trip_survives_reopen(tmp_path):
     assert restored.check_success is False
     assert restored.reason == "server_error"
     assert restored.last_valid == 100
-    assert restored.profiles == {"123": True, "456": False}
+    assert restored.targets == {"123": True, "456": False}
     assert restored.refresh_fingerprint == "abc"
     assert reopened.load_client_validity() == {"fake": False}
     integrity = reopened._db.execute("PRAGMA integrity_check").fetchone()[0]
@@ -96,7 +96,7 @@ def test_a_version_1_file_is_migrated_and_keeps_its_rows(tmp_path):
     db.close()
     store = StateStore(path)
     assert store.load_accounts()[("fake", "a1")].valid is False
-    assert store._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert store._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
     store.record_grant("fake", "a1", Grant("fp", 1.0, 2.0))
     assert StateStore(path).load_grant("fake", "a1") == Grant("fp", 1.0, 2.0)
 
@@ -149,7 +149,7 @@ def test_a_version_2_file_gains_the_freshness_table(tmp_path):
     assert read_freshness(path) == {}  # an old file: nothing to read, no error
 
     store = StateStore(path)
-    assert store._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert store._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
     assert store.load_accounts()[("fake", "a1")].last_valid == 100
     value = DataFreshness("fake", "a1", "orders", last_updated=1.7e9, source="pipeline",
                           recorded=1.7e9 + 5)

@@ -80,13 +80,13 @@ def test_history_keeps_the_newest_transitions_of_each_account(tmp_path, fake_con
     assert dict(rows.fetchall()) == {"a1": HISTORY_LIMIT, "a2": 1}
 
 
-def test_a_version_3_file_gains_the_history(tmp_path):
+def test_a_version_4_file_gains_the_history(tmp_path):
     path = tmp_path / "agent.db"
     db = sqlite3.connect(path)
-    db.executescript(_MIGRATIONS[1] + _MIGRATIONS[2] + _MIGRATIONS[3])
+    db.executescript(_MIGRATIONS[1] + _MIGRATIONS[2] + _MIGRATIONS[3] + _MIGRATIONS[4])
     db.execute("INSERT INTO accounts (channel, account, region, valid, check_success) "
                "VALUES ('fake', 'a1', 'na', 0, 1)")
-    db.execute("PRAGMA user_version=3")
+    db.execute("PRAGMA user_version=4")
     db.commit()
     db.close()
     store = StateStore(path)

@@ -1,10 +1,13 @@
-"""channel-agent config check."""
+"""channel-agent config check, channel-agent config schema."""
 
 from __future__ import annotations
+
+import json
 
 import click
 
 from agent.cli.common import DEFAULT_CONFIG, load_or_exit
+from agent.plugins import load_plugins
 
 
 @click.group("config")
@@ -12,8 +15,9 @@ def config_group() -> None:
     """Work with the configuration file.
 
     \b
-    Example:
+    Examples:
       channel-agent config check config.yaml
+      channel-agent config schema > channel-agent.schema.json
     """
 
 
@@ -30,3 +34,21 @@ def config_check(file: str) -> None:
     accounts = config.accounts()
     channels = ", ".join(sorted(config.channels))
     click.echo(f"{file}: OK ({len(accounts)} account(s) in channel(s) {channels})")
+
+
+@config_group.command("schema")
+def config_schema_command() -> None:
+    """Print the JSON Schema of the configuration file, with the installed plugins' channels.
+
+    For completion and checking in an editor: save it, and start config.yaml with
+    "# yaml-language-server: $schema=./channel-agent.schema.json".
+
+    \b
+    Example:
+      channel-agent config schema > channel-agent.schema.json
+    """
+    from agent.config.schema import config_schema
+
+    plugins = load_plugins()
+    schema = config_schema(plugins.channels, plugins.freshness_sources)
+    click.echo(json.dumps(schema, indent=2))

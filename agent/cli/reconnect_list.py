@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import os
+import shlex
 import sys
 import time
 from typing import NoReturn
 
 import click
 
-from agent.channel import Account
+from agent.channel import Account, Channel
 from agent.cli.common import EXIT_CONFIG_ERROR, command_name, print_json, print_table
 from agent.config.loader import MEMORY, Config
 from agent.freshness.timestamps import iso
-from agent.reconnect import RECONNECT_REASONS, reconnect_command
+from agent.reasons import CREDENTIAL, PERMISSION
 from agent.service import state_word
 from agent.storage.fleet import Fleet
 from agent.storage.state import AccountState, StateStore
+
+# Classes of reasons the account holder can fix. An application-class reason
+# (invalid_client, ...) is the platform's problem, for every account: a reconnect won't help.
+ACCOUNT_CLASSES = frozenset({CREDENTIAL, PERMISSION})
 
 
 def show_accounts_to_reconnect(config: Config, config_path: str, channel_name: str | None,
@@ -35,12 +41,11 @@ def show_accounts_to_reconnect(config: Config, config_path: str, channel_name: s
         if grant is not None and grant.reconnected > (state.last_check or 0):
             continue  # reconnected since its last check: what that check found is history
         channel = config.channels[account.channel]
-        why = _why(state, channel.refresh_token_max_age(), now, within)
+        why = _why(state, channel, now, within)
         if why:
             rows.append({"channel": account.channel, "account": account.name,
                          "region": account.region, "state": state_word(state), "why": why,
-                         "command": reconnect_command(config_path, channel, account,
-                                                      command_name())})
+                         "command": reconnect_command(config_path, channel, account)})
     if as_json:
         print_json(rows)
         return
@@ -52,13 +57,17 @@ def show_accounts_to_reconnect(config: Config, config_path: str, channel_name: s
                  for r in rows])
 
 
-def _why(state: AccountState, max_age: float, now: float, within: float) -> list[str]:
+def _why(state: AccountState, channel: Channel, now: float, within: float) -> list[str]:
     why = []
-    if state.valid is False and state.reason in RECONNECT_REASONS - {"profile_missing"}:
+    missing = sorted(p for p, reachable in state.targets.items() if not reachable)
+    reason = channel.reason_table().get(state.reason or "")
+    fixable = state.valid is False and reason is not None and reason.cls in ACCOUNT_CLASSES
+    # a permission loss with unreachable targets: the line below says it better
+    if fixable and not (missing and reason.cls == PERMISSION):
         why.append(f"credential invalid ({state.reason})")
-    missing = sorted(p for p, reachable in state.profiles.items() if not reachable)
     if missing:
-        why.append(f"profile(s) not reachable: {', '.join(missing)}")
+        why.append(f"{channel.target_kind or 'target'}(s) not reachable: {', '.join(missing)}")
+    max_age = channel.refresh_token_max_age()
     if state.refresh_issued is not None and max_age > 0 and not state.rejected:
         expiry = state.refresh_issued + max_age
         if expiry <= now:
@@ -66,6 +75,18 @@ def _why(state: AccountState, max_age: float, now: float, within: float) -> list
         elif expiry - now <= within:
             why.append(f"refresh token expires {iso(expiry)}")
     return why
+
+
+def reconnect_command(config_path: str, channel: Channel, account: Account) -> str:
+    """The reconnect command, or the channel's own fix instruction when it has no flow."""
+    if channel.reconnector() is None:
+        return channel.fix_command(account) or "(this channel gives no fix instruction)"
+    args = ["reconnect", channel.name, "--account", account.name,
+            "--config", os.path.abspath(config_path)]
+    ref = channel.refresh_token_ref(account)
+    if ref is not None and ref.path is None:
+        args.append("--show-token")
+    return f"{command_name()} {shlex.join(args)}"
 
 
 def show_links(config: Config, channel_name: str | None, as_json: bool) -> None:

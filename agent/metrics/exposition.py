@@ -41,7 +41,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from agent.metrics.collector import FLEET_FAMILIES, Age, FleetCollector
+from agent.metrics.collector import FLEET_FAMILIES, REGION, Age, FleetCollector
 from agent.metrics.formats import OPENMETRICS, TEXT, Format
 
 BLOCK = 16  # accounts per compressed block
@@ -251,7 +251,9 @@ class _FleetCache:
         return changed
 
     def _prefix(self, family: str, values: list[str]) -> str:
-        pairs = sorted(zip(self.label_names[family], values, strict=True))
+        pairs = sorted((name, value) for name, value in
+                       zip(self.label_names[family], values, strict=True)
+                       if value or name != REGION)  # no empty region label
         labels = ",".join(f'{name}="{_escape(value)}"' for name, value in pairs)
         return f"{self.sample_names[family]}{{{labels}}} "
 

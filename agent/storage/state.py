@@ -35,7 +35,7 @@ from pathlib import Path
 
 from agent.channel import CheckResult
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 FLUSH_DELAY = 0.2  # seconds
 HISTORY_LIMIT = 50  # transitions kept per account
 
@@ -105,11 +105,17 @@ CREATE TABLE IF NOT EXISTS freshness (
 );
 """
 
-# Version 4: state history. Each account row says since when its state holds and since when
+# What a consent reaches is channel-neutral: Ads profiles, SP-API marketplaces, Shopify scopes.
+_SCHEMA_V4 = """
+ALTER TABLE accounts RENAME COLUMN profiles TO targets;
+ALTER TABLE accounts ADD COLUMN targets_reached INTEGER;
+"""
+
+# Version 5: state history. Each account row says since when its state holds and since when
 # it is broken (invalid or unverified after having been valid or never checked), so the
 # "longest broken first" order survives a restart; the transitions themselves are kept for
 # the account page, the newest HISTORY_LIMIT per account.
-_SCHEMA_V4 = """
+_SCHEMA_V5 = """
 ALTER TABLE accounts ADD COLUMN state_since REAL;
 ALTER TABLE accounts ADD COLUMN broken_since REAL;
 CREATE TABLE IF NOT EXISTS transitions (
@@ -125,7 +131,8 @@ CREATE INDEX IF NOT EXISTS transitions_by_account ON transitions (channel, accou
 """
 
 # user_version -> the script that brings a file from the previous version to it
-_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4}
+_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4,
+                               5: _SCHEMA_V5}
 
 BROKEN = frozenset({"invalid", "unverified"})
 
@@ -147,7 +154,9 @@ class AccountState:
     refresh_issued: float | None = None
     access_issued: float | None = None
     access_expires: float | None = None
-    profiles: dict[str, bool] = field(default_factory=dict)
+    # what the consent must reach (CheckResult.targets) and how much it reaches in all
+    targets: dict[str, bool] = field(default_factory=dict)
+    targets_reached: int | None = None
     reconnected: float | None = None
     state_since: float | None = None  # when the current state (state_word) began
     broken_since: float | None = None  # when it last became invalid/unverified from valid/pending
@@ -182,8 +191,10 @@ class AccountState:
             self.valid = result.valid
             if result.valid:
                 self.last_valid = now
-        if result.profiles:
-            self.profiles = dict(result.profiles)
+        if result.targets:
+            self.targets = dict(result.targets)
+        if result.targets_reached is not None:
+            self.targets_reached = result.targets_reached
         if result.access_token_issued_at is not None:
             self.access_issued = result.access_token_issued_at
             self.access_expires = result.access_token_expires_at
@@ -289,12 +300,13 @@ _COLUMNS = [
     "refresh_issued",
     "access_issued",
     "access_expires",
-    "profiles",
+    "targets",
     "reconnected",
+    "targets_reached",
     "state_since",
     "broken_since",
 ]
-_PROFILES = _COLUMNS.index("profiles")
+_TARGETS = _COLUMNS.index("targets")
 _INSERT_ACCOUNT = (f"INSERT OR REPLACE INTO accounts ({', '.join(_COLUMNS)}) "
                    f"VALUES ({', '.join('?' for _ in _COLUMNS)})")
 
@@ -349,14 +361,14 @@ class StateStore:
             values = dict(zip(_COLUMNS, row, strict=True))
             values["valid"] = _to_bool(values["valid"])
             values["check_success"] = _to_bool(values["check_success"])
-            values["profiles"] = json.loads(values["profiles"] or "{}")
+            values["targets"] = json.loads(values["targets"] or "{}")
             state = AccountState(**values)
             states[state.key] = state
         return states
 
     def save_account(self, state: AccountState) -> None:
         values = [getattr(state, name) for name in _COLUMNS]
-        values[_PROFILES] = json.dumps(state.profiles, sort_keys=True)
+        values[_TARGETS] = json.dumps(state.targets, sort_keys=True)
         self._accounts[state.key] = values
         self._written()
 

@@ -19,14 +19,8 @@ from aiohttp import web
 
 from agent.channel import Account, Channel, ReconnectError, Reconnector
 from agent.freshness.timestamps import iso
-from agent.reconnect import (
-    CALLBACK_PATH,
-    RECONNECT_REASONS,
-    create_link,
-    preflight,
-    reconnect_command,
-    redirect_uri_of,
-)
+from agent.reasons import APPLICATION, CREDENTIAL, PERMISSION
+from agent.reconnect import CALLBACK_PATH, create_link, preflight, redirect_uri_of
 from agent.redact import redact
 from agent.service import AgentService, refresh_expiry
 from agent.storage.state import AccountState, Transition
@@ -37,7 +31,6 @@ from agent.web.landing import account_url
 log = logging.getLogger(__name__)
 
 EXPIRY_HORIZON = 30 * 86400.0  # the warning horizon of ChannelRefreshTokenExpiringSoon
-_CLIENT_REASONS = {"invalid_client", "unauthorized_client"}
 
 
 def _find(request: web.Request) -> tuple[AgentService, Account] | web.Response:
@@ -77,18 +70,18 @@ async def account_page(request: web.Request) -> web.Response:
     return page(f"{account.channel}/{account.name}", body)
 
 
-def runbooks(doc: dict[str, Any], state: AccountState, expiry: float | None,
-             now: float) -> list[str]:
+def runbooks(doc: dict[str, Any], state: AccountState, channel: Channel,
+             expiry: float | None, now: float) -> list[str]:
     """The runbooks (docs/runbooks/<name>.md) that concern the account now."""
     names = []
-    reason = doc["reason"]
-    if reason in _CLIENT_REASONS:
+    cls = _reason_class(channel, doc["reason"])
+    if cls == APPLICATION:
         names.append("ChannelClientCredentialInvalid")
-    elif reason == "profile_missing" or False in state.profiles.values():
-        names.append("ChannelProfileInaccessible")
+    elif False in state.targets.values():
+        names.append("ChannelTargetInaccessible")
     elif doc["state"] == "invalid":
         names.append("ChannelCredentialInvalid")
-    elif reason == "throttled":
+    elif doc["reason"] == "throttled":
         names.append("ChannelApiThrottled")
     elif doc["state"] == "unverified":
         names.append("ChannelCredentialUnverified")
@@ -101,29 +94,41 @@ def runbooks(doc: dict[str, Any], state: AccountState, expiry: float | None,
     return names
 
 
+def _reason_class(channel: Channel, reason: str | None) -> str | None:
+    found = channel.reason_table().get(reason or "")
+    return found.cls if found is not None else None
+
+
 def _what_to_do(service: AgentService, channel: Channel, account: Account, doc: dict[str, Any],
                 state: AccountState, base: str, now: float) -> str:
     items = []
-    for name in runbooks(doc, state, refresh_expiry(state, channel), now):
+    for name in runbooks(doc, state, channel, refresh_expiry(state, channel), now):
         items.append(f'<li>Runbook: <a href="{esc(base.rstrip("/"))}/{name}.md" '
                      f'class="runbook">{name}</a></li>')
-    reason = doc["reason"]
-    if reason in _CLIENT_REASONS:
-        advice = ("The application's client id/secret is rejected: this concerns every account "
-                  "of the channel, and reconnecting one account does not help.")
-    elif doc["state"] == "invalid" and reason in RECONNECT_REASONS:
+    cls = _reason_class(channel, doc["reason"])
+    if cls == APPLICATION:
+        advice = ("The application's client id/secret or its approval is rejected: this "
+                  "concerns every account of the channel, and reconnecting one account does "
+                  "not help.")
+    elif doc["state"] == "invalid" and cls == PERMISSION:
+        advice = ("The consenting user lost access to what the account needs: grant it again, "
+                  "or reconnect with a user who has it.")
+    elif doc["state"] == "invalid" and cls == CREDENTIAL:
         advice = "A new consent from the account holder fixes this: reconnect the account."
     elif doc["state"] == "valid":
         advice = "The credential works. To re-authorise anyway (a new consent):"
     else:
         advice = "If the account needs a new consent, reconnect it:"
     # agent.cli imports the web server: import the helper when a page is rendered
-    from agent.cli.common import command_name
+    from agent.cli.reconnect_list import reconnect_command
 
-    command = reconnect_command(service.config.source, channel, account, command_name())
+    command = reconnect_command(service.config.source, channel, account)
+    where = ("Run on the agent's host (or wherever its configuration and state file are):"
+             if channel.reconnector() is not None else
+             f"Channel {channel.name} has no reconnect flow; what it says to do:")
     return f"""<div class="box todo" id="todo"><h2>What to do</h2><p>{esc(advice)}</p>
 <ul>{"".join(items)}</ul>
-<p>Run on the agent's host (or wherever its configuration and state file are):</p>
+<p>{esc(where)}</p>
 <pre class="cmd" id="reconnect-command">{esc(command)}</pre>
 {_link_button(channel, account)}</div>"""
 
@@ -167,16 +172,17 @@ def _last_check(doc: dict[str, Any], state: AccountState, now: float) -> str:
 
 def _token_facts(doc: dict[str, Any], state: AccountState, expiry: float | None,
                  now: float) -> str:
-    profiles = ", ".join(
+    targets = ", ".join(
         f'{esc(p)} {badge("valid", "reachable") if ok else badge("invalid", "not reachable")}'
-        for p, ok in sorted(state.profiles.items())) or "—"
+        for p, ok in sorted(state.targets.items())) or "—"
+    kind = f'{doc["target_kind"] or "target"}s'.capitalize()
     return f"""<div class="box"><h2>Tokens</h2><dl class="facts">
 <dt>Refresh token</dt><dd>fingerprint <code>{esc(doc["refresh_token_fingerprint"] or "—")}</code>
 </dd><dt>Issued</dt><dd>{when(state.refresh_issued, now, never="unknown")}</dd>
 <dt>Expires</dt><dd>{when(expiry, now, never=_no_expiry(state))}</dd>
 <dt>Access token expires</dt><dd>{when(state.access_expires, now, never="—")}</dd>
 <dt>Reconnected</dt><dd>{when(state.reconnected, now)}</dd>
-<dt>Profiles</dt><dd>{profiles}</dd>
+<dt>{esc(kind)}</dt><dd>{targets}</dd>
 </dl></div>"""
 
 

@@ -228,6 +228,10 @@ class AccountIndex:
                     prev=rows[0] if has_prev and rows else None,
                     total=total)
 
+    def labelled(self, name: str, value: str) -> list[Key]:
+        """The accounts with the label ``name=value``, in the list's order."""
+        return [(sort[2], sort[3]) for sort in self._lists.get(("label", name, value), [])]
+
     def stale_accounts(self) -> int:
         self.refresh()
         return len(self._lists.get(("stale", "yes"), []))

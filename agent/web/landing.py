@@ -11,14 +11,15 @@ from aiohttp import web
 
 from agent.redact import redact
 from agent.service import AgentService
-from agent.storage.state import AccountState
+from agent.storage.state import AccountState, state_word
 from agent.web.api import page_of, summary
 from agent.web.appkeys import INDEX, SERVICE
-from agent.web.fleet_index import STATES, Filters, Page, broken_since
+from agent.web.fleet_index import STATES, AccountIndex, Filters, Page, broken_since
 from agent.web.html_layout import LABELS, badge, error_page, esc, page, when
 from agent.web.query import ListQuery, QueryError, list_url, parse_query
 
 _COLUMNS = ("invalid", "unverified", "pending", "valid")
+MERCHANT_LABEL = "merchant"  # the label that ties one merchant's accounts of several channels
 _HOT = {"invalid": "hot", "unverified": "warm"}
 
 
@@ -38,6 +39,7 @@ async def landing_page(request: web.Request) -> web.Response:
         _summary(doc, index.last_cycle_finished, now),
         _filter_form(query.filters, service, index.reasons()),
         _account_table(service, listed, query, bool(index.labels()), now),
+        _merchants(service, index, listed.keys),
     ])
     subtitle = (f"version {header['agent']['version']} · shard {header['agent']['shard']} · "
                 f"{doc['accounts']:,} accounts")
@@ -153,6 +155,43 @@ def _account_row(a: dict[str, Any], state: AccountState, labelled: bool, now: fl
             f'<td>{when(broken_since(state) or None, now, never="—")}</td>'
             f'<td>{when(state.last_check, now)}</td><td>{data}</td>'
             f'{labels if labelled else ""}</tr>')
+
+
+def _merchants(service: AgentService, index: AccountIndex, keys: list[tuple[str, str]]) -> str:
+    """With several channels: each merchant of this page (the ``merchant`` label, else the
+    account's name) with its connections side by side, e.g. advertising revoked while the
+    seller authorisation works."""
+    channels = list(service.config.channels)
+    if len(channels) < 2:
+        return ""
+    accounts = service.fleet.accounts
+    rows: dict[str, str] = {}
+    for key in keys:
+        merchant = accounts[key].labels.get(MERCHANT_LABEL) or key[1]
+        if merchant in rows:
+            continue
+        same_name = [(c, merchant) for c in channels if (c, merchant) in accounts
+                     and accounts[(c, merchant)].labels.get(MERCHANT_LABEL, merchant) == merchant]
+        connections = {k[0]: k for k in [*index.labelled(MERCHANT_LABEL, merchant), *same_name]}
+        cells = []
+        for channel in channels:
+            found = connections.get(channel)
+            if found is None:
+                cells.append("<td></td>")
+                continue
+            state = service.fleet.states[found]
+            reason = f" ({esc(state.reason)})" if state.reason else ""
+            cells.append(f'<td><a href="{esc(account_url(*found))}">{badge(state_word(state))}'
+                         f'</a>{reason}</td>')
+        listed = list_url(Filters(label=(MERCHANT_LABEL, merchant)) if any(
+            accounts[k].labels.get(MERCHANT_LABEL) for k in connections.values())
+            else Filters(name=merchant))
+        rows[merchant] = (f'<tr><td><a href="{esc(listed)}">{esc(merchant)}</a></td>'
+                          f'{"".join(cells)}</tr>')
+    head = "".join(f"<th>{esc(c)}</th>" for c in channels)
+    return (f'<h2>By merchant</h2><table id="merchants"><tr><th>Merchant</th>{head}</tr>'
+            f'{"".join(rows.values())}</table><p class="muted small">The merchants of the '
+            f'accounts above, each with its connection to every channel.</p>')
 
 
 def _data_word(dataset: dict[str, Any]) -> str:

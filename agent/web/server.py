@@ -141,10 +141,10 @@ async def recheck(request: web.Request) -> web.Response:
         )
     channel = service.config.channels[account.channel]
     datasets = service.freshness.account_datasets(account.key)
-    before = account_status(service.fleet.states[account.key], channel, datasets)
+    before = account_status(service.fleet.states[account.key], channel, datasets, account)
     state = await service.scheduler.check_now(account)
     return web.json_response({"before": before,
-                              "after": account_status(state, channel, datasets)})
+                              "after": account_status(state, channel, datasets, account)})
 
 
 async def freshness(request: web.Request) -> web.Response:
