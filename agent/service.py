@@ -255,16 +255,18 @@ def _limits(channel: Channel) -> dict[str, Any]:
     """The channel's settings for its RateLimitedTransport
     (agent.channel.ChannelSettings)."""
     return {"rate": float(channel.settings.get("max_requests_per_second") or 0),
-            "pause_on_429": bool(channel.settings.get("pause_host_on_429", True))}
+            "pause_on_429": bool(channel.settings.get("pause_host_on_429", True)),
+            # not called at all for a channel that reads no rate-limit headers
+            "backpressure": None if type(channel).backpressure is Channel.backpressure
+            else channel.backpressure}
 
 
 def refresh_expiry(state: AccountState, channel: Channel | None) -> float | None:
     """When the refresh token is expected to expire; None without a known lifetime or issue
     time, and for a rejected credential (AccountState.rejected)."""
-    max_age = channel.refresh_token_max_age() if channel else 0.0
-    if not state.refresh_issued or max_age <= 0 or state.rejected:
+    if channel is None or not state.refresh_issued or state.rejected:
         return None
-    return state.refresh_issued + max_age
+    return channel.refresh_token_expiry(state.account, state.refresh_issued)
 
 
 def channel_status(channel: Channel, client_valid: bool | None) -> dict[str, Any]:
