@@ -252,9 +252,11 @@ class AgentService:
 
     def source_statuses(self) -> list[SourceStatus]:
         """Every source the summary reports, up or down."""
-        freshness = [SourceStatus("freshness", name, source.type, self.freshness.source_up.get(name))
+        freshness = [SourceStatus("freshness", name, source.type,
+                                  self.freshness.source_up.get(name))
                      for name, source in self.config.freshness_sources.items()]
-        inventory = [SourceStatus("inventory", name, source.type, self.inventory.status[name].up)
+        inventory = [SourceStatus("inventory", name, source.type,
+                                  self.inventory.status[name].up)
                      for name, source in self.inventory.sources.items()]
         return freshness + inventory
 

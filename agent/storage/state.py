@@ -37,7 +37,7 @@ from agent.channel import CheckResult
 from agent.storage.links import LinkStore
 from agent.storage.links import ReconnectLink as ReconnectLink  # for existing importers
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 FLUSH_DELAY = 0.2  # seconds
 HISTORY_LIMIT = 50  # transitions kept per account
 

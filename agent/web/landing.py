@@ -134,7 +134,7 @@ def _account_table(service: AgentService, listed: Page, query: ListQuery, labell
     shown = f"{len(rows):,}{total} account(s)" if rows else "No account matches."
     pager = _pager(listed, query)
     table = ("<table class=\"accounts\" id=\"accounts\"><tr><th>Account</th><th>Channel</th>"
-             "<th>Region</th><th>State</th><th>Reason</th><th>Broken since</th>"
+             "<th>Region</th><th>Source</th><th>State</th><th>Reason</th><th>Broken since</th>"
              "<th>Last check</th><th>Data</th>" + ("<th>Labels</th>" if labelled else "")
              + "</tr>" + "".join(rows) + "</table>"
              if rows else "")
@@ -150,7 +150,7 @@ def _account_row(a: dict[str, Any], state: AccountState, labelled: bool, now: fl
     labels = "<td>" + "".join(f'<span class="chip">{esc(k)}={esc(v)}</span>'
                               for k, v in sorted(a["labels"].items())) + "</td>"
     return (f'<tr data-state="{esc(a["state"])}"><td><a href="{esc(href)}">{esc(a["account"])}</a>'
-            f'</td><td>{esc(a["channel"])}</td><td>{esc(a["region"])}</td>'
+            f'</td><td>{esc(a["channel"])}</td><td>{esc(a["region"])}</td><td>{esc(a["source"])}</td>'
             f'<td>{badge(a["state"])}</td><td>{esc(a["reason"] or "")}</td>'
             f'<td>{when(broken_since(state) or None, now, never="—")}</td>'
             f'<td>{when(state.last_check, now)}</td><td>{data}</td>'
