@@ -169,13 +169,13 @@ class FreshnessTracker:
             "state": freshness_word(age, dataset.max_age),
             "last_updated": iso(value.last_updated) if value else None,
             "age_seconds": None if age is None else round(age),
-            "age": None if age is None else _human_age(age),
+            "age": None if age is None else human_age(age),
             "max_age_seconds": dataset.max_age,
             "max_age": format_duration(dataset.max_age),
         }
 
 
-def _human_age(age: float) -> str:
+def human_age(age: float) -> str:
     """Whole seconds under an hour, whole minutes above: "42s", "3h12m", "2d4h"."""
     return format_duration(round(age) if age < 3600 else round(age / 60) * 60)
 
