@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 
 import httpx
-import pytest
 from prometheus_client import generate_latest
 
 from agent.config.loader import build_config
@@ -76,7 +75,7 @@ async def test_rate_limiter_reports_waits_and_429_pauses_per_host(tmp_path):
             return httpx.Response(429, headers={"Retry-After": "0"})
         return httpx.Response(200)
 
-    service = make_service(tmp_path, {"max_requests_per_second": 20},
+    service = make_service(tmp_path, {"max_requests_per_second": 5},
                            transport=httpx.MockTransport(answer))
     client = service.http["fake"]
     labels = {"channel": "fake", "host": "api.test"}
@@ -87,11 +86,10 @@ async def test_rate_limiter_reports_waits_and_429_pauses_per_host(tmp_path):
 
     *_, waiting = await asyncio.gather(*(client.get("http://api.test/ok") for _ in range(4)),
                                        waiting_meanwhile())
-    assert waiting == 3  # the first went at once, three wait their turn 50 ms apart
+    assert waiting == 3  # the first went at once, three wait their turn 200 ms apart
     assert sample(service, "channel_agent_ratelimit_waiting_requests", **labels) == 0
-    # 0 + 0.05 + 0.10 + 0.15 s at 20 per second
-    assert sample(service, "channel_agent_ratelimit_wait_seconds_total", **labels) == (
-        pytest.approx(0.30, abs=0.05))
+    # at least 0 + 0.2 + 0.4 + 0.6 s at 5 per second (more on a busy machine)
+    assert 1.19 <= sample(service, "channel_agent_ratelimit_wait_seconds_total", **labels) < 10
     assert sample(service, "channel_agent_ratelimit_pauses_total", **labels) == 0
     await client.get("http://api.test/busy")
     assert sample(service, "channel_agent_ratelimit_pauses_total", **labels) == 1
