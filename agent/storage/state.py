@@ -35,7 +35,7 @@ from agent.channel import CheckResult
 from agent.storage.links import LinkStore
 from agent.storage.links import ReconnectLink as ReconnectLink  # for existing importers
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 FLUSH_DELAY = 0.2  # seconds
 
 _SCHEMA_V1 = """
@@ -110,8 +110,17 @@ ALTER TABLE accounts RENAME COLUMN profiles TO targets;
 ALTER TABLE accounts ADD COLUMN targets_reached INTEGER;
 """
 
+# Version 5: the reason of the last conclusive rejection, kept while later checks end
+# transiently, so alerts can tell a dead credential from a lost permission. A row whose last
+# check was conclusive carries it in ``reason`` already.
+_SCHEMA_V5 = """
+ALTER TABLE accounts ADD COLUMN rejection TEXT;
+UPDATE accounts SET rejection = reason WHERE valid = 0 AND check_success = 1;
+"""
+
 # user_version -> the script that brings a file from the previous version to it
-_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4}
+_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4,
+                               5: _SCHEMA_V5}
 
 
 @dataclass(slots=True)
@@ -124,6 +133,8 @@ class AccountState:
     valid: bool | None = None  # None until the first conclusive check
     check_success: bool | None = None  # None until the first check
     reason: str | None = None
+    # the reason of the last conclusive rejection; None while valid (or not known)
+    rejection: str | None = None
     detail: str = ""
     last_check: float | None = None
     last_valid: float | None = None
@@ -161,6 +172,7 @@ class AccountState:
             self.failures_total += 1
         if result.conclusive:
             self.valid = result.valid
+            self.rejection = None if result.valid else result.reason
             if result.valid:
                 self.last_valid = now
         if result.targets:
@@ -216,6 +228,7 @@ _COLUMNS = [
     "targets",
     "reconnected",
     "targets_reached",
+    "rejection",
 ]
 _TARGETS = _COLUMNS.index("targets")
 _INSERT_ACCOUNT = (f"INSERT OR REPLACE INTO accounts ({', '.join(_COLUMNS)}) "
