@@ -376,10 +376,13 @@ async def test_a_reconnect_recorded_by_another_process_shows_at_the_next_check(w
 
 
 async def test_list_leaves_out_accounts_reconnected_since_their_last_check(world):
+    """...and keeps a rejected account whose latest check ended transiently: the alert that
+    points here says the rejection stands."""
     store = StateStore(world.config.agent.state_path)
     for name in ("revoked", "removed"):
         state = AccountState("amazon_ads", name, "na")
         state.apply(CheckResult(valid=False, reason="invalid_grant"), now=100.0)
+        state.apply(CheckResult(valid=None, reason="timeout"), now=110.0)
         store.save_account(state)
     store.record_grant("amazon_ads", "removed", Grant("fp", granted=150.0, reconnected=200.0))
     store.close()
