@@ -950,19 +950,24 @@ def test_example_config_is_valid(tmp_path):
     from agent.plugins import load_plugins
 
     channels = load_plugins().channels
-    if "amazon_ads" not in channels:
-        pytest.skip("the amazon_ads plugin is not installed")
+    if not {"amazon_ads", "amazon_sp"} <= channels.keys():
+        pytest.skip("the Amazon plugins are not installed")
     example = Path(__file__).resolve().parent.parent / "config.example.yaml"
     copy = tmp_path / "config.yaml"
     copy.write_text(example.read_text())
     (tmp_path / "secrets").mkdir()
     (tmp_path / "secrets" / "amazon_ads_client_secret").write_text("client-secret\n")
+    (tmp_path / "secrets" / "amazon_sp_client_secret").write_text("sp-client-secret\n")
     config = load_config(copy, channels, environ={
-        "AMAZON_ADS_CLIENT_ID": "amzn1.client",
+        "AMAZON_ADS_CLIENT_ID": "amzn1.client", "AMAZON_SP_CLIENT_ID": "amzn1.sp-client",
         "WAREHOUSE_URL": "postgresql://agent:pw@warehouse.example.com/dw"})
 
     assert config.agent == AgentSettings(state_path=tmp_path / "var" / "agent.db")
-    (channel,) = config.channels.values()
+    channel, sp = config.channels["amazon_ads"], config.channels["amazon_sp"]
+    sp_defaults = model_defaults(sp.Settings, regions=sp.regions)
+    for name in ("refresh_token_max_age", "participations_interval", "client_secret_max_age"):
+        assert sp.settings[name] == sp_defaults[name], name  # the example shows the defaults
+    assert sp.settings["client_secret"].reveal() == "sp-client-secret"
     defaults = model_defaults(channel.Settings, regions=channel.regions)
     assert channel.settings["refresh_token_max_age"] == defaults["refresh_token_max_age"]
     assert channel.settings["refresh_interval"] == defaults["refresh_interval"]
@@ -971,8 +976,12 @@ def test_example_config_is_valid(tmp_path):
     endpoints = defaults["endpoints"]
     for name, default in endpoints.items():  # the example shows the real defaults
         assert channel.settings["endpoints"][name] == default
-    assert [(a.name, a.region) for a in config.accounts()] == [("acme-us", "na"),
-                                                                ("acme-eu", "eu")]
+    assert [(a.channel, a.name, a.region) for a in config.accounts()] == [
+        ("amazon_ads", "acme-us", "na"), ("amazon_ads", "acme-eu", "eu"),
+        ("amazon_sp", "acme-us", "na")]
+    [seller] = [a for a in config.accounts() if a.channel == "amazon_sp"]
+    assert seller.settings["expected_marketplaces"] == ["ATVPDKIKX0DER", "A2EUQ1WTGCTBG2"]
     assert {(d.account, d.name): d.max_age / 3600 for d in config.datasets} == {
         ("acme-us", "sp_campaigns_daily"): 72, ("acme-us", "sb_campaigns_daily"): 48,
         ("acme-eu", "sp_campaigns_daily"): 36, ("acme-eu", "sb_campaigns_daily"): 48}
+    assert all(d.channel == "amazon_ads" for d in config.datasets)
