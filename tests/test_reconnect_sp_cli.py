@@ -139,6 +139,32 @@ def test_declined_consent_and_wrong_state_change_nothing(world):
     assert code_sent in world["sim"].codes  # never exchanged
 
 
+def test_a_missing_expected_marketplace_stores_nothing(world):
+    before = token_files(world, "removed-na")
+    run = Run(world, "amazon_sp", "--account", "removed-na", "--no-browser")
+    code, out, err = run.answer(consent(run.url, "removed-na"))
+    assert code == 1
+    assert out.startswith("Marketplaces the new token reaches (1):\nMARKETPLACE ")
+    assert US in out and f"MISSING: expected marketplace {CA}" in out
+    assert "expected marketplace(s)" in err and "--accept-missing-targets" in err
+    assert token_files(world, "removed-na") == before
+
+
+def test_the_deprecated_accept_missing_profiles_still_accepts(world):
+    """--accept-missing-profiles, the flag's name before targets, is a hidden alias."""
+    assert "--accept-missing-profiles" not in cli(world, "--help").stdout
+    before = token_files(world, "removed-na")
+    run = Run(world, "amazon_sp", "--account", "removed-na", "--no-browser", "--json",
+              "--accept-missing-profiles")
+    code, out, err = run.answer(consent(run.url, "removed-na"))
+    assert code == 0, err
+    assert "deprecated: use --accept-missing-targets" in err
+    doc = json.loads(out)
+    assert (doc["target_kind"], doc["missing_targets"]) == ("marketplace", [CA])
+    assert [(t["id"], t["expected"]) for t in doc["targets"]] == [(US, True)]
+    assert_stored(world, "removed-na", before)
+
+
 def test_link_completed_by_the_running_agent(world):
     agent = world["agent"]
     callback = f"{agent.url}/oauth/callback"

@@ -112,10 +112,11 @@ ALTER TABLE accounts ADD COLUMN targets_reached INTEGER;
 
 # Version 5: the reason of the last conclusive rejection, kept while later checks end
 # transiently, so alerts can tell a dead credential from a lost permission. A row whose last
-# check was conclusive carries it in ``reason`` already.
+# check was conclusive carries it in ``reason`` already. And a link's flag in target terms.
 _SCHEMA_V5 = """
 ALTER TABLE accounts ADD COLUMN rejection TEXT;
 UPDATE accounts SET rejection = reason WHERE valid = 0 AND check_success = 1;
+ALTER TABLE reconnect_links RENAME COLUMN accept_missing_profiles TO accept_missing_targets;
 """
 
 # user_version -> the script that brings a file from the previous version to it

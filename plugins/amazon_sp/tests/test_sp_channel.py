@@ -234,7 +234,7 @@ async def test_reconnect_exchanges_spapi_oauth_code_and_verifies(sim, tmp_path, 
     ctx = CheckContext(http=http, deadline=time.monotonic() + 5, retry=channel.retry_policy())
     token = await reconnector.exchange(account, code, attempt.code_verifier, REDIRECT, ctx)
     result = await reconnector.verify(account, token, ctx)
-    assert [m.id for m in result.profiles] == [US, CA] and result.missing == []
+    assert [m.id for m in result.targets] == [US, CA] and result.missing == []
     with pytest.raises(ReconnectError) as info:  # a code works once
         await reconnector.exchange(account, code, attempt.code_verifier, REDIRECT, ctx)
     assert info.value.reason == "code_rejected"
