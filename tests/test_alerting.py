@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agent.reasons import APPLICATION, PERMISSION, REASON_CLASSES
+from agent.reasons import APPLICATION, MERCHANT, PERMISSION, REASON_CLASSES
 from tests.promstack import (
     ALERTMANAGER_EXAMPLE,
     DASHBOARD,
@@ -107,7 +107,7 @@ def test_credential_alert_leaves_permission_and_application_classes_to_other_ale
     are the agent's permission and application classes, each with an alert of its own."""
     rules = {r["alert"]: r for _, r in alert_rules()}
     excluded = re.search(r'class=~"([\w|]+)"', rules["ChannelCredentialInvalid"]["expr"])[1]
-    assert sorted(excluded.split("|")) == sorted([PERMISSION, APPLICATION])
+    assert sorted(excluded.split("|")) == sorted([PERMISSION, APPLICATION, MERCHANT])
     assert 'class="permission"' in rules["ChannelCredentialPermissionLost"]["expr"]
     assert 'class="application"' in rules["ChannelApplicationRejected"]["expr"]
     assert set(excluded.split("|")) < set(REASON_CLASSES)
@@ -142,6 +142,18 @@ def test_alertmanager_example_routes_by_severity(severity, receiver):
     assert result.stdout.strip() == receiver
 
 
+def test_alertmanager_example_routes_merchant_account_states_apart():
+    """A frozen Shopify shop goes to the people who talk to merchants, not to the pager."""
+    amtool = require_program("amtool")
+    result = run(amtool, "config", "routes", "test",
+                 f"--config.file={ALERTMANAGER_EXAMPLE}",
+                 "alertname=ChannelMerchantAccountUnavailable", "severity=warning",
+                 "team=merchant-success", "channel=shopify", "account=initech-shop",
+                 "reason=shop_frozen")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == "merchant-success"
+
+
 def _alert(name: str, severity: str, **labels: str) -> dict:
     now = datetime.now(UTC)
     return {"labels": {"alertname": name, "severity": severity, **labels},
@@ -155,6 +167,7 @@ def test_inhibit_rules_mute_symptoms_while_the_cause_fires(tmp_path):
     globex = {"channel": "amazon_ads", "account": "globex-eu", "region": "eu"}
     walmart = {"channel": "walmart", "account": "w-1", "region": "us"}
     umbrella = {"channel": "amazon_ads", "account": "umbrella-fe", "region": "fe"}
+    initech = {"channel": "shopify", "account": "initech-shop"}
     posted = {
         # cause: acme-us's credential is rejected
         "invalid acme": _alert("ChannelCredentialInvalid", "critical", **acme),
@@ -191,6 +204,11 @@ def test_inhibit_rules_mute_symptoms_while_the_cause_fires(tmp_path):
         "expiry acme warning": _alert("ChannelRefreshTokenExpiringSoon", "warning", **acme),
         "expiry acme critical": _alert("ChannelRefreshTokenExpiringSoon", "critical", **acme),
         "expiry globex warning": _alert("ChannelRefreshTokenExpiringSoon", "warning", **globex),
+        # a Shopify shop is frozen: its stale data is the shop's doing
+        "frozen initech": _alert("ChannelMerchantAccountUnavailable", "warning",
+                                 reason="shop_frozen", **initech),
+        "stale initech": _alert("ChannelDataStale", "warning", dataset="orders_daily",
+                                **initech),
         # a replica of job channel-agent is down, so its shard is missing too
         "agent down": _alert("ChannelAgentDown", "critical", job="channel-agent",
                              instance="channel-agent-2:9877"),
@@ -201,7 +219,7 @@ def test_inhibit_rules_mute_symptoms_while_the_cause_fires(tmp_path):
     }
     muted = {"stale acme", "profile acme", "invalid walmart", "stale walmart", "invalid shop",
              "stale shop", "profile umbrella", "stale umbrella", "permission walmart",
-             "expiry acme warning", "shard missing"}
+             "expiry acme warning", "shard missing", "stale initech"}
     with Alertmanager(tmp_path, offline_alertmanager_config()) as am:
         am.post(list(posted.values()))
         key = {json.dumps(a["labels"], sort_keys=True): name for name, a in posted.items()}

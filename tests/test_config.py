@@ -950,8 +950,8 @@ def test_example_config_is_valid(tmp_path):
     from agent.plugins import load_plugins
 
     channels = load_plugins().channels
-    if not {"amazon_ads", "amazon_sp"} <= channels.keys():
-        pytest.skip("the Amazon plugins are not installed")
+    if not {"amazon_ads", "amazon_sp", "shopify"} <= set(channels):
+        pytest.skip("the amazon_ads, amazon_sp and shopify plugins are not all installed")
     example = Path(__file__).resolve().parent.parent / "config.example.yaml"
     copy = tmp_path / "config.yaml"
     copy.write_text(example.read_text())
@@ -976,11 +976,19 @@ def test_example_config_is_valid(tmp_path):
     endpoints = defaults["endpoints"]
     for name, default in endpoints.items():  # the example shows the real defaults
         assert channel.settings["endpoints"][name] == default
-    assert [(a.channel, a.name, a.region) for a in config.accounts()] == [
-        ("amazon_ads", "acme-us", "na"), ("amazon_ads", "acme-eu", "eu"),
-        ("amazon_sp", "acme-us", "na")]
+    assert [(a.name, a.region) for a in config.accounts() if a.channel == "amazon_ads"] == [
+        ("acme-us", "na"), ("acme-eu", "eu")]
     [seller] = [a for a in config.accounts() if a.channel == "amazon_sp"]
+    assert (seller.name, seller.region) == ("acme-us", "na")
     assert seller.settings["expected_marketplaces"] == ["ATVPDKIKX0DER", "A2EUQ1WTGCTBG2"]
+    shopify = config.channels["shopify"]  # the example shows Shopify's real defaults too
+    shopify_defaults = model_defaults(shopify.Settings, regions=shopify.regions)
+    for name in ("api_version", "api_version_support_months", "api_version_warning",
+                 "refresh_token_max_age", "call_limit_threshold", "call_limit_leak_rate",
+                 "non_expiring_tokens_end"):
+        assert shopify.settings[name] == shopify_defaults[name], name
+    assert [a.settings["shop"] for a in shopify.accounts] == [
+        "acme.myshopify.com", "globex.myshopify.com"]
     assert {(d.account, d.name): d.max_age / 3600 for d in config.datasets} == {
         ("acme-us", "sp_campaigns_daily"): 72, ("acme-us", "sb_campaigns_daily"): 48,
         ("acme-eu", "sp_campaigns_daily"): 36, ("acme-eu", "sb_campaigns_daily"): 48}

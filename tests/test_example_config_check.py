@@ -51,4 +51,4 @@ def test_the_header_commands_make_the_check_pass(copy):
     result = subprocess.run(["bash", "-c", script], cwd=copy, env=environment(),
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("config.yaml: OK (3 account(s)")
+    assert result.stdout.startswith("config.yaml: OK (5 account(s)")  # Ads 2, SP 1, Shopify 2
