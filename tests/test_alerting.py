@@ -127,7 +127,7 @@ def test_alertmanager_example_passes_amtool():
     amtool = require_program("amtool")
     result = run(amtool, "check-config", ALERTMANAGER_EXAMPLE)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS" in result.stdout and "7 inhibit rules" in result.stdout
+    assert "SUCCESS" in result.stdout and "8 inhibit rules" in result.stdout
 
 
 @pytest.mark.parametrize("severity,receiver", [("critical", "sre-pager"),
