@@ -65,7 +65,15 @@ class SecretRef:
     value: Secret | None = None
     source: str = ""  # e.g. "accounts[0].refresh_token_file"; never the secret itself
 
+    @property
+    def withheld(self) -> bool:
+        """Neither a value nor a file: an inventory account restored from the state file,
+        whose token (held by its source only) comes back with the source's next answer."""
+        return self.path is None and self.value is None
+
     def read(self) -> Secret:
+        if self.withheld:
+            raise MissingSecret(self.source, "is not known yet (withheld)")
         if self.value is not None:
             if not self.value.reveal():
                 raise MissingSecret(self.source, "is empty")

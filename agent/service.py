@@ -22,6 +22,8 @@ from agent.freshness.metrics import FreshnessMetrics
 from agent.freshness.poller import FreshnessPoller
 from agent.freshness.timestamps import iso
 from agent.freshness.tracker import FreshnessTracker
+from agent.inventory.metrics import InventoryCollector
+from agent.inventory.runner import InventoryRunner, with_discovered
 from agent.metrics.collector import AgentMetrics
 from agent.plugins import Plugins
 from agent.storage.fleet import Fleet
@@ -52,13 +54,18 @@ class ReloadOutcome:
 class AgentService:
     def __init__(self, config: Config, plugins: Plugins, http: HttpOptions | None = None,
                  loader: Callable[[], Config] | None = None) -> None:
-        self.config = config
         self.plugins = plugins
         self.http_options = http or HttpOptions()
         self.loader = loader  # re-reads the configuration for reload(); None: nothing to re-read
         self.started_at = time.time()
         self.ready = False
         self.store = StateStore(config.agent.state_path)
+        # the configuration as loaded; self.config adds the accounts inventory sources found
+        self.loaded = config
+        self.inventory = InventoryRunner(self.store)
+        self.inventory.configure(config.inventory_sources, _classes(config), config.base_dir)
+        self.duplicates = 0
+        config = self.config = self._with_inventory(config)
         self.fleet = Fleet(self.store)
         self.fleet.configure(config)
         self.metrics = AgentMetrics(self.fleet, config.channels)
@@ -69,6 +76,7 @@ class AgentService:
         self.freshness.configure(config)
         self.freshness_metrics = FreshnessMetrics(self.freshness, self.metrics.registry)
         self.poller = FreshnessPoller(self.freshness, self.freshness_metrics)
+        self.metrics.registry.register(InventoryCollector(self.inventory))
         self._rate_limits: dict[str, RateLimitedTransport] = {}
         self.http = {name: self._client(name, channel)
                      for name, channel in config.channels.items()}
@@ -89,12 +97,43 @@ class AgentService:
     async def start(self) -> None:
         self.scheduler.start()
         self.poller.start()
+        self.inventory.start(self.apply_inventory)
         self.ready = True
+
+    def _with_inventory(self, loaded: Config) -> Config:
+        """``loaded`` plus the accounts the inventory sources found (and their data sets:
+        the channel's ``datasets``)."""
+        if not loaded.inventory_sources:
+            return loaded
+        static = {account.key for account in loaded.accounts()}
+        discovered, self.duplicates = self.inventory.accounts(static)
+        return with_discovered(loaded, discovered)
+
+    def apply_inventory(self) -> ReloadOutcome:
+        """An inventory source's list changed: new accounts start (each at its offset in the
+        check interval, so thousands do not start at once), removed ones stop and leave no
+        series, changed ones are checked again soon; the others are untouched."""
+        before = dict(self.fleet.accounts)
+        config = self.config = self._with_inventory(self.loaded)
+        self.fleet.configure(config)
+        self.freshness.configure(config)
+        self.scheduler.reconfigure(config.channels, config.agent)
+        if self.ready:
+            self.poller.start()
+        outcome = _difference(before, self.fleet.accounts)
+        self.scheduler.recheck([tuple(label.split("/", 1)) for label in outcome.changed],
+                               within=min(config.agent.check_interval, RECHECK_WITHIN))
+        log.info("inventory applied: %d account(s) here; added %d, removed %d, changed %d",
+                 len(self.fleet.accounts), len(outcome.added), len(outcome.removed),
+                 len(outcome.changed))
+        return outcome
 
     async def stop(self) -> None:
         self.ready = False
         await self.scheduler.stop()
         await self.poller.stop()
+        await self.inventory.stop()
+        await self.inventory.close()
         for task in self._closing:
             task.cancel()
         await asyncio.gather(*self._closing, return_exceptions=True)
@@ -146,7 +185,10 @@ class AgentService:
             if name in old.channels:
                 channel.carry_over(old.channels[name])
         before = dict(self.fleet.accounts)
-        self.config = config
+        self.loaded = config
+        replaced_sources = self.inventory.configure(config.inventory_sources, _classes(config),
+                                                    config.base_dir)
+        config = self.config = self._with_inventory(config)
         self.fleet.configure(config)
         self.metrics.set_channels(config.channels)
         self.metrics.check_interval.set(config.agent.check_interval)
@@ -168,21 +210,21 @@ class AgentService:
         # the longest such a thing may take.
         closers = [client.aclose for client in removed_clients]
         closers += [source.close for source in old.freshness_sources.values()]
+        closers += [source.close for source in replaced_sources]
         if closers:
-            grace = max([old.agent.check_timeout, *(s.timeout for s in
-                                                    old.freshness_sources.values())])
+            grace = max([old.agent.check_timeout,
+                         *(s.timeout for s in old.freshness_sources.values()),
+                         *(s.timeout for s in replaced_sources)])
             task = asyncio.create_task(_close_later(closers, grace + HARD_TIMEOUT_GRACE))
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
-        after = self.fleet.accounts
-        return ReloadOutcome(
-            ok=True,
-            added=sorted(_label(key) for key in after.keys() - before.keys()),
-            removed=sorted(_label(key) for key in before.keys() - after.keys()),
-            changed=sorted(_label(key) for key in after.keys() & before.keys()
-                           if after[key] != before[key]),
-            warnings=warnings,
-        )
+        outcome = _difference(before, self.fleet.accounts)
+        outcome.warnings = warnings
+        return outcome
+
+    def inventory_status(self) -> dict[str, Any]:
+        """Each inventory source: its state, its accounts, what it skipped (no secret)."""
+        return {name: source_status(self.inventory, name) for name in self.inventory.sources}
 
     def find_account(self, channel: str, name: str) -> Account | None:
         return self.fleet.accounts.get((channel, name))
@@ -217,9 +259,11 @@ class AgentService:
                 name: {"type": source.type, "up": self.freshness.source_up.get(name)}
                 for name, source in self.config.freshness_sources.items()
             },
+            "inventory_sources": self.inventory_status(),
             "accounts": [
                 account_status(state, self.config.channels.get(account.channel),
-                               self.freshness.account_datasets(account.key), account.labels)
+                               self.freshness.account_datasets(account.key), account.labels,
+                               source=account.source)
                 for account, state in self.fleet
             ],
         }
@@ -248,9 +292,11 @@ def channel_status(channel: Channel, client_valid: bool | None) -> dict[str, Any
 
 def account_status(state: AccountState, channel: Channel | None,
                    datasets: list[dict[str, Any]] | None = None,
-                   labels: dict[str, str] | None = None) -> dict[str, Any]:
+                   labels: dict[str, str] | None = None, *,
+                   source: str = "config") -> dict[str, Any]:
     """One account's state as plain, secret-free data (status API, CLI ``--json``);
-    ``datasets`` from :meth:`FreshnessTracker.account_datasets`."""
+    ``datasets`` from :meth:`FreshnessTracker.account_datasets`; ``labels`` the account's;
+    ``source`` where it comes from: "config" or an inventory source's name."""
     expiry = channel.refresh_token_expiry(state.account, state.refresh_issued) \
         if channel and state.refresh_issued and not state.rejected else None
     return {
@@ -274,6 +320,24 @@ def account_status(state: AccountState, channel: Channel | None,
         "reconnected": iso(state.reconnected),
         "datasets": datasets or [],
         "labels": dict(labels or {}),
+        "source": source,
+    }
+
+
+def source_status(runner: InventoryRunner, name: str) -> dict[str, Any]:
+    source, status = runner.sources[name], runner.status[name]
+    held = status.held
+    return {
+        "type": source.type,
+        "from": source.describe(),
+        "up": status.up,
+        "error": status.error,
+        "accounts": len(status.accepted.accounts),
+        "last_success": iso(status.last_success),
+        "invalid_rows": [str(problem) for problem in status.problems],
+        "duplicates": status.duplicates,
+        "removal_held": None if held is None else {
+            "removing": held.removing, "of": held.of, "since": iso(held.since)},
     }
 
 
@@ -295,3 +359,21 @@ async def _close_later(closers: list[Callable[[], Awaitable[Any]]], delay: float
 
 def _label(key: tuple[str, str]) -> str:
     return "/".join(key)
+
+
+RECHECK_WITHIN = 60.0  # changed inventory accounts are checked again within this (or sooner)
+
+
+def _classes(config: Config) -> dict[str, type[Channel]]:
+    return {name: type(channel) for name, channel in config.channels.items()}
+
+
+def _difference(before: dict[tuple[str, str], Account],
+                after: dict[tuple[str, str], Account]) -> ReloadOutcome:
+    return ReloadOutcome(
+        ok=True,
+        added=sorted(_label(key) for key in after.keys() - before.keys()),
+        removed=sorted(_label(key) for key in before.keys() - after.keys()),
+        changed=sorted(_label(key) for key in after.keys() & before.keys()
+                       if after[key] != before[key]),
+    )

@@ -15,7 +15,7 @@ from agent.channel import (
     CheckResult,
     RefreshTokens,
 )
-from agent.config.types import Duration
+from agent.config.types import Duration, SecretReference
 from agent.hookspecs import hookimpl
 
 
@@ -25,6 +25,7 @@ class FakeSettings(ChannelSettings):
 
 class FakeAccountSettings(AccountSettings):
     note: str = ""
+    refresh_token: SecretReference | None = None
 
 
 class FakeChannel(Channel):

@@ -960,7 +960,11 @@ def test_example_config_is_valid(tmp_path):
     (tmp_path / "secrets" / "amazon_sp_client_secret").write_text("sp-client-secret\n")
     config = load_config(copy, channels, environ={
         "AMAZON_ADS_CLIENT_ID": "amzn1.client", "AMAZON_SP_CLIENT_ID": "amzn1.sp-client",
-        "WAREHOUSE_URL": "postgresql://agent:pw@warehouse.example.com/dw"})
+        "WAREHOUSE_URL": "postgresql://agent:pw@warehouse.example.com/dw",
+        "PLATFORM_DB_URL": "postgresql://agent:pw@platform.example.com/app"})
+    platform = config.inventory_sources["platform"]
+    assert (platform.channels, platform.labels) == (("amazon_ads",), {"platform": "main"})
+    assert config.accounts()[0].labels == {"merchant": "acme", "tenant": "retail"}
 
     assert config.agent == AgentSettings(state_path=tmp_path / "var" / "agent.db")
     channel, sp = config.channels["amazon_ads"], config.channels["amazon_sp"]

@@ -268,6 +268,7 @@ def _command_args(config: Path, url: str, broken: Path) -> dict[str, list[list[s
                       ["amazon_ads", "--account", "nobody", "--config", str(config)]],
         "config check": [[str(config)], [str(broken)]],
         "config schema": [[]],
+        "inventory": [["--config", str(config)], ["--config", str(config), "--json"]],
         "run": [["--config", str(broken)]],
         "demo": [],  # test_no_secret_leaves_the_demo
     }

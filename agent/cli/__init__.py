@@ -6,6 +6,7 @@
   channel-agent demo                          the agent against its built-in Amazon simulator
   channel-agent reconnect CHANNEL --account NAME   re-authorise an account, safely
   channel-agent mark-synced CHANNEL --account NAME --dataset SET   report a data sync
+  channel-agent inventory --config config.yaml   what the inventory sources yield
 
 Every command has --help with an example.
 """
@@ -19,6 +20,7 @@ from agent.cli.check import check
 from agent.cli.common import command_name, with_command_name
 from agent.cli.config_cmd import config_group
 from agent.cli.freshness import mark_synced
+from agent.cli.inventory import inventory
 from agent.cli.plugins_cmd import plugins
 from agent.cli.reconnect import reconnect
 from agent.cli.run import demo, run
@@ -32,7 +34,8 @@ def cli() -> None:
     pass
 
 
-for command in (run, check, status, mark_synced, reconnect, plugins, config_group, demo):
+for command in (run, check, status, mark_synced, reconnect, plugins, config_group, demo,
+                inventory):
     cli.add_command(command)
 
 

@@ -19,6 +19,7 @@ from agent.cli.common import (
     print_json,
     print_table,
 )
+from agent.cli.inventory import with_inventory
 from agent.config.loader import Config
 from agent.plugins import Plugins
 from agent.service import AgentService, account_status
@@ -35,7 +36,7 @@ def check(config_path: str, channel: str | None, account: str | None, as_json: b
 
     Runs apart from any running agent: its state file is only read (for the data times
     heartbeats reported), and agent.shard does not apply (every account can be checked from
-    anywhere); polled freshness sources are queried once. Exit status: 0 when
+    anywhere); polled freshness sources and inventory sources are queried once. Exit status: 0 when
     every checked credential is valid, 1 when any is invalid or could not be verified,
     2 on a configuration error. Stale data does not change the exit status.
 
@@ -44,6 +45,7 @@ def check(config_path: str, channel: str | None, account: str | None, as_json: b
       channel-agent check --config config.yaml --account acme-us --json
     """
     config, plugins = load_or_exit(config_path)
+    config = with_inventory(config)  # the accounts inventory sources yield now, checked too
     selected = [a for a in config.accounts()
                 if (channel is None or a.channel == channel)
                 and (account is None or a.name == account)]

@@ -50,5 +50,6 @@ def config_schema_command() -> None:
     from agent.config.schema import config_schema
 
     plugins = load_plugins()
-    schema = config_schema(plugins.channels, plugins.freshness_sources)
+    schema = config_schema(plugins.channels, plugins.freshness_sources,
+                           plugins.inventory_sources)
     click.echo(json.dumps(schema, indent=2))

@@ -8,6 +8,7 @@ import dataclasses
 import errno
 import functools
 import gc
+import json
 import logging
 import math
 import os
@@ -287,6 +288,37 @@ def _demo_warehouse(workdir: Path, demos: dict[str, Demo]) -> Path:
     return path
 
 
+DEMO_INVENTORY = "demo_connections"
+
+
+def _demo_connections(warehouse: Path, sections: dict[str, dict[str, Any]]) -> list[str]:
+    """Move the demo accounts into a ``connections`` table of the warehouse, one row per
+    account, as a platform keeps them (an account with its own data sets stays in the
+    file: rows carry no data sets); return the channels the table feeds."""
+    rows = []
+    for channel, section in sections.items():
+        kept = []
+        for account in section.get("accounts", []):
+            if account.get("datasets"):
+                kept.append(account)
+                continue
+            # the demo's merchants have one account name in every channel (the landing page
+            # puts a merchant's connections side by side)
+            row = {"channel": channel, "account": account["name"],
+                   "label_merchant": account["name"]}
+            row.update({key: json.dumps(value) if isinstance(value, list) else value
+                        for key, value in account.items() if key not in ("name", "datasets")})
+            rows.append(row)
+        section["accounts"] = kept
+    columns = list(dict.fromkeys(column for row in rows for column in row))
+    with contextlib.closing(sqlite3.connect(warehouse)) as db, db:
+        db.execute("DROP TABLE IF EXISTS connections")
+        db.execute(f"CREATE TABLE connections ({', '.join(columns)})")
+        db.executemany(f"INSERT INTO connections VALUES ({', '.join('?' for _ in columns)})",
+                       [[row.get(column) for column in columns] for row in rows])
+    return sorted({row["channel"] for row in rows})
+
+
 def _demo_banner(workdir: Path, config_file: Path, warehouse: Path, demos: dict[str, Demo],
                  settings: AgentSettings, url: str) -> None:
     """What the demo serves and how to try it; printed once it listens. Every command is
@@ -301,6 +333,9 @@ def _demo_banner(workdir: Path, config_file: Path, warehouse: Path, demos: dict[
     for name, channel_demo in demos.items():
         for line in channel_demo.describe():
             click.echo(f"  {name}: {line}")
+    click.echo(f"  accounts:     table connections in {warehouse} (inventory source "
+               f"{DEMO_INVENTORY}: add a row, it is checked within one interval); see them: "
+               f"{me} inventory --config {config_file}")
     click.echo(f"  data freshness: syncs in {warehouse} (table sync_runs); report one:")
     click.echo(f"    {me} mark-synced amazon_ads --account acme-us "
                f"--dataset sb_campaigns_daily --url {url}")
@@ -331,6 +366,7 @@ async def _demo(workdir: Path, listen_address: str, check_interval: str,
         for name, channel_demo in demos.items():
             sections[name] = await channel_demo.start(workdir / name)
         warehouse = _demo_warehouse(workdir, demos)
+        fed = _demo_connections(warehouse, sections)
         data = {
             "agent": {"listen_address": listen_address,
                       "state_path": str(workdir / "agent.db"),
@@ -342,6 +378,13 @@ async def _demo(workdir: Path, listen_address: str, check_interval: str,
                                         "timeout": _demo_timeout(check_interval)},
                 Demo.HEARTBEAT_SOURCE: {"type": "heartbeat"},
             },
+            # the accounts a platform has, from its own database (README: Account inventory)
+            "inventory_sources": {
+                DEMO_INVENTORY: {"type": "sql", "url": f"sqlite:///{warehouse}",
+                                 "query": "SELECT * FROM connections", "channels": fed,
+                                 "interval": check_interval,
+                                 "timeout": _demo_timeout(check_interval)},
+            } if fed else {},
             "channels": sections,
         }
         try:

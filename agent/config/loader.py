@@ -34,6 +34,7 @@ from agent.config.problems import ConfigError, ConfigProblem, ProblemList, unkno
 from agent.config.yamlerrors import yaml_syntax_problem
 from agent.config.yamltree import Node, from_python, present, read_yaml
 from agent.freshness.source import Dataset, FreshnessSource
+from agent.inventory.source import InventorySource
 from agent.redact import redact
 
 __all__ = ["MEMORY", "AgentSettings", "Config", "ConfigError", "ConfigProblem", "build_config",
@@ -48,10 +49,18 @@ class Config:
     channels: dict[str, Channel]
     freshness_sources: dict[str, FreshnessSource] = field(default_factory=dict)
     datasets: list[Dataset] = field(default_factory=list)  # every account's, defaults applied
+    inventory_sources: dict[str, InventorySource] = field(default_factory=dict)
+    # channel -> data set -> (source, max_age): the channel-level data sets, which accounts
+    # discovered by an inventory source get
+    channel_datasets: dict[str, dict[str, tuple[str, float]]] = field(default_factory=dict)
+    # accounts the inventory sources yield (agent.inventory), besides the file's own
+    discovered: list[Account] = field(default_factory=list)
+    base_dir: Path = field(default_factory=Path.cwd)  # relative paths resolve against it
 
     def accounts(self) -> list[Account]:
-        """Every account of every channel."""
-        return [account for channel in self.channels.values() for account in channel.accounts]
+        """Every account of every channel: the file's own, then the discovered ones."""
+        static = [account for channel in self.channels.values() for account in channel.accounts]
+        return static + self.discovered if self.discovered else static
 
 
 def load_config(
@@ -59,16 +68,18 @@ def load_config(
     channels: Mapping[str, type[Channel]],
     environ: Mapping[str, str] | None = None,
     sources: Mapping[str, type[FreshnessSource]] | None = None,
+    inventory_types: Mapping[str, type[InventorySource]] | None = None,
 ) -> Config:
     """Read and validate a configuration file; raise :class:`ConfigError` listing all problems.
 
-    ``sources`` are the freshness source types (default: the built-in ones).
+    ``sources`` are the freshness source types (default: the built-in ones);
+    ``inventory_types`` the inventory source types (default: the installed ones).
     """
     path = Path(path)
     text = read_config_file(path, "configuration file")
     base_dir = Path(os.path.abspath(path)).parent
     return parse_config(text, channels, source=str(path), base_dir=base_dir, environ=environ,
-                        sources=sources)
+                        sources=sources, inventory_types=inventory_types)
 
 
 def read_config_file(path: Path, what: str) -> str:
@@ -90,9 +101,10 @@ def parse_config(
     base_dir: Path | None = None,
     environ: Mapping[str, str] | None = None,
     sources: Mapping[str, type[FreshnessSource]] | None = None,
+    inventory_types: Mapping[str, type[InventorySource]] | None = None,
 ) -> Config:
     """Validate configuration YAML; relative paths resolve against ``base_dir`` (default: cwd)."""
-    loader = _Loader(source, base_dir, environ, channels, sources)
+    loader = _Loader(source, base_dir, environ, channels, sources, inventory_types)
     return loader.config(read_yaml(text, loader.problems))
 
 
@@ -104,9 +116,10 @@ def build_config(
     base_dir: Path,
     environ: Mapping[str, str] | None = None,
     sources: Mapping[str, type[FreshnessSource]] | None = None,
+    inventory_types: Mapping[str, type[InventorySource]] | None = None,
 ) -> Config:
     """Validate configuration given as plain Python data (as YAML would load it)."""
-    loader = _Loader(source, base_dir, environ, channels, sources)
+    loader = _Loader(source, base_dir, environ, channels, sources, inventory_types)
     return loader.config(from_python(data, loader.problems))
 
 
@@ -144,7 +157,7 @@ def validate_account(scope: Scope, channel: type[Channel], node: Node, path: str
     settings = {name: value for name, value in as_dict(values).items()
                 if name not in AccountCore.model_fields}
     return Account(channel=channel.name, name=values.name, region=values.region,
-                   settings=settings)
+                   settings=settings, labels=dict(values.labels))
 
 
 @cache
@@ -164,7 +177,12 @@ class _Loader:
         environ: Mapping[str, str] | None,
         channels: Mapping[str, type[Channel]],
         source_types: Mapping[str, type[FreshnessSource]] | None = None,
+        inventory_types: Mapping[str, type[InventorySource]] | None = None,
     ) -> None:
+        self.inventory_types = inventory_types  # None: the installed ones
+        self.inventory: dict[str, InventorySource] = {}
+        self.fed_channels: set[str] = set()  # channels an inventory source feeds
+        self.channel_datasets: dict[str, dict[str, tuple[str, float]]] = {}
         self.problems = ProblemList(source)
         self.scope = Scope(self.problems, os.environ if environ is None else environ,
                            Path(base_dir) if base_dir is not None else Path.cwd())
@@ -181,13 +199,14 @@ class _Loader:
             self.problem(root.line, "", "the configuration must be a mapping with the keys "
                                         "'agent' and 'channels'")
             raise self.problems.error()
+        top = ["agent", "channels", "freshness_sources", "inventory_sources"]
         for key, line in root.key_lines.items():
-            if key not in ("agent", "channels", "freshness_sources"):
-                self.problem(line, key, unknown_name(
-                    "key", key, ["agent", "channels", "freshness_sources"]))
+            if key not in top:
+                self.problem(line, key, unknown_name("key", key, top))
         agent = self.scope.validate(AgentModel, present(root, "agent") or Node({}, root.line),
                                     "agent")
         self._freshness_sources(root)
+        self._inventory_sources(root)
         sections = self._channels(root)
         if self.problems or agent is None:
             raise self.problems.error()
@@ -203,7 +222,23 @@ class _Loader:
             raise self.problems.error()
         sources = {name: source for name, source in self.freshness.items() if source is not None}
         return Config(source=self.problems.source, agent=agent.settings(), channels=channels,
-                      freshness_sources=sources, datasets=self.datasets)
+                      freshness_sources=sources, datasets=self.datasets,
+                      inventory_sources=self.inventory, channel_datasets=self.channel_datasets,
+                      base_dir=self.scope.base_dir)
+
+    def _inventory_sources(self, root: Node) -> None:
+        """``inventory_sources``: validated and built by agent.inventory.settings."""
+        from agent.inventory.settings import inventory_sources
+
+        node = present(root, "inventory_sources")
+        if node is None:
+            return
+        channels = present(root, "channels")
+        configured = set(channels.value) if channels and isinstance(channels.value, dict) else set()
+        types = self.inventory_types
+        if types is None:
+            types = _installed_inventory_types()
+        self.inventory, self.fed_channels = inventory_sources(self, node, configured, dict(types))
 
     # --- channels and accounts ----------------------------------------------------------
 
@@ -247,15 +282,25 @@ class _Loader:
         if not isinstance(node.value, dict):
             return None
         dataset_defaults = self._dataset_entries(node, path)
+        self.channel_datasets[cls.name] = {
+            dataset: (given["source"], given["max_age"])
+            for dataset, (given, _, _) in dataset_defaults.items()
+            if not given.get("invalid") and given["source"] is not None
+            and given["max_age"] is not None}
         accounts_path = join_key(path, "accounts")
         accounts_node = present(node, "accounts")
+        fed = cls.name in self.fed_channels  # accounts may all come from inventory sources
+        if accounts_node is None and fed:
+            return (cls, as_dict(values), []) if values is not None else None
         if accounts_node is None:
-            self.problem(node.line, accounts_path, "is required: list at least one account")
+            self.problem(node.line, accounts_path, "is required: list at least one account "
+                                                   "(or feed the channel from an inventory "
+                                                   "source)")
             return None
         if not isinstance(accounts_node.value, list):
             self.problem(accounts_node.line, accounts_path, "must be a list of accounts")
             return None
-        if not accounts_node.value:
+        if not accounts_node.value and not fed:
             self.problem(accounts_node.line, accounts_path, "must list at least one account")
         accounts = []
         names: dict[str, int] = {}
@@ -390,6 +435,12 @@ class _Loader:
 
 def _rejected(exc: Exception) -> str:
     return f"{type(exc).__name__}: {redact(str(exc))}"
+
+
+def _installed_inventory_types() -> Mapping[str, type[InventorySource]]:
+    from agent.plugins import load_plugins
+
+    return load_plugins().inventory_sources
 
 
 def _builtin_source_types() -> Mapping[str, type[FreshnessSource]]:

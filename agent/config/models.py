@@ -17,6 +17,7 @@ from pydantic import BeforeValidator, Field, ValidationInfo, WithJsonSchema, mod
 from agent.checks.sharding import Shard, parse_shard
 from agent.config.modelbase import ConfigModel, context, problem
 from agent.config.types import Int, PositiveDuration
+from agent.inventory.labels import Labels
 
 ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 MEMORY = ":memory:"  # state_path that keeps state in memory only
@@ -121,6 +122,8 @@ class AccountCore(ConfigModel):
         description="Unique within the channel; the `account` label")
     region: Annotated[str, BeforeValidator(_region)] = Field(
         None, description="One of the channel's regions (if it has any)")
+    labels: Labels = Field(default_factory=dict,
+                           description="Exported once, on channel_account_info (at most 10)")
 
 
 class DatasetEntry(ConfigModel):

@@ -20,18 +20,24 @@ from agent.channel import Channel
 from agent.config.loader import account_model
 from agent.config.models import ACCOUNT_NAME, AgentModel, DatasetEntry
 from agent.freshness.source import FreshnessSource
+from agent.inventory.source import InventorySource
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 _NAME = {"pattern": f"^{ACCOUNT_NAME.pattern}$"}
 
 
 def config_schema(channels: Mapping[str, type[Channel]],
-                  sources: Mapping[str, type[FreshnessSource]]) -> dict[str, Any]:
-    """The JSON Schema of a configuration file for these channels and freshness source types."""
+                  sources: Mapping[str, type[FreshnessSource]],
+                  inventory: Mapping[str, type[InventorySource]] | None = None,
+                  ) -> dict[str, Any]:
+    """The JSON Schema of a configuration file for these channels, freshness source types and
+    inventory source types."""
+    inventory = inventory or {}
     models: list[type[BaseModel]] = [AgentModel, DatasetEntry]
     for cls in channels.values():
         models += [cls.Settings, account_model(cls)]
     models += [source.Settings for source in sources.values()]
+    models += [source.Settings for source in inventory.values()]
     refs, top = models_json_schema([(model, "validation") for model in dict.fromkeys(models)],
                                    ref_template="#/$defs/{model}")
     defs: dict[str, Any] = top.get("$defs", {})
@@ -59,14 +65,18 @@ def config_schema(channels: Mapping[str, type[Channel]],
         channel_schemas[name] = {
             "allOf": [ref(cls.Settings)],
             "title": cls.title or name,
-            "properties": {"accounts": {"type": "array", "minItems": 1, "items": ref(
-                account_model(cls))}, "datasets": datasets},
-            "required": ["accounts"],
+            # no account is required: an inventory source may feed the channel
+            "properties": {"accounts": {"type": "array", "items": ref(account_model(cls))},
+                           "datasets": datasets},
         }
     source_schemas = [
         {"allOf": [ref(source.Settings)], "title": source.title or type_name,
          "properties": {"type": {"const": type_name}}, "required": ["type"]}
         for type_name, source in sorted(sources.items())]
+    inventory_schemas = [
+        {"allOf": [ref(source.Settings)], "title": source.title or type_name,
+         "properties": {"type": {"const": type_name}}, "required": ["type"]}
+        for type_name, source in sorted(inventory.items())]
     return {
         "$schema": SCHEMA_DIALECT,
         "title": "Channel Health Agent configuration",
@@ -77,6 +87,8 @@ def config_schema(channels: Mapping[str, type[Channel]],
             "agent": ref(AgentModel),
             "freshness_sources": {"type": "object", "propertyNames": _NAME,
                                   "additionalProperties": {"anyOf": source_schemas}},
+            "inventory_sources": {"type": "object", "propertyNames": _NAME,
+                                  "additionalProperties": {"anyOf": inventory_schemas}},
             "channels": {"type": "object", "minProperties": 1, "additionalProperties": False,
                          "properties": channel_schemas},
         },

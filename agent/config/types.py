@@ -150,6 +150,8 @@ def _secret(read_now: bool):  # noqa: ANN202 - a validator
         source = join(context(info).get("path", ""), name)
         if isinstance(value, BothGiven):
             raise problem(f"give either {name} or {name}_file, not both", instead_of=file_key)
+        if isinstance(value, SecretRef) and not read_now:
+            return value  # resolved already: an inventory row's (agent/inventory/credentials.py)
         if isinstance(value, FileGiven):
             given = str(value.value) if isinstance(value.value, Path) else value.value
             ref = SecretRef(path=resolve_path(as_text(given, None), info, instead_of=file_key),

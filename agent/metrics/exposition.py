@@ -41,7 +41,14 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from agent.metrics.collector import FLEET_FAMILIES, REGION, Age, FleetCollector
+from agent.metrics.collector import (
+    FLEET_FAMILIES,
+    INFO_FAMILY,
+    REGION,
+    Age,
+    FleetCollector,
+    info_labels,
+)
 from agent.metrics.formats import OPENMETRICS, TEXT, Format
 
 BLOCK = 16  # accounts per compressed block
@@ -225,7 +232,7 @@ class _FleetCache:
         for family, extra, value in self.collector.account_samples(account, state, now):
             prefix = prefixes.get((family, extra))
             if prefix is None:
-                prefix = prefixes[family, extra] = self._prefix(family, [*labels, *extra])
+                prefix = prefixes[family, extra] = self._prefix(family, labels, extra)
             f = slots[family]
             if value.__class__ is Age:
                 if f >= 0:
@@ -250,10 +257,13 @@ class _FleetCache:
                 heapq.heapify(self.expiries)
         return changed
 
-    def _prefix(self, family: str, values: list[str]) -> str:
-        pairs = sorted((name, value) for name, value in
-                       zip(self.label_names[family], values, strict=True)
-                       if value or name != REGION)  # no empty region label
+    def _prefix(self, family: str, labels: tuple[str, str, str], extra: tuple) -> str:
+        if family == INFO_FAMILY:
+            pairs = sorted(info_labels(labels[0], labels[1], extra).items())
+        else:
+            pairs = sorted((name, value) for name, value in
+                           zip(self.label_names[family], [*labels, *extra], strict=True)
+                           if value or name != REGION)  # no empty region label
         labels = ",".join(f'{name}="{_escape(value)}"' for name, value in pairs)
         return f"{self.sample_names[family]}{{{labels}}} "
 

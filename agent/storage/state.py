@@ -35,7 +35,7 @@ from agent.channel import CheckResult
 from agent.storage.links import LinkStore
 from agent.storage.links import ReconnectLink as ReconnectLink  # for existing importers
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 FLUSH_DELAY = 0.2  # seconds
 
 _SCHEMA_V1 = """
@@ -110,10 +110,27 @@ ALTER TABLE accounts RENAME COLUMN profiles TO targets;
 ALTER TABLE accounts ADD COLUMN targets_reached INTEGER;
 """
 
-# Version 5: the reason of the last conclusive rejection, kept while later checks end
+# Version 5: each inventory source's last good list (agent.inventory.store): one row per
+# account as canonical JSON, tokens withheld.
+_SCHEMA_V5 = """
+CREATE TABLE IF NOT EXISTS inventory_sources (
+    source TEXT PRIMARY KEY,
+    saved REAL NOT NULL,
+    last_success REAL
+);
+CREATE TABLE IF NOT EXISTS inventory_rows (
+    source TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    account TEXT NOT NULL,
+    row TEXT NOT NULL,
+    PRIMARY KEY (source, channel, account)
+);
+"""
+
+# Version 6: the reason of the last conclusive rejection, kept while later checks end
 # transiently, so alerts can tell a dead credential from a lost permission. A row whose last
 # check was conclusive carries it in ``reason`` already. And a link's flag in target terms.
-_SCHEMA_V5 = """
+_SCHEMA_V6 = """
 ALTER TABLE accounts ADD COLUMN rejection TEXT;
 UPDATE accounts SET rejection = reason WHERE valid = 0 AND check_success = 1;
 ALTER TABLE reconnect_links RENAME COLUMN accept_missing_profiles TO accept_missing_targets;
@@ -121,7 +138,7 @@ ALTER TABLE reconnect_links RENAME COLUMN accept_missing_profiles TO accept_miss
 
 # user_version -> the script that brings a file from the previous version to it
 _MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4,
-                               5: _SCHEMA_V5}
+                               5: _SCHEMA_V5, 6: _SCHEMA_V6}
 
 
 @dataclass(slots=True)
@@ -276,6 +293,12 @@ class StateStore(LinkStore):
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The database, for the modules that keep tables of their own in it
+        (agent.inventory.store); every statement commits at once."""
+        return self._db
 
     def load_accounts(self) -> dict[tuple[str, str], AccountState]:
         self.flush()
