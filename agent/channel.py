@@ -94,15 +94,24 @@ class MissingSecret(Exception):
 class SecretRef:
     """Where a secret lives: read it at use time, so an updated file is picked up without reload.
 
-    Exactly one of ``path`` and ``value`` is set (``value`` comes from the config file itself,
-    usually through ``${VAR}`` expansion).
+    Exactly one of ``path``, ``value`` and ``store`` is set (``value`` comes from the config
+    file itself, usually through ``${VAR}`` expansion; ``store``/``key`` name a secret store's
+    entry, read through ``resolver``, the store cache the core fills before each check).
     """
 
     path: Path | None = None
     value: Secret | None = None
     source: str = ""  # e.g. "accounts[0].refresh_token_file"; never the secret itself
+    store: str | None = None
+    key: str | None = None
+    mode: str | None = None  # owner / observer for this account; None: the store's
+    resolver: Callable[[SecretRef], Secret] | None = field(default=None, compare=False,
+                                                          repr=False)
 
     def read(self) -> Secret:
+        if self.store is not None:
+            assert self.resolver is not None
+            return self.resolver(self)
         if self.value is not None:
             if not self.value.reveal():
                 raise MissingSecret(self.source, "is empty")

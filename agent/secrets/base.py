@@ -1,0 +1,120 @@
+"""The contract of a secret store type, and what every store says when it fails.
+
+A store holds credentials under keys (a path in Vault, a row in SQL, a secret id in AWS...).
+The core asks for many keys at once (:meth:`SecretStore.read`), so a store that can batch
+(one process run, one query, one shared secret) answers a whole fleet in a few calls; it never
+asks for one key it did not need. A store answers each key with a :class:`Fetched` (the value
+plus an opaque ``version`` for compare-and-set) or ``None`` (the store says: no such key).
+Anything that is not an answer (unreachable, timeout, garbage) is :class:`StoreUnavailable`:
+the check that needed it is transient (``secret_unavailable``), never invalid.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from agent.channel import Secret
+from agent.config.durations import parse_duration
+
+OWNER = "owner"
+OBSERVER = "observer"
+Mode = Literal["owner", "observer"]
+DEFAULT_CACHE_TTL = 300.0
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_BATCH_SIZE = 500
+# A key names where a secret lives, never the secret; it is shown by `channel-agent inventory`
+# and in messages, so it is kept to printable characters without spaces.
+KEY_PATTERN = re.compile(r"[A-Za-z0-9_.:@/+=,-]{1,512}")
+
+
+def _duration(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("must be a duration")
+    return parse_duration(value)
+
+
+Duration = Annotated[float, BeforeValidator(_duration), Field(gt=0)]
+
+
+class StoreSettings(BaseModel):
+    """Settings every store type accepts; a type's own model adds its keys."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: str
+    mode: Mode = OWNER
+    cache_ttl: Duration = DEFAULT_CACHE_TTL
+    timeout: Duration = DEFAULT_TIMEOUT
+    batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1, le=10_000)
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """One secret as read: the value and the store's version of it (for compare-and-set)."""
+
+    value: Secret
+    version: str | None = None
+
+
+class StoreUnavailable(Exception):
+    """The store did not answer (down, timeout, denied, garbage). The message never holds a
+    secret: stores build it from what they did, not from what they received."""
+
+
+class WriteConflict(Exception):
+    """Compare-and-set failed: the secret changed in the store since it was read (a pipeline
+    rotated it meanwhile). Nothing was written."""
+
+
+class StoreSetupError(Exception):
+    """The store cannot be used at all as configured (e.g. an exec command with unsafe
+    permissions); raised when the configuration is checked."""
+
+
+class SecretStore(ABC):
+    """Base class of a store type. Subclasses set ``type`` and ``Settings`` (a
+    :class:`StoreSettings` subclass: the keys of a ``secret_stores.NAME`` section)."""
+
+    type: ClassVar[str]
+    Settings: ClassVar[type[StoreSettings]] = StoreSettings
+    # False: the store cannot take a write-back (owner mode then refuses a reconnect)
+    writable: ClassVar[bool] = True
+
+    def __init__(self, name: str, settings: StoreSettings) -> None:
+        self.name = name
+        self.settings = settings
+
+    @property
+    def mode(self) -> str:
+        return self.settings.mode
+
+    def locate(self, key: str, channel: str, account: str) -> str:
+        """The store's key for an account's reference (a file store fills its path template).
+        Raises ValueError with a message for a key the store cannot use."""
+        if not key:
+            raise ValueError("needs a key")
+        return key
+
+    @abstractmethod
+    async def read(self, keys: Sequence[str]) -> dict[str, Fetched | None]:
+        """The value of each key, ``None`` for a key the store says does not exist.
+        Raises :class:`StoreUnavailable` when the store gave no answer."""
+
+    async def write(self, key: str, value: Secret, previous: Fetched | None) -> None:
+        """Store ``value`` under ``key``; where the store can, only if it still holds
+        ``previous`` (else :class:`WriteConflict`). Raises :class:`StoreUnavailable`."""
+        raise StoreUnavailable(f"store type {self.type} cannot write secrets")
+
+    async def probe(self) -> None:
+        """One cheap round trip (``config check --connect``); raises StoreUnavailable or
+        StoreSetupError. The default reads a key nobody uses."""
+        await self.read(["channel-agent-connectivity-probe"])
+
+    async def close(self) -> None:
+        return None
