@@ -1,0 +1,152 @@
+"""``type: vault``: HashiCorp Vault or OpenBao, KV version 2 secrets engine.
+
+One secret per account at ``<mount>/data/<key>``, the token in its ``field`` (default
+``refresh_token``). Reads are one request per key (KV v2 has no batch read), run
+``max_parallel`` at a time. Writes use check-and-set: ``options.cas`` set to the version the
+agent read, so a token a pipeline wrote meanwhile is never overwritten (Vault answers 400,
+"check-and-set parameter did not match the current version"); other fields of the secret are
+kept. API: developer.hashicorp.com/vault/api-docs/secret/kv/kv-v2 (OpenBao's is the same).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from pydantic import Field, model_validator
+
+from agent.channel import Secret, SecretRef
+from agent.secrets.base import (
+    Fetched,
+    SecretStore,
+    StoreSettings,
+    StoreUnavailable,
+    WriteConflict,
+)
+
+
+class VaultSettings(StoreSettings):
+    address: str = Field(pattern=r"^https?://[^\s/]+")
+    token: str | None = None  # usually ${VAULT_TOKEN}
+    token_file: str | None = None  # e.g. what a Vault Agent sink writes; read at each call
+    namespace: str | None = None  # Vault Enterprise / OpenBao namespaces
+    mount: str = Field("secret", pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
+    field: str = Field("refresh_token", min_length=1)
+    max_parallel: int = Field(16, ge=1, le=256)
+    ca_file: str | None = None
+
+    @model_validator(mode="after")
+    def _one_token(self) -> VaultSettings:
+        if (self.token is None) == (self.token_file is None):
+            raise ValueError("give either token or token_file")
+        return self
+
+
+class VaultStore(SecretStore):
+    type = "vault"
+    Settings = VaultSettings
+    settings: VaultSettings
+
+    def __init__(self, name: str, settings: StoreSettings, base_dir: Path | None = None,
+                 **_: Any) -> None:
+        super().__init__(name, settings)
+        s = self.settings
+        self._token_file = None
+        if s.token_file:
+            path = Path(s.token_file).expanduser()
+            self._token_file = path if path.is_absolute() else (base_dir or Path.cwd()) / path
+        verify: Any = True
+        if s.ca_file:
+            verify = str(Path(s.ca_file) if Path(s.ca_file).is_absolute()
+                         else (base_dir or Path.cwd()) / s.ca_file)
+        self._client = httpx.AsyncClient(base_url=s.address.rstrip("/"), timeout=s.timeout,
+                                         verify=verify)
+
+    def _headers(self) -> dict[str, str]:
+        if self._token_file is not None:
+            try:
+                token = SecretRef(path=self._token_file, source="token_file").read().reveal()
+            except Exception as exc:
+                raise StoreUnavailable(f"cannot read the token file: {exc}") from None
+        else:
+            token = self.settings.token or ""
+        headers = {"X-Vault-Token": token}
+        if self.settings.namespace:
+            headers["X-Vault-Namespace"] = self.settings.namespace
+        return headers
+
+    def _url(self, key: str) -> str:
+        return f"/v1/{self.settings.mount}/data/{quote(key, safe='/')}"
+
+    async def _request(self, method: str, key: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return await self._client.request(method, self._url(key), headers=self._headers(),
+                                              **kwargs)
+        except httpx.TimeoutException:
+            raise StoreUnavailable(f"no answer within {self.settings.timeout:g}s") from None
+        except httpx.HTTPError as exc:
+            raise StoreUnavailable(f"{type(exc).__name__} reaching {self.settings.address}"
+                                   ) from None
+
+    async def _get(self, key: str) -> tuple[dict[str, Any], int] | None:
+        response = await self._request("GET", key)
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise StoreUnavailable(_status(response))
+        try:
+            data = response.json()["data"]
+            return dict(data["data"] or {}), int(data["metadata"]["version"])
+        except (ValueError, KeyError, TypeError):
+            raise StoreUnavailable("the answer is not a KV v2 secret (is the mount KV v2?)"
+                                   ) from None
+
+    async def read(self, keys: Sequence[str]) -> dict[str, Fetched | None]:
+        limit = asyncio.Semaphore(self.settings.max_parallel)
+
+        async def one(key: str) -> Fetched | None:
+            async with limit:
+                found = await self._get(key)
+            if found is None:
+                return None
+            data, version = found
+            value = data.get(self.settings.field)
+            if not isinstance(value, str) or not value.strip():
+                return None
+            return Fetched(Secret(value.strip()), str(version))
+
+        values = await asyncio.gather(*(one(key) for key in keys))
+        return dict(zip(keys, values, strict=True))
+
+    async def write(self, key: str, value: Secret, previous: Fetched | None) -> None:
+        current = await self._get(key)
+        data, version = current if current is not None else ({}, 0)
+        expected = int(previous.version) if previous and previous.version else 0
+        if previous is not None and previous.version is None:
+            expected = version  # read without a version (a cache filled by a write): as now
+        if version != expected:
+            raise WriteConflict(f"{key} is at version {version}, the agent read {expected}")
+        data[self.settings.field] = value.reveal()
+        response = await self._request("POST", key,
+                                       json={"options": {"cas": version}, "data": data})
+        if response.status_code == 400 and "check-and-set" in response.text:
+            raise WriteConflict(f"{key} changed while the agent wrote it")
+        if response.status_code not in (200, 204):
+            raise StoreUnavailable(_status(response))
+
+    async def probe(self) -> None:
+        await self._get("channel-agent-connectivity-probe")
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def _status(response: httpx.Response) -> str:
+    """What went wrong, from the status alone (Vault's error list may quote the request)."""
+    meaning = {401: "the token is not accepted", 403: "permission denied for this path",
+               503: "Vault is sealed or in standby"}.get(response.status_code, "")
+    return f"HTTP {response.status_code}" + (f" ({meaning})" if meaning else "")
