@@ -1,0 +1,152 @@
+"""``type: sql``: tokens in the platform's own database (e.g. its ``connections`` table).
+
+``read_query`` gets the keys of a batch as the expanding bind parameter ``:keys`` and returns
+rows of two columns, key and token (keys it does not return do not exist). ``write_query`` is
+an UPDATE with ``:key``, ``:value`` and ``:old_value``: compare-and-set on the token the agent
+read, so a pipeline that rotated the token meanwhile is not overwritten (no row updated means
+a conflict). Only bind parameters, never formatted SQL. Each store has its own connection
+pool; queries run in a worker thread, cancelled on the server past ``timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import model_validator
+
+from agent.channel import Secret, SecretRef
+from agent.freshness.sql import _connect_args, _describe, _interrupter
+from agent.secrets.base import (
+    Fetched,
+    SecretStore,
+    StoreSettings,
+    StoreUnavailable,
+    WriteConflict,
+)
+
+
+class SqlSettings(StoreSettings):
+    url: str | None = None  # SQLAlchemy URL, usually ${VAR}; or url_file
+    url_file: str | None = None
+    read_query: str
+    write_query: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> SqlSettings:
+        import sqlalchemy
+
+        if (self.url is None) == (self.url_file is None):
+            raise ValueError("give either url or url_file")
+        params = set(sqlalchemy.text(self.read_query).compile().params)
+        if params != {"keys"}:
+            raise ValueError("read_query must use exactly one bind parameter, :keys "
+                             "(e.g. WHERE account_key IN :keys)")
+        if self.write_query is not None:
+            params = set(sqlalchemy.text(self.write_query).compile().params)
+            if params != {"key", "value", "old_value"}:
+                raise ValueError("write_query must use the bind parameters :key, :value and "
+                                 ":old_value (UPDATE ... SET token = :value WHERE key = :key "
+                                 "AND token IS NOT DISTINCT FROM :old_value)")
+        return self
+
+
+class SqlStore(SecretStore):
+    type = "sql"
+    Settings = SqlSettings
+    settings: SqlSettings
+
+    def __init__(self, name: str, settings: StoreSettings, base_dir: Path | None = None,
+                 **_: Any) -> None:
+        super().__init__(name, settings)
+        import sqlalchemy
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+        s = self.settings
+        if s.url_file is not None:
+            path = Path(s.url_file).expanduser()
+            path = path if path.is_absolute() else (base_dir or Path.cwd()) / path
+            text = SecretRef(path=path, source=f"secret_stores.{name}.url_file").read().reveal()
+        else:
+            text = s.url or ""
+        try:
+            url = sqlalchemy.make_url(text)
+        except ArgumentError:
+            raise ValueError("url is not a database URL like "
+                             "postgresql://user:password@host:5432/db") from None
+        try:
+            self._engine = sqlalchemy.create_engine(
+                url, pool_pre_ping=True, pool_timeout=s.timeout,
+                connect_args=_connect_args(url.get_backend_name(), url.get_driver_name(),
+                                           s.timeout))
+        except (NoSuchModuleError, ImportError):
+            raise ValueError(f"url: no driver installed for '{url.drivername}'") from None
+        self._read = sqlalchemy.text(s.read_query).bindparams(
+            sqlalchemy.bindparam("keys", expanding=True))
+        self._write = sqlalchemy.text(s.write_query) if s.write_query else None
+
+    @property
+    def writable(self) -> bool:  # type: ignore[override]
+        return self._write is not None
+
+    async def read(self, keys: Sequence[str]) -> dict[str, Fetched | None]:
+        rows = await self._run(lambda c: c.execute(self._read, {"keys": list(keys)}).fetchall())
+        found: dict[str, Fetched | None] = dict.fromkeys(keys)
+        for row in rows:
+            if len(row) != 2:
+                raise StoreUnavailable("read_query must return two columns: key, token")
+            key, value = row
+            if key in found and found[key] is None and isinstance(value, str) and value.strip():
+                found[key] = Fetched(Secret(value.strip()))
+        return found
+
+    async def write(self, key: str, value: Secret, previous: Fetched | None) -> None:
+        if self._write is None:
+            raise StoreUnavailable(f"store {self.name} has no write_query")
+        params = {"key": key, "value": value.reveal(),
+                  "old_value": previous.value.reveal() if previous else None}
+
+        def update(connection: Any) -> int:
+            with connection.begin():
+                return connection.execute(self._write, params).rowcount
+
+        secrets = [value.reveal(), *([previous.value.reveal()] if previous else [])]
+        updated = await self._run(update, secrets)
+        if updated == 0:
+            raise WriteConflict(f"no row of key {key} holds the token the agent read (it "
+                                f"changed meanwhile, or the row does not exist)")
+        if updated > 1:
+            raise StoreUnavailable(f"write_query updated {updated} rows for one key")
+
+    async def _run(self, work: Callable[[Any], Any], secrets: Sequence[str] = ()) -> Any:
+        cancel: list[Callable[[], None]] = []
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(self._query, work, cancel, secrets),
+                                          self.settings.timeout)
+        except TimeoutError:
+            for interrupt in cancel:
+                interrupt()
+            raise StoreUnavailable(f"no answer within {self.settings.timeout:g}s") from None
+
+    def _query(self, work: Callable[[Any], Any], cancel: list, secrets: Sequence[str]) -> Any:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            with self._engine.connect() as connection:
+                interrupt = _interrupter(connection.connection.driver_connection)
+                if interrupt is not None:
+                    cancel.append(interrupt)
+                return work(connection)
+        except SQLAlchemyError as exc:
+            text = _describe(exc)
+            for secret in secrets:
+                text = text.replace(secret, "***")
+            raise StoreUnavailable(text) from None
+
+    async def probe(self) -> None:
+        await self.read(["channel-agent-connectivity-probe"])
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._engine.dispose)
