@@ -45,6 +45,7 @@ TRANSIENT_REASONS: tuple[str, ...] = (
     "server_error",
     "bad_response",
     "plugin_error",
+    "secret_unavailable",  # the secret store holding the credential did not answer
 )
 REASONS: tuple[str, ...] = CONCLUSIVE_REASONS + TRANSIENT_REASONS
 
@@ -96,7 +97,8 @@ class SecretRef:
 
     Exactly one of ``path``, ``value`` and ``store`` is set (``value`` comes from the config
     file itself, usually through ``${VAR}`` expansion; ``store``/``key`` name a secret store's
-    entry, read through ``resolver``, the store cache the core fills before each check).
+    entry, read from ``registry``, the :class:`agent.secrets.registry.SecretStores` whose
+    cache the core fills before each check).
     """
 
     path: Path | None = None
@@ -105,13 +107,11 @@ class SecretRef:
     store: str | None = None
     key: str | None = None
     mode: str | None = None  # owner / observer for this account; None: the store's
-    resolver: Callable[[SecretRef], Secret] | None = field(default=None, compare=False,
-                                                          repr=False)
+    registry: Any = field(default=None, compare=False, repr=False)
 
     def read(self) -> Secret:
         if self.store is not None:
-            assert self.resolver is not None
-            return self.resolver(self)
+            return self.registry.cached(self)
         if self.value is not None:
             if not self.value.reveal():
                 raise MissingSecret(self.source, "is empty")

@@ -14,7 +14,7 @@ import httpx
 from agent import __version__
 from agent.channel import Account, Channel
 from agent.checks.ratelimit import RateLimitedTransport
-from agent.checks.scheduler import HARD_TIMEOUT_GRACE, Scheduler
+from agent.checks.scheduler import HARD_TIMEOUT_GRACE, Scheduler, offset
 from agent.checks.sharding import account_key, owner
 from agent.checks.transport import AiohttpTransport, ChannelClient
 from agent.config.loader import Config, ConfigError
@@ -24,6 +24,9 @@ from agent.freshness.timestamps import iso
 from agent.freshness.tracker import FreshnessTracker
 from agent.metrics.collector import AgentMetrics
 from agent.plugins import Plugins
+from agent.secrets.metrics import StoreMetrics
+from agent.secrets.registry import store_refs
+from agent.secrets.writeback import WriteBack
 from agent.storage.fleet import Fleet
 from agent.storage.state import AccountState, StateStore
 
@@ -72,8 +75,11 @@ class AgentService:
         self._rate_limits: dict[str, RateLimitedTransport] = {}
         self.http = {name: self._client(name, channel)
                      for name, channel in config.channels.items()}
+        self.store_metrics = StoreMetrics(self.metrics.registry)
+        self.writeback = WriteBack(config.secret_stores, self.store_metrics)
+        self._use_stores(config)
         self.scheduler = Scheduler(self.fleet, config.channels, self.metrics, config.agent,
-                                   self.http)
+                                   self.http, writeback=self.writeback)
         self._reload_lock = asyncio.Lock()
         self._closing: set[asyncio.Task] = set()  # clients of removed channels, closing
 
@@ -85,6 +91,15 @@ class AgentService:
         limited = self._rate_limits[name] = RateLimitedTransport(inner, **_limits(channel))
         return ChannelClient(transport=limited,
                              headers={"User-Agent": f"channel-health-agent/{__version__}"})
+
+    def _use_stores(self, config: Config) -> None:
+        """Report the stores' metrics here, and read ahead in this replica's check order."""
+        stores = config.secret_stores
+        stores.bind(self.store_metrics)
+        self.writeback.stores = stores
+        interval = config.agent.check_interval
+        ordered = sorted(self.fleet.accounts.values(), key=lambda a: offset(a, interval))
+        stores.plan(ref for account in ordered for ref in store_refs(account.settings))
 
     async def start(self) -> None:
         self.scheduler.start()
@@ -100,6 +115,8 @@ class AgentService:
         await asyncio.gather(*self._closing, return_exceptions=True)
         await asyncio.gather(*(client.aclose() for client in self.http.values()))
         await asyncio.gather(*(source.close() for source in self.config.freshness_sources.values()))
+        await self.writeback.stop()
+        await self.config.secret_stores.close()
         self.store.close()
 
     async def reload(self) -> ReloadOutcome:
@@ -146,8 +163,10 @@ class AgentService:
             if name in old.channels:
                 channel.carry_over(old.channels[name])
         before = dict(self.fleet.accounts)
+        config.secret_stores.carry_over(old.secret_stores)
         self.config = config
         self.fleet.configure(config)
+        self._use_stores(config)
         self.metrics.set_channels(config.channels)
         self.metrics.check_interval.set(config.agent.check_interval)
         self.freshness.configure(config)
@@ -168,6 +187,7 @@ class AgentService:
         # the longest such a thing may take.
         closers = [client.aclose for client in removed_clients]
         closers += [source.close for source in old.freshness_sources.values()]
+        closers.append(old.secret_stores.close)
         if closers:
             grace = max([old.agent.check_timeout, *(s.timeout for s in
                                                     old.freshness_sources.values())])
@@ -218,6 +238,11 @@ class AgentService:
             "freshness_sources": {
                 name: {"type": source.type, "up": self.freshness.source_up.get(name)}
                 for name, source in self.config.freshness_sources.items()
+            },
+            "secret_stores": {
+                name: {"type": store.type, "mode": store.mode,
+                       "up": self.store_metrics.last_up.get(name)}
+                for name, store in self.config.secret_stores.stores.items()
             },
             "accounts": [
                 account_status(state, self.config.channels.get(account.channel),

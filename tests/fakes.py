@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from agent.channel import Account, Channel, CheckContext, CheckResult, Option
+from agent.channel import Account, Channel, CheckContext, CheckResult, MissingSecret, Option
 from agent.hookspecs import hookimpl
 
 
@@ -16,12 +16,14 @@ class FakeChannel(Channel):
     title = "Fake channel"
     regions = ("na", "eu")
     channel_options = {"refresh_token_max_age": Option("duration", default=86400.0)}
-    account_options = {"note": Option("str", default="")}
+    account_options = {"note": Option("str", default=""),
+                       "refresh_token": Option("secret_ref")}
 
     script: dict[str, CheckResult | BaseException | Callable[[], CheckResult]] = {}
     delay: float = 0.0
     calls: list[str] = []
     seen: dict[str, Account] = {}  # the Account object each account was last checked with
+    tokens: dict[str, str] = {}  # the refresh token each account was last checked with
     finished: list[str] = []  # checks that ran to their end (not cancelled)
     running: set[str] = set()
     max_parallel_same_account = 0
@@ -30,6 +32,12 @@ class FakeChannel(Channel):
         cls = type(self)
         cls.calls.append(account.name)
         cls.seen[account.name] = account
+        ref = account.settings.get("refresh_token")
+        if ref is not None:
+            try:
+                cls.tokens[account.name] = ref.read().reveal()
+            except MissingSecret as exc:
+                return CheckResult(valid=False, reason="missing_credential", detail=str(exc))
         if account.name in cls.running:
             cls.max_parallel_same_account += 1
         cls.running.add(account.name)
@@ -52,6 +60,7 @@ class FakeChannel(Channel):
         cls.delay = 0.0
         cls.calls = []
         cls.seen = {}
+        cls.tokens = {}
         cls.finished = []
         cls.running = set()
         cls.max_parallel_same_account = 0

@@ -28,6 +28,9 @@ from agent.checks.sharding import Shard, parse_shard
 from agent.config.durations import DURATION_HINT, parse_duration
 from agent.freshness.source import DEFAULT_TIMEOUT, Dataset, FreshnessSource
 from agent.redact import redact
+from agent.secrets.base import SecretStore
+from agent.secrets.config import build_stores, parse_reference
+from agent.secrets.registry import SecretStores
 
 ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 # libyaml's parser when PyYAML has it: 10,000 accounts parse in a fraction of the time
@@ -55,6 +58,7 @@ class Config:
     channels: dict[str, Channel]
     freshness_sources: dict[str, FreshnessSource] = field(default_factory=dict)
     datasets: list[Dataset] = field(default_factory=list)  # every account's, defaults applied
+    secret_stores: SecretStores = field(default_factory=lambda: SecretStores({}))
 
     def accounts(self) -> list[Account]:
         """Every account of every channel."""
@@ -86,16 +90,18 @@ def load_config(
     channels: Mapping[str, type[Channel]],
     environ: Mapping[str, str] | None = None,
     sources: Mapping[str, type[FreshnessSource]] | None = None,
+    stores: Mapping[str, type[SecretStore]] | None = None,
 ) -> Config:
     """Read and validate a configuration file; raise :class:`ConfigError` listing all problems.
 
-    ``sources`` are the freshness source types (default: the built-in ones).
+    ``sources`` are the freshness source types, ``stores`` the secret store types (default:
+    the built-in ones).
     """
     path = Path(path)
     text = read_config_file(path, "configuration file")
     base_dir = Path(os.path.abspath(path)).parent
     return parse_config(text, channels, source=str(path), base_dir=base_dir, environ=environ,
-                        sources=sources)
+                        sources=sources, stores=stores)
 
 
 def read_config_file(path: Path, what: str) -> str:
@@ -117,9 +123,10 @@ def parse_config(
     base_dir: Path | None = None,
     environ: Mapping[str, str] | None = None,
     sources: Mapping[str, type[FreshnessSource]] | None = None,
+    stores: Mapping[str, type[SecretStore]] | None = None,
 ) -> Config:
     """Validate configuration YAML; relative paths resolve against ``base_dir`` (default: cwd)."""
-    validator = _Validator(source, base_dir, environ, channels, sources)
+    validator = _Validator(source, base_dir, environ, channels, sources, stores)
     # Aliases may repeat a subtree any number of times ("billion laughs"); bounding the values
     # built by the input's size keeps validation linear in it.
     budget = MIN_NODE_BUDGET + NODES_PER_CHAR * len(text)
@@ -158,9 +165,10 @@ def build_config(
     base_dir: Path,
     environ: Mapping[str, str] | None = None,
     sources: Mapping[str, type[FreshnessSource]] | None = None,
+    stores: Mapping[str, type[SecretStore]] | None = None,
 ) -> Config:
     """Validate configuration given as plain Python data (as YAML would load it)."""
-    validator = _Validator(source, base_dir, environ, channels, sources)
+    validator = _Validator(source, base_dir, environ, channels, sources, stores)
     return validator.config(validator.from_python(data, ""))
 
 
@@ -251,6 +259,7 @@ class _Validator:
         environ: Mapping[str, str] | None,
         channels: Mapping[str, type[Channel]],
         source_types: Mapping[str, type[FreshnessSource]] | None = None,
+        store_types: Mapping[str, type[SecretStore]] | None = None,
     ) -> None:
         self.source = source
         self.base_dir = Path(base_dir) if base_dir is not None else Path.cwd()
@@ -258,6 +267,9 @@ class _Validator:
         self.registry = channels
         self.source_types = _builtin_source_types() if source_types is None else source_types
         self.freshness: dict[str, FreshnessSource | None] = {}  # None: reported as a problem
+        self.store_types = store_types
+        self.secret_stores = SecretStores({})
+        self.account_context = ("", "")  # (channel, account) being validated, for references
         self.datasets: list[Dataset] = []
         self.problems: list[ConfigProblem] = []
         self.regions: tuple[str, ...] = ()  # of the channel being validated
@@ -364,9 +376,10 @@ class _Validator:
             self.problem(root.line, "", "the configuration must be a mapping with the keys "
                                         "'agent' and 'channels'")
             raise self.error()
-        self._check_keys(root, "", {"agent", "channels", "freshness_sources"})
+        self._check_keys(root, "", {"agent", "channels", "freshness_sources", "secret_stores"})
         agent = self._agent(root)
         self._freshness_sources(root)
+        self._secret_stores(root)
         sections = self._channels(root)
         if self.problems or agent is None:
             raise self.error()
@@ -382,7 +395,8 @@ class _Validator:
             raise self.error()
         sources = {name: source for name, source in self.freshness.items() if source is not None}
         return Config(source=self.source, agent=agent, channels=channels,
-                      freshness_sources=sources, datasets=self.datasets)
+                      freshness_sources=sources, datasets=self.datasets,
+                      secret_stores=self.secret_stores)
 
     def error(self) -> ConfigError:
         unique = list(dict.fromkeys(self.problems))
@@ -495,6 +509,7 @@ class _Validator:
     ) -> Account | None:
         if not isinstance(node.value, dict):
             return None
+        self.account_context = (channel, name if isinstance(name, str) else "")
         settings = self._section(node, cls.account_options, path,
                                  core=("name", "region", "datasets"))
         region = self._region(node, path)
@@ -714,6 +729,10 @@ class _Validator:
         if inline is not None and file is not None:
             self.problem(file.line, file_path, f"give either {name} or {name}_file, not both")
             return _INVALID
+        if inline is not None and option.kind == "secret_ref":
+            reference = self._store_reference(inline, path)
+            if reference is not None:
+                return reference
         if inline is not None:
             text = self._str(inline, path)
             if text is _INVALID:
@@ -734,6 +753,50 @@ class _Validator:
             self.problem(section.line, path, f"is required: set {name} or {name}_file")
             return _INVALID
         return copy.deepcopy(option.default)
+
+    def _store_reference(self, node: _Node, path: str) -> Any:
+        """A :class:`SecretRef` into a secret store for ``{store: NAME, key: KEY}`` or
+        ``NAME:KEY`` (the text as written, before ``${VAR}`` expansion, so a secret from the
+        environment is never taken for a reference); None for an inline secret."""
+        stores = self.secret_stores.stores
+        parsed = parse_reference(_plain(node), stores)
+        if parsed is None:
+            return None
+        if isinstance(parsed, str):
+            self.problem(node.line, path, parsed)
+            return _INVALID
+        store, key, mode = parsed
+        channel, account = self.account_context
+        try:
+            located = stores[store].locate(key, channel, account)
+        except ValueError as exc:
+            self.problem(node.line, _join(path, "key"), f"secret store {store}: {exc}")
+            return _INVALID
+        return self.secret_stores.ref(store, located, source=path, mode=mode)
+
+    def _secret_stores(self, root: _Node) -> None:
+        """Validate ``secret_stores`` (each type's pydantic model) and build the stores."""
+        node = self._present(root, "secret_stores")
+        if node is None:
+            return
+        types = self.store_types if self.store_types is not None else _builtin_store_types()
+        data = self._expanded(node, "secret_stores")
+        stores, problems = build_stores(data, types, self.base_dir)
+        for path, message in problems:
+            self.problem(_line_of(node, path.split(".")[1:]), path, message)
+        self.secret_stores = SecretStores(stores)
+
+    def _expanded(self, node: _Node, path: str) -> Any:
+        """Plain data of a subtree, every string ``${VAR}``-expanded."""
+        if isinstance(node.value, dict):
+            return {key: self._expanded(child, _join(path, key))
+                    for key, child in node.value.items()}
+        if isinstance(node.value, list):
+            return [self._expanded(item, f"{path}[{i}]") for i, item in enumerate(node.value)]
+        if isinstance(node.value, str):
+            value = self._expand(node.value, node, path)
+            return None if value is _INVALID else value
+        return node.value
 
     def _read_secret(self, location: Path, node: _Node, path: str) -> Any:
         try:
@@ -955,6 +1018,32 @@ def _builtin_source_types() -> Mapping[str, type[FreshnessSource]]:
     from agent.plugins import load_plugins
 
     return load_plugins(entry_points=False).freshness_sources
+
+
+def _builtin_store_types() -> Mapping[str, type[SecretStore]]:
+    from agent.plugins import load_plugins
+
+    return load_plugins(entry_points=False).secret_stores
+
+
+def _plain(node: _Node) -> Any:
+    """A subtree as plain data, as written (no ``${VAR}`` expansion)."""
+    if isinstance(node.value, dict):
+        return {key: _plain(child) for key, child in node.value.items()}
+    if isinstance(node.value, list):
+        return [_plain(item) for item in node.value]
+    return node.value
+
+
+def _line_of(node: _Node, parts: list[str]) -> int | None:
+    """The line of the deepest key of ``parts`` found under ``node``."""
+    line = node.line
+    for part in parts:
+        if not isinstance(node.value, dict) or part not in node.value:
+            break
+        line = node.key_lines.get(part, line)
+        node = node.value[part]
+    return line
 
 
 def _item_node(node: _Node, index: int) -> _Node:

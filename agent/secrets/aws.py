@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field
@@ -47,8 +48,8 @@ class AwsSecretsManagerStore(SecretStore):
     Settings = AwsSettings
     settings: AwsSettings
 
-    def __init__(self, name: str, settings: StoreSettings, **_: Any) -> None:
-        super().__init__(name, settings)
+    def __init__(self, name: str, settings: StoreSettings, base_dir: Path | None = None) -> None:
+        super().__init__(name, settings, base_dir)
         try:
             import boto3
             from botocore.config import Config

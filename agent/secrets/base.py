@@ -15,6 +15,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
@@ -86,9 +87,15 @@ class SecretStore(ABC):
     # False: the store cannot take a write-back (owner mode then refuses a reconnect)
     writable: ClassVar[bool] = True
 
-    def __init__(self, name: str, settings: StoreSettings) -> None:
+    def __init__(self, name: str, settings: StoreSettings, base_dir: Path | None = None) -> None:
         self.name = name
         self.settings = settings
+        self.base_dir = base_dir or Path.cwd()  # the configuration file's directory
+
+    def resolve(self, text: str) -> Path:
+        """A path from the settings; relative ones against the configuration's directory."""
+        path = Path(text).expanduser()
+        return path if path.is_absolute() else self.base_dir / path
 
     @property
     def mode(self) -> str:

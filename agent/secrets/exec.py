@@ -95,8 +95,8 @@ class ExecStore(SecretStore):
     Settings = ExecSettings
     settings: ExecSettings
 
-    def __init__(self, name: str, settings: StoreSettings, **_: Any) -> None:
-        super().__init__(name, settings)
+    def __init__(self, name: str, settings: StoreSettings, base_dir: Path | None = None) -> None:
+        super().__init__(name, settings, base_dir)
         check_permissions(self.settings.command[0])
         if self.settings.write_command:
             check_permissions(self.settings.write_command[0])

@@ -46,10 +46,6 @@ class FileStore(SecretStore):
     Settings = FileSettings
     settings: FileSettings
 
-    def __init__(self, name: str, settings: StoreSettings, base_dir: Path | None = None) -> None:
-        super().__init__(name, settings)
-        self.base_dir = base_dir or Path.cwd()
-
     def locate(self, key: str, channel: str, account: str) -> str:
         template = self.settings.path
         if "{key}" in template and not key:
@@ -58,8 +54,7 @@ class FileStore(SecretStore):
             if part in ("", ".", "..") or not set(part) <= _SAFE_PART:
                 raise ValueError("must be path segments of letters, digits and _.@+=,- "
                                  "(no '..', no leading or doubled '/')")
-        path = Path(template.format(key=key, channel=channel, account=account)).expanduser()
-        return str(path if path.is_absolute() else self.base_dir / path)
+        return str(self.resolve(template.format(key=key, channel=channel, account=account)))
 
     async def read(self, keys: Sequence[str]) -> dict[str, Fetched | None]:
         return await asyncio.to_thread(lambda: {key: self._read_one(key) for key in keys})

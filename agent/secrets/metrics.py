@@ -38,6 +38,7 @@ class StoreMetrics:
             "New tokens that exist only in the agent's memory because writing them to their "
             "store failed (retried with backoff). Any for long pages "
             "ChannelTokenWriteBackFailing.", ["store"], registry=registry)
+        self.last_up: dict[str, bool] = {}  # store -> did its last call get an answer
 
     def set_stores(self, names: list[str]) -> None:
         """Series for every configured store from the start (a rate needs a 0 first)."""
@@ -62,4 +63,5 @@ class StoreMetrics:
         finally:
             self.duration.labels(store, op).observe(time.monotonic() - started)
             self.requests.labels(store, op, result["outcome"]).inc()
-            self.up.labels(store).set(0 if result["outcome"] == "error" else 1)
+            self.last_up[store] = result["outcome"] != "error"
+            self.up.labels(store).set(1 if self.last_up[store] else 0)

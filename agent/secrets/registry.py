@@ -14,6 +14,7 @@ reference answers from this cache (:meth:`cached`).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -37,6 +38,12 @@ log = logging.getLogger(__name__)
 class _Entry:
     fetched: Fetched | None  # None: the store says the key does not exist
     expires: float
+
+
+def store_refs(settings: Mapping[str, object]) -> list[SecretRef]:
+    """The secret-store references among an account's settings."""
+    return [value for value in settings.values()
+            if isinstance(value, SecretRef) and value.store is not None]
 
 
 class SecretStores:
@@ -69,9 +76,13 @@ class SecretStores:
                 and previous.stores[name].settings == store.settings}
         self._cache = {key: entry for key, entry in previous._cache.items() if key[0] in same}
 
-    def ref(self, store: str, key: str, source: str) -> SecretRef:
+    def ref(self, store: str, key: str, source: str, mode: str | None = None) -> SecretRef:
         """A reference the channel reads like any other :class:`SecretRef`."""
-        return SecretRef(store=store, key=key, source=source, resolver=self.cached)
+        return SecretRef(store=store, key=key, source=source, mode=mode, registry=self)
+
+    def adopt(self, ref: SecretRef) -> SecretRef:
+        """``ref`` reading from these stores (after a reload, accounts kept are re-pointed)."""
+        return dataclasses.replace(ref, registry=self) if ref.store else ref
 
     def plan(self, refs: Iterable[SecretRef]) -> None:
         """The order in which the store references will be needed (the scheduler's check

@@ -58,17 +58,15 @@ class SqlStore(SecretStore):
     Settings = SqlSettings
     settings: SqlSettings
 
-    def __init__(self, name: str, settings: StoreSettings, base_dir: Path | None = None,
-                 **_: Any) -> None:
-        super().__init__(name, settings)
+    def __init__(self, name: str, settings: StoreSettings, base_dir: Path | None = None) -> None:
+        super().__init__(name, settings, base_dir)
         import sqlalchemy
         from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
         s = self.settings
         if s.url_file is not None:
-            path = Path(s.url_file).expanduser()
-            path = path if path.is_absolute() else (base_dir or Path.cwd()) / path
-            text = SecretRef(path=path, source=f"secret_stores.{name}.url_file").read().reveal()
+            ref = SecretRef(path=self.resolve(s.url_file), source="url_file")
+            text = ref.read().reveal()
         else:
             text = s.url or ""
         try:

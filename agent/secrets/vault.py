@@ -51,18 +51,11 @@ class VaultStore(SecretStore):
     Settings = VaultSettings
     settings: VaultSettings
 
-    def __init__(self, name: str, settings: StoreSettings, base_dir: Path | None = None,
-                 **_: Any) -> None:
-        super().__init__(name, settings)
+    def __init__(self, name: str, settings: StoreSettings, base_dir: Path | None = None) -> None:
+        super().__init__(name, settings, base_dir)
         s = self.settings
-        self._token_file = None
-        if s.token_file:
-            path = Path(s.token_file).expanduser()
-            self._token_file = path if path.is_absolute() else (base_dir or Path.cwd()) / path
-        verify: Any = True
-        if s.ca_file:
-            verify = str(Path(s.ca_file) if Path(s.ca_file).is_absolute()
-                         else (base_dir or Path.cwd()) / s.ca_file)
+        self._token_file = self.resolve(s.token_file) if s.token_file else None
+        verify: Any = str(self.resolve(s.ca_file)) if s.ca_file else True
         self._client = httpx.AsyncClient(base_url=s.address.rstrip("/"), timeout=s.timeout,
                                          verify=verify)
 
