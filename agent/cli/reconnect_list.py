@@ -78,7 +78,7 @@ def _command(config_path: str, channel: Channel, account: Account) -> str:
     args = ["channel-agent", "reconnect", channel.name, "--account", account.name,
             "--config", os.path.abspath(config_path)]
     ref = channel.refresh_token_ref(account)
-    if ref is not None and ref.path is None:
+    if ref is not None and ref.path is None and ref.store is None:
         args.append("--show-token")
     return shlex.join(args)
 

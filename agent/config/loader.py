@@ -269,6 +269,7 @@ class _Validator:
         self.freshness: dict[str, FreshnessSource | None] = {}  # None: reported as a problem
         self.store_types = store_types
         self.secret_stores = SecretStores({})
+        self.store_names: set[str] = set()  # every store configured, built or not
         self.account_context = ("", "")  # (channel, account) being validated, for references
         self.datasets: list[Dataset] = []
         self.problems: list[ConfigProblem] = []
@@ -759,13 +760,15 @@ class _Validator:
         ``NAME:KEY`` (the text as written, before ``${VAR}`` expansion, so a secret from the
         environment is never taken for a reference); None for an inline secret."""
         stores = self.secret_stores.stores
-        parsed = parse_reference(_plain(node), stores)
+        parsed = parse_reference(_plain(node), self.store_names)
         if parsed is None:
             return None
         if isinstance(parsed, str):
             self.problem(node.line, path, parsed)
             return _INVALID
         store, key, mode = parsed
+        if store not in stores:
+            return _INVALID  # the store's own problems are reported
         channel, account = self.account_context
         try:
             located = stores[store].locate(key, channel, account)
@@ -782,6 +785,7 @@ class _Validator:
         types = self.store_types if self.store_types is not None else _builtin_store_types()
         data = self._expanded(node, "secret_stores")
         stores, problems = build_stores(data, types, self.base_dir)
+        self.store_names = set(data) if isinstance(data, dict) else set()
         for path, message in problems:
             self.problem(_line_of(node, path.split(".")[1:]), path, message)
         self.secret_stores = SecretStores(stores)

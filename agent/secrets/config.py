@@ -11,7 +11,7 @@ or the short string ``NAME:KEY``, where NAME is a configured store.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -62,10 +62,10 @@ def build_stores(section: Any, types: Mapping[str, type[SecretStore]],
     return stores, problems
 
 
-def parse_reference(value: Any, stores: Mapping[str, SecretStore]
+def parse_reference(value: Any, stores: Collection[str]
                     ) -> tuple[str, str, str | None] | str | None:
-    """(store, key, mode) for a reference; a message (str) for a malformed one; None when
-    ``value`` is not a reference at all (a plain inline secret)."""
+    """(store, key, mode) for a reference to one of ``stores`` (names); a message (str) for a
+    malformed one; None when ``value`` is not a reference at all (a plain inline secret)."""
     if isinstance(value, str):
         match = SHORT_REFERENCE.fullmatch(value.strip())
         if match is None or match.group(1) not in stores:
