@@ -109,9 +109,17 @@ class SecretRef:
     mode: str | None = None  # owner / observer for this account; None: the store's
     registry: Any = field(default=None, compare=False, repr=False)
 
+    @property
+    def withheld(self) -> bool:
+        """Neither a value nor a file: an inventory account restored from the state file,
+        whose token (held by its source only) comes back with the source's next answer."""
+        return self.path is None and self.value is None and self.store is None
+
     def read(self) -> Secret:
         if self.store is not None:
             return self.registry.cached(self)
+        if self.withheld:
+            raise MissingSecret(self.source, "is not known yet (withheld)")
         if self.value is not None:
             if not self.value.reveal():
                 raise MissingSecret(self.source, "is empty")
@@ -175,12 +183,16 @@ class Option:
 
 @dataclass
 class Account:
-    """One configured account of one channel. ``settings`` holds the parsed account options."""
+    """One configured account of one channel. ``settings`` holds the parsed account options;
+    ``labels`` are exported once, on ``channel_account_info``; ``source`` is "config" or the
+    name of the inventory source that discovered the account."""
 
     channel: str
     name: str
     region: str
     settings: dict[str, Any] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    source: str = "config"
 
     @property
     def key(self) -> tuple[str, str]:

@@ -1,4 +1,5 @@
-"""Hook specifications for channel, freshness-source and secret-store plugins.
+"""Hook specifications for channel, freshness-source, inventory-source and secret-store
+plugins.
 
 A plugin is a module (or object) listed under the ``channel_agent`` entry-point group that
 implements one or more of these hooks with ``@hookimpl``. Hooks only *register* things; the
@@ -51,6 +52,19 @@ def register_secret_stores(register: Callable[[type], None]) -> None:
         model). The built-in types ``file``, ``exec``, ``vault``, ``sql`` and
         ``aws_secrets_manager`` are registered the same way; a second type with an already
         registered ``type`` is reported as a plugin error and ignored.
+    :returns: nothing; all hook implementations are called.
+    """
+
+
+@hookspec
+def register_inventory_sources(register: Callable[[type], None]) -> None:
+    """Register inventory source types (``type:`` values under ``inventory_sources:``).
+
+    :param register: call ``register(InventorySourceSubclass)`` once per source type (a
+        subclass of :class:`agent.inventory.InventorySource` with a ``type``, its ``options``
+        and an async ``fetch()`` returning the rows, one per account). The built-in types
+        ``sql``, ``http`` and ``file`` are registered the same way; a second type with an
+        already registered ``type`` is reported as a plugin error and ignored.
     :returns: nothing; all hook implementations are called.
     """
 

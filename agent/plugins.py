@@ -1,5 +1,5 @@
 """Finding plugins: the pluggy manager and the registries it fills (channels, freshness
-source types, secret store types)."""
+source types, inventory source types, secret store types)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pluggy
 from agent import __version__, hookspecs
 from agent.channel import Channel
 from agent.freshness.source import FreshnessSource
+from agent.inventory.source import InventorySource
 from agent.secrets.base import SecretStore
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,9 @@ DEFAULT_PLUGINS = (
     "agent.freshness.heartbeat",
     "agent.freshness.sql",
     "agent.freshness.file",
+    "agent.inventory.sql",
+    "agent.inventory.http",
+    "agent.inventory.file",
     "agent.secrets.builtin",
 )
 BUILT_IN = f"channel-health-agent {__version__} (built-in)"
@@ -46,6 +50,8 @@ class Plugins:
     freshness_sources: dict[str, type[FreshnessSource]] = field(default_factory=dict)
     # source type -> distribution (or module) that provided it
     source_origins: dict[str, str] = field(default_factory=dict)
+    inventory_sources: dict[str, type[InventorySource]] = field(default_factory=dict)
+    inventory_origins: dict[str, str] = field(default_factory=dict)
     secret_stores: dict[str, type[SecretStore]] = field(default_factory=dict)
     store_origins: dict[str, str] = field(default_factory=dict)
 
@@ -88,6 +94,9 @@ def load_plugins(extra: Iterable[object] = (), entry_points: bool = True) -> Plu
         ("register_freshness_sources", lambda cls, origin: _register(
             plugins, cls, origin, FreshnessSource, "type", "freshness source type",
             plugins.freshness_sources, plugins.source_origins)),
+        ("register_inventory_sources", lambda cls, origin: _register(
+            plugins, cls, origin, InventorySource, "type", "inventory source type",
+            plugins.inventory_sources, plugins.inventory_origins)),
         ("register_secret_stores", lambda cls, origin: _register(
             plugins, cls, origin, SecretStore, "type", "secret store type",
             plugins.secret_stores, plugins.store_origins)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -20,8 +21,11 @@ from agent.checks.transport import AiohttpTransport, ChannelClient
 from agent.config.loader import Config, ConfigError
 from agent.freshness.metrics import FreshnessMetrics
 from agent.freshness.poller import FreshnessPoller
+from agent.freshness.source import Dataset
 from agent.freshness.timestamps import iso
 from agent.freshness.tracker import FreshnessTracker
+from agent.inventory.metrics import InventoryCollector
+from agent.inventory.runner import InventoryRunner
 from agent.metrics.collector import AgentMetrics
 from agent.plugins import Plugins
 from agent.secrets.metrics import StoreMetrics
@@ -55,13 +59,19 @@ class ReloadOutcome:
 class AgentService:
     def __init__(self, config: Config, plugins: Plugins, http: HttpOptions | None = None,
                  loader: Callable[[], Config] | None = None) -> None:
-        self.config = config
         self.plugins = plugins
         self.http_options = http or HttpOptions()
         self.loader = loader  # re-reads the configuration for reload(); None: nothing to re-read
         self.started_at = time.time()
         self.ready = False
         self.store = StateStore(config.agent.state_path)
+        # the configuration as loaded; self.config adds the accounts inventory sources found
+        self.loaded = config
+        self.inventory = InventoryRunner(self.store)
+        self.inventory.configure(config.inventory_sources, _classes(config), config.base_dir,
+                               stores=config.secret_stores)
+        self.duplicates = 0
+        config = self.config = self._with_inventory(config)
         self.fleet = Fleet(self.store)
         self.fleet.configure(config)
         self.metrics = AgentMetrics(self.fleet, config.channels)
@@ -72,6 +82,7 @@ class AgentService:
         self.freshness.configure(config)
         self.freshness_metrics = FreshnessMetrics(self.freshness, self.metrics.registry)
         self.poller = FreshnessPoller(self.freshness, self.freshness_metrics)
+        self.metrics.registry.register(InventoryCollector(self.inventory))
         self._rate_limits: dict[str, RateLimitedTransport] = {}
         self.http = {name: self._client(name, channel)
                      for name, channel in config.channels.items()}
@@ -104,12 +115,50 @@ class AgentService:
     async def start(self) -> None:
         self.scheduler.start()
         self.poller.start()
+        self.inventory.start(self.apply_inventory)
         self.ready = True
+
+    def _with_inventory(self, loaded: Config) -> Config:
+        """``loaded`` plus the accounts the inventory sources found (and their data sets:
+        the channel's ``datasets``)."""
+        if not loaded.inventory_sources:
+            return loaded
+        static = {account.key for account in loaded.accounts()}
+        discovered, self.duplicates = self.inventory.accounts(static)
+        datasets = [Dataset(channel=a.channel, account=a.name, region=a.region, name=name,
+                            source=source, max_age=max_age)
+                    for a in discovered
+                    for name, (source, max_age) in loaded.channel_datasets.get(a.channel,
+                                                                               {}).items()]
+        return dataclasses.replace(loaded, discovered=discovered,
+                                   datasets=loaded.datasets + datasets)
+
+    def apply_inventory(self) -> ReloadOutcome:
+        """An inventory source's list changed: new accounts start (each at its offset in the
+        check interval, so thousands do not start at once), removed ones stop and leave no
+        series, changed ones are checked again soon; the others are untouched."""
+        before = dict(self.fleet.accounts)
+        config = self.config = self._with_inventory(self.loaded)
+        self.fleet.configure(config)
+        self._use_stores(config)
+        self.freshness.configure(config)
+        self.scheduler.reconfigure(config.channels, config.agent)
+        if self.ready:
+            self.poller.start()
+        outcome = _difference(before, self.fleet.accounts)
+        self.scheduler.recheck([tuple(label.split("/", 1)) for label in outcome.changed],
+                               within=min(config.agent.check_interval, RECHECK_WITHIN))
+        log.info("inventory applied: %d account(s) here; added %d, removed %d, changed %d",
+                 len(self.fleet.accounts), len(outcome.added), len(outcome.removed),
+                 len(outcome.changed))
+        return outcome
 
     async def stop(self) -> None:
         self.ready = False
         await self.scheduler.stop()
         await self.poller.stop()
+        await self.inventory.stop()
+        await self.inventory.close()
         for task in self._closing:
             task.cancel()
         await asyncio.gather(*self._closing, return_exceptions=True)
@@ -164,7 +213,10 @@ class AgentService:
                 channel.carry_over(old.channels[name])
         before = dict(self.fleet.accounts)
         config.secret_stores.carry_over(old.secret_stores)
-        self.config = config
+        self.loaded = config
+        replaced_sources = self.inventory.configure(config.inventory_sources, _classes(config),
+                                                    config.base_dir, stores=config.secret_stores)
+        config = self.config = self._with_inventory(config)
         self.fleet.configure(config)
         self._use_stores(config)
         self.metrics.set_channels(config.channels)
@@ -188,21 +240,21 @@ class AgentService:
         closers = [client.aclose for client in removed_clients]
         closers += [source.close for source in old.freshness_sources.values()]
         closers.append(old.secret_stores.close)
+        closers += [source.close for source in replaced_sources]
         if closers:
-            grace = max([old.agent.check_timeout, *(s.timeout for s in
-                                                    old.freshness_sources.values())])
+            grace = max([old.agent.check_timeout,
+                         *(s.timeout for s in old.freshness_sources.values()),
+                         *(s.timeout for s in replaced_sources)])
             task = asyncio.create_task(_close_later(closers, grace + HARD_TIMEOUT_GRACE))
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
-        after = self.fleet.accounts
-        return ReloadOutcome(
-            ok=True,
-            added=sorted(_label(key) for key in after.keys() - before.keys()),
-            removed=sorted(_label(key) for key in before.keys() - after.keys()),
-            changed=sorted(_label(key) for key in after.keys() & before.keys()
-                           if after[key] != before[key]),
-            warnings=warnings,
-        )
+        outcome = _difference(before, self.fleet.accounts)
+        outcome.warnings = warnings
+        return outcome
+
+    def inventory_status(self) -> dict[str, Any]:
+        """Each inventory source: its state, its accounts, what it skipped (no secret)."""
+        return {name: source_status(self.inventory, name) for name in self.inventory.sources}
 
     def find_account(self, channel: str, name: str) -> Account | None:
         return self.fleet.accounts.get((channel, name))
@@ -244,9 +296,10 @@ class AgentService:
                        "up": self.store_metrics.last_up.get(name)}
                 for name, store in self.config.secret_stores.stores.items()
             },
+            "inventory_sources": self.inventory_status(),
             "accounts": [
                 account_status(state, self.config.channels.get(account.channel),
-                               self.freshness.account_datasets(account.key))
+                               self.freshness.account_datasets(account.key), account=account)
                 for account, state in self.fleet
             ],
         }
@@ -260,9 +313,11 @@ def _limits(channel: Channel) -> dict[str, Any]:
 
 
 def account_status(state: AccountState, channel: Channel | None,
-                   datasets: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                   datasets: list[dict[str, Any]] | None = None, *,
+                   account: Account | None = None) -> dict[str, Any]:
     """One account's state as plain, secret-free data (status API, CLI ``--json``);
-    ``datasets`` from :meth:`FreshnessTracker.account_datasets`."""
+    ``datasets`` from :meth:`FreshnessTracker.account_datasets`; ``account`` adds where it
+    comes from (``source``: "config" or an inventory source) and its labels."""
     max_age = channel.refresh_token_max_age() if channel else 0.0
     expiry = state.refresh_issued + max_age if state.refresh_issued and max_age > 0 else None
     return {
@@ -283,6 +338,25 @@ def account_status(state: AccountState, channel: Channel | None,
         "profiles": state.profiles,
         "reconnected": iso(state.reconnected),
         "datasets": datasets or [],
+        "source": account.source if account else "config",
+        "labels": dict(account.labels) if account else {},
+    }
+
+
+def source_status(runner: InventoryRunner, name: str) -> dict[str, Any]:
+    source, status = runner.sources[name], runner.status[name]
+    held = status.held
+    return {
+        "type": source.type,
+        "from": source.describe(),
+        "up": status.up,
+        "error": status.error,
+        "accounts": len(status.accepted.accounts),
+        "last_success": iso(status.last_success),
+        "invalid_rows": [str(problem) for problem in status.problems],
+        "duplicates": status.duplicates,
+        "removal_held": None if held is None else {
+            "removing": held.removing, "of": held.of, "since": iso(held.since)},
     }
 
 
@@ -304,3 +378,21 @@ async def _close_later(closers: list[Callable[[], Awaitable[Any]]], delay: float
 
 def _label(key: tuple[str, str]) -> str:
     return "/".join(key)
+
+
+RECHECK_WITHIN = 60.0  # changed inventory accounts are checked again within this (or sooner)
+
+
+def _classes(config: Config) -> dict[str, type[Channel]]:
+    return {name: type(channel) for name, channel in config.channels.items()}
+
+
+def _difference(before: dict[tuple[str, str], Account],
+                after: dict[tuple[str, str], Account]) -> ReloadOutcome:
+    return ReloadOutcome(
+        ok=True,
+        added=sorted(_label(key) for key in after.keys() - before.keys()),
+        removed=sorted(_label(key) for key in before.keys() - after.keys()),
+        changed=sorted(_label(key) for key in after.keys() & before.keys()
+                       if after[key] != before[key]),
+    )

@@ -17,7 +17,7 @@ class FakeChannel(Channel):
     regions = ("na", "eu")
     channel_options = {"refresh_token_max_age": Option("duration", default=86400.0)}
     account_options = {"note": Option("str", default=""),
-                       "refresh_token": Option("secret_ref")}
+                       "refresh_token": Option("secret_ref", default=None)}
 
     script: dict[str, CheckResult | BaseException | Callable[[], CheckResult]] = {}
     delay: float = 0.0

@@ -27,6 +27,8 @@ if state.get("hang"):
     time.sleep(state["hang"])
 if state.get("exit"):
     sys.exit(state["exit"])
+if "secrets" not in request and state.get("write_exit"):
+    sys.exit(state["write_exit"])
 db = json.loads((here / "db.json").read_text())
 if "secrets" in request:
     with open(here / "batches", "a") as f:

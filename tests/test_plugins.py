@@ -9,6 +9,8 @@ from agent.config.loader import build_config
 from agent.freshness import FreshnessSource
 from agent.freshness.sql import SqlSource
 from agent.hookspecs import hookimpl
+from agent.inventory import InventorySource
+from agent.inventory.sql import SqlInventory
 from agent.plugins import BUILT_IN, DEFAULT_PLUGINS, load_plugins
 from agent.secrets.base import Fetched, SecretStore, StoreSettings
 from agent.secrets.exec import ExecStore
@@ -177,8 +179,61 @@ def test_bad_and_duplicate_store_types_are_refused():
     assert "not a SecretStore subclass" in messages
 
 
+class Numbered(InventorySource):
+    """An inventory type from a plugin: accounts shop-0 ... shop-<count - 1>."""
+
+    type = "numbered"
+    options = {"count": Option("int", required=True)}
+
+    async def fetch(self):
+        return [{"channel": "fake", "account": f"shop-{i}", "region": "eu",
+                 "label_tenant": f"t{i % 2}"} for i in range(self.settings["count"])]
+
+
+async def test_register_inventory_sources_adds_a_type_the_config_and_agent_use(tmp_path):
+    class InventoryPlugin:
+        @hookimpl
+        def register_inventory_sources(self, register):
+            register(Numbered)
+
+    plugins = load_plugins([FakePlugin(), InventoryPlugin()], entry_points=False)
+    assert plugins.inventory_sources["numbered"] is Numbered
+    assert sorted(plugins.inventory_sources) == ["file", "http", "numbered", "sql"]
+    config = build_config(
+        {"agent": {"state_path": ":memory:"},
+         "inventory_sources": {"shops": {"type": "numbered", "count": 3, "channels": ["fake"],
+                                         "interval": "1m", "timeout": "5s"}},
+         "channels": {"fake": {}}},
+        plugins.channels, base_dir=tmp_path, inventory_types=plugins.inventory_sources)
+    service = AgentService(config, plugins)
+    assert await service.inventory.refresh_all()
+    service.apply_inventory()
+    assert sorted(service.fleet.accounts) == [("fake", "shop-0"), ("fake", "shop-1"),
+                                              ("fake", "shop-2")]
+    assert service.fleet.accounts["fake", "shop-1"].labels == {"tenant": "t1"}
+    assert service.metrics.registry.get_sample_value(
+        "channel_inventory_accounts", {"source": "shops", "channel": "fake"}) == 3
+    await service.stop()
+
+
+def test_bad_and_duplicate_inventory_types_are_refused():
+    class Again:
+        @hookimpl
+        def register_inventory_sources(self, register):
+            register(SqlInventory)
+            register(SqlSource)
+
+    plugins = load_plugins([Again()], entry_points=False)
+    assert plugins.inventory_sources["sql"] is SqlInventory
+    assert plugins.inventory_origins["sql"] == BUILT_IN
+    messages = " ".join(e.error for e in plugins.errors)
+    assert "inventory source type 'sql' is already registered" in messages
+    assert "not a InventorySource subclass" in messages
+
+
 @pytest.mark.parametrize("name", ["register_channels", "register_freshness_sources",
-                                  "register_secret_stores", "register_commands"])
+                                  "register_inventory_sources", "register_secret_stores",
+                                  "register_commands"])
 def test_every_hook_is_documented_with_params_and_returns(name):
     doc = inspect.getdoc(getattr(hookspecs, name))
     assert doc and ":param" in doc and ":returns:" in doc

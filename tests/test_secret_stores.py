@@ -244,8 +244,8 @@ async def test_rotated_token_is_written_back_retried_and_never_lost(tmp_path, he
     Rotating.valid.add("tok-rotated-2")
     Rotating.rotate_to = "tok-rotated-2"
     service.config.secret_stores.forget("helper", "acme")
+    helper.set_state(write_exit=2)
     await service.scheduler.check_now(account)  # reads tok-rotated-1, rotates to -2
-    helper.set_state(exit=2)
     await wait_for(lambda: (registry.get_sample_value(
         "channel_secret_store_write_failures_total", {"store": "helper"}) or 0) >= 1)
     assert registry.get_sample_value("channel_secret_store_pending_writes",

@@ -107,14 +107,41 @@ class Scheduler:
         while True:
             await asyncio.sleep(max(0.0, next_run - self.monotonic()))
             current = self.fleet.accounts.get(account.key, account)
-            check = asyncio.ensure_future(self.check_now(current))
-            self._checks.add(check)
-            check.add_done_callback(self._checks.discard)
-            await asyncio.shield(check)
+            if not self.withheld(current):
+                check = asyncio.ensure_future(self.check_now(current))
+                self._checks.add(check)
+                check.add_done_callback(self._checks.discard)
+                await asyncio.shield(check)
             next_run += interval
             if next_run < self.monotonic():  # fell behind (overload): skip missed slots
                 missed = (self.monotonic() - next_run) // interval + 1
                 next_run += missed * interval
+
+    def withheld(self, account: Account) -> bool:
+        """The account's token is not known yet (agent.inventory.credentials): checking it
+        would report a missing credential that is not missing; it keeps its last state."""
+        channel = self.channels.get(account.channel)
+        ref = channel.refresh_token_ref(account) if channel else None
+        return ref is not None and ref.withheld
+
+    def recheck(self, keys: list[tuple[str, str]], within: float) -> None:
+        """Check these accounts once more, spread over ``within`` seconds (accounts whose
+        settings changed); their regular schedule goes on."""
+        if keys and self._started:
+            task = asyncio.create_task(self._recheck(sorted(keys), within), name="recheck")
+            self._checks.add(task)
+            task.add_done_callback(self._checks.discard)
+
+    async def _recheck(self, keys: list[tuple[str, str]], within: float) -> None:
+        step = within / len(keys)
+        for i, key in enumerate(keys):
+            if i:
+                await asyncio.sleep(step)
+            account = self.fleet.accounts.get(key)
+            if account is not None and not self.withheld(account):
+                check = asyncio.ensure_future(self.check_now(account))
+                self._checks.add(check)
+                check.add_done_callback(self._checks.discard)
 
     async def check_now(self, account: Account) -> AccountState:
         """Check one account now, or wait for the check already running for it."""

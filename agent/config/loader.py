@@ -27,6 +27,7 @@ from agent.checks.ratelimit import CHANNEL_OPTIONS
 from agent.checks.sharding import Shard, parse_shard
 from agent.config.durations import DURATION_HINT, parse_duration
 from agent.freshness.source import DEFAULT_TIMEOUT, Dataset, FreshnessSource
+from agent.inventory.source import InventorySource
 from agent.redact import redact
 from agent.secrets.base import SecretStore
 from agent.secrets.config import build_stores, parse_reference
@@ -58,11 +59,19 @@ class Config:
     channels: dict[str, Channel]
     freshness_sources: dict[str, FreshnessSource] = field(default_factory=dict)
     datasets: list[Dataset] = field(default_factory=list)  # every account's, defaults applied
+    inventory_sources: dict[str, InventorySource] = field(default_factory=dict)
+    # channel -> data set -> (source, max_age): the channel-level data sets, which accounts
+    # discovered by an inventory source get
+    channel_datasets: dict[str, dict[str, tuple[str, float]]] = field(default_factory=dict)
+    # accounts the inventory sources yield (agent.inventory), besides the file's own
+    discovered: list[Account] = field(default_factory=list)
+    base_dir: Path = field(default_factory=Path.cwd)  # relative paths resolve against it
     secret_stores: SecretStores = field(default_factory=lambda: SecretStores({}))
 
     def accounts(self) -> list[Account]:
-        """Every account of every channel."""
-        return [account for channel in self.channels.values() for account in channel.accounts]
+        """Every account of every channel: the file's own, then the discovered ones."""
+        static = [account for channel in self.channels.values() for account in channel.accounts]
+        return static + self.discovered if self.discovered else static
 
 
 @dataclass(frozen=True)
@@ -90,18 +99,20 @@ def load_config(
     channels: Mapping[str, type[Channel]],
     environ: Mapping[str, str] | None = None,
     sources: Mapping[str, type[FreshnessSource]] | None = None,
+    inventory_types: Mapping[str, type[InventorySource]] | None = None,
     stores: Mapping[str, type[SecretStore]] | None = None,
 ) -> Config:
     """Read and validate a configuration file; raise :class:`ConfigError` listing all problems.
 
-    ``sources`` are the freshness source types, ``stores`` the secret store types (default:
-    the built-in ones).
+    ``sources`` are the freshness source types (default: the built-in ones);
+    ``inventory_types`` the inventory source types (default: the installed ones), ``stores``
+    the secret store types (default: the built-in ones).
     """
     path = Path(path)
     text = read_config_file(path, "configuration file")
     base_dir = Path(os.path.abspath(path)).parent
     return parse_config(text, channels, source=str(path), base_dir=base_dir, environ=environ,
-                        sources=sources, stores=stores)
+                        sources=sources, inventory_types=inventory_types, stores=stores)
 
 
 def read_config_file(path: Path, what: str) -> str:
@@ -123,10 +134,12 @@ def parse_config(
     base_dir: Path | None = None,
     environ: Mapping[str, str] | None = None,
     sources: Mapping[str, type[FreshnessSource]] | None = None,
+    inventory_types: Mapping[str, type[InventorySource]] | None = None,
     stores: Mapping[str, type[SecretStore]] | None = None,
 ) -> Config:
     """Validate configuration YAML; relative paths resolve against ``base_dir`` (default: cwd)."""
-    validator = _Validator(source, base_dir, environ, channels, sources, stores)
+    validator = _Validator(source, base_dir, environ, channels, sources, inventory_types,
+                           store_types=stores)
     # Aliases may repeat a subtree any number of times ("billion laughs"); bounding the values
     # built by the input's size keeps validation linear in it.
     budget = MIN_NODE_BUDGET + NODES_PER_CHAR * len(text)
@@ -165,10 +178,12 @@ def build_config(
     base_dir: Path,
     environ: Mapping[str, str] | None = None,
     sources: Mapping[str, type[FreshnessSource]] | None = None,
+    inventory_types: Mapping[str, type[InventorySource]] | None = None,
     stores: Mapping[str, type[SecretStore]] | None = None,
 ) -> Config:
     """Validate configuration given as plain Python data (as YAML would load it)."""
-    validator = _Validator(source, base_dir, environ, channels, sources, stores)
+    validator = _Validator(source, base_dir, environ, channels, sources, inventory_types,
+                           store_types=stores)
     return validator.config(validator.from_python(data, ""))
 
 
@@ -259,8 +274,10 @@ class _Validator:
         environ: Mapping[str, str] | None,
         channels: Mapping[str, type[Channel]],
         source_types: Mapping[str, type[FreshnessSource]] | None = None,
+        inventory_types: Mapping[str, type[InventorySource]] | None = None,
         store_types: Mapping[str, type[SecretStore]] | None = None,
     ) -> None:
+        self.inventory_types = inventory_types  # None: the installed ones
         self.source = source
         self.base_dir = Path(base_dir) if base_dir is not None else Path.cwd()
         self.environ = os.environ if environ is None else environ
@@ -272,6 +289,9 @@ class _Validator:
         self.store_names: set[str] = set()  # every store configured, built or not
         self.account_context = ("", "")  # (channel, account) being validated, for references
         self.datasets: list[Dataset] = []
+        self.channel_datasets: dict[str, dict[str, tuple[str, float]]] = {}
+        self.inventory: dict[str, InventorySource] = {}
+        self.fed_channels: set[str] = set()  # channels an inventory source feeds
         self.problems: list[ConfigProblem] = []
         self.regions: tuple[str, ...] = ()  # of the channel being validated
         self._constructor = yaml.constructor.SafeConstructor()
@@ -377,10 +397,12 @@ class _Validator:
             self.problem(root.line, "", "the configuration must be a mapping with the keys "
                                         "'agent' and 'channels'")
             raise self.error()
-        self._check_keys(root, "", {"agent", "channels", "freshness_sources", "secret_stores"})
+        self._check_keys(root, "", {"agent", "channels", "freshness_sources",
+                                    "inventory_sources", "secret_stores"})
         agent = self._agent(root)
         self._freshness_sources(root)
         self._secret_stores(root)
+        self._inventory_sources(root)
         sections = self._channels(root)
         if self.problems or agent is None:
             raise self.error()
@@ -397,7 +419,8 @@ class _Validator:
         sources = {name: source for name, source in self.freshness.items() if source is not None}
         return Config(source=self.source, agent=agent, channels=channels,
                       freshness_sources=sources, datasets=self.datasets,
-                      secret_stores=self.secret_stores)
+                      inventory_sources=self.inventory, channel_datasets=self.channel_datasets,
+                      base_dir=self.base_dir, secret_stores=self.secret_stores)
 
     def error(self) -> ConfigError:
         unique = list(dict.fromkeys(self.problems))
@@ -475,15 +498,25 @@ class _Validator:
             self.problem(node.key_lines.get("max_requests_per_second", node.line),
                          _join(path, "max_requests_per_second"), "must be 0 (no limit) or more")
         dataset_defaults = self._dataset_entries(node, path)
+        self.channel_datasets[name] = {
+            dataset: (values["source"], values["max_age"])
+            for dataset, (values, _, _) in dataset_defaults.items()
+            if values["source"] not in (None, _INVALID) and values["max_age"] not in (None,
+                                                                                   _INVALID)}
         accounts_path = _join(path, "accounts")
         accounts_node = self._present(node, "accounts")
+        fed = name in self.fed_channels  # accounts may all come from inventory sources
+        if accounts_node is None and fed:
+            return cls, settings, []
         if accounts_node is None:
-            self.problem(node.line, accounts_path, "is required: list at least one account")
+            self.problem(node.line, accounts_path, "is required: list at least one account "
+                                                   "(or feed the channel from an inventory "
+                                                   "source)")
             return None
         if not isinstance(accounts_node.value, list):
             self.problem(accounts_node.line, accounts_path, "must be a list of accounts")
             return None
-        if not accounts_node.value:
+        if not accounts_node.value and not fed:
             self.problem(accounts_node.line, accounts_path, "must list at least one account")
         accounts = []
         names: dict[str, int] = {}
@@ -512,11 +545,46 @@ class _Validator:
             return None
         self.account_context = (channel, name if isinstance(name, str) else "")
         settings = self._section(node, cls.account_options, path,
-                                 core=("name", "region", "datasets"))
+                                 core=("name", "region", "datasets", "labels"))
         region = self._region(node, path)
-        if settings is None or _INVALID in (name, region):
+        labels = self._labels(node, path)
+        if settings is None or _INVALID in (name, region, labels):
             return None
-        return Account(channel=channel, name=name, region=region, settings=settings)
+        return Account(channel=channel, name=name, region=region, settings=settings,
+                       labels=labels)
+
+    def _labels(self, node: _Node, path: str) -> Any:
+        """A ``labels:`` map of label name to value (agent.inventory.labels rules)."""
+        from agent.inventory.labels import label_problems
+
+        child = self._present(node, "labels")
+        if child is None:
+            return {}
+        path = _join(path, "labels")
+        if not isinstance(child.value, dict):
+            return self._expected(child, path, "mapping")
+        labels = {key: self._str(value, _join(path, key)) for key, value in child.value.items()}
+        if _INVALID in labels.values():
+            return _INVALID
+        problems = list(label_problems(labels))
+        for key, message in problems:
+            self.problem(child.key_lines.get(key, child.line), _join(path, key) if key else path,
+                         message)
+        return _INVALID if problems else labels
+
+    def _inventory_sources(self, root: _Node) -> None:
+        """``inventory_sources``: validated and built by agent.inventory.settings."""
+        from agent.inventory.settings import inventory_sources
+
+        node = self._present(root, "inventory_sources")
+        if node is None:
+            return
+        channels = self._present(root, "channels")
+        configured = set(channels.value) if channels and isinstance(channels.value, dict) else set()
+        types = self.inventory_types
+        if types is None:
+            types = _installed_inventory_types()
+        self.inventory, self.fed_channels = inventory_sources(self, node, configured, dict(types))
 
     def _account_name(self, node: _Node, path: str) -> Any:
         if not isinstance(node.value, dict):
@@ -1016,6 +1084,12 @@ _CONVERTERS = {
 
 def _rejected(exc: Exception) -> str:
     return f"{type(exc).__name__}: {redact(str(exc))}"
+
+
+def _installed_inventory_types() -> Mapping[str, type[InventorySource]]:
+    from agent.plugins import load_plugins
+
+    return load_plugins().inventory_sources
 
 
 def _builtin_source_types() -> Mapping[str, type[FreshnessSource]]:

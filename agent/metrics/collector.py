@@ -41,8 +41,10 @@ class Age:
         return round(max(0.0, now - self.since), 3)
 
 
-# (family key, label values after ACCOUNT_LABELS, value)
-Sample = tuple[str, tuple[str, ...], "float | Age"]
+# (family key, label values after ACCOUNT_LABELS, value); for INFO_FAMILY the labels are
+# (name, value) pairs after channel and account instead
+Sample = tuple[str, tuple, "float | Age"]
+INFO_FAMILY = "account_info"
 
 
 class FleetCollector(Collector):
@@ -98,6 +100,7 @@ class FleetCollector(Collector):
             yield "profile", (profile_id,), float(accessible)
         if state.reconnected is not None:
             yield "reconnected", (), state.reconnected
+        yield INFO_FAMILY, tuple(sorted(account.labels.items())), 1.0
 
     @staticmethod
     def changes_at(state: AccountState, now: float) -> float:
@@ -130,12 +133,22 @@ class FleetCollector(Collector):
             for key, extra, value in self.account_samples(account, state, now):
                 if isinstance(value, Age):
                     value = value.at(now)
-                g[key].add_metric([*labels, *extra], value)
+                if key == INFO_FAMILY:
+                    g[key].add_sample(g[key].name, info_labels(account.channel, account.name,
+                                                               extra), value)
+                else:
+                    g[key].add_metric([*labels, *extra], value)
         yield from (family for key, family in g.items() if key not in FLEET_FAMILIES)
         yield from self.fleet_families()
 
     def describe(self) -> Iterable[Metric]:
         return _families().values()
+
+
+def info_labels(channel: str, account: str, labels: tuple[tuple[str, str], ...],
+                ) -> dict[str, str]:
+    """The labels of an account's channel_account_info sample."""
+    return {**dict(labels), "channel": channel, "account": account}
 
 
 def _holds_access_token(state: AccountState, now: float) -> bool:
@@ -211,6 +224,13 @@ def _families() -> dict[str, Metric]:
             "channel_credential_reconnected_timestamp_seconds",
             "Unix time the account was last reconnected (re-authorised) with channel-agent "
             "reconnect.",
+        ),
+        INFO_FAMILY: gauge(
+            "channel_account_info",
+            "Always 1; the account's labels (from its inventory source or the configuration), "
+            "to join onto other series: * on (channel, account) group_left(merchant) "
+            "channel_account_info.",
+            labels=["channel", "account"],
         ),
         "client_valid": gauge(
             "channel_client_valid",

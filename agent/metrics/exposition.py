@@ -35,7 +35,13 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from agent.metrics.collector import FLEET_FAMILIES, Age, FleetCollector
+from agent.metrics.collector import (
+    FLEET_FAMILIES,
+    INFO_FAMILY,
+    Age,
+    FleetCollector,
+    info_labels,
+)
 
 BLOCK = 16  # accounts per compressed block
 LEVEL = 1  # zlib level: ~6x faster than 6, and the text still shrinks ~20x
@@ -213,7 +219,7 @@ class _FleetCache:
         for family, extra, value in self.collector.account_samples(account, state, now):
             prefix = prefixes.get((family, extra))
             if prefix is None:
-                prefix = prefixes[family, extra] = self._prefix(family, [*labels, *extra])
+                prefix = prefixes[family, extra] = self._prefix(family, labels, extra)
             f = slots[family]
             if value.__class__ is Age:
                 if f >= 0:
@@ -238,8 +244,11 @@ class _FleetCache:
                 heapq.heapify(self.expiries)
         return changed
 
-    def _prefix(self, family: str, values: list[str]) -> str:
-        pairs = sorted(zip(self.label_names[family], values, strict=True))
+    def _prefix(self, family: str, labels: tuple[str, str, str], extra: tuple) -> str:
+        if family == INFO_FAMILY:
+            pairs = sorted(info_labels(labels[0], labels[1], extra).items())
+        else:
+            pairs = sorted(zip(self.label_names[family], [*labels, *extra], strict=True))
         labels = ",".join(f'{name}="{_escape(value)}"' for name, value in pairs)
         return f"{self.sample_names[family]}{{{labels}}} "
 

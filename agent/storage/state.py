@@ -33,7 +33,7 @@ from pathlib import Path
 
 from agent.channel import CheckResult
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 FLUSH_DELAY = 0.2  # seconds
 
 _SCHEMA_V1 = """
@@ -102,8 +102,19 @@ CREATE TABLE IF NOT EXISTS freshness (
 );
 """
 
+# Version 4: each inventory source's last good list (agent.inventory.store): rows as JSON,
+# tokens withheld.
+_SCHEMA_V4 = """
+CREATE TABLE IF NOT EXISTS inventory (
+    source TEXT PRIMARY KEY,
+    rows TEXT NOT NULL,
+    saved REAL NOT NULL,
+    last_success REAL
+);
+"""
+
 # user_version -> the script that brings a file from the previous version to it
-_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
+_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4}
 
 
 @dataclass(slots=True)
@@ -266,6 +277,12 @@ class StateStore:
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The database, for the modules that keep tables of their own in it
+        (agent.inventory.store); every statement commits at once."""
+        return self._db
 
     def load_accounts(self) -> dict[tuple[str, str], AccountState]:
         self.flush()

@@ -1,0 +1,147 @@
+"""The ``http`` inventory source: GET a URL returning a JSON list of account objects.
+
+Modelled on Prometheus ``http_sd``: a bearer token file (re-read at every request, so a
+rotated token needs no reload) or basic auth, a CA file, ``If-None-Match`` with the last
+``ETag`` so an unchanged list costs a 304, and a size limit. Each object holds the fields of a
+row: ``channel``, ``account``, ``region``, account settings, a ``labels`` object and the
+credential (``refresh_token_file``, or ``refresh_token`` itself).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+
+from agent import __version__
+from agent.channel import MissingSecret, Option, SecretRef
+from agent.hookspecs import hookimpl
+from agent.inventory.source import InventoryError, InventorySource, Row
+
+DEFAULT_MAX_SIZE = 8 * 1024 * 1024
+CHUNK = 64 * 1024
+
+
+class HttpInventory(InventorySource):
+    type = "http"
+    title = "HTTP endpoint returning a JSON list of accounts (like Prometheus http_sd)"
+    options = {
+        "url": Option("url", required=True, doc="GET returns a JSON list of account objects"),
+        "bearer_token_file": Option("path", doc="sent as Authorization: Bearer; re-read at "
+                                                "every request"),
+        "basic_auth": Option("mapping", options={
+            "username": Option("str", default=None),
+            "password": Option("secret_ref", default=None),
+        }, doc="username and password (or password_file)"),
+        "ca_file": Option("path", doc="CA certificate(s) to verify the server with"),
+        "max_response_size": Option("int", default=DEFAULT_MAX_SIZE,
+                                    doc="bytes; a larger answer is refused"),
+    }
+
+    def __init__(self, name: str, settings: dict[str, Any]) -> None:
+        super().__init__(name, settings)
+        self._url = settings["url"]
+        auth = settings.get("basic_auth") or {}
+        if (auth.get("username") is None) != (auth.get("password") is None):
+            raise ValueError("basic_auth needs both username and password (or password_file)")
+        self._basic = auth if auth.get("username") is not None else None
+        self._bearer = settings.get("bearer_token_file")
+        if self._bearer is not None and self._basic is not None:
+            raise ValueError("give either bearer_token_file or basic_auth, not both")
+        self._max_size = int(settings.get("max_response_size") or DEFAULT_MAX_SIZE)
+        if self._max_size < 1:
+            raise ValueError("max_response_size must be at least 1 byte")
+        ca_file = settings.get("ca_file")
+        try:
+            self._ssl = ssl.create_default_context(cafile=str(ca_file)) if ca_file else None
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"ca_file {ca_file}: cannot load it "
+                             f"({getattr(exc, 'strerror', None) or exc})") from None
+        self._etag: str | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    def describe(self) -> str:
+        return f"http {self._url}"
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Accept": "application/json",
+                   "User-Agent": f"channel-health-agent/{__version__}"}
+        if self._etag is not None:
+            headers["If-None-Match"] = self._etag
+        try:
+            if self._bearer is not None:
+                token = SecretRef(path=self._bearer, source="bearer_token_file").read()
+                headers["Authorization"] = f"Bearer {token.reveal()}"
+            elif self._basic is not None:
+                password = self._basic["password"].read().reveal()
+                pair = f"{self._basic['username']}:{password}".encode()
+                headers["Authorization"] = f"Basic {base64.b64encode(pair).decode()}"
+        except MissingSecret as exc:
+            raise InventoryError("unavailable", str(exc)) from None
+        return headers
+
+    async def fetch(self) -> list[Row] | None:
+        try:
+            return await asyncio.wait_for(self._fetch(), self.timeout)
+        except TimeoutError:
+            raise InventoryError("timeout", f"no answer within {self.timeout:g}s") from None
+
+    async def _fetch(self) -> list[Row] | None:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        try:
+            async with self._session.get(self._url, headers=self._headers(), ssl=self._ssl,
+                                         allow_redirects=True) as response:
+                if response.status == 304 and self._etag is not None:
+                    return None
+                if response.status != 200:
+                    raise InventoryError("unavailable", f"HTTP {response.status} from "
+                                                        f"{self._url}")
+                body = await self._body(response)
+                etag = response.headers.get("ETag")
+        except aiohttp.ClientError as exc:
+            raise InventoryError("unavailable", f"cannot reach {self._url}: "
+                                                f"{type(exc).__name__}") from None
+        rows = self._parse(body)
+        self._etag = etag  # only once the answer was usable
+        return rows
+
+    async def _body(self, response: aiohttp.ClientResponse) -> bytes:
+        too_big = InventoryError("bad_response", f"the answer is larger than "
+                                                 f"max_response_size ({self._max_size} bytes)")
+        if (response.content_length or 0) > self._max_size:
+            raise too_big
+        chunks, size = [], 0
+        async for chunk in response.content.iter_chunked(CHUNK):
+            size += len(chunk)
+            if size > self._max_size:
+                raise too_big
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _parse(self, body: bytes) -> list[Row]:
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            looks = "HTML" if body.lstrip()[:1] == b"<" else "not JSON"
+            raise InventoryError("bad_response", f"the answer is {looks}, not a JSON list of "
+                                                 f"accounts") from None
+        if not isinstance(data, list):
+            raise InventoryError("bad_response", f"the answer is a JSON "
+                                                 f"{type(data).__name__}, not a list of accounts")
+        return data
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+@hookimpl
+def register_inventory_sources(register: Callable[[type], None]) -> None:
+    register(HttpInventory)

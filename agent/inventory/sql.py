@@ -1,0 +1,110 @@
+"""The ``sql`` inventory source: a query returning one row per account.
+
+Any database SQLAlchemy can reach (``postgresql://`` uses psycopg 3, ``sqlite:///``), as the
+freshness ``sql`` source: its own connection pool, the query in a worker thread, cancelled on
+the server when it outlives the source's ``timeout``. The query's columns are the row's
+fields: ``channel``, ``account`` (required), ``region``, account settings by name,
+``label_<name>``, and the credential (``refresh_token`` or ``refresh_token_file``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from agent.channel import Option
+from agent.freshness.sql import _connect_args, _describe, _interrupter
+from agent.hookspecs import hookimpl
+from agent.inventory.source import InventoryError, InventorySource, Row
+
+REQUIRED_COLUMNS = ("channel", "account")
+
+
+class SqlInventory(InventorySource):
+    type = "sql"
+    title = "SQL query, one row per account"
+    options = {
+        "url": Option("secret", required=True,
+                      doc="SQLAlchemy database URL, e.g. postgresql://user:password@host/db"),
+        "query": Option("str", required=True,
+                        doc="returns one row per account: channel, account, region, ..."),
+    }
+
+    def __init__(self, name: str, settings: dict[str, Any]) -> None:
+        super().__init__(name, settings)
+        import sqlalchemy
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+        self._statement = sqlalchemy.text(settings["query"])
+        if self._statement.compile().params:
+            raise ValueError("query must not use bind parameters (:name)")
+        try:
+            url = sqlalchemy.make_url(settings["url"].reveal())
+        except ArgumentError:
+            raise ValueError("url is not a database URL like "
+                             "postgresql://user:password@host:5432/db or sqlite:///path") from None
+        self._where = url.render_as_string(hide_password=True)
+        try:
+            self._engine = sqlalchemy.create_engine(
+                url, pool_pre_ping=True, pool_timeout=self.timeout,
+                connect_args=_connect_args(url.get_backend_name(), url.get_driver_name(),
+                                           self.timeout))
+        except NoSuchModuleError:
+            raise ValueError(f"url: SQLAlchemy has no database type "
+                             f"'{url.drivername}' installed") from None
+        except ImportError as exc:
+            raise ValueError(f"url: the driver for '{url.drivername}' is not installed "
+                             f"({exc.name or exc})") from None
+
+    def describe(self) -> str:
+        return f"sql {self._where}"
+
+    async def fetch(self) -> list[Row]:
+        cancel: list[Callable[[], None]] = []
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(self._query, cancel), self.timeout)
+        except TimeoutError:
+            for interrupt in cancel:
+                interrupt()  # the server stops the query; the worker thread then ends
+            raise InventoryError("timeout", f"no answer within {self.timeout:g}s") from None
+
+    def _query(self, cancel: list[Callable[[], None]]) -> list[Row]:
+        from sqlalchemy.exc import DBAPIError, ResourceClosedError, SQLAlchemyError
+
+        try:
+            connection = self._engine.connect()
+        except SQLAlchemyError as exc:
+            raise InventoryError("unavailable", f"cannot connect: {_describe(exc)}") from None
+        with connection:
+            interrupt = _interrupter(connection.connection.driver_connection)
+            if interrupt is not None:
+                cancel.append(interrupt)
+            try:
+                result = connection.execute(self._statement)
+                columns = list(result.keys())
+                missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+                if missing:
+                    raise InventoryError(
+                        "bad_response", f"the query returns no column {', '.join(missing)} "
+                                        f"(its columns: {', '.join(columns) or 'none'})")
+                if len(set(columns)) != len(columns):
+                    raise InventoryError("bad_response", "the query returns two columns of "
+                                                         "the same name")
+                return [dict(zip(columns, row, strict=True)) for row in result]
+            except ResourceClosedError:
+                raise InventoryError("bad_response", "the query returns no rows (is it a "
+                                                     "SELECT?)") from None
+            except DBAPIError as exc:
+                reason = "unavailable" if exc.connection_invalidated else "query_error"
+                raise InventoryError(reason, _describe(exc)) from None
+            except SQLAlchemyError as exc:
+                raise InventoryError("query_error", _describe(exc)) from None
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._engine.dispose)
+
+
+@hookimpl
+def register_inventory_sources(register: Callable[[type], None]) -> None:
+    register(SqlInventory)
