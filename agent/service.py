@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -21,11 +20,10 @@ from agent.checks.transport import AiohttpTransport, ChannelClient
 from agent.config.loader import Config, ConfigError
 from agent.freshness.metrics import FreshnessMetrics
 from agent.freshness.poller import FreshnessPoller
-from agent.freshness.source import Dataset
 from agent.freshness.timestamps import iso
 from agent.freshness.tracker import FreshnessTracker
 from agent.inventory.metrics import InventoryCollector
-from agent.inventory.runner import InventoryRunner
+from agent.inventory.runner import InventoryRunner, with_discovered
 from agent.metrics.collector import AgentMetrics
 from agent.plugins import Plugins
 from agent.secrets.metrics import StoreMetrics
@@ -125,13 +123,7 @@ class AgentService:
             return loaded
         static = {account.key for account in loaded.accounts()}
         discovered, self.duplicates = self.inventory.accounts(static)
-        datasets = [Dataset(channel=a.channel, account=a.name, region=a.region, name=name,
-                            source=source, max_age=max_age)
-                    for a in discovered
-                    for name, (source, max_age) in loaded.channel_datasets.get(a.channel,
-                                                                               {}).items()]
-        return dataclasses.replace(loaded, discovered=discovered,
-                                   datasets=loaded.datasets + datasets)
+        return with_discovered(loaded, discovered)
 
     def apply_inventory(self) -> ReloadOutcome:
         """An inventory source's list changed: new accounts start (each at its offset in the

@@ -7,12 +7,14 @@ import asyncio
 import logging
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
 from agent.channel import CheckResult
 from agent.inventory import diff
 from agent.metrics.exposition import Exposition
 from agent.plugins import load_plugins
 from agent.service import AgentService
+from agent.web.server import make_app
 from tests.fakes import FakeChannel, FakePlugin
 from tests.inventory_helpers import Connections, inventory_config
 
@@ -61,6 +63,11 @@ async def test_discovered_accounts_are_watched_with_their_source_and_labels(tmp_
     assert 'channel_account_info{account="static1",channel="fake"} 1.0' in text
     assert 'channel_inventory_accounts{channel="fake",source="crm"} 2.0' in text
     assert 'channel_inventory_source_up{source="crm"} 1.0' in text
+    async with TestClient(TestServer(make_app(service))) as client:
+        page = await (await client.get("/")).text()
+    assert "<th>Source</th>" in page
+    assert "<td>acme</td><td>eu</td><td>crm</td>" in page
+    assert "<td>static1</td><td>na</td><td>config</td>" in page
     await service.stop()
 
 

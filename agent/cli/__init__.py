@@ -6,6 +6,7 @@
   channel-agent demo                          the agent against its built-in Amazon simulator
   channel-agent reconnect CHANNEL --account NAME   re-authorise an account, safely
   channel-agent mark-synced CHANNEL --account NAME --dataset SET   report a data sync
+  channel-agent inventory --config config.yaml   what the inventory sources yield
 
 Every command has --help with an example.
 """
@@ -18,6 +19,7 @@ from agent import __version__
 from agent.cli.check import check
 from agent.cli.config_cmd import config_group
 from agent.cli.freshness import mark_synced
+from agent.cli.inventory import inventory
 from agent.cli.plugins_cmd import plugins
 from agent.cli.reconnect import reconnect
 from agent.cli.run import demo, run
@@ -31,7 +33,8 @@ def cli() -> None:
     pass
 
 
-for command in (run, check, status, mark_synced, reconnect, plugins, config_group, demo):
+for command in (run, check, status, mark_synced, reconnect, plugins, config_group, demo,
+                inventory):
     cli.add_command(command)
 
 

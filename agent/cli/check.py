@@ -35,7 +35,7 @@ def check(config_path: str, channel: str | None, account: str | None, as_json: b
 
     Runs apart from any running agent: its state file is only read (for the data times
     heartbeats reported), and agent.shard does not apply (every account can be checked from
-    anywhere); polled freshness sources are queried once. Exit status: 0 when
+    anywhere); polled freshness sources and inventory sources are queried once. Exit status: 0 when
     every checked credential is valid, 1 when any is invalid or could not be verified,
     2 on a configuration error. Stale data does not change the exit status.
 
@@ -44,6 +44,13 @@ def check(config_path: str, channel: str | None, account: str | None, as_json: b
       channel-agent check --config config.yaml --account acme-us --json
     """
     config, plugins = load_or_exit(config_path)
+    if config.inventory_sources:  # the accounts they yield now, checked like the file's
+        from agent.cli.inventory import discover
+
+        runner, config = asyncio.run(discover(config))
+        for name, status in runner.status.items():
+            if status.error:
+                click.echo(f"warning: inventory source {name}: {status.error}", err=True)
     selected = [a for a in config.accounts()
                 if (channel is None or a.channel == channel)
                 and (account is None or a.name == account)]

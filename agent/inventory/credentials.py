@@ -113,3 +113,23 @@ def _store_reference(value: Any, kind: str, name: str, data: dict[str, Any],
     except ValueError as exc:
         return f"{column}: secret store {store}: {exc}"
     return stores.ref(store, located, source=f"inventory column {column}", mode=mode)
+
+
+def describe_credential(channel_cls: type[Channel], settings: dict[str, Any]) -> str:
+    """Where an account's credential is, never what it is: "file PATH", "from the source"
+    (the token itself came in the row), "withheld" (restored; waits for the source)."""
+    places = []
+    for name in secret_columns(channel_cls):
+        value = settings.get(name)
+        if isinstance(value, SecretRef):
+            if value.store is not None:
+                places.append(f"{name}: secret store {value.store}, key {value.key}")
+            elif value.path is not None:
+                places.append(f"{name}: file {value.path}")
+            elif value.withheld:
+                places.append(f"{name}: withheld until the source answers")
+            else:
+                places.append(f"{name}: from the source")
+        elif isinstance(value, Secret):
+            places.append(f"{name}: from the source")
+    return "; ".join(places) or "-"

@@ -12,13 +12,16 @@ source, and of two sources the one whose name sorts first wins; every duplicate 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.channel import Account, Channel
+from agent.freshness.source import Dataset
 from agent.inventory import store as saved
 from agent.inventory.diff import Held, Key, Outcome, SourceList, evaluate, restore
 from agent.inventory.rows import RowProblem
@@ -26,6 +29,9 @@ from agent.inventory.source import InventoryError, InventorySource
 from agent.redact import redact
 from agent.secrets.registry import SecretStores
 from agent.storage.state import StateStore
+
+if TYPE_CHECKING:
+    from agent.config.loader import Config
 
 log = logging.getLogger(__name__)
 
@@ -266,3 +272,13 @@ class InventoryRunner:
                         source.removal_hold)
         elif held is None and status.held is not None and outcome.new is not None:
             log.warning("inventory source %s: the held removal applies now", name)
+
+
+def with_discovered(loaded: Config, discovered: list[Account]) -> Config:
+    """``loaded`` with the ``discovered`` accounts and their data sets (each channel's
+    ``datasets``, which discovered accounts get)."""
+    datasets = [Dataset(channel=a.channel, account=a.name, region=a.region, name=name,
+                        source=source, max_age=max_age)
+                for a in discovered
+                for name, (source, max_age) in loaded.channel_datasets.get(a.channel, {}).items()]
+    return dataclasses.replace(loaded, discovered=discovered, datasets=loaded.datasets + datasets)

@@ -192,13 +192,13 @@ async def landing_page(request: web.Request) -> web.Response:
     for a in doc["accounts"]:
         colour = _STATE_COLOURS[a["state"]]
         cells = [
-            a["channel"], a["account"], a["region"],
+            a["channel"], a["account"], a["region"], a["source"],
             f'<b style="color:{colour}">{a["state"]}</b>',
             a["reason"] or "", a["detail"] or "", a["last_check"] or "never",
             a["last_valid"] or "never", a["refresh_token_expiry"] or "",
         ]
         rows.append("<tr>" + "".join(
-            f"<td>{c if i == 3 else html.escape(str(c))}</td>" for i, c in enumerate(cells)
+            f"<td>{c if i == 4 else html.escape(str(c))}</td>" for i, c in enumerate(cells)
         ) + f"<td>{_datasets_cell(a['datasets'])}</td></tr>")
     errors = "".join(
         f"<li>{html.escape(e['plugin'])}: {html.escape(e['error'])}</li>"
@@ -220,7 +220,8 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}</style></head>
 <p>Version {version}. <a href="/metrics">Metrics</a> · <a href="/api/v1/status">Status (JSON)</a>
  · <a href="/-/healthy">Healthy</a> · <a href="/-/ready">Ready</a></p>
 {errors}
-<table><tr><th>Channel</th><th>Account</th><th>Region</th><th>State</th><th>Reason</th>
+<table><tr><th>Channel</th><th>Account</th><th>Region</th><th>Source</th><th>State</th>
+<th>Reason</th>
 <th>Detail</th><th>Last check</th><th>Last valid</th><th>Refresh token expiry</th>
 <th>Data sets</th></tr>
 {rows}
