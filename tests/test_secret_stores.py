@@ -305,3 +305,54 @@ async def test_observer_mode_never_writes(tmp_path, helper, caplog):
     assert helper.db()["acme"] == TOKEN
     assert "observer mode" in caplog.text
     await service.stop()
+
+
+# --- inventory rows -----------------------------------------------------------------------
+
+
+async def test_inventory_rows_carry_store_references(tmp_path, helper):
+    from agent.cli.inventory import _account
+    from tests.inventory_helpers import QUERY, Connections
+
+    helper.set_db({"acme": TOKEN, "beta": "tok-beta-77"})
+    table = Connections(tmp_path / "platform.db", extra_columns=("refresh_token_ref",))
+    table.put({"account": "a1", "refresh_token_ref": "helper:acme"},
+              {"account": "a2", "refresh_token_ref": '{"store": "helper", "key": "beta"}'},
+              {"account": "a3", "refresh_token_ref": "nowhere:x"},
+              {"account": "a4", "refresh_token_ref": "helper:x", "refresh_token": "tok-inline"})
+
+    def make_config():
+        return build_config({
+            "agent": {"state_path": str(tmp_path / "agent.db"), "check_interval": "1h"},
+            "secret_stores": {"helper": exec_store(helper)},
+            "inventory_sources": {"crm": {"type": "sql", "url": table.url, "query": QUERY,
+                                          "channels": ["fake"], "interval": "1m",
+                                          "timeout": "5s"}},
+            "channels": {"fake": {}},
+        }, CHANNELS, base_dir=tmp_path)
+
+    config = make_config()
+    service = AgentService(config, load_plugins(entry_points=False))
+    assert await service.inventory.refresh("crm")
+    service.apply_inventory()
+    assert sorted(service.fleet.accounts) == [("fake", "a1"), ("fake", "a2")]
+    problems = " ".join(service.status()["inventory_sources"]["crm"]["invalid_rows"])
+    assert "row 3 (fake/a3): refresh_token_ref: must be STORE:KEY" in problems
+    assert "(known: helper)" in problems
+    assert "row 4 (fake/a4): refresh_token_ref: give one of refresh_token" in problems
+    assert "tok-inline" not in problems
+    for name, token in (("a1", TOKEN), ("a2", "tok-beta-77")):
+        state = await service.scheduler.check_now(service.find_account("fake", name))
+        assert state.valid is True and FakeChannel.tokens[name] == token
+    assert helper.runs() == 1  # both keys in one batch
+    shown = _account(config, service.find_account("fake", "a1"))["credential"]
+    assert shown == "refresh_token: secret store helper, key acme"
+    await service.stop()
+
+    table.drop()  # restarted while the source is down: the references were kept
+    second = AgentService(make_config(), load_plugins(entry_points=False))
+    account = second.fleet.accounts["fake", "a2"]
+    assert not second.scheduler.withheld(account)
+    state = await second.scheduler.check_now(account)
+    assert state.valid is True and FakeChannel.tokens["a2"] == "tok-beta-77"
+    await second.stop()
