@@ -241,7 +241,10 @@ class CheckContext:
     ``httpx.MockTransport``); ``deadline`` is a ``time.monotonic()`` value by which the whole
     check, retries included, must end; ``record_request(endpoint, code)`` counts a request made
     to the channel's API (``code`` is the HTTP status, or a transient reason when no response);
-    ``persist_refresh_token(secret)`` stores a refresh token the provider handed back.
+    ``persist_refresh_token(secret)`` stores a refresh token the provider handed back;
+    ``token_owner`` is False when the account's token belongs to the platform (its secret store
+    is in observer mode): a channel whose provider rotates refresh tokens on use must then not
+    exchange it, and check with what it may use without consuming it.
     """
 
     http: httpx.AsyncClient
@@ -249,6 +252,7 @@ class CheckContext:
     record_request: Callable[[str, str], None] = lambda endpoint, code: None
     persist_refresh_token: Callable[[Account, Secret], None] | None = None
     clock: Callable[[], float] = time.time
+    token_owner: bool = True
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()

@@ -30,6 +30,7 @@ class Rotating(Channel):
     valid: ClassVar[set[str]] = set()
     rotate_to: ClassVar[str | None] = None
     used: ClassVar[list[str]] = []
+    owner: ClassVar[bool | None] = None
 
     def __init__(self, settings, accounts) -> None:
         super().__init__(settings, accounts)
@@ -43,6 +44,7 @@ class Rotating(Channel):
         old_fp, new = self.rotated.get(account.name, (None, None))
         token = new if new is not None and stored.fingerprint() == old_fp else stored
         type(self).used.append(token.reveal())
+        type(self).owner = ctx.token_owner
         if token.reveal() not in self.valid:
             return CheckResult(valid=False, reason="invalid_grant")
         if self.rotate_to and token.reveal() != self.rotate_to:
@@ -304,6 +306,7 @@ async def test_observer_mode_never_writes(tmp_path, helper, caplog):
     await asyncio.sleep(0.2)
     assert helper.db()["acme"] == TOKEN
     assert "observer mode" in caplog.text
+    assert Rotating.owner is False  # the channel is told not to consume the token
     await service.stop()
 
 

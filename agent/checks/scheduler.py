@@ -20,7 +20,7 @@ from agent.channel import Account, Channel, CheckContext, CheckResult, Secret
 from agent.config.loader import AgentSettings
 from agent.metrics.collector import AgentMetrics
 from agent.redact import redact
-from agent.secrets.base import StoreUnavailable
+from agent.secrets.base import OBSERVER, StoreUnavailable
 from agent.secrets.registry import SecretStores, store_refs
 from agent.secrets.writeback import WriteBack
 from agent.storage.fleet import Fleet
@@ -205,6 +205,8 @@ class Scheduler:
             persist_refresh_token=lambda acct, secret: self._persist_refresh_token(
                 channel, acct, secret
             ),
+            token_owner=all(ref.registry.mode(ref) != OBSERVER
+                            for ref in store_refs(account.settings)),
         )
         try:
             async with asyncio.timeout(timeout + HARD_TIMEOUT_GRACE):

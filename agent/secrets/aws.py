@@ -30,6 +30,8 @@ from agent.secrets.base import (
     StoreSetupError,
     StoreUnavailable,
     WriteConflict,
+    fetched,
+    read_each,
 )
 
 PENDING_STAGE = "AGENTPENDING"
@@ -96,20 +98,16 @@ class AwsSecretsManagerStore(SecretStore):
                 raise StoreUnavailable(f"the shared secret {self.settings.secret_id} does "
                                        f"not exist")
             fields = _json(found[0], self.settings.secret_id)
-            return {key: _fetched(fields.get(key), found[1]) for key in keys}
-        limit = asyncio.Semaphore(self.settings.max_parallel)
+            return {key: fetched(fields.get(key), found[1]) for key in keys}
+        return await read_each(keys, self.settings.max_parallel, self._read_one)
 
-        async def one(key: str) -> Fetched | None:
-            async with limit:
-                found = await self._get(key)
-            if found is None:
-                return None
-            text, version = found
-            value = _json(text, key).get(self.settings.field) if self.settings.field else text
-            return _fetched(value, version)
-
-        values = await asyncio.gather(*(one(key) for key in keys))
-        return dict(zip(keys, values, strict=True))
+    async def _read_one(self, key: str) -> Fetched | None:
+        found = await self._get(key)
+        if found is None:
+            return None
+        text, version = found
+        return fetched(_json(text, key).get(self.settings.field) if self.settings.field
+                       else text, version)
 
     async def write(self, key: str, value: Secret, previous: Fetched | None) -> None:
         shared = self.settings.secret_id
@@ -173,7 +171,3 @@ def _json(text: str, where: str) -> dict[str, Any]:
     return fields
 
 
-def _fetched(value: Any, version: str) -> Fetched | None:
-    if not isinstance(value, str) or not value.strip():
-        return None
-    return Fetched(Secret(value.strip()), version)

@@ -11,9 +11,10 @@ the check that needed it is transient (``secret_unavailable``), never invalid.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -61,6 +62,27 @@ class Fetched:
 
     value: Secret
     version: str | None = None
+
+
+def fetched(value: Any, version: str | None = None) -> Fetched | None:
+    """What a store found under a key: a non-empty string is the secret (trimmed); anything
+    else (absent, null, empty) means no such key."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    return Fetched(Secret(value.strip()), version)
+
+
+async def read_each(keys: Sequence[str], parallel: int,
+                    read_one: Callable[[str], Awaitable[Fetched | None]]
+                    ) -> dict[str, Fetched | None]:
+    """``read_one`` for every key, ``parallel`` at a time (stores without a batch read)."""
+    limit = asyncio.Semaphore(parallel)
+
+    async def one(key: str) -> Fetched | None:
+        async with limit:
+            return await read_one(key)
+
+    return dict(zip(keys, await asyncio.gather(*(one(key) for key in keys)), strict=True))
 
 
 class StoreUnavailable(Exception):

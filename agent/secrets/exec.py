@@ -42,6 +42,7 @@ from agent.secrets.base import (
     StoreSettings,
     StoreSetupError,
     StoreUnavailable,
+    fetched,
 )
 
 log = logging.getLogger(__name__)
@@ -172,11 +173,9 @@ def _entry(item: Any) -> Fetched | None | StoreUnavailable:
     if error is not None:
         # the helper's words, which could quote the secret: only say that it failed
         return StoreUnavailable("the command reported an error for this key")
-    if value is None:
-        return None
-    if not isinstance(value, str):
+    if value is not None and not isinstance(value, str):
         return StoreUnavailable("the command's value for this key is not a string")
-    return Fetched(Secret(value.strip())) if value.strip() else None
+    return fetched(value)
 
 
 def _clean_stderr(stderr: bytes, stdout: bytes, extra: Sequence[str]) -> str:

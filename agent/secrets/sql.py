@@ -25,6 +25,7 @@ from agent.secrets.base import (
     StoreSettings,
     StoreUnavailable,
     WriteConflict,
+    fetched,
 )
 
 
@@ -96,8 +97,8 @@ class SqlStore(SecretStore):
             if len(row) != 2:
                 raise StoreUnavailable("read_query must return two columns: key, token")
             key, value = row
-            if key in found and found[key] is None and isinstance(value, str) and value.strip():
-                found[key] = Fetched(Secret(value.strip()))
+            if key in found and found[key] is None:
+                found[key] = fetched(value)
         return found
 
     async def write(self, key: str, value: Secret, previous: Fetched | None) -> None:

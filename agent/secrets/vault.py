@@ -10,7 +10,6 @@ kept. API: developer.hashicorp.com/vault/api-docs/secret/kv/kv-v2 (OpenBao's is 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,8 @@ from agent.secrets.base import (
     StoreSettings,
     StoreUnavailable,
     WriteConflict,
+    fetched,
+    read_each,
 )
 
 
@@ -99,21 +100,12 @@ class VaultStore(SecretStore):
                                    ) from None
 
     async def read(self, keys: Sequence[str]) -> dict[str, Fetched | None]:
-        limit = asyncio.Semaphore(self.settings.max_parallel)
+        return await read_each(keys, self.settings.max_parallel, self._read_one)
 
-        async def one(key: str) -> Fetched | None:
-            async with limit:
-                found = await self._get(key)
-            if found is None:
-                return None
-            data, version = found
-            value = data.get(self.settings.field)
-            if not isinstance(value, str) or not value.strip():
-                return None
-            return Fetched(Secret(value.strip()), str(version))
-
-        values = await asyncio.gather(*(one(key) for key in keys))
-        return dict(zip(keys, values, strict=True))
+    async def _read_one(self, key: str) -> Fetched | None:
+        found = await self._get(key)
+        return None if found is None else fetched(found[0].get(self.settings.field),
+                                                  str(found[1]))
 
     async def write(self, key: str, value: Secret, previous: Fetched | None) -> None:
         current = await self._get(key)
