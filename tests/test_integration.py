@@ -262,7 +262,8 @@ def _command_args(config: Path, url: str, broken: Path) -> dict[str, list[list[s
                          "--url", url]],
         "reconnect": [["--list", "--config", str(config)], ["--pending", "--config", str(config)],
                       ["amazon_ads", "--account", "nobody", "--config", str(config)]],
-        "config check": [[str(config)], [str(broken)]],
+        "config check": [[str(config)], [str(broken)], ["--connect", str(config)]],
+        "inventory": [["--config", str(config)]],
         "run": [["--config", str(broken)]],
         "demo": [],  # test_no_secret_leaves_the_demo
     }

@@ -33,6 +33,7 @@ ACCOUNTS = {
     "aws-fe": ("fe", "healthy", "aws"),
     "revoked-eu": ("eu", "revoked", "bao"),
     "nowrite-na": ("na", "revoked", "broken"),
+    "link-na": ("na", "revoked", "platform"),
 }
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing-aws-secret-9d"}
 
@@ -182,6 +183,21 @@ def test_reconnect_writes_the_new_token_to_vault(world):
     assert doc["agent"]["after"]["state"] == "valid"
 
 
+def test_a_link_completed_by_the_agent_writes_to_the_sql_store(world):
+    agent, sim, engine = world["agent"], world["sim"], world["engine"]
+    callback = f"{agent.url}/oauth/callback"
+    made = cli(world, "reconnect", "amazon_ads", "--account", "link-na", "--link",
+               "--redirect-uri", callback, "--json", "--config", world["config"])
+    assert made.returncode == 0, made.stderr
+    page = httpx.get(consent(json.loads(made.stdout)["consent_url"], "link-na"), timeout=30)
+    assert page.status_code == 200 and "Account reconnected" in page.text
+    with engine.begin() as db:
+        stored = db.execute(sa.text(f"SELECT token FROM conn_{world['prefix']} "
+                                    f"WHERE k = 'link-na'")).scalar()
+    assert stored == sim.account("link-na").refresh_token != world["tokens"]["link-na"]
+    assert agent.sample("channel_credential_valid", "link-na") == 1
+
+
 def test_reconnect_into_a_store_that_fails_is_store_failed(world):
     before = world["helper"].db()
     broken_db = json.loads((world["tmp"] / "broken" / "db.json").read_text())
@@ -221,6 +237,7 @@ def test_no_secret_anywhere(world):
     everything the agent and its CLI wrote."""
     agent, tmp = world["agent"], world["tmp"]
     secrets = [*world["tokens"].values(), world["sim"].account("revoked-eu").refresh_token,
+               world["sim"].account("link-na").refresh_token,
                ROOT_TOKEN, AWS_ENV["AWS_SECRET_ACCESS_KEY"]]
     for args in (["check", "--config", world["config"]],
                  ["reconnect", "--list", "--config", world["config"]]):
