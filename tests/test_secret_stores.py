@@ -11,6 +11,7 @@ from typing import ClassVar
 import pytest
 
 from agent.channel import Account, Channel, CheckContext, CheckResult, MissingSecret, Option, Secret
+from agent.checks.scheduler import offset
 from agent.config.loader import ConfigError, build_config, parse_config
 from agent.plugins import load_plugins
 from agent.service import AgentService
@@ -359,3 +360,26 @@ async def test_inventory_rows_carry_store_references(tmp_path, helper):
     state = await second.scheduler.check_now(account)
     assert state.valid is True and FakeChannel.tokens["a2"] == "tok-beta-77"
     await second.stop()
+
+
+async def test_a_check_cycle_through_the_scheduler_costs_accounts_over_batch_size_runs(
+        tmp_path):
+    """The scale promise through the real path: the agent's check order (per-account offsets),
+    the scheduler's prefetch, one exec helper. 2,000 accounts in batches of 100: 20 runs (the
+    10,000-account cycle is in test_secrets_exec.py, without the scheduler's overhead)."""
+    n, batch = 2_000, 100
+    helper = Helper(tmp_path / "h", {f"acct-{i}": f"tok-{i:05d}-abcdef" for i in range(n)})
+    cfg = config(tmp_path, {"helper": exec_store(helper, batch_size=batch)},
+                 [{"name": f"a{i}", "region": "na", "refresh_token": f"helper:acct-{i}"}
+                  for i in range(n)])
+    service = AgentService(cfg, load_plugins(entry_points=False))
+    interval = cfg.agent.check_interval
+    for account in sorted(service.fleet.accounts.values(), key=lambda a: offset(a, interval)):
+        await service.scheduler.check_now(account)
+    print(f"exec helper runs for one check cycle of {n} accounts: {helper.runs()}")
+    assert helper.runs() == n // batch
+    assert len(FakeChannel.tokens) == n
+    assert service.metrics.registry.get_sample_value(
+        "channel_secret_store_requests_total",
+        {"store": "helper", "op": "read", "outcome": "ok"}) == n // batch
+    await service.stop()
