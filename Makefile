@@ -26,8 +26,10 @@ test: venv system-deps lint
 
 # Not part of `make test`: minutes long, and its numbers depend on the machine.
 # make bench BENCH_ARGS="--accounts 1000 --latency 0.02"   (--help lists the knobs)
+# make bench INVENTORY_BENCH_ARGS="--rows 10000"           (benchmarks/inventory.py)
 bench: venv
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/inventory.py $(INVENTORY_BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

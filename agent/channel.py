@@ -1,10 +1,10 @@
 """The contract between the core and a channel plugin.
 
-A channel is a class with a ``name``, a declarative description of its configuration
-(``channel_options`` and ``account_options``) and one coroutine, :meth:`Channel.check`,
-that looks at one account's credential and returns a :class:`CheckResult`. The core owns
-everything else: parsing and validating configuration, scheduling, timeouts, state,
-metrics and the HTTP server.
+A channel is a class with a ``name``, the models of its configuration (``Settings`` and
+``AccountSettings``, pydantic models built from :mod:`agent.config.types`) and one coroutine,
+:meth:`Channel.check`, that looks at one account's credential and returns a
+:class:`CheckResult`. The core owns everything else: parsing and validating configuration,
+scheduling, timeouts, state, metrics and the HTTP server.
 
 A channel may also offer a :class:`Reconnector` (:meth:`Channel.reconnector`): the three
 provider-specific steps of re-authorising an account. ``channel-agent reconnect`` drives them
@@ -16,13 +16,15 @@ from __future__ import annotations
 import hashlib
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import httpx
+from pydantic import AfterValidator, Field
 
+from agent.config.types import ConfigModel, Duration, Url, problem
 from agent.redact import register_secret
 
 # The fixed, documented set of failure reasons (docs: README "Failure reasons").
@@ -158,34 +160,12 @@ def _read_small_file(path: Path) -> bytes:
     return data
 
 
-@dataclass(frozen=True)
-class Option:
-    """One configuration key a channel accepts, validated by the core.
-
-    kind:
-      ``str``, ``int``, ``bool``, ``float``, ``duration`` (seconds as float; ``0`` allowed),
-      ``int_list`` (list of integers), ``str_list``,
-      ``secret`` (accepts ``<key>`` or ``<key>_file``, read now -> :class:`Secret`),
-      ``secret_ref`` (``<key>`` or ``<key>_file``, read at check time -> :class:`SecretRef`),
-      ``url`` (an http(s) URL),
-      ``path`` (a file path; relative ones resolve against the config file's directory -> Path),
-      ``regional_url`` (an URL for every region, or a mapping region -> URL -> ``dict[str, str]``),
-      ``mapping`` (a nested mapping described by ``options``).
-    """
-
-    kind: str
-    default: Any = None
-    required: bool = False
-    choices: tuple[Any, ...] | None = None
-    options: Mapping[str, Option] | None = None  # for kind == "mapping"
-    doc: str = ""
-
-
 @dataclass
 class Account:
-    """One configured account of one channel. ``settings`` holds the parsed account options;
-    ``labels`` are exported once, on ``channel_account_info``; ``source`` is "config" or the
-    name of the inventory source that discovered the account."""
+    """One configured account of one channel. ``settings`` holds its validated
+    ``AccountSettings`` (as a dict); ``labels`` are exported once, on
+    ``channel_account_info``; ``source`` is "config" or the name of the inventory source that
+    discovered the account."""
 
     channel: str
     name: str
@@ -258,19 +238,46 @@ class CheckContext:
         return self.deadline - time.monotonic()
 
 
-# Options a channel with a reconnect flow declares (add them to its ``channel_options``).
 DEFAULT_REDIRECT_URI = "http://127.0.0.1:8765/oauth/callback"
-RECONNECT_OPTIONS: Mapping[str, Option] = {
-    "redirect_uri": Option(
-        "url",
-        default=DEFAULT_REDIRECT_URI,
-        doc="Where the provider sends the browser after consent (one of the app's allowed "
-        "return URLs): a loopback URL for the local flow, the agent's /oauth/callback for links",
-    ),
-    "reconnect_link_expiry": Option(
-        "duration", default=86400.0, doc="How long a `reconnect --link` consent link works"
-    ),
-}
+
+
+def _not_negative(value: float) -> float:
+    if value < 0:
+        raise problem("must be 0 (no limit) or more")
+    return value
+
+
+class ChannelSettings(ConfigModel):
+    """A channel's settings: a plugin subclasses this (``Channel.Settings``) with its own fields.
+
+    The fields here are the core's, which every channel has (:mod:`agent.checks.ratelimit`).
+    """
+
+    core_keys = ("accounts", "datasets")
+
+    max_requests_per_second: Annotated[float, AfterValidator(_not_negative)] = Field(
+        0.0, description="Requests per second to each of the channel's hosts, at most; "
+                         "0 = no limit.")
+    pause_host_on_429: bool = Field(
+        True, description="A 429 pauses every request to that host (Retry-After, else 1s "
+                          "doubling to 60s).")
+
+
+class ReconnectSettings(ChannelSettings):
+    """The settings of a channel with a reconnect flow (subclass it instead of ChannelSettings)."""
+
+    redirect_uri: Url = Field(
+        DEFAULT_REDIRECT_URI,
+        description="Where the provider sends the browser after consent (one of the app's "
+        "allowed return URLs): a loopback URL for the local flow, the agent's /oauth/callback "
+        "for links")
+    reconnect_link_expiry: Duration = Field(
+        "1d", description="How long a `reconnect --link` consent link works")
+
+
+class AccountSettings(ConfigModel):
+    """An account's settings: a plugin subclasses this (``Channel.AccountSettings``). The core
+    adds ``name``, ``region`` and ``datasets`` (:class:`agent.config.models.AccountCore`)."""
 
 
 class ReconnectError(Exception):
@@ -344,20 +351,21 @@ class Reconnector(ABC):
 class Channel(ABC):
     """Base class for a channel plugin. Subclasses set ``name`` and implement :meth:`check`.
 
-    The core builds one instance per configured channel with the parsed channel-level
-    options (``settings``) and the list of :class:`Account`.
+    The core builds one instance per configured channel with the validated channel-level
+    settings (``Settings``, as a dict) and the list of :class:`Account`.
     """
 
     name: ClassVar[str]
     title: ClassVar[str] = ""
-    # the account option (kind "secret_ref") holding the refresh token; the core writes a
+    # the account setting (a SecretReference) holding the refresh token; the core writes a
     # rotated or reconnected token back to its file
     refresh_token_option: ClassVar[str] = "refresh_token"
     regions: ClassVar[tuple[str, ...]] = ()
     # the `endpoint` label values this channel reports through record_request
     request_endpoints: ClassVar[tuple[str, ...]] = ()
-    channel_options: ClassVar[Mapping[str, Option]] = {}
-    account_options: ClassVar[Mapping[str, Option]] = {}
+    # the models of the channel's settings and of each account's (see ChannelSettings)
+    Settings: ClassVar[type[ChannelSettings]] = ChannelSettings
+    AccountSettings: ClassVar[type[AccountSettings]] = AccountSettings
 
     def __init__(self, settings: dict[str, Any], accounts: list[Account]) -> None:
         self.settings = settings

@@ -299,7 +299,7 @@ class AgentService:
 
 def _limits(channel: Channel) -> dict[str, Any]:
     """The channel's settings for its RateLimitedTransport
-    (agent.checks.ratelimit.CHANNEL_OPTIONS)."""
+    (agent.channel.ChannelSettings)."""
     return {"rate": float(channel.settings.get("max_requests_per_second") or 0),
             "pause_on_429": bool(channel.settings.get("pause_host_on_429", True))}
 
@@ -311,7 +311,8 @@ def account_status(state: AccountState, channel: Channel | None,
     ``datasets`` from :meth:`FreshnessTracker.account_datasets`; ``account`` adds where it
     comes from (``source``: "config" or an inventory source) and its labels."""
     max_age = channel.refresh_token_max_age() if channel else 0.0
-    expiry = state.refresh_issued + max_age if state.refresh_issued and max_age > 0 else None
+    expiry = state.refresh_issued + max_age if state.refresh_issued and max_age > 0 \
+        and not state.rejected else None
     return {
         "channel": state.channel,
         "account": state.account,

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write deploy/kubernetes/prometheusrule.yaml from deploy/prometheus/channel-agent.rules.yml.
+"""Write deploy/kubernetes/base/prometheusrule.yaml from deploy/prometheus/channel-agent.rules.yml.
 
 The Prometheus Operator takes alerting rules as a PrometheusRule object; plain Prometheus
 takes the rules file. Both must say the same, so the PrometheusRule is generated from the
@@ -19,12 +19,16 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 RULES = REPO / "deploy" / "prometheus" / "channel-agent.rules.yml"
-OUTPUT = REPO / "deploy" / "kubernetes" / "prometheusrule.yaml"
+OUTPUT = REPO / "deploy" / "kubernetes" / "base" / "prometheusrule.yaml"
 
 
 _HEAD = """\
 # Generated from {source} by scripts/gen-prometheusrule.py: do not edit.
-# Add the label your Prometheus's ruleSelector wants in an overlay.
+# Set in an overlay (deploy/kubernetes/example/ does both):
+# - the label your Prometheus's ruleSelector wants;
+# - the runbook base URL: the label base_url of the record channel_alerts_runbook_info (the
+#   first rule of the first group) is a placeholder, https://git.example.com/...; point it at
+#   where docs/runbooks/ of your copy is browsable, or every alert's runbook link is dead.
 apiVersion: monitoring.coreos.com/v1
 kind: PrometheusRule
 metadata:

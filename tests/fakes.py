@@ -5,8 +5,26 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from agent.channel import Account, Channel, CheckContext, CheckResult, MissingSecret, Option
+from agent.channel import (
+    Account,
+    AccountSettings,
+    Channel,
+    ChannelSettings,
+    CheckContext,
+    CheckResult,
+    MissingSecret,
+)
+from agent.config.types import Duration, SecretReference
 from agent.hookspecs import hookimpl
+
+
+class FakeSettings(ChannelSettings):
+    refresh_token_max_age: Duration = "1d"
+
+
+class FakeAccountSettings(AccountSettings):
+    note: str = ""
+    refresh_token: SecretReference | None = None
 
 
 class FakeChannel(Channel):
@@ -15,9 +33,8 @@ class FakeChannel(Channel):
     name = "fake"
     title = "Fake channel"
     regions = ("na", "eu")
-    channel_options = {"refresh_token_max_age": Option("duration", default=86400.0)}
-    account_options = {"note": Option("str", default=""),
-                       "refresh_token": Option("secret_ref", default=None)}
+    Settings = FakeSettings
+    AccountSettings = FakeAccountSettings
 
     script: dict[str, CheckResult | BaseException | Callable[[], CheckResult]] = {}
     delay: float = 0.0

@@ -31,6 +31,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def without_venv_on_path() -> dict[str, str]:
+    """The environment of a fresh shell in which the virtualenv is not activated."""
+    path = [p for p in os.environ.get("PATH", "").split(os.pathsep)
+            if p and Path(p).resolve() != BIN.resolve()]
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    return env | {"PATH": os.pathsep.join(path or ["/usr/bin", "/bin"])}
+
+
 def require_program(*names: str) -> str:
     """The path of the first of ``names`` installed (the venv's bin first). Missing: a failure
     in CI (`make test` installs it there, so a skip would hide a broken set-up), a skip

@@ -246,9 +246,13 @@ def test_dashboard_variables():
     assert {"datasource", "channel", "region", "account"} <= set(variables)
     assert variables["datasource"]["type"] == "datasource"
     assert variables["datasource"]["query"] == "prometheus"
-    for name in ("channel", "region", "account"):
+    for name in ("channel", "region", "merchant", "account"):
         assert variables[name]["datasource"]["uid"] == "${datasource}"
         assert variables[name]["multi"] and variables[name]["includeAll"]
+    # accounts of the chosen merchants: a label of channel_account_info, joined on
+    assert "channel_account_info" in variables["merchant"]["definition"]
+    assert 'group_left(merchant) channel_account_info{merchant=~"$merchant"}' in \
+        variables["account"]["definition"]
 
 
 @pytest.mark.parametrize("panel", dashboard_panels(), ids=lambda p: p["title"])

@@ -1,15 +1,18 @@
 import os
 import textwrap
 from pathlib import Path
+from typing import Literal
 
 import pytest
+from pydantic import Field
 
 from agent.channel import (
     Account,
+    AccountSettings,
     Channel,
+    ChannelSettings,
     CheckResult,
     MissingSecret,
-    Option,
     Secret,
     SecretRef,
 )
@@ -22,6 +25,16 @@ from agent.config.loader import (
     load_config,
     parse_config,
 )
+from agent.config.types import (
+    ConfigModel,
+    Duration,
+    IntList,
+    RegionalUrl,
+    SecretReference,
+    SecretValue,
+    Url,
+    model_defaults,
+)
 
 SECRET = "Sup3r-s3cret-do-not-print"
 TOKEN_URLS = {
@@ -31,42 +44,44 @@ TOKEN_URLS = {
 }
 
 
+class SinkEndpoints(ConfigModel):
+    token_url: RegionalUrl = dict(TOKEN_URLS)
+    api_url: RegionalUrl | None = None
+
+
+class SinkRetry(ConfigModel):
+    initial_backoff: Duration = "2s"
+    max_backoff: Duration = "30s"
+
+
+class SinkSettings(ChannelSettings):
+    client_id: str
+    client_secret: SecretValue
+    max_age: Duration = "365d"
+    retries: int = 3
+    ratio: float = 0.5
+    probe: bool = True
+    scopes: list[str] = ["read"]
+    mode: Literal["fast", "slow"] = "fast"
+    homepage: Url = "https://example.com"
+    endpoints: SinkEndpoints = Field(default_factory=dict)
+    retry: SinkRetry = Field(default_factory=dict)
+
+
+class SinkAccount(AccountSettings):
+    refresh_token: SecretReference
+    expected_profiles: IntList = []
+    probe: bool | None = None
+    webhook_secret: SecretValue | None = None
+
+
 class SinkChannel(Channel):
-    """Declares every option kind the core implements."""
+    """Declares every kind of value the core implements."""
 
     name = "sink"
     regions = ("na", "eu", "fe")
-    channel_options = {
-        "client_id": Option("str", required=True),
-        "client_secret": Option("secret", required=True),
-        "max_age": Option("duration", default="365d"),
-        "retries": Option("int", default=3),
-        "ratio": Option("float", default=0.5),
-        "probe": Option("bool", default=True),
-        "scopes": Option("str_list", default=["read"]),
-        "mode": Option("str", default="fast", choices=("fast", "slow")),
-        "homepage": Option("url", default="https://example.com"),
-        "endpoints": Option(
-            "mapping",
-            options={
-                "token_url": Option("regional_url", default=dict(TOKEN_URLS)),
-                "api_url": Option("regional_url"),
-            },
-        ),
-        "retry": Option(
-            "mapping",
-            options={
-                "initial_backoff": Option("duration", default=2),
-                "max_backoff": Option("duration", default="30s"),
-            },
-        ),
-    }
-    account_options = {
-        "refresh_token": Option("secret_ref", required=True),
-        "expected_profiles": Option("int_list", default=[]),
-        "probe": Option("bool", default=None),
-        "webhook_secret": Option("secret"),
-    }
+    Settings = SinkSettings
+    AccountSettings = SinkAccount
     built = 0
 
     def __init__(self, settings, accounts):
@@ -77,11 +92,15 @@ class SinkChannel(Channel):
         return CheckResult(valid=True)
 
 
+class PlainAccount(AccountSettings):
+    api_url: RegionalUrl = "https://plain.example.com"
+
+
 class PlainChannel(Channel):
     """A channel without regions."""
 
     name = "plain"
-    account_options = {"api_url": Option("regional_url", default="https://plain.example.com")}
+    AccountSettings = PlainAccount
 
     async def check(self, account, ctx):
         return CheckResult(valid=True)
@@ -236,7 +255,7 @@ def test_defaults(tmp_path):
     assert settings["retry"] == {"initial_backoff": 2.0, "max_backoff": 30.0}
     # defaults are copies: one channel's settings never change another's
     settings["scopes"].append("x")
-    assert SinkChannel.channel_options["scopes"].default == ["read"]
+    assert SinkChannel.Settings.model_fields["scopes"].default == ["read"]
 
 
 def test_every_problem_reported_at_once_with_lines_and_paths():
@@ -940,18 +959,22 @@ def test_example_config_is_valid(tmp_path):
     (tmp_path / "secrets" / "amazon_ads_client_secret").write_text("client-secret\n")
     config = load_config(copy, channels, environ={
         "AMAZON_ADS_CLIENT_ID": "amzn1.client",
-        "WAREHOUSE_URL": "postgresql://agent:pw@warehouse.example.com/dw"})
+        "WAREHOUSE_URL": "postgresql://agent:pw@warehouse.example.com/dw",
+        "PLATFORM_DB_URL": "postgresql://agent:pw@platform.example.com/app"})
+    platform = config.inventory_sources["platform"]
+    assert (platform.channels, platform.labels) == (("amazon_ads",), {"platform": "main"})
+    assert config.accounts()[0].labels == {"merchant": "acme", "tenant": "retail"}
 
     assert config.agent == AgentSettings(state_path=tmp_path / "var" / "agent.db")
     (channel,) = config.channels.values()
-    defaults = {name: option.default for name, option in channel.channel_options.items()}
+    defaults = model_defaults(channel.Settings, regions=channel.regions)
     assert channel.settings["refresh_token_max_age"] == defaults["refresh_token_max_age"]
     assert channel.settings["refresh_interval"] == defaults["refresh_interval"]
     for name in ("redirect_uri", "reconnect_link_expiry"):
         assert channel.settings[name] == defaults[name]
-    endpoints = channel.channel_options["endpoints"].options
-    for name, option in endpoints.items():  # the example shows the real defaults
-        assert channel.settings["endpoints"][name] == option.default
+    endpoints = defaults["endpoints"]
+    for name, default in endpoints.items():  # the example shows the real defaults
+        assert channel.settings["endpoints"][name] == default
     assert [(a.name, a.region) for a in config.accounts()] == [("acme-us", "na"),
                                                                 ("acme-eu", "eu")]
     assert {(d.account, d.name): d.max_age / 3600 for d in config.datasets} == {

@@ -227,7 +227,7 @@ from agent.secrets.sql import SqlSettings, SqlStore
 from agent.secrets.registry import SecretStores
 url, table, i, template = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 store = SqlStore("db", SqlSettings(
-    type="sql", url=url, read_query=f"SELECT k, v FROM {table} WHERE k IN :keys",
+    url=url, read_query=f"SELECT k, v FROM {table} WHERE k IN :keys",
     write_query=f"UPDATE {table} SET v = :value WHERE k = :key "
                 f"AND v IS NOT DISTINCT FROM :old_value"))
 stores = SecretStores({"db": store})

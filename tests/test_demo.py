@@ -12,7 +12,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import free_port
+from tests.helpers import free_port, without_venv_on_path
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +37,7 @@ def test_demo_shows_every_scenario_within_one_interval(tmp_path):
     proc = subprocess.Popen(
         [Path(sys.executable).parent / "channel-agent", "demo", "--web.listen-address",
          f"127.0.0.1:{port}", "--check-interval", f"{interval}s", "--workdir", str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=without_venv_on_path(),
     )
     try:
         started = time.monotonic()
@@ -64,6 +64,18 @@ def test_demo_shows_every_scenario_within_one_interval(tmp_path):
         output = proc.communicate(timeout=15)[0]
     assert "http://127.0.0.1:" in output and "globex-eu (eu): revoked" in output
     assert proc.returncode == 0, output
+    # the banner's commands work as printed in a fresh shell, the virtualenv not activated
+    [command] = [line.split("reconnect:", 1)[1].strip() for line in output.splitlines()
+                 if line.strip().startswith("reconnect:")]
+    listed = subprocess.run(command, shell=True, env=without_venv_on_path(), cwd="/",
+                            capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    [row] = [line for line in listed.stdout.splitlines() if "globex-eu" in line]
+    assert "invalid_grant" in row
+    reconnect = row[row.index(command.split(" reconnect ")[0]):]  # the COMMAND column
+    shown = subprocess.run(f"{reconnect} --help", shell=True, env=without_venv_on_path(),
+                           cwd="/", capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and shown.stdout.startswith("Usage: "), shown.stderr
 
 
 def _stale_data(text):

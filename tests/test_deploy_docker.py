@@ -218,7 +218,7 @@ def test_dockerignore_matching_follows_docker_rules():
 def test_local_configs_tokens_state_and_venvs_stay_out():
     planted = ["config.yaml", "secrets/acme-us.refresh_token", "var/agent.db", ".venv/bin/python",
                "plugins/amazon_ads/tests/test_check.py", "agent/__pycache__/web.cpython-311.pyc",
-               ".git/config", "deploy/kubernetes/secret.example.yaml"]
+               ".git/config", "deploy/kubernetes/base/secret.example.yaml"]
     rules = dockerignore_rules()
     for path in planted:  # whether or not this checkout has them
         assert _ignored(PurePosixPath(path), rules), path

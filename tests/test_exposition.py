@@ -6,13 +6,19 @@ import zlib
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
+from prometheus_client import Gauge, generate_latest
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.openmetrics import exposition as openmetrics
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.utils import floatToGoString
 
 from agent.channel import CheckResult
 from agent.metrics.exposition import BLOCK, Exposition, float_text
+from agent.metrics.formats import OPENMETRICS, negotiate
 from agent.plugins import load_plugins
 from agent.service import AgentService
 from agent.web.server import accepts_gzip, make_app
@@ -29,21 +35,32 @@ class Clock:
         return self.now
 
 
-def families(text: bytes) -> dict:
+def families(text: bytes, parse=text_string_to_metric_families) -> dict:
     """name -> (type, help, sorted samples): the content, whatever the order. The process_*
     families are left out: they read the process (CPU, memory) afresh at every render."""
     return {
         f.name: (f.type, f.documentation,
                  sorted((s.name, tuple(sorted(s.labels.items())), s.value) for s in f.samples))
-        for f in text_string_to_metric_families(text.decode())
+        for f in parse(text.decode())
         if not f.name.startswith("process_")
     }
 
 
+def om_families(text: bytes) -> dict:
+    """The same from OpenMetrics text, with prometheus_client's strict parser (which refuses
+    a text without its final # EOF, a family split in two, a misnamed counter...)."""
+    return families(text, openmetrics_families)
+
+
 def assert_same(service, exposition):
-    expected = families(generate_latest(service.metrics.registry))
+    """Both formats, plain and gzip, say what prometheus_client's encoders say."""
+    registry = service.metrics.registry
+    expected = families(generate_latest(registry))
     assert families(exposition.render()) == expected
     assert families(gzip.decompress(exposition.render_gzip())) == expected
+    expected = om_families(openmetrics.generate_latest(registry))
+    assert om_families(exposition.render(OPENMETRICS)) == expected
+    assert om_families(gzip.decompress(exposition.render_gzip(OPENMETRICS))) == expected
 
 
 class StalenessCollector:
@@ -53,7 +70,7 @@ class StalenessCollector:
         self.clock = clock
 
     def collect(self):
-        family = GaugeMetricFamily("channel_data_staleness_seconds", "Seconds since data.",
+        family = GaugeMetricFamily("other_module_age_seconds", "Seconds since data.",
                                    labels=["channel"])
         family.add_metric(["fake"], self.clock() - T0)
         yield family
@@ -125,7 +142,7 @@ async def test_every_other_collector_appears_and_is_current(world):
     gauge.set(3)
     clock.now += 42
     text = exposition.render()
-    assert b"channel_data_staleness_seconds{channel=\"fake\"} 42.0" in text
+    assert b"other_module_age_seconds{channel=\"fake\"} 42.0" in text
     assert b"channel_reloads 3.0" in text
     assert_same(service, exposition)
 
@@ -178,8 +195,52 @@ async def test_metrics_endpoint_serves_gzip_to_who_accepts_it(world):
         assert families(gzip.decompress(await zipped.read())) == expected
         plain = await client.get("/metrics", headers={"Accept-Encoding": "gzip;q=0"})
         assert "Content-Encoding" not in plain.headers
-        assert plain.headers["Content-Type"] == CONTENT_TYPE_LATEST
+        assert plain.headers["Content-Type"] == CONTENT_TYPE_PLAIN_0_0_4
         assert families(await plain.read()) == expected
+
+
+# what Prometheus 2.x sends by default (scrape.go, scrapeAcceptHeader)
+PROMETHEUS_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
+                     "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
+
+
+async def test_metrics_endpoint_negotiates_openmetrics_as_prometheus_client_does(world):
+    service, clock, _ = world
+    FakeChannel.script["acct000"] = rich(clock, 0)
+    FakeChannel.script["acct001"] = CheckResult(valid=False, reason="invalid_grant")
+    for name in ("acct000", "acct001"):
+        await service.scheduler.check_now(service.find_account("fake", name))
+    registry = service.metrics.registry
+    server = TestServer(make_app(service))
+    async with TestClient(server, auto_decompress=False) as client:
+        for encoding in ("gzip", "identity"):
+            response = await client.get("/metrics", headers={"Accept": PROMETHEUS_ACCEPT,
+                                                              "Accept-Encoding": encoding})
+            assert response.headers["Content-Type"].startswith(
+                "application/openmetrics-text; version=1.0.0; charset=utf-8")
+            assert "Accept" in response.headers["Vary"]
+            body = await response.read()
+            body = gzip.decompress(body) if encoding == "gzip" else body
+            assert body.endswith(b"\n# EOF\n") and body.count(b"# EOF") == 1
+            # counters are named without _total in OpenMetrics' HELP and TYPE lines
+            assert b"# TYPE channel_credential_check_failures counter\n" in body
+            assert om_families(body) == om_families(openmetrics.generate_latest(registry))
+        text = await client.get("/metrics", headers={"Accept": "text/plain",
+                                                     "Accept-Encoding": "identity"})
+        assert text.headers["Content-Type"] == CONTENT_TYPE_PLAIN_0_0_4
+        body = await text.read()
+        assert b"# EOF" not in body
+        assert b"# TYPE channel_credential_check_failures_total counter\n" in body
+
+
+@pytest.mark.parametrize("accept", [
+    None, "", "text/plain", "text/plain;version=0.0.4", "*/*", "application/json",
+    "application/openmetrics-text", "application/openmetrics-text;version=1.0.0",
+    "text/plain;version=1.0.0;escaping=allow-utf-8", PROMETHEUS_ACCEPT,
+])
+def test_negotiation_is_prometheus_clients(accept):
+    from prometheus_client.exposition import choose_encoder
+    assert negotiate(accept).content_type == choose_encoder(accept or "")[1]
 
 
 @pytest.mark.parametrize(("header", "gzip_ok"), [

@@ -173,6 +173,9 @@ def test_heartbeats_from_api_and_cli_show_at_once_and_survive_a_restart(world):
     ok = subprocess.run([*cli, "--account", "revoked-eu", "--at", str(synced - 86400)],
                         capture_output=True, text=True, timeout=30)
     assert ok.returncode == 0, ok.stdout + ok.stderr
+    # it says what was recorded: account, data set, time (epoch seconds given, RFC 3339 shown)
+    assert ok.stdout == (f"recorded: amazon_ads/revoked-eu data set sp_campaigns_daily synced "
+                         f"at {_rfc3339(synced - 86400)} (agent {agent.url})\n")
     assert agent.sample("channel_data_last_updated_timestamp_seconds", "revoked-eu",
                         **sp) == synced - 86400
     refused = subprocess.run([*cli, "--account", "nobody-xx"], capture_output=True, text=True,

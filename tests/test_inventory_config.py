@@ -42,9 +42,7 @@ inventory_sources:
   crm:
     type: sql
     query: SELECT 1
-    channels: [fake, shopfy]
-    interval: 10s
-    timeout: 10s
+    channels: [fake]
     max_removal: 1.5
     labels: {"bad-name": x}
   web:
@@ -52,22 +50,32 @@ inventory_sources:
   files:
     type: file
     files: x.yaml
+  slow:
+    type: file
+    files: x.yaml
+    channels: [fake, shopfy]
+  fast:
+    type: file
+    files: x.yaml
+    channels: [fake]
+    interval: 10s
+    timeout: 10s
 channels:
   fake: {}
 """, tmp_path)
     assert found == [
         "<string>:3: inventory_sources.crm.url: is required: set url or url_file",
-        "<string>:6: inventory_sources.crm.channels: unknown channel 'shopfy' (expected one "
-        "of: fake); a fed channel needs its section under channels (its client etc.)",
-        "<string>:8: inventory_sources.crm.timeout: must be less than "
-        "inventory_sources.crm.interval",
-        "<string>:9: inventory_sources.crm.max_removal: must be a share between 0 and 1 "
+        "<string>:7: inventory_sources.crm.max_removal: must be a share between 0 and 1 "
         "(0.2 = 20%)",
-        "<string>:10: inventory_sources.crm.labels.bad-name: is not a Prometheus label name "
+        "<string>:8: inventory_sources.crm.labels.bad-name: is not a Prometheus label name "
         "([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)",
-        "<string>:12: inventory_sources.web.type: unknown inventory source type 'htp' (did you "
+        "<string>:10: inventory_sources.web.type: unknown inventory source type 'htp' (did you "
         "mean 'http'?)",
-        "<string>:13: inventory_sources.files.channels: is required",
+        "<string>:11: inventory_sources.files.channels: is required",
+        "<string>:17: inventory_sources.slow.channels: unknown channel 'shopfy' (expected one "
+        "of: fake); a fed channel needs its section under channels (its client etc.)",
+        "<string>:23: inventory_sources.fast.timeout: must be less than "
+        "inventory_sources.fast.interval",
     ]
 
 
@@ -109,14 +117,15 @@ channels:
 channels:
   fake:
     accounts:
-      - {{name: a1, region: na, labels: {{account: x, __meta: y}}}}
-      - {{name: a2, region: na, labels: {{{many}}}}}
+      - {{name: a1, region: na, labels: {{account: x}}}}
+      - {{name: a2, region: na, labels: {{__meta: y}}}}
+      - {{name: a3, region: na, labels: {{{many}}}}}
 """, tmp_path)
     assert found == [
         "<string>:5: channels.fake.accounts[0].labels.account: is reserved: channel and "
         "account are channel_account_info's own",
-        "<string>:5: channels.fake.accounts[0].labels.__meta: is not a Prometheus label name "
+        "<string>:6: channels.fake.accounts[1].labels.__meta: is not a Prometheus label name "
         "([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)",
-        "<string>:6: channels.fake.accounts[1].labels: has 11 labels; at most 10 are allowed "
+        "<string>:7: channels.fake.accounts[2].labels: has 11 labels; at most 10 are allowed "
         "per account",
     ]

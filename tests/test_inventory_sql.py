@@ -64,7 +64,7 @@ async def test_rows_become_accounts_validated_like_the_configuration_file(databa
     [problem] = outcome.problems
     assert str(problem) == ("inventory source crm, row 3 (amazon_ads/initech): region: must be "
                             "one of na, eu, fe")
-    assert PLANTED not in outcome.new.texts["amazon_ads", "globex"]  # what the state file gets
+    assert PLANTED not in outcome.write["amazon_ads", "globex"]  # what the state file gets
     await crm.close()
 
 

@@ -4,12 +4,14 @@ from pathlib import Path
 import pytest
 
 from agent import hookspecs
-from agent.channel import Option, Secret
+from agent.channel import Secret
 from agent.config.loader import build_config
+from agent.config.types import Duration
 from agent.freshness import FreshnessSource
+from agent.freshness.source import PolledSourceSettings
 from agent.freshness.sql import SqlSource
 from agent.hookspecs import hookimpl
-from agent.inventory import InventorySource
+from agent.inventory import InventorySource, InventorySourceSettings
 from agent.inventory.sql import SqlInventory
 from agent.plugins import BUILT_IN, DEFAULT_PLUGINS, load_plugins
 from agent.secrets.base import Fetched, SecretStore, StoreSettings
@@ -32,11 +34,15 @@ def test_built_in_freshness_sources_are_ordinary_plugins():
         assert plugins.manager.get_plugin(module) is not None
 
 
+class CountingSettings(PolledSourceSettings):
+    age: Duration
+
+
 class Counting(FreshnessSource):
     """A source type from a plugin: every data set's newest data is ``value`` seconds old."""
 
     type = "counting"
-    options = {"age": Option("duration", required=True)}
+    Settings = CountingSettings
 
     async def latest(self, dataset):
         return 1_700_000_000.0 - self.settings["age"]
@@ -179,11 +185,15 @@ def test_bad_and_duplicate_store_types_are_refused():
     assert "not a SecretStore subclass" in messages
 
 
+class NumberedSettings(InventorySourceSettings):
+    count: int
+
+
 class Numbered(InventorySource):
     """An inventory type from a plugin: accounts shop-0 ... shop-<count - 1>."""
 
     type = "numbered"
-    options = {"count": Option("int", required=True)}
+    Settings = NumberedSettings
 
     async def fetch(self):
         return [{"channel": "fake", "account": f"shop-{i}", "region": "eu",

@@ -106,9 +106,9 @@ class Run:
         return self.proc.returncode, out, err
 
 
-def cli(world, *args: str) -> subprocess.CompletedProcess:
+def cli(world, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([BIN / "channel-agent", "reconnect", *args, "--config", world["config"]],
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, env=env)
 
 
 def token_files(world, name: str) -> dict[str, str]:
@@ -217,7 +217,9 @@ def test_a_link_needs_a_redirect_uri_that_reaches_the_agent(world):
 
 
 def test_list_shows_what_needs_reconnecting_with_the_command(world):
-    result = cli(world, "--list", "--json")
+    # a shell whose PATH finds this channel-agent (see test_cli_first_contact for the other)
+    activated = os.environ | {"PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    result = cli(world, "--list", "--json", env=activated)
     assert result.returncode == 0, result.stderr
     rows = {row["account"]: row for row in json.loads(result.stdout)}
     assert "profile(s) not reachable: 1004" in rows["removed-na"]["why"]

@@ -10,9 +10,18 @@ from typing import ClassVar
 
 import pytest
 
-from agent.channel import Account, Channel, CheckContext, CheckResult, MissingSecret, Option, Secret
+from agent.channel import (
+    Account,
+    AccountSettings,
+    Channel,
+    CheckContext,
+    CheckResult,
+    MissingSecret,
+    Secret,
+)
 from agent.checks.scheduler import offset
 from agent.config.loader import ConfigError, build_config, parse_config
+from agent.config.types import SecretReference
 from agent.plugins import load_plugins
 from agent.service import AgentService
 from tests.fakes import FakeChannel
@@ -21,13 +30,17 @@ from tests.secret_helpers import Helper
 TOKEN = "tok-3c1f-store-acme"
 
 
+class RotatingAccount(AccountSettings):
+    refresh_token: SecretReference
+
+
 class Rotating(Channel):
     """Valid while its token is in ``valid``; hands back ``rotate_to`` when set (as a
     provider that rotates refresh tokens does), keeping it in memory until stored."""
 
     name = "rotating"
     regions = ("na",)
-    account_options = {"refresh_token": Option("secret_ref", required=True)}
+    AccountSettings = RotatingAccount
     valid: ClassVar[set[str]] = set()
     rotate_to: ClassVar[str | None] = None
     used: ClassVar[list[str]] = []
@@ -149,11 +162,12 @@ channels:
     message = "\n".join(problems)
     assert f"c.yaml:2: secret_stores.helper: {helper.path} must give group and others no " \
            f"rights (mode 0755): chmod 700" in message
-    assert "c.yaml:7: secret_stores.vault.address: String should match pattern" in message
-    assert "c.yaml:9: secret_stores.vault.mout: unknown key (accepted:" in message
-    assert "c.yaml:11: secret_stores.nothing.type: unknown secret store type 'carrier-pigeon'" \
+    assert "c.yaml:7: secret_stores.vault.address: must be an http(s) URL" in message
+    assert "c.yaml:9: secret_stores.vault.mout: unknown key 'mout' (did you mean 'mount'?)" \
            in message
-    assert "c.yaml:12: secret_stores.sql: read_query must use exactly one bind parameter, " \
+    assert "c.yaml:11: secret_stores.nothing.type: unknown secret store type " \
+           "'carrier-pigeon'" in message
+    assert "c.yaml:15: secret_stores.sql.read_query: must use exactly one bind parameter, " \
            ":keys" in message
     assert "c.yaml:21: channels.fake.accounts[0].refresh_token: store must name a secret " \
            "store (known: helper" in message
@@ -383,3 +397,25 @@ async def test_a_check_cycle_through_the_scheduler_costs_accounts_over_batch_siz
         "channel_secret_store_requests_total",
         {"store": "helper", "op": "read", "outcome": "ok"}) == n // batch
     await service.stop()
+
+
+def test_the_json_schema_knows_stores_and_references():
+    import jsonschema
+
+    from agent.config.schema import config_schema
+
+    plugins = load_plugins(entry_points=False)
+    schema = config_schema(CHANNELS, {}, {}, plugins.secret_stores)
+    validator = jsonschema.Draft202012Validator(schema)
+    good = {"secret_stores": {"bao": {"type": "vault", "address": "https://v:8200",
+                                      "token_file": "/run/token", "cache_ttl": "1m"}},
+            "channels": {"fake": {"accounts": [
+                {"name": "a1", "region": "na", "refresh_token": {"store": "bao", "key": "x"}},
+                {"name": "a2", "region": "na", "refresh_token": "bao:y"}]}}}
+    assert list(validator.iter_errors(good)) == []
+    bad = {"secret_stores": {"bao": {"type": "vault", "adress": "https://v:8200"}},
+           "channels": {"fake": {"accounts": [
+               {"name": "a1", "region": "na", "refresh_token": {"stor": "bao"}}]}}}
+    paths = {tuple(map(str, e.absolute_path)) for e in validator.iter_errors(bad)}
+    assert ("secret_stores", "bao") in paths
+    assert ("channels", "fake", "accounts", "0", "refresh_token") in paths

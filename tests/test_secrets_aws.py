@@ -45,7 +45,7 @@ def current(aws, secret_id: str) -> str:
 
 def make(url: str, **settings) -> AwsSecretsManagerStore:
     return AwsSecretsManagerStore("aws", AwsSettings(
-        type="aws_secrets_manager", region="eu-west-1", endpoint_url=url, **settings))
+        region="eu-west-1", endpoint_url=url, **settings))
 
 
 async def test_secret_per_account(moto_server, aws):  # noqa: F811

@@ -17,7 +17,7 @@ TOKEN = "tok-exec-3f9a1c77e2"
 
 
 def make(helper: Helper, **settings) -> ExecStore:
-    return ExecStore("vaultish", ExecSettings(type="exec", command=[str(helper.path)], **settings))
+    return ExecStore("vaultish", ExecSettings(command=[str(helper.path)], **settings))
 
 
 @pytest.fixture
@@ -87,7 +87,7 @@ async def test_stderr_is_redacted_and_truncated(helper, caplog):
 
 
 async def test_write_command(helper):
-    store = ExecStore("s", ExecSettings(type="exec", command=[str(helper.path)],
+    store = ExecStore("s", ExecSettings(command=[str(helper.path)],
                                         write_command=[str(helper.path)]))
     await store.write("acme", Secret("tok-new-77"), None)
     assert helper.db()["acme"] == "tok-new-77"

@@ -42,7 +42,7 @@ async def test_kms_column_helper_reads_and_writes(tmp_path, postgres_url, moto_s
     helper.write_text(text.replace("FROM connections", f"FROM {table}")
                       .replace("UPDATE connections", f"UPDATE {table}"))
     os.chmod(helper, 0o700)
-    store = ExecStore("kms", ExecSettings(type="exec", command=[str(helper)],
+    store = ExecStore("kms", ExecSettings(command=[str(helper)],
                                           write_command=[str(helper)], pass_env=[*env,
                                                                                  "KMS_KEY_ID"]))
     answers = await store.read(["acme-us", "gone-eu"])

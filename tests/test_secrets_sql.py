@@ -32,7 +32,7 @@ def table(postgres_url):
 
 def make(url: str, table: str, **settings) -> SqlStore:
     return SqlStore("platform", SqlSettings(
-        type="sql", url=url,
+        url=url,
         read_query=f"SELECT account_key, refresh_token FROM {table} WHERE account_key IN :keys",
         write_query=f"UPDATE {table} SET refresh_token = :value WHERE account_key = :key "
                     f"AND refresh_token IS NOT DISTINCT FROM :old_value", **settings))
@@ -65,9 +65,9 @@ async def test_write_back_is_compare_and_set(postgres_url, table):
 
 def test_only_bind_parameters():
     with pytest.raises(ValueError, match=":keys"):
-        SqlSettings(type="sql", url="sqlite://", read_query="SELECT k, v FROM t WHERE k = :key")
+        SqlSettings(url="sqlite://", read_query="SELECT k, v FROM t WHERE k = :key")
     with pytest.raises(ValueError, match=":old_value"):
-        SqlSettings(type="sql", url="sqlite://", read_query="SELECT k, v FROM t WHERE k IN :keys",
+        SqlSettings(url="sqlite://", read_query="SELECT k, v FROM t WHERE k IN :keys",
                     write_query="UPDATE t SET v = :value WHERE k = :key")
 
 

@@ -29,7 +29,7 @@ def prefix() -> str:
 
 def make(url: str, **settings) -> VaultStore:
     settings.setdefault("token", ROOT_TOKEN)
-    return VaultStore("bao", VaultSettings(type="vault", address=url, **settings))
+    return VaultStore("bao", VaultSettings(address=url, **settings))
 
 
 async def test_reads_field_and_version(openbao, prefix):  # noqa: F811
@@ -46,7 +46,7 @@ async def test_token_file_and_bad_token(openbao, prefix, tmp_path):  # noqa: F81
     put(openbao, f"{prefix}/acme", {"refresh_token": "tok-1"})
     token_file = tmp_path / "token"
     token_file.write_text(ROOT_TOKEN + "\n")
-    store = VaultStore("bao", VaultSettings(type="vault", address=openbao.url,
+    store = VaultStore("bao", VaultSettings(address=openbao.url,
                                             token_file=str(token_file)))
     assert (await store.read([f"{prefix}/acme"]))[f"{prefix}/acme"].value == Secret("tok-1")
     token_file.write_text("not-the-token")

@@ -3,7 +3,8 @@
 Every channel's HTTP client sends through a :class:`RateLimitedTransport`, so each channel
 gets this without doing anything:
 
-- ``max_requests_per_second`` (a channel option; 0 = no limit): requests to one host (an
+- ``max_requests_per_second`` (a channel setting, :class:`agent.channel.ChannelSettings`;
+  0 = no limit): requests to one host (an
   API region, a token endpoint) start at least ``1 / max_requests_per_second`` apart, however
   many checks run at once. Waiters are served in order.
 - A 429 from a host pauses every request to that host (``pause_host_on_429``, default on):
@@ -25,20 +26,8 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
-from agent.channel import Option
 from agent.checks.httpretry import HostThrottled, retry_after
 
-# Options the core adds to every channel's section.
-CHANNEL_OPTIONS: dict[str, Option] = {
-    "max_requests_per_second": Option(
-        "float", default=0.0,
-        doc="Requests per second to each of the channel's hosts, at most; 0 = no limit.",
-    ),
-    "pause_host_on_429": Option(
-        "bool", default=True,
-        doc="A 429 pauses every request to that host (Retry-After, else 1s doubling to 60s).",
-    ),
-}
 PAUSE_INITIAL = 1.0  # seconds a host is paused after a 429 without Retry-After ...
 PAUSE_MAX = 60.0  # ... doubling with each 429 in a row, up to this
 

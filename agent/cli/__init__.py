@@ -17,6 +17,7 @@ import click
 
 from agent import __version__
 from agent.cli.check import check
+from agent.cli.common import command_name, with_command_name
 from agent.cli.config_cmd import config_group
 from agent.cli.freshness import mark_synced
 from agent.cli.inventory import inventory
@@ -52,6 +53,16 @@ def build_cli() -> click.Group:
     return cli
 
 
+def _name_commands_as_invoked(command: click.Command) -> None:
+    """Help pages show their examples as this shell runs them (see command_name)."""
+    if command.help:
+        command.help = with_command_name(command.help)
+    for sub in getattr(command, "commands", {}).values():
+        _name_commands_as_invoked(sub)
+
+
 def main() -> None:
     setup_logging("warning")  # every command logs through the secret mask; run sets its level
-    build_cli()(prog_name="channel-agent")
+    group = build_cli()
+    _name_commands_as_invoked(group)
+    group(prog_name=command_name())

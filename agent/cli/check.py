@@ -19,6 +19,7 @@ from agent.cli.common import (
     print_json,
     print_table,
 )
+from agent.cli.inventory import with_inventory
 from agent.config.loader import Config
 from agent.plugins import Plugins
 from agent.service import AgentService, account_status
@@ -44,13 +45,7 @@ def check(config_path: str, channel: str | None, account: str | None, as_json: b
       channel-agent check --config config.yaml --account acme-us --json
     """
     config, plugins = load_or_exit(config_path)
-    if config.inventory_sources:  # the accounts they yield now, checked like the file's
-        from agent.cli.inventory import discover
-
-        runner, config = asyncio.run(discover(config))
-        for name, status in runner.status.items():
-            if status.error:
-                click.echo(f"warning: inventory source {name}: {status.error}", err=True)
+    config = with_inventory(config)  # the accounts inventory sources yield now, checked too
     selected = [a for a in config.accounts()
                 if (channel is None or a.channel == channel)
                 and (account is None or a.name == account)]

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
+import shutil
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
@@ -18,6 +22,7 @@ from agent.web.auth import WebSecurity
 
 EXIT_CONFIG_ERROR = 2
 DEFAULT_CONFIG = "config.yaml"
+PROG = "channel-agent"
 
 config_option = click.option(
     "--config", "config_path", metavar="FILE",
@@ -32,6 +37,29 @@ agent_url_option = click.option(
     help="Base URL of the running agent; basic-auth credentials go in it "
          "(https://user:PASSWORD@host:9877), SSL_CERT_FILE names a private CA.",
 )
+
+
+def command_name() -> str:
+    """This program as a fresh shell runs it, for the commands it prints: ``channel-agent``
+    when that is what PATH finds, else the absolute path it was started by (e.g.
+    ``.venv/bin/channel-agent`` of a checkout whose virtualenv is not activated)."""
+    invoked = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path(PROG)
+    if invoked.name != PROG:  # python -c, pytest, an embedding: the documented name
+        return PROG
+    found = shutil.which(PROG)
+    if found and Path(found).resolve() == invoked.resolve():
+        return PROG
+    return shlex.quote(str(invoked.absolute()))
+
+
+_PROG_IN_TEXT = re.compile(rf"(?<![\w/.-]){re.escape(PROG)}(?= )")
+
+
+def with_command_name(text: str) -> str:
+    """``text`` (a help page's examples) with each ``channel-agent ...`` command line in the
+    form :func:`command_name` gives; paths such as /etc/channel-agent/ stay."""
+    name = command_name()
+    return text if name == PROG else _PROG_IN_TEXT.sub(lambda _: name, text)
 
 
 def without_password(text: str, url: str) -> str:

@@ -1,14 +1,16 @@
-"""channel-agent config check."""
+"""channel-agent config check, channel-agent config schema."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 
 import click
 
 from agent.cli.common import DEFAULT_CONFIG, load_or_exit
 from agent.config.loader import Config
+from agent.plugins import load_plugins
 
 
 @click.group("config")
@@ -16,8 +18,9 @@ def config_group() -> None:
     """Work with the configuration file.
 
     \b
-    Example:
+    Examples:
       channel-agent config check config.yaml
+      channel-agent config schema > channel-agent.schema.json
     """
 
 
@@ -54,3 +57,22 @@ async def _connect(config: Config) -> int:
     if not results:
         click.echo("no secret stores configured: nothing to connect to")
     return 1 if any(problem is not None for problem in results.values()) else 0
+
+
+@config_group.command("schema")
+def config_schema_command() -> None:
+    """Print the JSON Schema of the configuration file, with the installed plugins' channels.
+
+    For completion and checking in an editor: save it, and start config.yaml with
+    "# yaml-language-server: $schema=./channel-agent.schema.json".
+
+    \b
+    Example:
+      channel-agent config schema > channel-agent.schema.json
+    """
+    from agent.config.schema import config_schema
+
+    plugins = load_plugins()
+    schema = config_schema(plugins.channels, plugins.freshness_sources,
+                           plugins.inventory_sources, plugins.secret_stores)
+    click.echo(json.dumps(schema, indent=2))

@@ -73,6 +73,18 @@ async def discover(config: Config) -> tuple[InventoryRunner, Config]:
                                        inventory_sources={})
 
 
+def with_inventory(config: Config) -> Config:
+    """``config`` with the accounts its inventory sources yield now (for one-shot commands);
+    a failing source is reported on stderr and yields nothing."""
+    if not config.inventory_sources:
+        return config
+    runner, config = asyncio.run(discover(config))
+    for name, status in runner.status.items():
+        if status.error:
+            click.echo(f"warning: inventory source {name}: {status.error}", err=True)
+    return config
+
+
 def _account(config: Config, account: Any) -> dict[str, Any]:
     channel = config.channels[account.channel]
     return {"source": account.source, "channel": account.channel, "account": account.name,

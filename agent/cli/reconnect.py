@@ -20,6 +20,7 @@ from agent import __version__
 from agent.channel import Account, Channel, CheckContext, ReconnectError, Reconnector
 from agent.cli.common import (
     EXIT_CONFIG_ERROR,
+    command_name,
     config_option,
     json_option,
     load_or_exit,
@@ -27,6 +28,7 @@ from agent.cli.common import (
     print_table,
     without_password,
 )
+from agent.cli.inventory import with_inventory
 from agent.cli.reconnect_list import (
     cancel_link,
     open_store,
@@ -141,7 +143,7 @@ def reconnect(
         raise click.UsageError(f"{listing[0]} takes no --account")
     if not (list_accounts or pending) and (channel_name is None or account_name is None):
         raise click.UsageError("give a CHANNEL and --account NAME (or --list, or --pending)")
-    config, _ = load_or_exit(config_path)
+    config = with_inventory(load_or_exit(config_path)[0])
     if list_accounts or pending:
         if channel_name is not None:
             _channel(config, channel_name)
@@ -153,7 +155,7 @@ def reconnect(
         return
     assert channel_name is not None and account_name is not None
     channel = _channel(config, channel_name)
-    account = _account(channel, account_name)
+    account = _account(config, channel, account_name)
     if cancel:
         cancel_link(config, account, as_json)
         return
@@ -293,7 +295,7 @@ def _make_link(report: _Report, store: StateStore | None, reconnector: Reconnect
     if not ready:
         _note(f"warning: no ready agent answered at {shown}: the link only works while the agent "
               f"runs")
-    _note("Follow it with: channel-agent reconnect --pending")
+    _note(f"Follow it with: {command_name()} reconnect --pending")
 
 
 def _agent_ready(url: str) -> bool:
@@ -407,12 +409,14 @@ def _channel(config: Config, name: str) -> Channel:
     return channel
 
 
-def _account(channel: Channel, name: str) -> Account:
-    for account in channel.accounts:
+def _account(config: Config, channel: Channel, name: str) -> Account:
+    """The account of the file or of an inventory source (see with_inventory)."""
+    accounts = [a for a in config.accounts() if a.channel == channel.name]
+    for account in accounts:
         if account.name == name:
             return account
     usage_exit(f"{channel.name} has no account '{name}'"
-                f"{_suggest(name, [a.name for a in channel.accounts])}")
+                f"{_suggest(name, [a.name for a in accounts])}")
 
 
 def _suggest(name: str, known: Any) -> str:

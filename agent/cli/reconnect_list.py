@@ -11,7 +11,7 @@ from typing import NoReturn
 import click
 
 from agent.channel import Account, Channel
-from agent.cli.common import EXIT_CONFIG_ERROR, print_json, print_table
+from agent.cli.common import EXIT_CONFIG_ERROR, command_name, print_json, print_table
 from agent.config.loader import MEMORY, Config
 from agent.freshness.timestamps import iso
 from agent.service import state_word
@@ -65,7 +65,7 @@ def _why(state: AccountState, max_age: float, now: float, within: float) -> list
     missing = sorted(p for p, reachable in state.profiles.items() if not reachable)
     if missing:
         why.append(f"profile(s) not reachable: {', '.join(missing)}")
-    if state.refresh_issued is not None and max_age > 0:
+    if state.refresh_issued is not None and max_age > 0 and not state.rejected:
         expiry = state.refresh_issued + max_age
         if expiry <= now:
             why.append(f"refresh token expired {iso(expiry)}")
@@ -75,12 +75,12 @@ def _why(state: AccountState, max_age: float, now: float, within: float) -> list
 
 
 def _command(config_path: str, channel: Channel, account: Account) -> str:
-    args = ["channel-agent", "reconnect", channel.name, "--account", account.name,
+    args = ["reconnect", channel.name, "--account", account.name,
             "--config", os.path.abspath(config_path)]
     ref = channel.refresh_token_ref(account)
     if ref is not None and ref.path is None and ref.store is None:
         args.append("--show-token")
-    return shlex.join(args)
+    return f"{command_name()} {shlex.join(args)}"
 
 
 def show_links(config: Config, channel_name: str | None, as_json: bool) -> None:

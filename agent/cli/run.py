@@ -5,13 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
+import functools
 import gc
+import json
 import logging
+import math
+import os
 import signal
 import sqlite3
+import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +26,17 @@ import yaml
 from aiohttp import web
 
 from agent.channel import Demo
+from agent.checks.scheduler import HARD_TIMEOUT_GRACE
 from agent.checks.sharding import Shard, parse_shard
-from agent.cli.common import config_option, load_or_exit, web_security_or_exit
+from agent.cli.common import (
+    EXIT_CONFIG_ERROR,
+    command_name,
+    config_option,
+    load_or_exit,
+    web_security_or_exit,
+)
 from agent.config.durations import format_duration, parse_duration
-from agent.config.loader import Config, ConfigError, build_config, load_config
+from agent.config.loader import AgentSettings, Config, ConfigError, build_config, load_config
 from agent.freshness.timestamps import iso
 from agent.plugins import Plugins, load_plugins
 from agent.redact import setup_logging
@@ -77,6 +90,37 @@ def _shard(ctx: click.Context, param: click.Parameter, value: str | None) -> Sha
         raise click.BadParameter(str(exc)) from None
 
 
+class CannotListen(Exception):
+    """The listening socket could not be bound: nothing has been served or announced."""
+
+    def __init__(self, address: str, error: OSError) -> None:
+        super().__init__(address, error)
+        self.address = address
+        self.error = error
+
+    def message(self, option: str) -> str:
+        """One line: the address, why, and what to do (``option`` sets another address)."""
+        if self.error.errno == errno.EADDRINUSE:
+            return (f"error: cannot listen on {self.address}: the address is already in use "
+                    f"(another agent, demo or program listens there); stop it, or choose "
+                    f"another address with {option}")
+        if self.error.errno and self.error.errno > 0:
+            reason = os.strerror(self.error.errno).lower()
+        else:  # socket.gaierror: a host name that does not resolve
+            reason = (self.error.strerror or str(self.error)).lower()
+        return f"error: cannot listen on {self.address}: {reason}; choose another address " \
+               f"with {option}"
+
+
+def serve_or_exit(server: Coroutine[Any, Any, None], option: str) -> None:
+    """Run ``server``; if it cannot listen, say so in one line and exit 2."""
+    try:
+        asyncio.run(server)
+    except CannotListen as exc:
+        click.echo(exc.message(option), err=True)
+        sys.exit(EXIT_CONFIG_ERROR)
+
+
 shard_option = click.option(
     "--shard", metavar="INDEX/COUNT", default=None, callback=_shard,
     help="Check only the accounts of shard INDEX of COUNT (overrides agent.shard); "
@@ -115,15 +159,21 @@ def run(config_path: str, listen_address: str | None, shard: Shard | None,
 
     if shard is not None:
         config = dataclasses.replace(config, agent=dataclasses.replace(config.agent, shard=shard))
-    asyncio.run(serve(config, plugins, listen_address or config.agent.listen_address,
-                      security=security, allow_insecure=allow_insecure, loader=load))
+    serve_or_exit(serve(config, plugins, listen_address or config.agent.listen_address,
+                        security=security, allow_insecure=allow_insecure, loader=load),
+                  "--web.listen-address HOST:PORT (or agent.listen_address in the "
+                  "configuration)")
 
 
 async def serve(config: Config, plugins: Plugins, address: str,
                 http: HttpOptions | None = None, *, security: WebSecurity | None = None,
                 allow_insecure: bool = False,
-                loader: Callable[[], Config] | None = None) -> None:
-    """Serve until SIGINT or SIGTERM; SIGHUP reloads the configuration through ``loader``."""
+                loader: Callable[[], Config] | None = None,
+                on_listening: Callable[[str], None] | None = None) -> None:
+    """Serve until SIGINT or SIGTERM; SIGHUP reloads the configuration through ``loader``.
+
+    :class:`CannotListen` when the address cannot be bound. ``on_listening`` gets the URL
+    served once the socket is bound and the service started."""
     security = security or WebSecurity(None)
     host, port = split_listen_address(address)
     problem = insecure_listen_problem(host, security, allow_insecure)
@@ -134,7 +184,10 @@ async def serve(config: Config, plugins: Plugins, address: str,
     await runner.setup()
     listener = Listener(runner, host, port, security)
     try:
-        await listener.start()
+        try:
+            await listener.start()
+        except OSError as exc:
+            raise CannotListen(address, exc) from None
         await service.start()
         tune_gc()
         if security.config is None and not is_loopback(host):
@@ -145,6 +198,8 @@ async def serve(config: Config, plugins: Plugins, address: str,
         log.info("listening on %s, %d of %d account(s) (shard %s), config %s",
                  listener.url, len(service.fleet.accounts), service.fleet.configured,
                  service.fleet.shard, config.source)
+        if on_listening is not None:
+            on_listening(listener.url)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -202,7 +257,8 @@ def demo(listen_address: str, web_config_file: str | None, read_without_auth: bo
     with contextlib.ExitStack() as stack:
         if workdir is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="channel-demo-")))
-        asyncio.run(_demo(workdir, listen_address, check_interval, security, allow_insecure))
+        serve_or_exit(_demo(workdir, listen_address, check_interval, security, allow_insecure),
+                  "--web.listen-address HOST:PORT")
 
 
 def _demo_timeout(check_interval: str) -> str:
@@ -232,6 +288,70 @@ def _demo_warehouse(workdir: Path, demos: dict[str, Demo]) -> Path:
     return path
 
 
+DEMO_INVENTORY = "demo_connections"
+
+
+def _demo_connections(warehouse: Path, sections: dict[str, dict[str, Any]]) -> list[str]:
+    """Move the demo accounts into a ``connections`` table of the warehouse, one row per
+    account, as a platform keeps them (an account with its own data sets stays in the
+    file: rows carry no data sets); return the channels the table feeds."""
+    rows = []
+    for channel, section in sections.items():
+        kept = []
+        for account in section.get("accounts", []):
+            if account.get("datasets"):
+                kept.append(account)
+                continue
+            row = {"channel": channel, "account": account["name"],
+                   "label_merchant": account["name"].split("-")[0]}
+            row.update({key: json.dumps(value) if isinstance(value, list) else value
+                        for key, value in account.items() if key not in ("name", "datasets")})
+            rows.append(row)
+        section["accounts"] = kept
+    columns = list(dict.fromkeys(column for row in rows for column in row))
+    with contextlib.closing(sqlite3.connect(warehouse)) as db, db:
+        db.execute("DROP TABLE IF EXISTS connections")
+        db.execute(f"CREATE TABLE connections ({', '.join(columns)})")
+        db.executemany(f"INSERT INTO connections VALUES ({', '.join('?' for _ in columns)})",
+                       [[row.get(column) for column in columns] for row in rows])
+    return sorted({row["channel"] for row in rows})
+
+
+def _demo_banner(workdir: Path, config_file: Path, warehouse: Path, demos: dict[str, Demo],
+                 settings: AgentSettings, url: str) -> None:
+    """What the demo serves and how to try it; printed once it listens. Every command is
+    printed as this shell runs it (command_name)."""
+    me = command_name()
+    click.echo(f"Channel Health Agent demo (state and tokens in {workdir})")
+    click.echo(f"  metrics:      {url}/metrics")
+    click.echo(f"  status page:  {url}/")
+    click.echo(f"  status API:   {url}/api/v1/status")
+    click.echo(f"  config file:  {config_file}")
+    click.echo(f"  reconnect:    {me} reconnect --list --config {config_file}")
+    for name, channel_demo in demos.items():
+        for line in channel_demo.describe():
+            click.echo(f"  {name}: {line}")
+    click.echo(f"  accounts:     table connections in {warehouse} (inventory source "
+               f"{DEMO_INVENTORY}: add a row, it is checked within one interval); see them: "
+               f"{me} inventory --config {config_file}")
+    click.echo(f"  data freshness: syncs in {warehouse} (table sync_runs); report one:")
+    click.echo(f"    {me} mark-synced amazon_ads --account acme-us "
+               f"--dataset sb_campaigns_daily --url {url}")
+    click.echo(first_results_line(settings) + " Ctrl-C stops.")
+
+
+def first_results_line(settings: AgentSettings) -> str:
+    """When the first results are in, at the latest: each account's first check starts at
+    its own offset within one interval (agent.checks.scheduler.offset) and ends within the
+    check timeout, retries included (the scheduler cancels it a grace second later)."""
+    interval, timeout = settings.check_interval, settings.check_timeout
+    bound = math.ceil(interval + timeout + HARD_TIMEOUT_GRACE)
+    return (f"Every account is checked every {format_duration(interval)}; the first results "
+            f"are all in within {format_duration(bound)} (a first check "
+            f"starts within {format_duration(interval)} and may take up to the "
+            f"{format_duration(timeout)} check timeout).")
+
+
 async def _demo(workdir: Path, listen_address: str, check_interval: str,
                 security: WebSecurity, allow_insecure: bool) -> None:
     plugins = load_plugins()
@@ -244,6 +364,7 @@ async def _demo(workdir: Path, listen_address: str, check_interval: str,
         for name, channel_demo in demos.items():
             sections[name] = await channel_demo.start(workdir / name)
         warehouse = _demo_warehouse(workdir, demos)
+        fed = _demo_connections(warehouse, sections)
         data = {
             "agent": {"listen_address": listen_address,
                       "state_path": str(workdir / "agent.db"),
@@ -255,6 +376,13 @@ async def _demo(workdir: Path, listen_address: str, check_interval: str,
                                         "timeout": _demo_timeout(check_interval)},
                 Demo.HEARTBEAT_SOURCE: {"type": "heartbeat"},
             },
+            # the accounts a platform has, from its own database (README: Account inventory)
+            "inventory_sources": {
+                DEMO_INVENTORY: {"type": "sql", "url": f"sqlite:///{warehouse}",
+                                 "query": "SELECT * FROM connections", "channels": fed,
+                                 "interval": check_interval,
+                                 "timeout": _demo_timeout(check_interval)},
+            } if fed else {},
             "channels": sections,
         }
         try:
@@ -265,23 +393,13 @@ async def _demo(workdir: Path, listen_address: str, check_interval: str,
         # reloads (edit it, then SIGHUP or POST /-/reload).
         config_file = workdir / "config.yaml"
         config_file.write_text(yaml.safe_dump(data, sort_keys=False))
-        click.echo(f"Channel Health Agent demo (state and tokens in {workdir})")
-        click.echo(f"  metrics:      http://{listen_address}/metrics")
-        click.echo(f"  status page:  http://{listen_address}/")
-        click.echo(f"  status API:   http://{listen_address}/api/v1/status")
-        click.echo(f"  config file:  {config_file}")
-        click.echo(f"  reconnect:    channel-agent reconnect --list --config {config_file}")
-        for name, channel_demo in demos.items():
-            for line in channel_demo.describe():
-                click.echo(f"  {name}: {line}")
-        click.echo(f"  data freshness: syncs in {warehouse} (table sync_runs); report one:")
-        click.echo(f"    channel-agent mark-synced amazon_ads --account acme-us "
-                   f"--dataset sb_campaigns_daily --url http://{listen_address}")
-        click.echo(f"Every account is checked within {check_interval}. Ctrl-C stops.")
+        banner = functools.partial(_demo_banner, workdir, config_file, warehouse, demos,
+                                   config.agent)
         await serve(config, plugins, listen_address, security=security,
                     allow_insecure=allow_insecure,
                     loader=lambda: load_config(config_file, plugins.channels,
-                                                        stores=plugins.secret_stores))
+                                               stores=plugins.secret_stores),
+                    on_listening=banner)
     finally:
         for channel_demo in demos.values():
             await channel_demo.stop()

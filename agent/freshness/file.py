@@ -15,27 +15,31 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agent.channel import Option
-from agent.freshness.source import Dataset, FreshnessSource, SourceError
-from agent.freshness.timestamps import TIMEZONE_OPTION, to_unix, zone
+from pydantic import Field
+
+from agent.config.types import FilePath, PositiveDuration
+from agent.freshness.source import Dataset, FreshnessSource, PolledSourceSettings, SourceError
+from agent.freshness.timestamps import to_unix, zone
 from agent.hookspecs import hookimpl
 
 FIELDS = ("channel", "account", "region", "dataset")
 MAX_JSON_BYTES = 1024 * 1024
 
 
+class FileSettings(PolledSourceSettings):
+    interval: PositiveDuration = Field("1m", description="How often the files are read")
+    path: FilePath = Field(description="template with {channel}, {account}, {region}, {dataset}")
+    json_field: str | None = Field(None, description="dotted path of a timestamp in the "
+                                   "file's JSON (a.b.0.c); default: the file's modification time")
+    timezone: str | None = Field(None, description="IANA zone of times read without a UTC "
+                                                   "offset; default UTC")
+
+
 class FileSource(FreshnessSource):
     type = "file"
     title = "File per data set: modification time or a JSON field"
     default_interval = 60.0
-    options = {
-        "path": Option("path", required=True,
-                       doc="template with {channel}, {account}, {region}, {dataset}"),
-        "json_field": Option("str", default=None,
-                             doc="dotted path of a timestamp in the file's JSON (a.b.0.c); "
-                                 "default: the file's modification time"),
-        "timezone": TIMEZONE_OPTION,
-    }
+    Settings = FileSettings
 
     def __init__(self, name: str, settings: dict[str, Any]) -> None:
         super().__init__(name, settings)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from agent.freshness.source import MAX_FUTURE_SKEW, Dataset, FreshnessSource
+from agent.freshness.source import MAX_FUTURE_SKEW, Dataset, FreshnessSource, SourceSettings
 from agent.freshness.timestamps import to_unix
 from agent.hookspecs import hookimpl
 
@@ -20,6 +20,7 @@ class HeartbeatSource(FreshnessSource):
     type = "heartbeat"
     title = "Heartbeats (POST /api/v1/freshness, channel-agent mark-synced)"
     push = True
+    Settings = SourceSettings
 
 
 class HeartbeatRejected(Exception):

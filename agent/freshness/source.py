@@ -1,7 +1,7 @@
 """The contract between the core and a freshness source type.
 
-A source type is a class with a ``type`` name, a declarative description of its
-configuration (``options``, validated by the core like a channel's) and, unless it is a push
+A source type is a class with a ``type`` name, the model of its configuration
+(``Settings``, validated by the core like a channel's) and, unless it is a push
 source, one coroutine, :meth:`FreshnessSource.latest`, that answers "how new is the newest
 data of this data set?". The core owns the rest: the schedule (every ``interval``), the
 time limit (``timeout``), the state file, the metrics and the status page.
@@ -9,11 +9,12 @@ time limit (``timeout``), the state file, the metrics and the status page.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from agent.channel import Option
+from pydantic import Field, model_validator
+
+from agent.config.types import ConfigModel, PositiveDuration, problem
 
 # The fixed, documented set of `reason` values of channel_freshness_source_errors_total
 # (docs: README "Data freshness").
@@ -29,9 +30,28 @@ SOURCE_ERROR_REASONS: tuple[str, ...] = (
 # refused as a bad value: a future time would make stale data look fresh.
 MAX_FUTURE_SKEW = 300.0
 
-# Options the core adds to every polled source type (`interval` defaults to the type's own
-# `default_interval`).
 DEFAULT_TIMEOUT = 30.0
+
+
+class SourceSettings(ConfigModel):
+    """A push source type's settings (``FreshnessSource.Settings``); subclass it for more."""
+
+    core_keys = ("type",)
+
+
+class PolledSourceSettings(SourceSettings):
+    """A polled source type's settings: subclass it, and give ``interval`` the type's default
+    (``interval: PositiveDuration = Field("10m", ...)``)."""
+
+    interval: PositiveDuration = Field("10m", description="How often the source is asked")
+    timeout: PositiveDuration = Field("30s", description="Time limit of one answer")
+
+    @model_validator(mode="after")
+    def _timeout_below_interval(self, info: Any) -> PolledSourceSettings:
+        if self.timeout >= self.interval:
+            path = (info.context or {}).get("path", "")
+            raise problem(f"must be less than {path}.interval", at="timeout")
+        return self
 
 
 @dataclass(frozen=True)
@@ -71,8 +91,8 @@ class FreshnessSource:
     """Base class of a source type. Subclasses set ``type`` and, unless ``push``, implement
     :meth:`latest`.
 
-    The core builds one instance per configured source with its name and parsed ``settings``
-    (the declared ``options`` plus, for polled types, ``interval`` and ``timeout`` in
+    The core builds one instance per configured source with its name and validated
+    ``settings`` (``Settings`` as a dict; polled types' have ``interval`` and ``timeout`` in
     seconds). A constructor that raises rejects the configuration (the message is shown).
     """
 
@@ -81,7 +101,7 @@ class FreshnessSource:
     # True: values are pushed to the agent (heartbeats) and never polled.
     push: ClassVar[bool] = False
     default_interval: ClassVar[float] = 600.0
-    options: ClassVar[Mapping[str, Option]] = {}
+    Settings: ClassVar[type[SourceSettings]] = PolledSourceSettings
 
     def __init__(self, name: str, settings: dict[str, Any]) -> None:
         self.name = name

@@ -14,9 +14,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from agent.channel import Option
-from agent.freshness.source import Dataset, FreshnessSource, SourceError
-from agent.freshness.timestamps import TIMEZONE_OPTION, to_unix, zone
+from pydantic import Field
+
+from agent.config.types import SecretValue
+from agent.freshness.source import Dataset, FreshnessSource, PolledSourceSettings, SourceError
+from agent.freshness.timestamps import to_unix, zone
 from agent.hookspecs import hookimpl
 from agent.redact import redact
 
@@ -25,17 +27,19 @@ log = logging.getLogger(__name__)
 PARAMETERS = ("channel", "account", "region", "dataset")
 
 
+class SqlSettings(PolledSourceSettings):
+    url: SecretValue = Field(description="SQLAlchemy database URL, e.g. "
+                                         "postgresql://user:password@host/db")
+    query: str = Field(description="returns one row with one column: the newest data time")
+    timezone: str | None = Field(None, description="IANA zone of times read without a UTC "
+                                                   "offset; default UTC")
+
+
 class SqlSource(FreshnessSource):
     type = "sql"
     title = "SQL query for the newest data time"
     default_interval = 600.0
-    options = {
-        "url": Option("secret", required=True,
-                      doc="SQLAlchemy database URL, e.g. postgresql://user:password@host/db"),
-        "query": Option("str", required=True,
-                        doc="returns one row with one column: the newest data time"),
-        "timezone": TIMEZONE_OPTION,
-    }
+    Settings = SqlSettings
 
     def __init__(self, name: str, settings: dict[str, Any]) -> None:
         super().__init__(name, settings)

@@ -8,19 +8,12 @@ import re
 from decimal import Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from agent.channel import Option
-
 UTC = dt.UTC
 TIMESTAMP_HINT = "an RFC 3339 time like 2026-11-27T04:00:00Z or Unix epoch seconds"
 # Earlier times are refused: they are a count or a flag read as seconds, not a data time, and
 # would make a broken source look like very stale data.
 EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC).timestamp()
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
-
-
-# The `timezone` option of source types that read times which may carry no zone.
-TIMEZONE_OPTION = Option("str", default=None,
-                         doc="IANA zone of times read without a UTC offset; default UTC")
 
 
 def zone(name: str | None) -> dt.tzinfo:

@@ -1,6 +1,18 @@
 """Account inventory: the accounts the platform has, from its own database, an HTTP endpoint
 or files (like Prometheus service discovery), kept in step with the running agent."""
 
-from agent.inventory.source import InventoryError, InventorySource, Row
+from __future__ import annotations
 
-__all__ = ["InventoryError", "InventorySource", "Row"]
+from typing import Any
+
+__all__ = ["InventoryError", "InventorySource", "InventorySourceSettings", "Row"]
+
+
+def __getattr__(name: str) -> Any:
+    # imported when used: agent.config imports agent.inventory.labels, and the source contract
+    # imports agent.config
+    if name in __all__:
+        from agent.inventory import source
+
+        return getattr(source, name)
+    raise AttributeError(name)

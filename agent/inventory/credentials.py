@@ -1,5 +1,6 @@
-"""Where a discovered account's credential comes from: the one place a row's credential
-columns become a :class:`~agent.channel.SecretRef` (or a :class:`~agent.channel.Secret`).
+"""Where a discovered account's credential comes from: the one place that decides what a
+row's credential columns give the account model (which makes the SecretRef, as for the
+configuration file's accounts).
 
 For each secret account setting of the channel (``refresh_token`` for Amazon Ads) a row
 gives one of:
@@ -18,81 +19,77 @@ gives one of:
 
 from __future__ import annotations
 
+import functools
 import json
-from pathlib import Path
+import sys
 from typing import Any
 
 from agent.channel import Channel, Secret, SecretRef
+from agent.config.types import secret_field
 from agent.secrets.config import parse_reference
 from agent.secrets.registry import SecretStores
 
-SECRET_KINDS = ("secret", "secret_ref")
 WITHHELD_SUFFIX = "#withheld"
 REF_SUFFIX = "_ref"
 
 
+@functools.cache
 def secret_columns(channel_cls: type[Channel]) -> tuple[str, ...]:
     """The account settings of ``channel_cls`` that hold a secret."""
-    return tuple(name for name, option in channel_cls.account_options.items()
-                 if option.kind in SECRET_KINDS)
+    return tuple(name for name, field in channel_cls.AccountSettings.model_fields.items()
+                 if secret_field(field))
 
 
-def row_credentials(channel_cls: type[Channel], data: dict[str, Any], base_dir: Path,
-                    stores: SecretStores | None = None) -> tuple[dict[str, Any], list[str]]:
-    """The row's secret settings (setting name -> SecretRef or Secret) and the problems with
-    them (naming the column, never the value)."""
-    values: dict[str, Any] = {}
+def credential_columns(channel_cls: type[Channel]) -> frozenset[str]:
+    """Every column a row may give a credential in (left out of the ordinary settings)."""
+    return frozenset(column for name in secret_columns(channel_cls)
+                     for column in (name, f"{name}_file", name + REF_SUFFIX,
+                                    name + WITHHELD_SUFFIX))
+
+
+def row_credentials(channel_cls: type[Channel], data: dict[str, Any]) -> dict[str, Any]:
+    """What the row gives the account model for each secret setting: the token itself, a
+    ``<name>_file`` path, or (restored from the state file, the token withheld) a SecretRef
+    with neither, which the model takes as it is."""
+    given: dict[str, Any] = {}
+    for name in secret_columns(channel_cls):
+        for column in (name, f"{name}_file"):
+            if data.get(column) is not None:
+                given[column] = data[column]
+        if not given.keys() & {name, f"{name}_file"} and \
+                data.get(name + WITHHELD_SUFFIX) is not None:
+            where = sys.intern(f"inventory column {name}")  # one string for every account
+            given[name] = SecretRef(source=f"{where} (not kept across restarts: waiting for "
+                                           f"the source)")
+    return given
+
+
+def store_references(channel_cls: type[Channel], data: dict[str, Any],
+                     stores: SecretStores | None) -> tuple[dict[str, SecretRef], list[str]]:
+    """The ``<name>_ref`` columns of a row as store references (setting name -> SecretRef),
+    and the problems with them (naming the column, never a value)."""
+    refs: dict[str, SecretRef] = {}
     problems: list[str] = []
     for name in secret_columns(channel_cls):
-        option = channel_cls.account_options[name]
-        inline, file, withheld, ref = (data.get(name), data.get(f"{name}_file"),
-                                       data.get(name + WITHHELD_SUFFIX),
-                                       data.get(name + REF_SUFFIX))
-        where = f"inventory column {name}"
-        given = [column for column, value in ((name, inline), (f"{name}_file", file),
-                                              (name + REF_SUFFIX, ref)) if value is not None]
-        if len(given) > 1:
-            problems.append(f"{given[-1]}: give one of {name}, {name}_file and "
+        value = data.get(name + REF_SUFFIX)
+        if value is None:
+            continue
+        if data.get(name) is not None or data.get(f"{name}_file") is not None:
+            problems.append(f"{name}{REF_SUFFIX}: give one of {name}, {name}_file and "
                             f"{name}{REF_SUFFIX}, not several")
-        elif ref is not None:
-            reference = _store_reference(ref, option.kind, name, data, stores)
-            if isinstance(reference, str):
-                problems.append(reference)
-            else:
-                values[name] = reference
-        elif inline is not None:
-            if not isinstance(inline, str) or not inline.strip():
-                problems.append(f"{name}: must be a non-empty string")
-                continue
-            secret = Secret(inline.strip())
-            values[name] = secret if option.kind == "secret" else SecretRef(value=secret,
-                                                                            source=where)
-        elif file is not None:
-            if not isinstance(file, str) or not file.strip():
-                problems.append(f"{name}_file: must be a file path")
-                continue
-            path = Path(file.strip()).expanduser()
-            path = path if path.is_absolute() else base_dir / path
-            ref = SecretRef(path=path, source=f"inventory column {name}_file")
-            if option.kind == "secret":
-                problems.append(f"{name}_file: this setting is read once; give {name}")
-                continue
-            values[name] = ref
-        elif withheld is not None and option.kind == "secret_ref":
-            values[name] = SecretRef(source=f"{where} (not kept across restarts: "
-                                            f"waiting for the source)")
-        elif option.required:
-            problems.append(f"{name}: is required: a {name}, {name}_file or {name}{REF_SUFFIX} "
-                            f"column")
-    return values, problems
+            continue
+        reference = _store_reference(value, name, data, stores)
+        if isinstance(reference, str):
+            problems.append(reference)
+        else:
+            refs[name] = reference
+    return refs, problems
 
 
-def _store_reference(value: Any, kind: str, name: str, data: dict[str, Any],
+def _store_reference(value: Any, name: str, data: dict[str, Any],
                      stores: SecretStores | None) -> SecretRef | str:
     """The SecretRef of a ``<name>_ref`` column, or the problem with it."""
     column = name + REF_SUFFIX
-    if kind != "secret_ref":
-        return f"{column}: this setting is read once; give {name}"
     if isinstance(value, str) and value.lstrip().startswith("{"):
         try:
             value = json.loads(value)

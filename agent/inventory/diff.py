@@ -2,8 +2,8 @@
 
 Pure functions over plain data, run in a worker thread (a first list of 50,000 rows takes a
 while to validate): :func:`evaluate` turns the answer's rows into the source's next list.
-Rows whose canonical text did not change keep their :class:`Account` object as it was, so an
-unchanged refresh validates nothing and changes nothing downstream.
+Rows whose canonical text did not change (same digest) keep their :class:`Account` object as
+it was, so an unchanged refresh validates nothing and changes nothing downstream.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.channel import Account, Channel
-from agent.inventory.rows import Candidate, RowInvalid, RowProblem, normalise, validate_row
+from agent.inventory.rows import RowInvalid, RowProblem, normalise, validate_row
 from agent.inventory.source import InventorySource
 from agent.secrets.registry import SecretStores
 
@@ -24,10 +24,11 @@ Key = tuple[str, str]
 
 @dataclass
 class SourceList:
-    """A source's accepted accounts and the canonical rows they came from."""
+    """A source's accepted accounts, with a digest of the canonical row each came from (the
+    diff compares digests: 16 bytes an account instead of the row's text)."""
 
     accounts: dict[Key, Account] = field(default_factory=dict)
-    texts: dict[Key, str] = field(default_factory=dict)
+    digests: dict[Key, bytes] = field(default_factory=dict)
     # accounts restored without their token: validated again at the next answer
     incomplete: set[Key] = field(default_factory=set)
 
@@ -36,7 +37,7 @@ class SourceList:
 class Held:
     """A list that would remove too many accounts, waiting for ``removal_hold``."""
 
-    digest: str  # of the answer's account keys: a different list starts the wait again
+    digest: bytes  # of the answer's account keys: a different list starts the wait again
     since: float
     removing: int
     of: int
@@ -45,7 +46,8 @@ class Held:
 
 @dataclass
 class Outcome:
-    """What one answer does: the next list (None: keep the current one), the rows skipped."""
+    """What one answer does: the next list (None: keep the current one), the rows skipped,
+    and what the state file must change: canonical rows to write, accounts to forget."""
 
     new: SourceList | None
     problems: list[RowProblem]
@@ -53,72 +55,71 @@ class Outcome:
     added: int = 0
     removed: int = 0
     changed: int = 0
+    write: dict[Key, str] = field(default_factory=dict)
+    forget: list[Key] = field(default_factory=list)
 
     @property
     def changes(self) -> bool:
         return bool(self.added or self.removed or self.changed)
 
 
-def candidates(name: str, rows: Sequence[Any], channels: Mapping[str, type[Channel]],
-               ) -> tuple[dict[Key, Candidate], list[RowProblem]]:
-    """The answer's usable rows by account (the first of two rows of one account wins)."""
-    found: dict[Key, Candidate] = {}
-    problems: list[RowProblem] = []
-    for i, raw in enumerate(rows, 1):
-        candidate = normalise(name, i, raw, channels)
-        if isinstance(candidate, RowProblem):
-            problems.append(candidate)
-        elif candidate.key in found:
-            problems.append(RowProblem(name, i, "/".join(candidate.key),
-                                       f"the same account as row {found[candidate.key].row}; "
-                                       f"this row is skipped"))
-        else:
-            found[candidate.key] = candidate
-    return found, problems
-
-
 def evaluate(source: InventorySource, current: SourceList, rows: Sequence[Any],
              channels: Mapping[str, type[Channel]], base_dir: Path, now: float,
              held: Held | None, revalidate: bool = False,
              stores: SecretStores | None = None) -> Outcome:
-    """The source's next list from ``rows``; ``held`` is the answer waiting, if any."""
-    found, problems = candidates(source.name, rows, channels)
+    """The source's next list from ``rows``; ``held`` is the answer waiting, if any.
+
+    One pass over the rows: an unchanged row costs its normalisation and a digest lookup;
+    only new or changed rows are validated."""
     old = current.accounts
-    removing = sum(1 for key in old if key not in found)
-    if old and removing > source.max_removal * len(old):
-        digest = _digest(found)
-        if held is None or held.digest != digest:
-            held = Held(digest, now, removing, len(old), rows)
-        if now - held.since < source.removal_hold:
-            held.rows = rows
-            return Outcome(None, problems, held=held)
-    outcome = Outcome(SourceList(), problems, removed=removing)
-    new = outcome.new
-    assert new is not None
+    new = SourceList()
+    outcome = Outcome(new, [])
+    problems = outcome.problems
+    first_row: dict[Key, int] = {}
     labels = source.labels
-    for key, candidate in found.items():
+    for i, raw in enumerate(rows, 1):
+        candidate = normalise(source.name, i, raw, channels)
+        if isinstance(candidate, RowProblem):
+            problems.append(candidate)
+            continue
+        key = candidate.key
+        if key in first_row:
+            problems.append(RowProblem(source.name, i, "/".join(key),
+                                       f"the same account as row {first_row[key]}; this row "
+                                       f"is skipped"))
+            continue
+        first_row[key] = i
+        digest = row_digest(candidate.text)
         previous = old.get(key)
         if previous is not None and not revalidate and key not in current.incomplete and \
-                current.texts.get(key) == candidate.text:
-            new.accounts[key], new.texts[key] = previous, candidate.text
+                current.digests.get(key) == digest:
+            new.accounts[key], new.digests[key] = previous, digest
             continue
         try:
             account = validate_row(candidate, source=source.name, channel_cls=channels[key[0]],
                                    static_labels=labels, base_dir=base_dir, stores=stores)
         except RowInvalid as exc:
-            problems.append(RowProblem(source.name, candidate.row, "/".join(key),
-                                       "; ".join(exc.messages)))
+            problems.append(RowProblem(source.name, i, "/".join(key), "; ".join(exc.messages)))
             if previous is not None:  # keep what worked; report the row until it is fixed
-                new.accounts[key], new.texts[key] = previous, current.texts.get(key, "")
+                new.accounts[key], new.digests[key] = previous, current.digests[key]
                 if key in current.incomplete:
                     new.incomplete.add(key)
             continue
-        new.accounts[key], new.texts[key] = account, candidate.text
+        new.accounts[key], new.digests[key] = account, digest
+        outcome.write[key] = candidate.text
         if previous is None:
             outcome.added += 1
         elif previous != account:
             outcome.changed += 1
-    problems.sort(key=lambda problem: problem.row or 0)
+    outcome.forget = [key for key in old if key not in first_row]
+    outcome.removed = len(outcome.forget)
+    if old and outcome.removed > source.max_removal * len(old):
+        keys = _digest(first_row)
+        if held is None or held.digest != keys:
+            held = Held(keys, now, outcome.removed, len(old), rows)
+        if now - held.since < source.removal_hold:
+            held.rows = rows
+            return Outcome(None, problems, held=held)
     return outcome
 
 
@@ -141,12 +142,17 @@ def restore(source: InventorySource, texts: Sequence[str],
                                    stores=stores)
         except RowInvalid:
             continue
-        result.accounts[candidate.key], result.texts[candidate.key] = account, text
+        result.accounts[candidate.key] = account
+        result.digests[candidate.key] = row_digest(text)
         if WITHHELD_SUFFIX in text:
             result.incomplete.add(candidate.key)
     return result
 
 
-def _digest(found: Mapping[Key, Candidate]) -> str:
-    keys = "\n".join(sorted(f"{channel}/{account}" for channel, account in found))
-    return hashlib.sha256(keys.encode()).hexdigest()
+def row_digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
+
+
+def _digest(keys: Mapping[Key, Any]) -> bytes:
+    text = "\n".join(sorted(f"{channel}/{account}" for channel, account in keys))
+    return hashlib.sha256(text.encode()).digest()

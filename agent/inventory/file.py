@@ -24,10 +24,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import Field
 
-from agent.channel import Option
+from agent.config.types import Duration, FilePath
 from agent.hookspecs import hookimpl
-from agent.inventory.source import InventoryError, InventorySource, Row
+from agent.inventory.source import (
+    InventoryError,
+    InventorySource,
+    InventorySourceSettings,
+    Row,
+)
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -46,16 +52,16 @@ class _Version:
         return cls(stat.st_size, stat.st_mtime_ns, stat.st_ino)
 
 
+class FileSettings(InventorySourceSettings):
+    files: FilePath = Field(description="A glob, e.g. inventory/*.yaml (** matches directories)")
+    settle: Duration = Field("2s", description="A file changed more recently may still be "
+                                               "being written: its previous version is used")
+
+
 class FileInventory(InventorySource):
     type = "file"
     title = "YAML or JSON files, each a list of accounts (like Prometheus file_sd)"
-    options = {
-        "files": Option("path", required=True,
-                        doc="a glob, e.g. inventory/*.yaml (** matches directories too)"),
-        "settle": Option("duration", default=2.0,
-                         doc="a file changed more recently may still be being written: its "
-                             "previous version is used until then"),
-    }
+    Settings = FileSettings
 
     def __init__(self, name: str, settings: dict[str, Any],
                  clock: Callable[[], float] = time.time) -> None:

@@ -17,39 +17,47 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+from pydantic import Field
 
 from agent import __version__
-from agent.channel import MissingSecret, Option, SecretRef
+from agent.channel import MissingSecret, SecretRef
+from agent.config.types import ConfigModel, FilePath, Int, SecretReference, Url
 from agent.hookspecs import hookimpl
-from agent.inventory.source import InventoryError, InventorySource, Row
+from agent.inventory.source import (
+    InventoryError,
+    InventorySource,
+    InventorySourceSettings,
+    Row,
+)
 
 DEFAULT_MAX_SIZE = 8 * 1024 * 1024
 CHUNK = 64 * 1024
 
 
+class BasicAuth(ConfigModel):
+    username: str
+    password: SecretReference = Field(description="or password_file; read at each request")
+
+
+class HttpSettings(InventorySourceSettings):
+    url: Url = Field(description="GET returns a JSON list of account objects")
+    bearer_token_file: FilePath | None = Field(
+        None, description="Sent as Authorization: Bearer; re-read at every request")
+    basic_auth: BasicAuth | None = None
+    ca_file: FilePath | None = Field(None, description="CA certificate(s) of the server")
+    max_response_size: Int = Field(DEFAULT_MAX_SIZE,
+                                   description="Bytes; a larger answer is refused")
+
+
 class HttpInventory(InventorySource):
     type = "http"
     title = "HTTP endpoint returning a JSON list of accounts (like Prometheus http_sd)"
-    options = {
-        "url": Option("url", required=True, doc="GET returns a JSON list of account objects"),
-        "bearer_token_file": Option("path", doc="sent as Authorization: Bearer; re-read at "
-                                                "every request"),
-        "basic_auth": Option("mapping", options={
-            "username": Option("str", default=None),
-            "password": Option("secret_ref", default=None),
-        }, doc="username and password (or password_file)"),
-        "ca_file": Option("path", doc="CA certificate(s) to verify the server with"),
-        "max_response_size": Option("int", default=DEFAULT_MAX_SIZE,
-                                    doc="bytes; a larger answer is refused"),
-    }
+    Settings = HttpSettings
 
     def __init__(self, name: str, settings: dict[str, Any]) -> None:
         super().__init__(name, settings)
         self._url = settings["url"]
-        auth = settings.get("basic_auth") or {}
-        if (auth.get("username") is None) != (auth.get("password") is None):
-            raise ValueError("basic_auth needs both username and password (or password_file)")
-        self._basic = auth if auth.get("username") is not None else None
+        self._basic = settings.get("basic_auth") or None
         self._bearer = settings.get("bearer_token_file")
         if self._bearer is not None and self._basic is not None:
             raise ValueError("give either bearer_token_file or basic_auth, not both")

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BeforeValidator
 
 MAX_LABELS = 10
 LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -29,3 +32,23 @@ def label_problems(labels: Mapping[str, object]) -> Iterator[tuple[str, str]]:
             yield name, "must be a string"
         elif len(value) > MAX_VALUE_LENGTH:
             yield name, f"must be at most {MAX_VALUE_LENGTH} characters"
+
+
+def _mapping(value: Any) -> Any:
+    from agent.config.types import problem
+
+    if not isinstance(value, dict):
+        raise problem("must be a mapping of label name to value")
+    return value
+
+
+def _valid(labels: dict[str, str]) -> dict[str, str]:
+    from agent.config.types import problem
+
+    for key, message in label_problems(labels):
+        raise problem(message, at=key)
+    return {key: value for key, value in labels.items() if value != ""}
+
+
+# The ``labels:`` of an account or an inventory source (a model field's type).
+Labels = Annotated[dict[str, str], BeforeValidator(_mapping), AfterValidator(_valid)]

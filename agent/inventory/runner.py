@@ -86,7 +86,7 @@ class InventoryRunner:
             old = self.sources.get(name)
             current = self.status.get(name)
             if current is None:
-                current = SourceStatus(accepted=self._restored(source))
+                current = self._restored(source)
             elif rules_changed or old is None or old.settings != source.settings:
                 current.revalidate = True
             status[name] = current
@@ -98,15 +98,15 @@ class InventoryRunner:
             self.start(self._on_change)
         return replaced
 
-    def _restored(self, source: InventorySource) -> SourceList:
+    def _restored(self, source: InventorySource) -> SourceStatus:
         kept = saved.load_list(self.store, source.name) if self.store is not None else None
         if kept is None:
-            return SourceList()
+            return SourceStatus()
         fed = {c: self.channels[c] for c in source.channels if c in self.channels}
         restored = restore(source, kept.rows, fed, self.base_dir, stores=self.stores)
         log.info("inventory source %s: %d account(s) restored from the state file (list of "
                  "%s)", source.name, len(restored.accounts), time.ctime(kept.saved))
-        return restored
+        return SourceStatus(accepted=restored, last_success=kept.last_success)
 
     def accounts(self, static: set[Key]) -> tuple[list[Account], int]:
         """Every source's accounts, duplicates left out (and recorded on each source's
@@ -240,22 +240,21 @@ class InventoryRunner:
             self._save(name, None, now)
             return False
         status.revalidate = False
-        changed = outcome.changes or outcome.new.texts != status.accepted.texts
         status.accepted = outcome.new
-        self._save(name, status.accepted if changed else None, now)
+        self._save(name, outcome, now)
         if outcome.changes:
             log.info("inventory source %s: %d account(s); added %d, removed %d, changed %d",
                      name, len(outcome.new.accounts), outcome.added, outcome.removed,
                      outcome.changed)
         return outcome.changes
 
-    def _save(self, name: str, new: SourceList | None, now: float) -> None:
+    def _save(self, name: str, outcome: Outcome | None, now: float) -> None:
         if self.store is None:
             return
-        if new is None:
+        if outcome is None or not (outcome.write or outcome.forget):
             saved.record_success(self.store, name, now)
         else:
-            saved.save_list(self.store, name, new.texts.values(), now)
+            saved.save_changes(self.store, name, outcome.write, outcome.forget, now)
 
     def _report(self, name: str, status: SourceStatus, outcome: Outcome) -> None:
         if outcome.problems and [str(p) for p in outcome.problems] != \

@@ -3,8 +3,9 @@
 An inventory source answers "which accounts does the platform have?" with a list of rows,
 one per account (plain data: ``channel``, ``account``, ``region``, account settings by name,
 ``label_<name>`` or a ``labels`` object, the credential or where it is). A source type is a
-class with a ``type`` name, a declarative description of its configuration (``options``,
-validated by the core) and one coroutine, :meth:`InventorySource.fetch`. The core owns the
+class with a ``type`` name, the model of its configuration (``Settings``, a subclass of
+:class:`InventorySourceSettings`, validated by the core) and one coroutine,
+:meth:`InventorySource.fetch`. The core owns the
 rest: the schedule, the time limit, validating each row with the same rules as the file's
 accounts, the diff against the running accounts, the removal guard, the state file and the
 metrics.
@@ -15,7 +16,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from agent.channel import Option
+from pydantic import Field, field_validator, model_validator
+
+from agent.config.types import ConfigModel, Duration, PositiveDuration, problem
+from agent.inventory.labels import Labels
 
 # The fixed, documented set of reasons a refresh fails (logs, `channel-agent inventory`).
 INVENTORY_ERROR_REASONS: tuple[str, ...] = (
@@ -34,6 +38,45 @@ DEFAULT_REMOVAL_HOLD = 1800.0
 Row = Mapping[str, Any]
 
 
+class InventorySourceSettings(ConfigModel):
+    """What every inventory source has; a type's ``Settings`` subclass it with its own."""
+
+    core_keys = ("type",)
+
+    interval: PositiveDuration = Field("1m", description="How often the list is read")
+    timeout: PositiveDuration = Field("30s", description="Time limit of one read; below "
+                                                          "interval")
+    channels: list[str] = Field(description="The channels this source feeds")
+    labels: Labels = Field(default_factory=dict,
+                           description="Labels every account of the source gets")
+    max_removal: float = Field(DEFAULT_MAX_REMOVAL,
+                               description="Share of the accounts one refresh may remove "
+                                           "(0-1); a larger removal is held for removal_hold")
+    removal_hold: Duration = Field("30m", description="How long a list removing more than "
+                                                      "max_removal must be seen to apply")
+
+    @field_validator("max_removal")
+    @classmethod
+    def _share(cls, value: float) -> float:
+        if not 0 <= value <= 1:
+            raise problem("must be a share between 0 and 1 (0.2 = 20%)")
+        return value
+
+    @field_validator("channels")
+    @classmethod
+    def _some(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise problem("must name at least one channel")
+        return list(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _timeout_below_interval(self, info: Any) -> InventorySourceSettings:
+        if self.timeout >= self.interval:
+            path = (info.context or {}).get("path", "")
+            raise problem(f"must be less than {path}.interval", at="timeout")
+        return self
+
+
 class InventoryError(Exception):
     """A source could not answer; ``reason`` is one of INVENTORY_ERROR_REASONS.
 
@@ -49,15 +92,15 @@ class InventoryError(Exception):
 class InventorySource:
     """Base class of a source type. Subclasses set ``type`` and implement :meth:`fetch`.
 
-    The core builds one instance per configured source with its name and parsed ``settings``:
-    the declared ``options`` plus the core's own (``interval``, ``timeout``, ``channels``,
-    ``labels``, ``max_removal``, ``removal_hold``). A constructor that raises rejects the
-    configuration (its message is shown).
+    The core builds one instance per configured source with its name and ``settings`` (its
+    ``Settings`` as a dict: ``interval``, ``timeout``, ``channels``, ``labels``,
+    ``max_removal``, ``removal_hold`` and the type's own). A constructor that raises rejects
+    the configuration (its message is shown).
     """
 
     type: ClassVar[str]
     title: ClassVar[str] = ""
-    options: ClassVar[Mapping[str, Option]] = {}
+    Settings: ClassVar[type[InventorySourceSettings]] = InventorySourceSettings
 
     def __init__(self, name: str, settings: dict[str, Any]) -> None:
         self.name = name

@@ -91,7 +91,7 @@ class FleetCollector(Collector):
             yield "refresh_issued", (), state.refresh_issued
             channel = self.channels.get(account.channel)
             max_age = channel.refresh_token_max_age() if channel else 0.0
-            if max_age > 0:
+            if max_age > 0 and not state.rejected:
                 yield "refresh_expiry", (), state.refresh_issued + max_age
         if _holds_access_token(state, now):
             yield "token_age", ("access",), Age(state.access_issued)
@@ -208,7 +208,8 @@ def _families() -> dict[str, Metric]:
         "refresh_expiry": gauge(
             "channel_refresh_token_expiry_timestamp_seconds",
             "Unix time the refresh token is expected to expire: issued plus the channel's "
-            "refresh_token_max_age; absent when that is 0 (never expires).",
+            "refresh_token_max_age; absent when that is 0 (never expires) and while the "
+            "credential is invalid (a reconnect brings a new token and a new expiry).",
         ),
         "access_expiry": gauge(
             "channel_access_token_expiry_timestamp_seconds",

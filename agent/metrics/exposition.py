@@ -19,6 +19,12 @@ like this:
 
 Families come out in a different order than from ``generate_latest``; the text format allows
 any order of families (each family's samples stay together).
+
+The format is negotiated from the scraper's ``Accept`` header as prometheus_client's own
+handlers do (``choose_encoder``): Prometheus asks for OpenMetrics first. The two formats differ
+in the HELP/TYPE lines of counters, in the other collectors' text and in the final ``# EOF``,
+not in the per-account sample lines: the cached lines and compressed blocks serve both, and
+only the family headers and the assembled stream are kept per format.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
@@ -42,6 +48,7 @@ from agent.metrics.collector import (
     FleetCollector,
     info_labels,
 )
+from agent.metrics.formats import OPENMETRICS, TEXT, Format
 
 BLOCK = 16  # accounts per compressed block
 LEVEL = 1  # zlib level: ~6x faster than 6, and the text still shrinks ~20x
@@ -115,8 +122,11 @@ class _FleetCache:
             k: ~i for i, k in enumerate(self.live)}
         self.sample_names = {k: _sample_name(f) for k, f in self.families.items()}
         self.label_names = {k: list(_label_names(f)) for k, f in self.families.items()}
-        self.headers = {k: _header(f) for k, f in self.families.items()}
-        self.packed_headers = {k: _deflate(h) for k, h in self.headers.items()}
+        # per format (Format.openmetrics): the HELP and TYPE lines of each family
+        self.headers = {om: {k: _header(f, fmt) for k, f in self.families.items()}
+                        for om, fmt in ((False, TEXT), (True, OPENMETRICS))}
+        self.packed_headers = {om: {k: _deflate(h) for k, h in headers.items()}
+                               for om, headers in self.headers.items()}
         self.seen: tuple[int, int] | None = None  # (fleet generation, id of the channels)
 
     def rebuild_all(self, now: float) -> None:
@@ -186,25 +196,27 @@ class _FleetCache:
             members = range(b * BLOCK, min(len(self.keys), (b + 1) * BLOCK))
             for f in range(len(self.live)):
                 self.age_blocks[f][b] = [v for i in members for v in self.ages[i][f]]
-        self._assembled: tuple[bytes, int, int] | None = None
-        self._static_text: bytes | None = None
+        self._assembled: dict[bool, tuple[bytes, int, int]] = {}
+        self._static_text: dict[bool, bytes] = {}
 
-    def assembled(self) -> tuple[bytes, int, int]:
+    def assembled(self, om: bool = False) -> tuple[bytes, int, int]:
         """The cached families as one deflate stream (not finished), with the CRC-32 and the
-        length of their text. Done at a scrape, not at every refresh: it goes over it all."""
-        if self._assembled is None:
+        length of their text, in the text format or (``om``) OpenMetrics. Done at a scrape,
+        not at every refresh: it goes over it all."""
+        if om not in self._assembled:
+            headers, packed_headers = self.headers[om], self.packed_headers[om]
             body: list[bytes] = []
             crc = size = 0
             for f, key in enumerate(self.static):
-                body.append(self.packed_headers[key])
-                crc = zlib.crc32(self.headers[key], crc)
-                size += len(self.headers[key])
+                body.append(packed_headers[key])
+                crc = zlib.crc32(headers[key], crc)
+                size += len(headers[key])
                 body.extend(self.packed[f])
                 for text in self.plain[f]:
                     crc = zlib.crc32(text, crc)
                     size += len(text)
-            self._assembled = (b"".join(body), crc, size)
-        return self._assembled
+            self._assembled[om] = (b"".join(body), crc, size)
+        return self._assembled[om]
 
     def _render_account(self, i: int, now: float) -> list[int]:
         """Format account ``i``'s samples; return the static families whose text changed."""
@@ -252,22 +264,22 @@ class _FleetCache:
         labels = ",".join(f'{name}="{_escape(value)}"' for name, value in pairs)
         return f"{self.sample_names[family]}{{{labels}}} "
 
-    def static_text(self) -> bytes:
-        if self._static_text is None:
+    def static_text(self, om: bool = False) -> bytes:
+        if om not in self._static_text:
             parts = []
             for f, key in enumerate(self.static):
-                parts.append(self.headers[key])
+                parts.append(self.headers[om][key])
                 parts.extend(self.plain[f])
-            self._static_text = b"".join(parts)
-        return self._static_text
+            self._static_text[om] = b"".join(parts)
+        return self._static_text[om]
 
-    def live_chunks(self, now: float) -> Iterator[bytes]:
+    def live_chunks(self, now: float, om: bool = False) -> Iterator[bytes]:
         """The Age samples at ``now``, a few hundred KB at a time (so that compressing one
         can overlap formatting the next). The hot loop of every scrape: "%.3f" writes the
         value :meth:`Age.at` rounds to (to the millisecond) in half the time of repr()."""
         for f, key in enumerate(self.live):
             blocks = self.age_blocks[f]
-            header = self.headers[key].decode()
+            header = self.headers[om][key].decode()
             if not blocks:
                 yield header.encode()
             for start in range(0, len(blocks), LIVE_CHUNK):
@@ -308,12 +320,12 @@ class Exposition:
             if self._scraped:
                 self.refresh()
 
-    def _render(self, emit: Callable[[bytes], None]) -> list[_FleetCache]:
+    def _render(self, emit: Callable[[bytes], None], fmt: Format) -> list[_FleetCache]:
         """Bring the caches up to date; hand the text rendered at this scrape to ``emit``,
         piece by piece; return the caches, whose text comes first."""
         collectors = self._collectors()
         if collectors is None:  # a plain CollectorRegistry: no fast path
-            emit(generate_latest(self.registry))
+            emit(fmt.encode(self.registry))
             return []
         self._scraped = True
         caches = []
@@ -323,29 +335,32 @@ class Exposition:
                 cache = self._cache(collector)
                 cache.update(now)
                 caches.append(cache)
-                for chunk in cache.live_chunks(now):
+                for chunk in cache.live_chunks(now, fmt.openmetrics):
                     emit(chunk)
-                emit(generate_latest(_Families(collector.fleet_families())))
+                emit(fmt.encode(_Families(collector.fleet_families())))
             else:
-                emit(generate_latest(_One(collector)))
+                emit(fmt.encode(_One(collector)))
+        if fmt.end:
+            emit(fmt.end)
         return caches
 
-    def render(self) -> bytes:
-        """The exposition as plain text (``generate_latest``'s content)."""
+    def render(self, fmt: Format = TEXT) -> bytes:
+        """The exposition as plain text (what ``fmt``'s encoder says of the registry)."""
         pieces: list[bytes] = []
-        caches = self._render(pieces.append)
-        return b"".join([*(c.static_text() for c in caches), *pieces])
+        caches = self._render(pieces.append, fmt)
+        return b"".join([*(c.static_text(fmt.openmetrics) for c in caches), *pieces])
 
-    def render_gzip(self) -> bytes:
+    def render_gzip(self, fmt: Format = TEXT) -> bytes:
         """The same exposition as one gzip member. The pieces rendered now are compressed
         by a worker thread while the next ones are formatted (zlib lets go of the GIL)."""
         pieces: list[tuple[bytes, Future[bytes]]] = []
         pool = _compressor()
-        caches = self._render(lambda text: pieces.append((text, pool.submit(_deflate, text))))
+        caches = self._render(lambda text: pieces.append((text, pool.submit(_deflate, text))),
+                              fmt)
         if len(caches) == 1:
-            body, crc, size = caches[0].assembled()
+            body, crc, size = caches[0].assembled(fmt.openmetrics)
         else:
-            text = b"".join(c.static_text() for c in caches)
+            text = b"".join(c.static_text(fmt.openmetrics) for c in caches)
             body, crc, size = _deflate(text), zlib.crc32(text), len(text)
         for text, _ in pieces:
             crc = zlib.crc32(text, crc)
@@ -380,7 +395,7 @@ def _label_names(family: Metric) -> Iterator[str]:
     yield from names
 
 
-def _header(family: Metric) -> bytes:
-    """The family's HELP and TYPE lines, exactly as generate_latest writes them."""
+def _header(family: Metric, fmt: Format) -> bytes:
+    """The family's HELP and TYPE lines, exactly as ``fmt``'s encoder writes them."""
     empty = Metric(family.name, family.documentation, family.type)
-    return generate_latest(_Families([empty]))
+    return fmt.encode(_Families([empty]))

@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from agent.channel import Secret
+from agent.config.types import Int, Url, problem
 from agent.secrets.base import (
     Fetched,
     SecretStore,
@@ -38,11 +40,20 @@ PENDING_STAGE = "AGENTPENDING"
 
 
 class AwsSettings(StoreSettings):
-    region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d+$")
-    endpoint_url: str | None = Field(None, pattern=r"^https?://")  # VPC endpoint, or a test
-    secret_id: str | None = None  # one shared secret: a JSON object key -> token
-    field: str | None = None  # per-account secrets holding JSON: the token's field
-    max_parallel: int = Field(8, ge=1, le=64)
+    region: str = Field(description="e.g. eu-west-1")
+    endpoint_url: Url | None = Field(None, description="A VPC endpoint (or a test server)")
+    secret_id: str | None = Field(None, description="One shared secret: a JSON object of "
+                                                    "key -> token")
+    field: str | None = Field(None, description="Per-account secrets holding JSON: the "
+                                                "token's field")
+    max_parallel: Int = Field(8, ge=1, le=64, description="Requests at a time")
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d+", value):
+            raise problem("must be an AWS region like eu-west-1")
+        return value
 
 
 class AwsSecretsManagerStore(SecretStore):

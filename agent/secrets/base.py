@@ -17,43 +17,34 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import Field
 
 from agent.channel import Secret
-from agent.config.durations import parse_duration
+from agent.config.types import ConfigModel, Int, PositiveDuration
 
 OWNER = "owner"
 OBSERVER = "observer"
 Mode = Literal["owner", "observer"]
-DEFAULT_CACHE_TTL = 300.0
-DEFAULT_TIMEOUT = 10.0
 DEFAULT_BATCH_SIZE = 500
 # A key names where a secret lives, never the secret; it is shown by `channel-agent inventory`
 # and in messages, so it is kept to printable characters without spaces.
 KEY_PATTERN = re.compile(r"[A-Za-z0-9_.:@/+=,-]{1,512}")
 
 
-def _duration(value: Any) -> float:
-    if isinstance(value, bool):
-        raise ValueError("must be a duration")
-    return parse_duration(value)
+class StoreSettings(ConfigModel):
+    """Settings every store type accepts (besides ``type``, which the core reads); a type's
+    own model adds its keys. Validated like every section of the file (agent.config.engine)."""
 
+    core_keys: ClassVar[tuple[str, ...]] = ("type",)
 
-Duration = Annotated[float, BeforeValidator(_duration), Field(gt=0)]
-
-
-class StoreSettings(BaseModel):
-    """Settings every store type accepts; a type's own model adds its keys."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    type: str
-    mode: Mode = OWNER
-    cache_ttl: Duration = DEFAULT_CACHE_TTL
-    timeout: Duration = DEFAULT_TIMEOUT
-    batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1, le=10_000)
+    mode: Mode = Field(OWNER, description="owner: the agent writes rotated and reconnected "
+                                          "tokens here; observer: never")
+    cache_ttl: PositiveDuration = Field("5m", description="How long a value read is used")
+    timeout: PositiveDuration = Field("10s", description="One call (one batch)")
+    batch_size: Int = Field(DEFAULT_BATCH_SIZE, ge=1, le=10_000,
+                            description="Keys per call where the store batches")
 
 
 @dataclass(frozen=True)

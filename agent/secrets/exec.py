@@ -35,6 +35,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from agent.channel import Secret
+from agent.config.types import Int, problem
 from agent.redact import redact
 from agent.secrets.base import (
     Fetched,
@@ -55,16 +56,20 @@ _BASE_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "HOME")
 
 
 class ExecSettings(StoreSettings):
-    command: list[str] = Field(min_length=1)
-    write_command: list[str] | None = Field(None, min_length=1)
-    output_max_size: int = Field(DEFAULT_OUTPUT_MAX_SIZE, ge=1024)
-    pass_env: list[str] = []  # environment variables the helper may see (e.g. AWS_REGION)
+    command: list[str] = Field(description="The executable and its arguments; it gets the "
+                                           "keys on stdin (Datadog secret_backend_command)")
+    write_command: list[str] | None = Field(None, description="Gets {version, key, value} on "
+                                                              "stdin for write-back")
+    output_max_size: Int = Field(DEFAULT_OUTPUT_MAX_SIZE, ge=1024,
+                                 description="Bytes of stdout accepted from one run")
+    pass_env: list[str] = Field(default_factory=list,
+                                description="Environment variables the command may see")
 
     @field_validator("command", "write_command")
     @classmethod
-    def _absolute(cls, value: list[str] | None) -> list[str] | None:
-        if value is not None and not value[0].strip():
-            raise ValueError("the first item must be the executable")
+    def _executable(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and (not value or not value[0].strip()):
+            raise problem("must be a list: the executable, then its arguments")
         return value
 
 

@@ -12,9 +12,10 @@ import string
 from collections.abc import Sequence
 from pathlib import Path
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from agent.channel import MissingSecret, SecretRef
+from agent.config.types import problem
 from agent.secrets.base import Fetched, SecretStore, StoreSettings, StoreUnavailable
 from agent.storage.secretfile import write_secret_file
 
@@ -23,7 +24,9 @@ _SAFE_PART = set(string.ascii_letters + string.digits + "_.@+=,-")
 
 
 class FileSettings(StoreSettings):
-    path: str  # e.g. /run/secrets/{channel}/{account}; relative to the config file's directory
+    path: str = Field(description="A path template with {channel}, {account} and {key}, e.g. "
+                                  "/run/secrets/{channel}/{account}; relative to the "
+                                  "configuration file's directory")
 
     @field_validator("path")
     @classmethod
@@ -31,13 +34,12 @@ class FileSettings(StoreSettings):
         try:
             names = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
         except ValueError:
-            raise ValueError("is not a valid template (unbalanced { or })") from None
+            raise problem("is not a valid template (unbalanced { or })") from None
         unknown = names - FIELDS
         if unknown:
-            raise ValueError(f"may use {{key}}, {{channel}} and {{account}} only, "
-                             f"not {{{sorted(unknown)[0]}}}")
+            raise problem("may use {key}, {channel} and {account} only")
         if not names:
-            raise ValueError("must contain {key} or {channel}/{account}: one file per secret")
+            raise problem("must contain {key} or {channel}/{account}: one file per secret")
         return value
 
 

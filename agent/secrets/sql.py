@@ -15,9 +15,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import model_validator
+from pydantic import Field, field_validator
 
-from agent.channel import Secret, SecretRef
+from agent.channel import Secret
+from agent.config.types import SecretValue, problem
 from agent.freshness.sql import _connect_args, _describe, _interrupter
 from agent.secrets.base import (
     Fetched,
@@ -30,28 +31,33 @@ from agent.secrets.base import (
 
 
 class SqlSettings(StoreSettings):
-    url: str | None = None  # SQLAlchemy URL, usually ${VAR}; or url_file
-    url_file: str | None = None
-    read_query: str
-    write_query: str | None = None
+    url: SecretValue = Field(description="SQLAlchemy database URL (usually ${VAR}), or url_file")
+    read_query: str = Field(description="Returns key, token for the keys in :keys")
+    write_query: str | None = Field(None, description="An UPDATE with :key, :value and "
+                                                      ":old_value (compare-and-set)")
 
-    @model_validator(mode="after")
-    def _check(self) -> SqlSettings:
-        import sqlalchemy
+    @field_validator("read_query")
+    @classmethod
+    def _read(cls, value: str) -> str:
+        if _parameters(value) != {"keys"}:
+            raise problem("must use exactly one bind parameter, :keys "
+                          "(e.g. WHERE account_key IN :keys)")
+        return value
 
-        if (self.url is None) == (self.url_file is None):
-            raise ValueError("give either url or url_file")
-        params = set(sqlalchemy.text(self.read_query).compile().params)
-        if params != {"keys"}:
-            raise ValueError("read_query must use exactly one bind parameter, :keys "
-                             "(e.g. WHERE account_key IN :keys)")
-        if self.write_query is not None:
-            params = set(sqlalchemy.text(self.write_query).compile().params)
-            if params != {"key", "value", "old_value"}:
-                raise ValueError("write_query must use the bind parameters :key, :value and "
-                                 ":old_value (UPDATE ... SET token = :value WHERE key = :key "
-                                 "AND token IS NOT DISTINCT FROM :old_value)")
-        return self
+    @field_validator("write_query")
+    @classmethod
+    def _write(cls, value: str | None) -> str | None:
+        if value is not None and _parameters(value) != {"key", "value", "old_value"}:
+            raise problem("must use the bind parameters :key, :value and :old_value (UPDATE "
+                          "... SET token = :value WHERE key = :key AND token IS NOT DISTINCT "
+                          "FROM :old_value)")
+        return value
+
+
+def _parameters(query: str) -> set[str]:
+    import sqlalchemy
+
+    return set(sqlalchemy.text(query).compile().params)
 
 
 class SqlStore(SecretStore):
@@ -65,11 +71,7 @@ class SqlStore(SecretStore):
         from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
         s = self.settings
-        if s.url_file is not None:
-            ref = SecretRef(path=self.resolve(s.url_file), source="url_file")
-            text = ref.read().reveal()
-        else:
-            text = s.url or ""
+        text = s.url.reveal()
         try:
             url = sqlalchemy.make_url(text)
         except ArgumentError:

@@ -10,15 +10,17 @@ kept. API: developer.hashicorp.com/vault/api-docs/secret/kv/kv-v2 (OpenBao's is 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator
 
-from agent.channel import Secret, SecretRef
+from agent.channel import MissingSecret, Secret
+from agent.config.types import FilePath, Int, SecretReference, Url, problem
 from agent.secrets.base import (
     Fetched,
     SecretStore,
@@ -31,20 +33,22 @@ from agent.secrets.base import (
 
 
 class VaultSettings(StoreSettings):
-    address: str = Field(pattern=r"^https?://[^\s/]+")
-    token: str | None = None  # usually ${VAULT_TOKEN}
-    token_file: str | None = None  # e.g. what a Vault Agent sink writes; read at each call
-    namespace: str | None = None  # Vault Enterprise / OpenBao namespaces
-    mount: str = Field("secret", pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
-    field: str = Field("refresh_token", min_length=1)
-    max_parallel: int = Field(16, ge=1, le=256)
-    ca_file: str | None = None
+    address: Url = Field(description="Vault's address, e.g. https://vault.internal:8200")
+    # token: ${VAULT_TOKEN}, or token_file: what a Vault Agent sink writes (read at each call)
+    token: SecretReference = Field(description="The Vault token")
+    namespace: str | None = Field(None, description="Vault Enterprise / OpenBao namespace")
+    mount: str = Field("secret", description="Path of the KV version 2 engine")
+    field: str = Field("refresh_token", min_length=1,
+                       description="The field of each secret that holds the token")
+    max_parallel: Int = Field(16, ge=1, le=256, description="Requests at a time")
+    ca_file: FilePath | None = Field(None, description="CA certificate(s) for Vault's TLS")
 
-    @model_validator(mode="after")
-    def _one_token(self) -> VaultSettings:
-        if (self.token is None) == (self.token_file is None):
-            raise ValueError("give either token or token_file")
-        return self
+    @field_validator("mount")
+    @classmethod
+    def _mount(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*", value):
+            raise problem("must be a path of letters, digits and _.- (like secret or kv/teams)")
+        return value
 
 
 class VaultStore(SecretStore):
@@ -55,19 +59,15 @@ class VaultStore(SecretStore):
     def __init__(self, name: str, settings: StoreSettings, base_dir: Path | None = None) -> None:
         super().__init__(name, settings, base_dir)
         s = self.settings
-        self._token_file = self.resolve(s.token_file) if s.token_file else None
-        verify: Any = str(self.resolve(s.ca_file)) if s.ca_file else True
+        verify: Any = str(s.ca_file) if s.ca_file else True
         self._client = httpx.AsyncClient(base_url=s.address.rstrip("/"), timeout=s.timeout,
                                          verify=verify)
 
     def _headers(self) -> dict[str, str]:
-        if self._token_file is not None:
-            try:
-                token = SecretRef(path=self._token_file, source="token_file").read().reveal()
-            except Exception as exc:
-                raise StoreUnavailable(f"cannot read the token file: {exc}") from None
-        else:
-            token = self.settings.token or ""
+        try:
+            token = self.settings.token.read().reveal()
+        except MissingSecret as exc:
+            raise StoreUnavailable(f"the Vault token: {exc.problem}") from None
         headers = {"X-Vault-Token": token}
         if self.settings.namespace:
             headers["X-Vault-Namespace"] = self.settings.namespace

@@ -102,14 +102,20 @@ CREATE TABLE IF NOT EXISTS freshness (
 );
 """
 
-# Version 4: each inventory source's last good list (agent.inventory.store): rows as JSON,
-# tokens withheld.
+# Version 4: each inventory source's last good list (agent.inventory.store): one row per
+# account as canonical JSON, tokens withheld.
 _SCHEMA_V4 = """
-CREATE TABLE IF NOT EXISTS inventory (
+CREATE TABLE IF NOT EXISTS inventory_sources (
     source TEXT PRIMARY KEY,
-    rows TEXT NOT NULL,
     saved REAL NOT NULL,
     last_success REAL
+);
+CREATE TABLE IF NOT EXISTS inventory_rows (
+    source TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    account TEXT NOT NULL,
+    row TEXT NOT NULL,
+    PRIMARY KEY (source, channel, account)
 );
 """
 
@@ -141,6 +147,14 @@ class AccountState:
     @property
     def key(self) -> tuple[str, str]:
         return (self.channel, self.account)
+
+    @property
+    def rejected(self) -> bool:
+        """The last conclusive check found the credential invalid. Its refresh token's
+        expected expiry then means nothing to act on: the token is revoked or absent, or the
+        consent lacks access, and the fix either way is a reconnect, which brings a new token
+        with a new expiry. So no expiry is shown (metrics, status, page) until then."""
+        return self.valid is False
 
     def apply(self, result: CheckResult, now: float, grant: Grant | None = None) -> None:
         """Fold one check result in. A transient result never changes ``valid``.

@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST
 
 from agent.freshness.heartbeat import HeartbeatRejected
 from agent.metrics.exposition import Exposition
+from agent.metrics.formats import negotiate
 from agent.reconnect import CALLBACK_PATH
 from agent.redact import redact
 from agent.service import AgentService, account_status
@@ -57,13 +57,15 @@ async def _refresh_exposition(app: web.Application) -> AsyncIterator[None]:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """The exposition, from cached per-account text; gzip when the scraper accepts it."""
+    """The exposition, from cached per-account text, in the format the scraper asks for
+    (OpenMetrics or the text format); gzip when it accepts it."""
     exposition = request.app[EXPOSITION]
-    headers = {"Content-Type": CONTENT_TYPE_LATEST, "Vary": "Accept-Encoding"}
+    fmt = negotiate(request.headers.get("Accept"))
+    headers = {"Content-Type": fmt.content_type, "Vary": "Accept, Accept-Encoding"}
     if accepts_gzip(request.headers.get("Accept-Encoding", "")):
         headers["Content-Encoding"] = "gzip"
-        return web.Response(body=exposition.render_gzip(), headers=headers)
-    return web.Response(body=exposition.render(), headers=headers)
+        return web.Response(body=exposition.render_gzip(fmt), headers=headers)
+    return web.Response(body=exposition.render(fmt), headers=headers)
 
 
 def accepts_gzip(header: str) -> bool:
@@ -195,7 +197,8 @@ async def landing_page(request: web.Request) -> web.Response:
             a["channel"], a["account"], a["region"], a["source"],
             f'<b style="color:{colour}">{a["state"]}</b>',
             a["reason"] or "", a["detail"] or "", a["last_check"] or "never",
-            a["last_valid"] or "never", a["refresh_token_expiry"] or "",
+            a["last_valid"] or "never",
+            a["refresh_token_expiry"] or ("n/a: reconnect" if a["valid"] is False else ""),
         ]
         rows.append("<tr>" + "".join(
             f"<td>{c if i == 4 else html.escape(str(c))}</td>" for i, c in enumerate(cells)

@@ -17,14 +17,12 @@ from typing import Any, ClassVar, TypeVar
 import httpx
 
 from agent.channel import (
-    RECONNECT_OPTIONS,
     Account,
     Channel,
     CheckContext,
     CheckResult,
     Demo,
     MissingSecret,
-    Option,
     Reconnector,
     Secret,
 )
@@ -32,6 +30,8 @@ from agent.checks.httpretry import RetryPolicy, TransientError, send_with_retrie
 from agent.redact import redact
 from channel_agent_amazon_ads import ads_api, lwa
 from channel_agent_amazon_ads.classify import ProviderError, Verdict, conclusive, transient
+from channel_agent_amazon_ads.reconnect import AmazonAdsReconnector
+from channel_agent_amazon_ads.settings import AmazonAdsAccountSettings, AmazonAdsSettings
 
 log = logging.getLogger(__name__)
 
@@ -40,23 +40,6 @@ T = TypeVar("T")
 # An access token is not reused during its last minutes, so a check never races its expiry.
 REUSE_MARGIN = 300.0
 DETAIL_LIMIT = 500
-
-TOKEN_URLS = {
-    "na": "https://api.amazon.com/auth/o2/token",
-    "eu": "https://api.amazon.co.uk/auth/o2/token",
-    "fe": "https://api.amazon.co.jp/auth/o2/token",
-}
-AUTHORIZE_URLS = {
-    "na": "https://www.amazon.com/ap/oa",
-    "eu": "https://eu.account.amazon.com/ap/oa",
-    "fe": "https://apac.account.amazon.com/ap/oa",
-}
-API_URLS = {
-    "na": "https://advertising-api.amazon.com",
-    "eu": "https://advertising-api-eu.amazon.com",
-    "fe": "https://advertising-api-fe.amazon.com",
-}
-
 
 @dataclass(frozen=True)
 class _CachedToken:
@@ -78,55 +61,8 @@ class AmazonAdsChannel(Channel):
     regions = ("na", "eu", "fe")
     request_endpoints: ClassVar[tuple[str, ...]] = ("token", "profiles", "campaigns_list")
 
-    channel_options: ClassVar[dict[str, Option]] = {
-        "client_id": Option("str", required=True, doc="Login with Amazon client id"),
-        "client_secret": Option("secret", required=True, doc="Login with Amazon client secret"),
-        "refresh_token_max_age": Option(
-            "duration",
-            default=365 * 86400,
-            doc="How long a refresh token lives after consent; 0 = never expires. "
-            "Amazon's docs say never, field reports say 365 days from mid-2026.",
-        ),
-        "refresh_interval": Option(
-            "duration",
-            default=3600,
-            doc="Exercise the refresh token at least this often, even while an access "
-            "token is still valid.",
-        ),
-        "request_timeout": Option("duration", default=10, doc="Timeout of one HTTP request"),
-        "permission_probe": Option(
-            "bool",
-            default=True,
-            doc="Probe each expected profile with POST /sp/campaigns/list (maxResults 1).",
-        ),
-        "endpoints": Option(
-            "mapping",
-            options={
-                "token_url": Option("regional_url", default=dict(TOKEN_URLS)),
-                "authorize_url": Option("regional_url", default=dict(AUTHORIZE_URLS)),
-                "api_url": Option("regional_url", default=dict(API_URLS)),
-            },
-            doc="Amazon hosts per region (override to point at a simulator).",
-        ),
-        "retry": Option(
-            "mapping",
-            options={
-                "initial_backoff": Option("duration", default=2),
-                "max_backoff": Option("duration", default=30),
-            },
-            doc="Backoff on 429/5xx when Amazon sends no Retry-After.",
-        ),
-        **RECONNECT_OPTIONS,
-    }
-    account_options: ClassVar[dict[str, Option]] = {
-        "refresh_token": Option("secret_ref", required=True, doc="The advertiser's refresh token"),
-        "expected_profiles": Option(
-            "int_list", default=[], doc="Profile ids this consent must keep covering"
-        ),
-        "permission_probe": Option(
-            "bool", default=None, doc="Override the channel's permission_probe for this account"
-        ),
-    }
+    Settings = AmazonAdsSettings
+    AccountSettings = AmazonAdsAccountSettings
 
     def __init__(self, settings: dict[str, Any], accounts: list[Account]) -> None:
         super().__init__(settings, accounts)
@@ -146,9 +82,18 @@ class AmazonAdsChannel(Channel):
         return AmazonAdsDemo()
 
     def reconnector(self) -> Reconnector:
-        from channel_agent_amazon_ads.reconnect import AmazonAdsReconnector
+        return AmazonAdsReconnector(self.settings, self._retry_policy, self.first_use)
 
-        return AmazonAdsReconnector(self)
+    async def first_use(self, account: Account, ctx: CheckContext,
+                        refresh_token: Secret) -> tuple[list[dict[str, Any]], Secret]:
+        """Use ``refresh_token`` once (refresh, ``GET /v2/profiles``): the profiles it reaches
+        and the refresh token to keep (Amazon may rotate it). ProviderError, its detail free
+        of the token and the client secret, when Amazon refuses or does not answer."""
+        check = _Check(self, account, ctx, refresh_token)
+        try:
+            return await check.list_profiles(), check.refresh_token
+        except ProviderError as err:
+            raise ProviderError(err.verdict, redact(err.detail, check.secrets)) from None
 
     def carry_over(self, previous: Channel) -> None:
         if not isinstance(previous, AmazonAdsChannel):

@@ -21,7 +21,8 @@ What the answers mean for the reconnect (shared/reference/amazon-ads-api.md §1)
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import urlencode
 
 import httpx
@@ -35,15 +36,14 @@ from agent.channel import (
     Secret,
     VerifyResult,
 )
-from agent.checks.httpretry import TransientError, send_with_retries
-from agent.redact import redact
+from agent.checks.httpretry import RetryPolicy, TransientError, send_with_retries
 from channel_agent_amazon_ads import lwa
 from channel_agent_amazon_ads.classify import ProviderError, describe, lwa_verdict, parse_json
 
-if TYPE_CHECKING:
-    from channel_agent_amazon_ads.channel import AmazonAdsChannel
-
 SCOPE = "advertising::campaign_management"
+# (account, context, new refresh token) -> (profiles it reaches, the refresh token to keep)
+FirstUse = Callable[[Account, CheckContext, Secret],
+                    Awaitable[tuple[list[dict[str, Any]], Secret]]]
 AGAIN = "nothing was stored; run the reconnect again"
 
 
@@ -54,15 +54,20 @@ class AmazonAdsReconnector(Reconnector):
         "themselves can take up to 3 hours to generate."
     )
 
-    def __init__(self, channel: AmazonAdsChannel) -> None:
-        self.channel = channel
-        settings = channel.settings
+    def __init__(self, settings: dict[str, Any],
+                 retry_policy: Callable[[CheckContext], RetryPolicy],
+                 first_use: FirstUse) -> None:
+        """The channel's ``settings``, its retry policy for one check context, and its
+        first use of a new token (AmazonAdsChannel.first_use)."""
+        self.settings = settings
+        self.retry_policy = retry_policy
+        self.first_use = first_use
         self.client_id: str = settings["client_id"]
         self.client_secret: Secret = settings["client_secret"]
 
     def consent_url(self, account: Account, state: str, code_challenge: str,
                     redirect_uri: str) -> str:
-        base = self.channel.settings["endpoints"]["authorize_url"][account.region]
+        base = self.settings["endpoints"]["authorize_url"][account.region]
         query = {
             "client_id": self.client_id,
             "scope": SCOPE,
@@ -86,7 +91,7 @@ class AmazonAdsReconnector(Reconnector):
 
     async def exchange(self, account: Account, code: str, code_verifier: str,
                        redirect_uri: str, ctx: CheckContext) -> Secret:
-        token_url = self.channel.settings["endpoints"]["token_url"][account.region]
+        token_url = self.settings["endpoints"]["token_url"][account.region]
         try:
             response = await send_with_retries(
                 ctx.http,
@@ -95,7 +100,7 @@ class AmazonAdsReconnector(Reconnector):
                 deadline=ctx.deadline,
                 endpoint="token",
                 record=ctx.record_request,
-                policy=self.channel._retry_policy(ctx),
+                policy=self.retry_policy(ctx),
             )
         except TransientError as exc:
             raise ReconnectError(
@@ -114,15 +119,12 @@ class AmazonAdsReconnector(Reconnector):
 
     async def verify(self, account: Account, refresh_token: Secret,
                      ctx: CheckContext) -> VerifyResult:
-        from channel_agent_amazon_ads.channel import _Check
-
         # The caller stores whatever token comes out of this (a rotated one included).
         ctx = dataclasses.replace(ctx, persist_refresh_token=lambda account, secret: None)
-        check = _Check(self.channel, account, ctx, refresh_token)
         try:
-            items = await check.list_profiles()
+            items, refresh_token = await self.first_use(account, ctx, refresh_token)
         except ProviderError as err:
-            detail = redact(err.detail, check.secrets)
+            detail = err.detail
             if err.verdict.valid is None:
                 raise ReconnectError(
                     "unavailable", f"Amazon did not answer while verifying the new token "
@@ -133,7 +135,7 @@ class AmazonAdsReconnector(Reconnector):
         profiles = [_profile(item) for item in items]
         seen = {profile.id for profile in profiles}
         expected = [str(p) for p in account.settings.get("expected_profiles") or []]
-        return VerifyResult(refresh_token=check.refresh_token, profiles=profiles,
+        return VerifyResult(refresh_token=refresh_token, profiles=profiles,
                             missing=[p for p in expected if p not in seen])
 
 

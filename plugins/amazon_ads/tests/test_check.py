@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 from collections.abc import Mapping
@@ -13,8 +12,10 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 from channel_agent_amazon_ads.channel import AmazonAdsChannel
+from pydantic import BaseModel
 
-from agent.channel import Account, CheckContext, CheckResult, Option, Secret, SecretRef
+from agent.channel import Account, CheckContext, CheckResult, Secret, SecretRef
+from agent.config.types import model_defaults
 
 CLIENT_ID = "amzn1.application-oa2-client.test"
 CLIENT_SECRET = "amzn1.oa2-cs.v1.plantedCLIENTsecret"
@@ -141,14 +142,9 @@ def lwa_error(status: int, error: str, description: str = "") -> httpx.Response:
     return httpx.Response(status, json={"error": error, "error_description": description})
 
 
-def defaults(options: Mapping[str, Option]) -> dict[str, Any]:
-    """The settings the core would build from the option defaults alone."""
-    return {
-        key: defaults(option.options)
-        if option.kind == "mapping" and option.options
-        else copy.deepcopy(option.default)
-        for key, option in options.items()
-    }
+def defaults(model: type[BaseModel]) -> dict[str, Any]:
+    """The settings the core would build from the model's defaults alone."""
+    return model_defaults(model, regions=AmazonAdsChannel.regions)
 
 
 class Harness:
@@ -157,7 +153,7 @@ class Harness:
         self.amazon = FakeAmazon()
         self.token_file = tmp_path / "acme.refresh_token"
         self.token_file.write_text(REFRESH + "\n")
-        settings = defaults(AmazonAdsChannel.channel_options) | {
+        settings = defaults(AmazonAdsChannel.Settings) | {
             "client_id": CLIENT_ID,
             "client_secret": Secret(CLIENT_SECRET),
         }
@@ -165,7 +161,7 @@ class Harness:
         self.channel.sleep = self.time.sleep
         self.channel.monotonic = self.time.monotonic
         self.channel.jitter = 0.0
-        account_settings = defaults(AmazonAdsChannel.account_options) | {
+        account_settings = defaults(AmazonAdsChannel.AccountSettings) | {
             "refresh_token": SecretRef(
                 path=self.token_file, source="accounts[0].refresh_token_file"
             ),
@@ -646,7 +642,7 @@ async def test_missing_credential_detail_has_no_secret(h: Harness) -> None:
 
 
 def test_options_describe_the_real_hosts() -> None:
-    endpoints = defaults(AmazonAdsChannel.channel_options)["endpoints"]
+    endpoints = defaults(AmazonAdsChannel.Settings)["endpoints"]
     assert endpoints["token_url"] == {
         "na": "https://api.amazon.com/auth/o2/token",
         "eu": "https://api.amazon.co.uk/auth/o2/token",
@@ -654,5 +650,5 @@ def test_options_describe_the_real_hosts() -> None:
     }
     assert endpoints["api_url"]["fe"] == "https://advertising-api-fe.amazon.com"
     assert endpoints["authorize_url"]["eu"] == "https://eu.account.amazon.com/ap/oa"
-    account = defaults(AmazonAdsChannel.account_options)
+    account = defaults(AmazonAdsChannel.AccountSettings)
     assert account == {"refresh_token": None, "expected_profiles": [], "permission_probe": None}
