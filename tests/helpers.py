@@ -71,7 +71,8 @@ def write_sim_config(tmp: Path, sim: Simulator, client_secret: str,
         sim.add_account(account)
         (secrets_dir / f"{name}.token").write_text(account.refresh_token + "\n")
         configured.append({"name": name, "region": region, "expected_profiles": [1000 + i],
-                           "refresh_token_file": f"secrets/{name}.token"})
+                           "refresh_token_file": f"secrets/{name}.token",
+                           "labels": {"merchant": name.split("-")[0]}})
     freshness = freshness or {}
     config = {
         "agent": {"state_path": "var/agent.db", "check_interval": "1h", "check_timeout": "4s",

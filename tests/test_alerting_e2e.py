@@ -60,6 +60,7 @@ DASHBOARD_VARIABLES = {
     "$channel": "amazon_ads",
     "$account": ".*",
     "$region": ".*",
+    "$merchant": ".*",
     "$job": "channel-agent",
 }
 
@@ -232,15 +233,24 @@ def test_every_dashboard_query_runs_and_returns_data(stack):
 
 
 def test_dashboard_variables_list_the_fleet(stack):
-    """Each variable's label_values() query, as Grafana runs it against Prometheus."""
+    """Each variable's label_values() or query_result() query, as Grafana runs it against
+    Prometheus (query_result: the regex picks the value out of each series)."""
     expected = {"job": ["channel-agent"], "channel": ["amazon_ads"],
-                "region": ["eu", "fe", "na"], "account": sorted(SCENARIOS)}
+                "region": ["eu", "fe", "na"], "account": sorted(SCENARIOS),
+                "merchant": sorted(name.split("-")[0] for name in SCENARIOS)}
     for variable in dashboard()["templating"]["list"]:
         if variable["type"] != "query":
             continue
-        match = re.fullmatch(r"label_values\((.+), (\w+)\)", variable["query"]["query"])
-        selector, label = fill_in(match[1]), match[2]
-        values = stack.prom.api(f"label/{label}/values", **{"match[]": selector})
+        query = variable["query"]["query"]
+        match = re.fullmatch(r"label_values\((.+), (\w+)\)", query)
+        if match:
+            selector, label = fill_in(match[1]), match[2]
+            values = stack.prom.api(f"label/{label}/values", **{"match[]": selector})
+        else:
+            inner = re.fullmatch(r"query_result\((.+)\)", query, re.DOTALL)[1]
+            label = re.fullmatch(r'/(\w+)="\(\[\^"\]\+\)"/', variable["regex"])[1]
+            result = stack.prom.api("query", query=fill_in(inner))["result"]
+            values = {series["metric"][label] for series in result}
         assert sorted(values) == expected[variable["name"]], variable["name"]
 
 

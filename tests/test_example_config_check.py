@@ -29,16 +29,17 @@ def copy(tmp_path: Path) -> Path:
 
 def environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items()
-            if k not in ("AMAZON_ADS_CLIENT_ID", "WAREHOUSE_URL")}
+            if k not in ("AMAZON_ADS_CLIENT_ID", "WAREHOUSE_URL", "PLATFORM_DB_URL")}
 
 
 def test_as_shipped_check_names_exactly_what_the_header_says(copy):
     result = subprocess.run(CHECK, cwd=copy, env=environment(), capture_output=True, text=True)
     assert result.returncode == 2
     problems = [line for line in result.stderr.splitlines() if line.startswith("  config.yaml:")]
-    assert len(problems) == 3, result.stderr
+    assert len(problems) == 4, result.stderr
     commands = "\n".join(header_commands())
-    for name in ("AMAZON_ADS_CLIENT_ID", "WAREHOUSE_URL", "secrets/amazon_ads_client_secret"):
+    for name in ("AMAZON_ADS_CLIENT_ID", "WAREHOUSE_URL", "PLATFORM_DB_URL",
+                 "secrets/amazon_ads_client_secret"):
         assert name in result.stderr and name in commands
 
 

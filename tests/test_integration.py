@@ -266,7 +266,8 @@ def _command_args(config: Path, url: str, broken: Path) -> dict[str, list[list[s
         "reconnect": [["--list", "--config", str(config)], ["--pending", "--config", str(config)],
                       ["amazon_ads", "--account", "nobody", "--config", str(config)]],
         "config check": [[str(config)], [str(broken)], ["--connect", str(config)]],
-        "inventory": [["--config", str(config)]],
+        "config schema": [[]],
+        "inventory": [["--config", str(config)], ["--config", str(config), "--json"]],
         "run": [["--config", str(broken)]],
         "demo": [],  # test_no_secret_leaves_the_demo
     }

@@ -256,3 +256,25 @@ async def test_labels_are_validated_and_limited(tmp_path):
     assert "labels: has 12 labels; at most 10 are allowed per account" in problems
     assert "labels.channel: is reserved" in problems
     await service.stop()
+
+
+async def test_a_reload_revalidates_a_changed_source_and_drops_a_removed_one(tmp_path, table):
+    table.put({"account": "a1"}, {"account": "a2"})
+    configs = [inventory_config(tmp_path, table.url, labels={"team": "blue"})]
+    service = AgentService(configs[0], load_plugins([FakePlugin()], entry_points=False),
+                           loader=lambda: configs[-1])
+    assert await refreshed(service)
+    assert service.fleet.accounts["fake", "a1"].labels == {"team": "blue"}
+
+    configs.append(inventory_config(tmp_path, table.url, labels={"team": "green"}))
+    assert (await service.reload()).ok
+    assert service.fleet.accounts["fake", "a1"].labels == {"team": "blue"}  # until it refreshes
+    assert await refreshed(service)  # the same rows, validated again under the new settings
+    assert service.fleet.accounts["fake", "a1"].labels == {"team": "green"}
+
+    configs.append(inventory_config(tmp_path, table.url, static=("static1",)))
+    configs[-1].inventory_sources.clear()
+    outcome = await service.reload()
+    assert outcome.removed == ["fake/a1", "fake/a2"]
+    assert list(service.fleet.accounts) == [("fake", "static1")]
+    await service.stop()

@@ -38,8 +38,8 @@ def test_a_row_has_the_messages_of_the_file_and_no_secret(tmp_path):
         "region": "must be one of na, eu, fe",
         "refresh_token_file": "give either refresh_token or refresh_token_file, not both",
         "expected_profiles[1]": "must be an integer",
-        "colour": "unknown key 'colour' (expected one of: datasets, expected_profiles, name, "
-                  "probe, refresh_token, refresh_token_file, region, webhook_secret, "
+        "colour": "unknown key 'colour' (expected one of: datasets, expected_profiles, labels, "
+                  "name, probe, refresh_token, refresh_token_file, region, webhook_secret, "
                   "webhook_secret_file)",
     }
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
@@ -21,6 +21,11 @@ from agent.freshness.source import Dataset, FreshnessSource, PolledSourceSetting
 from agent.freshness.timestamps import to_unix, zone
 from agent.hookspecs import hookimpl
 from agent.redact import redact
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from agent.channel import Secret
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +49,6 @@ class SqlSource(FreshnessSource):
     def __init__(self, name: str, settings: dict[str, Any]) -> None:
         super().__init__(name, settings)
         import sqlalchemy
-        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
         self._naive_zone = zone(settings.get("timezone"))
         self._statement = sqlalchemy.text(settings["query"])
@@ -54,22 +58,7 @@ class SqlSource(FreshnessSource):
             raise ValueError(
                 f"query uses unknown bind parameter(s) {', '.join(':' + p for p in unknown)}; "
                 f"available: {', '.join(':' + p for p in PARAMETERS)}")
-        try:
-            url = sqlalchemy.make_url(settings["url"].reveal())
-        except ArgumentError:
-            raise ValueError("url is not a database URL like "
-                             "postgresql://user:password@host:5432/db or sqlite:///path") from None
-        try:
-            self._engine = sqlalchemy.create_engine(
-                url, pool_pre_ping=True, pool_timeout=self.timeout,
-                connect_args=_connect_args(url.get_backend_name(), url.get_driver_name(),
-                                           self.timeout))
-        except NoSuchModuleError:
-            raise ValueError(f"url: SQLAlchemy has no database type "
-                             f"'{url.drivername}' installed") from None
-        except ImportError as exc:
-            raise ValueError(f"url: the driver for '{url.drivername}' is not installed "
-                             f"({exc.name or exc})") from None
+        self._engine = database_engine(settings["url"], self.timeout)
 
     async def latest(self, dataset: Dataset) -> float | None:
         values = {"channel": dataset.channel, "account": dataset.account,
@@ -97,9 +86,9 @@ class SqlSource(FreshnessSource):
         try:
             connection = self._engine.connect()
         except SQLAlchemyError as exc:
-            raise SourceError("unavailable", f"cannot connect: {_describe(exc)}") from None
+            raise SourceError("unavailable", f"cannot connect: {describe_error(exc)}") from None
         with connection:
-            interrupt = _interrupter(connection.connection.driver_connection)
+            interrupt = interrupter(connection.connection.driver_connection)
             if interrupt is not None:
                 cancel.append(interrupt)
             try:
@@ -111,9 +100,9 @@ class SqlSource(FreshnessSource):
                     from None
             except DBAPIError as exc:
                 reason = "unavailable" if exc.connection_invalidated else "query_error"
-                raise SourceError(reason, _describe(exc)) from None
+                raise SourceError(reason, describe_error(exc)) from None
             except SQLAlchemyError as exc:
-                raise SourceError("query_error", _describe(exc)) from None
+                raise SourceError("query_error", describe_error(exc)) from None
         if columns != 1 or len(rows) > 1:
             raise SourceError("bad_value", f"the query must return one row with one column "
                                            f"(got {columns} column(s), "
@@ -124,6 +113,31 @@ class SqlSource(FreshnessSource):
         await asyncio.to_thread(self._engine.dispose)
 
 
+def database_engine(url: Secret, timeout: float) -> Engine:
+    """An engine (its own pool) for a SQLAlchemy URL given as a secret; ValueError, saying
+    what is wrong without the URL, when it is not a usable one. ``timeout`` bounds connecting
+    and, for SQLite, waiting for a lock."""
+    import sqlalchemy
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        parsed = sqlalchemy.make_url(url.reveal())
+    except ArgumentError:
+        raise ValueError("url is not a database URL like "
+                         "postgresql://user:password@host:5432/db or sqlite:///path") from None
+    try:
+        return sqlalchemy.create_engine(
+            parsed, pool_pre_ping=True, pool_timeout=timeout,
+            connect_args=_connect_args(parsed.get_backend_name(), parsed.get_driver_name(),
+                                       timeout))
+    except NoSuchModuleError:
+        raise ValueError(f"url: SQLAlchemy has no database type "
+                         f"'{parsed.drivername}' installed") from None
+    except ImportError as exc:
+        raise ValueError(f"url: the driver for '{parsed.drivername}' is not installed "
+                         f"({exc.name or exc})") from None
+
+
 def _connect_args(backend: str, driver: str, timeout: float) -> dict[str, Any]:
     if backend == "postgresql" and driver in ("psycopg", "psycopg2"):
         return {"connect_timeout": max(1, round(timeout))}
@@ -132,7 +146,7 @@ def _connect_args(backend: str, driver: str, timeout: float) -> dict[str, Any]:
     return {}
 
 
-def _interrupter(driver_connection: Any) -> Callable[[], None] | None:
+def interrupter(driver_connection: Any) -> Callable[[], None] | None:
     """A thread-safe way to stop the running statement: sqlite3's interrupt(), psycopg's
     cancel_safe()/cancel(); None when the driver has neither."""
     for name in ("interrupt", "cancel_safe", "cancel"):
@@ -152,7 +166,7 @@ def _quietly(method: Callable[[], Any]) -> Callable[[], None]:
     return call
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
     """The driver's own message (first line), without the SQL text SQLAlchemy appends."""
     origin = getattr(exc, "orig", None) or exc
     lines = str(origin).strip().splitlines()

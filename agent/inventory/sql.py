@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import Field
 
 from agent.config.types import SecretValue
-from agent.freshness.sql import _connect_args, _describe, _interrupter
+from agent.freshness.sql import database_engine, describe_error, interrupter
 from agent.hookspecs import hookimpl
 from agent.inventory.source import (
     InventoryError,
@@ -43,28 +43,12 @@ class SqlInventory(InventorySource):
     def __init__(self, name: str, settings: dict[str, Any]) -> None:
         super().__init__(name, settings)
         import sqlalchemy
-        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
         self._statement = sqlalchemy.text(settings["query"])
         if self._statement.compile().params:
             raise ValueError("query must not use bind parameters (:name)")
-        try:
-            url = sqlalchemy.make_url(settings["url"].reveal())
-        except ArgumentError:
-            raise ValueError("url is not a database URL like "
-                             "postgresql://user:password@host:5432/db or sqlite:///path") from None
-        self._where = url.render_as_string(hide_password=True)
-        try:
-            self._engine = sqlalchemy.create_engine(
-                url, pool_pre_ping=True, pool_timeout=self.timeout,
-                connect_args=_connect_args(url.get_backend_name(), url.get_driver_name(),
-                                           self.timeout))
-        except NoSuchModuleError:
-            raise ValueError(f"url: SQLAlchemy has no database type "
-                             f"'{url.drivername}' installed") from None
-        except ImportError as exc:
-            raise ValueError(f"url: the driver for '{url.drivername}' is not installed "
-                             f"({exc.name or exc})") from None
+        self._engine = database_engine(settings["url"], self.timeout)
+        self._where = self._engine.url.render_as_string(hide_password=True)
 
     def describe(self) -> str:
         return f"sql {self._where}"
@@ -84,9 +68,9 @@ class SqlInventory(InventorySource):
         try:
             connection = self._engine.connect()
         except SQLAlchemyError as exc:
-            raise InventoryError("unavailable", f"cannot connect: {_describe(exc)}") from None
+            raise InventoryError("unavailable", f"cannot connect: {describe_error(exc)}") from None
         with connection:
-            interrupt = _interrupter(connection.connection.driver_connection)
+            interrupt = interrupter(connection.connection.driver_connection)
             if interrupt is not None:
                 cancel.append(interrupt)
             try:
@@ -106,9 +90,9 @@ class SqlInventory(InventorySource):
                                                      "SELECT?)") from None
             except DBAPIError as exc:
                 reason = "unavailable" if exc.connection_invalidated else "query_error"
-                raise InventoryError(reason, _describe(exc)) from None
+                raise InventoryError(reason, describe_error(exc)) from None
             except SQLAlchemyError as exc:
-                raise InventoryError("query_error", _describe(exc)) from None
+                raise InventoryError("query_error", describe_error(exc)) from None
 
     async def close(self) -> None:
         await asyncio.to_thread(self._engine.dispose)
