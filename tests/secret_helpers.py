@@ -42,7 +42,8 @@ if "secrets" in request:
     sys.stdout.write(json.dumps(out) + state.get("garbage", ""))
 else:
     db[request["key"]] = request["value"]
-    (here / "db.json").write_text(json.dumps(db))
+    (here / "db.json.tmp").write_text(json.dumps(db))
+    os.replace(here / "db.json.tmp", here / "db.json")  # the test reads it meanwhile
 '''
 
 
@@ -59,13 +60,19 @@ class Helper:
         self.set_state()
 
     def set_db(self, db: dict[str, str]) -> None:
-        (self.directory / "db.json").write_text(json.dumps(db))
+        self._write("db.json", db)
 
     def db(self) -> dict[str, str]:
         return json.loads((self.directory / "db.json").read_text())
 
     def set_state(self, **state: object) -> None:
-        (self.directory / "state.json").write_text(json.dumps(state))
+        self._write("state.json", state)
+
+    def _write(self, name: str, data: object) -> None:
+        """Whole or not at all: the helper may be reading it right now."""
+        tmp = self.directory / f".{name}.tmp"
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, self.directory / name)
 
     def runs(self) -> int:
         runs = self.directory / "runs"

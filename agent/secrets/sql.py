@@ -19,7 +19,7 @@ from pydantic import Field, field_validator
 
 from agent.channel import Secret
 from agent.config.types import SecretValue, problem
-from agent.freshness.sql import _connect_args, _describe, _interrupter
+from agent.freshness.sql import database_engine, describe_error, interrupter
 from agent.secrets.base import (
     Fetched,
     SecretStore,
@@ -68,22 +68,9 @@ class SqlStore(SecretStore):
     def __init__(self, name: str, settings: StoreSettings, base_dir: Path | None = None) -> None:
         super().__init__(name, settings, base_dir)
         import sqlalchemy
-        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
         s = self.settings
-        text = s.url.reveal()
-        try:
-            url = sqlalchemy.make_url(text)
-        except ArgumentError:
-            raise ValueError("url is not a database URL like "
-                             "postgresql://user:password@host:5432/db") from None
-        try:
-            self._engine = sqlalchemy.create_engine(
-                url, pool_pre_ping=True, pool_timeout=s.timeout,
-                connect_args=_connect_args(url.get_backend_name(), url.get_driver_name(),
-                                           s.timeout))
-        except (NoSuchModuleError, ImportError):
-            raise ValueError(f"url: no driver installed for '{url.drivername}'") from None
+        self._engine = database_engine(s.url, s.timeout)
         self._read = sqlalchemy.text(s.read_query).bindparams(
             sqlalchemy.bindparam("keys", expanding=True))
         self._write = sqlalchemy.text(s.write_query) if s.write_query else None
@@ -136,12 +123,12 @@ class SqlStore(SecretStore):
 
         try:
             with self._engine.connect() as connection:
-                interrupt = _interrupter(connection.connection.driver_connection)
+                interrupt = interrupter(connection.connection.driver_connection)
                 if interrupt is not None:
                     cancel.append(interrupt)
                 return work(connection)
         except SQLAlchemyError as exc:
-            text = _describe(exc)
+            text = describe_error(exc)
             for secret in secrets:
                 text = text.replace(secret, "***")
             raise StoreUnavailable(text) from None
