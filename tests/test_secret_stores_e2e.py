@@ -162,18 +162,23 @@ def test_store_outage_is_transient_and_pages_nothing(world):
     assert agent.recheck("exec-na")["after"]["state"] == "valid"
 
 
-def test_reconnect_writes_the_new_token_to_vault(world):
-    sim = world["sim"]
-    key = f"{world['prefix']}/revoked-eu"
+def reconnect(world, account: str) -> tuple[int, dict, str]:
+    """``reconnect --no-browser --json`` of ``account``, consenting as it: (exit, JSON, stderr)."""
     run = subprocess.Popen(
-        [BIN / "channel-agent", "reconnect", "amazon_ads", "--account", "revoked-eu",
+        [BIN / "channel-agent", "reconnect", "amazon_ads", "--account", account,
          "--no-browser", "--json", "--config", world["config"]],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     url = run.stdout.readline().strip()
-    out, err = run.communicate(consent(url, "revoked-eu") + "\n", timeout=60)
+    out, err = run.communicate(consent(url, account) + "\n", timeout=60)
     world["outputs"].append(url + out + err)
-    assert run.returncode == 0, err
-    doc = json.loads(out)
+    return run.returncode, json.loads(out), err
+
+
+def test_reconnect_writes_the_new_token_to_vault(world):
+    sim = world["sim"]
+    key = f"{world['prefix']}/revoked-eu"
+    code, doc, err = reconnect(world, "revoked-eu")
+    assert code == 0, err
     assert doc["stored_in"] == f"secret store bao, key {key}"
     new = sim.account("revoked-eu").refresh_token
     stored = httpx.get(f"{world['openbao'].url}/v1/secret/data/{key}",
@@ -201,15 +206,8 @@ def test_a_link_completed_by_the_agent_writes_to_the_sql_store(world):
 def test_reconnect_into_a_store_that_fails_is_store_failed(world):
     before = world["helper"].db()
     broken_db = json.loads((world["tmp"] / "broken" / "db.json").read_text())
-    run = subprocess.Popen(
-        [BIN / "channel-agent", "reconnect", "amazon_ads", "--account", "nowrite-na",
-         "--no-browser", "--json", "--config", world["config"]],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    url = run.stdout.readline().strip()
-    out, err = run.communicate(consent(url, "nowrite-na") + "\n", timeout=60)
-    world["outputs"].append(url + out + err)
-    assert run.returncode != 0
-    doc = json.loads(out)
+    code, doc, _ = reconnect(world, "nowrite-na")
+    assert code != 0
     assert doc["error"]["reason"] == "store_failed", doc
     assert "secret store broken" in doc["error"]["message"]
     assert json.loads((world["tmp"] / "broken" / "db.json").read_text()) == broken_db
