@@ -6,10 +6,12 @@ BIN := $(VENV)/bin
 .PHONY: demo test lint system-deps venv clean bench
 
 venv: $(VENV)/.installed
-$(VENV)/.installed: pyproject.toml plugins/amazon_ads/pyproject.toml
+$(VENV)/.installed: pyproject.toml plugins/amazon_lwa/pyproject.toml \
+		plugins/amazon_ads/pyproject.toml plugins/amazon_sp/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]' -e plugins/amazon_ads
+	$(BIN)/pip install -q -e '.[test]' -e plugins/amazon_lwa -e plugins/amazon_ads \
+		-e plugins/amazon_sp
 	touch $@
 
 demo: venv

@@ -1,241 +1,66 @@
-"""The contract between the core and a channel plugin.
+"""The contract between the core and a channel plugin (README "Write a channel plugin").
 
 A channel is a class with a ``name``, the models of its configuration (``Settings`` and
 ``AccountSettings``, pydantic models built from :mod:`agent.config.types`) and one coroutine,
 :meth:`Channel.check`, that looks at one account's credential and returns a
-:class:`CheckResult`. The core owns everything else: parsing and validating configuration,
-scheduling, timeouts, state, metrics and the HTTP server.
+:class:`CheckResult`. The core owns
+everything else: parsing and validating configuration, scheduling, timeouts, retries
+(:meth:`CheckContext.send`), state, metrics and the HTTP server.
 
-A channel may also offer a :class:`Reconnector` (:meth:`Channel.reconnector`): the three
-provider-specific steps of re-authorising an account. ``channel-agent reconnect`` drives them
-(state, PKCE, receiving the redirect, storing the token, telling the agent).
+What a channel has beyond that, it declares, and the core exports only what is declared:
+
+- ``regions``: the account's ``region`` (and the ``region`` label); none, no label;
+- ``target_kind``: what a consent reaches, in the channel's words (Ads ``profile``, SP-API
+  ``marketplace``, Shopify ``scope``): ``CheckResult.targets``, one metric family for all;
+- ``refresh_tokens`` (:class:`RefreshTokens`): accounts hold a refresh token the core may
+  write back, with a known lifetime;
+- ``application_client`` (:class:`ApplicationClient`): accounts share one application
+  client whose validity (and secret expiry) is a fact about the channel, not an account;
+- ``reasons``: failure reasons of its own, each in one of the core classes
+  (:mod:`agent.reasons`);
+- :meth:`Channel.reconnector`: the provider-specific steps of re-authorising an account
+  (``channel-agent reconnect`` drives them: state, PKCE, the redirect, storing the token), or
+  :attr:`Channel.fix_instruction` where there is no such flow.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
 import httpx
 from pydantic import AfterValidator, Field
 
+from agent.checks.httpretry import RetryPolicy, TransientError, send_with_retries
 from agent.config.types import ConfigModel, Duration, Url, problem
-from agent.redact import register_secret
-
-# The fixed, documented set of failure reasons (docs: README "Failure reasons").
-# Conclusive reasons mean the credential was rejected: channel_credential_valid becomes 0.
-CONCLUSIVE_REASONS: tuple[str, ...] = (
-    "invalid_grant",
-    "invalid_client",
-    "unauthorized_client",
-    "invalid_scope",
-    "unauthorized",
-    "forbidden",
-    "profile_missing",
-    "missing_credential",
+from agent.reasons import (
+    CONCLUSIVE_REASONS,
+    CORE,
+    REASONS,
+    TRANSIENT_REASONS,
+    Reason,
+    reason_table,
 )
-# Transient reasons mean the check reached no conclusion: the credential state is unchanged.
-TRANSIENT_REASONS: tuple[str, ...] = (
-    "throttled",
-    "timeout",
-    "network",
-    "server_error",
-    "bad_response",
-    "plugin_error",
-    "secret_unavailable",  # the secret store holding the credential did not answer
+from agent.reconnector import (
+    ProfileInfo,
+    ReconnectError,
+    Reconnector,
+    VerifyResult,
 )
-REASONS: tuple[str, ...] = CONCLUSIVE_REASONS + TRANSIENT_REASONS
+from agent.secret import MissingSecret, Secret, SecretRef, fingerprint
 
-
-class Secret:
-    """A secret string that never shows itself in repr, str, logs or tracebacks."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-        register_secret(value)
-
-    def reveal(self) -> str:
-        return self._value
-
-    def fingerprint(self) -> str:
-        """A short, non-reversible identifier, safe to store and show."""
-        return fingerprint(self._value)
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-
-def fingerprint(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()[:12]
-
-
-class MissingSecret(Exception):
-    """A secret is absent or empty. ``problem`` says what is wrong ("file X is empty");
-    the message also names where the secret was configured."""
-
-    def __init__(self, source: str, problem: str) -> None:
-        super().__init__(f"{source}: {problem}" if source else problem)
-        self.problem = problem
-
-
-@dataclass(frozen=True)
-class SecretRef:
-    """Where a secret lives: read it at use time, so an updated file is picked up without reload.
-
-    Exactly one of ``path``, ``value`` and ``store`` is set (``value`` comes from the config
-    file itself, usually through ``${VAR}`` expansion; ``store``/``key`` name a secret store's
-    entry, read from ``registry``, the :class:`agent.secrets.registry.SecretStores` whose
-    cache the core fills before each check).
-    """
-
-    path: Path | None = None
-    value: Secret | None = None
-    source: str = ""  # e.g. "accounts[0].refresh_token_file"; never the secret itself
-    store: str | None = None
-    key: str | None = None
-    mode: str | None = None  # owner / observer for this account; None: the store's
-    registry: Any = field(default=None, compare=False, repr=False)
-
-    @property
-    def withheld(self) -> bool:
-        """Neither a value nor a file: an inventory account restored from the state file,
-        whose token (held by its source only) comes back with the source's next answer."""
-        return self.path is None and self.value is None and self.store is None
-
-    def read(self) -> Secret:
-        if self.store is not None:
-            return self.registry.cached(self)
-        if self.withheld:
-            raise MissingSecret(self.source, "is not known yet (withheld)")
-        if self.value is not None:
-            if not self.value.reveal():
-                raise MissingSecret(self.source, "is empty")
-            return self.value
-        assert self.path is not None
-        try:
-            text = _read_small_file(self.path).decode("utf-8").strip()
-        except FileNotFoundError:
-            raise MissingSecret(self.source, f"file {self.path} does not exist") from None
-        except OSError as exc:
-            problem = f"cannot read file {self.path}: {exc.strerror}"
-            raise MissingSecret(self.source, problem) from None
-        except UnicodeDecodeError:
-            raise MissingSecret(self.source, f"file {self.path} is not UTF-8 text") from None
-        except ValueError as exc:
-            raise MissingSecret(self.source, f"file {self.path} {exc}") from None
-        if not text:
-            raise MissingSecret(self.source, f"file {self.path} is empty")
-        return Secret(text)
-
-
-MAX_SECRET_FILE = 64 * 1024
-
-
-def _read_small_file(path: Path) -> bytes:
-    """A regular file's bytes. A FIFO or device (``/dev/zero``) would block or never end:
-    ValueError, as for a file too large to be a secret."""
-    if not path.is_file():
-        if not path.exists():
-            raise FileNotFoundError(path)
-        raise ValueError("is not a regular file")
-    with path.open("rb") as f:
-        data = f.read(MAX_SECRET_FILE + 1)
-    if len(data) > MAX_SECRET_FILE:
-        raise ValueError(f"is larger than {MAX_SECRET_FILE // 1024} KiB: not a secret")
-    return data
-
-
-@dataclass
-class Account:
-    """One configured account of one channel. ``settings`` holds its validated
-    ``AccountSettings`` (as a dict); ``labels`` are exported once, on
-    ``channel_account_info``; ``source`` is "config" or the name of the inventory source that
-    discovered the account."""
-
-    channel: str
-    name: str
-    region: str
-    settings: dict[str, Any] = field(default_factory=dict)
-    labels: dict[str, str] = field(default_factory=dict)
-    source: str = "config"
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.channel, self.name)
-
-
-@dataclass
-class CheckResult:
-    """What one check of one account found.
-
-    ``valid``: True (credential works), False (conclusively rejected: ``reason`` is one of
-    CONCLUSIVE_REASONS) or None (no conclusion: ``reason`` is one of TRANSIENT_REASONS).
-    ``detail`` is a short human explanation; it must never contain a secret.
-    """
-
-    valid: bool | None
-    reason: str | None = None
-    detail: str = ""
-    # profile id -> accessible; expected profiles and those seen
-    profiles: dict[str, bool] = field(default_factory=dict)
-    access_token_issued_at: float | None = None
-    access_token_expires_at: float | None = None
-    refresh_token_fingerprint: str | None = None
-    # False when the application's client id/secret was rejected, True when accepted,
-    # None when this check did not learn anything about the client.
-    client_valid: bool | None = None
-
-    def __post_init__(self) -> None:
-        if self.valid is True and self.reason is not None:
-            raise ValueError("a valid result carries no failure reason")
-        if self.valid is False and self.reason not in CONCLUSIVE_REASONS:
-            raise ValueError(f"{self.reason!r} is not a conclusive reason")
-        if self.valid is None and self.reason not in TRANSIENT_REASONS:
-            raise ValueError(f"{self.reason!r} is not a transient reason")
-
-    @property
-    def conclusive(self) -> bool:
-        return self.valid is not None
-
-
-@dataclass
-class CheckContext:
-    """What the core hands a channel for one check.
-
-    ``http`` is the channel's shared client (its transport is chosen by the core, tests pass
-    ``httpx.MockTransport``); ``deadline`` is a ``time.monotonic()`` value by which the whole
-    check, retries included, must end; ``record_request(endpoint, code)`` counts a request made
-    to the channel's API (``code`` is the HTTP status, or a transient reason when no response);
-    ``persist_refresh_token(secret)`` stores a refresh token the provider handed back;
-    ``token_owner`` is False when the account's token belongs to the platform (its secret store
-    is in observer mode): a channel whose provider rotates refresh tokens on use must then not
-    exchange it, and check with what it may use without consuming it.
-    """
-
-    http: httpx.AsyncClient
-    deadline: float
-    record_request: Callable[[str, str], None] = lambda endpoint, code: None
-    persist_refresh_token: Callable[[Account, Secret], None] | None = None
-    clock: Callable[[], float] = time.time
-    token_owner: bool = True
-
-    def remaining(self) -> float:
-        return self.deadline - time.monotonic()
+__all__ = [
+    "CONCLUSIVE_REASONS", "DEFAULT_REDIRECT_URI", "REASONS", "TRANSIENT_REASONS", "Account",
+    "AccountSettings", "ApplicationClient", "Channel", "ChannelSettings", "CheckContext",
+    "CheckResult", "Demo", "MissingSecret", "ProfileInfo", "Reason", "ReconnectError",
+    "ReconnectSettings", "Reconnector", "RefreshTokens", "RetrySettings", "Secret", "SecretRef",
+    "TransientError", "VerifyResult", "fingerprint", "status_result",
+]
 
 
 DEFAULT_REDIRECT_URI = "http://127.0.0.1:8765/oauth/callback"
@@ -247,10 +72,18 @@ def _not_negative(value: float) -> float:
     return value
 
 
+class RetrySettings(ConfigModel):
+    """Backoff on 429/5xx/network errors when the provider sends no Retry-After."""
+
+    initial_backoff: Duration = "2s"
+    max_backoff: Duration = "30s"
+
+
 class ChannelSettings(ConfigModel):
     """A channel's settings: a plugin subclasses this (``Channel.Settings``) with its own fields.
 
-    The fields here are the core's, which every channel has (:mod:`agent.checks.ratelimit`).
+    The fields here are the core's, which every channel has: the rate limit
+    (:mod:`agent.checks.ratelimit`) and the policy of :meth:`CheckContext.send`.
     """
 
     core_keys = ("accounts", "datasets")
@@ -261,6 +94,8 @@ class ChannelSettings(ConfigModel):
     pause_host_on_429: bool = Field(
         True, description="A 429 pauses every request to that host (Retry-After, else 1s "
                           "doubling to 60s).")
+    request_timeout: Duration = Field("10s", description="Timeout of one HTTP request")
+    retry: RetrySettings = Field(default_factory=dict)
 
 
 class ReconnectSettings(ChannelSettings):
@@ -280,76 +115,174 @@ class AccountSettings(ConfigModel):
     adds ``name``, ``region`` and ``datasets`` (:class:`agent.config.models.AccountCore`)."""
 
 
-class ReconnectError(Exception):
-    """A reconnect step failed and nothing was stored. ``message`` is for humans (no secret);
-    ``reason`` is for scripts: declined, state_mismatch, code_rejected, expired, timeout,
-    unavailable (the provider did not answer), rejected, profiles_missing, store_failed,
-    interrupted, unsupported (the account cannot be reconnected as asked)."""
+@dataclass
+class Account:
+    """One configured account of one channel. ``settings`` holds its validated
+    ``AccountSettings`` (as a dict); ``region`` is "" for a channel without regions."""
 
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
+    channel: str
+    name: str
+    region: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    source: str = "config"
 
-
-@dataclass(frozen=True)
-class ProfileInfo:
-    """One profile (advertiser, shop, ...) a new consent can reach, as shown to the user."""
-
-    id: str
-    name: str = ""
-    country: str = ""
-    kind: str = ""
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.channel, self.name)
 
 
 @dataclass
-class VerifyResult:
-    """What the new refresh token can reach.
+class CheckResult:
+    """What one check of one account found.
 
-    ``refresh_token`` is the token to store (the verifying refresh may have handed back a
-    rotated one); ``missing`` lists the account's expected profiles it does not reach."""
+    ``valid``: True (credential works), False (conclusively rejected: ``reason`` is a
+    conclusive reason, core or declared by the channel) or None (no conclusion: ``reason`` is a
+    transient one). ``detail`` is a short human explanation; it must never contain a secret.
 
-    refresh_token: Secret
-    profiles: list[ProfileInfo]
-    missing: list[str] = field(default_factory=list)
+    ``targets``: what the consent must reach (the channel's ``target_kind``: profiles,
+    marketplaces, scopes), id -> reached; the expected ones, or every one seen when none are
+    expected. ``targets_reached``: how many the consent reaches in all (0 = a useless
+    consent), None when the check did not learn it.
 
-
-class Reconnector(ABC):
-    """A channel's re-authorisation (OAuth authorization-code grant with PKCE S256).
-
-    The core generates ``state`` and the PKCE pair, receives the redirect, checks ``state``,
-    stores the token and records the grant; the channel builds the consent URL, exchanges the
-    code and verifies the new token. Provider answers become :class:`ReconnectError`.
+    The rest is for channels that declare the matching capability, and ignored otherwise:
+    ``access_token_*`` and ``refresh_token_fingerprint`` (:class:`RefreshTokens`);
+    ``client_valid`` (:class:`ApplicationClient`): False when the application's client was
+    rejected, True when accepted, None when this check learnt nothing about it.
     """
 
-    # Told to the user after a reconnect, e.g. how long until data catches up.
-    after_reconnect_note: ClassVar[str] = ""
+    valid: bool | None
+    reason: str | None = None
+    detail: str = ""
+    targets: dict[str, bool] = field(default_factory=dict)
+    targets_reached: int | None = None
+    access_token_issued_at: float | None = None
+    access_token_expires_at: float | None = None
+    refresh_token_fingerprint: str | None = None
+    client_valid: bool | None = None
 
-    @abstractmethod
-    def consent_url(self, account: Account, state: str, code_challenge: str,
-                    redirect_uri: str) -> str:
-        """The provider's consent page for this account (its region), PKCE method S256."""
+    def __post_init__(self) -> None:
+        if self.valid is True:
+            if self.reason is not None:
+                raise ValueError("a valid result carries no failure reason")
+            return
+        if not isinstance(self.reason, str) or not self.reason.isidentifier():
+            raise ValueError(f"{self.reason!r} is not a failure reason")
+        core = CORE.get(self.reason)
+        if core is not None and core.conclusive != (self.valid is False):
+            kind = "conclusive" if self.valid is False else "transient"
+            raise ValueError(f"{self.reason!r} is not a {kind} reason")
 
-    @abstractmethod
-    async def exchange(self, account: Account, code: str, code_verifier: str,
-                       redirect_uri: str, ctx: CheckContext) -> Secret:
-        """Trade the authorization code for a new refresh token."""
+    @property
+    def conclusive(self) -> bool:
+        return self.valid is not None
 
-    @abstractmethod
-    async def verify(self, account: Account, refresh_token: Secret,
-                     ctx: CheckContext) -> VerifyResult:
-        """Use the new token once (refresh, list profiles) and compare with what is expected."""
 
-    def redirect_error(self, error: str, description: str) -> ReconnectError:
-        """What an ``error=`` redirect from the consent page means."""
-        if error == "access_denied":
-            return ReconnectError("declined", "the consent was declined (access_denied)")
-        text = f"{error}: {description}" if description else error
-        return ReconnectError("rejected", f"the consent page returned an error ({text})")
+def status_result(response: httpx.Response, detail: str = "") -> CheckResult:
+    """What a non-2xx answer means when the provider documents nothing more specific:
+    401 ``unauthorized``, 403 ``forbidden`` (conclusive); 429 ``throttled``, 5xx
+    ``server_error``, anything else ``bad_response`` (transient). A 2xx is valid."""
+    status = response.status_code
+    detail = detail or f"HTTP {status}"
+    if response.is_success:
+        return CheckResult(valid=True)
+    if status in (401, 403):
+        return CheckResult(valid=False, reason="unauthorized" if status == 401 else "forbidden",
+                           detail=detail)
+    reason = "throttled" if status == 429 else "server_error" if status >= 500 else "bad_response"
+    return CheckResult(valid=None, reason=reason, detail=detail)
+
+
+@dataclass
+class CheckContext:
+    """What the core hands a channel for one check (or one reconnect step).
+
+    ``http`` is the channel's shared client (its transport is chosen by the core: rate limit,
+    connection pool; tests pass ``httpx.MockTransport`` or a loopback server); ``deadline``
+    is a ``retry.monotonic()`` value by which the whole check, retries included, must end;
+    ``retry`` is the channel's retry policy (its ``retry`` and ``request_timeout`` settings);
+    ``record_request(endpoint, code)`` counts one request (``code``: the HTTP status, or
+    ``timeout``/``network``); ``persist_refresh_token(account, secret)`` stores a refresh
+    token the provider handed back (channels with :class:`RefreshTokens`); ``token_owner``
+    is False when the account's token belongs to the platform (its secret store is in
+    observer mode): a channel whose provider rotates refresh tokens on use must then not
+    exchange it, and check with what it may use without consuming it.
+
+    Send requests with :meth:`send`: it does the retries, the deadline and the counting.
+    """
+
+    http: httpx.AsyncClient
+    deadline: float
+    record_request: Callable[[str, str], None] = lambda endpoint, code: None
+    persist_refresh_token: Callable[[Account, Secret], None] | None = None
+    clock: Callable[[], float] = time.time
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    token_owner: bool = True
+
+    def remaining(self) -> float:
+        return self.deadline - self.retry.monotonic()
+
+    async def send(self, request: httpx.Request | Callable[[], httpx.Request], *,
+                   endpoint: str) -> httpx.Response:
+        """Send ``request`` (or the request a factory builds, once per attempt) and return
+        the final response, which may still be a 429 or 5xx when retries ran out.
+
+        Retries 429, 500, 502, 503, 504, timeouts and network errors, waiting
+        ``Retry-After`` or a backoff, never past the deadline; every attempt is counted in
+        ``channel_agent_api_requests_total{endpoint=...}``. Raises :class:`TransientError`
+        (``reason`` ``timeout``, ``network`` or ``throttled``) when the last attempt got no
+        response: the core turns one that escapes :meth:`Channel.check` into a transient
+        result with that reason.
+        """
+        factory = request if callable(request) else (lambda: request)
+        return await send_with_retries(self.http, factory, deadline=self.deadline,
+                                       endpoint=endpoint, record=self.record_request,
+                                       policy=self.retry)
+
+
+@dataclass(frozen=True)
+class RefreshTokens:
+    """Capability: each account holds an OAuth refresh token.
+
+    ``option`` is the account setting (a ``SecretReference``) holding it: the core writes a
+    rotated or reconnected token back to its file. ``max_age_setting`` names the channel
+    setting (a ``Duration``) that says how long a token lives after consent (0: forever),
+    exported as ``channel_refresh_token_expiry_timestamp_seconds``."""
+
+    option: str = "refresh_token"
+    max_age_setting: str | None = "refresh_token_max_age"
+
+
+@dataclass(frozen=True)
+class ApplicationClient:
+    """Capability: the channel's accounts share one application client (id and secret).
+
+    Its validity, learnt from the checks (``CheckResult.client_valid``), is exported per
+    channel as ``channel_client_valid``. When the provider makes the secret expire,
+    ``secret_rotated_setting`` names the channel setting holding the date of the last rotation
+    (``YYYY-MM-DD`` or an ISO timestamp, "" = unknown) and ``secret_max_age_setting`` the
+    setting (a ``Duration``) with the secret's lifetime: their sum is exported as
+    ``channel_client_secret_expiry_timestamp_seconds``."""
+
+    secret_rotated_setting: str | None = None
+    secret_max_age_setting: str | None = None
+
+
+def parse_date(text: str) -> float:
+    """Unix time of ``YYYY-MM-DD`` (midnight UTC) or an ISO 8601 timestamp (UTC unless it
+    says otherwise); ValueError naming the expected form."""
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not a date (YYYY-MM-DD) or ISO 8601 timestamp") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
 
 
 class Channel(ABC):
-    """Base class for a channel plugin. Subclasses set ``name`` and implement :meth:`check`.
+    """Base class for a channel plugin. Subclasses set ``name`` and implement :meth:`check`;
+    everything else is optional (module docstring).
 
     The core builds one instance per configured channel with the validated channel-level
     settings (``Settings``, as a dict) and the list of :class:`Account`.
@@ -357,12 +290,18 @@ class Channel(ABC):
 
     name: ClassVar[str]
     title: ClassVar[str] = ""
-    # the account setting (a SecretReference) holding the refresh token; the core writes a
-    # rotated or reconnected token back to its file
-    refresh_token_option: ClassVar[str] = "refresh_token"
     regions: ClassVar[tuple[str, ...]] = ()
-    # the `endpoint` label values this channel reports through record_request
+    # what CheckResult.targets are, in the channel's words ("profile", "marketplace", "scope")
+    target_kind: ClassVar[str] = ""
+    refresh_tokens: ClassVar[RefreshTokens | None] = None
+    application_client: ClassVar[ApplicationClient | None] = None
+    reasons: ClassVar[tuple[Reason, ...]] = ()
+    # the `endpoint` label values this channel passes to ctx.send
     request_endpoints: ClassVar[tuple[str, ...]] = ()
+    # How to fix an account whose credential is rejected, for a channel without a
+    # reconnector: shown by `reconnect --list` and the status API ({channel}, {account} are
+    # filled in). Ignored when reconnector() returns a flow: then it is `channel-agent reconnect`.
+    fix_instruction: ClassVar[str] = ""
     # the models of the channel's settings and of each account's (see ChannelSettings)
     Settings: ClassVar[type[ChannelSettings]] = ChannelSettings
     AccountSettings: ClassVar[type[AccountSettings]] = AccountSettings
@@ -373,7 +312,8 @@ class Channel(ABC):
 
     @abstractmethod
     async def check(self, account: Account, ctx: CheckContext) -> CheckResult:
-        """Check one account's credential; never raise for anything the provider says."""
+        """Check one account's credential; never raise for anything the provider says
+        (a :class:`TransientError` from :meth:`CheckContext.send` may escape)."""
 
     def carry_over(self, previous: Channel) -> None:
         """On a configuration reload, take over what ``previous`` (the instance this one
@@ -381,18 +321,56 @@ class Channel(ABC):
         refresh token not yet stored. The default keeps nothing."""
         return None
 
+    @classmethod
+    def reason_table(cls) -> dict[str, Reason]:
+        """Every reason this channel may report: the core ones and its own."""
+        return reason_table(cls.reasons)
+
+    def retry_policy(self) -> RetryPolicy:
+        """The policy of :meth:`CheckContext.send`, from the core settings ``retry`` and
+        ``request_timeout`` every channel has (:class:`ChannelSettings`)."""
+        retry = self.settings.get("retry") or {}
+        return RetryPolicy(initial_backoff=float(retry.get("initial_backoff", 2.0)),
+                           max_backoff=float(retry.get("max_backoff", 30.0)),
+                           request_timeout=float(self.settings.get("request_timeout") or 10.0))
+
     def refresh_token_max_age(self) -> float:
-        """Seconds a refresh token lives after it is granted; 0 means it never expires."""
-        return float(self.settings.get("refresh_token_max_age") or 0)
+        """Seconds a refresh token lives after it is granted; 0 means it never expires (or the
+        channel has no refresh tokens)."""
+        tokens = self.refresh_tokens
+        if tokens is None or tokens.max_age_setting is None:
+            return 0.0
+        return float(self.settings.get(tokens.max_age_setting) or 0)
 
     def refresh_token_ref(self, account: Account) -> SecretRef | None:
         """Where the account's refresh token is configured (a file, or inline/environment)."""
-        ref = account.settings.get(self.refresh_token_option)
+        if self.refresh_tokens is None:
+            return None
+        ref = account.settings.get(self.refresh_tokens.option)
         return ref if isinstance(ref, SecretRef) else None
+
+    def client_secret_expiry(self) -> float | None:
+        """Unix time the application's client secret expires, when the channel declares one
+        that does and its last rotation is configured."""
+        client = self.application_client
+        if client is None or not client.secret_rotated_setting:
+            return None
+        rotated = self.settings.get(client.secret_rotated_setting)
+        max_age = self.settings.get(client.secret_max_age_setting or "")
+        if not rotated or not max_age:
+            return None
+        return parse_date(str(rotated)) + float(max_age)
 
     def reconnector(self) -> Reconnector | None:
         """The channel's re-authorisation flow (``channel-agent reconnect``), if it has one."""
         return None
+
+    def fix_command(self, account: Account) -> str:
+        """What to do about a rejected credential of ``account``: the reconnect command, the
+        channel's own :attr:`fix_instruction`, or "" when the channel gives none."""
+        if self.reconnector() is not None:
+            return f"channel-agent reconnect {self.name} --account {account.name}"
+        return self.fix_instruction.format(channel=self.name, account=account.name)
 
     @classmethod
     def demo(cls) -> Demo | None:

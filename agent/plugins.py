@@ -132,6 +132,12 @@ def _register(plugins: Plugins, cls: type, origin: str, base: type, key: str, wh
             f"{what} {name!r} is already registered by {registry_origins[name]}; ignored",
         )
         return
+    if base is Channel:
+        try:
+            cls.reason_table()  # type: ignore[attr-defined]
+        except ValueError as exc:
+            _record(plugins, origin, f"{what} {name!r} declares a bad reason: {exc}; ignored")
+            return
     registry[name] = cls
     registry_origins[name] = origin
 

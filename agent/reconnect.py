@@ -109,7 +109,7 @@ def preflight(channel: Channel, account: Account, *, link: bool = False,
     if ref is None:
         raise ReconnectError("unsupported", f"channel {channel.name} declares no refresh token "
                                             f"option, so a new token cannot be stored")
-    option = channel.refresh_token_option
+    option = channel.refresh_tokens.option if channel.refresh_tokens else "refresh_token"
     if ref.store is not None:
         return _store_preflight(reconnector, account, ref, show_token)
     if ref.path is None:
@@ -173,7 +173,8 @@ def code_from_redirect(params: Mapping[str, str], state: str | None,
     if "error" in params:
         raise reconnector.redirect_error(_clean(params["error"]),
                                          _clean(params.get("error_description", "")))
-    code = params.get("code", "").strip()
+    # a pasted bare code arrives as "code", whatever the provider calls it in its redirect
+    code = (params.get(reconnector.code_param) or params.get("code") or "").strip()
     if not code:
         raise ReconnectError("rejected", "the redirect carries neither a code nor an error")
     return code

@@ -275,10 +275,8 @@ class AgentService:
                 "channels": {name: origin for name, origin in self.plugins.origins.items()},
                 "errors": [{"plugin": e.plugin, "error": e.error} for e in self.plugins.errors],
             },
-            "channels": {
-                name: {"client_valid": self.fleet.client_valid.get(name)}
-                for name in self.config.channels
-            },
+            "channels": {name: channel_status(channel, self.fleet.client_valid.get(name))
+                         for name, channel in self.config.channels.items()},
             "freshness_sources": {
                 name: {"type": source.type, "up": self.freshness.source_up.get(name)}
                 for name, source in self.config.freshness_sources.items()
@@ -304,8 +302,20 @@ def _limits(channel: Channel) -> dict[str, Any]:
             "pause_on_429": bool(channel.settings.get("pause_host_on_429", True))}
 
 
+def channel_status(channel: Channel, client_valid: bool | None) -> dict[str, Any]:
+    """What the status API says about a channel: its title, what its consents reach and, for
+    a channel with an application client, that client's validity and secret expiry."""
+    doc: dict[str, Any] = {"title": channel.title or channel.name,
+                           "target_kind": channel.target_kind or None}
+    if channel.application_client is not None:
+        doc["client_valid"] = client_valid
+        doc["client_secret_expiry"] = iso(channel.client_secret_expiry())
+    return doc
+
+
 def account_status(state: AccountState, channel: Channel | None,
-                   datasets: list[dict[str, Any]] | None = None, *,
+                   datasets: list[dict[str, Any]] | None = None,
+                   labels: dict[str, str] | None = None, *,
                    account: Account | None = None) -> dict[str, Any]:
     """One account's state as plain, secret-free data (status API, CLI ``--json``);
     ``datasets`` from :meth:`FreshnessTracker.account_datasets`; ``account`` adds where it
@@ -328,11 +338,13 @@ def account_status(state: AccountState, channel: Channel | None,
         "refresh_token_issued": iso(state.refresh_issued),
         "refresh_token_expiry": iso(expiry),
         "access_token_expiry": iso(state.access_expires),
-        "profiles": state.profiles,
+        "target_kind": (channel.target_kind or None) if channel else None,
+        "targets": state.targets,
+        "targets_reached": state.targets_reached,
         "reconnected": iso(state.reconnected),
         "datasets": datasets or [],
         "source": account.source if account else "config",
-        "labels": dict(account.labels) if account else {},
+        "labels": dict(account.labels) if account else dict(labels or {}),
     }
 
 

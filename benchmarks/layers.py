@@ -57,7 +57,7 @@ def form(i: int) -> str:
 
 
 async def layers(args: argparse.Namespace) -> dict[str, float]:
-    from channel_agent_amazon_ads.ads_api import parsed_url
+    from channel_agent_amazon_lwa.grants import parsed_url
 
     from agent.config.loader import load_config
     from agent.metrics.exposition import Exposition

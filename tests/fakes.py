@@ -8,11 +8,13 @@ from collections.abc import Callable
 from agent.channel import (
     Account,
     AccountSettings,
+    ApplicationClient,
     Channel,
     ChannelSettings,
     CheckContext,
     CheckResult,
     MissingSecret,
+    RefreshTokens,
 )
 from agent.config.types import Duration, SecretReference
 from agent.hookspecs import hookimpl
@@ -33,6 +35,9 @@ class FakeChannel(Channel):
     name = "fake"
     title = "Fake channel"
     regions = ("na", "eu")
+    target_kind = "profile"
+    refresh_tokens = RefreshTokens()
+    application_client = ApplicationClient()
     Settings = FakeSettings
     AccountSettings = FakeAccountSettings
 

@@ -123,7 +123,7 @@ def test_alertmanager_example_passes_amtool():
     amtool = require_program("amtool")
     result = run(amtool, "check-config", ALERTMANAGER_EXAMPLE)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS" in result.stdout and "4 inhibit rules" in result.stdout
+    assert "SUCCESS" in result.stdout and "6 inhibit rules" in result.stdout
 
 
 @pytest.mark.parametrize("severity,receiver", [("critical", "sre-pager"),
@@ -155,8 +155,8 @@ def test_inhibit_rules_mute_symptoms_while_the_cause_fires(tmp_path):
         "invalid acme": _alert("ChannelCredentialInvalid", "critical", **acme),
         "stale acme": _alert("ChannelDataStale", "warning", dataset="sp_campaigns_daily",
                              **acme),
-        "profile acme": _alert("ChannelProfileInaccessible", "warning", profile_id="1",
-                               **acme),
+        "profile acme": _alert("ChannelTargetInaccessible", "warning", target_kind="profile",
+                               target="1", **acme),
         "stale globex": _alert("ChannelDataStale", "warning", dataset="sp_campaigns_daily",
                                **globex),
         # cause: walmart's client id/secret is rejected
@@ -164,6 +164,13 @@ def test_inhibit_rules_mute_symptoms_while_the_cause_fires(tmp_path):
                                  channel="walmart"),
         "invalid walmart": _alert("ChannelCredentialInvalid", "critical", **walmart),
         "stale walmart": _alert("ChannelDataStale", "warning", dataset="orders", **walmart),
+        # most of shop's accounts fail with one reason (no region label: shop has none)
+        "together shop": _alert("ChannelCredentialsFailingTogether", "critical",
+                                channel="shop", reason="unauthorized", **{"class": "credential"}),
+        "invalid shop": _alert("ChannelCredentialInvalid", "critical", channel="shop",
+                               account="s-1"),
+        "stale shop": _alert("ChannelDataStale", "warning", channel="shop", account="s-1",
+                             dataset="orders"),
         # under 7 days the critical expiry alert replaces the warning one
         "expiry acme warning": _alert("ChannelRefreshTokenExpiringSoon", "warning", **acme),
         "expiry acme critical": _alert("ChannelRefreshTokenExpiringSoon", "critical", **acme),
@@ -176,7 +183,8 @@ def test_inhibit_rules_mute_symptoms_while_the_cause_fires(tmp_path):
         "shard missing eu": _alert("ChannelAgentShardMissing", "critical",
                                    job="channel-agent-eu", count="2"),
     }
-    muted = {"stale acme", "profile acme", "invalid walmart", "stale walmart",
+    muted = {"stale acme", "profile acme", "invalid walmart", "stale walmart", "invalid shop",
+             "stale shop",
              "expiry acme warning", "shard missing"}
     with Alertmanager(tmp_path, offline_alertmanager_config()) as am:
         am.post(list(posted.values()))

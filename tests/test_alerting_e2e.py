@@ -47,7 +47,7 @@ STALE = 2 * MAX_AGE  # how old the stale heartbeats are
 EXPECTED = [
     ("ChannelCredentialInvalid", "revoked-eu", {}),
     ("ChannelCredentialInvalid", "forbidden-fe", {}),
-    ("ChannelProfileInaccessible", "forbidden-fe", {}),
+    ("ChannelTargetInaccessible", "forbidden-fe", {}),
     ("ChannelDataStale", "healthy-na", {"dataset": "sb_campaigns_daily"}),
     ("ChannelDataStale", "revoked-eu", {"dataset": "sp_campaigns_daily"}),
     ("ChannelFreshnessSourceDown", None, {"source": "warehouse"}),
@@ -194,13 +194,13 @@ def test_an_unsharded_agent_has_no_missing_shard(stack):
 
 def test_lost_profile_is_told_through_the_credential_alert(stack):
     alerts = stack.am.alerts()
-    profile = find(alerts, "ChannelProfileInaccessible", "forbidden-fe")
+    profile = find(alerts, "ChannelTargetInaccessible", "forbidden-fe")
     cause = find(alerts, "ChannelCredentialInvalid", "forbidden-fe")
-    assert profile["labels"]["profile_id"] == "1002"
+    assert profile["labels"]["target"] == "1002"
     assert profile["status"]["state"] == "suppressed"
     assert profile["status"]["inhibitedBy"] == [cause["fingerprint"]]
     assert "reason forbidden" in cause["annotations"]["description"]
-    assert "Profiles it cannot reach: 1002." in cause["annotations"]["description"]
+    assert "Not reached any more: profile 1002." in cause["annotations"]["description"]
 
 
 def fill_in(expr: str) -> str:

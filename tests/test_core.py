@@ -30,13 +30,15 @@ async def test_conclusive_then_transient_keeps_validity(fake_config):
     await service.scheduler.check_now(account)
     assert value(service, "channel_credential_valid") == 0
     assert value(service, "channel_credential_check_success") == 1
-    assert value(service, "channel_credential_failure_reason", reason="invalid_grant") == 1
+    assert value(service, "channel_credential_failure_reason", reason="invalid_grant",
+                 **{"class": "credential"}) == 1
 
     FakeChannel.script["a1"] = CheckResult(valid=None, reason="throttled")
     await service.scheduler.check_now(account)
     assert value(service, "channel_credential_valid") == 0
     assert value(service, "channel_credential_check_success") == 0
-    assert value(service, "channel_credential_failure_reason", reason="throttled") == 1
+    assert value(service, "channel_credential_failure_reason", reason="throttled",
+                 **{"class": "transient"}) == 1
     assert value(service, "channel_credential_failure_reason", reason="invalid_grant") is None
     assert value(service, "channel_credential_check_failures_total") == 2
     reg = service.metrics.registry
@@ -146,7 +148,8 @@ async def test_state_is_restored_and_removed_accounts_leave_no_series(fake_confi
 
     restarted = _service(fake_config(accounts=("a1", "a3")))
     assert value(restarted, "channel_credential_valid") == 0
-    assert value(restarted, "channel_credential_failure_reason", reason="invalid_grant") == 1
+    assert value(restarted, "channel_credential_failure_reason", reason="invalid_grant",
+                 **{"class": "credential"}) == 1
     exposition = generate_latest(restarted.metrics.registry).decode()
     assert 'account="a2"' not in exposition
     accounts = {f.name: f for f in text_string_to_metric_families(exposition)}

@@ -16,8 +16,8 @@ from tests.helpers import free_port, without_venv_on_path
 
 pytestmark = pytest.mark.integration
 
-# account -> (channel_credential_valid, channel_credential_check_success, reason)
-EXPECTED = {
+# (channel, account) -> (channel_credential_valid, channel_credential_check_success, reason)
+ADS = {
     "acme-us": (1, 1, None),
     "globex-eu": (0, 1, "invalid_grant"),
     "initech-us": (0, 1, "profile_missing"),
@@ -29,6 +29,19 @@ EXPECTED = {
     "cyberdyne-fe": (1, 1, None),
     "soylent-na": (0, 1, "unauthorized"),
 }
+# the same merchants' seller authorisations: globex-eu's works while its advertising is revoked
+SP = {
+    "acme-us": (1, 1, None),
+    "globex-eu": (1, 1, None),
+    "initech-us": (0, 1, "marketplace_missing"),
+    "umbrella-fe": (0, 1, "invalid_grant"),
+    "hooli-eu": (None, 0, "throttled"),
+    "stark-na": (1, 1, None),  # suspended listings: reported, not a credential failure
+    "wayne-fe": (None, 0, "server_error"),
+    "wonka-eu": (None, 0, "bad_response"),
+}
+EXPECTED = {("amazon_ads", a): v for a, v in ADS.items()} | {
+    ("amazon_sp", a): v for a, v in SP.items()}
 
 
 def test_demo_shows_every_scenario_within_one_interval(tmp_path):
@@ -51,6 +64,11 @@ def test_demo_shows_every_scenario_within_one_interval(tmp_path):
                 continue
             found = _by_account(text)
         assert {a: found.get(a) for a in EXPECTED} == EXPECTED
+        # one merchant's two connections side by side: advertising revoked, seller valid
+        page = httpx.get(f"http://127.0.0.1:{port}/").text
+        merchants = page.split("<h2>By merchant</h2>", 1)[1].split("</table>", 1)[0]
+        row = next(r for r in merchants.split("<tr>") if "<td>globex-eu</td>" in r)
+        assert row.index(">invalid</b> (invalid_grant)") < row.index(">valid</b>")
         stale = _stale_data(text)
         # fresh; stale although the credential is valid; stale because it was revoked
         assert (stale["acme-us"], stale["cyberdyne-fe"], stale["globex-eu"]) == (
@@ -63,6 +81,7 @@ def test_demo_shows_every_scenario_within_one_interval(tmp_path):
         proc.send_signal(signal.SIGINT)
         output = proc.communicate(timeout=15)[0]
     assert "http://127.0.0.1:" in output and "globex-eu (eu): revoked" in output
+    assert "amazon_sp: Selling Partner API simulator" in output
     assert proc.returncode == 0, output
     # the banner's commands work as printed in a fresh shell, the virtualenv not activated
     [command] = [line.split("reconnect:", 1)[1].strip() for line in output.splitlines()
@@ -93,7 +112,7 @@ def _by_account(text):
     values = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
-            account = s.labels.get("account")
+            account = (s.labels.get("channel"), s.labels.get("account"))
             if s.name == "channel_credential_last_check_timestamp_seconds":
                 values.setdefault(account, {})["checked"] = True
             elif s.name == "channel_credential_valid":
@@ -142,7 +161,7 @@ def test_reconnecting_the_revoked_demo_account_makes_it_valid_without_a_restart(
         assert "after:  valid" in result.stdout
         assert page.read_text().startswith("200\n")
         values = _by_account(httpx.get(f"{url}/metrics").text)
-        assert values["globex-eu"] == (1, 1, None)
+        assert values["amazon_ads", "globex-eu"] == (1, 1, None)
     finally:
         demo.send_signal(signal.SIGINT)
         demo.wait(timeout=15)

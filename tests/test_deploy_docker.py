@@ -115,7 +115,8 @@ def test_copied_paths_exist_and_are_in_the_build_context(stages):
             assert inside, f"COPY {source}: excluded by .dockerignore"
     run = " ".join(values(stages[0], "RUN"))
     installed = shlex.split(run.split("pip install", 1)[1].split("&&")[0])
-    assert {str(PurePosixPath(p)) for p in installed} == {".", "plugins/amazon_ads"}
+    assert {str(PurePosixPath(p)) for p in installed} == {
+        ".", "plugins/amazon_lwa", "plugins/amazon_ads", "plugins/amazon_sp"}
 
 
 def test_the_build_stage_install_packages_every_module(tmp_path):
@@ -129,7 +130,7 @@ def test_the_build_stage_install_packages_every_module(tmp_path):
     wheels = tmp_path / "wheels"
     result = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheels),
-         ".", "./plugins/amazon_ads"],
+         ".", "./plugins/amazon_lwa", "./plugins/amazon_ads", "./plugins/amazon_sp"],
         cwd=context, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -141,12 +142,14 @@ def test_the_build_stage_install_packages_every_module(tmp_path):
             entry_points += "".join(archive.read(n).decode() for n in archive.namelist()
                                     if n.endswith("entry_points.txt"))
     modules = {p.relative_to(REPO).as_posix() for p in (REPO / "agent").rglob("*.py")}
-    plugin = REPO / "plugins" / "amazon_ads"
-    modules |= {p.relative_to(plugin).as_posix()
-                for p in (plugin / "channel_agent_amazon_ads").rglob("*.py")}
+    for name in ("amazon_lwa", "amazon_ads", "amazon_sp"):
+        plugin = REPO / "plugins" / name
+        modules |= {p.relative_to(plugin).as_posix()
+                    for p in (plugin / f"channel_agent_{name}").rglob("*.py")}
     assert modules - names == set()
     assert "channel-agent = agent.cli:main" in entry_points
     assert "amazon_ads = channel_agent_amazon_ads.plugin" in entry_points
+    assert "amazon_sp = channel_agent_amazon_sp.plugin" in entry_points
 
 
 # --- .dockerignore ------------------------------------------------------------------------

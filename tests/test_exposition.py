@@ -88,7 +88,7 @@ async def world(fake_config):
 
 
 def rich(clock, i):
-    return CheckResult(valid=True, profiles={str(1000 + i): True, "2\\\"x\n": False},
+    return CheckResult(valid=True, targets={str(1000 + i): True, "2\\\"x\n": False},
                        refresh_token_fingerprint=f"fp{i}", access_token_issued_at=clock.now,
                        access_token_expires_at=clock.now + 3600)
 

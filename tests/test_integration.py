@@ -64,7 +64,8 @@ def test_each_scenario_is_classified(world):
     assert agent.sample("channel_credential_failure_reason", "revoked-eu",
                         reason="invalid_grant") == 1
     assert agent.sample("channel_credential_valid", "forbidden-fe") == 0
-    assert agent.sample("channel_profile_accessible", "forbidden-fe", profile_id="1002") == 0
+    assert agent.sample("channel_target_accessible", "forbidden-fe", target_kind="profile",
+                        target="1002") == 0
     for name, reason in (("throttled-na", "throttled"), ("broken-eu", "server_error"),
                          ("html-fe", "server_error")):
         assert agent.sample("channel_credential_check_success", name) == 0

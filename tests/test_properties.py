@@ -18,9 +18,10 @@ import httpx
 import pytest
 import yaml
 from aiohttp.test_utils import TestClient, TestServer
-from channel_agent_amazon_ads import ads_api, lwa
+from channel_agent_amazon_ads import ads_api
 from channel_agent_amazon_ads.channel import AmazonAdsChannel
-from channel_agent_amazon_ads.classify import ProviderError, describe
+from channel_agent_amazon_lwa import grants as lwa
+from channel_agent_amazon_lwa.classify import ProviderError, describe
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

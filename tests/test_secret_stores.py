@@ -17,6 +17,7 @@ from agent.channel import (
     CheckContext,
     CheckResult,
     MissingSecret,
+    RefreshTokens,
     Secret,
 )
 from agent.checks.scheduler import offset
@@ -41,6 +42,7 @@ class Rotating(Channel):
     name = "rotating"
     regions = ("na",)
     AccountSettings = RotatingAccount
+    refresh_tokens = RefreshTokens(max_age_setting=None)
     valid: ClassVar[set[str]] = set()
     rotate_to: ClassVar[str | None] = None
     used: ClassVar[list[str]] = []

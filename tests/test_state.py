@@ -60,7 +60,7 @@ def test_store_round_trip_survives_reopen(tmp_path):
     path = tmp_path / "sub" / "agent.db"
     store = StateStore(path)
     state = _state()
-    state.apply(CheckResult(valid=True, profiles={"123": True, "456": False},
+    state.apply(CheckResult(valid=True, targets={"123": True, "456": False},
                             refresh_token_fingerprint="abc"), now=100)
     state.apply(CheckResult(valid=None, reason="server_error"), now=200)
     store.save_account(state)
@@ -73,7 +73,7 @@ def test_store_round_trip_survives_reopen(tmp_path):
     assert restored.check_success is False
     assert restored.reason == "server_error"
     assert restored.last_valid == 100
-    assert restored.profiles == {"123": True, "456": False}
+    assert restored.targets == {"123": True, "456": False}
     assert restored.refresh_fingerprint == "abc"
     assert reopened.load_client_validity() == {"fake": False}
     integrity = reopened._db.execute("PRAGMA integrity_check").fetchone()[0]

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import httpx
 
-from agent.channel import Account, Channel, CheckContext, CheckResult, Secret
+from agent.channel import Account, Channel, CheckContext, CheckResult, Secret, TransientError
 from agent.config.loader import AgentSettings
 from agent.metrics.collector import AgentMetrics
 from agent.redact import redact
@@ -205,6 +205,7 @@ class Scheduler:
             persist_refresh_token=lambda acct, secret: self._persist_refresh_token(
                 channel, acct, secret
             ),
+            retry=channel.retry_policy(),
             token_owner=all(ref.registry.mode(ref) != OBSERVER
                             for ref in store_refs(account.settings)),
         )
@@ -214,6 +215,8 @@ class Scheduler:
         except TimeoutError:
             return CheckResult(valid=None, reason="timeout",
                                detail=f"check did not finish within {timeout:g}s")
+        except TransientError as exc:  # ctx.send got no response at all
+            return CheckResult(valid=None, reason=exc.reason, detail=redact(exc.detail))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -221,14 +224,7 @@ class Scheduler:
                       type(exc).__name__, redact(str(exc)))
             return CheckResult(valid=None, reason="plugin_error",
                                detail=f"the plugin raised {type(exc).__name__}")
-        if not isinstance(result, CheckResult):
-            log.error("channel %s: check returned %r, not a CheckResult",
-                      account.channel, type(result).__name__)
-            return CheckResult(valid=None, reason="plugin_error",
-                               detail="the plugin returned no CheckResult")
-        # shown on the status page, stored and logged: never trust a plugin to have masked it
-        result.detail = redact(str(result.detail))
-        return result
+        return accepted_result(channel, account, result)
 
     def _persist_refresh_token(self, channel: Channel, account: Account, secret: Secret) -> None:
         """Write a refresh token the provider handed back, keeping the previous one."""
@@ -247,6 +243,34 @@ class Scheduler:
         write_secret_file(ref.path, secret)
         log.info("channel %s account %s: stored the new refresh token in %s (old one backed up)",
                  account.channel, account.name, ref.path)
+
+
+def accepted_result(channel: Channel, account: Account, result: object) -> CheckResult:
+    """``result`` as the core records it: a CheckResult whose reason the channel may report
+    (else ``plugin_error``), without the facts of capabilities the channel does not declare
+    (targets, refresh token, application client), and with its detail masked."""
+    if not isinstance(result, CheckResult):
+        log.error("channel %s: check returned %r, not a CheckResult",
+                  account.channel, type(result).__name__)
+        return CheckResult(valid=None, reason="plugin_error",
+                           detail="the plugin returned no CheckResult")
+    if result.reason is not None:
+        reason = channel.reason_table().get(result.reason)
+        if reason is None or reason.conclusive != (result.valid is False):
+            log.error("channel %s: check of %s returned reason %r, which the channel does not "
+                      "declare as %s", account.channel, account.name, result.reason,
+                      "conclusive" if result.valid is False else "transient")
+            return CheckResult(valid=None, reason="plugin_error",
+                               detail=f"the plugin reported an undeclared reason {result.reason!r}")
+    if channel.application_client is None:
+        result.client_valid = None
+    if channel.refresh_tokens is None:
+        result.refresh_token_fingerprint = None
+    if not channel.target_kind:
+        result.targets, result.targets_reached = {}, None
+    # shown on the status page, stored and logged: never trust a plugin to have masked it
+    result.detail = redact(str(result.detail))
+    return result
 
 
 def _log_transition(account: Account, result: CheckResult) -> None:

@@ -227,7 +227,8 @@ async def _flow(report: _Report, reconnector: Reconnector, redirect_uri: str, wa
         params, with_url = parse_pasted(await read_pasted(sys.stdin, wait))
         code = code_from_redirect(params, attempt.state if with_url else None, reconnector)
     async with _client() as http:
-        ctx = CheckContext(http=http, deadline=time.monotonic() + STEP_TIMEOUT)
+        ctx = CheckContext(http=http, deadline=time.monotonic() + STEP_TIMEOUT,
+                           retry=report.channel.retry_policy())
         return await complete(report.channel, account, code, attempt, ctx, store,
                               accept_missing_profiles=accept_missing_profiles, progress=_note)
 

@@ -14,15 +14,14 @@ from agent.channel import Account, Channel
 from agent.cli.common import EXIT_CONFIG_ERROR, command_name, print_json, print_table
 from agent.config.loader import MEMORY, Config
 from agent.freshness.timestamps import iso
+from agent.reasons import CREDENTIAL, PERMISSION
 from agent.service import state_word
 from agent.storage.fleet import Fleet
 from agent.storage.state import AccountState, StateStore
 
-# Conclusive reasons a new consent can fix. invalid_client, unauthorized_client and
-# invalid_scope are the application's problem, for every account: a reconnect would not help.
-RECONNECT_REASONS = frozenset(
-    {"invalid_grant", "unauthorized", "forbidden", "profile_missing", "missing_credential"}
-)
+# Classes of reasons the account holder can fix. An application-class reason
+# (invalid_client, ...) is the platform's problem, for every account: a reconnect won't help.
+ACCOUNT_CLASSES = frozenset({CREDENTIAL, PERMISSION})
 
 
 def show_accounts_to_reconnect(config: Config, config_path: str, channel_name: str | None,
@@ -42,7 +41,7 @@ def show_accounts_to_reconnect(config: Config, config_path: str, channel_name: s
         if grant is not None and grant.reconnected > (state.last_check or 0):
             continue  # reconnected since its last check: what that check found is history
         channel = config.channels[account.channel]
-        why = _why(state, channel.refresh_token_max_age(), now, within)
+        why = _why(state, channel, now, within)
         if why:
             rows.append({"channel": account.channel, "account": account.name,
                          "region": account.region, "state": state_word(state), "why": why,
@@ -58,13 +57,17 @@ def show_accounts_to_reconnect(config: Config, config_path: str, channel_name: s
                  for r in rows])
 
 
-def _why(state: AccountState, max_age: float, now: float, within: float) -> list[str]:
+def _why(state: AccountState, channel: Channel, now: float, within: float) -> list[str]:
     why = []
-    if state.valid is False and state.reason in RECONNECT_REASONS - {"profile_missing"}:
+    missing = sorted(p for p, reachable in state.targets.items() if not reachable)
+    reason = channel.reason_table().get(state.reason or "")
+    fixable = state.valid is False and reason is not None and reason.cls in ACCOUNT_CLASSES
+    # a permission loss with unreachable targets: the line below says it better
+    if fixable and not (missing and reason.cls == PERMISSION):
         why.append(f"credential invalid ({state.reason})")
-    missing = sorted(p for p, reachable in state.profiles.items() if not reachable)
     if missing:
-        why.append(f"profile(s) not reachable: {', '.join(missing)}")
+        why.append(f"{channel.target_kind or 'target'}(s) not reachable: {', '.join(missing)}")
+    max_age = channel.refresh_token_max_age()
     if state.refresh_issued is not None and max_age > 0 and not state.rejected:
         expiry = state.refresh_issued + max_age
         if expiry <= now:
@@ -75,6 +78,9 @@ def _why(state: AccountState, max_age: float, now: float, within: float) -> list
 
 
 def _command(config_path: str, channel: Channel, account: Account) -> str:
+    """The reconnect command, or the channel's own fix instruction when it has no flow."""
+    if channel.reconnector() is None:
+        return channel.fix_command(account) or "(this channel gives no fix instruction)"
     args = ["reconnect", channel.name, "--account", account.name,
             "--config", os.path.abspath(config_path)]
     ref = channel.refresh_token_ref(account)

@@ -34,11 +34,15 @@ class FreshnessCollector(Collector):
         for key, dataset in self.tracker.datasets.items():
             labels = [dataset.channel, dataset.account, dataset.region, dataset.name,
                       dataset.source]
-            families["threshold"].add_metric(labels, dataset.max_age)
+            samples = [("threshold", dataset.max_age)]
             value = self.tracker.values.get(key)
             if value is not None:  # no value yet: no staleness, neither 0 nor infinity
-                families["last_updated"].add_metric(labels, value.last_updated)
-                families["staleness"].add_metric(labels, max(0.0, now - value.last_updated))
+                samples += [("last_updated", value.last_updated),
+                            ("staleness", max(0.0, now - value.last_updated))]
+            for family, number in samples:
+                families[family].add_metric(labels, number)
+                if not dataset.region:  # a channel without regions: no region label
+                    families[family].samples[-1].labels.pop("region")
         for source, up in sorted(self.tracker.source_up.items()):
             families["up"].add_metric([source], float(up))
         yield from families.values()

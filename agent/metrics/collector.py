@@ -17,11 +17,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from agent import __version__
-from agent.channel import REASONS, Account, Channel
+from agent.channel import Account, Channel
 from agent.storage.fleet import Fleet
 from agent.storage.state import AccountState
 
 ACCOUNT_LABELS = ["channel", "account", "region"]
+# An account of a channel without regions has region "": its series carry no region label.
+REGION = "region"
 CACHED = " Served from the last scheduled check; a scrape never calls the channel's API."
 
 
@@ -79,8 +81,12 @@ class FleetCollector(Collector):
             yield "valid", (), float(state.valid)
         if state.check_success is not None:
             yield "check_success", (), float(state.check_success)
+        channel = self.channels.get(account.channel)
         if state.reason is not None:
-            yield "failure_reason", (state.reason,), 1.0
+            reason = channel.reason_table().get(state.reason) if channel else None
+            # a reason restored from the state file that the channel no longer declares
+            cls = reason.cls if reason else "transient"
+            yield "failure_reason", (state.reason, cls), 1.0
         if state.last_check is not None:
             yield "last_check", (), state.last_check
         if state.last_valid is not None:
@@ -89,15 +95,18 @@ class FleetCollector(Collector):
         if state.refresh_issued is not None:
             yield "token_age", ("refresh",), Age(state.refresh_issued)
             yield "refresh_issued", (), state.refresh_issued
-            channel = self.channels.get(account.channel)
             max_age = channel.refresh_token_max_age() if channel else 0.0
             if max_age > 0 and not state.rejected:
                 yield "refresh_expiry", (), state.refresh_issued + max_age
         if _holds_access_token(state, now):
             yield "token_age", ("access",), Age(state.access_issued)
             yield "access_expiry", (), state.access_expires
-        for profile_id, accessible in sorted(state.profiles.items()):
-            yield "profile", (profile_id,), float(accessible)
+        kind = channel.target_kind if channel else ""
+        if kind:
+            for target, accessible in sorted(state.targets.items()):
+                yield "target", (kind, target), float(accessible)
+            if state.targets_reached is not None:
+                yield "targets_reached", (kind,), float(state.targets_reached)
         if state.reconnected is not None:
             yield "reconnected", (), state.reconnected
         yield INFO_FAMILY, tuple(sorted(account.labels.items())), 1.0
@@ -116,9 +125,15 @@ class FleetCollector(Collector):
                 per_channel[account.channel] = per_channel.get(account.channel, 0) + 1
             self._counted = ((self.fleet.generation, id(self.channels)), per_channel)
         per_channel = self._counted[1]
-        for channel, valid in sorted(self.fleet.client_valid.items()):
+        for name, channel in sorted(self.channels.items()):
+            if channel.application_client is None:
+                continue
+            valid = self.fleet.client_valid.get(name)
             if valid is not None:
-                g["client_valid"].add_metric([channel], float(valid))
+                g["client_valid"].add_metric([name], float(valid))
+            expiry = channel.client_secret_expiry()
+            if expiry is not None:
+                g["client_secret_expiry"].add_metric([name], expiry)
         for channel, count in sorted(per_channel.items()):
             g["accounts"].add_metric([channel], float(count))
         g["build_info"].add_metric([__version__], 1.0)
@@ -138,6 +153,8 @@ class FleetCollector(Collector):
                                                                extra), value)
                 else:
                     g[key].add_metric([*labels, *extra], value)
+                    if not account.region:
+                        g[key].samples[-1].labels.pop(REGION)
         yield from (family for key, family in g.items() if key not in FLEET_FAMILIES)
         yield from self.fleet_families()
 
@@ -155,7 +172,8 @@ def _holds_access_token(state: AccountState, now: float) -> bool:
     return state.access_issued is not None and (state.access_expires or 0) > now
 
 
-FLEET_FAMILIES = ("client_valid", "accounts", "build_info", "shard_info")
+FLEET_FAMILIES = ("client_valid", "client_secret_expiry", "accounts", "build_info",
+                  "shard_info")
 
 
 def _families() -> dict[str, Metric]:
@@ -176,9 +194,10 @@ def _families() -> dict[str, Metric]:
         ),
         "failure_reason": gauge(
             "channel_credential_failure_reason",
-            "1 with the reason of the last check's failure, conclusive or not; "
-            "absent while the last check succeeded." + CACHED,
-            ("reason",),
+            "1 with the reason of the last check's failure, conclusive or not, and its class "
+            "(credential, permission, application, transient); absent while the last check "
+            "succeeded." + CACHED,
+            ("reason", "class"),
         ),
         "last_check": gauge(
             "channel_credential_last_check_timestamp_seconds",
@@ -215,11 +234,18 @@ def _families() -> dict[str, Metric]:
             "channel_access_token_expiry_timestamp_seconds",
             "Unix time the access token held in memory expires.",
         ),
-        "profile": gauge(
-            "channel_profile_accessible",
-            "1 if the credential can reach this advertising profile, 0 if it cannot; "
-            "per expected profile, or per profile seen when none are expected." + CACHED,
-            ("profile_id",),
+        "target": gauge(
+            "channel_target_accessible",
+            "1 if the consent reaches this target (target_kind: an Ads profile, an SP-API "
+            "marketplace, a scope...), 0 if it does not; per expected target, or per target "
+            "seen when none are expected." + CACHED,
+            ("target_kind", "target"),
+        ),
+        "targets_reached": gauge(
+            "channel_targets_reached",
+            "How many targets (target_kind) the consent reaches in all; 0 is a consent that is "
+            "of no use to the platform." + CACHED,
+            ("target_kind",),
         ),
         "reconnected": gauge(
             "channel_credential_reconnected_timestamp_seconds",
@@ -237,6 +263,12 @@ def _families() -> dict[str, Metric]:
             "channel_client_valid",
             "1 if the channel accepted the application's client id and secret at the last "
             "token refresh, 0 if it rejected them (every account of the client is down).",
+            labels=["channel"],
+        ),
+        "client_secret_expiry": gauge(
+            "channel_client_secret_expiry_timestamp_seconds",
+            "Unix time the application's client secret expires (its configured last rotation "
+            "plus the provider's secret lifetime); only for channels whose secrets expire.",
             labels=["channel"],
         ),
         "accounts": gauge(
@@ -289,7 +321,8 @@ class AgentMetrics:
         )
         self.check_failures = Counter(
             "channel_check_failures",
-            "Failed checks by channel and reason (the fixed set documented in the README).",
+            "Failed checks by channel and reason (the core set documented in the README, "
+            "plus the channel's own reasons).",
             ["channel", "reason"],
             registry=self.registry,
         )
@@ -323,13 +356,13 @@ class AgentMetrics:
     def set_channels(self, channels: dict[str, Channel]) -> None:
         """Per-channel series for ``channels``; those of channels no longer configured go."""
         for gone in set(self.fleet_collector.channels) - set(channels):
-            for reason in REASONS:
+            for reason in self.fleet_collector.channels[gone].reason_table():
                 with contextlib.suppress(KeyError):
                     self.check_failures.remove(gone, reason)
             with contextlib.suppress(KeyError):
                 self.check_duration.remove(gone)
         self.fleet_collector.channels = channels
-        for channel in channels:
-            for reason in REASONS:
-                self.check_failures.labels(channel, reason)
-            self.check_duration.labels(channel)
+        for name, channel in channels.items():
+            for reason in channel.reason_table():  # the core's and the channel's own
+                self.check_failures.labels(name, reason)
+            self.check_duration.labels(name)

@@ -44,6 +44,7 @@ from prometheus_client.registry import Collector
 from agent.metrics.collector import (
     FLEET_FAMILIES,
     INFO_FAMILY,
+    REGION,
     Age,
     FleetCollector,
     info_labels,
@@ -260,7 +261,9 @@ class _FleetCache:
         if family == INFO_FAMILY:
             pairs = sorted(info_labels(labels[0], labels[1], extra).items())
         else:
-            pairs = sorted(zip(self.label_names[family], [*labels, *extra], strict=True))
+            pairs = sorted((name, value) for name, value in
+                           zip(self.label_names[family], [*labels, *extra], strict=True)
+                           if value or name != REGION)  # no empty region label
         labels = ",".join(f'{name}="{_escape(value)}"' for name, value in pairs)
         return f"{self.sample_names[family]}{{{labels}}} "
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from agent.channel import CheckResult
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 FLUSH_DELAY = 0.2  # seconds
 
 _SCHEMA_V1 = """
@@ -102,9 +102,15 @@ CREATE TABLE IF NOT EXISTS freshness (
 );
 """
 
-# Version 4: each inventory source's last good list (agent.inventory.store): one row per
-# account as canonical JSON, tokens withheld.
+# What a consent reaches is channel-neutral: Ads profiles, SP-API marketplaces, Shopify scopes.
 _SCHEMA_V4 = """
+ALTER TABLE accounts RENAME COLUMN profiles TO targets;
+ALTER TABLE accounts ADD COLUMN targets_reached INTEGER;
+"""
+
+# Version 5: each inventory source's last good list (agent.inventory.store): one row per
+# account as canonical JSON, tokens withheld.
+_SCHEMA_V5 = """
 CREATE TABLE IF NOT EXISTS inventory_sources (
     source TEXT PRIMARY KEY,
     saved REAL NOT NULL,
@@ -120,7 +126,8 @@ CREATE TABLE IF NOT EXISTS inventory_rows (
 """
 
 # user_version -> the script that brings a file from the previous version to it
-_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4}
+_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4,
+                               5: _SCHEMA_V5}
 
 
 @dataclass(slots=True)
@@ -140,7 +147,9 @@ class AccountState:
     refresh_issued: float | None = None
     access_issued: float | None = None
     access_expires: float | None = None
-    profiles: dict[str, bool] = field(default_factory=dict)
+    # what the consent must reach (CheckResult.targets) and how much it reaches in all
+    targets: dict[str, bool] = field(default_factory=dict)
+    targets_reached: int | None = None
     reconnected: float | None = None
     failures_total: int = 0  # a counter: starts at 0 with the process, like every counter
 
@@ -170,8 +179,10 @@ class AccountState:
             self.valid = result.valid
             if result.valid:
                 self.last_valid = now
-        if result.profiles:
-            self.profiles = dict(result.profiles)
+        if result.targets:
+            self.targets = dict(result.targets)
+        if result.targets_reached is not None:
+            self.targets_reached = result.targets_reached
         if result.access_token_issued_at is not None:
             self.access_issued = result.access_token_issued_at
             self.access_expires = result.access_token_expires_at
@@ -243,10 +254,11 @@ _COLUMNS = [
     "refresh_issued",
     "access_issued",
     "access_expires",
-    "profiles",
+    "targets",
     "reconnected",
+    "targets_reached",
 ]
-_PROFILES = _COLUMNS.index("profiles")
+_TARGETS = _COLUMNS.index("targets")
 _INSERT_ACCOUNT = (f"INSERT OR REPLACE INTO accounts ({', '.join(_COLUMNS)}) "
                    f"VALUES ({', '.join('?' for _ in _COLUMNS)})")
 
@@ -306,14 +318,14 @@ class StateStore:
             values = dict(zip(_COLUMNS, row, strict=True))
             values["valid"] = _to_bool(values["valid"])
             values["check_success"] = _to_bool(values["check_success"])
-            values["profiles"] = json.loads(values["profiles"] or "{}")
+            values["targets"] = json.loads(values["targets"] or "{}")
             state = AccountState(**values)
             states[state.key] = state
         return states
 
     def save_account(self, state: AccountState) -> None:
         values = [getattr(state, name) for name in _COLUMNS]
-        values[_PROFILES] = json.dumps(state.profiles, sort_keys=True)
+        values[_TARGETS] = json.dumps(state.targets, sort_keys=True)
         self._accounts[state.key] = values
         self._written()
 

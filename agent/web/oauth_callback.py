@@ -96,6 +96,7 @@ async def _complete(service: AgentService, link: ReconnectLink, query: dict[str,
         deadline=time.monotonic() + STEP_TIMEOUT,
         record_request=lambda endpoint, code: metrics.api_requests.labels(
             channel.name, endpoint, code).inc(),
+        retry=channel.retry_policy(),
     )
     outcome = await complete(channel, account, code, link, ctx, service.store,
                              accept_missing_profiles=link.accept_missing_profiles)

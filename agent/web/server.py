@@ -114,10 +114,10 @@ async def recheck(request: web.Request) -> web.Response:
         )
     channel = service.config.channels[account.channel]
     datasets = service.freshness.account_datasets(account.key)
-    before = account_status(service.fleet.states[account.key], channel, datasets)
+    before = account_status(service.fleet.states[account.key], channel, datasets, account.labels)
     state = await service.scheduler.check_now(account)
     return web.json_response({"before": before,
-                              "after": account_status(state, channel, datasets)})
+                              "after": account_status(state, channel, datasets, account.labels)})
 
 
 async def freshness(request: web.Request) -> web.Response:
@@ -209,10 +209,42 @@ async def landing_page(request: web.Request) -> web.Response:
     )
     page = _PAGE.format(
         version=html.escape(doc["agent"]["version"]),
+        merchants=_merchants_table(doc["accounts"]),
         rows="\n".join(rows),
         errors=f"<h2>Plugin errors</h2><ul>{errors}</ul>" if errors else "",
     )
     return web.Response(text=page, content_type="text/html")
+
+
+MERCHANT_LABEL = "merchant"
+
+
+def _merchants_table(accounts: list[dict[str, Any]]) -> str:
+    """One row per merchant (the account's ``merchant`` label, else its name), one column per
+    channel: a merchant's Amazon Ads and SP-API connections side by side. Empty with one
+    channel."""
+    channels = sorted({a["channel"] for a in accounts})
+    if len(channels) < 2:
+        return ""
+    by_merchant: dict[str, dict[str, dict[str, Any]]] = {}
+    for a in accounts:
+        merchant = a["labels"].get(MERCHANT_LABEL) or a["account"]
+        by_merchant.setdefault(merchant, {})[a["channel"]] = a
+    rows = []
+    for merchant, connections in sorted(by_merchant.items()):
+        cells = [f"<td>{html.escape(merchant)}</td>"]
+        for channel in channels:
+            a = connections.get(channel)
+            if a is None:
+                cells.append("<td></td>")
+                continue
+            reason = f" ({html.escape(a['reason'])})" if a["reason"] else ""
+            cells.append(f'<td><b style="color:{_STATE_COLOURS[a["state"]]}">{a["state"]}</b>'
+                         f"{reason}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in channels)
+    return (f"<h2>By merchant</h2><table><tr><th>Merchant</th>{head}</tr>"
+            + "\n".join(rows) + "</table><h2>Accounts</h2>")
 
 
 _PAGE = """<!doctype html>
@@ -223,6 +255,7 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}</style></head>
 <p>Version {version}. <a href="/metrics">Metrics</a> · <a href="/api/v1/status">Status (JSON)</a>
  · <a href="/-/healthy">Healthy</a> · <a href="/-/ready">Ready</a></p>
 {errors}
+{merchants}
 <table><tr><th>Channel</th><th>Account</th><th>Region</th><th>Source</th><th>State</th>
 <th>Reason</th>
 <th>Detail</th><th>Last check</th><th>Last valid</th><th>Refresh token expiry</th>

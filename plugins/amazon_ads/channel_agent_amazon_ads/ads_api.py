@@ -2,29 +2,32 @@
 
 from __future__ import annotations
 
-import functools
 import json
 from typing import Any
 
 import httpx
+from channel_agent_amazon_lwa.classify import BAD_RESPONSE, ProviderError, describe, parse_json
+from channel_agent_amazon_lwa.grants import parsed_url
 
 from agent.channel import Secret
-from channel_agent_amazon_ads.classify import (
-    BAD_RESPONSE,
-    ProviderError,
-    ads_verdict,
-    describe,
-    parse_json,
-)
+from channel_agent_amazon_ads.classify import ads_verdict, probe_not_applicable
 
 SP_CAMPAIGN_TYPE = "application/vnd.spCampaign.v3+json"
 
 
-@functools.lru_cache(maxsize=64)
-def parsed_url(url: str) -> httpx.URL:
-    """The few URLs a check calls, parsed once: httpx parses a URL string in pure Python, a
-    tenth of a check's CPU for two requests (docs/performance.md)."""
-    return httpx.URL(url)
+# The ad products an account may use (its ``ad_products``); the probe is an SP call.
+SPONSORED_PRODUCTS = "sponsored_products"
+AD_PRODUCTS = (SPONSORED_PRODUCTS, "sponsored_brands", "sponsored_display")
+
+
+class ProbeNotApplicable(Exception):
+    """The probed profile cannot be probed (an agency profile): no fact about the credential."""
+
+
+def is_agency(profile: dict[str, Any]) -> bool:
+    """An agency profile (``accountInfo.type: agency``): campaign calls on it answer 400."""
+    info = profile.get("accountInfo")
+    return isinstance(info, dict) and info.get("type") == "agency"
 
 
 def _headers(client_id: str, access_token: Secret) -> dict[str, str]:
@@ -65,7 +68,8 @@ def campaigns_probe_request(
 def _ok_body(response: httpx.Response, endpoint: str) -> Any:
     body = parse_json(response)
     if not response.is_success or body is None:
-        raise ProviderError(ads_verdict(response.status_code), describe(endpoint, response, body))
+        raise ProviderError(ads_verdict(response.status_code, body),
+                            describe(endpoint, response, body))
     return body
 
 
@@ -89,7 +93,10 @@ def parse_profile_list(
 
 
 def parse_campaigns_probe(response: httpx.Response, endpoint: str = "campaigns_list") -> None:
-    """Accept a ``POST /sp/campaigns/list`` answer; :class:`ProviderError` otherwise."""
+    """Accept a ``POST /sp/campaigns/list`` answer; :class:`ProbeNotApplicable` when the
+    profile cannot be probed, :class:`ProviderError` otherwise."""
+    if probe_not_applicable(response.status_code, parse_json(response)):
+        raise ProbeNotApplicable(endpoint)
     body = _ok_body(response, endpoint)
     if not isinstance(body, dict) or not isinstance(body.get("campaigns"), list):
         raise _bad(endpoint, response, "no campaigns list in the answer")

@@ -1,28 +1,7 @@
 """What an Amazon answer means for the credential (facts: shared/reference/amazon-ads-api.md).
 
-Login with Amazon (token endpoint), error body ``{"error", "error_description"}``:
-
-    HTTP           error                     reason               credential
-    -------------  ------------------------  -------------------  --------------------------
-    any non-2xx    invalid_client            invalid_client       app: client_valid=False
-    4xx            invalid_grant             invalid_grant        this account
-    4xx            access_denied             invalid_grant        this account (1)
-    4xx            unauthorized_client       unauthorized_client  app-level
-    4xx            invalid_scope             invalid_scope        app-level
-    4xx            invalid_request           bad_response         transient, agent bug (2)
-    any non-2xx    server_error,             server_error         transient
-                   temporarily_unavailable
-    429            anything else             throttled            transient
-    5xx            anything else             server_error         transient
-    other          unknown or none           bad_response         transient
-    2xx            no usable access_token    bad_response         transient
-
-(1) ``access_denied`` is among LwA's codes but only documented for the consent redirect
-    ("the user declined"). At the token endpoint it can only mean that the grant behind this
-    refresh token is refused, which is what ``invalid_grant`` reports: conclusive for this
-    account, never for the client.
-(2) The agent builds every token request itself, so ``invalid_request`` says more about the
-    agent than about the credential: transient, and logged as an error.
+Login with Amazon's answers are classified in :mod:`channel_agent_amazon_lwa.classify`, shared
+with the Selling Partner API channel.
 
 Amazon Ads API error bodies: ``{"code", "details", "requestId"}``, gateway ``{"message"}``,
 or ``{"detail"}``. A 401 is retried once after a forced token refresh before it counts:
@@ -30,7 +9,12 @@ or ``{"detail"}``. A 401 is retried once after a forced token refresh before it 
     HTTP                       reason          credential
     -------------------------  --------------  ----------------------------------------
     401 (twice)                unauthorized    the account (or the probed profile)
+    403 naming an ad product   ad_product_     the probed profile, for that product (not the
+      ("not authorized for     unauthorized    credential: airbytehq/airbyte PR #5023)
+      Sponsored Display")
     403                        forbidden       the account (or the probed profile)
+    400 "Advertiser ID cannot  (none)          probe not applicable: an agency profile
+      be decrypted"                            (airbytehq/airbyte issue #6240)
     429                        throttled       transient
     5xx                        server_error    transient (a 502 HTML gateway page too)
     other 3xx/4xx (404, 425)   bad_response    transient
@@ -43,53 +27,17 @@ No response at all: ``network`` or ``timeout`` (transient, from ``agent.checks.h
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+import re
 from typing import Any
 
-import httpx
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """``valid`` is False for a conclusive rejection and None for a transient failure."""
-
-    reason: str
-    valid: bool | None
-    client_valid: bool | None = None
-    agent_bug: bool = False
-
-
-def conclusive(reason: str, client_valid: bool | None = None) -> Verdict:
-    return Verdict(reason, False, client_valid)
-
-
-def transient(reason: str, agent_bug: bool = False) -> Verdict:
-    return Verdict(reason, None, agent_bug=agent_bug)
-
-
-class ProviderError(Exception):
-    """Amazon's answer (or its absence) ended the check; ``detail`` is free of secrets."""
-
-    def __init__(self, verdict: Verdict, detail: str) -> None:
-        super().__init__(detail)
-        self.verdict = verdict
-        self.detail = detail
-
-
-# LwA error codes returned with a 4xx status.
-LWA_ERRORS: dict[str, Verdict] = {
-    "invalid_grant": conclusive("invalid_grant"),
-    "access_denied": conclusive("invalid_grant"),
-    "invalid_client": conclusive("invalid_client", client_valid=False),
-    "unauthorized_client": conclusive("unauthorized_client"),
-    "invalid_scope": conclusive("invalid_scope"),
-    "invalid_request": transient("bad_response", agent_bug=True),
-    "server_error": transient("server_error"),
-    "temporarily_unavailable": transient("server_error"),
-}
-# Codes that mean the same with any error status.
-LWA_ANY_STATUS = frozenset({"invalid_client", "server_error", "temporarily_unavailable"})
+from channel_agent_amazon_lwa.classify import (
+    BAD_RESPONSE,
+    SERVER_ERROR,
+    Verdict,
+    conclusive,
+    error_text,
+    transient,
+)
 
 # Ads API statuses, looked up after the 401 retry.
 ADS_ERRORS: dict[int, Verdict] = {
@@ -97,30 +45,18 @@ ADS_ERRORS: dict[int, Verdict] = {
     403: conclusive("forbidden"),
     429: transient("throttled"),
 }
-
-THROTTLED = transient("throttled")
-SERVER_ERROR = transient("server_error")
-BAD_RESPONSE = transient("bad_response")
-
-
-def lwa_verdict(status: int, body: Any) -> Verdict:
-    """Classify a token endpoint answer that carries no usable access token."""
-    code = body.get("error") if isinstance(body, dict) else None
-    if not isinstance(code, str):
-        code = None
-    if code in LWA_ANY_STATUS and not 200 <= status < 300:
-        return LWA_ERRORS[code]
-    if status == 429:
-        return THROTTLED
-    if status >= 500:
-        return SERVER_ERROR
-    if 400 <= status < 500 and code in LWA_ERRORS:
-        return LWA_ERRORS[code]
-    return BAD_RESPONSE
+AD_PRODUCT_UNAUTHORIZED = conclusive("ad_product_unauthorized")
+# "Advertiser is not authorized for Sponsored Display." (airbytehq/airbyte PR #5023)
+_NAMES_AN_AD_PRODUCT = re.compile(r"not authorized for sponsored (products|brands|display)",
+                                  re.IGNORECASE)
+# "The request input is invalid. Advertiser ID cannot be decrypted" (airbytehq/airbyte #6240)
+_NOT_APPLICABLE = "advertiser id cannot be decrypted"
 
 
-def ads_verdict(status: int) -> Verdict:
+def ads_verdict(status: int, body: Any = None) -> Verdict:
     """Classify a non-2xx Ads API status (a 401 only once the retry also got 401)."""
+    if status == 403 and _NAMES_AN_AD_PRODUCT.search(error_text(body)):
+        return AD_PRODUCT_UNAUTHORIZED
     if status in ADS_ERRORS:
         return ADS_ERRORS[status]
     if status >= 500:
@@ -128,54 +64,6 @@ def ads_verdict(status: int) -> Verdict:
     return BAD_RESPONSE
 
 
-def parse_json(response: httpx.Response) -> Any:
-    """The JSON body, or None when it is not JSON (an HTML page, garbage, empty)."""
-    try:
-        return json.loads(response.content)
-    except (ValueError, UnicodeDecodeError):
-        return None
-
-
-def error_text(body: Any) -> str:
-    """The provider's explanation from any known error shape, '' when there is none."""
-    if not isinstance(body, dict):
-        return ""
-    parts: list[str] = []
-    if "error" in body:  # LwA
-        parts += [_text(body.get("error")), _text(body.get("error_description"))]
-    elif "code" in body or "details" in body:  # Ads API documented shape
-        parts += [_text(body.get("code")), _text(body.get("details"))]
-    elif isinstance(body.get("errors"), list) and body["errors"]:  # SP-API shape
-        first = body["errors"][0]
-        if isinstance(first, dict):
-            parts += [_text(first.get("code")), _text(first.get("message"))]
-    for key in ("message", "Message", "detail"):  # gateway and other variants
-        if key in body:
-            parts.append(_text(body.get(key)))
-    text = ": ".join(p for p in parts if p)
-    request_id = _text(body.get("requestId"))
-    if request_id:
-        text = f"{text} (requestId {request_id})" if text else f"requestId {request_id}"
-    return text
-
-
-def describe(endpoint: str, response: httpx.Response, body: Any) -> str:
-    """A short detail for a failed call; built from error codes and descriptions only."""
-    status = response.status_code
-    text = error_text(body).removeprefix(f"{status}: ")  # Ads repeats the status as "code"
-    if not text:
-        if body is None:
-            kind = response.headers.get("Content-Type", "").split(";")[0].strip() or "no type"
-            text = f"body is not JSON ({kind})"
-        else:
-            text = "unexpected response shape"
-    return f"{endpoint}: HTTP {status}: {text}"
-
-
-
-
-def _text(value: Any, limit: int = 200) -> str:
-    if value is None:
-        return ""
-    text = " ".join(str(value).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def probe_not_applicable(status: int, body: Any) -> bool:
+    """A campaign call on a profile that cannot be probed (an agency profile)."""
+    return status == 400 and _NOT_APPLICABLE in error_text(body).lower()

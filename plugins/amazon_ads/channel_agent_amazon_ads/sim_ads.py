@@ -104,7 +104,7 @@ class AdsApiEndpoints:
         if not isinstance(max_results, int) or isinstance(max_results, bool) or max_results < 1:
             return ads_error(400, "maxResults must be a positive integer")
         if account.scenario == "forbidden":
-            return ads_error(403, "Advertiser is not authorized for Sponsored Products.")
+            return ads_error(403, "Not authorized to access this advertiser")
         campaign = {
             "campaignId": f"{scope}01",
             "name": f"{account.name} always-on",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Mapping
@@ -59,6 +60,8 @@ class FakeAmazon:
         self.client_secret = CLIENT_SECRET
         self.profiles = list(PROFILES)
         self.forbidden: set[int] = set()
+        self.forbidden_details = "Not authorized to access scope 2222"
+        self.agencies: set[int] = set()
         self.access_tokens: set[str] = set()
         self.rotate_to: str | None = None
         self.script: dict[str, list[httpx.Response | Exception]] = {}
@@ -119,7 +122,9 @@ class FakeAmazon:
         if not self._authorized(request):
             return httpx.Response(401, json={"code": "401", "details": "Authentication failed"})
         items = [
-            {"profileId": p, "countryCode": "US", "currencyCode": "USD", "timezone": "UTC"}
+            {"profileId": p, "countryCode": "US", "currencyCode": "USD", "timezone": "UTC",
+             "accountInfo": {"type": "agency" if p in self.agencies else "seller",
+                             "id": f"A{p}", "name": f"advertiser {p}"}}
             for p in self.profiles
         ]
         return httpx.Response(200, json=items)
@@ -132,9 +137,13 @@ class FakeAmazon:
         if not self._authorized(request):
             return httpx.Response(401, json={"message": "Unauthorized"})
         profile = int(request.headers["Amazon-Advertising-API-Scope"])
+        if profile in self.agencies:
+            # airbytehq/airbyte issue #6240: campaign calls on an agency profile
+            return httpx.Response(400, json={
+                "code": "400",
+                "details": " The request input is invalid. Advertiser ID cannot be decrypted"})
         if profile in self.forbidden:
-            details = "Advertiser is not authorized for Sponsored Display."
-            return httpx.Response(403, json={"code": "403", "details": details})
+            return httpx.Response(403, json={"code": "403", "details": self.forbidden_details})
         return httpx.Response(200, json={"campaigns": [], "nextToken": None})
 
 
@@ -158,9 +167,6 @@ class Harness:
             "client_secret": Secret(CLIENT_SECRET),
         }
         self.channel = AmazonAdsChannel(settings, [])
-        self.channel.sleep = self.time.sleep
-        self.channel.monotonic = self.time.monotonic
-        self.channel.jitter = 0.0
         account_settings = defaults(AmazonAdsChannel.AccountSettings) | {
             "refresh_token": SecretRef(
                 path=self.token_file, source="accounts[0].refresh_token_file"
@@ -189,6 +195,9 @@ class Harness:
                 record_request=lambda endpoint, code: self.records.append((endpoint, code)),
                 persist_refresh_token=self.persist if self.persist_enabled else None,
                 clock=self.time.wall,
+                retry=dataclasses.replace(self.channel.retry_policy(), jitter=0.0,
+                                          sleep=self.time.sleep, monotonic=self.time.monotonic,
+                                          clock=self.time.wall),
             )
             result = await self.channel.check(self.account, ctx)
         self.results.append(result)
@@ -210,7 +219,7 @@ def fingerprint(token: str) -> str:
 async def test_healthy_account(h: Harness) -> None:
     result = await h.check()
     assert result.valid is True and result.reason is None
-    assert result.profiles == {"1111": True, "2222": True}
+    assert result.targets == {"1111": True, "2222": True}
     assert result.client_valid is True
     assert result.access_token_issued_at == h.time.wall()
     assert result.access_token_expires_at == h.time.wall() + 3600
@@ -240,7 +249,7 @@ async def test_without_expected_profiles_every_seen_profile_is_reported(h: Harne
     h.amazon.profiles = [1, 2, 3]
     result = await h.check()
     assert result.valid is True
-    assert result.profiles == {"1": True, "2": True, "3": True}
+    assert result.targets == {"1": True, "2": True, "3": True}
     assert "campaigns_list" not in h.amazon.events
 
 
@@ -313,22 +322,67 @@ async def test_probe_401_twice_marks_the_profile(h: Harness) -> None:
     )
     result = await h.check()
     assert (result.valid, result.reason) == (False, "unauthorized")
-    assert result.profiles == {"1111": False, "2222": False}
+    assert result.targets == {"1111": False, "2222": False}
 
 
 async def test_probe_403_is_forbidden(h: Harness) -> None:
     h.amazon.forbidden = {2222}
     result = await h.check()
     assert (result.valid, result.reason) == (False, "forbidden")
-    assert result.profiles == {"1111": True, "2222": False}
-    assert "profile 2222" in result.detail and "Sponsored Display" in result.detail
+    assert result.targets == {"1111": True, "2222": False}
+    assert "profile 2222" in result.detail and "Not authorized to access scope" in result.detail
+
+
+async def test_a_403_naming_an_ad_product_is_that_products_permission(h: Harness) -> None:
+    """airbytehq/airbyte PR #5023: "Advertiser is not authorized for Sponsored Display." is
+    about the product, not a dead credential (reconnecting would not clear it)."""
+    h.amazon.forbidden = {2222}
+    h.amazon.forbidden_details = "Advertiser is not authorized for Sponsored Display."
+    result = await h.check()
+    assert (result.valid, result.reason) == (False, "ad_product_unauthorized")
+    assert "Sponsored Display" in result.detail
+
+
+async def test_no_probe_for_an_account_without_sponsored_products(h: Harness) -> None:
+    h.amazon.forbidden = {1111, 2222}
+    h.account.settings["ad_products"] = ["sponsored_display"]
+    result = await h.check()
+    assert result.valid is True
+    assert h.amazon.sent("campaigns_list") == []
+
+
+async def test_agency_profiles_are_not_probed_and_their_400_is_not_applicable(
+    h: Harness,
+) -> None:
+    """airbytehq/airbyte issue #6240: an agency profile answers campaign calls with 400
+    "Advertiser ID cannot be decrypted"; that is neither a rejection nor a transient failure."""
+    h.amazon.agencies = {2222}
+    result = await h.check()
+    assert (result.valid, result.reason) == (True, None)
+    scopes = [r.headers["Amazon-Advertising-API-Scope"] for r in h.amazon.sent("campaigns_list")]
+    assert scopes == ["1111"]
+    # even when a probe reaches such a profile (the list said nothing), it is not applicable
+    h.amazon.agencies = set()
+    h.amazon.script["campaigns_list"] = [httpx.Response(400, json={
+        "code": "400", "details": " The request input is invalid. Advertiser ID cannot be "
+                                  "decrypted"})]
+    assert (await h.check()).valid is True
+
+
+async def test_a_consent_reaching_no_profile_is_reported(h: Harness) -> None:
+    """amzn/amazon-advertising-api-php-sdk #13: /v2/profiles is [] for vendor accounts and
+    wrong-account consents."""
+    h.amazon.profiles = []
+    h.account.settings["expected_profiles"] = []
+    result = await h.check()
+    assert result.valid is True and result.targets_reached == 0 and result.targets == {}
 
 
 async def test_expected_profile_missing(h: Harness) -> None:
     h.amazon.profiles = [1111, 3333]
     result = await h.check()
     assert (result.valid, result.reason) == (False, "profile_missing")
-    assert result.profiles == {"1111": True, "2222": False}
+    assert result.targets == {"1111": True, "2222": False}
     assert "2222" in result.detail
     scopes = [r.headers["Amazon-Advertising-API-Scope"] for r in h.amazon.sent("campaigns_list")]
     assert scopes == ["1111"]
@@ -340,7 +394,7 @@ async def test_conclusive_beats_transient_among_profiles(h: Harness) -> None:
     h.amazon.script["campaigns_list"] = [httpx.Response(500)]  # 1111 fails transiently
     result = await h.check()
     assert (result.valid, result.reason) == (False, "forbidden")
-    assert result.profiles == {"1111": True, "2222": False}
+    assert result.targets == {"1111": True, "2222": False}
 
 
 async def test_refresh_failure_during_probe_fails_the_account(h: Harness) -> None:
@@ -387,7 +441,7 @@ async def test_429_until_the_deadline_is_throttled(h: Harness) -> None:
     assert h.time.waits == [2.0, 4.0, 8.0]  # the next 16 s wait would pass the deadline
     assert h.time.now - start < 30.0
     assert result.client_valid is True
-    assert result.profiles == {}
+    assert result.targets == {}
 
 
 @pytest.mark.parametrize(
@@ -574,7 +628,6 @@ async def test_a_reload_keeps_the_rotated_token_and_the_cached_access_token(
     if not same_client:
         settings["endpoints"] = {**settings["endpoints"], "api_url": {"na": "https://b.example"}}
     reloaded = AmazonAdsChannel(settings, [h.account])
-    reloaded.sleep, reloaded.monotonic, reloaded.jitter = h.time.sleep, h.time.monotonic, 0.0
     reloaded.carry_over(h.channel)
     h.channel = reloaded
     h.time.now += 60
@@ -651,4 +704,5 @@ def test_options_describe_the_real_hosts() -> None:
     assert endpoints["api_url"]["fe"] == "https://advertising-api-fe.amazon.com"
     assert endpoints["authorize_url"]["eu"] == "https://eu.account.amazon.com/ap/oa"
     account = defaults(AmazonAdsChannel.AccountSettings)
-    assert account == {"refresh_token": None, "expected_profiles": [], "permission_probe": None}
+    assert account == {"refresh_token": None, "expected_profiles": [], "permission_probe": None,
+                       "ad_products": None}

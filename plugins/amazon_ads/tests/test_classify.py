@@ -13,8 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
-from channel_agent_amazon_ads import ads_api, lwa
-from channel_agent_amazon_ads.classify import (
+from channel_agent_amazon_ads import ads_api
+from channel_agent_amazon_lwa import grants as lwa
+from channel_agent_amazon_lwa.classify import (
     ProviderError,
     describe,
     error_text,
@@ -149,11 +150,12 @@ ADS_CASES = [
     ),
     case("scope-missing", 401, {"message": "Scope header is missing"}, UNAUTHORIZED),
     case("scope-denied", 401, ads_error("401", "Not authorized to access scope"), UNAUTHORIZED),
+    # airbytehq/airbyte PR #5023: the product, not the credential
     case(
         "forbidden-sd",
         403,
         ads_error("403", "Advertiser is not authorized for Sponsored Display."),
-        FORBIDDEN,
+        ("ad_product_unauthorized", False, None),
     ),
     case("forbidden-detail", 403, {"detail": "Forbidden"}, FORBIDDEN),
     case("throttled", 429, TOO_MANY, THROTTLED, **THROTTLE_HEADERS),

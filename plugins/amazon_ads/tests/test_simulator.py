@@ -335,7 +335,7 @@ async def test_campaigns_list_and_forbidden(sim: Simulator, http: httpx.AsyncCli
     forbidden = await campaigns(http, sim, token, 1111111111)
     assert forbidden.status_code == 403
     assert forbidden.json()["code"] == "403"
-    assert forbidden.json()["details"] == "Advertiser is not authorized for Sponsored Products."
+    assert forbidden.json()["details"] == "Not authorized to access this advertiser"
     assert forbidden.json()["requestId"]
 
 
