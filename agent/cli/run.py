@@ -303,7 +303,7 @@ def _demo_connections(warehouse: Path, sections: dict[str, dict[str, Any]]) -> l
                 kept.append(account)
                 continue
             row = {"channel": channel, "account": account["name"],
-                   "label_merchant": account["name"].split("-")[0]}
+                   "label_merchant": account["name"]}
             row.update({key: json.dumps(value) if isinstance(value, list) else value
                         for key, value in account.items() if key not in ("name", "datasets")})
             rows.append(row)
