@@ -7,11 +7,12 @@ BIN := $(VENV)/bin
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml plugins/amazon_lwa/pyproject.toml \
-		plugins/amazon_ads/pyproject.toml plugins/amazon_sp/pyproject.toml
+		plugins/amazon_ads/pyproject.toml plugins/amazon_sp/pyproject.toml \
+		plugins/shopify/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]' -e plugins/amazon_lwa -e plugins/amazon_ads \
-		-e plugins/amazon_sp
+		-e plugins/amazon_sp -e plugins/shopify
 	touch $@
 
 demo: venv

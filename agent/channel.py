@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
 import httpx
+from prometheus_client.core import Metric
 from pydantic import AfterValidator, Field
 
 from agent.checks.httpretry import RetryPolicy, TransientError, send_with_retries
@@ -305,7 +306,6 @@ class Channel(ABC):
     # the models of the channel's settings and of each account's (see ChannelSettings)
     Settings: ClassVar[type[ChannelSettings]] = ChannelSettings
     AccountSettings: ClassVar[type[AccountSettings]] = AccountSettings
-
     def __init__(self, settings: dict[str, Any], accounts: list[Account]) -> None:
         self.settings = settings
         self.accounts = accounts
@@ -341,6 +341,24 @@ class Channel(ABC):
         if tokens is None or tokens.max_age_setting is None:
             return 0.0
         return float(self.settings.get(tokens.max_age_setting) or 0)
+
+    def refresh_token_expiry(self, account: str, issued: float) -> float | None:
+        """When the long-lived credential of the account named ``account``, granted (or first
+        seen) at ``issued``, stops working; None when it does not expire. Default:
+        ``refresh_token_max_age`` after ``issued``."""
+        max_age = self.refresh_token_max_age()
+        return issued + max_age if max_age > 0 else None
+
+    def metrics(self) -> Iterable[Metric]:
+        """Channel-level metric families (a few series, never one per account), rendered at
+        every scrape from what the channel holds in memory. Default: none."""
+        return ()
+
+    def backpressure(self, response: httpx.Response) -> float | None:
+        """Seconds to hold back further requests to this response's host, from what the
+        provider says about its rate limit in a successful answer (a 429 is handled by the
+        core). Default: None."""
+        return None
 
     def refresh_token_ref(self, account: Account) -> SecretRef | None:
         """Where the account's refresh token is configured (a file, or inline/environment)."""

@@ -10,6 +10,9 @@ Every reason belongs to one class, and the class, not the reason, is what alert 
                              reconnect with a user who has it)
     application  yes         the platform: the application's client id/secret or its approval;
                              every account of the channel at once, reconnecting does not help
+    merchant     yes         the merchant (or the provider): the merchant's own account there
+                             is unusable (a Shopify shop frozen, locked, closed); the
+                             credential is fine, reconnecting does not help
     transient    no          nobody: the check reached no conclusion, the credential's state
                              is unchanged
 
@@ -25,8 +28,9 @@ from dataclasses import dataclass
 CREDENTIAL = "credential"
 PERMISSION = "permission"
 APPLICATION = "application"
+MERCHANT = "merchant"
 TRANSIENT = "transient"
-REASON_CLASSES: tuple[str, ...] = (CREDENTIAL, PERMISSION, APPLICATION, TRANSIENT)
+REASON_CLASSES: tuple[str, ...] = (CREDENTIAL, PERMISSION, APPLICATION, MERCHANT, TRANSIENT)
 
 
 @dataclass(frozen=True)

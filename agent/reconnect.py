@@ -170,6 +170,7 @@ def code_from_redirect(params: Mapping[str, str], state: str | None,
         if not hmac.compare_digest(got.encode(), state.encode()):
             raise ReconnectError("state_mismatch", "the redirect's state does not match this "
                                                    "reconnect (an old or foreign consent)")
+    reconnector.check_redirect(params)
     if "error" in params:
         raise reconnector.redirect_error(_clean(params["error"]),
                                          _clean(params.get("error_description", "")))

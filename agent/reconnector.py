@@ -7,6 +7,7 @@ Plugins import these names from :mod:`agent.channel`, the plugin-facing module.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
@@ -78,6 +79,12 @@ class Reconnector(ABC):
     async def verify(self, account: Account, refresh_token: Secret,
                      ctx: CheckContext) -> VerifyResult:
         """Use the new token once (refresh, list profiles) and compare with what is expected."""
+
+    def check_redirect(self, params: Mapping[str, str]) -> None:
+        """Refuse a redirect the provider did not send (raise :class:`ReconnectError`), for
+        providers that sign it (Shopify's ``hmac``); called after ``state`` matched, before
+        the code is used. Default: nothing beyond ``state``."""
+        return None
 
     def redirect_error(self, error: str, description: str) -> ReconnectError:
         """What an ``error=`` redirect from the consent page means."""

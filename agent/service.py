@@ -299,7 +299,10 @@ def _limits(channel: Channel) -> dict[str, Any]:
     """The channel's settings for its RateLimitedTransport
     (agent.channel.ChannelSettings)."""
     return {"rate": float(channel.settings.get("max_requests_per_second") or 0),
-            "pause_on_429": bool(channel.settings.get("pause_host_on_429", True))}
+            "pause_on_429": bool(channel.settings.get("pause_host_on_429", True)),
+            # not called at all for a channel that reads no rate-limit headers
+            "backpressure": None if type(channel).backpressure is Channel.backpressure
+            else channel.backpressure}
 
 
 def channel_status(channel: Channel, client_valid: bool | None) -> dict[str, Any]:
@@ -320,9 +323,8 @@ def account_status(state: AccountState, channel: Channel | None,
     """One account's state as plain, secret-free data (status API, CLI ``--json``);
     ``datasets`` from :meth:`FreshnessTracker.account_datasets`; ``account`` adds where it
     comes from (``source``: "config" or an inventory source) and its labels."""
-    max_age = channel.refresh_token_max_age() if channel else 0.0
-    expiry = state.refresh_issued + max_age if state.refresh_issued and max_age > 0 \
-        and not state.rejected else None
+    expiry = channel.refresh_token_expiry(state.account, state.refresh_issued) \
+        if channel and state.refresh_issued and not state.rejected else None
     return {
         "channel": state.channel,
         "account": state.account,

@@ -123,7 +123,7 @@ def test_alertmanager_example_passes_amtool():
     amtool = require_program("amtool")
     result = run(amtool, "check-config", ALERTMANAGER_EXAMPLE)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS" in result.stdout and "6 inhibit rules" in result.stdout
+    assert "SUCCESS" in result.stdout and "7 inhibit rules" in result.stdout
 
 
 @pytest.mark.parametrize("severity,receiver", [("critical", "sre-pager"),
@@ -138,6 +138,18 @@ def test_alertmanager_example_routes_by_severity(severity, receiver):
     assert result.stdout.strip() == receiver
 
 
+def test_alertmanager_example_routes_merchant_account_states_apart():
+    """A frozen Shopify shop goes to the people who talk to merchants, not to the pager."""
+    amtool = require_program("amtool")
+    result = run(amtool, "config", "routes", "test",
+                 f"--config.file={ALERTMANAGER_EXAMPLE}",
+                 "alertname=ChannelMerchantAccountUnavailable", "severity=warning",
+                 "team=merchant-success", "channel=shopify", "account=initech-shop",
+                 "reason=shop_frozen")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == "merchant-success"
+
+
 def _alert(name: str, severity: str, **labels: str) -> dict:
     now = datetime.now(UTC)
     return {"labels": {"alertname": name, "severity": severity, **labels},
@@ -150,6 +162,7 @@ def test_inhibit_rules_mute_symptoms_while_the_cause_fires(tmp_path):
     acme = {"channel": "amazon_ads", "account": "acme-us", "region": "na"}
     globex = {"channel": "amazon_ads", "account": "globex-eu", "region": "eu"}
     walmart = {"channel": "walmart", "account": "w-1", "region": "us"}
+    initech = {"channel": "shopify", "account": "initech-shop"}
     posted = {
         # cause: acme-us's credential is rejected
         "invalid acme": _alert("ChannelCredentialInvalid", "critical", **acme),
@@ -175,6 +188,11 @@ def test_inhibit_rules_mute_symptoms_while_the_cause_fires(tmp_path):
         "expiry acme warning": _alert("ChannelRefreshTokenExpiringSoon", "warning", **acme),
         "expiry acme critical": _alert("ChannelRefreshTokenExpiringSoon", "critical", **acme),
         "expiry globex warning": _alert("ChannelRefreshTokenExpiringSoon", "warning", **globex),
+        # a Shopify shop is frozen: its stale data is the shop's doing
+        "frozen initech": _alert("ChannelMerchantAccountUnavailable", "warning",
+                                 reason="shop_frozen", **initech),
+        "stale initech": _alert("ChannelDataStale", "warning", dataset="orders_daily",
+                                **initech),
         # a replica of job channel-agent is down, so its shard is missing too
         "agent down": _alert("ChannelAgentDown", "critical", job="channel-agent",
                              instance="channel-agent-2:9877"),
@@ -185,7 +203,7 @@ def test_inhibit_rules_mute_symptoms_while_the_cause_fires(tmp_path):
     }
     muted = {"stale acme", "profile acme", "invalid walmart", "stale walmart", "invalid shop",
              "stale shop",
-             "expiry acme warning", "shard missing"}
+             "expiry acme warning", "shard missing", "stale initech"}
     with Alertmanager(tmp_path, offline_alertmanager_config()) as am:
         am.post(list(posted.values()))
         key = {json.dumps(a["labels"], sort_keys=True): name for name, a in posted.items()}

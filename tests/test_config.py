@@ -950,8 +950,8 @@ def test_example_config_is_valid(tmp_path):
     from agent.plugins import load_plugins
 
     channels = load_plugins().channels
-    if "amazon_ads" not in channels:
-        pytest.skip("the amazon_ads plugin is not installed")
+    if not {"amazon_ads", "shopify"} <= set(channels):
+        pytest.skip("the amazon_ads and shopify plugins are not both installed")
     example = Path(__file__).resolve().parent.parent / "config.example.yaml"
     copy = tmp_path / "config.yaml"
     copy.write_text(example.read_text())
@@ -966,7 +966,7 @@ def test_example_config_is_valid(tmp_path):
     assert config.accounts()[0].labels == {"merchant": "acme", "tenant": "retail"}
 
     assert config.agent == AgentSettings(state_path=tmp_path / "var" / "agent.db")
-    (channel,) = config.channels.values()
+    channel = config.channels["amazon_ads"]
     defaults = model_defaults(channel.Settings, regions=channel.regions)
     assert channel.settings["refresh_token_max_age"] == defaults["refresh_token_max_age"]
     assert channel.settings["refresh_interval"] == defaults["refresh_interval"]
@@ -975,8 +975,16 @@ def test_example_config_is_valid(tmp_path):
     endpoints = defaults["endpoints"]
     for name, default in endpoints.items():  # the example shows the real defaults
         assert channel.settings["endpoints"][name] == default
-    assert [(a.name, a.region) for a in config.accounts()] == [("acme-us", "na"),
-                                                                ("acme-eu", "eu")]
+    assert [(a.name, a.region) for a in config.accounts() if a.channel == "amazon_ads"] == [
+        ("acme-us", "na"), ("acme-eu", "eu")]
+    shopify = config.channels["shopify"]  # the example shows Shopify's real defaults too
+    shopify_defaults = model_defaults(shopify.Settings, regions=shopify.regions)
+    for name in ("api_version", "api_version_support_months", "api_version_warning",
+                 "refresh_token_max_age", "call_limit_threshold", "call_limit_leak_rate",
+                 "non_expiring_tokens_end"):
+        assert shopify.settings[name] == shopify_defaults[name], name
+    assert [a.settings["shop"] for a in shopify.accounts] == [
+        "acme.myshopify.com", "globex.myshopify.com"]
     assert {(d.account, d.name): d.max_age / 3600 for d in config.datasets} == {
         ("acme-us", "sp_campaigns_daily"): 72, ("acme-us", "sb_campaigns_daily"): 48,
         ("acme-eu", "sp_campaigns_daily"): 36, ("acme-eu", "sb_campaigns_daily"): 48}

@@ -45,6 +45,8 @@ def test_the_schema_rejects_what_the_agent_rejects(schema):
             "client_id": "x",
             "accounts": [{"name": "a b", "region": "mars", "refresh_token": "t"}]}},
     }
+    env = problems(schema, {"agent": {"check_interval": "${INTERVAL:-5m}"}})
+    assert not [path for path in env if path[:1] == ("agent",)]  # ${VAR}: the agent takes it
     found = problems(schema, bad)
     assert {(), ("agent",), ("agent", "check_timeout"), ("freshness_sources", "dw"),
             ("channels", "amazon_ads"), ("channels", "amazon_ads", "accounts", "0", "name"),

@@ -40,8 +40,22 @@ SP = {
     "wayne-fe": (None, 0, "server_error"),
     "wonka-eu": (None, 0, "bad_response"),
 }
+# Shopify: the shop states are conclusive, with reasons of their own (class merchant)
+SHOPIFY = {
+    "acme-shop": (1, 1, None),
+    "globex-shop": (0, 1, "unauthorized"),
+    "initech-shop": (0, 1, "shop_frozen"),
+    "umbrella-shop": (0, 1, "shop_locked"),
+    "hooli-shop": (0, 1, "scope_missing"),
+    "stark-shop": (None, 0, "throttled"),
+    "wayne-shop": (None, 0, "server_error"),
+    "wonka-shop": (1, 1, None),
+    "cyberdyne-shop": (1, 1, None),
+    "soylent-shop": (0, 1, "shop_not_found"),
+}
 EXPECTED = {("amazon_ads", a): v for a, v in ADS.items()} | {
-    ("amazon_sp", a): v for a, v in SP.items()}
+    ("amazon_sp", a): v for a, v in SP.items()} | {
+    ("shopify", a): v for a, v in SHOPIFY.items()}
 
 
 def test_demo_shows_every_scenario_within_one_interval(tmp_path):
@@ -81,6 +95,7 @@ def test_demo_shows_every_scenario_within_one_interval(tmp_path):
         proc.send_signal(signal.SIGINT)
         output = proc.communicate(timeout=15)[0]
     assert "http://127.0.0.1:" in output and "globex-eu (eu): revoked" in output
+    assert "initech.myshopify.com: frozen" in output
     assert "amazon_sp: Selling Partner API simulator" in output
     assert proc.returncode == 0, output
     # the banner's commands work as printed in a fresh shell, the virtualenv not activated

@@ -116,7 +116,8 @@ def test_copied_paths_exist_and_are_in_the_build_context(stages):
     run = " ".join(values(stages[0], "RUN"))
     installed = shlex.split(run.split("pip install", 1)[1].split("&&")[0])
     assert {str(PurePosixPath(p)) for p in installed} == {
-        ".", "plugins/amazon_lwa", "plugins/amazon_ads", "plugins/amazon_sp"}
+        ".", "plugins/amazon_lwa", "plugins/amazon_ads", "plugins/amazon_sp",
+        "plugins/shopify"}
 
 
 def test_the_build_stage_install_packages_every_module(tmp_path):
@@ -130,7 +131,8 @@ def test_the_build_stage_install_packages_every_module(tmp_path):
     wheels = tmp_path / "wheels"
     result = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheels),
-         ".", "./plugins/amazon_lwa", "./plugins/amazon_ads", "./plugins/amazon_sp"],
+         ".", "./plugins/amazon_lwa", "./plugins/amazon_ads", "./plugins/amazon_sp",
+         "./plugins/shopify"],
         cwd=context, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -142,7 +144,7 @@ def test_the_build_stage_install_packages_every_module(tmp_path):
             entry_points += "".join(archive.read(n).decode() for n in archive.namelist()
                                     if n.endswith("entry_points.txt"))
     modules = {p.relative_to(REPO).as_posix() for p in (REPO / "agent").rglob("*.py")}
-    for name in ("amazon_lwa", "amazon_ads", "amazon_sp"):
+    for name in ("amazon_lwa", "amazon_ads", "amazon_sp", "shopify"):
         plugin = REPO / "plugins" / name
         modules |= {p.relative_to(plugin).as_posix()
                     for p in (plugin / f"channel_agent_{name}").rglob("*.py")}
@@ -150,6 +152,7 @@ def test_the_build_stage_install_packages_every_module(tmp_path):
     assert "channel-agent = agent.cli:main" in entry_points
     assert "amazon_ads = channel_agent_amazon_ads.plugin" in entry_points
     assert "amazon_sp = channel_agent_amazon_sp.plugin" in entry_points
+    assert "shopify = channel_agent_shopify.plugin" in entry_points
 
 
 # --- .dockerignore ------------------------------------------------------------------------
@@ -220,7 +223,9 @@ def test_dockerignore_matching_follows_docker_rules():
 
 def test_local_configs_tokens_state_and_venvs_stay_out():
     planted = ["config.yaml", "secrets/acme-us.refresh_token", "var/agent.db", ".venv/bin/python",
-               "plugins/amazon_ads/tests/test_check.py", "agent/__pycache__/web.cpython-311.pyc",
+               "plugins/amazon_ads/tests/test_check.py",
+               "plugins/shopify/tests/test_shopify_classify.py",
+               "agent/__pycache__/web.cpython-311.pyc",
                ".git/config", "deploy/kubernetes/base/secret.example.yaml"]
     rules = dockerignore_rules()
     for path in planted:  # whether or not this checkout has them

@@ -50,4 +50,4 @@ def test_the_header_commands_make_the_check_pass(copy):
     result = subprocess.run(["bash", "-c", script], cwd=copy, env=environment(),
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("config.yaml: OK (2 account(s)")
+    assert result.stdout.startswith("config.yaml: OK (4 account(s)")  # Ads 2, Shopify 2

@@ -12,6 +12,9 @@ gets this without doing anything:
   (a 429 to a request that was sent before the pause started does not double it again); any
   other answer resets the backoff. The 429 itself still goes back to the check, which retries
   it within its deadline (:mod:`agent.checks.httpretry`).
+- A channel may read its provider's rate-limit headers in successful answers
+  (:meth:`agent.channel.Channel.backpressure`, e.g. Shopify's call-limit bucket nearly full):
+  the seconds it returns pause that host the same way, before a 429 happens.
 
 Waiting here counts against the request's timeout. A request whose turn would come after its
 timeout is not sent: :class:`~agent.checks.httpretry.HostThrottled`, and the check ends as the
@@ -49,6 +52,7 @@ class HostLimiter:
         self.paused_until = 0.0
         self.pause_started = float("-inf")
         self.streak = 0  # 429s in a row
+        self.paused_by = "a 429"  # what set the current pause, for the held-back message
         self._lock = asyncio.Lock()
 
     async def acquire(self, max_wait: float | None = None) -> float:
@@ -65,9 +69,8 @@ class HostLimiter:
                     break
                 if turn > give_up:
                     paused = self.paused_until > now
-                    raise HostThrottled(
-                        f"held back {turn - now:.3g}s by the agent "
-                        f"({'paused after a 429' if paused else 'max_requests_per_second'})")
+                    why = f"paused after {self.paused_by}" if paused else "max_requests_per_second"
+                    raise HostThrottled(f"held back {turn - now:.3g}s by the agent ({why})")
                 await self.sleep(turn - now)  # a 429 meanwhile extends the pause: look again
             self.next_start = now + self.interval
             return now
@@ -82,9 +85,16 @@ class HostLimiter:
         if wait is None:
             wait = min(PAUSE_MAX, PAUSE_INITIAL * 2 ** (self.streak - 1))
         self.paused_until = max(self.paused_until, now + min(wait, PAUSE_MAX))
+        self.paused_by = "a 429"
 
     def answered(self) -> None:
         self.streak = 0
+
+    def hold(self, seconds: float) -> None:
+        """The provider asked (in a successful answer) to slow down for ``seconds``."""
+        until = self.monotonic() + min(seconds, PAUSE_MAX)
+        if until > self.paused_until:
+            self.paused_until, self.paused_by = until, "the provider's rate-limit header"
 
 
 class RateLimitedTransport(httpx.AsyncBaseTransport):
@@ -96,6 +106,7 @@ class RateLimitedTransport(httpx.AsyncBaseTransport):
         rate: float = 0.0,
         *,
         pause_on_429: bool = True,
+        backpressure: Callable[[httpx.Response], float | None] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.time,
@@ -103,14 +114,16 @@ class RateLimitedTransport(httpx.AsyncBaseTransport):
         self.inner = inner
         self.rate = rate
         self.pause_on_429 = pause_on_429
+        self.backpressure = backpressure
         self.monotonic = monotonic
         self.sleep = sleep
         self.clock = clock
         self.hosts: dict[tuple[str, int | None], HostLimiter] = {}  # by (host, port)
 
-    def configure(self, rate: float, pause_on_429: bool) -> None:
+    def configure(self, rate: float, pause_on_429: bool,
+                  backpressure: Callable[[httpx.Response], float | None] | None = None) -> None:
         """A reloaded configuration's settings, for every host from its next request."""
-        self.rate, self.pause_on_429 = rate, pause_on_429
+        self.rate, self.pause_on_429, self.backpressure = rate, pause_on_429, backpressure
         for limiter in self.hosts.values():
             limiter.interval = 1.0 / rate if rate > 0 else 0.0
 
@@ -134,6 +147,10 @@ class RateLimitedTransport(httpx.AsyncBaseTransport):
             limiter.throttled(sent_at, retry_after(response, self.clock()))
         else:
             limiter.answered()
+            if self.pause_on_429 and self.backpressure is not None:
+                hold = self.backpressure(response)
+                if hold:
+                    limiter.hold(hold)
         return response
 
     async def aclose(self) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import difflib
 import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -13,10 +12,7 @@ from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import click
-import httpx
-import yaml
 
-from agent import __version__
 from agent.channel import Account, Channel, CheckContext, ReconnectError, Reconnector
 from agent.cli.common import (
     EXIT_CONFIG_ERROR,
@@ -29,6 +25,7 @@ from agent.cli.common import (
     without_password,
 )
 from agent.cli.inventory import with_inventory
+from agent.cli.reconnect_agent import agent_base_url, agent_ready, http_client, recheck
 from agent.cli.reconnect_list import (
     cancel_link,
     open_store,
@@ -38,6 +35,7 @@ from agent.cli.reconnect_list import (
 )
 from agent.config.durations import format_duration, parse_duration
 from agent.config.loader import Config
+from agent.config.yamltree import env_variable_at
 from agent.freshness.timestamps import iso
 from agent.reconnect import (
     CALLBACK_PATH,
@@ -58,7 +56,6 @@ from agent.reconnect import (
     redirect_uri_of,
 )
 from agent.storage.state import StateStore
-from agent.web.server import split_listen_address
 
 EXIT_FAILED = 1
 
@@ -189,7 +186,7 @@ def reconnect(
     report.profiles(outcome.result.profiles, outcome.result.missing)
     report.stored(outcome, store)
     if outcome.stored_in is not None:
-        report.agent(asyncio.run(_recheck(_agent_url(config, agent_url), account, config)))
+        report.agent(asyncio.run(recheck(agent_base_url(config, agent_url), account, config)))
     report.done(reconnector.after_reconnect_note)
 
 
@@ -226,34 +223,11 @@ async def _flow(report: _Report, reconnector: Reconnector, redirect_uri: str, wa
               f"load, which is fine), or just its code:")
         params, with_url = parse_pasted(await read_pasted(sys.stdin, wait))
         code = code_from_redirect(params, attempt.state if with_url else None, reconnector)
-    async with _client() as http:
+    async with http_client() as http:
         ctx = CheckContext(http=http, deadline=time.monotonic() + STEP_TIMEOUT,
                            retry=report.channel.retry_policy())
         return await complete(report.channel, account, code, attempt, ctx, store,
                               accept_missing_profiles=accept_missing_profiles, progress=_note)
-
-
-async def _recheck(url: str, account: Account, config: Config) -> dict[str, Any]:
-    """Ask the running agent to check the account now: its state before and after."""
-    timeout = 2 * config.agent.check_timeout + 5  # a check may be running already
-    doc: dict[str, Any] = {"url": without_password(url, url)}
-    try:
-        async with _client() as http:
-            response = await http.post(f"{url}/api/v1/recheck", timeout=timeout,
-                                       json={"channel": account.channel, "account": account.name})
-    except httpx.HTTPError as exc:
-        doc["error"] = (f"no agent answered ({type(exc).__name__}); it picks the new token up "
-                        f"at its next check")
-        return doc
-    if response.status_code == 404:
-        doc["error"] = ("the agent there does not know this account (does it run with another "
-                        "configuration?)")
-    elif not response.is_success:
-        doc["error"] = f"the agent answered HTTP {response.status_code}"
-    else:
-        body = response.json()
-        doc["before"], doc["after"] = body["before"], body["after"]
-    return doc
 
 
 def _make_link(report: _Report, store: StateStore | None, reconnector: Reconnector,
@@ -265,7 +239,7 @@ def _make_link(report: _Report, store: StateStore | None, reconnector: Reconnect
                            f"{CALLBACK_PATH}, like https://agent.example.com{CALLBACK_PATH}, "
                            f"not {redirect_uri}: set channels.{report.channel.name}.redirect_uri "
                            f"or pass --redirect-uri"), EXIT_CONFIG_ERROR)
-    url = _agent_url(report.config, agent_url)
+    url = agent_base_url(report.config, agent_url)
     shown = without_password(url, url)  # basic-auth credentials may be in it
     if is_loopback(redirect_uri) and urlsplit(redirect_uri).port != urlsplit(url).port:
         report.fail(ReconnectError(
@@ -275,7 +249,7 @@ def _make_link(report: _Report, store: StateStore | None, reconnector: Reconnect
                            f"or pass --redirect-uri"), EXIT_CONFIG_ERROR)
     link, replaced = create_link(store, report.channel, report.account, reconnector,
                                  redirect_uri, accept_missing_profiles=accept_missing_profiles)
-    ready = _agent_ready(url)
+    ready = agent_ready(url)
     expires = iso(link.expires)
     report.doc.update(result="link_created", consent_url=link.consent_url, expires=expires,
                       redirect_uri=redirect_uri, replaced_links=replaced,
@@ -297,13 +271,6 @@ def _make_link(report: _Report, store: StateStore | None, reconnector: Reconnect
         _note(f"warning: no ready agent answered at {shown}: the link only works while the agent "
               f"runs")
     _note(f"Follow it with: {command_name()} reconnect --pending")
-
-
-def _agent_ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/-/ready", timeout=5).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 # --- output -------------------------------------------------------------------------------
@@ -347,7 +314,7 @@ class _Report:
             if outcome.backup is not None:
                 lines.append(f"  previous token kept as {outcome.backup}")
         else:
-            variable = _variable(self.config.source, outcome.source)
+            variable = env_variable_at(self.config.source, outcome.source)
             where = f"environment variable {variable}" if variable else outcome.source
             self.doc.update(environment_variable=variable, refresh_token=outcome.token.reveal())
             lines.append(f"  new refresh token (fingerprint {grant.fingerprint}), NOT stored: "
@@ -433,36 +400,6 @@ def _duration(flag: str, text: str) -> float:
     if seconds <= 0:
         raise click.BadParameter("must be more than 0", param_hint=flag)
     return seconds
-
-
-def _agent_url(config: Config, given: str | None) -> str:
-    if given:
-        return given.rstrip("/")
-    host, port = split_listen_address(config.agent.listen_address)
-    if host in ("", "0.0.0.0"):
-        host = "127.0.0.1"
-    elif host == "::":
-        host = "::1"
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
-def _client() -> httpx.AsyncClient:
-    return httpx.AsyncClient(headers={"User-Agent": f"channel-health-agent/{__version__}"})
-
-
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
-
-
-def _variable(config_source: str, key_path: str) -> str | None:
-    """The environment variable an option's value comes from (``${VAR}``), if any."""
-    try:
-        node: Any = yaml.safe_load(Path(config_source).read_text(encoding="utf-8"))
-        for part in re.findall(r"[^.\[\]]+|\[\d+\]", key_path):
-            node = node[int(part[1:-1])] if part.startswith("[") else node[part]
-    except (OSError, yaml.YAMLError, KeyError, IndexError, TypeError, ValueError):
-        return None
-    match = _ENV_REF.search(node) if isinstance(node, str) else None
-    return match.group(1) if match else None
 
 
 def _str(path: Path | None) -> str | None:

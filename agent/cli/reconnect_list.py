@@ -67,9 +67,9 @@ def _why(state: AccountState, channel: Channel, now: float, within: float) -> li
         why.append(f"credential invalid ({state.reason})")
     if missing:
         why.append(f"{channel.target_kind or 'target'}(s) not reachable: {', '.join(missing)}")
-    max_age = channel.refresh_token_max_age()
-    if state.refresh_issued is not None and max_age > 0 and not state.rejected:
-        expiry = state.refresh_issued + max_age
+    expiry = channel.refresh_token_expiry(state.account, state.refresh_issued) \
+        if state.refresh_issued is not None and not state.rejected else None
+    if expiry is not None:
         if expiry <= now:
             why.append(f"refresh token expired {iso(expiry)}")
         elif expiry - now <= within:

@@ -16,8 +16,8 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
+from agent.config.modelbase import ConfigModel, fields_by_key, optional_of, secret_field
 from agent.config.problems import ProblemList, unknown_name
-from agent.config.types import ConfigModel, fields_by_key, optional_of, secret_field
 from agent.config.yamltree import INVALID, Node
 from agent.redact import redact
 

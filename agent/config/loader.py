@@ -21,6 +21,7 @@ from pydantic import create_model
 
 from agent.channel import Account, AccountSettings, Channel, ChannelSettings
 from agent.config.engine import Scope, join_key
+from agent.config.modelbase import as_dict
 from agent.config.models import (
     ACCOUNT_NAME,
     MEMORY,
@@ -30,7 +31,6 @@ from agent.config.models import (
     DatasetEntry,
 )
 from agent.config.problems import ConfigError, ConfigProblem, ProblemList, unknown_name
-from agent.config.types import as_dict
 from agent.config.yamlerrors import yaml_syntax_problem
 from agent.config.yamltree import Node, from_python, present, read_yaml
 from agent.freshness.source import Dataset, FreshnessSource

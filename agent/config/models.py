@@ -15,7 +15,8 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, Field, ValidationInfo, WithJsonSchema, model_validator
 
 from agent.checks.sharding import Shard, parse_shard
-from agent.config.types import ConfigModel, Int, PositiveDuration, context, problem
+from agent.config.modelbase import ConfigModel, context, problem
+from agent.config.types import Int, PositiveDuration
 from agent.inventory.labels import Labels
 
 ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_.-]+")

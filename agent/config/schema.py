@@ -4,7 +4,8 @@ Editors use it for completion and checking as you type (yaml-language-server's
 ``# yaml-language-server: $schema=...`` comment). It describes the file's shape; what only
 the agent can know (that a ``*_file`` exists, that a data set names a configured source)
 is still for ``channel-agent config check``. A ``${VAR}`` reference in a number or boolean
-field shows as a schema warning in the editor; the agent accepts it.
+field shows as a schema warning in the editor (durations and URLs accept one); the agent
+accepts it.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ plain data. Plain Python data (the demo's configuration) becomes the same tree, 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,8 +15,8 @@ from typing import Any
 
 import yaml
 
+from agent.config.modelbase import join
 from agent.config.problems import ConfigError, ConfigProblem, ProblemList
-from agent.config.types import join
 from agent.config.yamlerrors import yaml_syntax_problem
 
 # libyaml's parser when PyYAML has it: 10,000 accounts parse in a fraction of the time
@@ -176,3 +177,19 @@ def present(section: Node, key: str) -> Node | None:
     """The value of ``key``; None when absent or null (``key:`` with nothing after it)."""
     child = section.value.get(key) if isinstance(section.value, dict) else None
     return None if child is None or child.value is None else child
+
+
+_ENV_NAME = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def env_variable_at(config_file: str, key_path: str) -> str | None:
+    """The environment variable the value at ``key_path`` of a configuration file comes from
+    (its first ``${VAR}``), if any: where a reconnect tells the user to put a new token."""
+    try:
+        node: Any = yaml.safe_load(Path(config_file).read_text(encoding="utf-8"))
+        for part in re.findall(r"[^.\[\]]+|\[\d+\]", key_path):
+            node = node[int(part[1:-1])] if part.startswith("[") else node[part]
+    except (OSError, yaml.YAMLError, KeyError, IndexError, TypeError, ValueError):
+        return None
+    match = _ENV_NAME.search(node) if isinstance(node, str) else None
+    return match.group(1) if match else None

@@ -95,9 +95,10 @@ class FleetCollector(Collector):
         if state.refresh_issued is not None:
             yield "token_age", ("refresh",), Age(state.refresh_issued)
             yield "refresh_issued", (), state.refresh_issued
-            max_age = channel.refresh_token_max_age() if channel else 0.0
-            if max_age > 0 and not state.rejected:
-                yield "refresh_expiry", (), state.refresh_issued + max_age
+            expiry = channel.refresh_token_expiry(account.name, state.refresh_issued) \
+                if channel and not state.rejected else None
+            if expiry is not None:
+                yield "refresh_expiry", (), expiry
         if _holds_access_token(state, now):
             yield "token_age", ("access",), Age(state.access_issued)
             yield "access_expiry", (), state.access_expires
@@ -139,6 +140,8 @@ class FleetCollector(Collector):
         g["build_info"].add_metric([__version__], 1.0)
         g["shard_info"].add_metric([str(self.fleet.shard.index), str(self.fleet.shard.count)], 1.0)
         yield from (g[key] for key in FLEET_FAMILIES)
+        for channel in self.channels.values():
+            yield from channel.metrics()
 
     def collect(self) -> Iterator[Metric]:
         now = self.fleet.clock()
@@ -226,9 +229,10 @@ def _families() -> dict[str, Metric]:
         ),
         "refresh_expiry": gauge(
             "channel_refresh_token_expiry_timestamp_seconds",
-            "Unix time the refresh token is expected to expire: issued plus the channel's "
-            "refresh_token_max_age; absent when that is 0 (never expires) and while the "
-            "credential is invalid (a reconnect brings a new token and a new expiry).",
+            "Unix time the refresh token (the account's long-lived credential) is expected to "
+            "expire: by default issued plus the channel's refresh_token_max_age; absent when "
+            "it never expires and while the credential is invalid (a reconnect brings a new "
+            "token and a new expiry).",
         ),
         "access_expiry": gauge(
             "channel_access_token_expiry_timestamp_seconds",

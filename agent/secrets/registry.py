@@ -77,7 +77,10 @@ class SecretStores:
         self._cache = {key: entry for key, entry in previous._cache.items() if key[0] in same}
 
     def ref(self, store: str, key: str, source: str, mode: str | None = None) -> SecretRef:
-        """A reference the channel reads like any other :class:`SecretRef`."""
+        """A reference the channel reads like any other :class:`SecretRef`; its ``mode`` is
+        the reference's own, else its store's (a channel may read ``ref.mode``)."""
+        if mode is None and store in self.stores:
+            mode = self.stores[store].mode
         return SecretRef(store=store, key=key, source=source, mode=mode, registry=self)
 
     def adopt(self, ref: SecretRef) -> SecretRef:

@@ -23,7 +23,7 @@ from agent.reconnect import (
     result_page,
 )
 from agent.service import AgentService, state_word
-from agent.storage.state import ReconnectLink
+from agent.storage.links import ReconnectLink
 
 log = logging.getLogger(__name__)
 

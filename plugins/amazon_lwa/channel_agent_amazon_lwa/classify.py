@@ -37,38 +37,18 @@ an application-level failure (:func:`expired_secret`).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-
-@dataclass(frozen=True)
-class Verdict:
-    """``valid`` is False for a conclusive rejection and None for a transient failure."""
-
-    reason: str
-    valid: bool | None
-    client_valid: bool | None = None
-    agent_bug: bool = False
-
-
-def conclusive(reason: str, client_valid: bool | None = None) -> Verdict:
-    return Verdict(reason, False, client_valid)
-
-
-def transient(reason: str, agent_bug: bool = False) -> Verdict:
-    return Verdict(reason, None, agent_bug=agent_bug)
-
-
-class ProviderError(Exception):
-    """Amazon's answer (or its absence) ended the check; ``detail`` is free of secrets."""
-
-    def __init__(self, verdict: Verdict, detail: str) -> None:
-        super().__init__(detail)
-        self.verdict = verdict
-        self.detail = detail
-
+# The verdict vocabulary is the core's (every channel's classifier uses it); Amazon's modules
+# import it from here.
+from agent.checks.verdict import ProviderError as ProviderError
+from agent.checks.verdict import Verdict as Verdict
+from agent.checks.verdict import conclusive as conclusive
+from agent.checks.verdict import failure_detail
+from agent.checks.verdict import parse_json as parse_json
+from agent.checks.verdict import transient as transient
 
 # LwA error codes returned with a 4xx status.
 LWA_ERRORS: dict[str, Verdict] = {
@@ -105,14 +85,6 @@ def lwa_verdict(status: int, body: Any) -> Verdict:
     return BAD_RESPONSE
 
 
-def parse_json(response: httpx.Response) -> Any:
-    """The JSON body, or None when it is not JSON (an HTML page, garbage, empty)."""
-    try:
-        return json.loads(response.content)
-    except (ValueError, UnicodeDecodeError):
-        return None
-
-
 def error_text(body: Any) -> str:
     """The provider's explanation from any known error shape, '' when there is none."""
     if not isinstance(body, dict):
@@ -147,17 +119,8 @@ def expired_secret(body: Any) -> bool:
 
 def describe(endpoint: str, response: httpx.Response, body: Any) -> str:
     """A short detail for a failed call; built from error codes and descriptions only."""
-    status = response.status_code
-    text = error_text(body).removeprefix(f"{status}: ")  # Ads repeats the status as "code"
-    if not text:
-        if body is None:
-            kind = response.headers.get("Content-Type", "").split(";")[0].strip() or "no type"
-            text = f"body is not JSON ({kind})"
-        else:
-            text = "unexpected response shape"
-    return f"{endpoint}: HTTP {status}: {text}"
-
-
+    text = error_text(body).removeprefix(f"{response.status_code}: ")  # Ads repeats the status
+    return failure_detail(endpoint, response, body, text)
 
 
 def _text(value: Any, limit: int = 200) -> str:

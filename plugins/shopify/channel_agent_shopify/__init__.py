@@ -1,0 +1,1 @@
+"""Shopify channel for Channel Health Agent."""
