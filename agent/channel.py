@@ -119,7 +119,9 @@ class AccountSettings(ConfigModel):
 @dataclass
 class Account:
     """One configured account of one channel. ``settings`` holds its validated
-    ``AccountSettings`` (as a dict); ``region`` is "" for a channel without regions."""
+    ``AccountSettings`` (as a dict); ``region`` is "" for a channel without regions; ``labels``
+    are exported once, on ``channel_account_info``; ``source`` is "config" or the name of the
+    inventory source that discovered the account."""
 
     channel: str
     name: str

@@ -289,7 +289,8 @@ class AgentService:
             "inventory_sources": self.inventory_status(),
             "accounts": [
                 account_status(state, self.config.channels.get(account.channel),
-                               self.freshness.account_datasets(account.key), account=account)
+                               self.freshness.account_datasets(account.key), account.labels,
+                               source=account.source)
                 for account, state in self.fleet
             ],
         }
@@ -319,10 +320,10 @@ def channel_status(channel: Channel, client_valid: bool | None) -> dict[str, Any
 def account_status(state: AccountState, channel: Channel | None,
                    datasets: list[dict[str, Any]] | None = None,
                    labels: dict[str, str] | None = None, *,
-                   account: Account | None = None) -> dict[str, Any]:
+                   source: str = "config") -> dict[str, Any]:
     """One account's state as plain, secret-free data (status API, CLI ``--json``);
-    ``datasets`` from :meth:`FreshnessTracker.account_datasets`; ``account`` adds where it
-    comes from (``source``: "config" or an inventory source) and its labels."""
+    ``datasets`` from :meth:`FreshnessTracker.account_datasets`; ``labels`` the account's;
+    ``source`` where it comes from: "config" or an inventory source's name."""
     expiry = channel.refresh_token_expiry(state.account, state.refresh_issued) \
         if channel and state.refresh_issued and not state.rejected else None
     return {
@@ -345,8 +346,8 @@ def account_status(state: AccountState, channel: Channel | None,
         "targets_reached": state.targets_reached,
         "reconnected": iso(state.reconnected),
         "datasets": datasets or [],
-        "source": account.source if account else "config",
-        "labels": dict(account.labels) if account else dict(labels or {}),
+        "labels": dict(labels or {}),
+        "source": source,
     }
 
 

@@ -302,6 +302,8 @@ def _demo_connections(warehouse: Path, sections: dict[str, dict[str, Any]]) -> l
             if account.get("datasets"):
                 kept.append(account)
                 continue
+            # the demo's merchants have one account name in every channel (the landing page
+            # puts a merchant's connections side by side)
             row = {"channel": channel, "account": account["name"],
                    "label_merchant": account["name"]}
             row.update({key: json.dumps(value) if isinstance(value, list) else value

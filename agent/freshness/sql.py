@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import Field
 
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from agent.channel import Secret
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PARAMETERS = ("channel", "account", "region", "dataset")
 
@@ -64,13 +65,9 @@ class SqlSource(FreshnessSource):
         values = {"channel": dataset.channel, "account": dataset.account,
                   "region": dataset.region, "dataset": dataset.name}
         params = {name: values[name] for name in self._parameters}
-        cancel: list[Callable[[], None]] = []
         try:
-            value = await asyncio.wait_for(asyncio.to_thread(self._query, params, cancel),
-                                           self.timeout)
+            value = await cancellable(lambda cancel: self._query(params, cancel), self.timeout)
         except TimeoutError:
-            for interrupt in cancel:
-                interrupt()  # the server stops the query; the worker thread then ends
             raise SourceError("timeout", f"no answer within {self.timeout:g}s") from None
         if value is None:
             return None
@@ -111,6 +108,19 @@ class SqlSource(FreshnessSource):
 
     async def close(self) -> None:
         await asyncio.to_thread(self._engine.dispose)
+
+
+async def cancellable(query: Callable[[list[Callable[[], None]]], T], timeout: float) -> T:
+    """``query(cancel)`` in a worker thread; past ``timeout`` the interrupters it appended to
+    ``cancel`` are called (the server stops the statement, the thread then ends) and
+    TimeoutError is raised."""
+    cancel: list[Callable[[], None]] = []
+    try:
+        return await asyncio.wait_for(asyncio.to_thread(query, cancel), timeout)
+    except TimeoutError:
+        for interrupt in cancel:
+            interrupt()
+        raise
 
 
 def database_engine(url: Secret, timeout: float) -> Engine:

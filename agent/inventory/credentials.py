@@ -25,7 +25,7 @@ import sys
 from typing import Any
 
 from agent.channel import Channel, Secret, SecretRef
-from agent.config.types import secret_field
+from agent.config.modelbase import secret_field
 from agent.secrets.config import parse_reference
 from agent.secrets.registry import SecretStores
 

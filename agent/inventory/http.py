@@ -21,7 +21,8 @@ from pydantic import Field
 
 from agent import __version__
 from agent.channel import MissingSecret, SecretRef
-from agent.config.types import ConfigModel, FilePath, Int, SecretReference, Url
+from agent.config.modelbase import ConfigModel
+from agent.config.types import FilePath, Int, SecretReference, Url
 from agent.hookspecs import hookimpl
 from agent.inventory.source import (
     InventoryError,

@@ -35,7 +35,7 @@ def label_problems(labels: Mapping[str, object]) -> Iterator[tuple[str, str]]:
 
 
 def _mapping(value: Any) -> Any:
-    from agent.config.types import problem
+    from agent.config.modelbase import problem
 
     if not isinstance(value, dict):
         raise problem("must be a mapping of label name to value")
@@ -43,7 +43,7 @@ def _mapping(value: Any) -> Any:
 
 
 def _valid(labels: dict[str, str]) -> dict[str, str]:
-    from agent.config.types import problem
+    from agent.config.modelbase import problem
 
     for key, message in label_problems(labels):
         raise problem(message, at=key)

@@ -7,9 +7,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from agent.config.engine import join_key
+from agent.config.modelbase import as_dict
 from agent.config.models import ACCOUNT_NAME
 from agent.config.problems import unknown_name
-from agent.config.types import as_dict
 from agent.config.yamltree import Node, present
 from agent.inventory.source import InventorySource
 from agent.redact import redact

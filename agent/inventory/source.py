@@ -18,7 +18,8 @@ from typing import Any, ClassVar
 
 from pydantic import Field, field_validator, model_validator
 
-from agent.config.types import ConfigModel, Duration, PositiveDuration, problem
+from agent.config.modelbase import ConfigModel, problem
+from agent.config.types import Duration, PositiveDuration
 from agent.inventory.labels import Labels
 
 # The fixed, documented set of reasons a refresh fails (logs, `channel-agent inventory`).

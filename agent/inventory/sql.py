@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import Field
 
 from agent.config.types import SecretValue
-from agent.freshness.sql import database_engine, describe_error, interrupter
+from agent.freshness.sql import cancellable, database_engine, describe_error, interrupter
 from agent.hookspecs import hookimpl
 from agent.inventory.source import (
     InventoryError,
@@ -54,12 +54,9 @@ class SqlInventory(InventorySource):
         return f"sql {self._where}"
 
     async def fetch(self) -> list[Row]:
-        cancel: list[Callable[[], None]] = []
         try:
-            return await asyncio.wait_for(asyncio.to_thread(self._query, cancel), self.timeout)
+            return await cancellable(self._query, self.timeout)
         except TimeoutError:
-            for interrupt in cancel:
-                interrupt()  # the server stops the query; the worker thread then ends
             raise InventoryError("timeout", f"no answer within {self.timeout:g}s") from None
 
     def _query(self, cancel: list[Callable[[], None]]) -> list[Row]:
