@@ -30,7 +30,7 @@ from agent.secrets.metrics import StoreMetrics
 from agent.secrets.registry import store_refs
 from agent.secrets.writeback import WriteBack
 from agent.storage.fleet import Fleet
-from agent.storage.state import AccountState, StateStore
+from agent.storage.state import AccountState, StateStore, state_word
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,19 @@ class HttpOptions:
     """How the agent reaches channel APIs; tests and benchmarks inject a transport."""
 
     transport: httpx.AsyncBaseTransport | None = None
+
+
+@dataclass(frozen=True)
+class SourceStatus:
+    """A source the agent reads (freshness now; account inventories too): is it answering?"""
+
+    kind: str  # "freshness" or "inventory"
+    name: str
+    type: str
+    up: bool | None  # None before its first round
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name, "type": self.type, "up": self.up}
 
 
 @dataclass
@@ -259,8 +272,19 @@ class AgentService:
         return (f"checked by the replica of shard {owner(account_key(channel, name), shard.count)}"
                 f"/{shard.count}; this one is {shard}")
 
-    def status(self) -> dict[str, Any]:
-        """The JSON document behind /api/v1/status and the landing page."""
+    def source_statuses(self) -> list[SourceStatus]:
+        """Every source the summary reports, up or down."""
+        freshness = [SourceStatus("freshness", name, source.type,
+                                  self.freshness.source_up.get(name))
+                     for name, source in self.config.freshness_sources.items()]
+        inventory = [SourceStatus("inventory", name, source.type,
+                                  self.inventory.status[name].up)
+                     for name, source in self.inventory.sources.items()]
+        return freshness + inventory
+
+    def status_header(self) -> dict[str, Any]:
+        """The agent, plugins, channels and sources: what /api/v1/status shows above the
+        accounts."""
         return {
             "agent": {
                 "version": __version__,
@@ -287,13 +311,19 @@ class AgentService:
                 for name, store in self.config.secret_stores.stores.items()
             },
             "inventory_sources": self.inventory_status(),
-            "accounts": [
-                account_status(state, self.config.channels.get(account.channel),
-                               self.freshness.account_datasets(account.key), account.labels,
-                               source=account.source)
-                for account, state in self.fleet
-            ],
         }
+
+    def account_doc(self, key: tuple[str, str]) -> dict[str, Any]:
+        """One account of this replica as :func:`account_status` describes it."""
+        account = self.fleet.accounts[key]
+        return account_status(self.fleet.states[key], self.config.channels.get(account.channel),
+                              self.freshness.account_datasets(key), account)
+
+    def status(self) -> dict[str, Any]:
+        """The header and every account, in one document (in-process callers and tests; the
+        HTTP API pages the accounts: agent.web.api)."""
+        return {**self.status_header(),
+                "accounts": [self.account_doc(key) for key in self.fleet.accounts]}
 
 
 def _limits(channel: Channel) -> dict[str, Any]:
@@ -304,6 +334,14 @@ def _limits(channel: Channel) -> dict[str, Any]:
             # not called at all for a channel that reads no rate-limit headers
             "backpressure": None if type(channel).backpressure is Channel.backpressure
             else channel.backpressure}
+
+
+def refresh_expiry(state: AccountState, channel: Channel | None) -> float | None:
+    """When the refresh token is expected to expire; None without a known lifetime or issue
+    time, and for a rejected credential (AccountState.rejected)."""
+    if channel is None or not state.refresh_issued or state.rejected:
+        return None
+    return channel.refresh_token_expiry(state.account, state.refresh_issued)
 
 
 def channel_status(channel: Channel, client_valid: bool | None) -> dict[str, Any]:
@@ -319,18 +357,18 @@ def channel_status(channel: Channel, client_valid: bool | None) -> dict[str, Any
 
 def account_status(state: AccountState, channel: Channel | None,
                    datasets: list[dict[str, Any]] | None = None,
-                   labels: dict[str, str] | None = None, *,
-                   source: str = "config") -> dict[str, Any]:
+                   account: Account | None = None) -> dict[str, Any]:
     """One account's state as plain, secret-free data (status API, CLI ``--json``);
-    ``datasets`` from :meth:`FreshnessTracker.account_datasets`; ``labels`` the account's;
-    ``source`` where it comes from: "config" or an inventory source's name."""
-    expiry = channel.refresh_token_expiry(state.account, state.refresh_issued) \
-        if channel and state.refresh_issued and not state.rejected else None
+    ``datasets`` from :meth:`FreshnessTracker.account_datasets`; ``account`` adds its labels
+    and source."""
+    expiry = refresh_expiry(state, channel)
     return {
         "channel": state.channel,
         "account": state.account,
         "region": state.region,
         "state": state_word(state),
+        "state_since": iso(state.state_since),
+        "broken_since": iso(state.broken_since),
         "valid": state.valid,
         "check_success": state.check_success,
         "reason": state.reason,
@@ -346,8 +384,8 @@ def account_status(state: AccountState, channel: Channel | None,
         "targets_reached": state.targets_reached,
         "reconnected": iso(state.reconnected),
         "datasets": datasets or [],
-        "labels": dict(labels or {}),
-        "source": source,
+        "labels": dict(account.labels) if account else {},
+        "source": account.source if account else None,
     }
 
 
@@ -366,15 +404,6 @@ def source_status(runner: InventoryRunner, name: str) -> dict[str, Any]:
         "removal_held": None if held is None else {
             "removing": held.removing, "of": held.of, "since": iso(held.since)},
     }
-
-
-def state_word(state: AccountState) -> str:
-    """valid / invalid / unverified (last check inconclusive) / pending (never checked)."""
-    if state.check_success is None:
-        return "pending"
-    if not state.check_success:
-        return "unverified"
-    return "valid" if state.valid else "invalid"
 
 
 async def _close_later(closers: list[Callable[[], Awaitable[Any]]], delay: float) -> None:

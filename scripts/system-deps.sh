@@ -2,7 +2,8 @@
 # Installs the system programs the test suite drives for real, when they are missing:
 #   promtool, prometheus (Debian package prometheus), amtool, alertmanager
 #   (prometheus-alertmanager), initdb/pg_ctl (postgresql), systemd-analyze and
-#   systemd-sysusers (systemd; used offline, no running systemd needed).
+#   systemd-sysusers (systemd; used offline, no running systemd needed), chromium (the browser
+#   tests drive it headless through Playwright, which never downloads a browser of its own).
 # On machines without apt-get it says what to install and exits non-zero.
 set -euo pipefail
 
@@ -12,6 +13,7 @@ need=()
 { command -v amtool && { command -v prometheus-alertmanager || command -v alertmanager; }; } \
   >/dev/null || need+=(prometheus-alertmanager)
 command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v chromium >/dev/null || need+=(chromium)
 if ! command -v pg_ctl >/dev/null && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
   need+=(postgresql)
 fi
@@ -20,7 +22,7 @@ fi
 if ! command -v apt-get >/dev/null; then
   echo "missing system packages: ${need[*]} (install them with your package manager, or put" \
     "promtool, prometheus, amtool and alertmanager from the Prometheus project's release" \
-    "archives on PATH)" >&2
+    "archives on PATH, and a chromium)" >&2
   exit 1
 fi
 sudo=""

@@ -96,6 +96,13 @@ def test_https_and_basic_auth_from_the_web_config(config, tmp_path):
         assert agent.get("/metrics").status_code == 200
         assert agent.get("/metrics", auth=None).status_code == 401
         assert agent.post("/-/reload", auth=("sre", "wrong")).status_code == 401
+        account = json.loads(config.read_text())["channels"]["amazon_ads"]["accounts"][0]["name"]
+        page = f"/accounts/amazon_ads/{account}"
+        pages = [agent.get(path) for path in ("/", page, "/api/v1/accounts", "/?state=invalid")]
+        assert [r.status_code for r in pages] == [200, 200, 200, 200]
+        assert all(agent.get(path, auth=None).status_code == 401 for path in ("/", page))
+        assert agent.post(page + "/reconnect-link", auth=None).status_code == 401
+        assert not any(PASSWORD in r.text + str(r.headers) for r in pages)
         env = {"SSL_CERT_FILE": str(tls.ca_file), "PATH": str(BIN)}
         status = subprocess.run(
             [BIN / "channel-agent", "status", "--url", f"https://sre:{PASSWORD}@127.0.0.1:{port}"],

@@ -81,8 +81,8 @@ def test_demo_shows_every_scenario_within_one_interval(tmp_path):
         # one merchant's two connections side by side: advertising revoked, seller valid
         page = httpx.get(f"http://127.0.0.1:{port}/").text
         merchants = page.split("<h2>By merchant</h2>", 1)[1].split("</table>", 1)[0]
-        row = next(r for r in merchants.split("<tr>") if "<td>globex-eu</td>" in r)
-        assert row.index(">invalid</b> (invalid_grant)") < row.index(">valid</b>")
+        row = next(r for r in merchants.split("<tr>") if ">globex-eu</a></td>" in r)
+        assert row.index(">invalid</span></a> (invalid_grant)") < row.index(">valid</span>")
         stale = _stale_data(text)
         # fresh; stale although the credential is valid; stale because it was revoked
         assert (stale["acme-us"], stale["cyberdyne-fe"], stale["globex-eu"]) == (

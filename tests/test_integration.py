@@ -124,6 +124,25 @@ def test_endpoints(world):
     assert ("token", "200") in requests and ("token", "400") in requests
 
 
+def test_status_command_filters_and_pages_through_the_api(world):
+    url = world["agent"].url
+    invalid = httpx.get(url + "/api/v1/accounts", params={"state": "invalid"}).json()
+    assert invalid["accounts"] and {a["state"] for a in invalid["accounts"]} == {"invalid"}
+    command = [BIN / "channel-agent", "status", "--url", url, "--state", "invalid",
+               "--channel", "amazon_ads"]
+    shown = subprocess.run([*command, "--json"], capture_output=True, text=True, timeout=30)
+    assert shown.returncode == 0, shown.stderr
+    doc = json.loads(shown.stdout)
+    assert doc["accounts"] == invalid["accounts"] and doc["summary"] == invalid["summary"]
+    table = subprocess.run([*command, "--limit", "1"], capture_output=True, text=True,
+                           timeout=30).stdout
+    assert table.startswith(f"{len(SCENARIOS)} account(s): ")
+    assert invalid["accounts"][0]["account"] in table and "(more accounts match" in table
+    refused = subprocess.run([*command[:4], "--label", "merchant"], capture_output=True,
+                             text=True, timeout=30)
+    assert refused.returncode == 1 and "query parameter 'label'" in refused.stderr
+
+
 def test_restart_serves_restored_state_at_once(world):
     agent = world["agent"]
     before = httpx.get(agent.url + "/api/v1/status").json()["accounts"]
@@ -220,17 +239,27 @@ def test_sql_source_is_polled_by_the_running_agent(world):
     up = [s for f in text_string_to_metric_families(agent.metrics()) for s in f.samples
           if s.name == "channel_freshness_source_up"]
     assert [(s.labels, s.value) for s in up] == [({"source": "warehouse"}, 1.0)]
-    page = httpx.get(agent.url + "/").text
-    assert "orders: <b" in page and "stale" in page
+    page = httpx.get(agent.url + "/accounts/amazon_ads/healthy-na").text
+    assert "<td>orders</td>" in page and ">stale</span>" in page
 
 
 # Every endpoint, with the requests the secret test sends to it. A new route must be added
 # here (test_no_secret_leaves_the_process fails until it is).
 def _endpoint_requests(accounts) -> dict[tuple[str, str], list[dict]]:
     return {
-        ("GET", "/"): [{}],
+        ("GET", "/"): [{}, {"params": {"q": CLIENT_SECRET}}, {"params": {"state": "invalid"}},
+                       {"params": {"label": CLIENT_SECRET}}],
         ("GET", "/metrics"): [{}],
-        ("GET", "/api/v1/status"): [{}],
+        ("GET", "/api/v1/status"): [{}, {"params": {"cursor": CLIENT_SECRET}}],
+        ("GET", "/api/v1/accounts"): [{}, {"params": {"limit": "2"}},
+                                      {"params": {"reason": CLIENT_SECRET}},
+                                      {"params": {"state": CLIENT_SECRET}}],
+        ("GET", "/accounts/{channel}/{account}"): [
+            *({"path": f"/accounts/amazon_ads/{name}"} for name in accounts),
+            {"path": f"/accounts/amazon_ads/{CLIENT_SECRET}"}],
+        ("POST", "/accounts/{channel}/{account}/reconnect-link"): [
+            {"path": "/accounts/amazon_ads/leaky-na/reconnect-link"},
+            {"path": f"/accounts/amazon_ads/{CLIENT_SECRET}/reconnect-link"}],
         ("GET", "/-/healthy"): [{}],
         ("GET", "/-/ready"): [{}],
         ("POST", "/api/v1/recheck"): [
@@ -295,8 +324,9 @@ def test_no_secret_leaves_the_process(world):
     routes = {(r.method, r.resource.canonical) for r in make_app(None).router.routes()
               if r.method != "HEAD"}
     assert routes == set(requests), "add the new endpoint to _endpoint_requests"
-    for (method, path), variants in requests.items():
+    for (method, route), variants in requests.items():
         for i, kwargs in enumerate(variants):
+            path = kwargs.pop("path", route)
             response = httpx.request(method, agent.url + path, timeout=30, **kwargs)
             outputs[f"{method} {path} #{i}"] = str(response.headers) + response.text
     for path in ("/nope", "/api/v1/recheck"):  # a 404 and a 405

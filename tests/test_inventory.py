@@ -66,8 +66,8 @@ async def test_discovered_accounts_are_watched_with_their_source_and_labels(tmp_
     async with TestClient(TestServer(make_app(service))) as client:
         page = await (await client.get("/")).text()
     assert "<th>Source</th>" in page
-    assert "<td>acme</td><td>eu</td><td>crm</td>" in page
-    assert "<td>static1</td><td>na</td><td>config</td>" in page
+    assert ">acme</a></td><td>fake</td><td>eu</td><td>crm</td>" in page
+    assert ">static1</a></td><td>fake</td><td>na</td><td>config</td>" in page
     await service.stop()
 
 

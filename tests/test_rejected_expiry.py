@@ -1,5 +1,5 @@
 """A credential the channel rejected shows no refresh-token expiry: not in the metrics, the
-status API, the landing page or reconnect --list. The date would only look actionable; the fix
+status API, the account page or reconnect --list. The date would only look actionable; the fix
 is a reconnect, whose new token brings a new expiry."""
 
 from aiohttp.test_utils import TestClient, TestServer
@@ -52,9 +52,10 @@ async def test_an_invalid_credential_has_no_refresh_token_expiry(fake_config):
             status = await (await client.get("/api/v1/status")).json()
             expiry = {a["account"]: a["refresh_token_expiry"] for a in status["accounts"]}
             assert expiry["revoked"] is None and expiry["good"] is not None
-            page = await (await client.get("/")).text()
-            [row] = [r for r in page.split("<tr>") if "<td>revoked</td>" in r]
-            assert "<td>n/a: reconnect</td>" in row
+            page = await (await client.get("/accounts/fake/revoked")).text()
+            assert '<dt>Expires</dt><dd><span class="muted">n/a: reconnect</span>' in page
+            page = await (await client.get("/accounts/fake/good")).text()
+            assert '<dt>Expires</dt><dd><time datetime=' in page
 
         # reconnected: a new token, valid again, and its expiry is back
         FakeChannel.script["revoked"] = CheckResult(valid=True, refresh_token_fingerprint="new")

@@ -22,7 +22,7 @@ from agent.cli.common import (
 from agent.cli.inventory import with_inventory
 from agent.config.loader import Config
 from agent.plugins import Plugins
-from agent.service import AgentService, account_status
+from agent.service import AgentService
 from agent.storage.state import read_freshness
 
 
@@ -75,8 +75,6 @@ async def _check(config: Config, plugins: Plugins, keys: list[tuple[str, str]]) 
             asyncio.gather(*(service.scheduler.check_now(a) for a in accounts)),
             service.poller.poll_all(),
         )
-        return [account_status(s, config.channels[s.channel],
-                               service.freshness.account_datasets((s.channel, s.account)))
-                for s in states]
+        return [service.account_doc((s.channel, s.account)) for s in states]
     finally:
         await service.stop()

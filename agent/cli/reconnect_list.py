@@ -45,7 +45,7 @@ def show_accounts_to_reconnect(config: Config, config_path: str, channel_name: s
         if why:
             rows.append({"channel": account.channel, "account": account.name,
                          "region": account.region, "state": state_word(state), "why": why,
-                         "command": _command(config_path, channel, account)})
+                         "command": reconnect_command(config_path, channel, account)})
     if as_json:
         print_json(rows)
         return
@@ -77,7 +77,7 @@ def _why(state: AccountState, channel: Channel, now: float, within: float) -> li
     return why
 
 
-def _command(config_path: str, channel: Channel, account: Account) -> str:
+def reconnect_command(config_path: str, channel: Channel, account: Account) -> str:
     """The reconnect command, or the channel's own fix instruction when it has no flow."""
     if channel.reconnector() is None:
         return channel.fix_command(account) or "(this channel gives no fix instruction)"

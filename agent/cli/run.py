@@ -41,6 +41,7 @@ from agent.freshness.timestamps import iso
 from agent.plugins import Plugins, load_plugins
 from agent.redact import setup_logging
 from agent.service import AgentService, HttpOptions
+from agent.web.appkeys import DEFAULT_RUNBOOK_BASE_URL, PageSettings
 from agent.web.auth import WebSecurity, insecure_listen_problem, is_loopback
 from agent.web.listener import Listener
 from agent.web.server import make_app, split_listen_address
@@ -68,9 +69,9 @@ def web_security_options(command: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--web.read-without-auth", "read_without_auth", is_flag=True,
-            help="With basic_auth_users, serve the read-only endpoints (GET: /metrics, /, "
-                 "/api/v1/status, /-/healthy, /-/ready) without credentials. Endpoints that "
-                 "change state always need them.",
+            help="With basic_auth_users, serve the read-only endpoints (GET: /metrics, the "
+                 "pages, /api/v1/status, /api/v1/accounts, /-/healthy, /-/ready) without "
+                 "credentials. Endpoints that change state always need them.",
         ),
         click.option(
             "--web.allow-insecure", "allow_insecure", is_flag=True,
@@ -133,10 +134,14 @@ shard_option = click.option(
 @listen_option
 @shard_option
 @web_security_options
+@click.option("--web.runbook-base-url", "runbook_base_url", metavar="URL",
+              default=DEFAULT_RUNBOOK_BASE_URL, show_default=True,
+              help="Where docs/runbooks/ can be read; account pages link <URL>/<Alert>.md. "
+                   "Set the same URL as channel_alerts_runbook_info in the alert rules.")
 @log_level_option
 def run(config_path: str, listen_address: str | None, shard: Shard | None,
         web_config_file: str | None, read_without_auth: bool, allow_insecure: bool,
-        log_level: str) -> None:
+        runbook_base_url: str, log_level: str) -> None:
     """Run the agent: check every account on a schedule and serve /metrics.
 
     SIGHUP or POST /-/reload re-reads the configuration file.
@@ -160,7 +165,8 @@ def run(config_path: str, listen_address: str | None, shard: Shard | None,
     if shard is not None:
         config = dataclasses.replace(config, agent=dataclasses.replace(config.agent, shard=shard))
     serve_or_exit(serve(config, plugins, listen_address or config.agent.listen_address,
-                        security=security, allow_insecure=allow_insecure, loader=load),
+                        security=security, allow_insecure=allow_insecure, loader=load,
+                        pages=PageSettings(runbook_base_url=runbook_base_url)),
                   "--web.listen-address HOST:PORT (or agent.listen_address in the "
                   "configuration)")
 
@@ -169,7 +175,8 @@ async def serve(config: Config, plugins: Plugins, address: str,
                 http: HttpOptions | None = None, *, security: WebSecurity | None = None,
                 allow_insecure: bool = False,
                 loader: Callable[[], Config] | None = None,
-                on_listening: Callable[[str], None] | None = None) -> None:
+                on_listening: Callable[[str], None] | None = None,
+                pages: PageSettings | None = None) -> None:
     """Serve until SIGINT or SIGTERM; SIGHUP reloads the configuration through ``loader``.
 
     :class:`CannotListen` when the address cannot be bound. ``on_listening`` gets the URL
@@ -180,7 +187,7 @@ async def serve(config: Config, plugins: Plugins, address: str,
     if problem:
         raise click.UsageError(problem)
     service = AgentService(config, plugins, http, loader=loader)
-    runner = web.AppRunner(make_app(service, security), access_log=None)
+    runner = web.AppRunner(make_app(service, security, pages), access_log=None)
     await runner.setup()
     listener = Listener(runner, host, port, security)
     try:

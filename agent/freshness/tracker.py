@@ -31,7 +31,11 @@ class FreshnessTracker:
         self.values: dict[tuple[str, str, str], DataFreshness] = {}
         # polled source name -> whether its last round worked (absent before the first)
         self.source_up: dict[str, bool] = {}
-        self._by_account: dict[tuple[str, str], list[Dataset]] = {}
+        # data sets per account, in the order of the configuration
+        self.by_account: dict[tuple[str, str], list[Dataset]] = {}
+        # bumped when the data sets are replaced (a reload); watchers then start over
+        self.generation = 0
+        self._watchers: list[set[tuple[str, str]]] = []
         self._accounts: set[tuple[str, str]] = set()  # configured, this shard's or not
         self._channels: set[str] = set()
         self._shard = Shard()
@@ -48,18 +52,32 @@ class FreshnessTracker:
         self.sources = dict(config.freshness_sources)
         self._accounts = {account.key for account in config.accounts()}
         self._channels = set(config.channels)
-        self._by_account = {}
+        self.by_account = {}
         for dataset in self.datasets.values():
-            self._by_account.setdefault(dataset.account_key, []).append(dataset)
+            self.by_account.setdefault(dataset.account_key, []).append(dataset)
         known = {**self._restored, **self.values}
         self.values = {key: known[key] for key in self.datasets if key in known}
         self.source_up = {name: up for name, up in self.source_up.items() if name in self.sources}
+        self.generation += 1
+
+    def watch(self) -> set[tuple[str, str]]:
+        """A set that collects the account key of every data set whose value changes from now
+        on; the caller empties it when it has dealt with them."""
+        keys: set[tuple[str, str]] = set()
+        self._watchers.append(keys)
+        return keys
+
+    def _changed(self, dataset: Dataset) -> None:
+        for keys in self._watchers:
+            keys.add(dataset.account_key)
 
     def restore(self, values: Mapping[tuple[str, str, str], DataFreshness]) -> None:
         """Take saved values (e.g. another process's state file) for configured data sets."""
         for key, value in values.items():
-            if key in self.datasets:
+            dataset = self.datasets.get(key)
+            if dataset is not None:
                 self.values[key] = value
+                self._changed(dataset)
 
     def datasets_of(self, source: str) -> list[Dataset]:
         return [dataset for dataset in self.datasets.values() if dataset.source == source]
@@ -78,6 +96,7 @@ class FreshnessTracker:
                               source=dataset.source, recorded=self.clock())
         self.store.save_freshness(value)
         self.values[dataset.key] = value
+        self._changed(dataset)
 
     def find(self, channel: str, account: str, dataset: str) -> Dataset:
         """The data set, or :class:`HeartbeatRejected` (404) naming the field that matches
@@ -109,7 +128,7 @@ class FreshnessTracker:
     def account_datasets(self, account: tuple[str, str]) -> list[dict[str, Any]]:
         """Each data set of one account as plain data (status API, CLI, landing page)."""
         now = self.clock()
-        return [self._status(dataset, now) for dataset in self._by_account.get(account, [])]
+        return [self._status(dataset, now) for dataset in self.by_account.get(account, [])]
 
     def _status(self, dataset: Dataset, now: float) -> dict[str, Any]:
         value = self.values.get(dataset.key)
@@ -123,13 +142,13 @@ class FreshnessTracker:
             "state": freshness_word(age, dataset.max_age),
             "last_updated": iso(value.last_updated) if value else None,
             "age_seconds": None if age is None else round(age),
-            "age": None if age is None else _human_age(age),
+            "age": None if age is None else human_age(age),
             "max_age_seconds": dataset.max_age,
             "max_age": format_duration(dataset.max_age),
         }
 
 
-def _human_age(age: float) -> str:
+def human_age(age: float) -> str:
     """Whole seconds under an hour, whole minutes above: "42s", "3h12m", "2d4h"."""
     return format_duration(round(age) if age < 3600 else round(age / 60) * 60)
 

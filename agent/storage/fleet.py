@@ -72,8 +72,10 @@ class Fleet:
         if state is None:  # removed from the config while its check ran
             return AccountState(channel=account.channel, account=account.name,
                                 region=account.region)
-        state.apply(result, self.clock(), self.store.load_grant(*account.key))
+        transition = state.apply(result, self.clock(), self.store.load_grant(*account.key))
         self.save(state)
+        if transition is not None:
+            self.store.save_transition(state.key, transition)
         if result.client_valid is not None and self.client_valid.get(account.channel) != (
             result.client_valid
         ):

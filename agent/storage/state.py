@@ -19,7 +19,9 @@ written by the agent only; ``grants`` by whoever completed a reconnect (the CLI,
 agent for a link), and the agent folds a grant into the account's row at its next check;
 ``reconnect_links`` rows are created and cancelled by the CLI and claimed by the agent with
 a conditional update, so a link is used once. ``freshness`` is written by the agent only
-(``channel-agent check`` reads it without writing).
+(``channel-agent check`` reads it without writing). ``transitions`` (each change of an
+account's state, the last ``HISTORY_LIMIT`` kept) is written by the agent only, batched with
+its ``accounts`` row.
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ from agent.channel import CheckResult
 from agent.storage.links import LinkStore
 from agent.storage.links import ReconnectLink as ReconnectLink  # for existing importers
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 FLUSH_DELAY = 0.2  # seconds
+HISTORY_LIMIT = 50  # transitions kept per account
 
 _SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -127,9 +130,30 @@ CREATE TABLE IF NOT EXISTS inventory_rows (
 );
 """
 
+# Version 6: state history. Each account row says since when its state holds and since when
+# it is broken (invalid or unverified after having been valid or never checked), so the
+# "longest broken first" order survives a restart; the transitions themselves are kept for
+# the account page, the newest HISTORY_LIMIT per account.
+_SCHEMA_V6 = """
+ALTER TABLE accounts ADD COLUMN state_since REAL;
+ALTER TABLE accounts ADD COLUMN broken_since REAL;
+CREATE TABLE IF NOT EXISTS transitions (
+    channel TEXT NOT NULL,
+    account TEXT NOT NULL,
+    time REAL NOT NULL,
+    from_state TEXT NOT NULL,
+    to_state TEXT NOT NULL,
+    reason TEXT,
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS transitions_by_account ON transitions (channel, account, time);
+"""
+
 # user_version -> the script that brings a file from the previous version to it
 _MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4,
-                               5: _SCHEMA_V5}
+                               5: _SCHEMA_V5, 6: _SCHEMA_V6}
+
+BROKEN = frozenset({"invalid", "unverified"})
 
 
 @dataclass(slots=True)
@@ -153,6 +177,8 @@ class AccountState:
     targets: dict[str, bool] = field(default_factory=dict)
     targets_reached: int | None = None
     reconnected: float | None = None
+    state_since: float | None = None  # when the current state (state_word) began
+    broken_since: float | None = None  # when it last became invalid/unverified from valid/pending
     failures_total: int = 0  # a counter: starts at 0 with the process, like every counter
 
     @property
@@ -167,10 +193,13 @@ class AccountState:
         with a new expiry. So no expiry is shown (metrics, status, page) until then."""
         return self.valid is False
 
-    def apply(self, result: CheckResult, now: float, grant: Grant | None = None) -> None:
+    def apply(self, result: CheckResult, now: float,
+              grant: Grant | None = None) -> Transition | None:
         """Fold one check result in. A transient result never changes ``valid``.
 
-        ``grant`` is the account's last recorded reconnect, if any."""
+        ``grant`` is the account's last recorded reconnect, if any. Returns the transition
+        when the state (:func:`state_word`) or its reason changed."""
+        before = (state_word(self), self.reason)
         self.last_check = now
         self.check_success = result.conclusive
         self.reason = result.reason
@@ -195,6 +224,20 @@ class AccountState:
             self.refresh_issued = now
         if grant is not None:
             self.apply_grant(grant)
+        return self._transition(before, now)
+
+    def _transition(self, before: tuple[str, str | None], now: float) -> Transition | None:
+        word = state_word(self)
+        if (word, self.reason) == before:
+            return None
+        if word != before[0]:
+            self.state_since = now
+            if word not in BROKEN:
+                self.broken_since = None
+            elif before[0] not in BROKEN:
+                self.broken_since = now
+        return Transition(time=now, from_state=before[0], to_state=word, reason=self.reason,
+                          detail=self.detail)
 
     def apply_grant(self, grant: Grant) -> None:
         """A reconnect happened: when its token is the one in use, its age starts at the grant.
@@ -205,6 +248,26 @@ class AccountState:
         if self.refresh_fingerprint in (None, grant.fingerprint):
             self.refresh_fingerprint = grant.fingerprint
             self.refresh_issued = grant.granted
+
+
+def state_word(state: AccountState) -> str:
+    """valid / invalid / unverified (last check inconclusive) / pending (never checked)."""
+    if state.check_success is None:
+        return "pending"
+    if not state.check_success:
+        return "unverified"
+    return "valid" if state.valid else "invalid"
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One change of an account's state (or of its reason), as the account page lists it."""
+
+    time: float
+    from_state: str
+    to_state: str
+    reason: str | None
+    detail: str
 
 
 @dataclass(frozen=True)
@@ -234,6 +297,8 @@ _COLUMNS = [
     "targets",
     "reconnected",
     "targets_reached",
+    "state_since",
+    "broken_since",
 ]
 _TARGETS = _COLUMNS.index("targets")
 _INSERT_ACCOUNT = (f"INSERT OR REPLACE INTO accounts ({', '.join(_COLUMNS)}) "
@@ -248,6 +313,7 @@ class StateStore(LinkStore):
         self.flush_delay = flush_delay
         self._accounts: dict[tuple[str, str], list] = {}  # rows waiting for the next commit
         self._clients: dict[str, bool | None] = {}
+        self._transitions: dict[tuple[str, str], list[Transition]] = {}  # waiting, oldest first
         self._flush_scheduled: asyncio.TimerHandle | None = None
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -306,6 +372,19 @@ class StateStore(LinkStore):
         self._accounts[state.key] = values
         self._written()
 
+    def save_transition(self, key: tuple[str, str], transition: Transition) -> None:
+        self._transitions.setdefault(key, []).append(transition)
+        self._written()
+
+    def load_transitions(self, key: tuple[str, str],
+                         limit: int = HISTORY_LIMIT) -> list[Transition]:
+        """The account's newest transitions, newest first (those not yet committed too)."""
+        pending = self._transitions.get(key, [])[::-1]
+        rows = self._db.execute(
+            f"SELECT {', '.join(_TRANSITION_COLUMNS)} FROM transitions WHERE channel = ? AND "
+            f"account = ? ORDER BY time DESC, rowid DESC LIMIT ?", (*key, limit))
+        return (pending + [Transition(*row) for row in rows])[:limit]
+
     def load_client_validity(self) -> dict[str, bool | None]:
         self.flush()
         rows = self._db.execute("SELECT channel, client_valid FROM channels")
@@ -330,10 +409,10 @@ class StateStore(LinkStore):
         if self._flush_scheduled is not None:
             self._flush_scheduled.cancel()
             self._flush_scheduled = None
-        if not self._accounts and not self._clients:
+        if not self._accounts and not self._clients and not self._transitions:
             return
-        accounts, clients = self._accounts, self._clients
-        self._accounts, self._clients = {}, {}
+        accounts, clients, transitions = self._accounts, self._clients, self._transitions
+        self._accounts, self._clients, self._transitions = {}, {}, {}
         try:
             with self._db:  # BEGIN ... COMMIT, or ROLLBACK when it fails
                 self._db.execute("BEGIN")
@@ -341,10 +420,26 @@ class StateStore(LinkStore):
                 self._db.executemany(
                     "INSERT OR REPLACE INTO channels (channel, client_valid) VALUES (?, ?)",
                     clients.items())
+                self._insert_transitions(transitions)
         except sqlite3.Error:  # keep them for the next try, unless newer ones came meanwhile
             self._accounts = accounts | self._accounts
             self._clients = clients | self._clients
+            for key, waiting in transitions.items():
+                self._transitions[key] = waiting + self._transitions.get(key, [])
             raise
+
+    def _insert_transitions(self, transitions: dict[tuple[str, str], list[Transition]]) -> None:
+        """Add them, then keep the newest HISTORY_LIMIT of each account they concern."""
+        self._db.executemany(
+            f"INSERT INTO transitions (channel, account, {', '.join(_TRANSITION_COLUMNS)}) "
+            f"VALUES (?, ?, {', '.join('?' for _ in _TRANSITION_COLUMNS)})",
+            [(*key, *(getattr(t, name) for name in _TRANSITION_COLUMNS))
+             for key, waiting in transitions.items() for t in waiting])
+        self._db.executemany(
+            "DELETE FROM transitions WHERE channel = ?1 AND account = ?2 AND rowid NOT IN ("
+            "SELECT rowid FROM transitions WHERE channel = ?1 AND account = ?2 "
+            "ORDER BY time DESC, rowid DESC LIMIT ?3)",
+            [(*key, HISTORY_LIMIT) for key in transitions])
 
     # --- data freshness ----------------------------------------------------------------
 
@@ -403,6 +498,7 @@ class DataFreshness:
 
 
 _FRESHNESS_COLUMNS = ["channel", "account", "dataset", "last_updated", "source", "recorded"]
+_TRANSITION_COLUMNS = ["time", "from_state", "to_state", "reason", "detail"]
 
 
 def _load_freshness(db: sqlite3.Connection) -> dict[tuple[str, str, str], DataFreshness]:

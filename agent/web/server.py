@@ -1,12 +1,13 @@
-"""The HTTP server: /metrics, the landing page, the status API, the health endpoints and the
-redirect of reconnect links (``agent.web.oauth_callback``)."""
+"""The HTTP server: /metrics, the pages (``agent.web.landing``, ``agent.web.account_page``),
+the JSON API (``agent.web.api``), the health endpoints and the redirect of reconnect links
+(``agent.web.oauth_callback``)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,26 +19,39 @@ from agent.metrics.formats import negotiate
 from agent.reconnect import CALLBACK_PATH
 from agent.redact import redact
 from agent.service import AgentService, account_status
+from agent.web import api
+from agent.web.account_page import account_page, create_reconnect_link
+from agent.web.appkeys import INDEX, PAGES, SERVICE, PageSettings
 from agent.web.auth import WebSecurity, self_authenticating
+from agent.web.fleet_index import AccountIndex
+from agent.web.landing import landing_page
 from agent.web.oauth_callback import callback_handler
 
-SERVICE = web.AppKey("service", AgentService)
+log = logging.getLogger(__name__)
+INDEX_REFRESH = 1.0  # seconds between two folds of the fleet's changes into the account index
 EXPOSITION = web.AppKey("exposition", Exposition)
 MAX_BODY = 64 * 1024  # request bodies past this get 413
 
 
-def make_app(service: AgentService, security: WebSecurity | None = None) -> web.Application:
+def make_app(service: AgentService, security: WebSecurity | None = None,
+             pages: PageSettings | None = None) -> web.Application:
     """The agent's HTTP API. Without ``security`` (no web config) nothing is protected."""
     security = security or WebSecurity(None)
     app = web.Application(client_max_size=MAX_BODY, middlewares=[security.middleware])
     app.on_response_prepare.append(security.add_headers)
     app[SERVICE] = service
+    app[PAGES] = pages or PageSettings()
     if service is not None:  # None: only the routes are wanted
         app[EXPOSITION] = Exposition(service.metrics.registry)
+        app[INDEX] = AccountIndex(service.fleet, service.freshness)
         app.cleanup_ctx.append(_refresh_exposition)
+        app.cleanup_ctx.append(_refresh_index)
     app.router.add_get("/", landing_page)
+    app.router.add_get("/accounts/{channel}/{account}", account_page)
+    app.router.add_post("/accounts/{channel}/{account}/reconnect-link", create_reconnect_link)
     app.router.add_get("/metrics", metrics)
-    app.router.add_get("/api/v1/status", status)
+    app.router.add_get("/api/v1/status", api.status)
+    app.router.add_get("/api/v1/accounts", api.accounts)
     app.router.add_post("/api/v1/recheck", recheck)
     app.router.add_post("/api/v1/freshness", freshness)
     app.router.add_get("/-/healthy", healthy)
@@ -50,6 +64,23 @@ def make_app(service: AgentService, security: WebSecurity | None = None) -> web.
 
 async def _refresh_exposition(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.create_task(app[EXPOSITION].keep_fresh(), name="exposition refresh")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _refresh_index(app: web.Application) -> AsyncIterator[None]:
+    """Fold check results into the account index as they come, so a page finds little to do."""
+    async def keep_fresh() -> None:
+        while True:
+            await asyncio.sleep(INDEX_REFRESH)
+            try:
+                app[INDEX].refresh()
+            except Exception:  # the pages refresh it too, and say what fails
+                log.exception("updating the account index failed")
+
+    task = asyncio.create_task(keep_fresh(), name="account index refresh")
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -84,10 +115,6 @@ def accepts_gzip(header: str) -> bool:
     return False
 
 
-async def status(request: web.Request) -> web.Response:
-    return web.json_response(request.app[SERVICE].status())
-
-
 async def healthy(request: web.Request) -> web.Response:
     return web.Response(text="Healthy.\n")
 
@@ -114,10 +141,10 @@ async def recheck(request: web.Request) -> web.Response:
         )
     channel = service.config.channels[account.channel]
     datasets = service.freshness.account_datasets(account.key)
-    before = account_status(service.fleet.states[account.key], channel, datasets, account.labels)
+    before = account_status(service.fleet.states[account.key], channel, datasets, account)
     state = await service.scheduler.check_now(account)
     return web.json_response({"before": before,
-                              "after": account_status(state, channel, datasets, account.labels)})
+                              "after": account_status(state, channel, datasets, account)})
 
 
 async def freshness(request: web.Request) -> web.Response:
@@ -169,100 +196,6 @@ def _bad_request(message: str, field: str | None) -> web.HTTPBadRequest:
     return web.HTTPBadRequest(
         text=json.dumps({"error": message, "field": field}), content_type="application/json"
     )
-
-
-_STATE_COLOURS = {"valid": "#2e7d32", "invalid": "#c62828", "unverified": "#ef6c00",
-                  "pending": "#757575", "fresh": "#2e7d32", "stale": "#c62828",
-                  "no data yet": "#757575"}
-
-
-def _datasets_cell(datasets: list[dict[str, Any]]) -> str:
-    """One line per data set: name, state, age and threshold (and a failing source)."""
-    lines = []
-    for d in datasets:
-        age = f"{d['age']} old, " if d["age"] is not None else ""
-        down = " · source down" if d["source_up"] is False else ""
-        lines.append(
-            f'{html.escape(d["dataset"])}: <b style="color:{_STATE_COLOURS[d["state"]]}">'
-            f'{d["state"]}</b> ({html.escape(age)}max {html.escape(d["max_age"])}){down}')
-    return "<br>".join(lines)
-
-
-async def landing_page(request: web.Request) -> web.Response:
-    doc = request.app[SERVICE].status()
-    rows = []
-    for a in doc["accounts"]:
-        colour = _STATE_COLOURS[a["state"]]
-        cells = [
-            a["channel"], a["account"], a["region"], a["source"],
-            f'<b style="color:{colour}">{a["state"]}</b>',
-            a["reason"] or "", a["detail"] or "", a["last_check"] or "never",
-            a["last_valid"] or "never",
-            a["refresh_token_expiry"] or ("n/a: reconnect" if a["valid"] is False else ""),
-        ]
-        rows.append("<tr>" + "".join(
-            f"<td>{c if i == 4 else html.escape(str(c))}</td>" for i, c in enumerate(cells)
-        ) + f"<td>{_datasets_cell(a['datasets'])}</td></tr>")
-    errors = "".join(
-        f"<li>{html.escape(e['plugin'])}: {html.escape(e['error'])}</li>"
-        for e in doc["plugins"]["errors"]
-    )
-    page = _PAGE.format(
-        version=html.escape(doc["agent"]["version"]),
-        merchants=_merchants_table(doc["accounts"]),
-        rows="\n".join(rows),
-        errors=f"<h2>Plugin errors</h2><ul>{errors}</ul>" if errors else "",
-    )
-    return web.Response(text=page, content_type="text/html")
-
-
-MERCHANT_LABEL = "merchant"
-
-
-def _merchants_table(accounts: list[dict[str, Any]]) -> str:
-    """One row per merchant (the account's ``merchant`` label, else its name), one column per
-    channel: a merchant's Amazon Ads and SP-API connections side by side. Empty with one
-    channel."""
-    channels = sorted({a["channel"] for a in accounts})
-    if len(channels) < 2:
-        return ""
-    by_merchant: dict[str, dict[str, dict[str, Any]]] = {}
-    for a in accounts:
-        merchant = a["labels"].get(MERCHANT_LABEL) or a["account"]
-        by_merchant.setdefault(merchant, {})[a["channel"]] = a
-    rows = []
-    for merchant, connections in sorted(by_merchant.items()):
-        cells = [f"<td>{html.escape(merchant)}</td>"]
-        for channel in channels:
-            a = connections.get(channel)
-            if a is None:
-                cells.append("<td></td>")
-                continue
-            reason = f" ({html.escape(a['reason'])})" if a["reason"] else ""
-            cells.append(f'<td><b style="color:{_STATE_COLOURS[a["state"]]}">{a["state"]}</b>'
-                         f"{reason}</td>")
-        rows.append("<tr>" + "".join(cells) + "</tr>")
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in channels)
-    return (f"<h2>By merchant</h2><table><tr><th>Merchant</th>{head}</tr>"
-            + "\n".join(rows) + "</table><h2>Accounts</h2>")
-
-
-_PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>Channel Health Agent</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}</style></head>
-<body><h1>Channel Health Agent</h1>
-<p>Version {version}. <a href="/metrics">Metrics</a> · <a href="/api/v1/status">Status (JSON)</a>
- · <a href="/-/healthy">Healthy</a> · <a href="/-/ready">Ready</a></p>
-{errors}
-{merchants}
-<table><tr><th>Channel</th><th>Account</th><th>Region</th><th>Source</th><th>State</th>
-<th>Reason</th>
-<th>Detail</th><th>Last check</th><th>Last valid</th><th>Refresh token expiry</th>
-<th>Data sets</th></tr>
-{rows}
-</table></body></html>
-"""
 
 
 def split_listen_address(address: str) -> tuple[str, int]:

@@ -1,0 +1,282 @@
+"""The account list at fleet scale: sorted, filtered views kept up to date as accounts change.
+
+The landing page and ``/api/v1/accounts`` show 100 accounts of 10,000, filtered, with the
+longest-broken first. Sorting or filtering the fleet per request would make every page cost as
+much as the fleet is large. Instead every filter value (a channel, a state, a reason, stale or
+not, a label) keeps the sorted list of the accounts it matches, and the per-channel counts of
+the summary are kept too. They are updated from the changes the fleet and the freshness
+tracker report (:meth:`Fleet.watch`, :meth:`FreshnessTracker.watch`) and when a data set turns
+stale with time (a heap of deadlines, one live entry per account). A page walks, from its
+cursor, the shortest list among the filter's values and skips what the other values (or the
+name search) exclude.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from bisect import bisect_left, bisect_right, insort
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from agent.freshness.tracker import FreshnessTracker
+from agent.storage.fleet import Fleet
+from agent.storage.state import BROKEN, AccountState, state_word
+
+STATES = ("invalid", "unverified", "pending", "valid")  # the default order of the list
+RANK = {word: rank for rank, word in enumerate(STATES)}
+COUNT_LIMIT = 2000  # a page counts its matches by walking at most this many accounts
+
+Key = tuple[str, str]
+SortKey = tuple[int, float, str, str]  # (rank of the state, broken since, channel, account)
+Facet = tuple[str, ...]
+ALL: Facet = ("all",)
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What the account list is narrowed to; every field None (or "") matches every account."""
+
+    channel: str | None = None
+    state: str | None = None
+    reason: str | None = None
+    stale: bool | None = None
+    label: tuple[str, str] | None = None  # (name, value)
+    name: str = ""  # a case-insensitive part of the account's name
+
+    def facets(self) -> list[Facet]:
+        facets: list[Facet] = []
+        if self.channel is not None:
+            facets.append(("channel", self.channel))
+        if self.state is not None:
+            facets.append(("state", self.state))
+        if self.reason is not None:
+            facets.append(("reason", self.reason))
+        if self.stale is not None:
+            facets.append(("stale", "yes" if self.stale else "no"))
+        if self.label is not None:
+            facets.append(("label", *self.label))
+        return facets
+
+
+@dataclass
+class Page:
+    """One page of the list. ``next`` and ``prev`` are the cursors of the neighbouring pages
+    (None at either end); ``total`` is None when counting would walk past COUNT_LIMIT."""
+
+    keys: list[Key]
+    next: SortKey | None
+    prev: SortKey | None
+    total: int | None
+
+
+class AccountIndex:
+    def __init__(self, fleet: Fleet, freshness: FreshnessTracker,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.fleet = fleet
+        self.freshness = freshness
+        self.clock = clock
+        self._fleet_changes = fleet.watch()
+        self._freshness_changes = freshness.watch()
+        self._generations: tuple[int, int] | None = None
+        self._sort: dict[Key, SortKey] = {}
+        self._member: dict[Key, frozenset[Facet]] = {}
+        self._lists: dict[Facet, list[SortKey]] = {}
+        self.counts: Counter[tuple[str, str]] = Counter()  # (channel, state) -> accounts
+        self._stale: dict[Key, int] = {}  # stale data sets per account
+        self.stale_datasets = 0
+        self._deadlines: list[tuple[float, Key]] = []  # when a data set may turn stale
+        self._deadline_of: dict[Key, float] = {}  # the live entry of each account
+        self._last_checks: dict[Key, float | None] = {}
+        self._cycle_left: set[Key] = set()  # accounts not yet checked in this cycle
+        self._cycle_end = 0.0
+        self.last_cycle_finished: float | None = None
+
+    # --- keeping up to date ----------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Fold in what changed since the last call (every page and summary calls it)."""
+        if self._generations != (self.fleet.generation, self.freshness.generation):
+            self._rebuild()
+            return
+        now = self.clock()
+        changed = self._fleet_changes | self._freshness_changes
+        self._fleet_changes.clear()
+        self._freshness_changes.clear()
+        while self._deadlines and self._deadlines[0][0] < now:
+            due, key = heapq.heappop(self._deadlines)
+            if self._deadline_of.get(key) == due:
+                del self._deadline_of[key]
+                changed.add(key)
+        for key in changed:
+            self._update(key, now)
+
+    def _rebuild(self) -> None:
+        """The accounts or data sets were replaced (start, reload): index them all again."""
+        self._generations = (self.fleet.generation, self.freshness.generation)
+        self._fleet_changes.clear()
+        self._freshness_changes.clear()
+        self._sort, self._member, self._lists = {}, {}, {}
+        self.counts.clear()
+        self._stale, self.stale_datasets = {}, 0
+        self._deadlines, self._deadline_of = [], {}
+        self._last_checks = {key: state.last_check for key, state in self.fleet.states.items()}
+        self._cycle_left = set(self.fleet.accounts)
+        self._cycle_end = 0.0
+        now = self.clock()
+        for key in self.fleet.accounts:
+            self._update(key, now)
+
+    def _update(self, key: Key, now: float) -> None:
+        account = self.fleet.accounts.get(key)
+        state = self.fleet.states.get(key)
+        if account is None or state is None:  # gone; the next generation rebuilds
+            return
+        word = state_word(state)
+        stale, deadline = self._staleness(key, now)
+        sort = (RANK[word], broken_since(state), *key)
+        member = frozenset({
+            ALL, ("channel", key[0]), ("state", word), ("stale", "yes" if stale else "no"),
+            *([("reason", state.reason)] if state.reason else []),
+            *(("label", name, value) for name, value in account.labels.items()),
+        })
+        old_sort = self._sort.get(key)
+        old_member = self._member.get(key, frozenset())
+        if old_sort != sort:
+            for facet in old_member:
+                _remove(self._lists[facet], old_sort)
+            for facet in member:
+                insort(self._lists.setdefault(facet, []), sort)
+        else:
+            for facet in old_member - member:
+                _remove(self._lists[facet], sort)
+            for facet in member - old_member:
+                insort(self._lists.setdefault(facet, []), sort)
+        if old_sort is not None:
+            self.counts[(key[0], STATES[old_sort[0]])] -= 1
+        self.counts[(key[0], word)] += 1
+        self._sort[key], self._member[key] = sort, member
+        self.stale_datasets += stale - self._stale.get(key, 0)
+        self._stale[key] = stale
+        if deadline is not None and deadline < self._deadline_of.get(key, float("inf")):
+            self._deadline_of[key] = deadline
+            heapq.heappush(self._deadlines, (deadline, key))
+        if state.last_check is not None and state.last_check != self._last_checks.get(key):
+            self._checked(key, state.last_check)
+
+    def _staleness(self, key: Key, now: float) -> tuple[int, float | None]:
+        """How many of the account's data sets are stale, and when the next one turns stale."""
+        stale, deadline = 0, None
+        for dataset in self.freshness.by_account.get(key, ()):
+            value = self.freshness.values.get(dataset.key)
+            if value is None:  # no data yet: not stale
+                continue
+            due = value.last_updated + dataset.max_age
+            if now > due:
+                stale += 1
+            elif deadline is None or due < deadline:
+                deadline = due
+        return stale, deadline
+
+    def _checked(self, key: Key, when: float) -> None:
+        """A check cycle ends when every account was checked since the previous one ended."""
+        self._last_checks[key] = when
+        self._cycle_left.discard(key)
+        self._cycle_end = max(self._cycle_end, when)
+        if not self._cycle_left:
+            self.last_cycle_finished = self._cycle_end
+            self._cycle_left = set(self._sort)
+            self._cycle_end = 0.0
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def page(self, filters: Filters, limit: int, after: SortKey | None = None,
+             before: SortKey | None = None) -> Page:
+        """Up to ``limit`` accounts matching ``filters`` after the cursor ``after`` (or before
+        ``before``), in the list's order."""
+        self.refresh()
+        facets = filters.facets()
+        lists = [self._lists.get(facet, []) for facet in facets] or [self._lists.get(ALL, [])]
+        base = min(lists, key=len)
+        wanted = set(facets) if len(facets) > 1 else set()
+        name = filters.name.lower()
+        residual = bool(wanted) or bool(name)
+
+        def matches(sort: SortKey) -> bool:
+            return ((not name or name in sort[3].lower())
+                    and (not wanted or wanted <= self._member[sort[2:]]))
+
+        if before is not None:
+            end = bisect_left(base, before)
+            rows = _take(matches, _backward(base, end), limit + 1)
+            has_prev, rows = len(rows) > limit, rows[:limit][::-1]
+            has_next = bool(_take(matches, _forward(base, end), 1))
+        else:
+            start = bisect_right(base, after) if after is not None else 0
+            rows = _take(matches, _forward(base, start), limit + 1)
+            has_next, rows = len(rows) > limit, rows[:limit]
+            has_prev = start > 0 and bool(_take(matches, _backward(base, start), 1))
+        if not residual:
+            total: int | None = len(base)
+        elif len(base) <= COUNT_LIMIT:
+            total = sum(1 for sort in base if matches(sort))
+        else:
+            total = None
+        return Page(keys=[(sort[2], sort[3]) for sort in rows],
+                    next=rows[-1] if has_next and rows else None,
+                    prev=rows[0] if has_prev and rows else None,
+                    total=total)
+
+    def labelled(self, name: str, value: str) -> list[Key]:
+        """The accounts with the label ``name=value``, in the list's order."""
+        return [(sort[2], sort[3]) for sort in self._lists.get(("label", name, value), [])]
+
+    def stale_accounts(self) -> int:
+        self.refresh()
+        return len(self._lists.get(("stale", "yes"), []))
+
+    def reasons(self) -> list[str]:
+        """The reasons some account has now (for the filter's choices)."""
+        return sorted(facet[1] for facet, sorts in self._lists.items()
+                      if facet[0] == "reason" and sorts)
+
+    def labels(self) -> list[str]:
+        """The label names some account has now."""
+        return sorted({facet[1] for facet, sorts in self._lists.items()
+                       if facet[0] == "label" and sorts})
+
+
+def broken_since(state: AccountState) -> float:
+    """The sort time of a broken account (0 for others, which sort by name): since when it is
+    broken, else since when its state holds, else when it last worked."""
+    if state_word(state) not in BROKEN:
+        return 0.0
+    return state.broken_since or state.state_since or state.last_valid or 0.0
+
+
+def _remove(sorts: list[SortKey], sort: SortKey | None) -> None:
+    i = bisect_left(sorts, sort)
+    if i < len(sorts) and sorts[i] == sort:
+        del sorts[i]
+
+
+def _forward(sorts: list[SortKey], start: int) -> Iterator[SortKey]:
+    for i in range(start, len(sorts)):
+        yield sorts[i]
+
+
+def _backward(sorts: list[SortKey], end: int) -> Iterator[SortKey]:
+    for i in range(end - 1, -1, -1):
+        yield sorts[i]
+
+
+def _take(matches: Callable[[SortKey], bool], sorts: Iterator[SortKey],
+          count: int) -> list[SortKey]:
+    taken: list[SortKey] = []
+    for sort in sorts:
+        if matches(sort):
+            taken.append(sort)
+            if len(taken) == count:
+                break
+    return taken
