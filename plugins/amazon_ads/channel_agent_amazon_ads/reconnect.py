@@ -22,10 +22,10 @@ from channel_agent_amazon_lwa.consent import exchange_code, first_use_error
 from agent.channel import (
     Account,
     CheckContext,
-    ProfileInfo,
     ReconnectError,
     Reconnector,
     Secret,
+    TargetInfo,
     VerifyResult,
 )
 
@@ -91,13 +91,13 @@ class AmazonAdsReconnector(Reconnector):
         profiles = [_profile(item) for item in items]
         seen = {profile.id for profile in profiles}
         expected = [str(p) for p in account.settings.get("expected_profiles") or []]
-        return VerifyResult(refresh_token=refresh_token, profiles=profiles,
-                            missing=[p for p in expected if p not in seen])
+        return VerifyResult(refresh_token=refresh_token, targets=profiles,
+                            missing=[p for p in expected if p not in seen], expected=expected)
 
 
-def _profile(item: dict[str, Any]) -> ProfileInfo:
+def _profile(item: dict[str, Any]) -> TargetInfo:
     info = item.get("accountInfo") if isinstance(item.get("accountInfo"), dict) else {}
-    return ProfileInfo(
+    return TargetInfo(
         id=str(item["profileId"]),
         name=str(info.get("name") or ""),
         country=str(item.get("countryCode") or ""),
