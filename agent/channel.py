@@ -207,7 +207,10 @@ class CheckContext:
     ``retry`` is the channel's retry policy (its ``retry`` and ``request_timeout`` settings);
     ``record_request(endpoint, code)`` counts one request (``code``: the HTTP status, or
     ``timeout``/``network``); ``persist_refresh_token(account, secret)`` stores a refresh
-    token the provider handed back (channels with :class:`RefreshTokens`).
+    token the provider handed back (channels with :class:`RefreshTokens`); ``token_owner``
+    is False when the account's token belongs to the platform (its secret store is in
+    observer mode): a channel whose provider rotates refresh tokens on use must then not
+    exchange it, and check with what it may use without consuming it.
 
     Send requests with :meth:`send`: it does the retries, the deadline and the counting.
     """
@@ -218,6 +221,7 @@ class CheckContext:
     persist_refresh_token: Callable[[Account, Secret], None] | None = None
     clock: Callable[[], float] = time.time
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    token_owner: bool = True
 
     def remaining(self) -> float:
         return self.deadline - self.retry.monotonic()

@@ -1,4 +1,5 @@
-"""Hook specifications for channel, freshness-source and inventory-source plugins.
+"""Hook specifications for channel, freshness-source, inventory-source and secret-store
+plugins.
 
 A plugin is a module (or object) listed under the ``channel_agent`` entry-point group that
 implements one or more of these hooks with ``@hookimpl``. Hooks only *register* things; the
@@ -38,6 +39,19 @@ def register_freshness_sources(register: Callable[[type], None]) -> None:
         subclass of :class:`agent.freshness.FreshnessSource`). The built-in types
         ``heartbeat``, ``sql`` and ``file`` are registered the same way; a second type with an
         already registered ``type`` is reported as a plugin error and ignored.
+    :returns: nothing; all hook implementations are called.
+    """
+
+
+@hookspec
+def register_secret_stores(register: Callable[[type], None]) -> None:
+    """Register secret store types (``type:`` values under ``secret_stores:``).
+
+    :param register: call ``register(SecretStoreSubclass)`` once per store type (a subclass
+        of :class:`agent.secrets.base.SecretStore` with a ``type`` and a pydantic ``Settings``
+        model). The built-in types ``file``, ``exec``, ``vault``, ``sql`` and
+        ``aws_secrets_manager`` are registered the same way; a second type with an already
+        registered ``type`` is reported as a plugin error and ignored.
     :returns: nothing; all hook implementations are called.
     """
 

@@ -1,5 +1,5 @@
 """Finding plugins: the pluggy manager and the registries it fills (channels, freshness
-source types, inventory source types)."""
+source types, inventory source types, secret store types)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from agent import __version__, hookspecs
 from agent.channel import Channel
 from agent.freshness.source import FreshnessSource
 from agent.inventory.source import InventorySource
+from agent.secrets.base import SecretStore
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,7 @@ DEFAULT_PLUGINS = (
     "agent.inventory.sql",
     "agent.inventory.http",
     "agent.inventory.file",
+    "agent.secrets.builtin",
 )
 BUILT_IN = f"channel-health-agent {__version__} (built-in)"
 
@@ -50,6 +52,8 @@ class Plugins:
     source_origins: dict[str, str] = field(default_factory=dict)
     inventory_sources: dict[str, type[InventorySource]] = field(default_factory=dict)
     inventory_origins: dict[str, str] = field(default_factory=dict)
+    secret_stores: dict[str, type[SecretStore]] = field(default_factory=dict)
+    store_origins: dict[str, str] = field(default_factory=dict)
 
 
 def load_plugins(extra: Iterable[object] = (), entry_points: bool = True) -> Plugins:
@@ -93,6 +97,9 @@ def load_plugins(extra: Iterable[object] = (), entry_points: bool = True) -> Plu
         ("register_inventory_sources", lambda cls, origin: _register(
             plugins, cls, origin, InventorySource, "type", "inventory source type",
             plugins.inventory_sources, plugins.inventory_origins)),
+        ("register_secret_stores", lambda cls, origin: _register(
+            plugins, cls, origin, SecretStore, "type", "secret store type",
+            plugins.secret_stores, plugins.store_origins)),
     ]
     for hook_name, add in hooks:
         for impl in getattr(pm.hook, hook_name).get_hookimpls():

@@ -58,7 +58,8 @@ CORE_REASONS: tuple[Reason, ...] = (
            "the provider refuses the refresh token: revoked, expired or never granted"),
     Reason("unauthorized", CREDENTIAL,
            "the API answers 401 although a fresh access token was used"),
-    Reason("missing_credential", CREDENTIAL, "the credential file is absent or empty"),
+    Reason("missing_credential", CREDENTIAL,
+           "the credential file is absent or empty, or its secret store has no such key"),
     Reason("forbidden", PERMISSION,
            "the API answers 403: the consenting user lacks access to what was asked"),
     Reason("target_missing", PERMISSION,
@@ -76,6 +77,9 @@ CORE_REASONS: tuple[Reason, ...] = (
     Reason("bad_response", TRANSIENT,
            "an answer the channel cannot read: malformed JSON, an unknown shape or error code"),
     Reason("plugin_error", TRANSIENT, "the channel plugin raised or returned garbage"),
+    Reason("secret_unavailable", TRANSIENT,
+           "the secret store holding the credential did not answer (down, timeout, denied, "
+           "garbage); the credential was not tried"),
 )
 CORE: dict[str, Reason] = {reason.name: reason for reason in CORE_REASONS}
 

@@ -44,8 +44,11 @@ from agent.channel import (
     ReconnectError,
     Reconnector,
     Secret,
+    SecretRef,
     VerifyResult,
 )
+from agent.redact import redact
+from agent.secrets.base import OBSERVER, StoreUnavailable, WriteConflict
 from agent.storage.secretfile import write_secret_file
 from agent.storage.state import Grant, ReconnectLink, StateStore
 
@@ -107,6 +110,8 @@ def preflight(channel: Channel, account: Account, *, link: bool = False,
         raise ReconnectError("unsupported", f"channel {channel.name} declares no refresh token "
                                             f"option, so a new token cannot be stored")
     option = channel.refresh_tokens.option if channel.refresh_tokens else "refresh_token"
+    if ref.store is not None:
+        return _store_preflight(reconnector, account, ref, show_token)
     if ref.path is None:
         if link:
             raise ReconnectError(
@@ -129,6 +134,23 @@ def preflight(channel: Channel, account: Account, *, link: bool = False,
     if not os.access(directory, os.W_OK | os.X_OK):
         raise ReconnectError("unsupported", f"cannot write in {directory}, where the new token "
                                             f"must go ({ref.path})")
+    return reconnector
+
+
+def _store_preflight(reconnector: Reconnector, account: Account, ref: SecretRef,
+                     show_token: bool) -> Reconnector:
+    if show_token:
+        raise ReconnectError("unsupported", f"--show-token is only for tokens given in the "
+                                            f"configuration; this one goes to secret store "
+                                            f"{ref.store}")
+    stores = ref.registry
+    if stores.mode(ref) == OBSERVER:
+        raise ReconnectError("unsupported", f"account {account.name}'s token is in secret store "
+                                            f"{ref.store}, which is in observer mode: the "
+                                            f"platform owns that token, reconnect through it")
+    if not stores.stores[ref.store].writable:
+        raise ReconnectError("unsupported", f"secret store {ref.store} cannot write tokens "
+                                            f"(configure its write_command or write_query)")
     return reconnector
 
 
@@ -324,7 +346,9 @@ class Outcome:
 
     result: VerifyResult
     grant: Grant
-    stored_in: Path | None  # None: the token comes from the configuration (environment)
+    # a file, a secret store ("secret store NAME, key KEY"), or None: the token comes from
+    # the configuration (environment)
+    stored_in: Path | str | None
     backup: Path | None
     source: str  # where the token is configured, e.g. channels.x.accounts[0].refresh_token
 
@@ -361,7 +385,18 @@ async def complete(
     ref = channel.refresh_token_ref(account)
     assert ref is not None, "preflight() first"
     backup = None
-    if ref.path is not None:
+    stored_in: Path | str | None = ref.path
+    if ref.store is not None:
+        stored_in = f"secret store {ref.store}, key {ref.key}"
+        try:
+            await ref.registry.write(ref, result.refresh_token, read_first=True)
+        except (StoreUnavailable, WriteConflict) as exc:
+            raise ReconnectError(
+                "store_failed", f"could not write the new token to {stored_in} "
+                                f"({redact(str(exc), [result.refresh_token.reveal()])}); the "
+                                f"token there is untouched; fix this and run the reconnect "
+                                f"again") from None
+    elif ref.path is not None:
         try:
             backup = write_secret_file(ref.path, result.refresh_token)
         except OSError as exc:
@@ -372,7 +407,7 @@ async def complete(
     grant = Grant(result.refresh_token.fingerprint(), granted=granted, reconnected=ctx.clock())
     if store is not None:
         store.record_grant(account.channel, account.name, grant)
-    return Outcome(result=result, grant=grant, stored_in=ref.path, backup=backup,
+    return Outcome(result=result, grant=grant, stored_in=stored_in, backup=backup,
                    source=ref.source)
 
 

@@ -6,8 +6,9 @@ Plugins import these names from :mod:`agent.channel`, the plugin-facing module.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from agent.redact import register_secret
 
@@ -57,21 +58,29 @@ class MissingSecret(Exception):
 class SecretRef:
     """Where a secret lives: read it at use time, so an updated file is picked up without reload.
 
-    Exactly one of ``path`` and ``value`` is set (``value`` comes from the config file itself,
-    usually through ``${VAR}`` expansion).
+    Exactly one of ``path``, ``value`` and ``store`` is set (``value`` comes from the config
+    file itself, usually through ``${VAR}`` expansion; ``store``/``key`` name a secret store's
+    entry, read from ``registry``, the :class:`agent.secrets.registry.SecretStores` whose
+    cache the core fills before each check).
     """
 
     path: Path | None = None
     value: Secret | None = None
     source: str = ""  # e.g. "accounts[0].refresh_token_file"; never the secret itself
+    store: str | None = None
+    key: str | None = None
+    mode: str | None = None  # owner / observer for this account; None: the store's
+    registry: Any = field(default=None, compare=False, repr=False)
 
     @property
     def withheld(self) -> bool:
         """Neither a value nor a file: an inventory account restored from the state file,
         whose token (held by its source only) comes back with the source's next answer."""
-        return self.path is None and self.value is None
+        return self.path is None and self.value is None and self.store is None
 
     def read(self) -> Secret:
+        if self.store is not None:
+            return self.registry.cached(self)
         if self.withheld:
             raise MissingSecret(self.source, "is not known yet (withheld)")
         if self.value is not None:

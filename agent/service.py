@@ -14,7 +14,7 @@ import httpx
 from agent import __version__
 from agent.channel import Account, Channel
 from agent.checks.ratelimit import RateLimitedTransport
-from agent.checks.scheduler import HARD_TIMEOUT_GRACE, Scheduler
+from agent.checks.scheduler import HARD_TIMEOUT_GRACE, Scheduler, offset
 from agent.checks.sharding import account_key, owner
 from agent.checks.transport import AiohttpTransport, ChannelClient
 from agent.config.loader import Config, ConfigError
@@ -26,6 +26,9 @@ from agent.inventory.metrics import InventoryCollector
 from agent.inventory.runner import InventoryRunner, with_discovered
 from agent.metrics.collector import AgentMetrics
 from agent.plugins import Plugins
+from agent.secrets.metrics import StoreMetrics
+from agent.secrets.registry import store_refs
+from agent.secrets.writeback import WriteBack
 from agent.storage.fleet import Fleet
 from agent.storage.state import AccountState, StateStore, state_word
 
@@ -76,7 +79,8 @@ class AgentService:
         # the configuration as loaded; self.config adds the accounts inventory sources found
         self.loaded = config
         self.inventory = InventoryRunner(self.store)
-        self.inventory.configure(config.inventory_sources, _classes(config), config.base_dir)
+        self.inventory.configure(config.inventory_sources, _classes(config), config.base_dir,
+                               stores=config.secret_stores)
         self.duplicates = 0
         config = self.config = self._with_inventory(config)
         self.fleet = Fleet(self.store)
@@ -93,8 +97,11 @@ class AgentService:
         self._rate_limits: dict[str, RateLimitedTransport] = {}
         self.http = {name: self._client(name, channel)
                      for name, channel in config.channels.items()}
+        self.store_metrics = StoreMetrics(self.metrics.registry)
+        self.writeback = WriteBack(config.secret_stores, self.store_metrics)
+        self._use_stores(config)
         self.scheduler = Scheduler(self.fleet, config.channels, self.metrics, config.agent,
-                                   self.http)
+                                   self.http, writeback=self.writeback)
         self._reload_lock = asyncio.Lock()
         self._closing: set[asyncio.Task] = set()  # clients of removed channels, closing
 
@@ -108,6 +115,15 @@ class AgentService:
             host_metrics=lambda host: self.metrics.host_metrics(name, host))
         return ChannelClient(transport=limited,
                              headers={"User-Agent": f"channel-health-agent/{__version__}"})
+
+    def _use_stores(self, config: Config) -> None:
+        """Report the stores' metrics here, and read ahead in this replica's check order."""
+        stores = config.secret_stores
+        stores.bind(self.store_metrics)
+        self.writeback.stores = stores
+        interval = config.agent.check_interval
+        ordered = sorted(self.fleet.accounts.values(), key=lambda a: offset(a, interval))
+        stores.plan(ref for account in ordered for ref in store_refs(account.settings))
 
     async def start(self) -> None:
         self.scheduler.start()
@@ -131,6 +147,7 @@ class AgentService:
         before = dict(self.fleet.accounts)
         config = self.config = self._with_inventory(self.loaded)
         self.fleet.configure(config)
+        self._use_stores(config)
         self.freshness.configure(config)
         self.scheduler.reconfigure(config.channels, config.agent)
         if self.ready:
@@ -154,6 +171,8 @@ class AgentService:
         await asyncio.gather(*self._closing, return_exceptions=True)
         await asyncio.gather(*(client.aclose() for client in self.http.values()))
         await asyncio.gather(*(source.close() for source in self.config.freshness_sources.values()))
+        await self.writeback.stop()
+        await self.config.secret_stores.close()
         self.store.close()
 
     async def reload(self) -> ReloadOutcome:
@@ -200,11 +219,13 @@ class AgentService:
             if name in old.channels:
                 channel.carry_over(old.channels[name])
         before = dict(self.fleet.accounts)
+        config.secret_stores.carry_over(old.secret_stores)
         self.loaded = config
         replaced_sources = self.inventory.configure(config.inventory_sources, _classes(config),
-                                                    config.base_dir)
+                                                    config.base_dir, stores=config.secret_stores)
         config = self.config = self._with_inventory(config)
         self.fleet.configure(config)
+        self._use_stores(config)
         self.metrics.set_channels(config.channels)
         self.metrics.check_interval.set(config.agent.check_interval)
         self.freshness.configure(config)
@@ -225,6 +246,7 @@ class AgentService:
         # the longest such a thing may take.
         closers = [client.aclose for client in removed_clients]
         closers += [source.close for source in old.freshness_sources.values()]
+        closers.append(old.secret_stores.close)
         closers += [source.close for source in replaced_sources]
         if closers:
             grace = max([old.agent.check_timeout,
@@ -284,6 +306,11 @@ class AgentService:
             "freshness_sources": {
                 name: {"type": source.type, "up": self.freshness.source_up.get(name)}
                 for name, source in self.config.freshness_sources.items()
+            },
+            "secret_stores": {
+                name: {"type": store.type, "mode": store.mode,
+                       "up": self.store_metrics.last_up.get(name)}
+                for name, store in self.config.secret_stores.stores.items()
             },
             "inventory_sources": self.inventory_status(),
         }

@@ -13,6 +13,7 @@ from agent.channel import (
     ChannelSettings,
     CheckContext,
     CheckResult,
+    MissingSecret,
     RefreshTokens,
 )
 from agent.config.types import Duration, SecretReference
@@ -44,6 +45,7 @@ class FakeChannel(Channel):
     delay: float = 0.0
     calls: list[str] = []
     seen: dict[str, Account] = {}  # the Account object each account was last checked with
+    tokens: dict[str, str] = {}  # the refresh token each account was last checked with
     finished: list[str] = []  # checks that ran to their end (not cancelled)
     running: set[str] = set()
     max_parallel_same_account = 0
@@ -52,6 +54,12 @@ class FakeChannel(Channel):
         cls = type(self)
         cls.calls.append(account.name)
         cls.seen[account.name] = account
+        ref = account.settings.get("refresh_token")
+        if ref is not None:
+            try:
+                cls.tokens[account.name] = ref.read().reveal()
+            except MissingSecret as exc:
+                return CheckResult(valid=False, reason="missing_credential", detail=str(exc))
         if account.name in cls.running:
             cls.max_parallel_same_account += 1
         cls.running.add(account.name)
@@ -74,6 +82,7 @@ class FakeChannel(Channel):
         cls.delay = 0.0
         cls.calls = []
         cls.seen = {}
+        cls.tokens = {}
         cls.finished = []
         cls.running = set()
         cls.max_parallel_same_account = 0

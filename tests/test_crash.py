@@ -12,7 +12,11 @@ it CRASH_KILLS_LONG each; CHANNEL_AGENT_CRASH_SEED=N replays a run):
 - a process rotating a refresh token file with ``write_secret_file`` as fast as it can (what
   the agent does when Amazon returns a new refresh token, and what a reconnect does): after
   each kill the file holds one complete token, at least the last one acknowledged, and the
-  previous token's backup exists, complete.
+  previous token's backup exists, complete;
+- the same through a secret store (SQL, compare-and-set write-back): the store holds one
+  complete token, at least the last acknowledged;
+- ``reconnect`` killed between receiving the new token and storing it in a secret store
+  (OpenBao): the store still holds the old token, untouched, and no grant is recorded.
 
 More load on the agent is one more entry in ``AGENT_WORKLOADS``: a function that drives the
 running agent until its stop event is set and notes in ``acknowledged`` what the agent
@@ -21,8 +25,10 @@ confirmed.
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -33,9 +39,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from channel_agent_amazon_ads.simulator import Simulator, SimulatorThread
+from channel_agent_amazon_ads.simulator import SimAccount, Simulator, SimulatorThread
 
+from tests.fake_browser import consent
 from tests.helpers import Agent, free_port, write_sim_config
+from tests.secret_servers import ROOT_TOKEN, openbao  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.integration
 
@@ -210,3 +218,118 @@ def test_token_file_killed_mid_rotation(tmp_path, rng):
         backups = {token_index(b.read_text()) for b in tmp_path.glob(f"{path.name}.*.bak")}
         assert current == 0 or current - 1 in backups  # the previous token is kept
     print(f"token file survived {KILLS} SIGKILLs; {current} rotations")
+
+
+STORE_WRITER = """
+import asyncio, sys
+from agent.channel import Secret
+from agent.secrets.sql import SqlSettings, SqlStore
+from agent.secrets.registry import SecretStores
+url, table, i, template = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+store = SqlStore("db", SqlSettings(
+    url=url, read_query=f"SELECT k, v FROM {table} WHERE k IN :keys",
+    write_query=f"UPDATE {table} SET v = :value WHERE k = :key "
+                f"AND v IS NOT DISTINCT FROM :old_value"))
+stores = SecretStores({"db": store})
+ref = stores.ref("db", "acme", "crash")
+async def main(i):
+    await stores.prefetch([ref])
+    print("started", flush=True)
+    while True:
+        i += 1
+        await stores.write(ref, Secret(template.format(i)))  # compare-and-set on the last
+        print(i, flush=True)
+asyncio.run(main(i))
+"""
+
+
+def test_store_write_back_killed_mid_rotation(postgres_url, rng):
+    """What the write-back does with a rotated token, killed at random moments: the store
+    always holds one complete token, at least the last one acknowledged as stored."""
+    import sqlalchemy as sa
+
+    table = f"crash_{random.randrange(16**8):08x}"
+    engine = sa.create_engine(postgres_url)
+    with engine.begin() as db:
+        db.execute(sa.text(f"CREATE TABLE {table} (k TEXT PRIMARY KEY, v TEXT)"))
+        db.execute(sa.text(f"INSERT INTO {table} VALUES ('acme', :v)"), {"v": TOKEN.format(0)})
+    current = 0
+    for _ in range(KILLS):
+        writer = subprocess.Popen([sys.executable, "-c", STORE_WRITER, postgres_url, table,
+                                   str(current), TOKEN], stdout=subprocess.PIPE, text=True)
+        assert writer.stdout.readline() == "started\n"
+        time.sleep(rng.uniform(0.0, 0.3))
+        writer.kill()
+        acknowledged = [int(line) for line in writer.communicate(timeout=10)[0].split()]
+        with engine.begin() as db:
+            current = token_index(db.execute(sa.text(f"SELECT v FROM {table}")).scalar() + "\n")
+        assert current >= max(acknowledged, default=0)
+    engine.dispose()
+    print(f"SQL store survived {KILLS} SIGKILLs; {current} rotations")
+
+
+# The reconnect CLI stopped inside the secret store's write, after the provider handed over
+# the new token and before the store has it: the test kills it there.
+RECONNECT_PAUSED_IN_STORE = """
+import sys, time
+from pathlib import Path
+from agent.secrets.vault import VaultStore
+marker = sys.argv[1]
+async def write(self, key, value, previous):
+    Path(marker).write_text(key)
+    time.sleep(600)
+VaultStore.write = write
+sys.argv = ["channel-agent", *sys.argv[2:]]
+from agent.cli import main
+main()
+"""
+
+
+def test_reconnect_killed_between_receiving_the_token_and_storing_it(tmp_path, openbao):  # noqa: F811
+    sim = Simulator(client_secret="sim-secret-for-crash")
+    account = SimAccount.create("crash-eu", "eu", [4001], "revoked")
+    sim.add_account(account)
+    old = account.refresh_token
+    key = f"crash-{random.randrange(16**8):08x}/crash-eu"
+    headers = {"X-Vault-Token": ROOT_TOKEN}
+    httpx.post(f"{openbao.url}/v1/secret/data/{key}", json={"data": {"refresh_token": old}},
+               headers=headers).raise_for_status()
+    (tmp_path / "client_secret").write_text(sim.client_secret + "\n")
+    (tmp_path / "bao-token").write_text(ROOT_TOKEN + "\n")
+    thread = SimulatorThread(sim)
+    thread.start()
+    config = tmp_path / "config.yaml"
+    config.write_text(json.dumps({
+        "agent": {"state_path": "agent.db", "check_interval": "1h", "check_timeout": "4s"},
+        "secret_stores": {"bao": {"type": "vault", "address": openbao.url,
+                                  "token_file": "bao-token"}},
+        "channels": {"amazon_ads": {
+            "client_id": sim.client_id, "client_secret_file": "client_secret",
+            "endpoints": sim.endpoints(),
+            "accounts": [{"name": "crash-eu", "region": "eu", "expected_profiles": [4001],
+                          "refresh_token": f"bao:{key}"}]}}}))
+    marker = tmp_path / "in-store.marker"
+    try:
+        run = subprocess.Popen(
+            [sys.executable, "-c", RECONNECT_PAUSED_IN_STORE, str(marker), "reconnect",
+             "amazon_ads", "--account", "crash-eu", "--no-browser", "--config", str(config)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        run.stdin.write(consent(run.stdout.readline().strip(), "crash-eu") + "\n")
+        run.stdin.flush()
+        deadline = time.monotonic() + 30
+        while not marker.exists():
+            assert run.poll() is None, run.stderr.read()
+            assert time.monotonic() < deadline, run.stderr.read()
+            time.sleep(0.05)
+        os.kill(run.pid, signal.SIGKILL)
+        run.communicate(timeout=10)
+    finally:
+        thread.stop()
+    stored = httpx.get(f"{openbao.url}/v1/secret/data/{key}", headers=headers).json()["data"]
+    assert stored["data"] == {"refresh_token": old} and stored["metadata"]["version"] == 1
+    assert sim.account("crash-eu").refresh_token != old  # the new token existed, and is lost
+    db = tmp_path / "agent.db"
+    if db.exists():  # no grant recorded for a token that was never stored
+        with sqlite3.connect(db) as conn:
+            assert conn.execute("SELECT count(*) FROM accounts WHERE reconnected IS NOT NULL"
+                                ).fetchone()[0] == 0

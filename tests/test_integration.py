@@ -304,7 +304,7 @@ def _command_args(config: Path, url: str, broken: Path) -> dict[str, list[list[s
                          "--url", url]],
         "reconnect": [["--list", "--config", str(config)], ["--pending", "--config", str(config)],
                       ["amazon_ads", "--account", "nobody", "--config", str(config)]],
-        "config check": [[str(config)], [str(broken)]],
+        "config check": [[str(config)], [str(broken)], ["--connect", str(config)]],
         "config schema": [[]],
         "inventory": [["--config", str(config)], ["--config", str(config), "--json"]],
         "run": [["--config", str(broken)]],

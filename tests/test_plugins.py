@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from agent import hookspecs
+from agent.channel import Secret
 from agent.config.loader import build_config
 from agent.config.types import Duration
 from agent.freshness import FreshnessSource
@@ -13,6 +14,8 @@ from agent.hookspecs import hookimpl
 from agent.inventory import InventorySource, InventorySourceSettings
 from agent.inventory.sql import SqlInventory
 from agent.plugins import BUILT_IN, DEFAULT_PLUGINS, load_plugins
+from agent.secrets.base import Fetched, SecretStore, StoreSettings
+from agent.secrets.exec import ExecStore
 from agent.service import AgentService
 from tests.fakes import FakeChannel, FakePlugin
 
@@ -131,6 +134,57 @@ def test_import_error_in_an_entry_point_is_recorded(monkeypatch):
     assert any(e.plugin == "exploding" and "nowhere" in e.error for e in plugins.errors)
 
 
+class MemoryStore(SecretStore):
+    """A store type from a plugin: secrets in a dict, ``prefix`` put before each."""
+
+    class Settings(StoreSettings):
+        prefix: str = ""
+
+    type = "memory"
+    data: dict[str, str] = {}
+
+    async def read(self, keys):
+        return {key: Fetched(Secret(self.settings.prefix + self.data[key]))
+                if key in self.data else None for key in keys}
+
+
+async def test_register_secret_stores_adds_a_type_references_use(tmp_path):
+    class StorePlugin:
+        @hookimpl
+        def register_secret_stores(self, register):
+            register(MemoryStore)
+
+    plugins = load_plugins([FakePlugin(), StorePlugin()], entry_points=False)
+    assert plugins.secret_stores["memory"] is MemoryStore
+    assert {"file", "exec", "vault", "sql", "aws_secrets_manager"} <= set(plugins.secret_stores)
+    MemoryStore.data = {"a1": "tok-from-plugin"}
+    config = build_config(
+        {"agent": {"state_path": ":memory:"},
+         "secret_stores": {"mem": {"type": "memory", "prefix": "p-"}},
+         "channels": {"fake": {"accounts": [{"name": "a1", "region": "na",
+                                             "refresh_token": "mem:a1"}]}}},
+        plugins.channels, base_dir=tmp_path, stores=plugins.secret_stores)
+    service = AgentService(config, plugins)
+    state = await service.scheduler.check_now(service.find_account("fake", "a1"))
+    assert state.valid is True
+    assert FakeChannel.tokens["a1"] == "p-tok-from-plugin"
+    await service.stop()
+
+
+def test_bad_and_duplicate_store_types_are_refused():
+    class Again:
+        @hookimpl
+        def register_secret_stores(self, register):
+            register(ExecStore)
+            register(FakeChannel)
+
+    plugins = load_plugins([Again()], entry_points=False)
+    assert plugins.secret_stores["exec"] is ExecStore
+    messages = " ".join(e.error for e in plugins.errors)
+    assert "secret store type 'exec' is already registered" in messages
+    assert "not a SecretStore subclass" in messages
+
+
 class NumberedSettings(InventorySourceSettings):
     count: int
 
@@ -188,7 +242,8 @@ def test_bad_and_duplicate_inventory_types_are_refused():
 
 
 @pytest.mark.parametrize("name", ["register_channels", "register_freshness_sources",
-                                  "register_inventory_sources", "register_commands"])
+                                  "register_inventory_sources", "register_secret_stores",
+                                  "register_commands"])
 def test_every_hook_is_documented_with_params_and_returns(name):
     doc = inspect.getdoc(getattr(hookspecs, name))
     assert doc and ":param" in doc and ":returns:" in doc

@@ -20,6 +20,9 @@ from agent.channel import Account, Channel, CheckContext, CheckResult, Secret, T
 from agent.config.loader import AgentSettings
 from agent.metrics.collector import AgentMetrics
 from agent.redact import redact
+from agent.secrets.base import OBSERVER, StoreUnavailable
+from agent.secrets.registry import SecretStores, store_refs
+from agent.secrets.writeback import WriteBack
 from agent.storage.fleet import Fleet
 from agent.storage.secretfile import write_secret_file
 from agent.storage.state import AccountState
@@ -46,8 +49,10 @@ class Scheduler:
         http: dict[str, httpx.AsyncClient],
         *,
         monotonic: Callable[[], float] = time.monotonic,
+        writeback: WriteBack | None = None,
     ) -> None:
         self.fleet = fleet
+        self.writeback = writeback  # where rotated tokens of store references go
         self.channels = channels
         self.metrics = metrics
         self.settings = settings
@@ -163,6 +168,32 @@ class Scheduler:
         return state
 
     async def _run_check(self, account: Account) -> CheckResult:
+        """The channel's check, after its secret-store references are read (a store that
+        does not answer: transient ``secret_unavailable``). A rejection is confirmed against
+        the store first: if the platform replaced the token meanwhile, check again with it."""
+        refs = store_refs(account.settings)
+        if not refs:
+            return await self._channel_check(account)
+        stores: SecretStores = refs[0].registry
+        try:
+            await stores.prefetch(refs)
+        except StoreUnavailable as exc:
+            return CheckResult(valid=None, reason="secret_unavailable", detail=redact(str(exc)))
+        result = await self._channel_check(account)
+        if result.valid is not False or result.reason == "missing_credential":
+            return result
+        before = [stores.cached_entry(ref) for ref in refs]
+        try:
+            after = [await stores.get(ref.store, ref.key, fresh=True) for ref in refs]
+        except StoreUnavailable:
+            return result
+        if [e.value if e else None for e in before] != [e.value if e else None for e in after]:
+            log.info("%s/%s: rejected, but the store holds a new token: checking again",
+                     account.channel, account.name)
+            return await self._channel_check(account)
+        return result
+
+    async def _channel_check(self, account: Account) -> CheckResult:
         channel = self.channels[account.channel]
         timeout = self.settings.check_timeout
         ctx = CheckContext(
@@ -176,6 +207,8 @@ class Scheduler:
                 channel, acct, secret
             ),
             retry=channel.retry_policy(),
+            token_owner=all(ref.registry.mode(ref) != OBSERVER
+                            for ref in store_refs(account.settings)),
         )
         try:
             async with asyncio.timeout(timeout + HARD_TIMEOUT_GRACE):
@@ -197,6 +230,9 @@ class Scheduler:
     def _persist_refresh_token(self, channel: Channel, account: Account, secret: Secret) -> None:
         """Write a refresh token the provider handed back, keeping the previous one."""
         ref = channel.refresh_token_ref(account)
+        if ref is not None and ref.store is not None and self.writeback is not None:
+            self.writeback.submit(f"{account.channel}/{account.name}", ref, secret)
+            return
         if ref is None or ref.path is None:
             log.warning(
                 "channel %s account %s: the provider returned a new refresh token, but the "

@@ -78,7 +78,7 @@ def load_or_exit(path: str) -> tuple[Config, Plugins]:
     """Load plugins and the config; on any problem print every one of them and exit 2."""
     plugins = load_plugins()
     try:
-        return load_config(path, plugins.channels), plugins
+        return load_config(path, plugins.channels, stores=plugins.secret_stores), plugins
     except ConfigError as exc:
         _exit_with_problems("the configuration", exc)
 

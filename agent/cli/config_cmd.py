@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sys
 
 import click
 
 from agent.cli.common import DEFAULT_CONFIG, load_or_exit
+from agent.config.loader import Config
 from agent.plugins import load_plugins
 
 
@@ -23,17 +26,37 @@ def config_group() -> None:
 
 @config_group.command("check")
 @click.argument("file", default=DEFAULT_CONFIG, metavar="[FILE]")
-def config_check(file: str) -> None:
+@click.option("--connect", is_flag=True,
+              help="Also try each secret store once (one cheap read); exit 1 if one fails.")
+def config_check(file: str, connect: bool) -> None:
     """Validate FILE and report every problem at once (exit 2 if any).
 
     \b
     Example:
       channel-agent config check /etc/channel-agent/config.yaml
+      channel-agent config check --connect /etc/channel-agent/config.yaml
     """
     config, _ = load_or_exit(file)
     accounts = config.accounts()
     channels = ", ".join(sorted(config.channels))
     click.echo(f"{file}: OK ({len(accounts)} account(s) in channel(s) {channels})")
+    if connect:
+        sys.exit(asyncio.run(_connect(config)))
+
+
+async def _connect(config: Config) -> int:
+    stores = config.secret_stores
+    try:
+        results = await stores.probe()
+    finally:
+        await stores.close()
+    for name, problem in results.items():
+        store = stores.stores[name]
+        where = f"secret store {name} ({store.type}, {store.mode})"
+        click.echo(f"{where}: {'OK' if problem is None else 'FAILED: ' + problem}")
+    if not results:
+        click.echo("no secret stores configured: nothing to connect to")
+    return 1 if any(problem is not None for problem in results.values()) else 0
 
 
 @config_group.command("schema")
@@ -51,5 +74,5 @@ def config_schema_command() -> None:
 
     plugins = load_plugins()
     schema = config_schema(plugins.channels, plugins.freshness_sources,
-                           plugins.inventory_sources)
+                           plugins.inventory_sources, plugins.secret_stores)
     click.echo(json.dumps(schema, indent=2))

@@ -62,7 +62,8 @@ async def discover(config: Config) -> tuple[InventoryRunner, Config]:
     (the file's own win over duplicates) as if the file listed them (no sources left)."""
     runner = InventoryRunner(None)
     classes = {name: type(channel) for name, channel in config.channels.items()}
-    runner.configure(config.inventory_sources, classes, config.base_dir)
+    runner.configure(config.inventory_sources, classes, config.base_dir,
+                     stores=config.secret_stores)
     try:
         await runner.refresh_all()
     finally:

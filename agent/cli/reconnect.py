@@ -324,8 +324,9 @@ class _Report:
                         state_file=_str(store.path) if store else None)
         lines = [f"Reconnected {self.account.channel}/{self.account.name}."]
         if outcome.stored_in is not None:
+            mode = " (mode 0600)" if isinstance(outcome.stored_in, Path) else ""
             lines.append(f"  new refresh token: fingerprint {grant.fingerprint}, stored in "
-                         f"{outcome.stored_in} (mode 0600)")
+                         f"{outcome.stored_in}{mode}")
             if outcome.backup is not None:
                 lines.append(f"  previous token kept as {outcome.backup}")
         else:

@@ -85,7 +85,7 @@ def reconnect_command(config_path: str, channel: Channel, account: Account) -> s
     args = ["reconnect", channel.name, "--account", account.name,
             "--config", os.path.abspath(config_path)]
     ref = channel.refresh_token_ref(account)
-    if ref is not None and ref.path is None:
+    if ref is not None and ref.path is None and ref.store is None:
         args.append("--show-token")
     return f"{command_name()} {shlex.join(args)}"
 

@@ -157,7 +157,7 @@ def run(config_path: str, listen_address: str | None, shard: Shard | None,
     security = web_security_or_exit(web_config_file, read_without_auth)
 
     def load() -> Config:  # at start and at every reload; --shard wins over agent.shard
-        loaded = load_config(config_path, plugins.channels)
+        loaded = load_config(config_path, plugins.channels, stores=plugins.secret_stores)
         if shard is None:
             return loaded
         return dataclasses.replace(loaded, agent=dataclasses.replace(loaded.agent, shard=shard))
@@ -406,7 +406,8 @@ async def _demo(workdir: Path, listen_address: str, check_interval: str,
                                    config.agent)
         await serve(config, plugins, listen_address, security=security,
                     allow_insecure=allow_insecure,
-                    loader=lambda: load_config(config_file, plugins.channels),
+                    loader=lambda: load_config(config_file, plugins.channels,
+                                               stores=plugins.secret_stores),
                     on_listening=banner)
     finally:
         for channel_demo in demos.values():

@@ -36,6 +36,9 @@ from agent.config.yamltree import Node, from_python, present, read_yaml
 from agent.freshness.source import Dataset, FreshnessSource
 from agent.inventory.source import InventorySource
 from agent.redact import redact
+from agent.secrets.base import SecretStore
+from agent.secrets.config import build_stores, resolve_references
+from agent.secrets.registry import SecretStores
 
 __all__ = ["MEMORY", "AgentSettings", "Config", "ConfigError", "ConfigProblem", "build_config",
            "load_config", "parse_account", "parse_config", "read_config_file", "unknown_name",
@@ -56,6 +59,7 @@ class Config:
     # accounts the inventory sources yield (agent.inventory), besides the file's own
     discovered: list[Account] = field(default_factory=list)
     base_dir: Path = field(default_factory=Path.cwd)  # relative paths resolve against it
+    secret_stores: SecretStores = field(default_factory=lambda: SecretStores({}))
 
     def accounts(self) -> list[Account]:
         """Every account of every channel: the file's own, then the discovered ones."""
@@ -69,17 +73,19 @@ def load_config(
     environ: Mapping[str, str] | None = None,
     sources: Mapping[str, type[FreshnessSource]] | None = None,
     inventory_types: Mapping[str, type[InventorySource]] | None = None,
+    stores: Mapping[str, type[SecretStore]] | None = None,
 ) -> Config:
     """Read and validate a configuration file; raise :class:`ConfigError` listing all problems.
 
     ``sources`` are the freshness source types (default: the built-in ones);
-    ``inventory_types`` the inventory source types (default: the installed ones).
+    ``inventory_types`` the inventory source types (default: the installed ones); ``stores``
+    the secret store types (default: the built-in ones).
     """
     path = Path(path)
     text = read_config_file(path, "configuration file")
     base_dir = Path(os.path.abspath(path)).parent
     return parse_config(text, channels, source=str(path), base_dir=base_dir, environ=environ,
-                        sources=sources, inventory_types=inventory_types)
+                        sources=sources, inventory_types=inventory_types, stores=stores)
 
 
 def read_config_file(path: Path, what: str) -> str:
@@ -102,9 +108,10 @@ def parse_config(
     environ: Mapping[str, str] | None = None,
     sources: Mapping[str, type[FreshnessSource]] | None = None,
     inventory_types: Mapping[str, type[InventorySource]] | None = None,
+    stores: Mapping[str, type[SecretStore]] | None = None,
 ) -> Config:
     """Validate configuration YAML; relative paths resolve against ``base_dir`` (default: cwd)."""
-    loader = _Loader(source, base_dir, environ, channels, sources, inventory_types)
+    loader = _Loader(source, base_dir, environ, channels, sources, inventory_types, stores)
     return loader.config(read_yaml(text, loader.problems))
 
 
@@ -117,9 +124,10 @@ def build_config(
     environ: Mapping[str, str] | None = None,
     sources: Mapping[str, type[FreshnessSource]] | None = None,
     inventory_types: Mapping[str, type[InventorySource]] | None = None,
+    stores: Mapping[str, type[SecretStore]] | None = None,
 ) -> Config:
     """Validate configuration given as plain Python data (as YAML would load it)."""
-    loader = _Loader(source, base_dir, environ, channels, sources, inventory_types)
+    loader = _Loader(source, base_dir, environ, channels, sources, inventory_types, stores)
     return loader.config(from_python(data, loader.problems))
 
 
@@ -145,11 +153,15 @@ def parse_account(
 
 
 def validate_account(scope: Scope, channel: type[Channel], node: Node, path: str,
-                     core: tuple[str, ...] = ()) -> Account | None:
-    """The account at ``node`` (its problems go to ``scope``); None when it has any."""
+                     core: tuple[str, ...] = (), stores: SecretStores | None = None,
+                     store_names: frozenset[str] = frozenset()) -> Account | None:
+    """The account at ``node`` (its problems go to ``scope``); None when it has any.
+    ``stores``: what a credential may reference (``{store, key}`` or ``NAME:KEY``)."""
     if not isinstance(node.value, dict):
         scope.problems.add(node.line, path, "must be a mapping with at least a name")
         return None
+    if stores is not None:
+        node = resolve_references(node, channel, stores, store_names, path, scope.problems)
     model = account_model(channel)
     values = scope.validate(model, node, path, regions=channel.regions, core=core)
     if values is None:
@@ -178,8 +190,12 @@ class _Loader:
         channels: Mapping[str, type[Channel]],
         source_types: Mapping[str, type[FreshnessSource]] | None = None,
         inventory_types: Mapping[str, type[InventorySource]] | None = None,
+        store_types: Mapping[str, type[SecretStore]] | None = None,
     ) -> None:
         self.inventory_types = inventory_types  # None: the installed ones
+        self.store_types = store_types  # None: the built-in ones
+        self.secret_stores = SecretStores({})
+        self.store_names: frozenset[str] = frozenset()  # every store configured, built or not
         self.inventory: dict[str, InventorySource] = {}
         self.fed_channels: set[str] = set()  # channels an inventory source feeds
         self.channel_datasets: dict[str, dict[str, tuple[str, float]]] = {}
@@ -199,13 +215,14 @@ class _Loader:
             self.problem(root.line, "", "the configuration must be a mapping with the keys "
                                         "'agent' and 'channels'")
             raise self.problems.error()
-        top = ["agent", "channels", "freshness_sources", "inventory_sources"]
+        top = ["agent", "channels", "freshness_sources", "inventory_sources", "secret_stores"]
         for key, line in root.key_lines.items():
             if key not in top:
                 self.problem(line, key, unknown_name("key", key, top))
         agent = self.scope.validate(AgentModel, present(root, "agent") or Node({}, root.line),
                                     "agent")
         self._freshness_sources(root)
+        self._secret_stores(root)
         self._inventory_sources(root)
         sections = self._channels(root)
         if self.problems or agent is None:
@@ -224,7 +241,16 @@ class _Loader:
         return Config(source=self.problems.source, agent=agent.settings(), channels=channels,
                       freshness_sources=sources, datasets=self.datasets,
                       inventory_sources=self.inventory, channel_datasets=self.channel_datasets,
-                      base_dir=self.scope.base_dir)
+                      base_dir=self.scope.base_dir, secret_stores=self.secret_stores)
+
+    def _secret_stores(self, root: Node) -> None:
+        """``secret_stores``: each type's pydantic model, built by agent.secrets.config."""
+        node = present(root, "secret_stores")
+        if node is None:
+            return
+        types = self.store_types if self.store_types is not None else _builtin_store_types()
+        stores, self.store_names = build_stores(self.scope, node, types)
+        self.secret_stores = SecretStores(stores)
 
     def _inventory_sources(self, root: Node) -> None:
         """``inventory_sources``: validated and built by agent.inventory.settings."""
@@ -306,7 +332,9 @@ class _Loader:
         names: dict[str, int] = {}
         for i, item in enumerate(accounts_node.value):
             account_path = f"{accounts_path}[{i}]"
-            account = validate_account(self.scope, cls, item, account_path, ("datasets",))
+            account = validate_account(self.scope, cls, item, account_path, ("datasets",),
+                                       stores=self.secret_stores,
+                                       store_names=self.store_names)
             name = self._account_name(item)
             if name is None:
                 continue
@@ -447,3 +475,9 @@ def _builtin_source_types() -> Mapping[str, type[FreshnessSource]]:
     from agent.plugins import load_plugins
 
     return load_plugins(entry_points=False).freshness_sources
+
+
+def _builtin_store_types() -> Mapping[str, type[SecretStore]]:
+    from agent.plugins import load_plugins
+
+    return load_plugins(entry_points=False).secret_stores

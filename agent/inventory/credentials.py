@@ -11,21 +11,26 @@ gives one of:
   series but is not checked until the source answers again (:attr:`SecretRef.withheld`).
 - ``<name>_file``: a file path (relative paths resolve against the configuration's
   directory), read at check time like the configuration file's ``<name>_file``.
-
-Secret stores (issue 14) add their references here: a resolved :class:`SecretRef` is taken
-by the model as it is.
+- ``<name>_ref``: a reference into one of the configuration's ``secret_stores``: ``NAME:KEY``
+  or an object ``{"store": NAME, "key": KEY, "mode": "observer"}`` (a JSON text in a SQL
+  column). It names where the token is, never the token, so the state file keeps it and an
+  account restored while its source is down is checked as usual.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from typing import Any
 
 from agent.channel import Channel, Secret, SecretRef
 from agent.config.modelbase import secret_field
+from agent.secrets.config import parse_reference
+from agent.secrets.registry import SecretStores
 
 WITHHELD_SUFFIX = "#withheld"
+REF_SUFFIX = "_ref"
 
 
 @functools.cache
@@ -38,7 +43,8 @@ def secret_columns(channel_cls: type[Channel]) -> tuple[str, ...]:
 def credential_columns(channel_cls: type[Channel]) -> frozenset[str]:
     """Every column a row may give a credential in (left out of the ordinary settings)."""
     return frozenset(column for name in secret_columns(channel_cls)
-                     for column in (name, f"{name}_file", name + WITHHELD_SUFFIX))
+                     for column in (name, f"{name}_file", name + REF_SUFFIX,
+                                    name + WITHHELD_SUFFIX))
 
 
 def row_credentials(channel_cls: type[Channel], data: dict[str, Any]) -> dict[str, Any]:
@@ -58,6 +64,54 @@ def row_credentials(channel_cls: type[Channel], data: dict[str, Any]) -> dict[st
     return given
 
 
+def store_references(channel_cls: type[Channel], data: dict[str, Any],
+                     stores: SecretStores | None) -> tuple[dict[str, SecretRef], list[str]]:
+    """The ``<name>_ref`` columns of a row as store references (setting name -> SecretRef),
+    and the problems with them (naming the column, never a value)."""
+    refs: dict[str, SecretRef] = {}
+    problems: list[str] = []
+    for name in secret_columns(channel_cls):
+        value = data.get(name + REF_SUFFIX)
+        if value is None:
+            continue
+        if data.get(name) is not None or data.get(f"{name}_file") is not None:
+            problems.append(f"{name}{REF_SUFFIX}: give one of {name}, {name}_file and "
+                            f"{name}{REF_SUFFIX}, not several")
+            continue
+        reference = _store_reference(value, name, data, stores)
+        if isinstance(reference, str):
+            problems.append(reference)
+        else:
+            refs[name] = reference
+    return refs, problems
+
+
+def _store_reference(value: Any, name: str, data: dict[str, Any],
+                     stores: SecretStores | None) -> SecretRef | str:
+    """The SecretRef of a ``<name>_ref`` column, or the problem with it."""
+    column = name + REF_SUFFIX
+    if isinstance(value, str) and value.lstrip().startswith("{"):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return f"{column}: is not a JSON object nor NAME:KEY"
+    known = stores.stores if stores is not None else {}
+    parsed = parse_reference(value, known)
+    if parsed is None:
+        configured = ", ".join(sorted(known)) or "none configured under secret_stores"
+        return f"{column}: must be STORE:KEY or {{store, key}} naming a secret store " \
+               f"(known: {configured})"
+    if isinstance(parsed, str):
+        return f"{column}: {parsed}"
+    assert stores is not None
+    store, key, mode = parsed
+    try:
+        located = known[store].locate(key, str(data.get("channel")), str(data.get("account")))
+    except ValueError as exc:
+        return f"{column}: secret store {store}: {exc}"
+    return stores.ref(store, located, source=f"inventory column {column}", mode=mode)
+
+
 def describe_credential(channel_cls: type[Channel], settings: dict[str, Any]) -> str:
     """Where an account's credential is, never what it is: "file PATH", "from the source"
     (the token itself came in the row), "withheld" (restored; waits for the source)."""
@@ -65,7 +119,9 @@ def describe_credential(channel_cls: type[Channel], settings: dict[str, Any]) ->
     for name in secret_columns(channel_cls):
         value = settings.get(name)
         if isinstance(value, SecretRef):
-            if value.path is not None:
+            if value.store is not None:
+                places.append(f"{name}: secret store {value.store}, key {value.key}")
+            elif value.path is not None:
                 places.append(f"{name}: file {value.path}")
             elif value.withheld:
                 places.append(f"{name}: withheld until the source answers")

@@ -17,6 +17,7 @@ from typing import Any
 from agent.channel import Account, Channel
 from agent.inventory.rows import RowInvalid, RowProblem, normalise, validate_row
 from agent.inventory.source import InventorySource
+from agent.secrets.registry import SecretStores
 
 Key = tuple[str, str]
 
@@ -64,7 +65,8 @@ class Outcome:
 
 def evaluate(source: InventorySource, current: SourceList, rows: Sequence[Any],
              channels: Mapping[str, type[Channel]], base_dir: Path, now: float,
-             held: Held | None, revalidate: bool = False) -> Outcome:
+             held: Held | None, revalidate: bool = False,
+             stores: SecretStores | None = None) -> Outcome:
     """The source's next list from ``rows``; ``held`` is the answer waiting, if any.
 
     One pass over the rows: an unchanged row costs its normalisation and a digest lookup;
@@ -95,7 +97,7 @@ def evaluate(source: InventorySource, current: SourceList, rows: Sequence[Any],
             continue
         try:
             account = validate_row(candidate, source=source.name, channel_cls=channels[key[0]],
-                                   static_labels=labels, base_dir=base_dir)
+                                   static_labels=labels, base_dir=base_dir, stores=stores)
         except RowInvalid as exc:
             problems.append(RowProblem(source.name, i, "/".join(key), "; ".join(exc.messages)))
             if previous is not None:  # keep what worked; report the row until it is fixed
@@ -122,7 +124,8 @@ def evaluate(source: InventorySource, current: SourceList, rows: Sequence[Any],
 
 
 def restore(source: InventorySource, texts: Sequence[str],
-            channels: Mapping[str, type[Channel]], base_dir: Path) -> SourceList:
+            channels: Mapping[str, type[Channel]], base_dir: Path,
+            stores: SecretStores | None = None) -> SourceList:
     """The list the state file kept; rows that no longer validate are left out."""
     from agent.inventory.credentials import WITHHELD_SUFFIX
     from agent.inventory.rows import restored
@@ -135,7 +138,8 @@ def restore(source: InventorySource, texts: Sequence[str],
         try:
             account = validate_row(candidate, source=source.name,
                                    channel_cls=channels[candidate.key[0]],
-                                   static_labels=source.labels, base_dir=base_dir)
+                                   static_labels=source.labels, base_dir=base_dir,
+                                   stores=stores)
         except RowInvalid:
             continue
         result.accounts[candidate.key] = account

@@ -26,7 +26,9 @@ from agent.inventory.credentials import (
     credential_columns,
     row_credentials,
     secret_columns,
+    store_references,
 )
+from agent.secrets.registry import SecretStores
 
 LABEL_PREFIX = "label_"
 
@@ -129,7 +131,8 @@ def restored(source: str, row: int, text: str) -> Candidate | RowProblem:
 
 
 def validate_row(candidate: Candidate, *, source: str, channel_cls: type[Channel],
-                 static_labels: Mapping[str, str], base_dir: Path) -> Account:
+                 static_labels: Mapping[str, str], base_dir: Path,
+                 stores: SecretStores | None = None) -> Account:
     """The account a row describes, validated by the same account model, with the same
     messages, as the configuration file's accounts (agent.config.loader.parse_account);
     :class:`RowInvalid` with every problem otherwise."""
@@ -146,6 +149,9 @@ def validate_row(candidate: Candidate, *, source: str, channel_cls: type[Channel
         given["labels"] = labels
     given = _literal(given)  # no ${VAR} expansion in a row
     given.update(row_credentials(channel_cls, data))
+    references, reference_problems = store_references(channel_cls, data, stores)
+    given.update(references)
+    problems += reference_problems
     try:
         account = parse_account(channel_cls, given, where="", base_dir=base_dir, environ={})
     except ConfigError as exc:

@@ -27,6 +27,7 @@ from agent.inventory.diff import Held, Key, Outcome, SourceList, evaluate, resto
 from agent.inventory.rows import RowProblem
 from agent.inventory.source import InventoryError, InventorySource
 from agent.redact import redact
+from agent.secrets.registry import SecretStores
 from agent.storage.state import StateStore
 
 if TYPE_CHECKING:
@@ -64,19 +65,22 @@ class InventoryRunner:
         self.status: dict[str, SourceStatus] = {}
         self.channels: dict[str, type[Channel]] = {}
         self.base_dir = Path.cwd()
+        self.stores: SecretStores | None = None  # what store references in rows resolve to
         self._tasks: dict[str, asyncio.Task] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._on_change: Callable[[], None] | None = None
 
     def configure(self, sources: Mapping[str, InventorySource],
                   channels: Mapping[str, type[Channel]], base_dir: Path,
-                  ) -> list[InventorySource]:
+                  stores: SecretStores | None = None) -> list[InventorySource]:
         """Adopt the configured sources (at start and at every reload); returns the source
         objects replaced, for the caller to close. A source kept by name keeps its list; a new
         one starts from what the state file kept for it."""
         replaced = [s for name, s in self.sources.items() if sources.get(name) is not s]
-        rules_changed = dict(channels) != self.channels or base_dir != self.base_dir
-        self.channels, self.base_dir = dict(channels), base_dir
+        # a new configuration's secret stores: rows with store references are bound anew
+        rules_changed = (dict(channels) != self.channels or base_dir != self.base_dir
+                         or (stores is not self.stores and bool(stores or self.stores)))
+        self.channels, self.base_dir, self.stores = dict(channels), base_dir, stores
         status = {}
         for name, source in sources.items():
             old = self.sources.get(name)
@@ -99,7 +103,7 @@ class InventoryRunner:
         if kept is None:
             return SourceStatus()
         fed = {c: self.channels[c] for c in source.channels if c in self.channels}
-        restored = restore(source, kept.rows, fed, self.base_dir)
+        restored = restore(source, kept.rows, fed, self.base_dir, stores=self.stores)
         log.info("inventory source %s: %d account(s) restored from the state file (list of "
                  "%s)", source.name, len(restored.accounts), time.ctime(kept.saved))
         return SourceStatus(accepted=restored, last_success=kept.last_success)
@@ -204,7 +208,7 @@ class InventoryRunner:
                 fed = {c: self.channels[c] for c in source.channels if c in self.channels}
                 outcome = await asyncio.to_thread(
                     evaluate, source, status.accepted, answer, fed, self.base_dir, self.clock(),
-                    status.held, status.revalidate)
+                    status.held, status.revalidate, stores=self.stores)
             status.duration = self.monotonic() - started
             return self._succeeded(name, outcome)
 
