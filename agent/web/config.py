@@ -93,7 +93,8 @@ def _client_auth_type(value: Any) -> str:
     if value == "RequireAnyClientCert":
         raise problem("RequireAnyClientCert (a certificate that is not verified) is not "
                       "supported: use RequireAndVerifyClientCert")
-    if value not in CLIENT_AUTH_TYPES:
+    # a list or mapping is not hashable: test the type before membership in the set
+    if not isinstance(value, str) or value not in CLIENT_AUTH_TYPES:
         raise problem(f"must be one of {', '.join(CLIENT_AUTH_TYPES)}")
     return value
 
