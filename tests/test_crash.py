@@ -169,11 +169,15 @@ def test_agent_killed_during_check_cycles(tmp_path, rng, workload: Workload):
             assert lost_or_older(acked, after) == []
             survived += 1
             acknowledged += len(acked)
+        checked = {row["account"] for (table, _), row in committed_rows(db).items()
+                   if table == "accounts" and row.get("last_check")}
         final = Agent(config, free_port(), tmp_path / "agent.log")
         final.start()
         restored = final.status()["accounts"]
         final.stop()
-    assert {a["account"] for a in restored if a["last_check"]} == set(SCENARIOS)
+    # Every account whose check was committed before the last kill comes back checked. (Not
+    # "every account": on a loaded machine an account's first check may not come before a kill.)
+    assert checked and checked <= {a["account"] for a in restored if a["last_check"]}
     print(f"agent survived {survived} SIGKILLs ({workload.__name__}; "
           f"{acknowledged} acknowledged values found stored after the kills)")
 
