@@ -4,7 +4,9 @@ Every shop lives under ``/shops/<domain>`` (the channel's ``admin_url`` template
 there). Shops added before :meth:`Simulator.start` are also served on a port of their own
 (:meth:`Simulator.shop_url`, an account's ``admin_url``): on Shopify every shop is its own
 host, and the agent's rate limiter pauses a host, so one throttled shop must not pause the
-others behind one simulator address. Per shop: ``GET /admin/oauth/access_scopes.json``, ``GET /admin/api/<v>/shop.json``,
+others behind one simulator address.
+
+Per shop: ``GET /admin/oauth/access_scopes.json``, ``GET /admin/api/<v>/shop.json``,
 ``POST /admin/oauth/access_token`` (code and refresh_token grants, rotating refresh tokens)
 and ``GET /admin/oauth/authorize`` (consents at once and redirects with a signed ``hmac``).
 Answers copy Shopify's published bodies (see :mod:`channel_agent_shopify.classify`). Every
