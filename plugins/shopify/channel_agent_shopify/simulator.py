@@ -91,7 +91,8 @@ class Simulator:
         """The shop's admin base URL on its own port (the shared one if it has none)."""
         return f"{self.shop_bases.get(domain, self.base_url)}/shops/{domain}"
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Listens; returns the shared base URL (``SimulatorThread`` runs it too)."""
         app = web.Application()
         app.router.add_get("/shops/{shop}/admin/oauth/access_scopes.json", self._scopes)
         app.router.add_get("/shops/{shop}/admin/api/{version}/shop.json", self._shop)
@@ -104,6 +105,7 @@ class Simulator:
         self.base_url = await self._listen(host, port)
         for domain in self.shops:
             self.shop_bases[domain] = await self._listen(host, 0)
+        return self.base_url
 
     async def _listen(self, host: str, port: int) -> str:
         assert self._runner is not None
