@@ -306,13 +306,15 @@ def result_page(status: int, title: str, message: str) -> web.Response:
 
 
 class ProfilesMissing(ReconnectError):
-    """The new token works but does not reach every expected profile; nothing was stored."""
+    """The new credential works but does not reach every expected target (the channel's
+    ``target_kind``); nothing was stored."""
 
-    def __init__(self, result: VerifyResult) -> None:
+    def __init__(self, result: VerifyResult, target_kind: str = "") -> None:
         missing = ", ".join(result.missing)
         super().__init__(
             "profiles_missing",
-            f"the new consent does not reach the expected profile(s) {missing}: the user who "
+            f"the new consent does not reach the expected {target_kind or 'target'}(s) "
+            f"{missing}: the user who "
             f"consented lacks access to them (a permissions problem, not a token problem); "
             f"nothing was stored")
         self.result = result
@@ -349,14 +351,14 @@ async def complete(
     Raises :class:`ReconnectError` (nothing stored) when any step fails."""
     reconnector = channel.reconnector()
     assert reconnector is not None
-    progress("exchanging the authorisation code for a refresh token")
+    progress("exchanging the authorisation code for a new credential")
     token = await reconnector.exchange(account, code, attempt.code_verifier,
                                        attempt.redirect_uri, ctx)
     granted = ctx.clock()
-    progress("verifying the new token: one refresh, then the list of profiles it reaches")
+    progress(f"verifying the new credential: what {channel.target_kind or 'target'}s it reaches")
     result = await reconnector.verify(account, token, ctx)
     if result.missing and not accept_missing_profiles:
-        raise ProfilesMissing(result)
+        raise ProfilesMissing(result, channel.target_kind)
     ref = channel.refresh_token_ref(account)
     assert ref is not None, "preflight() first"
     backup = None

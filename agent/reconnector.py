@@ -31,12 +31,15 @@ class ReconnectError(Exception):
 
 @dataclass(frozen=True)
 class ProfileInfo:
-    """One profile (advertiser, shop, ...) a new consent can reach, as shown to the user."""
+    """One target (the channel's ``target_kind``: an Ads profile, a marketplace, a scope) a new
+    consent reaches, as shown to the user; ``expected``: one the account's configuration asks
+    for (or one that covers it)."""
 
     id: str
     name: str = ""
     country: str = ""
     kind: str = ""
+    expected: bool = False
 
 
 @dataclass

@@ -74,7 +74,8 @@ EXIT_FAILED = 1
 @click.option("--redirect-uri", metavar="URL", default=None,
               help="Use this redirect URI instead of the channel's redirect_uri.")
 @click.option("--accept-missing-profiles", is_flag=True,
-              help="Store the new token even when it does not reach every expected profile.")
+              help="Store the new credential even when it does not reach every expected "
+                   "target (profile, marketplace, scope).")
 @click.option("--show-token", is_flag=True,
               help="For a token given in the configuration (environment variable): print the "
                    "new token so you can put it there.")
@@ -86,7 +87,7 @@ EXIT_FAILED = 1
 @click.option("--list", "list_accounts", is_flag=True,
               help="List the accounts that need reconnecting, with the command for each.")
 @click.option("--within", metavar="DURATION", default="30d", show_default=True,
-              help="With --list: include refresh tokens that expire within this time.")
+              help="With --list: include credentials that expire within this time.")
 @click.option("--pending", is_flag=True, help="List the consent links made with --link.")
 @click.option("--cancel", is_flag=True, help="Withdraw the account's open consent link.")
 @json_option
@@ -107,19 +108,20 @@ def reconnect(
     cancel: bool,
     as_json: bool,
 ) -> None:
-    """Re-authorise an account and store its new refresh token, safely.
+    """Re-authorise an account and store its new credential, safely.
 
     \b
-    1. Builds the consent URL of the account's region (random state, PKCE S256).
+    1. Builds the account's consent URL (random state; PKCE S256 where the provider has it).
     2. Gets the authorisation code: by default through a browser and a one-request server
        on the loopback redirect_uri; --no-browser: paste the redirected URL; --link: the
        running agent receives it (at /oauth/callback) when the account holder clicks.
-    3. Exchanges the code, then 4. verifies the new token (one refresh, the profiles it
-       reaches, compared with the expected ones) before 5. storing it (atomic write, 0600,
-       previous token kept as a timestamped .bak) and recording the grant in the state file;
+    3. Exchanges the code, then 4. verifies the new credential (what targets it reaches:
+       profiles, marketplaces, scopes; compared with the expected ones) before 5. storing it
+       (atomic write, 0600, previous one kept as a timestamped .bak) and recording the grant
+       in the state file;
        6. asks the running agent to check the account at once (state before and after).
     A declined consent, a wrong state, a reused or expired code, a timeout or a missing
-    expected profile end with a message and change nothing. Exit status: 0 done, 1 the
+    expected target end with a message and change nothing. Exit status: 0 done, 1 the
     reconnect failed, 2 bad usage or configuration.
 
     \b
@@ -197,14 +199,14 @@ async def _flow(report: _Report, reconnector: Reconnector, redirect_uri: str, wa
                 store: StateStore | None, accept_missing_profiles: bool) -> Outcome:
     account = report.account
     attempt = new_attempt(reconnector, account, redirect_uri)
-    _note(f"Reconnecting {account.channel} account {account.name} (region "
-          f"{account.region or '-'}).")
+    region = f" (region {account.region})" if account.region else ""
+    _note(f"Reconnecting {account.channel} account {account.name}{region}.")
     if report.mode == "local":
         server = LocalCallback(redirect_uri, attempt.state, reconnector)
         await server.start()
         try:
-            _note("Open this URL in a browser and sign in as a user who can reach the "
-                  "account's profiles:")
+            _note(f"Open this URL in a browser and sign in as a user who can grant the "
+                  f"account's {report.channel.target_kind or 'target'}s:")
             _note(f"  {attempt.consent_url}")
             if can_open_browser():
                 open_browser(attempt.consent_url)
@@ -259,9 +261,10 @@ def _make_link(report: _Report, store: StateStore | None, reconnector: Reconnect
         return
     click.echo(link.consent_url)
     _note(f"Send the URL above to the person who can approve access for "
-          f"{report.account.name}. It works once, until {expires}. When they approve, Amazon "
-          f"sends their browser to {redirect_uri}, where the running agent completes the "
-          f"reconnect and shows them the result.")
+          f"{report.account.name}. It works once, until {expires}. When they approve, "
+          f"{report.channel.title or report.channel.name} sends their browser to "
+          f"{redirect_uri}, where the running agent completes the reconnect and shows them "
+          f"the result.")
     if replaced:
         _note(f"It replaces the account's previous open link ({replaced}).")
     if is_loopback(redirect_uri):
@@ -287,18 +290,19 @@ class _Report:
                                     "region": account.region, "mode": mode, "result": None}
 
     def profiles(self, profiles: list, missing: list[str]) -> None:
-        expected = {str(p) for p in self.account.settings.get("expected_profiles") or []}
+        # the JSON keys stay "profiles" (scripts read them); the text names the channel's targets
         rows = [{"id": p.id, "country": p.country, "kind": p.kind, "name": p.name,
-                 "expected": p.id in expected} for p in profiles]
+                 "expected": p.expected} for p in profiles]
         self.doc.update(profiles=rows, missing_profiles=list(missing))
         if self.as_json:
             return
-        click.echo(f"Profiles the new token reaches ({len(rows)}):")
-        print_table(("PROFILE", "COUNTRY", "TYPE", "NAME", "EXPECTED"),
+        kind = self.channel.target_kind or "target"
+        click.echo(f"{kind.capitalize()}s the new credential reaches ({len(rows)}):")
+        print_table((kind.upper(), "COUNTRY", "TYPE", "NAME", "EXPECTED"),
                     [(r["id"], r["country"], r["kind"], r["name"], "yes" if r["expected"] else "")
                      for r in rows])
-        for profile in missing:
-            click.echo(f"MISSING: expected profile {profile} is not reachable with this consent")
+        for target in missing:
+            click.echo(f"MISSING: expected {kind} {target} is not reachable with this consent")
 
     def stored(self, outcome: Outcome, store: StateStore | None) -> None:
         grant = outcome.grant
@@ -308,7 +312,7 @@ class _Report:
                         state_file=_str(store.path) if store else None)
         lines = [f"Reconnected {self.account.channel}/{self.account.name}."]
         if outcome.stored_in is not None:
-            lines.append(f"  new refresh token: fingerprint {grant.fingerprint}, stored in "
+            lines.append(f"  new credential: fingerprint {grant.fingerprint}, stored in "
                          f"{outcome.stored_in} (mode 0600)")
             if outcome.backup is not None:
                 lines.append(f"  previous token kept as {outcome.backup}")
@@ -316,13 +320,13 @@ class _Report:
             variable = env_variable_at(self.config.source, outcome.source)
             where = f"environment variable {variable}" if variable else outcome.source
             self.doc.update(environment_variable=variable, refresh_token=outcome.token.reveal())
-            lines.append(f"  new refresh token (fingerprint {grant.fingerprint}), NOT stored: "
+            lines.append(f"  new credential (fingerprint {grant.fingerprint}), NOT stored: "
                          f"this account's token comes from {where} "
                          f"({self.config.source}: {outcome.source}). Put it there, then restart "
                          f"the agent, which reads it at start:")
             lines.append(outcome.token.reveal())
         if store is not None:
-            lines.append(f"  grant recorded in {store.path}: the refresh token's age starts now")
+            lines.append(f"  grant recorded in {store.path}: the credential's age starts now")
         else:
             lines.append("  agent.state_path is :memory:, so no grant was recorded")
         if not self.as_json:

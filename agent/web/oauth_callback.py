@@ -101,12 +101,13 @@ async def _complete(service: AgentService, link: ReconnectLink, query: dict[str,
     outcome = await complete(channel, account, code, link, ctx, service.store,
                              accept_missing_profiles=link.accept_missing_profiles)
     state = await service.scheduler.check_now(account)
-    log.info("%s/%s: reconnected through a link (refresh token fingerprint %s, stored in %s); "
+    log.info("%s/%s: reconnected through a link (credential fingerprint %s, stored in %s); "
              "the check after: %s", link.channel, link.account, outcome.grant.fingerprint,
              outcome.stored_in, state_word(state))
     missing = outcome.result.missing
-    note = f" It does not reach profile(s) {', '.join(missing)}." if missing else ""
-    return (f"account {link.account} is reconnected ({len(outcome.result.profiles)} profile(s) "
+    kind = channel.target_kind or "target"
+    note = f" It does not reach {kind}(s) {', '.join(missing)}." if missing else ""
+    return (f"account {link.account} is reconnected ({len(outcome.result.profiles)} {kind}(s) "
             f"reachable); the check after it: {state_word(state)}.{note}")
 
 

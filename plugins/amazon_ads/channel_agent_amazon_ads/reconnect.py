@@ -88,18 +88,19 @@ class AmazonAdsReconnector(Reconnector):
             items, refresh_token = await self.first_use(account, ctx, refresh_token)
         except ProviderError as err:
             raise first_use_error(err) from None
-        profiles = [_profile(item) for item in items]
-        seen = {profile.id for profile in profiles}
         expected = [str(p) for p in account.settings.get("expected_profiles") or []]
+        profiles = [_profile(item, expected) for item in items]
+        seen = {profile.id for profile in profiles}
         return VerifyResult(refresh_token=refresh_token, profiles=profiles,
                             missing=[p for p in expected if p not in seen])
 
 
-def _profile(item: dict[str, Any]) -> ProfileInfo:
+def _profile(item: dict[str, Any], expected: list[str]) -> ProfileInfo:
     info = item.get("accountInfo") if isinstance(item.get("accountInfo"), dict) else {}
     return ProfileInfo(
         id=str(item["profileId"]),
         name=str(info.get("name") or ""),
         country=str(item.get("countryCode") or ""),
         kind=str(info.get("type") or ""),
+        expected=str(item["profileId"]) in expected,
     )

@@ -73,9 +73,10 @@ class AmazonSpReconnector(Reconnector):
             found = await self.channel.list_participations(session)
         except ProviderError as err:
             raise first_use_error(ProviderError(err.verdict, session.scrub(err.detail))) from None
-        marketplaces = [ProfileInfo(id=p.marketplace_id, name=p.name, country=p.country,
-                                    kind="marketplace") for p in found]
-        seen = {m.id for m in marketplaces}
         expected = list(account.settings.get("expected_marketplaces") or [])
+        marketplaces = [ProfileInfo(id=p.marketplace_id, name=p.name, country=p.country,
+                                    kind="marketplace", expected=p.marketplace_id in expected)
+                        for p in found]
+        seen = {m.id for m in marketplaces}
         return VerifyResult(refresh_token=session.refresh_token, profiles=marketplaces,
                             missing=[m for m in expected if m not in seen])

@@ -161,7 +161,9 @@ class ShopifyReconnector(Reconnector):
                                              f"({detail}); nothing was stored") from None
         self._check_shop(account, shop.get("myshopify_domain"))
         required = list(account.settings.get("required_scopes") or [])
-        profiles = [ProfileInfo(id=scope, name=str(shop.get("name") or ""), kind="scope")
+        profiles = [ProfileInfo(id=scope, name=str(shop.get("name") or ""), kind="scope",
+                                expected=any(not shopify_api.missing_scopes([r], {scope})
+                                             for r in required))  # write_x covers read_x
                     for scope in sorted(granted)]
         return VerifyResult(refresh_token=refresh_token, profiles=profiles,
                             missing=shopify_api.missing_scopes(required, granted))
