@@ -51,6 +51,7 @@ from agent.reconnector import (
     ProfileInfo,
     ReconnectError,
     Reconnector,
+    TargetInfo,
     VerifyResult,
 )
 from agent.secret import MissingSecret, Secret, SecretRef, fingerprint
@@ -60,7 +61,7 @@ __all__ = [
     "AccountSettings", "ApplicationClient", "Channel", "ChannelSettings", "CheckContext",
     "CheckResult", "Demo", "MissingSecret", "ProfileInfo", "Reason", "ReconnectError",
     "ReconnectSettings", "Reconnector", "RefreshTokens", "RetrySettings", "Secret", "SecretRef",
-    "TransientError", "VerifyResult", "fingerprint", "status_result",
+    "TargetInfo", "TransientError", "VerifyResult", "fingerprint", "status_result",
 ]
 
 

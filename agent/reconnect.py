@@ -305,18 +305,16 @@ def result_page(status: int, title: str, message: str) -> web.Response:
 # --- exchange, verify, store ---------------------------------------------------------------
 
 
-class ProfilesMissing(ReconnectError):
-    """The new credential works but does not reach every expected target (the channel's
-    ``target_kind``); nothing was stored."""
+class TargetsMissing(ReconnectError):
+    """The new token works but does not reach every expected target; nothing was stored."""
 
     def __init__(self, result: VerifyResult, target_kind: str = "") -> None:
         missing = ", ".join(result.missing)
         super().__init__(
-            "profiles_missing",
+            "targets_missing",
             f"the new consent does not reach the expected {target_kind or 'target'}(s) "
-            f"{missing}: the user who "
-            f"consented lacks access to them (a permissions problem, not a token problem); "
-            f"nothing was stored")
+            f"{missing}: the user who consented lacks access to them (a permissions problem, "
+            f"not a token problem); nothing was stored")
         self.result = result
 
 
@@ -343,7 +341,7 @@ async def complete(
     ctx: CheckContext,
     store: StateStore | None,
     *,
-    accept_missing_profiles: bool = False,
+    accept_missing_targets: bool = False,
     progress: Callable[[str], None] = lambda message: None,
 ) -> Outcome:
     """Exchange ``code``, verify the token, store it (file) and record the grant.
@@ -355,10 +353,11 @@ async def complete(
     token = await reconnector.exchange(account, code, attempt.code_verifier,
                                        attempt.redirect_uri, ctx)
     granted = ctx.clock()
-    progress(f"verifying the new credential: what {channel.target_kind or 'target'}s it reaches")
+    progress(f"verifying the new credential: the {channel.target_kind or 'target'}s it "
+             f"reaches")
     result = await reconnector.verify(account, token, ctx)
-    if result.missing and not accept_missing_profiles:
-        raise ProfilesMissing(result, channel.target_kind)
+    if result.missing and not accept_missing_targets:
+        raise TargetsMissing(result, channel.target_kind)
     ref = channel.refresh_token_ref(account)
     assert ref is not None, "preflight() first"
     backup = None
@@ -381,7 +380,7 @@ async def complete(
 
 
 def create_link(store: StateStore, channel: Channel, account: Account, reconnector: Reconnector,
-                redirect_uri: str, *, accept_missing_profiles: bool = False,
+                redirect_uri: str, *, accept_missing_targets: bool = False,
                 now: float | None = None) -> tuple[ReconnectLink, int]:
     """Record an open link for the account (replacing its open ones); returns it and how many
     it replaced."""
@@ -392,7 +391,7 @@ def create_link(store: StateStore, channel: Channel, account: Account, reconnect
         state=attempt.state, channel=account.channel, account=account.name,
         region=account.region, redirect_uri=redirect_uri, code_verifier=attempt.code_verifier,
         consent_url=attempt.consent_url, created=now, expires=now + expiry,
-        accept_missing_profiles=accept_missing_profiles,
+        accept_missing_targets=accept_missing_targets,
     )
     store.purge_links(before=now - LINK_RETENTION)
     replaced = store.add_link(link, now)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 from agent.secret import Secret
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 class ReconnectError(Exception):
     """A reconnect step failed and nothing was stored. ``message`` is for humans (no secret);
     ``reason`` is for scripts: declined, state_mismatch, code_rejected, expired, timeout,
-    unavailable (the provider did not answer), rejected, profiles_missing, store_failed,
+    unavailable (the provider did not answer), rejected, targets_missing, store_failed,
     interrupted, unsupported (the account cannot be reconnected as asked)."""
 
     def __init__(self, reason: str, message: str) -> None:
@@ -30,16 +30,18 @@ class ReconnectError(Exception):
 
 
 @dataclass(frozen=True)
-class ProfileInfo:
-    """One target (the channel's ``target_kind``: an Ads profile, a marketplace, a scope) a new
-    consent reaches, as shown to the user; ``expected``: one the account's configuration asks
-    for (or one that covers it)."""
+class TargetInfo:
+    """One target a new consent can reach (the channel's ``target_kind``: an Ads profile, an
+    SP-API marketplace, a scope), as shown to the user. ``kind`` is its sub-type, if any
+    (an Ads profile's seller/vendor/agency)."""
 
     id: str
     name: str = ""
     country: str = ""
     kind: str = ""
-    expected: bool = False
+
+
+ProfileInfo = TargetInfo  # deprecated name, kept for plugins written before targets
 
 
 @dataclass
@@ -47,11 +49,19 @@ class VerifyResult:
     """What the new refresh token can reach.
 
     ``refresh_token`` is the token to store (the verifying refresh may have handed back a
-    rotated one); ``missing`` lists the account's expected profiles it does not reach."""
+    rotated one); ``targets`` what it reaches; ``expected`` the account's expected targets
+    and ``missing`` those of them it does not reach. ``profiles=`` is the deprecated name of
+    ``targets=``."""
 
     refresh_token: Secret
-    profiles: list[ProfileInfo]
+    targets: list[TargetInfo] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    expected: list[str] = field(default_factory=list)
+    profiles: InitVar[list[TargetInfo] | None] = None
+
+    def __post_init__(self, profiles: list[TargetInfo] | None) -> None:
+        if profiles is not None:
+            self.targets = list(profiles)
 
 
 class Reconnector(ABC):

@@ -141,8 +141,8 @@ class Agent:
     def post(self, path: str, **kwargs: Any) -> httpx.Response:
         return httpx.post(self.url + path, **{"timeout": 30, **self.client, **kwargs})
 
-    def recheck(self, account: str) -> dict:
-        response = self.post("/api/v1/recheck", json={"channel": "amazon_ads", "account": account})
+    def recheck(self, account: str, channel: str = "amazon_ads") -> dict:
+        response = self.post("/api/v1/recheck", json={"channel": channel, "account": account})
         response.raise_for_status()
         return response.json()
 

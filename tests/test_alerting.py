@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agent.channel import TRANSIENT_REASONS
+from agent.reasons import APPLICATION, MERCHANT, PERMISSION, REASON_CLASSES
 from tests.promstack import (
     ALERTMANAGER_EXAMPLE,
     DASHBOARD,
@@ -102,11 +102,15 @@ def test_every_for_duration_is_listed_in_the_header():
         assert rule["for"] in rows[0].split(), (rule["alert"], rule["for"], rows[0])
 
 
-def test_descriptions_know_the_transient_reasons():
-    """ChannelCredentialInvalid tells a rejection from an inconclusive latest check by the
-    reason: its list must be the agent's."""
-    listed = re.search(r'eq \$reason((?: "\w+")+)', RULES.read_text())[1]
-    assert tuple(re.findall(r'"(\w+)"', listed)) == TRANSIENT_REASONS
+def test_credential_alert_leaves_permission_and_application_classes_to_other_alerts():
+    """ChannelCredentialInvalid pages for a dead credential only: the classes it leaves out
+    are the agent's permission and application classes, each with an alert of its own."""
+    rules = {r["alert"]: r for _, r in alert_rules()}
+    excluded = re.search(r'class=~"([\w|]+)"', rules["ChannelCredentialInvalid"]["expr"])[1]
+    assert sorted(excluded.split("|")) == sorted([PERMISSION, APPLICATION, MERCHANT])
+    assert 'class="permission"' in rules["ChannelCredentialPermissionLost"]["expr"]
+    assert 'class="application"' in rules["ChannelApplicationRejected"]["expr"]
+    assert set(excluded.split("|")) < set(REASON_CLASSES)
 
 
 def test_runbook_base_url_is_defined_once():
@@ -123,7 +127,7 @@ def test_alertmanager_example_passes_amtool():
     amtool = require_program("amtool")
     result = run(amtool, "check-config", ALERTMANAGER_EXAMPLE)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS" in result.stdout and "7 inhibit rules" in result.stdout
+    assert "SUCCESS" in result.stdout and "8 inhibit rules" in result.stdout
 
 
 @pytest.mark.parametrize("severity,receiver", [("critical", "sre-pager"),
@@ -162,6 +166,7 @@ def test_inhibit_rules_mute_symptoms_while_the_cause_fires(tmp_path):
     acme = {"channel": "amazon_ads", "account": "acme-us", "region": "na"}
     globex = {"channel": "amazon_ads", "account": "globex-eu", "region": "eu"}
     walmart = {"channel": "walmart", "account": "w-1", "region": "us"}
+    umbrella = {"channel": "amazon_ads", "account": "umbrella-fe", "region": "fe"}
     initech = {"channel": "shopify", "account": "initech-shop"}
     posted = {
         # cause: acme-us's credential is rejected
@@ -172,10 +177,21 @@ def test_inhibit_rules_mute_symptoms_while_the_cause_fires(tmp_path):
                                target="1", **acme),
         "stale globex": _alert("ChannelDataStale", "warning", dataset="sp_campaigns_daily",
                                **globex),
+        # cause: umbrella-fe's consent lacks a profile (a permission, not a dead credential)
+        "permission umbrella": _alert("ChannelCredentialPermissionLost", "warning",
+                                      reason="profile_missing", **umbrella,
+                                      **{"class": "permission"}),
+        "profile umbrella": _alert("ChannelTargetInaccessible", "warning",
+                                   target_kind="profile", target="4", **umbrella),
+        "stale umbrella": _alert("ChannelDataStale", "warning", dataset="sp_campaigns_daily",
+                                 **umbrella),
         # cause: walmart's client id/secret is rejected
         "client walmart": _alert("ChannelClientCredentialInvalid", "critical",
                                  channel="walmart"),
         "invalid walmart": _alert("ChannelCredentialInvalid", "critical", **walmart),
+        "permission walmart": _alert("ChannelCredentialPermissionLost", "warning",
+                                     reason="marketplace_missing", **walmart,
+                                     **{"class": "permission"}),
         "stale walmart": _alert("ChannelDataStale", "warning", dataset="orders", **walmart),
         # most of shop's accounts fail with one reason (no region label: shop has none)
         "together shop": _alert("ChannelCredentialsFailingTogether", "critical",
@@ -202,7 +218,7 @@ def test_inhibit_rules_mute_symptoms_while_the_cause_fires(tmp_path):
                                    job="channel-agent-eu", count="2"),
     }
     muted = {"stale acme", "profile acme", "invalid walmart", "stale walmart", "invalid shop",
-             "stale shop",
+             "stale shop", "profile umbrella", "stale umbrella", "permission walmart",
              "expiry acme warning", "shard missing", "stale initech"}
     with Alertmanager(tmp_path, offline_alertmanager_config()) as am:
         am.post(list(posted.values()))

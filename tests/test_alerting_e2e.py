@@ -52,7 +52,7 @@ STALE = 2 * MAX_AGE  # how old the stale heartbeats are
 # (alert, account, labels): what the fixture waits for in Alertmanager
 EXPECTED = [
     ("ChannelCredentialInvalid", "revoked-eu", {}),
-    ("ChannelCredentialInvalid", "forbidden-fe", {}),
+    ("ChannelCredentialPermissionLost", "forbidden-fe", {}),
     ("ChannelTargetInaccessible", "forbidden-fe", {}),
     ("ChannelDataStale", "healthy-na", {"dataset": "sb_campaigns_daily"}),
     ("ChannelDataStale", "revoked-eu", {"dataset": "sp_campaigns_daily"}),
@@ -159,7 +159,7 @@ def test_revoked_account_alert_reaches_alertmanager(stack):
     annotations = alert["annotations"]
     assert annotations["summary"] == "amazon_ads rejects the credential of account revoked-eu (eu)"
     assert "reason invalid_grant" in annotations["description"]
-    assert "channel-agent reconnect amazon_ads --account revoked-eu" in annotations["description"]
+    assert "`channel-agent reconnect --list` says how" in annotations["description"]
     base = next(r for g in load_yaml(RULES)["groups"] for r in g["rules"]
                 if r.get("record") == "channel_alerts_runbook_info")["labels"]["base_url"]
     assert annotations["runbook_url"] == f"{base}/ChannelCredentialInvalid.md"
@@ -219,10 +219,13 @@ def test_an_unsharded_agent_has_no_missing_shard(stack):
     assert not find(stack.prom.alerts(), "ChannelAgentShardMissing")
 
 
-def test_lost_profile_is_told_through_the_credential_alert(stack):
+def test_lost_profile_is_told_through_the_permission_alert(stack):
+    """A refused profile is a permission the consent lacks: a ticket, not a page."""
     alerts = stack.am.alerts()
     profile = find(alerts, "ChannelTargetInaccessible", "forbidden-fe")
-    cause = find(alerts, "ChannelCredentialInvalid", "forbidden-fe")
+    cause = find(alerts, "ChannelCredentialPermissionLost", "forbidden-fe")
+    assert not find(stack.prom.alerts(), "ChannelCredentialInvalid", "forbidden-fe")
+    assert (cause["labels"]["severity"], cause["labels"]["class"]) == ("warning", "permission")
     assert profile["labels"]["target"] == "1002"
     assert profile["status"]["state"] == "suppressed"
     assert profile["status"]["inhibitedBy"] == [cause["fingerprint"]]

@@ -950,15 +950,16 @@ def test_example_config_is_valid(tmp_path):
     from agent.plugins import load_plugins
 
     channels = load_plugins().channels
-    if not {"amazon_ads", "shopify"} <= set(channels):
-        pytest.skip("the amazon_ads and shopify plugins are not both installed")
+    if not {"amazon_ads", "amazon_sp", "shopify"} <= set(channels):
+        pytest.skip("the amazon_ads, amazon_sp and shopify plugins are not all installed")
     example = Path(__file__).resolve().parent.parent / "config.example.yaml"
     copy = tmp_path / "config.yaml"
     copy.write_text(example.read_text())
     (tmp_path / "secrets").mkdir()
     (tmp_path / "secrets" / "amazon_ads_client_secret").write_text("client-secret\n")
+    (tmp_path / "secrets" / "amazon_sp_client_secret").write_text("sp-client-secret\n")
     config = load_config(copy, channels, environ={
-        "AMAZON_ADS_CLIENT_ID": "amzn1.client",
+        "AMAZON_ADS_CLIENT_ID": "amzn1.client", "AMAZON_SP_CLIENT_ID": "amzn1.sp-client",
         "WAREHOUSE_URL": "postgresql://agent:pw@warehouse.example.com/dw",
         "PLATFORM_DB_URL": "postgresql://agent:pw@platform.example.com/app"})
     platform = config.inventory_sources["platform"]
@@ -966,7 +967,11 @@ def test_example_config_is_valid(tmp_path):
     assert config.accounts()[0].labels == {"merchant": "acme", "tenant": "retail"}
 
     assert config.agent == AgentSettings(state_path=tmp_path / "var" / "agent.db")
-    channel = config.channels["amazon_ads"]
+    channel, sp = config.channels["amazon_ads"], config.channels["amazon_sp"]
+    sp_defaults = model_defaults(sp.Settings, regions=sp.regions)
+    for name in ("refresh_token_max_age", "participations_interval", "client_secret_max_age"):
+        assert sp.settings[name] == sp_defaults[name], name  # the example shows the defaults
+    assert sp.settings["client_secret"].reveal() == "sp-client-secret"
     defaults = model_defaults(channel.Settings, regions=channel.regions)
     assert channel.settings["refresh_token_max_age"] == defaults["refresh_token_max_age"]
     assert channel.settings["refresh_interval"] == defaults["refresh_interval"]
@@ -977,6 +982,9 @@ def test_example_config_is_valid(tmp_path):
         assert channel.settings["endpoints"][name] == default
     assert [(a.name, a.region) for a in config.accounts() if a.channel == "amazon_ads"] == [
         ("acme-us", "na"), ("acme-eu", "eu")]
+    [seller] = [a for a in config.accounts() if a.channel == "amazon_sp"]
+    assert (seller.name, seller.region) == ("acme-us", "na")
+    assert seller.settings["expected_marketplaces"] == ["ATVPDKIKX0DER", "A2EUQ1WTGCTBG2"]
     shopify = config.channels["shopify"]  # the example shows Shopify's real defaults too
     shopify_defaults = model_defaults(shopify.Settings, regions=shopify.regions)
     for name in ("api_version", "api_version_support_months", "api_version_warning",
@@ -988,3 +996,4 @@ def test_example_config_is_valid(tmp_path):
     assert {(d.account, d.name): d.max_age / 3600 for d in config.datasets} == {
         ("acme-us", "sp_campaigns_daily"): 72, ("acme-us", "sb_campaigns_daily"): 48,
         ("acme-eu", "sp_campaigns_daily"): 36, ("acme-eu", "sb_campaigns_daily"): 48}
+    assert all(d.channel == "amazon_ads" for d in config.datasets)

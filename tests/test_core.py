@@ -40,12 +40,41 @@ async def test_conclusive_then_transient_keeps_validity(fake_config):
     assert value(service, "channel_credential_failure_reason", reason="throttled",
                  **{"class": "transient"}) == 1
     assert value(service, "channel_credential_failure_reason", reason="invalid_grant") is None
+    # the rejection the alerts act on stands through the transient check
+    assert value(service, "channel_credential_rejection_reason", reason="invalid_grant",
+                 **{"class": "credential"}) == 1
     assert value(service, "channel_credential_check_failures_total") == 2
     reg = service.metrics.registry
     assert reg.get_sample_value("channel_check_failures_total",
                                 {"channel": "fake", "reason": "throttled"}) == 1
     assert reg.get_sample_value("channel_check_failures_total",
                                 {"channel": "fake", "reason": "forbidden"}) == 0
+    await service.stop()
+
+
+async def test_the_rejection_reason_is_one_series_per_account_while_invalid(fake_config):
+    service = _service(fake_config())
+    account = service.find_account("fake", "a1")
+
+    def rejections():
+        text = generate_latest(service.metrics.registry).decode()
+        return [(s.labels["reason"], s.labels["class"])
+                for f in text_string_to_metric_families(text)
+                if f.name == "channel_credential_rejection_reason"
+                for s in f.samples if s.labels["account"] == "a1"]
+
+    FakeChannel.script["a1"] = CheckResult(valid=None, reason="timeout")
+    await service.scheduler.check_now(account)
+    assert rejections() == []  # never concluded: nothing rejected
+    FakeChannel.script["a1"] = CheckResult(valid=False, reason="forbidden")
+    await service.scheduler.check_now(account)
+    assert rejections() == [("forbidden", "permission")]
+    FakeChannel.script["a1"] = CheckResult(valid=False, reason="invalid_grant")
+    await service.scheduler.check_now(account)
+    assert rejections() == [("invalid_grant", "credential")]  # replaced, not added
+    FakeChannel.script["a1"] = CheckResult(valid=True)
+    await service.scheduler.check_now(account)
+    assert rejections() == []
     await service.stop()
 
 
@@ -149,6 +178,8 @@ async def test_state_is_restored_and_removed_accounts_leave_no_series(fake_confi
     restarted = _service(fake_config(accounts=("a1", "a3")))
     assert value(restarted, "channel_credential_valid") == 0
     assert value(restarted, "channel_credential_failure_reason", reason="invalid_grant",
+                 **{"class": "credential"}) == 1
+    assert value(restarted, "channel_credential_rejection_reason", reason="invalid_grant",
                  **{"class": "credential"}) == 1
     exposition = generate_latest(restarted.metrics.registry).decode()
     assert 'account="a2"' not in exposition

@@ -145,6 +145,10 @@ async def test_a_channel_without_profiles_client_or_refresh_token(tmp_path, shop
     assert one("channel_credential_valid", "locked") == 0
     assert one("channel_credential_failure_reason", "locked", reason="shop_locked",
                **{"class": "permission"}) == 1
+    assert one("channel_credential_rejection_reason", "locked", reason="shop_locked",
+               **{"class": "permission"}) == 1
+    assert one("channel_credential_rejection_reason", "busy", reason="throttled",
+               **{"class": "transient"}) is None
     assert one("channel_credential_valid", "busy") is None  # a 429 is never a verdict
     assert one("channel_credential_failure_reason", "busy", reason="throttled",
                **{"class": "transient"}) == 1

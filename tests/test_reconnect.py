@@ -28,7 +28,7 @@ from agent.plugins import load_plugins
 from agent.reconnect import (
     CALLBACK_PATH,
     LocalCallback,
-    ProfilesMissing,
+    TargetsMissing,
     code_from_redirect,
     complete,
     create_link,
@@ -145,7 +145,7 @@ async def test_local_flow_stores_the_token_atomically_and_records_the_grant(worl
     assert stat.S_IMODE(world.token_file("revoked").stat().st_mode) == 0o600
     assert outcome.backup is not None and outcome.backup.read_text() == old
     assert outcome.stored_in == world.token_file("revoked")
-    assert [p.id for p in outcome.result.profiles] == ["11", "12"]
+    assert [p.id for p in outcome.result.targets] == ["11", "12"]
     grant = world.store.load_grant("amazon_ads", "revoked")
     assert grant == outcome.grant and grant.fingerprint == outcome.token.fingerprint()
 
@@ -235,7 +235,7 @@ async def test_a_missing_expected_profile_stores_nothing_unless_accepted(world, 
     reconnector = preflight(world.channel, account)
     attempt = new_attempt(reconnector, account, "http://127.0.0.1:8765/oauth/callback")
     code = parse_pasted(await browse(http, attempt.consent_url, "removed"))[0]["code"]
-    with pytest.raises(ProfilesMissing) as info:
+    with pytest.raises(TargetsMissing) as info:
         await complete(world.channel, account, code, attempt, ctx(http), world.store)
     assert info.value.result.missing == ["21"]
     assert "permissions problem" in info.value.message
@@ -247,7 +247,7 @@ async def test_a_missing_expected_profile_stores_nothing_unless_accepted(world, 
     attempt = new_attempt(reconnector, account, "http://127.0.0.1:8765/oauth/callback")
     code = parse_pasted(await browse(http, attempt.consent_url, "removed"))[0]["code"]
     outcome = await complete(world.channel, account, code, attempt, ctx(http), world.store,
-                             accept_missing_profiles=True)
+                             accept_missing_targets=True)
     assert outcome.result.missing == ["21"] and outcome.backup is not None
     assert world.store.load_grant("amazon_ads", "removed") is not None
 
@@ -376,10 +376,13 @@ async def test_a_reconnect_recorded_by_another_process_shows_at_the_next_check(w
 
 
 async def test_list_leaves_out_accounts_reconnected_since_their_last_check(world):
+    """...and keeps a rejected account whose latest check ended transiently: the alert that
+    points here says the rejection stands."""
     store = StateStore(world.config.agent.state_path)
     for name in ("revoked", "removed"):
         state = AccountState("amazon_ads", name, "na")
         state.apply(CheckResult(valid=False, reason="invalid_grant"), now=100.0)
+        state.apply(CheckResult(valid=None, reason="timeout"), now=110.0)
         store.save_account(state)
     store.record_grant("amazon_ads", "removed", Grant("fp", granted=150.0, reconnected=200.0))
     store.close()
@@ -408,3 +411,14 @@ async def test_usage_errors_exit_2_before_anything_is_asked(world):
         assert result.exit_code == 2, args
         assert message in result.output, (args, result.output)
     assert world.sim.count(path="/auth/o2/token") == 0
+
+
+def test_plugins_written_before_targets_still_build_their_verify_result():
+    """ProfileInfo and VerifyResult(profiles=...) are the deprecated names of TargetInfo and
+    targets=: a plugin that still uses them works unchanged."""
+    from agent.channel import ProfileInfo, TargetInfo, VerifyResult
+
+    old = VerifyResult(refresh_token=Secret("Atzr|x"), profiles=[ProfileInfo(id="1")],
+                       missing=["2"])
+    assert old.targets == [TargetInfo(id="1")] and old.missing == ["2"]
+    assert VerifyResult(Secret("Atzr|x"), [TargetInfo(id="3")]).targets == [TargetInfo(id="3")]

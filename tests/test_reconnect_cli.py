@@ -125,7 +125,7 @@ def test_no_browser_reconnect_and_the_agent_sees_it_at_once(world):
     code, out, err = run.answer(consent(run.url, "paste-na"))
     assert code == 0, err
     doc = json.loads(out)
-    assert doc["result"] == "reconnected" and doc["missing_profiles"] == []
+    assert doc["result"] == "reconnected" and doc["missing_targets"] == []
     assert (doc["agent"]["before"]["state"], doc["agent"]["after"]["state"]) == (
         "invalid", "valid")
     new = sim.account("paste-na").refresh_token
@@ -160,7 +160,7 @@ def test_a_missing_expected_profile_stores_nothing(world):
     code, out, err = run.answer(consent(run.url, "removed-na"))
     assert code == 1
     assert "1005" in out and "MISSING: expected profile 1004" in out
-    assert "permissions problem" in err and "--accept-missing-profiles" in err
+    assert "permissions problem" in err and "--accept-missing-targets" in err
     assert token_files(world, "removed-na") == before
 
 

@@ -102,7 +102,7 @@ def test_a_version_1_file_is_migrated_and_keeps_its_rows(tmp_path):
     db.close()
     store = StateStore(path)
     assert store.load_accounts()[("fake", "a1")].valid is False
-    assert store._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+    assert store._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
     store.record_grant("fake", "a1", Grant("fp", 1.0, 2.0))
     assert StateStore(path).load_grant("fake", "a1") == Grant("fp", 1.0, 2.0)
 
@@ -155,7 +155,7 @@ def test_a_version_2_file_gains_the_freshness_table(tmp_path):
     assert read_freshness(path) == {}  # an old file: nothing to read, no error
 
     store = StateStore(path)
-    assert store._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+    assert store._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
     assert store.load_accounts()[("fake", "a1")].last_valid == 100
     value = DataFreshness("fake", "a1", "orders", last_updated=1.7e9, source="pipeline",
                           recorded=1.7e9 + 5)
@@ -166,6 +166,43 @@ def test_a_version_2_file_gains_the_freshness_table(tmp_path):
     assert read_freshness(path) == {value.key: value}  # read-only, beside a running agent
     reopened.close()
     assert read_freshness(tmp_path / "missing.db") == {}
+
+
+def test_a_version_4_file_keeps_the_rejection_its_last_conclusive_check_gave(tmp_path):
+    """Schema 5 keeps the reason of the last conclusive rejection apart from the latest
+    check's; a file from before it knows that reason only where the last check concluded."""
+    from agent.storage.state import _MIGRATIONS
+
+    path = tmp_path / "agent.db"
+    db = sqlite3.connect(path)
+    db.executescript("".join(_MIGRATIONS[v] for v in (1, 2, 3)))
+    for statement in _MIGRATIONS[4].split(";"):
+        db.execute(statement)
+    db.executemany(
+        "INSERT INTO accounts (channel, account, region, valid, check_success, reason) "
+        "VALUES ('fake', ?, 'na', ?, ?, ?)",
+        [("dead", 0, 1, "invalid_grant"), ("dead-then-timeout", 0, 0, "timeout"),
+         ("fine", 1, 1, None)])
+    db.execute("PRAGMA user_version=4")
+    db.commit()
+    db.close()
+    states = StateStore(path).load_accounts()
+    assert {name: state.rejection for (_, name), state in states.items()} == {
+        "dead": "invalid_grant", "dead-then-timeout": None, "fine": None}
+
+
+def test_the_rejection_survives_transient_checks_and_a_restart(tmp_path):
+    state = AccountState(channel="fake", account="a1", region="na")
+    state.apply(CheckResult(valid=False, reason="profile_missing"), now=1)
+    state.apply(CheckResult(valid=None, reason="throttled"), now=2)
+    assert (state.reason, state.rejection) == ("throttled", "profile_missing")
+    store = StateStore(tmp_path / "agent.db")
+    store.save_account(state)
+    store.close()
+    restored = StateStore(tmp_path / "agent.db").load_accounts()[("fake", "a1")]
+    assert restored.rejection == "profile_missing"
+    restored.apply(CheckResult(valid=True), now=3)
+    assert restored.rejection is None
 
 
 def _rows(path):

@@ -13,7 +13,14 @@ from urllib.parse import urlsplit
 
 import click
 
-from agent.channel import Account, Channel, CheckContext, ReconnectError, Reconnector
+from agent.channel import (
+    Account,
+    Channel,
+    CheckContext,
+    ReconnectError,
+    Reconnector,
+    VerifyResult,
+)
 from agent.cli.common import (
     EXIT_CONFIG_ERROR,
     command_name,
@@ -42,7 +49,7 @@ from agent.reconnect import (
     STEP_TIMEOUT,
     LocalCallback,
     Outcome,
-    ProfilesMissing,
+    TargetsMissing,
     can_open_browser,
     code_from_redirect,
     complete,
@@ -73,9 +80,11 @@ EXIT_FAILED = 1
                    "completes the reconnect when it is used.")
 @click.option("--redirect-uri", metavar="URL", default=None,
               help="Use this redirect URI instead of the channel's redirect_uri.")
-@click.option("--accept-missing-profiles", is_flag=True,
-              help="Store the new credential even when it does not reach every expected "
-                   "target (profile, marketplace, scope).")
+@click.option("--accept-missing-targets", is_flag=True,
+              help="Store the new token even when it does not reach every expected target "
+                   "(Ads profile, SP-API marketplace...).")
+@click.option("--accept-missing-profiles", is_flag=True, hidden=True,
+              help="Deprecated name of --accept-missing-targets.")
 @click.option("--show-token", is_flag=True,
               help="For a token given in the configuration (environment variable): print the "
                    "new token so you can put it there.")
@@ -98,6 +107,7 @@ def reconnect(
     no_browser: bool,
     link: bool,
     redirect_uri: str | None,
+    accept_missing_targets: bool,
     accept_missing_profiles: bool,
     show_token: bool,
     timeout: str,
@@ -115,10 +125,9 @@ def reconnect(
     2. Gets the authorisation code: by default through a browser and a one-request server
        on the loopback redirect_uri; --no-browser: paste the redirected URL; --link: the
        running agent receives it (at /oauth/callback) when the account holder clicks.
-    3. Exchanges the code, then 4. verifies the new credential (what targets it reaches:
-       profiles, marketplaces, scopes; compared with the expected ones) before 5. storing it
-       (atomic write, 0600, previous one kept as a timestamped .bak) and recording the grant
-       in the state file;
+    3. Exchanges the code, then 4. verifies the new credential (the targets it reaches,
+       compared with the expected ones) before 5. storing it (atomic write, 0600, the
+       previous one kept as a timestamped .bak) and recording the grant in the state file;
        6. asks the running agent to check the account at once (state before and after).
     A declined consent, a wrong state, a reused or expired code, a timeout or a missing
     expected target end with a message and change nothing. Exit status: 0 done, 1 the
@@ -138,6 +147,9 @@ def reconnect(
     if no_browser and link:
         raise click.UsageError("--no-browser and --link cannot be combined")
     wait = _duration("--timeout", timeout)
+    if accept_missing_profiles:
+        _note("--accept-missing-profiles is deprecated: use --accept-missing-targets")
+        accept_missing_targets = True
     if (list_accounts or pending) and account_name is not None:
         raise click.UsageError(f"{listing[0]} takes no --account")
     if not (list_accounts or pending) and (channel_name is None or account_name is None):
@@ -171,21 +183,21 @@ def reconnect(
         report.fail(err, EXIT_CONFIG_ERROR)
     store = open_store(config, required=link)
     if link:
-        _make_link(report, store, reconnector, uri, accept_missing_profiles, agent_url)
+        _make_link(report, store, reconnector, uri, accept_missing_targets, agent_url)
         return
     try:
         outcome = asyncio.run(_flow(report, reconnector, uri, wait, store,
-                                    accept_missing_profiles))
-    except ProfilesMissing as err:
-        report.profiles(err.result.profiles, err.result.missing)
+                                    accept_missing_targets))
+    except TargetsMissing as err:
+        report.targets(err.result)
         report.fail(err, EXIT_FAILED, hint="to store it anyway, run again with "
-                                           "--accept-missing-profiles")
+                                           "--accept-missing-targets")
     except ReconnectError as err:
         report.fail(err, EXIT_FAILED)
     except KeyboardInterrupt:
         report.fail(ReconnectError("interrupted", "interrupted; a token file is only ever "
                                                   "replaced whole"), EXIT_FAILED)
-    report.profiles(outcome.result.profiles, outcome.result.missing)
+    report.targets(outcome.result)
     report.stored(outcome, store)
     if outcome.stored_in is not None:
         report.agent(asyncio.run(recheck(agent_base_url(config, agent_url), account, config)))
@@ -196,7 +208,7 @@ def reconnect(
 
 
 async def _flow(report: _Report, reconnector: Reconnector, redirect_uri: str, wait: float,
-                store: StateStore | None, accept_missing_profiles: bool) -> Outcome:
+                store: StateStore | None, accept_missing_targets: bool) -> Outcome:
     account = report.account
     attempt = new_attempt(reconnector, account, redirect_uri)
     region = f" (region {account.region})" if account.region else ""
@@ -229,11 +241,11 @@ async def _flow(report: _Report, reconnector: Reconnector, redirect_uri: str, wa
         ctx = CheckContext(http=http, deadline=time.monotonic() + STEP_TIMEOUT,
                            retry=report.channel.retry_policy())
         return await complete(report.channel, account, code, attempt, ctx, store,
-                              accept_missing_profiles=accept_missing_profiles, progress=_note)
+                              accept_missing_targets=accept_missing_targets, progress=_note)
 
 
 def _make_link(report: _Report, store: StateStore | None, reconnector: Reconnector,
-               redirect_uri: str, accept_missing_profiles: bool, agent_url: str | None) -> None:
+               redirect_uri: str, accept_missing_targets: bool, agent_url: str | None) -> None:
     assert store is not None
     if urlsplit(redirect_uri).path != CALLBACK_PATH:
         report.fail(ReconnectError(
@@ -250,7 +262,7 @@ def _make_link(report: _Report, store: StateStore | None, reconnector: Reconnect
                            f"agent's ({shown}): set channels.{report.channel.name}.redirect_uri "
                            f"or pass --redirect-uri"), EXIT_CONFIG_ERROR)
     link, replaced = create_link(store, report.channel, report.account, reconnector,
-                                 redirect_uri, accept_missing_profiles=accept_missing_profiles)
+                                 redirect_uri, accept_missing_targets=accept_missing_targets)
     ready = agent_ready(url)
     expires = iso(link.expires)
     report.doc.update(result="link_created", consent_url=link.consent_url, expires=expires,
@@ -289,19 +301,20 @@ class _Report:
         self.doc: dict[str, Any] = {"channel": account.channel, "account": account.name,
                                     "region": account.region, "mode": mode, "result": None}
 
-    def profiles(self, profiles: list, missing: list[str]) -> None:
-        # the JSON keys stay "profiles" (scripts read them); the text names the channel's targets
-        rows = [{"id": p.id, "country": p.country, "kind": p.kind, "name": p.name,
-                 "expected": p.expected} for p in profiles]
-        self.doc.update(profiles=rows, missing_profiles=list(missing))
+    def targets(self, result: VerifyResult) -> None:
+        """What the new token reaches, in the channel's words (its target_kind)."""
+        kind = self.channel.target_kind or "target"
+        expected = set(result.expected)
+        rows = [{"id": t.id, "country": t.country, "kind": t.kind, "name": t.name,
+                 "expected": t.id in expected} for t in result.targets]
+        self.doc.update(target_kind=kind, targets=rows, missing_targets=list(result.missing))
         if self.as_json:
             return
-        kind = self.channel.target_kind or "target"
         click.echo(f"{kind.capitalize()}s the new credential reaches ({len(rows)}):")
         print_table((kind.upper(), "COUNTRY", "TYPE", "NAME", "EXPECTED"),
                     [(r["id"], r["country"], r["kind"], r["name"], "yes" if r["expected"] else "")
                      for r in rows])
-        for target in missing:
+        for target in result.missing:
             click.echo(f"MISSING: expected {kind} {target} is not reachable with this consent")
 
     def stored(self, outcome: Outcome, store: StateStore | None) -> None:

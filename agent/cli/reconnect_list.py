@@ -60,11 +60,12 @@ def show_accounts_to_reconnect(config: Config, config_path: str, channel_name: s
 def _why(state: AccountState, channel: Channel, now: float, within: float) -> list[str]:
     why = []
     missing = sorted(p for p, reachable in state.targets.items() if not reachable)
-    reason = channel.reason_table().get(state.reason or "")
+    # the last conclusive rejection: a later transient check (a timeout) does not clear it
+    reason = channel.reason_table().get(state.rejection or "")
     fixable = state.valid is False and reason is not None and reason.cls in ACCOUNT_CLASSES
     # a permission loss with unreachable targets: the line below says it better
     if fixable and not (missing and reason.cls == PERMISSION):
-        why.append(f"credential invalid ({state.reason})")
+        why.append(f"credential invalid ({state.rejection})")
     if missing:
         why.append(f"{channel.target_kind or 'target'}(s) not reachable: {', '.join(missing)}")
     expiry = channel.refresh_token_expiry(state.account, state.refresh_issued) \

@@ -87,6 +87,10 @@ class FleetCollector(Collector):
             # a reason restored from the state file that the channel no longer declares
             cls = reason.cls if reason else "transient"
             yield "failure_reason", (state.reason, cls), 1.0
+        if state.valid is False and state.rejection is not None:
+            rejection = channel.reason_table().get(state.rejection) if channel else None
+            # not declared any more: count it as a dead credential, which pages
+            yield "rejection", (state.rejection, rejection.cls if rejection else "credential"), 1.0
         if state.last_check is not None:
             yield "last_check", (), state.last_check
         if state.last_valid is not None:
@@ -200,6 +204,13 @@ def _families() -> dict[str, Metric]:
             "1 with the reason of the last check's failure, conclusive or not, and its class "
             "(credential, permission, application, transient); absent while the last check "
             "succeeded." + CACHED,
+            ("reason", "class"),
+        ),
+        "rejection": gauge(
+            "channel_credential_rejection_reason",
+            "1 with the reason of the last conclusive rejection and its class (credential, "
+            "permission, application), one series per account; present while "
+            "channel_credential_valid is 0, whatever later transient checks say." + CACHED,
             ("reason", "class"),
         ),
         "last_check": gauge(

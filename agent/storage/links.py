@@ -23,7 +23,7 @@ class ReconnectLink:
     consent_url: str
     created: float
     expires: float
-    accept_missing_profiles: bool = False
+    accept_missing_targets: bool = False
     status: str = "open"
     finished: float | None = None
     detail: str = ""
@@ -121,7 +121,7 @@ _LINK_COLUMNS = [
     "redirect_uri",
     "code_verifier",
     "consent_url",
-    "accept_missing_profiles",
+    "accept_missing_targets",
     "created",
     "expires",
     "status",
@@ -132,5 +132,5 @@ _LINK_COLUMNS = [
 
 def _link(row: tuple) -> ReconnectLink:
     values = dict(zip(_LINK_COLUMNS, row, strict=True))
-    values["accept_missing_profiles"] = bool(values["accept_missing_profiles"])
+    values["accept_missing_targets"] = bool(values["accept_missing_targets"])
     return ReconnectLink(**values)

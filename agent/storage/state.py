@@ -37,7 +37,7 @@ from agent.channel import CheckResult
 from agent.storage.links import LinkStore
 from agent.storage.links import ReconnectLink as ReconnectLink  # for existing importers
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 FLUSH_DELAY = 0.2  # seconds
 HISTORY_LIMIT = 50  # transitions kept per account
 
@@ -149,9 +149,18 @@ CREATE TABLE IF NOT EXISTS transitions (
 CREATE INDEX IF NOT EXISTS transitions_by_account ON transitions (channel, account, time);
 """
 
+# Version 7: the reason of the last conclusive rejection, kept while later checks end
+# transiently, so alerts can tell a dead credential from a lost permission. A row whose last
+# check was conclusive carries it in ``reason`` already. And a link's flag in target terms.
+_SCHEMA_V7 = """
+ALTER TABLE accounts ADD COLUMN rejection TEXT;
+UPDATE accounts SET rejection = reason WHERE valid = 0 AND check_success = 1;
+ALTER TABLE reconnect_links RENAME COLUMN accept_missing_profiles TO accept_missing_targets;
+"""
+
 # user_version -> the script that brings a file from the previous version to it
 _MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4,
-                               5: _SCHEMA_V5, 6: _SCHEMA_V6}
+                               5: _SCHEMA_V5, 6: _SCHEMA_V6, 7: _SCHEMA_V7}
 
 BROKEN = frozenset({"invalid", "unverified"})
 
@@ -166,6 +175,8 @@ class AccountState:
     valid: bool | None = None  # None until the first conclusive check
     check_success: bool | None = None  # None until the first check
     reason: str | None = None
+    # the reason of the last conclusive rejection; None while valid (or not known)
+    rejection: str | None = None
     detail: str = ""
     last_check: float | None = None
     last_valid: float | None = None
@@ -208,6 +219,7 @@ class AccountState:
             self.failures_total += 1
         if result.conclusive:
             self.valid = result.valid
+            self.rejection = None if result.valid else result.reason
             if result.valid:
                 self.last_valid = now
         if result.targets:
@@ -299,6 +311,7 @@ _COLUMNS = [
     "targets_reached",
     "state_since",
     "broken_since",
+    "rejection",
 ]
 _TARGETS = _COLUMNS.index("targets")
 _INSERT_ACCOUNT = (f"INSERT OR REPLACE INTO accounts ({', '.join(_COLUMNS)}) "

@@ -99,7 +99,7 @@ async def _complete(service: AgentService, link: ReconnectLink, query: dict[str,
         retry=channel.retry_policy(),
     )
     outcome = await complete(channel, account, code, link, ctx, service.store,
-                             accept_missing_profiles=link.accept_missing_profiles)
+                             accept_missing_targets=link.accept_missing_targets)
     state = await service.scheduler.check_now(account)
     log.info("%s/%s: reconnected through a link (credential fingerprint %s, stored in %s); "
              "the check after: %s", link.channel, link.account, outcome.grant.fingerprint,
@@ -107,7 +107,7 @@ async def _complete(service: AgentService, link: ReconnectLink, query: dict[str,
     missing = outcome.result.missing
     kind = channel.target_kind or "target"
     note = f" It does not reach {kind}(s) {', '.join(missing)}." if missing else ""
-    return (f"account {link.account} is reconnected ({len(outcome.result.profiles)} {kind}(s) "
+    return (f"account {link.account} is reconnected ({len(outcome.result.targets)} {kind}(s) "
             f"reachable); the check after it: {state_word(state)}.{note}")
 
 

@@ -22,10 +22,10 @@ from channel_agent_amazon_lwa.consent import exchange_code, first_use_error
 from agent.channel import (
     Account,
     CheckContext,
-    ProfileInfo,
     ReconnectError,
     Reconnector,
     Secret,
+    TargetInfo,
     VerifyResult,
 )
 
@@ -88,19 +88,18 @@ class AmazonAdsReconnector(Reconnector):
             items, refresh_token = await self.first_use(account, ctx, refresh_token)
         except ProviderError as err:
             raise first_use_error(err) from None
-        expected = [str(p) for p in account.settings.get("expected_profiles") or []]
-        profiles = [_profile(item, expected) for item in items]
+        profiles = [_profile(item) for item in items]
         seen = {profile.id for profile in profiles}
-        return VerifyResult(refresh_token=refresh_token, profiles=profiles,
-                            missing=[p for p in expected if p not in seen])
+        expected = [str(p) for p in account.settings.get("expected_profiles") or []]
+        return VerifyResult(refresh_token=refresh_token, targets=profiles,
+                            missing=[p for p in expected if p not in seen], expected=expected)
 
 
-def _profile(item: dict[str, Any], expected: list[str]) -> ProfileInfo:
+def _profile(item: dict[str, Any]) -> TargetInfo:
     info = item.get("accountInfo") if isinstance(item.get("accountInfo"), dict) else {}
-    return ProfileInfo(
+    return TargetInfo(
         id=str(item["profileId"]),
         name=str(info.get("name") or ""),
         country=str(item.get("countryCode") or ""),
         kind=str(info.get("type") or ""),
-        expected=str(item["profileId"]) in expected,
     )

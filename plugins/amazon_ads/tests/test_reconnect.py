@@ -107,7 +107,7 @@ async def test_exchange_and_verify_a_revoked_account(sim, tmp_path, http) -> Non
                                        ctx(http))
     assert token == Secret(sim.account("acme").refresh_token) != Secret(old)
     result = await reconnector.verify(acme, token, ctx(http))
-    assert [(p.id, p.country, p.kind, p.name) for p in result.profiles] == [
+    assert [(p.id, p.country, p.kind, p.name) for p in result.targets] == [
         ("111", "US", "seller", "acme"), ("112", "CA", "seller", "acme")]
     assert result.missing == [] and result.refresh_token == token
 
@@ -180,7 +180,7 @@ async def test_verify_reports_a_missing_expected_profile(sim, tmp_path, http) ->
     code = (await consent(http, attempt.consent_url, "sim_account=globex"))["code"]
     token = await reconnector.exchange(globex, code, attempt.code_verifier, REDIRECT, ctx(http))
     result = await reconnector.verify(globex, token, ctx(http))
-    assert [p.id for p in result.profiles] == ["222"] and result.missing == ["221"]
+    assert [p.id for p in result.targets] == ["222"] and result.missing == ["221"]
 
 
 async def test_amazon_not_answering_is_unavailable_not_rejected(sim, tmp_path) -> None:

@@ -23,10 +23,10 @@ from channel_agent_amazon_lwa.consent import exchange_code, first_use_error
 from agent.channel import (
     Account,
     CheckContext,
-    ProfileInfo,
     ReconnectError,
     Reconnector,
     Secret,
+    TargetInfo,
     VerifyResult,
 )
 
@@ -73,10 +73,9 @@ class AmazonSpReconnector(Reconnector):
             found = await self.channel.list_participations(session)
         except ProviderError as err:
             raise first_use_error(ProviderError(err.verdict, session.scrub(err.detail))) from None
-        expected = list(account.settings.get("expected_marketplaces") or [])
-        marketplaces = [ProfileInfo(id=p.marketplace_id, name=p.name, country=p.country,
-                                    kind="marketplace", expected=p.marketplace_id in expected)
+        marketplaces = [TargetInfo(id=p.marketplace_id, name=p.name, country=p.country)
                         for p in found]
         seen = {m.id for m in marketplaces}
-        return VerifyResult(refresh_token=session.refresh_token, profiles=marketplaces,
-                            missing=[m for m in expected if m not in seen])
+        expected = list(account.settings.get("expected_marketplaces") or [])
+        return VerifyResult(refresh_token=session.refresh_token, targets=marketplaces,
+                            missing=[m for m in expected if m not in seen], expected=expected)

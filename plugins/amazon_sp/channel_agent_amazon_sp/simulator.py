@@ -19,6 +19,10 @@ throttled            200                           429 QuotaExceeded, x-amzn-Rat
 server_error         200                           503 ServiceUnavailable
 malformed            200                           200 with an HTML page
 
+A new consent (the ``authorization_code`` grant) gives the seller a new refresh token and
+turns ``revoked`` into ``healthy``; other scenarios stay, as a marketplace the seller left
+stays gone after a reconnect.
+
 Error bodies are the shapes SP-API documents (developer-docs.amazon.com/sp-api/docs/
 response-format) and public reports show (amzn/selling-partner-api-models #320, #4489).
 """
@@ -117,7 +121,8 @@ class SpSimulator:
                                          status=400)
             seller = self.sellers[name]
             seller.refresh_token = "Atzr|sim-sp-" + secrets.token_urlsafe(24)
-            seller.scenario = "healthy"
+            if seller.scenario == "revoked":  # as with Ads: a new consent mends only that
+                seller.scenario = "healthy"
             return self._grant(seller, refresh=True)
         seller = next((s for s in self.sellers.values()
                        if s.refresh_token == form.get("refresh_token")), None)
@@ -190,18 +195,21 @@ class SpSimulator:
     # --- Seller Central consent ------------------------------------------------------------
 
     async def _consent(self, request: web.Request) -> web.Response:
-        """Approves at once for the seller named by ``?seller=`` (the browser of a test),
-        redirecting with spapi_oauth_code, selling_partner_id and state."""
+        """Approves at once for the seller named by ``?sim_account=`` (the browser of a test;
+        the Amazon Ads simulator's parameter, so tests/fake_browser.py plays both), or
+        declines with ``?sim_decline=1``; redirects with spapi_oauth_code, selling_partner_id
+        and state."""
         query = request.query
         if query.get("application_id") != self.application_id:
             return web.Response(status=400, text="unknown application_id")
-        seller = self.sellers.get(query.get("seller", ""))
+        seller = self.sellers.get(query.get("sim_account", ""))
         redirect = query.get("redirect_uri", "")
-        if seller is None or not redirect:
-            return web.Response(status=400, text="seller and redirect_uri are required")
-        if query.get("decline"):
+        if not redirect or (seller is None and not query.get("sim_decline")):
+            return web.Response(status=400, text="sim_account and redirect_uri are required")
+        if query.get("sim_decline"):
             params = {"error": "access_denied", "state": query.get("state", "")}
         else:
+            assert seller is not None
             code = "ANsim" + secrets.token_urlsafe(12)
             self.codes[code] = seller.name
             params = {"spapi_oauth_code": code, "selling_partner_id": seller.selling_partner_id,

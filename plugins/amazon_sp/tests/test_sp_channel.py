@@ -226,7 +226,7 @@ async def test_reconnect_exchanges_spapi_oauth_code_and_verifies(sim, tmp_path, 
     sim.sellers["acme"].scenario = "revoked"
     reconnector = channel.reconnector()
     attempt = new_attempt(reconnector, account, REDIRECT)
-    consent = await http.get(f"{attempt.consent_url}&seller=acme", follow_redirects=False)
+    consent = await http.get(f"{attempt.consent_url}&sim_account=acme", follow_redirects=False)
     assert consent.status_code == 302
     redirect = {k: v[0] for k, v in parse_qs(urlsplit(consent.headers["Location"]).query).items()}
     assert set(redirect) == {"spapi_oauth_code", "selling_partner_id", "state"}
@@ -234,7 +234,7 @@ async def test_reconnect_exchanges_spapi_oauth_code_and_verifies(sim, tmp_path, 
     ctx = CheckContext(http=http, deadline=time.monotonic() + 5, retry=channel.retry_policy())
     token = await reconnector.exchange(account, code, attempt.code_verifier, REDIRECT, ctx)
     result = await reconnector.verify(account, token, ctx)
-    assert [m.id for m in result.profiles] == [US, CA] and result.missing == []
+    assert [m.id for m in result.targets] == [US, CA] and result.missing == []
     with pytest.raises(ReconnectError) as info:  # a code works once
         await reconnector.exchange(account, code, attempt.code_verifier, REDIRECT, ctx)
     assert info.value.reason == "code_rejected"

@@ -52,7 +52,7 @@ async def test_install_grant_flow_reconnects_an_uninstalled_shop(sim, tmp_path, 
     token = await reconnector.exchange(acme, code, attempt.code_verifier, REDIRECT, ctx(http))
     assert token == Secret(shop.access_token)
     result = await reconnector.verify(acme, token, ctx(http))
-    assert result.missing == [] and [p.id for p in result.profiles] == SCOPES
+    assert result.missing == [] and [p.id for p in result.targets] == SCOPES
     assert (await channel.check(acme, ctx(http))).valid is False  # the file still has the old
 
 
