@@ -4,6 +4,7 @@ whose ``hmac`` does not verify, and then store nothing and spend no code."""
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -64,29 +65,27 @@ def code_of(location: str) -> str:
     return parse_qs(urlsplit(location).query)["code"][0]
 
 
-async def local_callback(channel, acme, http, port: int, tamper: bool):
+@asynccontextmanager
+async def local_callback(channel, acme, port: int):
+    """The command's one-request server on a loopback redirect_uri, and the attempt."""
     redirect_uri = f"http://127.0.0.1:{port}/oauth/callback"
     reconnector = preflight(channel, acme)
     attempt = new_attempt(reconnector, acme, redirect_uri)
     server = LocalCallback(redirect_uri, attempt.state, reconnector)
     await server.start()
     try:
-        location = await consent(http, attempt.consent_url)
-        assert location.startswith(redirect_uri + "?")
-        page = await http.get(forged(location) if tamper else location)
-        try:
-            ended: str | ReconnectError = await server.wait(5)
-        except ReconnectError as err:
-            ended = err
+        yield attempt, server
     finally:
         await server.stop()
-    return attempt, location, page, ended
 
 
 async def test_local_callback_reconnects_the_shop(world, http, unused_tcp_port) -> None:
     shop, _, channel, acme, token_file = world
-    attempt, location, page, code = await local_callback(channel, acme, http, unused_tcp_port,
-                                                         tamper=False)
+    async with local_callback(channel, acme, unused_tcp_port) as (attempt, server):
+        location = await consent(http, attempt.consent_url)
+        assert location.startswith(attempt.redirect_uri + "?")
+        page = await http.get(location)
+        code = await server.wait(5)
     assert page.status_code == 200 and code == code_of(location)
     outcome = await complete(channel, acme, code, attempt, ctx(http), None)
     assert token_file.read_text().strip() == shop.access_token != OLD
@@ -96,11 +95,13 @@ async def test_local_callback_reconnects_the_shop(world, http, unused_tcp_port) 
 
 async def test_local_callback_refuses_a_forged_hmac(world, sim, http, unused_tcp_port) -> None:
     _, _, channel, acme, token_file = world
-    _, location, page, ended = await local_callback(channel, acme, http, unused_tcp_port,
-                                                    tamper=True)
+    async with local_callback(channel, acme, unused_tcp_port) as (attempt, server):
+        location = await consent(http, attempt.consent_url)
+        page = await http.get(forged(location))
+        with pytest.raises(ReconnectError) as info:
+            await server.wait(5)
     assert page.status_code == 400 and "Nothing was changed" in page.text
-    assert isinstance(ended, ReconnectError) and ended.reason == "rejected"
-    assert "hmac" in ended.message
+    assert info.value.reason == "rejected" and "hmac" in info.value.message
     assert token_file.read_text() == OLD and code_of(location) in sim.codes  # never spent
     assert sorted(p.name for p in token_file.parent.iterdir()
                   if p.name.startswith("acme")) == ["acme.access_token"]  # no backup either
