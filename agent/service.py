@@ -103,7 +103,9 @@ class AgentService:
         per host."""
         inner = self.http_options.transport or AiohttpTransport(
             max_connections=self.config.agent.max_concurrency)
-        limited = self._rate_limits[name] = RateLimitedTransport(inner, **_limits(channel))
+        limited = self._rate_limits[name] = RateLimitedTransport(
+            inner, **_limits(channel),
+            host_metrics=lambda host: self.metrics.host_metrics(name, host))
         return ChannelClient(transport=limited,
                              headers={"User-Agent": f"channel-health-agent/{__version__}"})
 

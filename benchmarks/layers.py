@@ -1,6 +1,7 @@
 """What each layer of a check costs: CPU per check, adding one layer at a time.
 
     .venv/bin/python benchmarks/layers.py --accounts 2000
+    .venv/bin/python benchmarks/layers.py --accounts 2000 --profile core   # cProfile of a layer
 
 Against the simulator in its own process (no latency), with the same concurrency for every
 layer, each measured in this process with time.process_time() over a full pass over the
@@ -27,15 +28,15 @@ from urllib.parse import urlencode
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.run import (  # noqa: E402
+from benchmarks.fleet import (  # noqa: E402
     CLIENT_ID,
     CLIENT_SECRET,
     REGIONS,
     account_name,
-    prepare,
+    build_fleet,
     refresh_token,
-    start_simulator,
 )
+from benchmarks.run import start_simulator  # noqa: E402
 
 
 async def run_all(n: int, concurrency: int, fn) -> float:
@@ -70,9 +71,9 @@ async def layers(args: argparse.Namespace) -> dict[str, float]:
     sim, url = start_simulator(workdir, n, 0.0)
     results: dict[str, float] = {}
     try:
-        args.max_rps, args.check_timeout = 0, "30s"
+        args.max_rps, args.check_timeout, args.datasets = 0, "30s", 0
         plugins = load_plugins()
-        config = load_config(prepare(workdir, n, args, url, "1h"), plugins.channels)
+        config = load_config(build_fleet(workdir, n, args, url, "1h"), plugins.channels)
         service = AgentService(config, plugins)
         client = service.http["amazon_ads"]
         channel = config.channels["amazon_ads"]
@@ -119,6 +120,9 @@ async def layers(args: argparse.Namespace) -> dict[str, float]:
             layers.update(plugin=plugin, core=core)
             for fn in layers.values():  # warm up: connections, caches
                 await run_all(min(n, 200), c, fn)
+            if args.profile:
+                await profile(n, c, layers[args.profile], args.profile)
+                args.repeat = 0
             # round robin, best of each: a busy machine slows some passes, not the layers
             for _ in range(args.repeat):
                 for name, fn in layers.items():
@@ -129,6 +133,19 @@ async def layers(args: argparse.Namespace) -> dict[str, float]:
         sim.terminate()
         sim.wait(timeout=30)
     return {k: v * 1000 / n for k, v in results.items()}
+
+
+async def profile(n: int, concurrency: int, fn, name: str) -> None:
+    """One pass of a layer under cProfile: the functions with the most time of their own."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    await run_all(n, concurrency, fn)
+    profiler.disable()
+    print(f"--- layer {name}: cProfile, by own time")
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(40)
 
 
 def scheduler_context(scheduler, account):
@@ -147,8 +164,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--workdir", default="var/bench-layers")
+    parser.add_argument("--profile", choices=("aiohttp", "httpx", "plugin", "core"),
+                        help="instead of timing: one pass of this layer under cProfile")
     args = parser.parse_args()
     per_check = asyncio.run(layers(args))
+    if args.profile:
+        return
     print(json.dumps(per_check))
     previous = 0.0
     print(f"{'layer':<10} {'CPU ms/check':>13} {'added':>8}")

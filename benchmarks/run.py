@@ -12,6 +12,7 @@ account's check is one token refresh (``refresh_interval: 0``) and one ``GET /v2
 Phases, one table at the end (docs/performance.md explains each figure):
 1. flat out (``--check-interval 10s``: always more due than it can do): from ready until
    every account was checked once: checks/s, agent CPU per check;
+0. heartbeats: one per data set of every account (``--datasets``), posted in batches;
 2. the next such cycle with a scraper on /metrics every 100 ms: p50/p99 under full load;
 3. floor: the same two requests per account with bare aiohttp, same concurrency, own process;
 4. exposition: in this process, from the agent's state file: re-rendering every account
@@ -39,12 +40,19 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.fleet import (  # noqa: E402
+    CLIENT_ID,
+    CLIENT_SECRET,
+    account_name,
+    build_fleet,
+    dataset_name,
+    simulator_accounts,
+)
+from benchmarks.report import rows  # noqa: E402
 
 BIN = Path(sys.executable).parent
-CLIENT_ID = "amzn1.application-oa2-client.bench"
-CLIENT_SECRET = "bench-client-secret"
-REGIONS = ("na", "eu", "fe")
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -77,49 +85,8 @@ def percentile(values: list[float], q: float) -> float:
 # -- set-up ------------------------------------------------------------------------------------
 
 
-def prepare(workdir: Path, n: int, args: argparse.Namespace, sim_url: str,
-            check_interval: str) -> Path:
-    """Token files, the client secret and the agent's config for n accounts."""
-    secrets = workdir / "secrets"
-    secrets.mkdir(parents=True, exist_ok=True)
-    (secrets / "client_secret").write_text(CLIENT_SECRET + "\n")
-    accounts = []
-    for i in range(n):
-        name = account_name(i)
-        (secrets / f"{name}.token").write_text(refresh_token(i) + "\n")
-        accounts.append({"name": name, "region": REGIONS[i % 3],
-                         "refresh_token_file": f"secrets/{name}.token"})
-    channel: dict[str, Any] = {
-        "client_id": CLIENT_ID, "client_secret_file": "secrets/client_secret",
-        "refresh_interval": "0",  # every check refreshes: a token POST and a profiles GET
-        "endpoints": {"token_url": f"{sim_url}/auth/o2/token",
-                      "api_url": {r: f"{sim_url}/{r}" for r in REGIONS}},
-        "accounts": accounts,
-    }
-    if args.max_rps:
-        channel["max_requests_per_second"] = args.max_rps
-    config = {
-        "agent": {"state_path": "var/agent.db", "check_interval": check_interval,
-                  "check_timeout": args.check_timeout, "max_concurrency": args.concurrency},
-        "channels": {"amazon_ads": channel},
-    }
-    path = workdir / "config.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))  # block style, as people write it
-    return path
-
-
-def account_name(i: int) -> str:
-    return f"acct-{i:06d}"
-
-
-def refresh_token(i: int) -> str:
-    return f"Atzr|bench-{i:06d}-refresh-token"
-
-
 def start_simulator(workdir: Path, n: int, latency: float) -> tuple[subprocess.Popen, str]:
-    accounts = [{"name": account_name(i), "refresh_token": refresh_token(i),
-                 "region": REGIONS[i % 3], "profiles": [10_000_000 + i]} for i in range(n)]
-    (workdir / "sim-accounts.json").write_text(json.dumps(accounts))
+    (workdir / "sim-accounts.json").write_text(json.dumps(simulator_accounts(n)))
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "channel_agent_amazon_ads.simulator",
@@ -238,6 +205,33 @@ async def response_sizes(url: str) -> dict[str, int]:
             "series": sum(1 for line in plain.splitlines() if line and line[0] != ord("#"))}
 
 
+async def heartbeats(url: str, n: int, datasets: int, batch: int,
+                     singles: int = 1000) -> dict[str, Any]:
+    """Post a heartbeat for every data set of every account, ``batch`` per request, one
+    request at a time (as one pipeline would); then ``singles`` one by one."""
+    now = time.time()
+    items = [{"channel": "amazon_ads", "account": account_name(i), "dataset": dataset_name(j),
+              "last_updated": now - 3600} for i in range(n) for j in range(datasets)]
+    async with aiohttp.ClientSession() as session:
+        started = time.monotonic()
+        for start in range(0, len(items), batch):
+            async with session.post(f"{url}/api/v1/freshness/batch",
+                                    json={"heartbeats": items[start:start + batch]}) as r:
+                if r.status != 200:
+                    raise SystemExit(f"heartbeats refused: {await r.text()}")
+        seconds = time.monotonic() - started
+        started = time.monotonic()
+        for item in items[:singles]:
+            async with session.post(f"{url}/api/v1/freshness",
+                                    json={**item, "last_updated": now - 1800}) as r:
+                if r.status != 204:
+                    raise SystemExit(f"heartbeat refused: {await r.text()}")
+        single_seconds = time.monotonic() - started
+    return {"count": len(items), "batch": batch, "seconds": seconds,
+            "per_second": len(items) / seconds,
+            "single_per_second": min(singles, len(items)) / single_seconds}
+
+
 def floor(sim_url: str, n: int, concurrency: int, runs: int = 3) -> dict[str, Any]:
     """Run the bare aiohttp loop in its own process, best of ``runs``: CPU and wall time."""
     results = []
@@ -309,10 +303,14 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     sim, sim_url = start_simulator(workdir, n, args.latency)
     results: dict[str, Any] = {}
     try:
-        config = prepare(workdir, n, args, sim_url, args.check_interval)
+        config = build_fleet(workdir, n, args, sim_url, args.check_interval)
         agent = AgentProcess(config, workdir, args.profile)
         results["first_ready_s"] = agent.start()
         try:
+            if args.datasets:
+                log(f"heartbeats: {n * args.datasets} ({args.datasets} data sets per account)")
+                results["heartbeats"] = await heartbeats(agent.url, n, args.datasets,
+                                                         args.heartbeat_batch)
             log(f"agent ready; phase 1: a full cycle of {n} checks, as fast as it goes")
             results["cycle"] = await full_cycle(agent, sim_url, n, None)
             log("phase 2: the same with a scraper every "
@@ -328,7 +326,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         results["exposition"] = exposition_rebuild(config)
         log(f"phase 5: restart with every account restored, check_interval "
             f"{args.paced_interval}, a full cycle with the scraper")
-        config = prepare(workdir, n, args, sim_url, args.paced_interval)
+        config = build_fleet(workdir, n, args, sim_url, args.paced_interval)
         paced = AgentProcess(config, workdir, None)
         results["restart_ready_s"] = paced.start()
         try:
@@ -354,43 +352,6 @@ def machine() -> str:
     return f"{os.cpu_count()} CPUs ({model}), Python {platform.python_version()}"
 
 
-def table(args: argparse.Namespace, r: dict[str, Any]) -> list[tuple[str, str, str]]:
-    cycle, scraped, paced, expo = r["cycle"], r["scraped"], r["paced"], r["exposition"]
-    rows = [
-        ("checks per second (full cycle, flat out)", f"{cycle['checks_per_second']:.0f}", ""),
-        ("agent CPU per check", f"{cycle['cpu_ms_per_check']:.2f} ms", ""),
-        (f"  same, scraped every {args.scrape_interval * 1000:g} ms",
-         f"{scraped['cpu_ms_per_check']:.2f} ms", ""),
-    ]
-    if "floor" in r:
-        ratio = cycle["cpu_ms_per_check"] / r["floor"]["cpu_ms_per_check"]
-        rows += [
-            ("bare aiohttp floor, CPU per check", f"{r['floor']['cpu_ms_per_check']:.2f} ms",
-             ""),
-            ("agent / floor", f"{ratio:.2f}", "<= 2.5"),
-        ]
-    rows += [
-        (f"/metrics p50 / p99, cycle at check_interval {args.paced_interval}",
-         f"{paced['scrape_p50_ms']:.1f} / {paced['scrape_p99_ms']:.1f} ms", "p99 <= 50 ms"),
-        ("  scrapes / checks per second meanwhile",
-         f"{paced['scrapes']} / {paced['checks_per_second']:.0f}", ""),
-        ("/metrics p50 / p99, cycle flat out",
-         f"{scraped['scrape_p50_ms']:.1f} / {scraped['scrape_p99_ms']:.1f} ms", ""),
-        ("  scrapes / checks per second meanwhile",
-         f"{scraped['scrapes']} / {scraped['checks_per_second']:.0f}", ""),
-        ("/metrics size: series, plain, gzip",
-         f"{r['sizes']['series']}, {r['sizes']['plain_bytes'] / 1e6:.1f} MB, "
-         f"{r['sizes']['gzip_bytes'] / 1e6:.2f} MB", ""),
-        ("exposition rebuild / generate_latest",
-         f"{expo['rebuild_ms']:.0f} / {expo['generate_latest_ms']:.0f} ms = {expo['ratio']:.2f}",
-         "<= 0.25"),
-        ("  scrape with nothing changed", f"{expo['unchanged_scrape_ms']:.1f} ms", ""),
-        ("peak RSS", f"{r['peak_rss_mb']:.0f} MB", "<= 250 MB"),
-        ("start to ready, state restored", f"{r['restart_ready_s']:.2f} s", "<= 2 s"),
-    ]
-    return rows
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -404,6 +365,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--paced-interval", default="60s",
                         help="phase 5: the check interval of the scraped cycle after restart")
     parser.add_argument("--check-timeout", default="5s")
+    parser.add_argument("--datasets", type=int, default=2,
+                        help="heartbeat data sets per account (posted before the cycles)")
+    parser.add_argument("--heartbeat-batch", type=int, default=1000,
+                        help="heartbeats per POST /api/v1/freshness/batch")
     parser.add_argument("--max-rps", type=float, default=0,
                         help="channel max_requests_per_second (0: none)")
     parser.add_argument("--scrape-interval", type=float, default=0.1)
@@ -422,7 +387,7 @@ def main(argv: list[str] | None = None) -> None:
           f"{args.concurrency}; {results['machine']}")
     from agent.cli.common import print_table
 
-    print_table(["figure", "value", "target"], table(args, results))
+    print_table(["figure", "value", "target", "measured/target", "met"], rows(args, results))
 
 
 if __name__ == "__main__":

@@ -318,7 +318,7 @@ def test_dashboard_layout_and_rows():
     assert len(ids) == len(set(ids))
     rows = [p["title"] for p in board["panels"] if p["type"] == "row"]
     assert rows == ["Fleet overview", "Accounts", "Refresh tokens", "Data freshness",
-                    "Check failures", "API requests and throttling", "Agent health"]
+                    "Check failures", "API requests and throttling", "Agent health", "Agent load"]
     for panel in board["panels"]:
         pos = panel["gridPos"]
         assert pos["x"] + pos["w"] <= 24

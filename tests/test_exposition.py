@@ -120,7 +120,7 @@ async def test_ages_are_computed_at_scrape_time(world):
     clock.now += 1234.5678
     text = gzip.decompress(exposition.render_gzip()).decode()
     assert ('channel_token_age_seconds{account="acct002",channel="fake",region="na",'
-            'token="access"} 1234.568\n') in text  # to the millisecond
+            'token="access"} 1234\n') in text  # whole seconds
 
 
 async def test_an_expired_access_token_leaves_without_a_state_change(world):
@@ -263,3 +263,12 @@ async def test_expiry_bookkeeping_stays_bounded_however_often_an_account_changes
     cache = next(iter(exposition._caches.values()))
     assert len(cache.expiries) <= 2 * len(cache.expiry_of) + 64
     assert_same(service, exposition)
+
+
+@pytest.mark.parametrize("length", [0, 1, 7, 4096, 100_003])
+def test_crc32_combine_is_the_crc_of_the_concatenation(length):
+    from agent.metrics.exposition import crc32_combine
+
+    first, second = bytes(range(256)) * 3, bytes((i * 7) % 251 for i in range(length))
+    assert crc32_combine(zlib.crc32(first), zlib.crc32(second), len(second)) == (
+        zlib.crc32(first + second))

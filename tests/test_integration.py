@@ -274,6 +274,15 @@ def _endpoint_requests(accounts) -> dict[tuple[str, str], list[dict]]:
             {"json": {"channel": "amazon_ads", "account": "healthy-na", "dataset": CLIENT_SECRET,
                       "last_updated": CLIENT_SECRET}},
             {"content": b"\xff" + CLIENT_SECRET.encode()},
+            {"json": {CLIENT_SECRET: 1}},  # an unknown field's name is quoted back, masked
+        ],
+        ("POST", "/api/v1/freshness/batch"): [
+            {"json": {"heartbeats": [
+                {"channel": "amazon_ads", "account": "healthy-na", "dataset": "sp_campaigns_daily",
+                 "last_updated": time.time() - 30},
+                {"channel": "amazon_ads", "account": CLIENT_SECRET, "dataset": CLIENT_SECRET,
+                 "last_updated": CLIENT_SECRET}]}},
+            {"json": {"heartbeats": [CLIENT_SECRET], CLIENT_SECRET: 1}},
         ],
         ("GET", "/oauth/callback"): [{"params": {"state": CLIENT_SECRET, "code": CLIENT_SECRET}},
                                      {"params": {"error": "access_denied"}}],

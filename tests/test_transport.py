@@ -160,3 +160,33 @@ def test_proxy_credentials_and_no_proxy_are_read_from_the_environment(monkeypatc
     assert proxy == "http://127.0.0.1:3128"
     assert headers == {"Proxy-Authorization": "Basic YWdlbnQ6czNjcmV0"}  # agent:s3cret
     assert transport._proxy(httpx.URL("http://inside.example/x")) == (None, None)
+
+
+async def test_the_direct_send_answers_like_httpxs_own_pipeline(server):
+    """ChannelClient.send skips httpx's auth/redirect/hook pipeline when none applies; with
+    an event hook it takes the pipeline. Both give the same, fully read response."""
+    url, _ = server
+    hooked: list[str] = []
+
+    async def hook(response: httpx.Response) -> None:
+        hooked.append(str(response.url))
+
+    async def answers(**options) -> list[tuple]:
+        seen = []
+        async with ChannelClient(transport=AiohttpTransport(), **options) as client:
+            for path in ("/echo", "/gzip"):
+                response = await client.get(f"{url}{path}", headers={"X-Test": "1"})
+                body = response.json()
+                body.get("headers", {}).pop("Host", None)  # the port differs
+                seen.append((response.status_code, body, response.headers.get("X-Answer"),
+                             response.request.url == httpx.URL(f"{url}{path}"),
+                             response.is_closed, response.elapsed.total_seconds() > 0))
+        return seen
+
+    direct = await answers()
+    assert hooked == []
+    assert direct == await answers(event_hooks={"response": [hook]})
+    assert hooked == [f"{url}/echo", f"{url}/gzip"]  # the hooked client took the pipeline
+    assert direct[0][1]["headers"]["X-Test"] == "1" and direct[0][2] == "42"
+    assert direct[1][1] == {"ok": True}  # gzip decoded
+    assert all(a[3] and a[4] and a[5] for a in direct)

@@ -16,6 +16,10 @@ gets this without doing anything:
   (:meth:`agent.channel.Channel.backpressure`, e.g. Shopify's call-limit bucket nearly full):
   the seconds it returns pause that host the same way, before a 429 happens.
 
+With ``host_metrics`` the transport reports, per host, the requests waiting for their turn,
+the seconds they waited and the 429 pauses, so that an SRE sees when the agent itself holds
+checks back.
+
 Waiting here counts against the request's timeout. A request whose turn would come after its
 timeout is not sent: :class:`~agent.checks.httpretry.HostThrottled`, and the check ends as the
 attempt before it did, or ``throttled`` (never ``timeout``: the host did answer, with 429s).
@@ -26,6 +30,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -33,6 +39,16 @@ from agent.checks.httpretry import HostThrottled, retry_after
 
 PAUSE_INITIAL = 1.0  # seconds a host is paused after a 429 without Retry-After ...
 PAUSE_MAX = 60.0  # ... doubling with each 429 in a row, up to this
+
+
+@dataclass(frozen=True, slots=True)
+class HostMetrics:
+    """One host's series (prometheus_client children): a gauge of the requests waiting for
+    their turn, a counter of the seconds they waited, a counter of the 429 pauses started."""
+
+    waiting: Any
+    waited: Any
+    pauses: Any
 
 
 class HostLimiter:
@@ -44,6 +60,7 @@ class HostLimiter:
         *,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        metrics: HostMetrics | None = None,
     ) -> None:
         self.interval = 1.0 / rate if rate > 0 else 0.0
         self.monotonic = monotonic
@@ -52,6 +69,7 @@ class HostLimiter:
         self.paused_until = 0.0
         self.pause_started = float("-inf")
         self.streak = 0  # 429s in a row
+        self.metrics = metrics
         self.paused_by = "a 429"  # what set the current pause, for the held-back message
         self._lock = asyncio.Lock()
 
@@ -60,6 +78,17 @@ class HostLimiter:
         :class:`HostThrottled` rather than wait past ``max_wait`` seconds."""
         if not self.interval and self.paused_until <= self.monotonic():
             return self.monotonic()
+        if self.metrics is None:
+            return await self._wait_turn(max_wait)
+        self.metrics.waiting.inc()
+        waiting_since = self.monotonic()
+        try:
+            return await self._wait_turn(max_wait)
+        finally:
+            self.metrics.waiting.dec()
+            self.metrics.waited.inc(self.monotonic() - waiting_since)
+
+    async def _wait_turn(self, max_wait: float | None) -> float:
         give_up = self.monotonic() + max_wait if max_wait is not None else float("inf")
         async with self._lock:  # FIFO: one waiter at a time holds the next slot
             while True:
@@ -81,6 +110,8 @@ class HostLimiter:
         if sent_at >= self.pause_started:  # not one more answer from before the last pause
             self.streak += 1
             self.pause_started = now
+            if self.metrics is not None:
+                self.metrics.pauses.inc()
         wait = retry_after_seconds
         if wait is None:
             wait = min(PAUSE_MAX, PAUSE_INITIAL * 2 ** (self.streak - 1))
@@ -110,8 +141,10 @@ class RateLimitedTransport(httpx.AsyncBaseTransport):
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.time,
+        host_metrics: Callable[[str], HostMetrics] | None = None,
     ) -> None:
         self.inner = inner
+        self.host_metrics = host_metrics  # the series of a host ("api.example.com:8443")
         self.rate = rate
         self.pause_on_429 = pause_on_429
         self.backpressure = backpressure
@@ -130,8 +163,10 @@ class RateLimitedTransport(httpx.AsyncBaseTransport):
     def limiter(self, host: tuple[str, int | None]) -> HostLimiter:
         limiter = self.hosts.get(host)
         if limiter is None:
-            limiter = self.hosts[host] = HostLimiter(self.rate, monotonic=self.monotonic,
-                                                     sleep=self.sleep)
+            name = host[0] if host[1] is None else f"{host[0]}:{host[1]}"
+            limiter = self.hosts[host] = HostLimiter(
+                self.rate, monotonic=self.monotonic, sleep=self.sleep,
+                metrics=self.host_metrics(name) if self.host_metrics else None)
         return limiter
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:

@@ -111,6 +111,7 @@ class Scheduler:
             if next_run < self.monotonic():  # fell behind (overload): skip missed slots
                 missed = (self.monotonic() - next_run) // interval + 1
                 next_run += missed * interval
+                self.metrics.missed_schedule.labels(account.channel).inc(missed)
 
     def withheld(self, account: Account) -> bool:
         """The account's token is not known yet (agent.inventory.credentials): checking it

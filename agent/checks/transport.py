@@ -16,8 +16,11 @@ reported as ``timeout``.)
 from __future__ import annotations
 
 import base64
+import datetime
 import ssl
+import time
 import urllib.request
+from typing import Any
 
 import aiohttp
 import httpx
@@ -29,7 +32,38 @@ _SET_BY_AIOHTTP = (b"host", b"content-length")
 class ChannelClient(httpx.AsyncClient):
     """The ``httpx.AsyncClient`` a channel gets: one per channel, shared by its accounts, so it
     keeps no cookies (one account's must never ride along with another's; Amazon's APIs use
-    none). It also saves httpx's cookie bookkeeping on every response."""
+    none). It also saves httpx's cookie bookkeeping on every response.
+
+    :meth:`send` goes straight to the transport when nothing of httpx's send pipeline applies
+    (no auth, no redirects followed, no event hooks, no mounts, not streamed): the generators
+    of the auth and redirect loops, the stream wrapper and the log line cost about as much CPU
+    as aiohttp sending the request (docs/performance.md). The response is the same: read,
+    with its request, its ``elapsed`` and the client's default encoding.
+    """
+
+    async def send(self, request: httpx.Request, *, stream: bool = False,
+                   auth: Any = httpx.USE_CLIENT_DEFAULT,
+                   follow_redirects: Any = httpx.USE_CLIENT_DEFAULT) -> httpx.Response:
+        if (stream or auth is not httpx.USE_CLIENT_DEFAULT or self._auth is not None
+                or follow_redirects is True or self.follow_redirects or self._mounts
+                or self._event_hooks["request"] or self._event_hooks["response"]):
+            return await super().send(request, stream=stream, auth=auth,
+                                      follow_redirects=follow_redirects)
+        if self.is_closed:
+            raise RuntimeError("Cannot send a request, as the client has been closed.")
+        if "timeout" not in request.extensions:
+            request.extensions["timeout"] = self.timeout.as_dict()
+        started = time.perf_counter()
+        response = await self._transport.handle_async_request(request)
+        response.request = request
+        response.default_encoding = self._default_encoding
+        try:
+            await response.aread()
+        except BaseException:
+            await response.aclose()
+            raise
+        response.elapsed = datetime.timedelta(seconds=time.perf_counter() - started)
+        return response
 
     @property
     def cookies(self) -> httpx.Cookies:

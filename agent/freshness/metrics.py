@@ -1,21 +1,21 @@
-"""Data freshness metrics, rendered at scrape time from the tracker: a scrape never queries a
-source, and staleness is computed from the newest known data time when Prometheus asks."""
+"""Data freshness metrics, from the tracker: a scrape never queries a source, and staleness is
+computed from the newest known data time when Prometheus asks."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 from agent.freshness.source import SOURCE_ERROR_REASONS, FreshnessSource
 from agent.freshness.tracker import FreshnessTracker
+from agent.metrics.incremental import Age, IncrementalCollector, Sample
 
 DATASET_LABELS = ["channel", "account", "region", "dataset", "source"]
 
 
-class FreshnessCollector(Collector):
+class FreshnessCollector(IncrementalCollector):
     """Per data set and per polled source, e.g.::
 
         channel_data_last_updated_timestamp_seconds{channel="amazon_ads",account="acme-us",
@@ -23,32 +23,51 @@ class FreshnessCollector(Collector):
         channel_data_staleness_seconds{...} 7200.0
         channel_data_staleness_threshold_seconds{...} 129600.0
         channel_freshness_source_up{source="warehouse"} 1.0
+
+    One block of samples per account (its data sets), re-rendered by the exposition only when
+    a heartbeat or a source result changes one of them; staleness is an :class:`Age`.
     """
+
+    live_families = frozenset({"staleness"})
+    scrape_families_keys = ("up",)
 
     def __init__(self, tracker: FreshnessTracker) -> None:
         self.tracker = tracker
 
-    def collect(self) -> Iterator[Metric]:
-        now = self.tracker.clock()
-        families = _families()
-        for key, dataset in self.tracker.datasets.items():
-            labels = [dataset.channel, dataset.account, dataset.region, dataset.name,
-                      dataset.source]
-            samples = [("threshold", dataset.max_age)]
-            value = self.tracker.values.get(key)
-            if value is not None:  # no value yet: no staleness, neither 0 nor infinity
-                samples += [("last_updated", value.last_updated),
-                            ("staleness", max(0.0, now - value.last_updated))]
-            for family, number in samples:
-                families[family].add_metric(labels, number)
-                if not dataset.region:  # a channel without regions: no region label
-                    families[family].samples[-1].labels.pop("region")
-        for source, up in sorted(self.tracker.source_up.items()):
-            families["up"].add_metric([source], float(up))
-        yield from families.values()
+    def families(self) -> dict[str, Metric]:
+        return _families()
 
-    def describe(self) -> Iterable[Metric]:
-        return _families().values()
+    def clock(self) -> float:
+        return self.tracker.clock()
+
+    def generation(self) -> int:
+        return self.tracker.generation
+
+    def keys(self) -> list[tuple[str, str]]:
+        return list(self.tracker.by_account)
+
+    def watch(self) -> set[tuple[str, str]]:
+        return self.tracker.watch()
+
+    def labels(self, key: tuple[str, str]) -> tuple[str, str, str]:
+        first = self.tracker.by_account[key][0]
+        return (first.channel, first.account, first.region)
+
+    def samples(self, key: tuple[str, str], now: float) -> Iterator[Sample]:
+        values = self.tracker.values
+        for dataset in self.tracker.by_account[key]:
+            extra = (dataset.name, dataset.source)
+            yield "threshold", extra, dataset.max_age
+            value = values.get(dataset.key)
+            if value is not None:  # no value yet: no staleness, neither 0 nor infinity
+                yield "last_updated", extra, value.last_updated
+                yield "staleness", extra, Age(value.last_updated)
+
+    def scrape_families(self) -> Iterator[Metric]:
+        up = _families()["up"]
+        for source, is_up in sorted(self.tracker.source_up.items()):
+            up.add_metric([source], float(is_up))
+        yield up
 
 
 def _families() -> dict[str, Metric]:

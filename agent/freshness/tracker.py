@@ -85,18 +85,29 @@ class FreshnessTracker:
     def record(self, dataset: Dataset, last_updated: float, forward_only: bool = False) -> None:
         """Store the newest data time of ``dataset``. ``forward_only`` ignores a time older
         than the one known from the same source (a late heartbeat)."""
-        current = self.values.get(dataset.key)
-        if current is not None and current.source == dataset.source and (
-            current.last_updated == last_updated
-            or (forward_only and current.last_updated > last_updated)
-        ):
+        self._record_many([(dataset, last_updated)], forward_only)
+
+    def _record_many(self, times: list[tuple[Dataset, float]], forward_only: bool) -> None:
+        """:meth:`record` for several data sets, written to the state file in one
+        transaction, then taken in memory (a failed write changes nothing)."""
+        new: dict[tuple[str, str, str], tuple[Dataset, DataFreshness]] = {}
+        recorded = self.clock()
+        for dataset, last_updated in times:
+            current = new[dataset.key][1] if dataset.key in new else self.values.get(dataset.key)
+            if current is not None and current.source == dataset.source and (
+                current.last_updated == last_updated
+                or (forward_only and current.last_updated > last_updated)
+            ):
+                continue
+            new[dataset.key] = dataset, DataFreshness(
+                channel=dataset.channel, account=dataset.account, dataset=dataset.name,
+                last_updated=last_updated, source=dataset.source, recorded=recorded)
+        if not new:
             return
-        value = DataFreshness(channel=dataset.channel, account=dataset.account,
-                              dataset=dataset.name, last_updated=last_updated,
-                              source=dataset.source, recorded=self.clock())
-        self.store.save_freshness(value)
-        self.values[dataset.key] = value
-        self._changed(dataset)
+        self.store.save_freshness_many([value for _, value in new.values()])
+        for key, (dataset, value) in new.items():
+            self.values[key] = value
+            self._changed(dataset)
 
     def find(self, channel: str, account: str, dataset: str) -> Dataset:
         """The data set, or :class:`HeartbeatRejected` (404) naming the field that matches
@@ -124,6 +135,22 @@ class FreshnessTracker:
         dataset, last_updated = parse_heartbeat(body, self.find, self.sources, self.clock())
         self.record(dataset, last_updated, forward_only=True)
         return dataset
+
+    def heartbeats(self, bodies: list[Any]) -> list[tuple[int, HeartbeatRejected]]:
+        """Validate and store each heartbeat on its own, as :meth:`heartbeat` does; return
+        the refused ones (which stored nothing) with their index."""
+        refused: list[tuple[int, HeartbeatRejected]] = []
+        accepted: list[tuple[Dataset, float]] = []
+        now = self.clock()
+        for i, body in enumerate(bodies):
+            try:
+                if not isinstance(body, Mapping):
+                    raise HeartbeatRejected(400, None, "a heartbeat must be a JSON object")
+                accepted.append(parse_heartbeat(body, self.find, self.sources, now))
+            except HeartbeatRejected as exc:
+                refused.append((i, exc))
+        self._record_many(accepted, forward_only=True)
+        return refused
 
     def account_datasets(self, account: tuple[str, str]) -> list[dict[str, Any]]:
         """Each data set of one account as plain data (status API, CLI, landing page)."""

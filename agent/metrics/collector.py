@@ -9,47 +9,39 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from agent import __version__
 from agent.channel import Account, Channel
+from agent.checks.ratelimit import HostMetrics
+from agent.metrics.incremental import REGION, Age, IncrementalCollector, Sample
 from agent.storage.fleet import Fleet
 from agent.storage.state import AccountState
 
-ACCOUNT_LABELS = ["channel", "account", "region"]
-# An account of a channel without regions has region "": its series carry no region label.
-REGION = "region"
+ACCOUNT_LABELS = ["channel", "account", REGION]
 CACHED = " Served from the last scheduled check; a scrape never calls the channel's API."
 
-
-@dataclass(frozen=True, slots=True)
-class Age:
-    """A sample value that is the time since ``since``, computed when the sample is rendered.
-
-    Per-account samples are rendered once and cached (:mod:`agent.metrics.exposition`); an
-    ``Age`` is the one kind of value that changes without the state changing, so it is kept
-    apart and evaluated at every scrape.
-    """
-
-    since: float
-
-    def at(self, now: float) -> float:
-        """Seconds since ``since`` at ``now``, to the millisecond (never negative)."""
-        return round(max(0.0, now - self.since), 3)
+# A counter's `_created` sample (its creation time) doubles the series of every counter
+# family and nobody reads it; process-wide, as prometheus_client offers it.
+disable_created_metrics()
 
 
-# (family key, label values after ACCOUNT_LABELS, value); for INFO_FAMILY the labels are
-# (name, value) pairs after channel and account instead
-Sample = tuple[str, tuple, "float | Age"]
+# For INFO_FAMILY a sample's labels are (name, value) pairs after channel and account.
 INFO_FAMILY = "account_info"
 
 
-class FleetCollector(Collector):
+class FleetCollector(IncrementalCollector):
     """Turns the fleet's per-account state into metric families, e.g.::
 
         channel_credential_valid{channel="amazon_ads",account="acme-us",region="na"} 1.0
@@ -60,8 +52,10 @@ class FleetCollector(Collector):
     incremental renderer of :mod:`agent.metrics.exposition` share, so both always agree.
     """
 
-    # families whose samples are Age values (rendered at every scrape, never cached)
-    live_families: frozenset[str] = frozenset({"token_age"})
+    live_families = frozenset({"token_age"})
+    free_families = frozenset({INFO_FAMILY})
+    scrape_families_keys = ("client_valid", "client_secret_expiry", "accounts", "build_info",
+                            "shard_info")
 
     def __init__(self, fleet: Fleet, channels: dict[str, Channel]) -> None:
         self.fleet = fleet
@@ -70,8 +64,33 @@ class FleetCollector(Collector):
         self._counted: tuple[tuple[int, int] | None, dict[str, int]] = (None, {})
 
     def families(self) -> dict[str, Metric]:
-        """Empty families, keyed and ordered as the samples refer to them."""
         return _families()
+
+    def clock(self) -> float:
+        return self.fleet.clock()
+
+    def generation(self) -> tuple[int, int]:
+        return (self.fleet.generation, id(self.channels))
+
+    def keys(self) -> list[tuple[str, str]]:
+        return list(self.fleet.accounts)
+
+    def watch(self) -> set[tuple[str, str]]:
+        return self.fleet.watch()
+
+    def labels(self, key: tuple[str, str]) -> tuple[str, str, str]:
+        account = self.fleet.accounts[key]
+        return (account.channel, account.name, account.region)
+
+    def samples(self, key: tuple[str, str], now: float) -> Iterator[Sample]:
+        return self.account_samples(self.fleet.accounts[key], self.fleet.states[key], now)
+
+    def changes_at(self, key: tuple[str, str], now: float) -> float:
+        state = self.fleet.states[key]
+        return state.access_expires if _holds_access_token(state, now) else math.inf
+
+    def free_labels(self, labels: tuple[str, ...], extra: tuple) -> dict[str, str]:
+        return info_labels(labels[0], labels[1], extra)
 
     def account_samples(self, account: Account, state: AccountState, now: float,
                         ) -> Iterator[Sample]:
@@ -116,12 +135,7 @@ class FleetCollector(Collector):
             yield "reconnected", (), state.reconnected
         yield INFO_FAMILY, tuple(sorted(account.labels.items())), 1.0
 
-    @staticmethod
-    def changes_at(state: AccountState, now: float) -> float:
-        """When :meth:`account_samples` will change although ``state`` did not."""
-        return state.access_expires if _holds_access_token(state, now) else math.inf
-
-    def fleet_families(self) -> Iterator[Metric]:
+    def scrape_families(self) -> Iterator[Metric]:
         """The few families about the whole fleet (per channel, build info)."""
         g = _families()
         if self._counted[0] != (self.fleet.generation, id(self.channels)):
@@ -143,30 +157,9 @@ class FleetCollector(Collector):
             g["accounts"].add_metric([channel], float(count))
         g["build_info"].add_metric([__version__], 1.0)
         g["shard_info"].add_metric([str(self.fleet.shard.index), str(self.fleet.shard.count)], 1.0)
-        yield from (g[key] for key in FLEET_FAMILIES)
-        for channel in self.channels.values():
+        yield from (g[key] for key in self.scrape_families_keys)
+        for channel in self.channels.values():  # a channel's own fleet-wide series
             yield from channel.metrics()
-
-    def collect(self) -> Iterator[Metric]:
-        now = self.fleet.clock()
-        g = _families()
-        for account, state in self.fleet:
-            labels = [account.channel, account.name, account.region]
-            for key, extra, value in self.account_samples(account, state, now):
-                if isinstance(value, Age):
-                    value = value.at(now)
-                if key == INFO_FAMILY:
-                    g[key].add_sample(g[key].name, info_labels(account.channel, account.name,
-                                                               extra), value)
-                else:
-                    g[key].add_metric([*labels, *extra], value)
-                    if not account.region:
-                        g[key].samples[-1].labels.pop(REGION)
-        yield from (family for key, family in g.items() if key not in FLEET_FAMILIES)
-        yield from self.fleet_families()
-
-    def describe(self) -> Iterable[Metric]:
-        return _families().values()
 
 
 def info_labels(channel: str, account: str, labels: tuple[tuple[str, str], ...],
@@ -178,9 +171,6 @@ def info_labels(channel: str, account: str, labels: tuple[tuple[str, str], ...],
 def _holds_access_token(state: AccountState, now: float) -> bool:
     return state.access_issued is not None and (state.access_expires or 0) > now
 
-
-FLEET_FAMILIES = ("client_valid", "client_secret_expiry", "accounts", "build_info",
-                  "shard_info")
 
 
 def _families() -> dict[str, Metric]:
@@ -366,18 +356,66 @@ class AgentMetrics:
             "Unix time of the last successful configuration load or reload.",
             registry=self.registry,
         )
+        self.missed_schedule = Counter(
+            "channel_agent_checks_missed_schedule",
+            "Scheduled checks skipped because the account's previous check ended after the "
+            "next was due: the agent cannot keep up with check_interval (concurrency, rate "
+            "limit or slow answers).",
+            ["channel"],
+            registry=self.registry,
+        )
+        self.ratelimit_waiting = Gauge(
+            "channel_agent_ratelimit_waiting_requests",
+            "Requests waiting now for their turn at a host (max_requests_per_second, or a "
+            "pause after a 429).",
+            ["channel", "host"],
+            registry=self.registry,
+        )
+        self.ratelimit_waited = Counter(
+            "channel_agent_ratelimit_wait_seconds",
+            "Seconds requests spent waiting for their turn at a host.",
+            ["channel", "host"],
+            registry=self.registry,
+        )
+        self.ratelimit_pauses = Counter(
+            "channel_agent_ratelimit_pauses",
+            "Pauses of every request to a host after it answered 429 (Too Many Requests).",
+            ["channel", "host"],
+            registry=self.registry,
+        )
+        self._hosts: set[tuple[str, str]] = set()  # (channel, host) with rate-limiter series
+        self._reasons: dict[str, tuple[str, ...]] = {}  # channel -> reasons with a series
         self.set_channels(channels)
+
+    def host_metrics(self, channel: str, host: str) -> HostMetrics:
+        """The rate-limiter series of one host of a channel (created at its first request)."""
+        self._hosts.add((channel, host))
+        return HostMetrics(waiting=self.ratelimit_waiting.labels(channel, host),
+                           waited=self.ratelimit_waited.labels(channel, host),
+                           pauses=self.ratelimit_pauses.labels(channel, host))
 
     def set_channels(self, channels: dict[str, Channel]) -> None:
         """Per-channel series for ``channels``; those of channels no longer configured go."""
-        for gone in set(self.fleet_collector.channels) - set(channels):
-            for reason in self.fleet_collector.channels[gone].reason_table():
+        for name in set(self._reasons) - set(channels):
+            for reason in self._reasons.pop(name):
                 with contextlib.suppress(KeyError):
-                    self.check_failures.remove(gone, reason)
-            with contextlib.suppress(KeyError):
-                self.check_duration.remove(gone)
+                    self.check_failures.remove(name, reason)
+            for metric in (self.check_duration, self.missed_schedule):
+                with contextlib.suppress(KeyError):
+                    metric.remove(name)
+        for channel, host in [h for h in self._hosts if h[0] not in channels]:
+            self._hosts.discard((channel, host))
+            for metric in (self.ratelimit_waiting, self.ratelimit_waited, self.ratelimit_pauses):
+                with contextlib.suppress(KeyError):
+                    metric.remove(channel, host)
         self.fleet_collector.channels = channels
         for name, channel in channels.items():
-            for reason in channel.reason_table():  # the core's and the channel's own
+            reasons = tuple(channel.reason_table())  # the core's and the channel's own
+            for reason in set(self._reasons.get(name, ())) - set(reasons):
+                with contextlib.suppress(KeyError):
+                    self.check_failures.remove(name, reason)
+            self._reasons[name] = reasons
+            for reason in reasons:
                 self.check_failures.labels(name, reason)
             self.check_duration.labels(name)
+            self.missed_schedule.labels(name)

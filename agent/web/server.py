@@ -30,14 +30,16 @@ from agent.web.oauth_callback import callback_handler
 log = logging.getLogger(__name__)
 INDEX_REFRESH = 1.0  # seconds between two folds of the fleet's changes into the account index
 EXPOSITION = web.AppKey("exposition", Exposition)
-MAX_BODY = 64 * 1024  # request bodies past this get 413
+MAX_BODY = 64 * 1024  # request bodies past this get 413 ...
+MAX_BATCH_BODY = 4 * 1024 * 1024  # ... except a batch of heartbeats: up to this
+MAX_BATCH = 10_000  # heartbeats in one batch
 
 
 def make_app(service: AgentService, security: WebSecurity | None = None,
              pages: PageSettings | None = None) -> web.Application:
     """The agent's HTTP API. Without ``security`` (no web config) nothing is protected."""
     security = security or WebSecurity(None)
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[security.middleware])
+    app = web.Application(client_max_size=MAX_BATCH_BODY, middlewares=[security.middleware])
     app.on_response_prepare.append(security.add_headers)
     app[SERVICE] = service
     app[PAGES] = pages or PageSettings()
@@ -54,6 +56,7 @@ def make_app(service: AgentService, security: WebSecurity | None = None,
     app.router.add_get("/api/v1/accounts", api.accounts)
     app.router.add_post("/api/v1/recheck", recheck)
     app.router.add_post("/api/v1/freshness", freshness)
+    app.router.add_post("/api/v1/freshness/batch", freshness_batch)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
     app.router.add_post("/-/reload", reload)
@@ -156,9 +159,34 @@ async def freshness(request: web.Request) -> web.Response:
         request.app[SERVICE].freshness.heartbeat(body)
     except HeartbeatRejected as exc:
         # a refusal quotes what was sent; mask it like anything else that leaves the process
-        return web.json_response({"error": redact(exc.message), "field": exc.field},
-                                 status=exc.status)
+        return web.json_response({"error": redact(exc.message),
+                                  "field": exc.field and redact(exc.field)}, status=exc.status)
     return web.Response(status=204)
+
+
+async def freshness_batch(request: web.Request) -> web.Response:
+    """Many heartbeats: ``{"heartbeats": [{...}, ...]}``, each item as for
+    ``POST /api/v1/freshness``. Each is validated and stored on its own (one refused item
+    stores nothing of itself and does not stop the others): 200 when every one was stored,
+    else 422 with the refused ones by index, each with its status, error and field."""
+    body = await _json_body(request, MAX_BATCH_BODY)
+    unknown = [name for name in body if name != "heartbeats"]
+    if unknown:  # the name quotes what was sent: masked like anything leaving the process
+        raise _bad_request(redact(f"unknown field '{unknown[0]}' (expected heartbeats)"),
+                           redact(unknown[0]))
+    items = body.get("heartbeats")
+    if not isinstance(items, list) or not items:
+        raise _bad_request("field 'heartbeats' is required and must be a non-empty array of "
+                           "heartbeat objects", "heartbeats")
+    if len(items) > MAX_BATCH:
+        raise _bad_request(f"field 'heartbeats' has {len(items)} items; at most {MAX_BATCH} "
+                           f"per request", "heartbeats")
+    refused = request.app[SERVICE].freshness.heartbeats(items)
+    return web.json_response(
+        {"accepted": len(items) - len(refused),
+         "refused": [{"index": i, "status": exc.status, "error": redact(exc.message),
+                      "field": exc.field and redact(exc.field)} for i, exc in refused]},
+        status=422 if refused else 200)
 
 
 async def reload(request: web.Request) -> web.Response:
@@ -175,14 +203,19 @@ async def reload(request: web.Request) -> web.Response:
                               "warnings": outcome.warnings})
 
 
-async def _json_body(request: web.Request) -> dict[str, Any]:
+async def _json_body(request: web.Request, limit: int = MAX_BODY) -> dict[str, Any]:
+    too_large = web.HTTPRequestEntityTooLarge(
+        max_size=limit, actual_size=request.content_length or limit + 1,
+        text=json.dumps({"error": f"body is larger than {limit} bytes", "field": None}),
+        content_type="application/json")
+    if (request.content_length or 0) > limit:
+        raise too_large
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        raise web.HTTPRequestEntityTooLarge(
-            max_size=MAX_BODY, actual_size=request.content_length or MAX_BODY + 1,
-            text=json.dumps({"error": f"body is larger than {MAX_BODY} bytes", "field": None}),
-            content_type="application/json") from None
+        raise too_large from None
+    if len(raw) > limit:
+        raise too_large
     try:
         body = json.loads(raw)  # bytes: UTF-8/16/32 detected, whatever the header claims
     except (ValueError, RecursionError):

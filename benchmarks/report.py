@@ -1,0 +1,79 @@
+"""The benchmark's table: every figure, and for those issue 18 sets a target, the target,
+the ratio measured / target and whether it is met."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+# (figure, target at 10,000 accounts, target at 50,000); None: no target at that scale.
+# "max": the measured value must not exceed the target; "min": must reach it.
+TARGETS = {
+    "scrape_p99_ms": ("max", 50.0, 150.0),
+    "rebuild_ratio": ("max", 0.25, 0.25),
+    "floor_ratio": ("max", 2.5, 2.5),
+    "peak_rss_mb": ("max", 250.0, 600.0),
+    "ready_s": ("max", 1.0, 3.0),
+    "heartbeats_per_s": ("min", 5000.0, 5000.0),
+}
+
+
+def target(key: str, accounts: int) -> tuple[str, float]:
+    kind, small, large = TARGETS[key]
+    return kind, (large if accounts >= 50_000 else small)
+
+
+def judged(key: str, value: float, unit: str, accounts: int) -> tuple[str, str, str]:
+    kind, goal = target(key, accounts)
+    ratio = value / goal
+    met = value <= goal if kind == "max" else value >= goal
+    sign = "<=" if kind == "max" else ">="
+    return (f"{sign} {goal:g}{unit}", f"{ratio:.2f}", "yes" if met else "NO")
+
+
+def rows(args: argparse.Namespace, r: dict[str, Any]) -> list[tuple[str, ...]]:
+    n = args.accounts
+    cycle, scraped, paced, expo = r["cycle"], r["scraped"], r["paced"], r["exposition"]
+    out: list[tuple[str, ...]] = []
+
+    def add(figure: str, value: str, key: str | None = None, number: float = 0.0,
+            unit: str = "") -> None:
+        out.append((figure, value, *(judged(key, number, unit, n) if key else ("", "", ""))))
+
+    add(f"/metrics p99, cycle at check_interval {args.paced_interval}, scraped every "
+        f"{args.scrape_interval * 1000:g} ms", f"{paced['scrape_p99_ms']:.1f} ms",
+        "scrape_p99_ms", paced["scrape_p99_ms"], " ms")
+    add("  p50; scrapes / checks per second meanwhile",
+        f"{paced['scrape_p50_ms']:.1f} ms; {paced['scrapes']} / "
+        f"{paced['checks_per_second']:.0f}")
+    add("  p50 / p99, cycle flat out", f"{scraped['scrape_p50_ms']:.1f} / "
+        f"{scraped['scrape_p99_ms']:.1f} ms ({scraped['scrapes']} scrapes, "
+        f"{scraped['checks_per_second']:.0f} checks/s)")
+    add("exposition rebuild after a cycle / generate_latest",
+        f"{expo['rebuild_ms']:.0f} / {expo['generate_latest_ms']:.0f} ms = {expo['ratio']:.2f}",
+        "rebuild_ratio", expo["ratio"])
+    add("  a scrape with nothing changed", f"{expo['unchanged_scrape_ms']:.1f} ms")
+    if "floor" in r:
+        ratio = cycle["cpu_ms_per_check"] / r["floor"]["cpu_ms_per_check"]
+        add("agent CPU per check / bare aiohttp floor",
+            f"{cycle['cpu_ms_per_check']:.2f} / {r['floor']['cpu_ms_per_check']:.2f} ms = "
+            f"{ratio:.2f}", "floor_ratio", ratio)
+    else:
+        add("agent CPU per check (floor not run)", f"{cycle['cpu_ms_per_check']:.2f} ms")
+    add("  checks per second, flat out", f"{cycle['checks_per_second']:.0f}")
+    add("  agent CPU per check while scraped", f"{scraped['cpu_ms_per_check']:.2f} ms")
+    add("peak RSS", f"{r['peak_rss_mb']:.0f} MB", "peak_rss_mb", r["peak_rss_mb"], " MB")
+    add("start to /-/ready, state restored", f"{r['restart_ready_s']:.2f} s", "ready_s",
+        r["restart_ready_s"], " s")
+    if "heartbeats" in r:
+        hb = r["heartbeats"]
+        add(f"heartbeat ingestion, batches of {hb['batch']}",
+            f"{hb['per_second']:.0f}/s ({hb['count']} in {hb['seconds']:.1f} s)",
+            "heartbeats_per_s", hb["per_second"], "/s")
+        add("  single POSTs, one at a time", f"{hb['single_per_second']:.0f}/s")
+    add("inventory refresh, unchanged list", "not measured: no inventory source yet "
+        "(issue 13)", None)
+    sizes = r["sizes"]
+    add("/metrics: series; plain / gzip", f"{sizes['series']}; "
+        f"{sizes['plain_bytes'] / 1e6:.1f} / {sizes['gzip_bytes'] / 1e6:.2f} MB")
+    return out
