@@ -24,6 +24,11 @@ def register_secret(value: str) -> None:
 
     Token-shaped values are masked by their shape already and are not kept, so the registry
     holds only the few odd-shaped secrets (client secrets) however many tokens pass through.
+
+    Any other value of 6 characters or more is masked everywhere, even an ordinary word or a
+    config key name ("refresh_token" as a placeholder client secret): an SRE must never see a
+    secret, and a mangled message ("***_file") is the visible sign of a placeholder secret.
+    Shorter values would mask parts of every message; no real credential is that short.
     """
     if len(value) >= 6 and not _TOKEN_SHAPED.fullmatch(value):
         with _lock:

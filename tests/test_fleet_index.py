@@ -179,3 +179,28 @@ def test_a_cycle_ends_when_every_account_was_checked(world):
     fleet.record(accounts[2], RESULTS[0])
     index.refresh()
     assert index.last_cycle_finished == clock.now
+
+
+def test_source_down_lists_the_accounts_fed_by_a_source_that_is_down(world):
+    fleet, freshness, _, clock = world(count=30)
+    keys = list(fleet.accounts)
+    for i, key in enumerate(keys):
+        fleet.accounts[key].source = "crm" if i % 3 == 0 else "config"
+        fleet.record(fleet.accounts[key], RESULTS[i % len(RESULTS)])
+    fleet.generation += 1  # the sources changed behind the fleet's back
+    down: list[tuple[str, str]] = []
+    index = AccountIndex(fleet, freshness, clock=clock, down_sources=lambda: down)
+    from_crm = [k for k in brute_force(fleet, freshness, Filters(), clock.now)
+                if fleet.accounts[k].source == "crm"]
+
+    assert walk(index, Filters(source_down=True), 4) == []
+    down[:] = [("inventory", "crm")]
+    assert walk(index, Filters(source_down=True), 4) == from_crm
+    down[:] = [("freshness", "crm")]  # same name, other kind: feeds nobody
+    assert walk(index, Filters(source_down=True), 4) == []
+    down[:] = [("freshness", "pipeline"), ("inventory", "crm")]  # every account, once each
+    assert walk(index, Filters(source_down=True), 7) == brute_force(
+        fleet, freshness, Filters(), clock.now)
+    page = index.page(Filters(source_down=True, state="invalid"), 100)
+    assert page.keys == brute_force(fleet, freshness, Filters(state="invalid"), clock.now)
+    assert page.total == len(page.keys) > 0

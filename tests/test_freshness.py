@@ -262,3 +262,42 @@ async def test_the_poller_runs_each_source_every_interval(tmp_path, marks):
     assert service.freshness.values[("fake", "a1", "orders")].last_updated == T + 1
     await service.stop()
 
+
+
+async def test_the_sources_down_count_links_to_the_accounts_they_feed(tmp_path, marks):
+    from aiohttp.test_utils import TestClient, TestServer
+    from click.testing import CliRunner
+
+    from agent.cli.status import status
+    from agent.web.server import make_app
+
+    async def listed_by_cli() -> list[str]:  # the CLI blocks: in a thread, the server serves
+        args = ["--url", str(client.make_url("/")), "--source-down", "--json"]
+        result = await asyncio.to_thread(CliRunner().invoke, status, args)
+        assert result.exit_code == 0, result.output
+        return [a["account"] for a in json.loads(result.output)["accounts"]]
+
+    (marks / "a1.json").write_text(json.dumps({"t": T}))
+    service = make_service(tmp_path, file_source("marks/{account}.json", json_field="t"), ORDERS)
+    client = TestClient(TestServer(make_app(service)))
+    await client.start_server()
+    try:
+        await service.poller.poll("marks")  # a2's file is missing: a gap, the source is up
+        doc = await (await client.get("/api/v1/accounts", params={"source_down": "yes"})).json()
+        assert doc["accounts"] == [] and doc["summary"]["sources_down"] == []
+        assert await listed_by_cli() == []
+
+        (marks / "a1.json").write_text("{broken")
+        await service.poller.poll("marks")
+        doc = await (await client.get("/api/v1/accounts", params={"source_down": "yes"})).json()
+        assert [a["account"] for a in doc["accounts"]] == ["a1", "a2"] and doc["total"] == 2
+        assert await listed_by_cli() == ["a1", "a2"]
+        page = await (await client.get("/")).text()
+        assert '<a href="/?source_down=yes">1</a>' in page
+        listed = await (await client.get("/", params={"source_down": "yes"})).text()
+        assert '<option value="yes" selected>a source is down</option>' in listed
+        bad = await client.get("/api/v1/accounts", params={"source_down": "no"})
+        assert bad.status == 400 and (await bad.json())["field"] == "source_down"
+    finally:
+        await client.close()
+        await service.stop()

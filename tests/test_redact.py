@@ -56,3 +56,11 @@ def test_uncaught_exceptions_are_masked(capsys):
         _redacting_excepthook(type(exc), exc, exc.__traceback__)
     err = capsys.readouterr().err
     assert "RuntimeError: refresh Atzr|***" in err and "uncaught-leak" not in err
+
+
+def test_a_secret_that_is_an_ordinary_word_is_masked_anyway():
+    # the chosen trade-off (README "No secret leaves the process"): never show a secret, even
+    # at the cost of a mangled message; a value under 6 characters is not masked by value
+    Secret("refresh_token")
+    Secret("abcde")
+    assert redact("accounts[0].refresh_token_file abcde") == "accounts[0].***_file abcde"

@@ -30,12 +30,16 @@ PAGE_SIZE = 1000  # accounts per request (the API's largest page)
 @click.option("--stale", type=click.Choice(("yes", "no")),
               help="Only accounts with (yes) or without (no) a stale data set.")
 @click.option("--label", metavar="NAME=VALUE", help="Only accounts with this label.")
+@click.option("--source-down", is_flag=True,
+              help="Only accounts fed by an inventory source, or with a data set whose "
+                   "freshness source, that is down now.")
 @click.option("--name", metavar="TEXT", help="Only accounts whose name contains TEXT.")
 @click.option("--limit", type=click.IntRange(min=1), default=None,
               help="Show at most this many accounts (default: every matching one).")
 @json_option
 def status(url: str, channel: str | None, state: str | None, reason: str | None,
-           stale: str | None, label: str | None, name: str | None, limit: int | None,
+           stale: str | None, label: str | None, source_down: bool, name: str | None,
+           limit: int | None,
            as_json: bool) -> None:
     """Show the summary and the accounts, the longest-broken first, with the age of their data
     sets, as the running agent last saw them (GET /api/v1/status, then /api/v1/accounts page
@@ -52,7 +56,9 @@ def status(url: str, channel: str | None, state: str | None, reason: str | None,
     """
     params = {key: value for key, value in (("channel", channel), ("state", state),
                                             ("reason", reason), ("stale", stale),
-                                            ("label", label), ("q", name)) if value}
+                                            ("label", label), ("q", name),
+                                            ("source_down", "yes" if source_down else None))
+              if value}
     base = url.rstrip("/")
     doc = _get(f"{base}/api/v1/status", {**params, "limit": _page(limit, 0)}, url)
     accounts = doc["accounts"]

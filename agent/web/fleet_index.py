@@ -3,12 +3,13 @@
 The landing page and ``/api/v1/accounts`` show 100 accounts of 10,000, filtered, with the
 longest-broken first. Sorting or filtering the fleet per request would make every page cost as
 much as the fleet is large. Instead every filter value (a channel, a state, a reason, stale or
-not, a label) keeps the sorted list of the accounts it matches, and the per-channel counts of
-the summary are kept too. They are updated from the changes the fleet and the freshness
-tracker report (:meth:`Fleet.watch`, :meth:`FreshnessTracker.watch`) and when a data set turns
-stale with time (a heap of deadlines, one live entry per account). A page walks, from its
-cursor, the shortest list among the filter's values and skips what the other values (or the
-name search) exclude.
+not, a label, a source it depends on) keeps the sorted list of the accounts it matches, and the
+per-channel counts of the summary are kept too. They are updated from the changes the fleet and
+the freshness tracker report (:meth:`Fleet.watch`, :meth:`FreshnessTracker.watch`) and when a
+data set turns stale with time (a heap of deadlines, one live entry per account). A page walks,
+from its cursor, the shortest list among the filter's values and skips what the other values
+(or the name search) exclude. "Fed by a source that is down" is the union of the lists of the
+sources down now (a handful of sources; the union costs as much as the accounts they feed).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import heapq
 import time
 from bisect import bisect_left, bisect_right, insort
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from agent.freshness.tracker import FreshnessTracker
@@ -44,6 +45,7 @@ class Filters:
     stale: bool | None = None
     label: tuple[str, str] | None = None  # (name, value)
     name: str = ""  # a case-insensitive part of the account's name
+    source_down: bool = False  # fed by an inventory source, or a data set's source, now down
 
     def facets(self) -> list[Facet]:
         facets: list[Facet] = []
@@ -73,10 +75,14 @@ class Page:
 
 class AccountIndex:
     def __init__(self, fleet: Fleet, freshness: FreshnessTracker,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 down_sources: Callable[[], Iterable[tuple[str, str]]] = tuple) -> None:
+        """``down_sources`` gives the (kind, name) of every source down now: "inventory" or
+        "freshness" and the source's name."""
         self.fleet = fleet
         self.freshness = freshness
         self.clock = clock
+        self.down_sources = down_sources
         self._fleet_changes = fleet.watch()
         self._freshness_changes = freshness.watch()
         self._generations: tuple[int, int] | None = None
@@ -140,6 +146,7 @@ class AccountIndex:
             ALL, ("channel", key[0]), ("state", word), ("stale", "yes" if stale else "no"),
             *([("reason", state.reason)] if state.reason else []),
             *(("label", name, value) for name, value in account.labels.items()),
+            *(("source", kind, name) for kind, name in self._sources(account.source, key)),
         })
         old_sort = self._sort.get(key)
         old_member = self._member.get(key, frozenset())
@@ -164,6 +171,11 @@ class AccountIndex:
             heapq.heappush(self._deadlines, (deadline, key))
         if state.last_check is not None and state.last_check != self._last_checks.get(key):
             self._checked(key, state.last_check)
+
+    def _sources(self, inventory: str, key: Key) -> set[tuple[str, str]]:
+        """The sources the account depends on: its inventory source, its data sets' sources."""
+        sources = {("freshness", d.source) for d in self.freshness.by_account.get(key, ())}
+        return sources | ({("inventory", inventory)} if inventory != "config" else set())
 
     def _staleness(self, key: Key, now: float) -> tuple[int, float | None]:
         """How many of the account's data sets are stale, and when the next one turns stale."""
@@ -197,9 +209,13 @@ class AccountIndex:
         ``before``), in the list's order."""
         self.refresh()
         facets = filters.facets()
-        lists = [self._lists.get(facet, []) for facet in facets] or [self._lists.get(ALL, [])]
-        base = min(lists, key=len)
-        wanted = set(facets) if len(facets) > 1 else set()
+        if filters.source_down:
+            base = self._fed_by_down_sources()
+            wanted = set(facets)
+        else:
+            lists = [self._lists.get(facet, []) for facet in facets] or [self._lists.get(ALL, [])]
+            base = min(lists, key=len)
+            wanted = set(facets) if len(facets) > 1 else set()
         name = filters.name.lower()
         residual = bool(wanted) or bool(name)
 
@@ -227,6 +243,12 @@ class AccountIndex:
                     next=rows[-1] if has_next and rows else None,
                     prev=rows[0] if has_prev and rows else None,
                     total=total)
+
+    def _fed_by_down_sources(self) -> list[SortKey]:
+        lists = [self._lists.get(("source", *source), []) for source in self.down_sources()]
+        if len(lists) == 1:
+            return lists[0]
+        return sorted({sort for sorts in lists for sort in sorts})
 
     def labelled(self, name: str, value: str) -> list[Key]:
         """The accounts with the label ``name=value``, in the list's order."""

@@ -80,7 +80,8 @@ def _summary(doc: dict[str, Any], last_cycle: float | None, now: float) -> str:
         _card(f'<a href="{esc(list_url(Filters(stale=True)))}">{stale:,}</a>',
               "stale data sets", f'on {doc["accounts_with_stale_data"]:,} account(s)',
               alert=stale > 0),
-        _card(f"{len(down)}", "sources down",
+        _card(f'<a href="{esc(list_url(Filters(source_down=True)))}">{len(down)}</a>',
+              "sources down",
               f'{down_text} <span class="sub">of {len(doc["sources"])}</span>', alert=bool(down)),
         _card(when(last_cycle, now, never="not yet"), "last check cycle finished",
               "every account checked once since the previous cycle"),
@@ -117,6 +118,8 @@ def _filter_form(filters: Filters, service: AgentService, reasons: list[str]) ->
 <label>State {select("state", filters.state, states)}</label>
 <label>Reason {select("reason", filters.reason, reason_options)}</label>
 <label>Stale data {select("stale", stale, [("yes", "stale"), ("no", "not stale")])}</label>
+<label>Sources {select("source_down", "yes" if filters.source_down else None,
+                       [("yes", "a source is down")])}</label>
 <label>Label <input name="label" value="{esc(label)}" placeholder="merchant=acme" size="16">
 </label>
 <label>Account name <input name="q" value="{esc(filters.name)}" placeholder="part of the name"

@@ -1,10 +1,12 @@
 """The query string of the account list, shared by the landing page and the JSON API.
 
-``channel``, ``state``, ``reason``, ``stale`` (yes/no), ``label`` (name=value) and ``q`` (part of
-the account's name) filter; ``limit`` (1-1000, default 100) sizes a page; ``cursor`` (the
-``next`` of a page) or ``before`` (its ``prev``) moves. A cursor is the position of a row in
-the list's order, so a URL keeps meaning the same slice of the list when it is pasted into a
-ticket. Anything else, or a bad value, is a :class:`QueryError` naming the parameter.
+``channel``, ``state``, ``reason``, ``stale`` (yes/no), ``label`` (name=value), ``source_down``
+(yes: fed by an inventory source, or with a data set whose freshness source, is down now) and
+``q`` (part of the account's name) filter; ``limit`` (1-1000, default 100) sizes a page;
+``cursor`` (the ``next`` of a page) or ``before`` (its ``prev``) moves. A cursor is the
+position of a row in the list's order, so a URL keeps meaning the same slice of the list when
+it is pasted into a ticket. Anything else, or a bad value, is a :class:`QueryError` naming the
+parameter.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from agent.web.fleet_index import STATES, Filters, SortKey
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
-FILTER_PARAMS = ("channel", "state", "reason", "stale", "label", "q")
+FILTER_PARAMS = ("channel", "state", "reason", "stale", "label", "source_down", "q")
 PARAMS = (*FILTER_PARAMS, "limit", "cursor", "before")
 
 
@@ -49,6 +51,9 @@ def parse_query(params: Mapping[str, str]) -> ListQuery:
     stale = value.get("stale")
     if stale is not None and stale not in ("yes", "no"):
         raise QueryError("stale", f"{stale!r} is not yes or no")
+    source_down = value.get("source_down")
+    if source_down is not None and source_down != "yes":
+        raise QueryError("source_down", f"{source_down!r} is not yes (leave it out for any)")
     label = None
     if "label" in value:
         name, sep, label_value = value["label"].partition("=")
@@ -60,7 +65,7 @@ def parse_query(params: Mapping[str, str]) -> ListQuery:
     return ListQuery(
         filters=Filters(channel=value.get("channel"), state=state, reason=value.get("reason"),
                         stale=None if stale is None else stale == "yes", label=label,
-                        name=value.get("q", "")),
+                        name=value.get("q", ""), source_down=source_down == "yes"),
         limit=_limit(value.get("limit")),
         after=decode_cursor("cursor", value["cursor"]) if "cursor" in value else None,
         before=decode_cursor("before", value["before"]) if "before" in value else None,
@@ -98,6 +103,7 @@ def filter_params(filters: Filters) -> dict[str, str]:
     params = {"channel": filters.channel, "state": filters.state, "reason": filters.reason,
               "stale": None if filters.stale is None else "yes" if filters.stale else "no",
               "label": "=".join(filters.label) if filters.label else None,
+              "source_down": "yes" if filters.source_down else None,
               "q": filters.name or None}
     return {name: value for name, value in params.items() if value is not None}
 

@@ -45,7 +45,9 @@ def make_app(service: AgentService, security: WebSecurity | None = None,
     app[PAGES] = pages or PageSettings()
     if service is not None:  # None: only the routes are wanted
         app[EXPOSITION] = Exposition(service.metrics.registry)
-        app[INDEX] = AccountIndex(service.fleet, service.freshness)
+        app[INDEX] = AccountIndex(service.fleet, service.freshness,
+                                  down_sources=lambda: [(s.kind, s.name) for s in
+                                                        service.source_statuses() if s.up is False])
         app.cleanup_ctx.append(_refresh_exposition)
         app.cleanup_ctx.append(_refresh_index)
     app.router.add_get("/", landing_page)
