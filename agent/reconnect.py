@@ -373,12 +373,12 @@ async def complete(
     Raises :class:`ReconnectError` (nothing stored) when any step fails."""
     reconnector = channel.reconnector()
     assert reconnector is not None
-    progress("exchanging the authorisation code for a refresh token")
+    progress("exchanging the authorisation code for a new credential")
     token = await reconnector.exchange(account, code, attempt.code_verifier,
                                        attempt.redirect_uri, ctx)
     granted = ctx.clock()
-    progress(f"verifying the new token: one refresh, then the "
-             f"{channel.target_kind or 'target'}s it reaches")
+    progress(f"verifying the new credential: the {channel.target_kind or 'target'}s it "
+             f"reaches")
     result = await reconnector.verify(account, token, ctx)
     if result.missing and not accept_missing_targets:
         raise TargetsMissing(result, channel.target_kind)

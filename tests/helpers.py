@@ -57,11 +57,12 @@ def require_program(*names: str) -> str:
 
 def write_sim_config(tmp: Path, sim: Simulator, client_secret: str,
                      accounts: dict[str, tuple[str, str]], freshness: dict | None = None,
-                     **agent: Any) -> Path:
+                     channels: dict[str, Any] | None = None, **agent: Any) -> Path:
     """Add ``accounts`` (name -> (region, scenario)) to ``sim``, one profile each, write
     their tokens and the client secret under ``tmp/secrets`` and a config pointing at
     ``sim`` (which must be started) to ``tmp/config.yaml``; ``agent`` overrides settings,
-    ``freshness`` (``{"freshness_sources": ..., "datasets": ...}``) adds data sets."""
+    ``freshness`` (``{"freshness_sources": ..., "datasets": ...}``) adds data sets and
+    ``channels`` more channels next to amazon_ads."""
     secrets_dir = tmp / "secrets"
     secrets_dir.mkdir(exist_ok=True)
     (secrets_dir / "client_secret").write_text(client_secret + "\n")
@@ -84,7 +85,7 @@ def write_sim_config(tmp: Path, sim: Simulator, client_secret: str,
             "retry": {"initial_backoff": "200ms", "max_backoff": "1s"},
             "datasets": freshness.get("datasets", {}),
             "accounts": configured,
-        }},
+        }, **(channels or {})},
     }
     path = tmp / "config.yaml"
     path.write_text(json.dumps(config, indent=2))  # JSON is YAML
@@ -170,14 +171,15 @@ class Agent:
 
 @contextmanager
 def simulated_fleet(tmp: Path, scenarios: dict[str, tuple[str, str]], client_secret: str,
-                    freshness: dict | None = None,
+                    freshness: dict | None = None, channels: dict[str, Any] | None = None,
                     **agent_settings: Any) -> Iterator[SimpleNamespace]:
     """The simulator with one account per ``{name: (region, scenario)}`` and a running agent
     checking them (see :func:`write_sim_config`); yields ``sim``, ``agent`` and ``config``."""
     sim = Simulator(client_secret=client_secret, slow_seconds=2, retry_after=1)
     thread = SimulatorThread(sim)
     thread.start()
-    config = write_sim_config(tmp, sim, client_secret, scenarios, freshness, **agent_settings)
+    config = write_sim_config(tmp, sim, client_secret, scenarios, freshness, channels,
+                              **agent_settings)
     agent = Agent(config, free_port(), tmp / "agent.log")
     try:
         agent.start()

@@ -6,6 +6,9 @@ configuration, so the rules are loaded with every ``for:`` divided by 60 (minute
 seconds: :func:`tests.promstack.shorten_for`). Everything else is the shipped text:
 expressions, labels, annotations, routes and inhibit rules.
 
+A Shopify shop sits next to them (its simulator, in the "deprecated" scenario: valid, but its
+calls are flagged deprecated), so the dashboard's API-version panels have data.
+
 The accounts have data sets: heartbeats report one of healthy-na's fresh and one stale, and
 revoked-eu's stale (its credential is the cause); a third data set comes from a warehouse
 whose table is missing, so that freshness source fails.
@@ -21,6 +24,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from channel_agent_amazon_ads.simulator import SimulatorThread
+from channel_agent_shopify.simulator import SimShop
+from channel_agent_shopify.simulator import Simulator as ShopifySimulator
 
 from tests.helpers import simulated_fleet
 from tests.promstack import (
@@ -52,12 +58,12 @@ EXPECTED = [
     ("ChannelDataStale", "revoked-eu", {"dataset": "sp_campaigns_daily"}),
     ("ChannelFreshnessSourceDown", None, {"source": "warehouse"}),
 ]
-# The dashboard's variables as a user would pick them: one job and channel, every region and
+# The dashboard's variables as a user would pick them: one job, every channel, region and
 # account ("All" is the regex .*), and what Grafana puts in for its interval macros.
 DASHBOARD_VARIABLES = {
     "$__rate_interval": "15s",
     "$__interval": "5s",
-    "$channel": "amazon_ads",
+    "$channel": ".*",
     "$account": ".*",
     "$region": ".*",
     "$merchant": ".*",
@@ -100,13 +106,34 @@ def freshness(tmp: Path) -> dict:
     }
 
 
+SHOP = "healthy-shop"  # merchant "healthy", like healthy-na
+
+
+def shopify(tmp: Path, sim: ShopifySimulator) -> dict:
+    """The shopify channel's configuration: one shop of ``sim`` (started)."""
+    [shop] = sim.shops.values()
+    (tmp / "secrets").mkdir(exist_ok=True)
+    (tmp / "secrets" / "shopify_client_secret").write_text(sim.client_secret)
+    (tmp / "secrets" / f"{SHOP}.access_token").write_text(shop.access_token)
+    return {"shopify": {
+        "client_id": sim.client_id, "client_secret_file": "secrets/shopify_client_secret",
+        "non_expiring_tokens_end": "",  # a custom app: no end date to alert on here
+        "accounts": [{"name": SHOP, "shop": shop.domain, "admin_url": sim.shop_url(shop.domain),
+                      "access_token_file": f"secrets/{SHOP}.access_token",
+                      "required_scopes": shop.scopes, "labels": {"merchant": "healthy"}}],
+    }}
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("alerting")
     for name in ("fleet", "am", "prom"):
         (tmp / name).mkdir()
-    with simulated_fleet(tmp / "fleet", SCENARIOS, "e2e-client-secret", freshness(tmp / "fleet"),
-                         check_interval="5s", check_timeout="2s") as fleet:
+    shops = ShopifySimulator("e2e-shopify-app", "e2e-shopify-secret")
+    shops.add_shop(SimShop("healthy.myshopify.com", ["read_orders"], "deprecated"))
+    with SimulatorThread(shops), simulated_fleet(  # type: ignore[arg-type]
+            tmp / "fleet", SCENARIOS, "e2e-client-secret", freshness(tmp / "fleet"),
+            shopify(tmp / "fleet", shops), check_interval="5s", check_timeout="2s") as fleet:
         now = time.time()
         fleet.agent.post_heartbeat("healthy-na", "sp_campaigns_daily", now)
         fleet.agent.post_heartbeat("healthy-na", "sb_campaigns_daily", now - STALE)
@@ -238,8 +265,8 @@ def test_every_dashboard_query_runs_and_returns_data(stack):
 def test_dashboard_variables_list_the_fleet(stack):
     """Each variable's label_values() or query_result() query, as Grafana runs it against
     Prometheus (query_result: the regex picks the value out of each series)."""
-    expected = {"job": ["channel-agent"], "channel": ["amazon_ads"],
-                "region": ["eu", "fe", "na"], "account": sorted(SCENARIOS),
+    expected = {"job": ["channel-agent"], "channel": ["amazon_ads", "shopify"],
+                "region": ["eu", "fe", "na"], "account": sorted([*SCENARIOS, SHOP]),
                 "merchant": sorted(name.split("-")[0] for name in SCENARIOS)}
     for variable in dashboard()["templating"]["list"]:
         if variable["type"] != "query":

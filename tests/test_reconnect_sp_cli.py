@@ -144,7 +144,7 @@ def test_a_missing_expected_marketplace_stores_nothing(world):
     run = Run(world, "amazon_sp", "--account", "removed-na", "--no-browser")
     code, out, err = run.answer(consent(run.url, "removed-na"))
     assert code == 1
-    assert out.startswith("Marketplaces the new token reaches (1):\nMARKETPLACE ")
+    assert out.startswith("Marketplaces the new credential reaches (1):\nMARKETPLACE ")
     assert US in out and f"MISSING: expected marketplace {CA}" in out
     assert "expected marketplace(s)" in err and "--accept-missing-targets" in err
     assert token_files(world, "removed-na") == before

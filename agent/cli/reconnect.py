@@ -96,7 +96,7 @@ EXIT_FAILED = 1
 @click.option("--list", "list_accounts", is_flag=True,
               help="List the accounts that need reconnecting, with the command for each.")
 @click.option("--within", metavar="DURATION", default="30d", show_default=True,
-              help="With --list: include refresh tokens that expire within this time.")
+              help="With --list: include credentials that expire within this time.")
 @click.option("--pending", is_flag=True, help="List the consent links made with --link.")
 @click.option("--cancel", is_flag=True, help="Withdraw the account's open consent link.")
 @json_option
@@ -118,16 +118,16 @@ def reconnect(
     cancel: bool,
     as_json: bool,
 ) -> None:
-    """Re-authorise an account and store its new refresh token, safely.
+    """Re-authorise an account and store its new credential, safely.
 
     \b
-    1. Builds the consent URL of the account's region (random state, PKCE S256).
+    1. Builds the account's consent URL (random state; PKCE S256 where the provider has it).
     2. Gets the authorisation code: by default through a browser and a one-request server
        on the loopback redirect_uri; --no-browser: paste the redirected URL; --link: the
        running agent receives it (at /oauth/callback) when the account holder clicks.
-    3. Exchanges the code, then 4. verifies the new token (one refresh, the targets it
-       reaches, compared with the expected ones) before 5. storing it (atomic write, 0600,
-       previous token kept as a timestamped .bak) and recording the grant in the state file;
+    3. Exchanges the code, then 4. verifies the new credential (the targets it reaches,
+       compared with the expected ones) before 5. storing it (atomic write, 0600, the
+       previous one kept as a timestamped .bak) and recording the grant in the state file;
        6. asks the running agent to check the account at once (state before and after).
     A declined consent, a wrong state, a reused or expired code, a timeout or a missing
     expected target end with a message and change nothing. Exit status: 0 done, 1 the
@@ -211,13 +211,13 @@ async def _flow(report: _Report, reconnector: Reconnector, redirect_uri: str, wa
                 store: StateStore | None, accept_missing_targets: bool) -> Outcome:
     account = report.account
     attempt = new_attempt(reconnector, account, redirect_uri)
-    _note(f"Reconnecting {account.channel} account {account.name} (region "
-          f"{account.region or '-'}).")
+    region = f" (region {account.region})" if account.region else ""
+    _note(f"Reconnecting {account.channel} account {account.name}{region}.")
     if report.mode == "local":
         server = LocalCallback(redirect_uri, attempt.state, reconnector)
         await server.start()
         try:
-            _note(f"Open this URL in a browser and sign in as a user who can reach the "
+            _note(f"Open this URL in a browser and sign in as a user who can grant the "
                   f"account's {report.channel.target_kind or 'target'}s:")
             _note(f"  {attempt.consent_url}")
             if can_open_browser():
@@ -273,9 +273,10 @@ def _make_link(report: _Report, store: StateStore | None, reconnector: Reconnect
         return
     click.echo(link.consent_url)
     _note(f"Send the URL above to the person who can approve access for "
-          f"{report.account.name}. It works once, until {expires}. When they approve, Amazon "
-          f"sends their browser to {redirect_uri}, where the running agent completes the "
-          f"reconnect and shows them the result.")
+          f"{report.account.name}. It works once, until {expires}. When they approve, "
+          f"{report.channel.title or report.channel.name} sends their browser to "
+          f"{redirect_uri}, where the running agent completes the reconnect and shows them "
+          f"the result.")
     if replaced:
         _note(f"It replaces the account's previous open link ({replaced}).")
     if is_loopback(redirect_uri):
@@ -309,7 +310,7 @@ class _Report:
         self.doc.update(target_kind=kind, targets=rows, missing_targets=list(result.missing))
         if self.as_json:
             return
-        click.echo(f"{kind.capitalize()}s the new token reaches ({len(rows)}):")
+        click.echo(f"{kind.capitalize()}s the new credential reaches ({len(rows)}):")
         print_table((kind.upper(), "COUNTRY", "TYPE", "NAME", "EXPECTED"),
                     [(r["id"], r["country"], r["kind"], r["name"], "yes" if r["expected"] else "")
                      for r in rows])
@@ -325,7 +326,7 @@ class _Report:
         lines = [f"Reconnected {self.account.channel}/{self.account.name}."]
         if outcome.stored_in is not None:
             mode = " (mode 0600)" if isinstance(outcome.stored_in, Path) else ""
-            lines.append(f"  new refresh token: fingerprint {grant.fingerprint}, stored in "
+            lines.append(f"  new credential: fingerprint {grant.fingerprint}, stored in "
                          f"{outcome.stored_in}{mode}")
             if outcome.backup is not None:
                 lines.append(f"  previous token kept as {outcome.backup}")
@@ -333,13 +334,13 @@ class _Report:
             variable = env_variable_at(self.config.source, outcome.source)
             where = f"environment variable {variable}" if variable else outcome.source
             self.doc.update(environment_variable=variable, refresh_token=outcome.token.reveal())
-            lines.append(f"  new refresh token (fingerprint {grant.fingerprint}), NOT stored: "
+            lines.append(f"  new credential (fingerprint {grant.fingerprint}), NOT stored: "
                          f"this account's token comes from {where} "
                          f"({self.config.source}: {outcome.source}). Put it there, then restart "
                          f"the agent, which reads it at start:")
             lines.append(outcome.token.reveal())
         if store is not None:
-            lines.append(f"  grant recorded in {store.path}: the refresh token's age starts now")
+            lines.append(f"  grant recorded in {store.path}: the credential's age starts now")
         else:
             lines.append("  agent.state_path is :memory:, so no grant was recorded")
         if not self.as_json:

@@ -26,7 +26,7 @@ ACCOUNT_CLASSES = frozenset({CREDENTIAL, PERMISSION})
 
 def show_accounts_to_reconnect(config: Config, config_path: str, channel_name: str | None,
                                within: float, as_json: bool) -> None:
-    """--list: invalid credentials, unreachable profiles, refresh tokens expiring soon."""
+    """--list: invalid credentials, unreachable targets, credentials expiring soon."""
     store = open_store(config, required=True)
     assert store is not None
     fleet = Fleet(store)
@@ -72,9 +72,9 @@ def _why(state: AccountState, channel: Channel, now: float, within: float) -> li
         if state.refresh_issued is not None and not state.rejected else None
     if expiry is not None:
         if expiry <= now:
-            why.append(f"refresh token expired {iso(expiry)}")
+            why.append(f"credential expired {iso(expiry)}")
         elif expiry - now <= within:
-            why.append(f"refresh token expires {iso(expiry)}")
+            why.append(f"credential expires {iso(expiry)}")
     return why
 
 

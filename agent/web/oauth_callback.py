@@ -101,7 +101,7 @@ async def _complete(service: AgentService, link: ReconnectLink, query: dict[str,
     outcome = await complete(channel, account, code, link, ctx, service.store,
                              accept_missing_targets=link.accept_missing_targets)
     state = await service.scheduler.check_now(account)
-    log.info("%s/%s: reconnected through a link (refresh token fingerprint %s, stored in %s); "
+    log.info("%s/%s: reconnected through a link (credential fingerprint %s, stored in %s); "
              "the check after: %s", link.channel, link.account, outcome.grant.fingerprint,
              outcome.stored_in, state_word(state))
     missing = outcome.result.missing

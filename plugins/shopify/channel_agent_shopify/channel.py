@@ -136,6 +136,9 @@ class ShopifyChannel(Channel):
         return self.non_expiring_end
 
     def admin_base(self, account: Account) -> str:
+        own = account.settings.get("admin_url")
+        if own:
+            return str(own).rstrip("/")
         return shopify_api.admin_base(self.settings["endpoints"]["admin_url"],
                                       account.settings["shop"])
 

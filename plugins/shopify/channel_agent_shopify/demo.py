@@ -62,6 +62,8 @@ class ShopifyDemo(Demo):
         _write_secret(secret_file, self.simulator.client_secret)
         await self.simulator.start("127.0.0.1", 0)
         self._started = True
+        for account in accounts:  # each shop its own host, as on Shopify (simulator.py)
+            account["admin_url"] = self.simulator.shop_url(account["shop"])
         return {
             "client_id": CLIENT_ID,
             "client_secret_file": str(secret_file),

@@ -32,10 +32,10 @@ import httpx
 from agent.channel import (
     Account,
     CheckContext,
-    ProfileInfo,
     ReconnectError,
     Reconnector,
     Secret,
+    TargetInfo,
     TransientError,
     VerifyResult,
 )
@@ -161,7 +161,9 @@ class ShopifyReconnector(Reconnector):
                                              f"({detail}); nothing was stored") from None
         self._check_shop(account, shop.get("myshopify_domain"))
         required = list(account.settings.get("required_scopes") or [])
-        profiles = [ProfileInfo(id=scope, name=str(shop.get("name") or ""), kind="scope")
-                    for scope in sorted(granted)]
-        return VerifyResult(refresh_token=refresh_token, profiles=profiles,
+        scopes = [TargetInfo(id=scope, name=str(shop.get("name") or ""))
+                  for scope in sorted(granted)]
+        # expected: each required scope as granted (write_x where it stands for read_x)
+        expected = [shopify_api.covering_scope(scope, granted) or scope for scope in required]
+        return VerifyResult(refresh_token=refresh_token, targets=scopes, expected=expected,
                             missing=shopify_api.missing_scopes(required, granted))

@@ -100,6 +100,9 @@ class ShopifyAccountSettings(AccountSettings):
     refresh_token: SecretReference | None = Field(
         None, description="Expiring tokens: the refresh token (observer: read only for its "
                           "rotation; owner: used and rotated)")
+    admin_url: str = Field("", description="This shop's admin base URL, instead of the "
+                           "channel's endpoints.admin_url template (a simulator serving each "
+                           "shop on its own address)")
     ownership: Literal["observer", "owner"] = Field(
         "observer", description="Who refreshes an expiring token: the platform (observer) "
                                 "or the agent (owner)")

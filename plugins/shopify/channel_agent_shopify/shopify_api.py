@@ -127,15 +127,19 @@ def parse_shop(response: httpx.Response, endpoint: str = "shop") -> dict:
     return shop
 
 
-def missing_scopes(required: list[str], granted: set[str]) -> list[str]:
-    """Required scopes not granted. A ``write_x`` grant covers ``read_x`` (Shopify: write
-    access implies read access)."""
-    def covered(scope: str) -> bool:
-        if scope in granted:
-            return True
-        return scope.startswith("read_") and "write_" + scope[len("read_"):] in granted
+def covering_scope(scope: str, granted: set[str]) -> str | None:
+    """The granted scope that gives ``scope``: itself, or ``write_x`` for ``read_x``
+    (Shopify: write access implies read access); None when none does."""
+    if scope in granted:
+        return scope
+    if scope.startswith("read_") and "write_" + scope[len("read_"):] in granted:
+        return "write_" + scope[len("read_"):]
+    return None
 
-    return [scope for scope in required if not covered(scope)]
+
+def missing_scopes(required: list[str], granted: set[str]) -> list[str]:
+    """Required scopes not granted (a ``write_x`` grant covers ``read_x``)."""
+    return [scope for scope in required if covering_scope(scope, granted) is None]
 
 
 def call_limit(response: httpx.Response) -> tuple[int, int] | None:

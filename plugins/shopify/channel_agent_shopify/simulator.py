@@ -1,7 +1,12 @@
 """A Shopify Admin API simulator on loopback, for the demo and tests.
 
 Every shop lives under ``/shops/<domain>`` (the channel's ``admin_url`` template points
-there). Per shop: ``GET /admin/oauth/access_scopes.json``, ``GET /admin/api/<v>/shop.json``,
+there). Shops added before :meth:`Simulator.start` are also served on a port of their own
+(:meth:`Simulator.shop_url`, an account's ``admin_url``): on Shopify every shop is its own
+host, and the agent's rate limiter pauses a host, so one throttled shop must not pause the
+others behind one simulator address.
+
+Per shop: ``GET /admin/oauth/access_scopes.json``, ``GET /admin/api/<v>/shop.json``,
 ``POST /admin/oauth/access_token`` (code and refresh_token grants, rotating refresh tokens)
 and ``GET /admin/oauth/authorize`` (consents at once and redirects with a signed ``hmac``).
 Answers copy Shopify's published bodies (see :mod:`channel_agent_shopify.classify`). Every
@@ -74,6 +79,7 @@ class Simulator:
         self.oldest_version = "2025-10"
         self._runner: web.AppRunner | None = None
         self.base_url = ""
+        self.shop_bases: dict[str, str] = {}  # domain -> its own http://host:port
 
     def add_shop(self, shop: SimShop) -> None:
         self.shops[shop.domain] = shop
@@ -81,7 +87,12 @@ class Simulator:
     def admin_url(self) -> str:
         return f"{self.base_url}/shops/{{shop}}"
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def shop_url(self, domain: str) -> str:
+        """The shop's admin base URL on its own port (the shared one if it has none)."""
+        return f"{self.shop_bases.get(domain, self.base_url)}/shops/{domain}"
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Listens; returns the shared base URL (``SimulatorThread`` runs it too)."""
         app = web.Application()
         app.router.add_get("/shops/{shop}/admin/oauth/access_scopes.json", self._scopes)
         app.router.add_get("/shops/{shop}/admin/api/{version}/shop.json", self._shop)
@@ -91,15 +102,23 @@ class Simulator:
         app.router.add_put("/_sim/shops/{shop}", self._set)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
+        self.base_url = await self._listen(host, port)
+        for domain in self.shops:
+            self.shop_bases[domain] = await self._listen(host, 0)
+        return self.base_url
+
+    async def _listen(self, host: str, port: int) -> str:
+        assert self._runner is not None
         site = web.TCPSite(self._runner, host, port)
         await site.start()
         sockets = site._server.sockets  # type: ignore[union-attr]
-        self.base_url = f"http://{host}:{sockets[0].getsockname()[1]}"
+        return f"http://{host}:{sockets[0].getsockname()[1]}"
 
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+            self.shop_bases.clear()
 
     # --- the Admin API ------------------------------------------------------------------
 
