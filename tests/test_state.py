@@ -142,8 +142,8 @@ def test_an_expired_link_cannot_be_claimed_and_cancel_withdraws_open_links(tmp_p
 
 
 def test_a_version_2_file_gains_the_freshness_table(tmp_path):
+    from agent.storage.freshness import DataFreshness, read_freshness
     from agent.storage.schema import MIGRATIONS
-    from agent.storage.state import DataFreshness, read_freshness
 
     path = tmp_path / "agent.db"
     db = sqlite3.connect(path)

@@ -30,11 +30,12 @@ import asyncio
 import json
 import os
 import sqlite3
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.channel import CheckResult
+from agent.storage import freshness
+from agent.storage.freshness import FRESHNESS_COLUMNS, DataFreshness
 from agent.storage.links import LinkStore
 from agent.storage.links import ReconnectLink as ReconnectLink  # for existing importers
 from agent.storage.schema import MIGRATIONS, SCHEMA_VERSION
@@ -337,7 +338,7 @@ class StateStore(LinkStore):
     # --- data freshness ----------------------------------------------------------------
 
     def load_freshness(self) -> dict[tuple[str, str, str], DataFreshness]:
-        return _load_freshness(self._db)
+        return freshness.load_freshness(self._db)
 
     def save_freshness(self, value: DataFreshness) -> None:
         self.save_freshness_many([value])
@@ -347,9 +348,9 @@ class StateStore(LinkStore):
         with self._db:
             self._db.execute("BEGIN")
             self._db.executemany(
-                f"INSERT OR REPLACE INTO freshness ({', '.join(_FRESHNESS_COLUMNS)}) "
-                f"VALUES ({', '.join('?' for _ in _FRESHNESS_COLUMNS)})",
-                [[getattr(value, name) for name in _FRESHNESS_COLUMNS] for value in values],
+                f"INSERT OR REPLACE INTO freshness ({', '.join(FRESHNESS_COLUMNS)}) "
+                f"VALUES ({', '.join('?' for _ in FRESHNESS_COLUMNS)})",
+                [[getattr(value, name) for name in FRESHNESS_COLUMNS] for value in values],
             )
 
     # --- reconnects --------------------------------------------------------------------
@@ -380,48 +381,7 @@ class StateStore(LinkStore):
         self._db.close()
 
 
-@dataclass(slots=True)
-class DataFreshness:
-    """The newest data time known for one data set, from which source, learnt when."""
-
-    channel: str
-    account: str
-    dataset: str
-    last_updated: float
-    source: str
-    recorded: float
-
-    @property
-    def key(self) -> tuple[str, str, str]:
-        return (self.channel, self.account, self.dataset)
-
-
-_FRESHNESS_COLUMNS = ["channel", "account", "dataset", "last_updated", "source", "recorded"]
 _TRANSITION_COLUMNS = ["time", "from_state", "to_state", "reason", "detail"]
-
-
-def _load_freshness(db: sqlite3.Connection) -> dict[tuple[str, str, str], DataFreshness]:
-    rows = db.execute(f"SELECT {', '.join(_FRESHNESS_COLUMNS)} FROM freshness")
-    # names interned: 50,000 accounts x data sets would repeat each channel, data set and
-    # source name once per row
-    values = [DataFreshness(sys.intern(channel), sys.intern(account), sys.intern(dataset),
-                            last_updated, sys.intern(source), recorded)
-              for channel, account, dataset, last_updated, source, recorded in rows]
-    return {value.key: value for value in values}
-
-
-def read_freshness(path: Path | str) -> dict[tuple[str, str, str], DataFreshness]:
-    """The data times saved in a state file, read without writing to it (for one-shot
-    commands beside a running agent); empty when the file or the table does not exist."""
-    if str(path) == ":memory:" or not Path(path).is_file():
-        return {}
-    db = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
-    try:
-        return _load_freshness(db)
-    except sqlite3.DatabaseError:  # older than schema version 3, or not a state file
-        return {}
-    finally:
-        db.close()
 
 
 def _to_bool(value: int | None) -> bool | None:
