@@ -29,8 +29,9 @@ from agent.plugins import Plugins
 from agent.secrets.metrics import StoreMetrics
 from agent.secrets.registry import store_refs
 from agent.secrets.writeback import WriteBack
+from agent.status import account_status, channel_status, source_status
 from agent.storage.fleet import Fleet
-from agent.storage.state import AccountState, StateStore, state_word
+from agent.storage.state import StateStore
 
 log = logging.getLogger(__name__)
 
@@ -316,7 +317,7 @@ class AgentService:
         }
 
     def account_doc(self, key: tuple[str, str]) -> dict[str, Any]:
-        """One account of this replica as :func:`account_status` describes it."""
+        """One account of this replica as :func:`agent.status.account_status` describes it."""
         account = self.fleet.accounts[key]
         return account_status(self.fleet.states[key], self.config.channels.get(account.channel),
                               self.freshness.account_datasets(key), account)
@@ -336,76 +337,6 @@ def _limits(channel: Channel) -> dict[str, Any]:
             # not called at all for a channel that reads no rate-limit headers
             "backpressure": None if type(channel).backpressure is Channel.backpressure
             else channel.backpressure}
-
-
-def refresh_expiry(state: AccountState, channel: Channel | None) -> float | None:
-    """When the refresh token is expected to expire; None without a known lifetime or issue
-    time, and for a rejected credential (AccountState.rejected)."""
-    if channel is None or not state.refresh_issued or state.rejected:
-        return None
-    return channel.refresh_token_expiry(state.account, state.refresh_issued)
-
-
-def channel_status(channel: Channel, client_valid: bool | None) -> dict[str, Any]:
-    """What the status API says about a channel: its title, what its consents reach and, for
-    a channel with an application client, that client's validity and secret expiry."""
-    doc: dict[str, Any] = {"title": channel.title or channel.name,
-                           "target_kind": channel.target_kind or None}
-    if channel.application_client is not None:
-        doc["client_valid"] = client_valid
-        doc["client_secret_expiry"] = iso(channel.client_secret_expiry())
-    return doc
-
-
-def account_status(state: AccountState, channel: Channel | None,
-                   datasets: list[dict[str, Any]] | None = None,
-                   account: Account | None = None) -> dict[str, Any]:
-    """One account's state as plain, secret-free data (status API, CLI ``--json``);
-    ``datasets`` from :meth:`FreshnessTracker.account_datasets`; ``account`` adds its labels
-    and source."""
-    expiry = refresh_expiry(state, channel)
-    return {
-        "channel": state.channel,
-        "account": state.account,
-        "region": state.region,
-        "state": state_word(state),
-        "state_since": iso(state.state_since),
-        "broken_since": iso(state.broken_since),
-        "valid": state.valid,
-        "check_success": state.check_success,
-        "reason": state.reason,
-        "detail": state.detail,
-        "last_check": iso(state.last_check),
-        "last_valid": iso(state.last_valid),
-        "refresh_token_fingerprint": state.refresh_fingerprint,
-        "refresh_token_issued": iso(state.refresh_issued),
-        "refresh_token_expiry": iso(expiry),
-        "access_token_expiry": iso(state.access_expires),
-        "target_kind": (channel.target_kind or None) if channel else None,
-        "targets": state.targets,
-        "targets_reached": state.targets_reached,
-        "reconnected": iso(state.reconnected),
-        "datasets": datasets or [],
-        "labels": dict(account.labels) if account else {},
-        "source": account.source if account else None,
-    }
-
-
-def source_status(runner: InventoryRunner, name: str) -> dict[str, Any]:
-    source, status = runner.sources[name], runner.status[name]
-    held = status.held
-    return {
-        "type": source.type,
-        "from": source.describe(),
-        "up": status.up,
-        "error": status.error,
-        "accounts": len(status.accepted.accounts),
-        "last_success": iso(status.last_success),
-        "invalid_rows": [str(problem) for problem in status.problems],
-        "duplicates": status.duplicates,
-        "removal_held": None if held is None else {
-            "removing": held.removing, "of": held.of, "since": iso(held.since)},
-    }
 
 
 async def _close_later(closers: list[Callable[[], Awaitable[Any]]], delay: float) -> None:

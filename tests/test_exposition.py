@@ -17,8 +17,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.utils import floatToGoString
 
 from agent.channel import CheckResult
-from agent.metrics.exposition import BLOCK, Exposition, float_text
+from agent.metrics.exposition import BLOCK, Exposition
 from agent.metrics.formats import OPENMETRICS, negotiate
+from agent.metrics.samplelines import float_text
 from agent.plugins import load_plugins
 from agent.service import AgentService
 from agent.web.server import accepts_gzip, make_app
@@ -267,7 +268,7 @@ async def test_expiry_bookkeeping_stays_bounded_however_often_an_account_changes
 
 @pytest.mark.parametrize("length", [0, 1, 7, 4096, 100_003])
 def test_crc32_combine_is_the_crc_of_the_concatenation(length):
-    from agent.metrics.exposition import crc32_combine
+    from agent.metrics.gzipstream import crc32_combine
 
     first, second = bytes(range(256)) * 3, bytes((i * 7) % 251 for i in range(length))
     assert crc32_combine(zlib.crc32(first), zlib.crc32(second), len(second)) == (

@@ -26,7 +26,8 @@ from agent.checks.scheduler import offset
 from agent.config.loader import load_config
 from agent.plugins import load_plugins
 from agent.storage.fleet import Fleet
-from agent.storage.state import DataFreshness, StateStore
+from agent.storage.freshness import DataFreshness
+from agent.storage.state import StateStore
 from tests.fake_browser import consent
 from tests.helpers import REPO, Agent, free_port, require_program, write_sim_config
 from tests.tlsfiles import bcrypt_hash

@@ -2,8 +2,8 @@ import asyncio
 import sqlite3
 
 from agent.channel import CheckResult
+from agent.storage.schema import SCHEMA_VERSION
 from agent.storage.state import (
-    SCHEMA_VERSION,
     AccountState,
     Grant,
     ReconnectLink,
@@ -142,11 +142,12 @@ def test_an_expired_link_cannot_be_claimed_and_cancel_withdraws_open_links(tmp_p
 
 
 def test_a_version_2_file_gains_the_freshness_table(tmp_path):
-    from agent.storage.state import _MIGRATIONS, DataFreshness, read_freshness
+    from agent.storage.freshness import DataFreshness, read_freshness
+    from agent.storage.schema import MIGRATIONS
 
     path = tmp_path / "agent.db"
     db = sqlite3.connect(path)
-    db.executescript(_MIGRATIONS[1] + _MIGRATIONS[2])
+    db.executescript(MIGRATIONS[1] + MIGRATIONS[2])
     db.execute("INSERT INTO accounts (channel, account, region, valid, last_valid) "
                "VALUES ('fake', 'a1', 'na', 1, 100)")
     db.execute("PRAGMA user_version=2")
@@ -171,12 +172,12 @@ def test_a_version_2_file_gains_the_freshness_table(tmp_path):
 def test_a_version_4_file_keeps_the_rejection_its_last_conclusive_check_gave(tmp_path):
     """Schema 5 keeps the reason of the last conclusive rejection apart from the latest
     check's; a file from before it knows that reason only where the last check concluded."""
-    from agent.storage.state import _MIGRATIONS
+    from agent.storage.schema import MIGRATIONS
 
     path = tmp_path / "agent.db"
     db = sqlite3.connect(path)
-    db.executescript("".join(_MIGRATIONS[v] for v in (1, 2, 3)))
-    for statement in _MIGRATIONS[4].split(";"):
+    db.executescript("".join(MIGRATIONS[v] for v in (1, 2, 3)))
+    for statement in MIGRATIONS[4].split(";"):
         db.execute(statement)
     db.executemany(
         "INSERT INTO accounts (channel, account, region, valid, check_success, reason) "

@@ -7,7 +7,8 @@ import sqlite3
 
 from agent.channel import CheckResult
 from agent.storage.fleet import Fleet
-from agent.storage.state import _MIGRATIONS, HISTORY_LIMIT, SCHEMA_VERSION, StateStore
+from agent.storage.schema import MIGRATIONS, SCHEMA_VERSION
+from agent.storage.state import HISTORY_LIMIT, StateStore
 
 VALID = CheckResult(valid=True)
 REVOKED = CheckResult(valid=False, reason="invalid_grant", detail="revoked")
@@ -83,7 +84,7 @@ def test_history_keeps_the_newest_transitions_of_each_account(tmp_path, fake_con
 def test_a_version_4_file_gains_the_history(tmp_path):
     path = tmp_path / "agent.db"
     db = sqlite3.connect(path)
-    db.executescript(_MIGRATIONS[1] + _MIGRATIONS[2] + _MIGRATIONS[3] + _MIGRATIONS[4])
+    db.executescript(MIGRATIONS[1] + MIGRATIONS[2] + MIGRATIONS[3] + MIGRATIONS[4])
     db.execute("INSERT INTO accounts (channel, account, region, valid, check_success) "
                "VALUES ('fake', 'a1', 'na', 0, 1)")
     db.execute("PRAGMA user_version=4")

@@ -23,7 +23,7 @@ from agent.cli.inventory import with_inventory
 from agent.config.loader import Config
 from agent.plugins import Plugins
 from agent.service import AgentService
-from agent.storage.state import read_freshness
+from agent.storage.freshness import read_freshness
 
 
 @click.command()

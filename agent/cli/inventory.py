@@ -13,7 +13,7 @@ from agent.cli.common import config_option, json_option, load_or_exit, print_jso
 from agent.config.loader import Config
 from agent.inventory.credentials import describe_credential
 from agent.inventory.runner import InventoryRunner, with_discovered
-from agent.service import source_status
+from agent.status import source_status
 
 
 @click.command()

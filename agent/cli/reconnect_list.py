@@ -15,9 +15,8 @@ from agent.cli.common import EXIT_CONFIG_ERROR, command_name, print_json, print_
 from agent.config.loader import MEMORY, Config
 from agent.freshness.timestamps import iso
 from agent.reasons import CREDENTIAL, PERMISSION
-from agent.service import state_word
 from agent.storage.fleet import Fleet
-from agent.storage.state import AccountState, StateStore
+from agent.storage.state import AccountState, StateStore, state_word
 
 # Classes of reasons the account holder can fix. An application-class reason
 # (invalid_client, ...) is the platform's problem, for every account: a reconnect won't help.

@@ -21,6 +21,7 @@ from pydantic import create_model
 
 from agent.channel import Account, AccountSettings, Channel, ChannelSettings
 from agent.config.engine import Scope, join_key
+from agent.config.freshness import FreshnessSections
 from agent.config.modelbase import as_dict
 from agent.config.models import (
     ACCOUNT_NAME,
@@ -28,14 +29,18 @@ from agent.config.models import (
     AccountCore,
     AgentModel,
     AgentSettings,
-    DatasetEntry,
 )
-from agent.config.problems import ConfigError, ConfigProblem, ProblemList, unknown_name
+from agent.config.problems import (
+    ConfigError,
+    ConfigProblem,
+    ProblemList,
+    rejected,
+    unknown_name,
+)
 from agent.config.yamlerrors import yaml_syntax_problem
 from agent.config.yamltree import Node, from_python, present, read_yaml
 from agent.freshness.source import Dataset, FreshnessSource
 from agent.inventory.source import InventorySource
-from agent.redact import redact
 from agent.secrets.base import SecretStore
 from agent.secrets.config import build_stores, resolve_references
 from agent.secrets.registry import SecretStores
@@ -179,7 +184,7 @@ def account_model(channel: type[Channel]) -> type[AccountCore]:
                         __base__=(channel.AccountSettings, AccountCore))
 
 
-class _Loader:
+class _Loader(FreshnessSections):
     """Turns a tree into a Config, recording every problem on the way."""
 
     def __init__(
@@ -234,7 +239,7 @@ class _Loader:
                 channels[name] = cls(settings=settings, accounts=accounts)
             except Exception as exc:  # a plugin's own validation, or its bug
                 self.problem(lines.get(name), join_key("channels", name),
-                             f"the channel plugin rejected its settings: {_rejected(exc)}")
+                             f"the channel plugin rejected its settings: {rejected(exc)}")
         if self.problems:
             raise self.problems.error()
         sources = {name: source for name, source in self.freshness.items() if source is not None}
@@ -360,109 +365,6 @@ class _Loader:
             quiet = Scope(ProblemList(""), self.scope.environ, self.scope.base_dir)
             name = quiet.expand(child.value, child.line, "")
         return name if isinstance(name, str) and ACCOUNT_NAME.fullmatch(name) else None
-
-    # --- freshness sources and data sets ------------------------------------------------
-
-    def _freshness_sources(self, root: Node) -> None:
-        """Validate ``freshness_sources`` and build each source into ``self.freshness``."""
-        node = present(root, "freshness_sources")
-        if node is None:
-            return
-        if not isinstance(node.value, dict):
-            self.problem(node.line, "freshness_sources",
-                         "must be a mapping of source name to settings")
-            return
-        known = ", ".join(sorted(self.source_types)) or "none installed"
-        for name, child in node.value.items():
-            path = join_key("freshness_sources", name)
-            self.freshness[name] = None
-            if not ACCOUNT_NAME.fullmatch(name):
-                self.problem(node.key_lines[name], path,
-                             "the name must match [A-Za-z0-9_.-]+ (it becomes a label value)")
-                continue
-            if not isinstance(child.value, dict):
-                self.problem(child.line, path, f"must be a mapping with a type ({known})")
-                continue
-            type_node = present(child, "type")
-            if type_node is None:
-                self.problem(child.line, join_key(path, "type"), f"is required: one of {known}")
-                continue
-            type_name = type_node.value if isinstance(type_node.value, str) else type_node.text
-            cls = self.source_types.get(type_name or "")
-            if cls is None:
-                self.problem(type_node.line, join_key(path, "type"),
-                             unknown_name("freshness source type", str(type_name),
-                                          sorted(self.source_types)))
-                continue
-            self.freshness[name] = self._freshness_source(name, cls, child, path)
-
-    def _freshness_source(self, name: str, cls: type[FreshnessSource], node: Node,
-                          path: str) -> FreshnessSource | None:
-        values = self.scope.validate(cls.Settings, node, path, core=("type",))
-        if values is None:
-            return None
-        try:
-            return cls(name=name, settings=as_dict(values))
-        except Exception as exc:  # the type's own validation, or its bug
-            self.problem(node.line, path,
-                         f"the freshness source type rejected its settings: {_rejected(exc)}")
-            return None
-
-    def _dataset_entries(self, node: Node, path: str) -> dict[str, tuple[dict, str, Node]]:
-        """The ``datasets`` of a channel or account: name -> (given values, path, node)."""
-        path = join_key(path, "datasets")
-        datasets = present(node, "datasets")
-        if datasets is None or not isinstance(node.value, dict):
-            return {}
-        if not isinstance(datasets.value, dict):
-            self.problem(datasets.line, path,
-                         "must be a mapping of data set name to {source, max_age}")
-            return {}
-        entries = {}
-        for name, entry in datasets.value.items():
-            entry_path = join_key(path, name)
-            if not ACCOUNT_NAME.fullmatch(name):
-                self.problem(datasets.key_lines[name], entry_path,
-                             "the name must match [A-Za-z0-9_.-]+ (it becomes a label value)")
-                continue
-            if entry.value is None:
-                entry = Node({}, datasets.key_lines[name])
-            values = self.scope.validate(DatasetEntry, entry, entry_path)
-            if values is None:
-                entries[name] = ({"source": None, "max_age": None, "invalid": True}, entry_path,
-                                 entry)
-                continue
-            given = as_dict(values)
-            source = given["source"]
-            if source is not None and source not in self.freshness:
-                self.problem(entry.key_lines.get("source"), join_key(entry_path, "source"),
-                             unknown_name("freshness source", source, sorted(self.freshness)))
-                given["invalid"] = True
-            entries[name] = (given, entry_path, entry)
-        return entries
-
-    def _account_datasets(self, account: Account, defaults: dict, own: dict) -> None:
-        """The account's data sets: the channel's ``datasets``, overridden key by key."""
-        for name in [*defaults, *(n for n in own if n not in defaults)]:
-            default_values, default_path, default_node = defaults.get(name, ({}, None, None))
-            values, where_path, where_node = own.get(name, (default_values, default_path,
-                                                            default_node))
-            if default_values.get("invalid") or values.get("invalid"):
-                continue  # reported already
-            merged = {k: v for k, v in default_values.items() if v is not None}
-            merged.update({k: v for k, v in values.items() if v is not None})
-            missing = [key for key in ("source", "max_age") if key not in merged]
-            for key in missing:
-                also = f" (here or in {default_path})" if default_path and name in own else ""
-                self.problem(where_node.line, join_key(where_path, key), f"is required{also}")
-            if not missing:
-                self.datasets.append(Dataset(
-                    channel=account.channel, account=account.name, region=account.region,
-                    name=name, source=merged["source"], max_age=merged["max_age"]))
-
-
-def _rejected(exc: Exception) -> str:
-    return f"{type(exc).__name__}: {redact(str(exc))}"
 
 
 def _installed_inventory_types() -> Mapping[str, type[InventorySource]]:

@@ -6,6 +6,8 @@ import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from agent.redact import redact
+
 
 @dataclass(frozen=True)
 class ConfigProblem:
@@ -54,3 +56,8 @@ class ProblemList:
         unique = list(dict.fromkeys(self.problems))
         unique.sort(key=lambda p: (p.line is None, p.line or 0))
         return ConfigError(unique)
+
+
+def rejected(exc: Exception) -> str:
+    """A plugin's exception, as a problem message may show it (secrets redacted)."""
+    return f"{type(exc).__name__}: {redact(str(exc))}"

@@ -17,7 +17,8 @@ from agent.config.loader import Config
 from agent.freshness.heartbeat import HeartbeatRejected, parse_heartbeat
 from agent.freshness.source import Dataset, FreshnessSource
 from agent.freshness.timestamps import iso
-from agent.storage.state import DataFreshness, StateStore
+from agent.storage.freshness import DataFreshness
+from agent.storage.state import StateStore
 
 NO_DATA = "no data yet"
 

@@ -32,26 +32,30 @@ only the family headers and the assembled stream are kept per format.
 from __future__ import annotations
 
 import asyncio
-import functools
 import heapq
 import math
-import operator
 import zlib
 from collections.abc import Callable, Hashable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from agent.metrics.formats import OPENMETRICS, TEXT, Format
-from agent.metrics.incremental import REGION, Age, IncrementalCollector
+from agent.metrics.gzipstream import (
+    GZIP_HEADER,
+    compression_pool,
+    crc32_combine,
+    deflate,
+    gzip_trailer,
+)
+from agent.metrics.incremental import Age, IncrementalCollector
+from agent.metrics.samplelines import escape, label_names_of, prefix_format, sample_name
 
 BLOCK = 16  # accounts per compressed block
-LEVEL = 1  # zlib level: ~6x faster than 6, and the text still shrinks ~20x
 REFRESH_INTERVAL = 0.05  # seconds between background refreshes
 LIVE_CHUNK = 64  # blocks of ages formatted (and compressed) at a time
-_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, no mtime, OS unknown
 
 
 class _One:
@@ -72,37 +76,6 @@ class _Families:
         return self.families
 
 
-def float_text(value: float) -> str:
-    """``prometheus_client.utils.floatToGoString``, minus its checks for the common case."""
-    if value != value or value in (math.inf, -math.inf):
-        return "NaN" if value != value else ("+Inf" if value > 0 else "-Inf")
-    s = repr(value)
-    dot = s.find(".")
-    if value > 0 and dot > 6:  # Go switches to exponents sooner than Python
-        mantissa = f"{s[0]}.{s[1:dot]}{s[dot + 1:]}".rstrip("0.")
-        return f"{mantissa}e+{dot - 1:02d}"
-    return s
-
-
-def _escape(value: str) -> str:
-    if "\\" not in value and "\n" not in value and '"' not in value:
-        return value
-    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
-
-
-def _deflate(data: bytes, final: bool = False) -> bytes:
-    """Raw deflate of ``data`` on its own, ending byte-aligned so pieces can be concatenated.
-
-    A block (a few KB) gets a 4 KB window: setting up zlib's default 32 KB one costs five
-    times as much as compressing the block, for the same output."""
-    if not data and not final:
-        return b""
-    window = -15 if len(data) > 4096 else -12
-    compressor = zlib.compressobj(LEVEL, zlib.DEFLATED, window)
-    return compressor.compress(data) + compressor.flush(zlib.Z_FINISH if final else
-                                                        zlib.Z_SYNC_FLUSH)
-
-
 class _BlockCache:
     """An IncrementalCollector's samples, formatted per key (account) and kept per block."""
 
@@ -116,17 +89,17 @@ class _BlockCache:
         # family -> index in static, or ~index in live
         self.slots = {k: i for i, k in enumerate(self.static)} | {
             k: ~i for i, k in enumerate(self.live)}
-        self.sample_names = {k: _sample_name(f) for k, f in self.families.items()}
-        self.label_names = {k: list(_label_names(f)) for k, f in self.families.items()}
+        self.sample_names = {k: sample_name(f) for k, f in self.families.items()}
+        self.label_names = {k: list(label_names_of(f)) for k, f in self.families.items()}
         # (family, without region) -> (%-format of a sample's name and labels, a function
         # picking the label values in its order); an empty region leaves the label out
         self.prefix_formats = {
-            (k, bare): _prefix_format(self.sample_names[k], self.label_names[k], bare)
+            (k, bare): prefix_format(self.sample_names[k], self.label_names[k], bare)
             for k in self.families for bare in (False, True)}
         # per format (Format.openmetrics): the HELP and TYPE lines of each family
         self.headers = {om: {k: _header(f, fmt) for k, f in self.families.items()}
                         for om, fmt in ((False, TEXT), (True, OPENMETRICS))}
-        self.packed_headers = {om: {k: _deflate(h) for k, h in headers.items()}
+        self.packed_headers = {om: {k: deflate(h) for k, h in headers.items()}
                                for om, headers in self.headers.items()}
         self.seen: Hashable = None  # the collector's generation
 
@@ -191,7 +164,7 @@ class _BlockCache:
             members = range(b * BLOCK, min(len(self.keys), (b + 1) * BLOCK))
             text = "".join([self.lines[i][f] for i in members]).encode()
             self.plain[f][b] = text
-            self.packed[f][b] = _deflate(text)
+            self.packed[f][b] = deflate(text)
         for b in blocks:
             members = range(b * BLOCK, min(len(self.keys), (b + 1) * BLOCK))
             for f in range(len(self.live)):
@@ -231,7 +204,7 @@ class _BlockCache:
         # Prefixes (name and labels) are formatted anew rather than kept: kept per account
         # and sample they were half of the cache's memory (a third of the agent's at 50,000).
         raw = self.collector.labels(key)
-        labels = tuple([_escape(value) for value in raw])
+        labels = tuple([escape(value) for value in raw])
         bare = "" in labels  # the one label that may be empty: region
         free = self.collector.free_families
         formats = self.prefix_formats
@@ -244,7 +217,7 @@ class _BlockCache:
                 prefix = self._free_prefix(family, raw, extra)
             else:
                 fmt, pick = formats[family, bare]
-                prefix = fmt % pick((*labels, *map(_escape, extra)) if extra else labels)
+                prefix = fmt % pick((*labels, *map(escape, extra)) if extra else labels)
             f = slots[family]
             if value.__class__ is Age:
                 if f >= 0:
@@ -273,7 +246,7 @@ class _BlockCache:
         """The name and labels of a sample whose labels the collector chooses (an account's
         info series, with its inventory labels)."""
         pairs = sorted(self.collector.free_labels(labels, extra).items())
-        text = ",".join(f'{name}="{_escape(value)}"' for name, value in pairs)
+        text = ",".join(f'{name}="{escape(value)}"' for name, value in pairs)
         return f"{self.sample_names[family]}{{{text}}} "
 
     def static_text(self, om: bool = False) -> bytes:
@@ -375,8 +348,8 @@ class Exposition:
         """The same exposition as one gzip member. The pieces rendered now are compressed
         by a worker thread while the next ones are formatted (zlib lets go of the GIL)."""
         pieces: list[tuple[bytes, Future[bytes]]] = []
-        pool = _compressor()
-        caches = self._render(lambda text: pieces.append((text, pool.submit(_deflate, text))),
+        pool = compression_pool()
+        caches = self._render(lambda text: pieces.append((text, pool.submit(deflate, text))),
                               fmt)
         bodies, crc, size = [], 0, 0
         for cache in caches:
@@ -386,83 +359,14 @@ class Exposition:
         for text, _ in pieces:
             crc = zlib.crc32(text, crc)
             size += len(text)
-        return b"".join([_GZIP_HEADER, *bodies, *(done.result() for _, done in pieces),
-                         _deflate(b"", final=True), _trailer(crc, size)])
+        return b"".join([GZIP_HEADER, *bodies, *(done.result() for _, done in pieces),
+                         deflate(b"", final=True), gzip_trailer(crc, size)])
 
     def invalidate(self) -> None:
         """Treat every account as changed (what a check cycle that touched them all leaves
         for the next render)."""
         for cache in self._caches.values():
             cache.mark_all_changed()
-
-
-_CRC_POLY = 0xEDB88320  # CRC-32, reflected
-
-
-def _multmodp(a: int, b: int) -> int:
-    """a * b modulo the CRC-32 polynomial (bit-reflected), as zlib's multmodp."""
-    m, p = 1 << 31, 0
-    while True:
-        if a & m:
-            p ^= b
-            if not a & (m - 1):
-                return p
-        m >>= 1
-        b = (b >> 1) ^ _CRC_POLY if b & 1 else b >> 1
-
-
-def _x2n_table() -> list[int]:
-    table = [1 << 30]  # x^1
-    for _ in range(31):
-        table.append(_multmodp(table[-1], table[-1]))
-    return table
-
-
-_X2N = _x2n_table()  # x^(2^k) modulo the polynomial
-
-
-def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
-    """The CRC-32 of A + B from those of A and B and B's length: zlib's crc32_combine
-    (which Python does not expose), multiplying crc1 by x^(8 len2); ~50 us."""
-    p, k, n = 1 << 31, 3, len2
-    while n:
-        if n & 1:
-            p = _multmodp(_X2N[k & 31], p)
-        n >>= 1
-        k += 1
-    return _multmodp(p, crc1) ^ crc2
-
-
-@functools.cache
-def _compressor() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics-gzip")
-
-
-def _trailer(crc: int, size: int) -> bytes:
-    return crc.to_bytes(4, "little") + (size & 0xFFFFFFFF).to_bytes(4, "little")
-
-
-def _sample_name(family: Metric) -> str:
-    return family.name + "_total" if family.type == "counter" else family.name
-
-
-def _prefix_format(sample_name: str, label_names: list[str], without_region: bool,
-                   ) -> tuple[str, Callable[[tuple[str, ...]], tuple[str, ...]]]:
-    """``name{a="%s",b="%s"} `` with the labels sorted by name (``region`` left out when
-    ``without_region``), and a function that picks a sample's label values (in the family's
-    order) in that order."""
-    order = sorted((j for j, name in enumerate(label_names)
-                    if not (without_region and name == REGION)), key=label_names.__getitem__)
-    labels = ",".join(f'{label_names[j]}="%s"' for j in order)
-    pick = operator.itemgetter(*order) if len(order) > 1 else (lambda values: tuple(values))
-    return f"{sample_name.replace('%', '%%')}{{{labels}}} ", pick
-
-
-def _label_names(family: Metric) -> Iterator[str]:
-    names = getattr(family, "_labelnames", None)
-    if names is None:
-        raise TypeError(f"cannot read the label names of family {family.name}")
-    yield from names
 
 
 def _header(family: Metric, fmt: Format) -> bytes:

@@ -30,138 +30,18 @@ import asyncio
 import json
 import os
 import sqlite3
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.channel import CheckResult
+from agent.storage import freshness
+from agent.storage.freshness import FRESHNESS_COLUMNS, DataFreshness
 from agent.storage.links import LinkStore
 from agent.storage.links import ReconnectLink as ReconnectLink  # for existing importers
+from agent.storage.schema import MIGRATIONS, SCHEMA_VERSION
 
-SCHEMA_VERSION = 7
 FLUSH_DELAY = 0.2  # seconds
 HISTORY_LIMIT = 50  # transitions kept per account
-
-_SCHEMA_V1 = """
-CREATE TABLE IF NOT EXISTS accounts (
-    channel TEXT NOT NULL,
-    account TEXT NOT NULL,
-    region TEXT NOT NULL,
-    valid INTEGER,
-    check_success INTEGER,
-    reason TEXT,
-    detail TEXT NOT NULL DEFAULT '',
-    last_check REAL,
-    last_valid REAL,
-    refresh_fingerprint TEXT,
-    refresh_issued REAL,
-    access_issued REAL,
-    access_expires REAL,
-    profiles TEXT NOT NULL DEFAULT '{}',
-    reconnected REAL,
-    PRIMARY KEY (channel, account)
-);
-CREATE TABLE IF NOT EXISTS channels (
-    channel TEXT PRIMARY KEY,
-    client_valid INTEGER
-);
-"""
-
-# Version 2: reconnects. The code verifier of an open link is stored so the agent can finish
-# the exchange; it is useless without the one-time code, which only the redirect carries.
-_SCHEMA_V2 = """
-CREATE TABLE IF NOT EXISTS grants (
-    channel TEXT NOT NULL,
-    account TEXT NOT NULL,
-    refresh_fingerprint TEXT NOT NULL,
-    granted REAL NOT NULL,
-    reconnected REAL NOT NULL,
-    PRIMARY KEY (channel, account)
-);
-CREATE TABLE IF NOT EXISTS reconnect_links (
-    state TEXT PRIMARY KEY,
-    channel TEXT NOT NULL,
-    account TEXT NOT NULL,
-    region TEXT NOT NULL,
-    redirect_uri TEXT NOT NULL,
-    code_verifier TEXT NOT NULL,
-    consent_url TEXT NOT NULL,
-    accept_missing_profiles INTEGER NOT NULL DEFAULT 0,
-    created REAL NOT NULL,
-    expires REAL NOT NULL,
-    status TEXT NOT NULL DEFAULT 'open',
-    finished REAL,
-    detail TEXT NOT NULL DEFAULT ''
-);
-"""
-
-# Version 3: the newest data time of each data set (heartbeats and polled sources).
-_SCHEMA_V3 = """
-CREATE TABLE IF NOT EXISTS freshness (
-    channel TEXT NOT NULL,
-    account TEXT NOT NULL,
-    dataset TEXT NOT NULL,
-    last_updated REAL NOT NULL,
-    source TEXT NOT NULL,
-    recorded REAL NOT NULL,
-    PRIMARY KEY (channel, account, dataset)
-);
-"""
-
-# What a consent reaches is channel-neutral: Ads profiles, SP-API marketplaces, Shopify scopes.
-_SCHEMA_V4 = """
-ALTER TABLE accounts RENAME COLUMN profiles TO targets;
-ALTER TABLE accounts ADD COLUMN targets_reached INTEGER;
-"""
-
-# Version 5: each inventory source's last good list (agent.inventory.store): one row per
-# account as canonical JSON, tokens withheld.
-_SCHEMA_V5 = """
-CREATE TABLE IF NOT EXISTS inventory_sources (
-    source TEXT PRIMARY KEY,
-    saved REAL NOT NULL,
-    last_success REAL
-);
-CREATE TABLE IF NOT EXISTS inventory_rows (
-    source TEXT NOT NULL,
-    channel TEXT NOT NULL,
-    account TEXT NOT NULL,
-    row TEXT NOT NULL,
-    PRIMARY KEY (source, channel, account)
-);
-"""
-
-# Version 6: state history. Each account row says since when its state holds and since when
-# it is broken (invalid or unverified after having been valid or never checked), so the
-# "longest broken first" order survives a restart; the transitions themselves are kept for
-# the account page, the newest HISTORY_LIMIT per account.
-_SCHEMA_V6 = """
-ALTER TABLE accounts ADD COLUMN state_since REAL;
-ALTER TABLE accounts ADD COLUMN broken_since REAL;
-CREATE TABLE IF NOT EXISTS transitions (
-    channel TEXT NOT NULL,
-    account TEXT NOT NULL,
-    time REAL NOT NULL,
-    from_state TEXT NOT NULL,
-    to_state TEXT NOT NULL,
-    reason TEXT,
-    detail TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS transitions_by_account ON transitions (channel, account, time);
-"""
-
-# Version 7: the reason of the last conclusive rejection, kept while later checks end
-# transiently, so alerts can tell a dead credential from a lost permission. A row whose last
-# check was conclusive carries it in ``reason`` already. And a link's flag in target terms.
-_SCHEMA_V7 = """
-ALTER TABLE accounts ADD COLUMN rejection TEXT;
-UPDATE accounts SET rejection = reason WHERE valid = 0 AND check_success = 1;
-ALTER TABLE reconnect_links RENAME COLUMN accept_missing_profiles TO accept_missing_targets;
-"""
-
-# user_version -> the script that brings a file from the previous version to it
-_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4,
-                               5: _SCHEMA_V5, 6: _SCHEMA_V6, 7: _SCHEMA_V7}
 
 BROKEN = frozenset({"invalid", "unverified"})
 
@@ -352,7 +232,7 @@ class StateStore(LinkStore):
         try:
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             for target in range(version + 1, SCHEMA_VERSION + 1):
-                for statement in _MIGRATIONS[target].split(";"):
+                for statement in MIGRATIONS[target].split(";"):
                     if statement.strip():
                         self._db.execute(statement)
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -458,7 +338,7 @@ class StateStore(LinkStore):
     # --- data freshness ----------------------------------------------------------------
 
     def load_freshness(self) -> dict[tuple[str, str, str], DataFreshness]:
-        return _load_freshness(self._db)
+        return freshness.load_freshness(self._db)
 
     def save_freshness(self, value: DataFreshness) -> None:
         self.save_freshness_many([value])
@@ -468,9 +348,9 @@ class StateStore(LinkStore):
         with self._db:
             self._db.execute("BEGIN")
             self._db.executemany(
-                f"INSERT OR REPLACE INTO freshness ({', '.join(_FRESHNESS_COLUMNS)}) "
-                f"VALUES ({', '.join('?' for _ in _FRESHNESS_COLUMNS)})",
-                [[getattr(value, name) for name in _FRESHNESS_COLUMNS] for value in values],
+                f"INSERT OR REPLACE INTO freshness ({', '.join(FRESHNESS_COLUMNS)}) "
+                f"VALUES ({', '.join('?' for _ in FRESHNESS_COLUMNS)})",
+                [[getattr(value, name) for name in FRESHNESS_COLUMNS] for value in values],
             )
 
     # --- reconnects --------------------------------------------------------------------
@@ -501,48 +381,7 @@ class StateStore(LinkStore):
         self._db.close()
 
 
-@dataclass(slots=True)
-class DataFreshness:
-    """The newest data time known for one data set, from which source, learnt when."""
-
-    channel: str
-    account: str
-    dataset: str
-    last_updated: float
-    source: str
-    recorded: float
-
-    @property
-    def key(self) -> tuple[str, str, str]:
-        return (self.channel, self.account, self.dataset)
-
-
-_FRESHNESS_COLUMNS = ["channel", "account", "dataset", "last_updated", "source", "recorded"]
 _TRANSITION_COLUMNS = ["time", "from_state", "to_state", "reason", "detail"]
-
-
-def _load_freshness(db: sqlite3.Connection) -> dict[tuple[str, str, str], DataFreshness]:
-    rows = db.execute(f"SELECT {', '.join(_FRESHNESS_COLUMNS)} FROM freshness")
-    # names interned: 50,000 accounts x data sets would repeat each channel, data set and
-    # source name once per row
-    values = [DataFreshness(sys.intern(channel), sys.intern(account), sys.intern(dataset),
-                            last_updated, sys.intern(source), recorded)
-              for channel, account, dataset, last_updated, source, recorded in rows]
-    return {value.key: value for value in values}
-
-
-def read_freshness(path: Path | str) -> dict[tuple[str, str, str], DataFreshness]:
-    """The data times saved in a state file, read without writing to it (for one-shot
-    commands beside a running agent); empty when the file or the table does not exist."""
-    if str(path) == ":memory:" or not Path(path).is_file():
-        return {}
-    db = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
-    try:
-        return _load_freshness(db)
-    except sqlite3.DatabaseError:  # older than schema version 3, or not a state file
-        return {}
-    finally:
-        db.close()
 
 
 def _to_bool(value: int | None) -> bool | None:

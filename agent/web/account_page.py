@@ -22,7 +22,8 @@ from agent.freshness.timestamps import iso
 from agent.reasons import APPLICATION, CREDENTIAL, PERMISSION
 from agent.reconnect import CALLBACK_PATH, create_link, preflight, redirect_uri_of
 from agent.redact import redact
-from agent.service import AgentService, refresh_expiry
+from agent.service import AgentService
+from agent.status import refresh_expiry
 from agent.storage.state import AccountState, Transition
 from agent.web.appkeys import PAGES, SERVICE
 from agent.web.html_layout import badge, error_page, esc, page, when

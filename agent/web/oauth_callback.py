@@ -22,8 +22,9 @@ from agent.reconnect import (
     preflight,
     result_page,
 )
-from agent.service import AgentService, state_word
+from agent.service import AgentService
 from agent.storage.links import ReconnectLink
+from agent.storage.state import state_word
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,8 @@ from agent.metrics.exposition import Exposition
 from agent.metrics.formats import negotiate
 from agent.reconnect import CALLBACK_PATH
 from agent.redact import redact
-from agent.service import AgentService, account_status
+from agent.service import AgentService
+from agent.status import account_status
 from agent.web import api
 from agent.web.account_page import account_page, create_reconnect_link
 from agent.web.appkeys import INDEX, PAGES, SERVICE, PageSettings

@@ -1,0 +1,71 @@
+"""The gzip response of /metrics as concatenated pieces: each piece raw-deflated on its own
+(ending byte-aligned, so cached pieces and fresh ones join into one valid deflate stream) and
+the CRC-32 of the whole combined from the pieces' own (:func:`crc32_combine`)."""
+
+from __future__ import annotations
+
+import functools
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+
+LEVEL = 1  # zlib level: ~6x faster than 6, and the text still shrinks ~20x
+GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, no mtime, OS unknown
+
+
+def deflate(data: bytes, final: bool = False) -> bytes:
+    """Raw deflate of ``data`` on its own, ending byte-aligned so pieces can be concatenated.
+
+    A block (a few KB) gets a 4 KB window: setting up zlib's default 32 KB one costs five
+    times as much as compressing the block, for the same output."""
+    if not data and not final:
+        return b""
+    window = -15 if len(data) > 4096 else -12
+    compressor = zlib.compressobj(LEVEL, zlib.DEFLATED, window)
+    return compressor.compress(data) + compressor.flush(zlib.Z_FINISH if final else
+                                                        zlib.Z_SYNC_FLUSH)
+
+
+_CRC_POLY = 0xEDB88320  # CRC-32, reflected
+
+
+def _multmodp(a: int, b: int) -> int:
+    """a * b modulo the CRC-32 polynomial (bit-reflected), as zlib's multmodp."""
+    m, p = 1 << 31, 0
+    while True:
+        if a & m:
+            p ^= b
+            if not a & (m - 1):
+                return p
+        m >>= 1
+        b = (b >> 1) ^ _CRC_POLY if b & 1 else b >> 1
+
+
+def _x2n_table() -> list[int]:
+    table = [1 << 30]  # x^1
+    for _ in range(31):
+        table.append(_multmodp(table[-1], table[-1]))
+    return table
+
+
+_X2N = _x2n_table()  # x^(2^k) modulo the polynomial
+
+
+def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
+    """The CRC-32 of A + B from those of A and B and B's length: zlib's crc32_combine
+    (which Python does not expose), multiplying crc1 by x^(8 len2); ~50 us."""
+    p, k, n = 1 << 31, 3, len2
+    while n:
+        if n & 1:
+            p = _multmodp(_X2N[k & 31], p)
+        n >>= 1
+        k += 1
+    return _multmodp(p, crc1) ^ crc2
+
+
+@functools.cache
+def compression_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics-gzip")
+
+
+def gzip_trailer(crc: int, size: int) -> bytes:
+    return crc.to_bytes(4, "little") + (size & 0xFFFFFFFF).to_bytes(4, "little")

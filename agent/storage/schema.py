@@ -1,0 +1,125 @@
+"""The state database's schema: one script per version, applied in order by
+:class:`agent.storage.state.StateStore` to bring an older file up to ``SCHEMA_VERSION``."""
+
+SCHEMA_VERSION = 7
+
+_SCHEMA_V1 = """
+CREATE TABLE IF NOT EXISTS accounts (
+    channel TEXT NOT NULL,
+    account TEXT NOT NULL,
+    region TEXT NOT NULL,
+    valid INTEGER,
+    check_success INTEGER,
+    reason TEXT,
+    detail TEXT NOT NULL DEFAULT '',
+    last_check REAL,
+    last_valid REAL,
+    refresh_fingerprint TEXT,
+    refresh_issued REAL,
+    access_issued REAL,
+    access_expires REAL,
+    profiles TEXT NOT NULL DEFAULT '{}',
+    reconnected REAL,
+    PRIMARY KEY (channel, account)
+);
+CREATE TABLE IF NOT EXISTS channels (
+    channel TEXT PRIMARY KEY,
+    client_valid INTEGER
+);
+"""
+
+# Version 2: reconnects. The code verifier of an open link is stored so the agent can finish
+# the exchange; it is useless without the one-time code, which only the redirect carries.
+_SCHEMA_V2 = """
+CREATE TABLE IF NOT EXISTS grants (
+    channel TEXT NOT NULL,
+    account TEXT NOT NULL,
+    refresh_fingerprint TEXT NOT NULL,
+    granted REAL NOT NULL,
+    reconnected REAL NOT NULL,
+    PRIMARY KEY (channel, account)
+);
+CREATE TABLE IF NOT EXISTS reconnect_links (
+    state TEXT PRIMARY KEY,
+    channel TEXT NOT NULL,
+    account TEXT NOT NULL,
+    region TEXT NOT NULL,
+    redirect_uri TEXT NOT NULL,
+    code_verifier TEXT NOT NULL,
+    consent_url TEXT NOT NULL,
+    accept_missing_profiles INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
+    expires REAL NOT NULL,
+    status TEXT NOT NULL DEFAULT 'open',
+    finished REAL,
+    detail TEXT NOT NULL DEFAULT ''
+);
+"""
+
+# Version 3: the newest data time of each data set (heartbeats and polled sources).
+_SCHEMA_V3 = """
+CREATE TABLE IF NOT EXISTS freshness (
+    channel TEXT NOT NULL,
+    account TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    last_updated REAL NOT NULL,
+    source TEXT NOT NULL,
+    recorded REAL NOT NULL,
+    PRIMARY KEY (channel, account, dataset)
+);
+"""
+
+# What a consent reaches is channel-neutral: Ads profiles, SP-API marketplaces, Shopify scopes.
+_SCHEMA_V4 = """
+ALTER TABLE accounts RENAME COLUMN profiles TO targets;
+ALTER TABLE accounts ADD COLUMN targets_reached INTEGER;
+"""
+
+# Version 5: each inventory source's last good list (agent.inventory.store): one row per
+# account as canonical JSON, tokens withheld.
+_SCHEMA_V5 = """
+CREATE TABLE IF NOT EXISTS inventory_sources (
+    source TEXT PRIMARY KEY,
+    saved REAL NOT NULL,
+    last_success REAL
+);
+CREATE TABLE IF NOT EXISTS inventory_rows (
+    source TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    account TEXT NOT NULL,
+    row TEXT NOT NULL,
+    PRIMARY KEY (source, channel, account)
+);
+"""
+
+# Version 6: state history. Each account row says since when its state holds and since when
+# it is broken (invalid or unverified after having been valid or never checked), so the
+# "longest broken first" order survives a restart; the transitions themselves are kept for
+# the account page, the newest ``agent.storage.state.HISTORY_LIMIT`` per account.
+_SCHEMA_V6 = """
+ALTER TABLE accounts ADD COLUMN state_since REAL;
+ALTER TABLE accounts ADD COLUMN broken_since REAL;
+CREATE TABLE IF NOT EXISTS transitions (
+    channel TEXT NOT NULL,
+    account TEXT NOT NULL,
+    time REAL NOT NULL,
+    from_state TEXT NOT NULL,
+    to_state TEXT NOT NULL,
+    reason TEXT,
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS transitions_by_account ON transitions (channel, account, time);
+"""
+
+# Version 7: the reason of the last conclusive rejection, kept while later checks end
+# transiently, so alerts can tell a dead credential from a lost permission. A row whose last
+# check was conclusive carries it in ``reason`` already. And a link's flag in target terms.
+_SCHEMA_V7 = """
+ALTER TABLE accounts ADD COLUMN rejection TEXT;
+UPDATE accounts SET rejection = reason WHERE valid = 0 AND check_success = 1;
+ALTER TABLE reconnect_links RENAME COLUMN accept_missing_profiles TO accept_missing_targets;
+"""
+
+# user_version -> the script that brings a file from the previous version to it
+MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4,
+                              5: _SCHEMA_V5, 6: _SCHEMA_V6, 7: _SCHEMA_V7}
