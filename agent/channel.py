@@ -136,6 +136,10 @@ class Account:
         return (self.channel, self.name)
 
 
+# The longest CheckResult.detail kept: it is shown on pages, in the status API and in logs.
+DETAIL_LIMIT = 500
+
+
 @dataclass
 class CheckResult:
     """What one check of one account found.
@@ -166,6 +170,8 @@ class CheckResult:
     client_valid: bool | None = None
 
     def __post_init__(self) -> None:
+        if len(self.detail) > DETAIL_LIMIT:  # a provider's error body can be any length
+            self.detail = self.detail[: DETAIL_LIMIT - 1] + "…"
         if self.valid is True:
             if self.reason is not None:
                 raise ValueError("a valid result carries no failure reason")

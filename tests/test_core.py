@@ -214,3 +214,11 @@ async def test_alert_rule_inputs_are_exported(fake_config):
     assert reg.get_sample_value("channel_agent_check_interval_seconds") == 420
     assert reg.get_sample_value("process_start_time_seconds") > 0
     await service.stop()
+
+
+def test_a_long_detail_is_cut_by_the_core_for_every_channel():
+    from agent.channel import DETAIL_LIMIT, CheckResult
+
+    result = CheckResult(valid=None, reason="server_error", detail="x" * 10_000)
+    assert len(result.detail) == DETAIL_LIMIT and result.detail.endswith("…")
+    assert CheckResult(valid=None, reason="server_error", detail="short").detail == "short"

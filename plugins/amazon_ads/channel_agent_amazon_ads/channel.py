@@ -43,7 +43,6 @@ from channel_agent_amazon_ads.settings import AmazonAdsAccountSettings, AmazonAd
 
 log = logging.getLogger(__name__)
 
-DETAIL_LIMIT = 500
 
 
 class AmazonAdsChannel(LwaChannel):
@@ -193,6 +192,4 @@ class _Check:
         if verdict.client_valid is not None:
             fields["client_valid"] = verdict.client_valid
         detail = self.lwa.scrub("; ".join(p.detail for p in decisive))
-        if len(detail) > DETAIL_LIMIT:
-            detail = detail[: DETAIL_LIMIT - 1] + "…"
         return CheckResult(valid=verdict.valid, reason=verdict.reason, detail=detail, **fields)

@@ -34,7 +34,6 @@ from channel_agent_amazon_sp.settings import AmazonSpAccountSettings, AmazonSpSe
 
 log = logging.getLogger(__name__)
 
-DETAIL_LIMIT = 500
 
 
 class AmazonSpChannel(LwaChannel):
@@ -143,6 +142,4 @@ class AmazonSpChannel(LwaChannel):
         if verdict.client_valid is not None:
             fields["client_valid"] = verdict.client_valid
         detail = session.scrub(problem.detail)
-        if len(detail) > DETAIL_LIMIT:
-            detail = detail[: DETAIL_LIMIT - 1] + "…"
         return CheckResult(valid=verdict.valid, reason=verdict.reason, detail=detail, **fields)

@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 REUSE_MARGIN = 300.0  # an owned access token is not used in its last minutes
-DETAIL_LIMIT = 500
 
 
 @dataclass(frozen=True)
@@ -211,7 +210,5 @@ class ShopifyCheck:
         if problem.verdict.reason == "unauthorized" and self.expiring and not self.owner:
             detail += ("; an expiring access token lives 60 minutes: if the platform stopped "
                        "refreshing it, its refresh token may still work")
-        if len(detail) > DETAIL_LIMIT:
-            detail = detail[: DETAIL_LIMIT - 1] + "…"
         return CheckResult(valid=problem.verdict.valid, reason=problem.verdict.reason,
                            detail=detail, **fields)
