@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 from pathlib import Path
 from typing import Any
 
 from agent.channel import Demo
+from agent.demo import SimulatorDemo
 from channel_agent_amazon_ads.simulator import SimAccount, Simulator
 
 CLIENT_ID = "amzn1.application-oa2-client.sim"
@@ -41,39 +41,29 @@ HEARTBEAT_DATASETS = {"acme-us": {"sb_campaigns_daily": {"source": Demo.HEARTBEA
                                                          "max_age": "48h"}}}
 
 
-def _write_secret(path: Path, value: str) -> None:
-    """Write a secret file readable by its owner only (also when it already existed)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(value + "\n")
-    os.chmod(path, 0o600)
 
-
-class AmazonAdsDemo(Demo):
+class AmazonAdsDemo(SimulatorDemo):
     """A running :class:`Simulator` and the ``amazon_ads`` config section pointing at it."""
 
     def __init__(self, *, slow_seconds: float = 60.0, retry_after: int = 1) -> None:
         self.simulator = Simulator(CLIENT_ID, f"sim-secret-{secrets.token_urlsafe(24)}",
                                    slow_seconds=slow_seconds, retry_after=retry_after)
-        self._started = False
 
     async def start(self, workdir: Path) -> dict[str, Any]:
-        secrets_dir = Path(workdir).resolve() / "secrets"
-        secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        secrets_dir = self.secrets_dir(workdir)
         accounts = []
         for name, region, profiles, scenario in DEMO_ACCOUNTS:
             account = SimAccount.create(name, region, profiles, scenario)
             self.simulator.add_account(account)
             token_file = secrets_dir / f"{name}.refresh_token"
-            _write_secret(token_file, account.refresh_token)
+            self.write_secret(token_file, account.refresh_token)
             accounts.append({"name": name, "region": region,
                              "refresh_token_file": str(token_file),
                              "expected_profiles": list(profiles),
                              "datasets": HEARTBEAT_DATASETS.get(name, {})})
         client_secret_file = secrets_dir / "amazon_ads_client_secret"
-        _write_secret(client_secret_file, self.simulator.client_secret)
-        await self.simulator.start("127.0.0.1", 0)
-        self._started = True
+        self.write_secret(client_secret_file, self.simulator.client_secret)
+        await self.start_simulator()
         return {
             "client_id": self.simulator.client_id,
             "client_secret_file": str(client_secret_file),
@@ -84,10 +74,6 @@ class AmazonAdsDemo(Demo):
             "accounts": accounts,
         }
 
-    async def stop(self) -> None:
-        if self._started:
-            await self.simulator.stop()
-            self._started = False
 
     def describe(self) -> list[str]:
         base = self.simulator.base_url

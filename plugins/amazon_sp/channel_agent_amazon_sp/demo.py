@@ -9,8 +9,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from agent.channel import Demo, Secret
-from agent.storage.secretfile import write_secret_file
+from agent.demo import SimulatorDemo
 from channel_agent_amazon_sp.simulator import SimSeller, SpSimulator
 
 CLIENT_ID = "amzn1.application-oa2-client.sim-sp"
@@ -29,30 +28,27 @@ DEMO_SELLERS: tuple[tuple[str, str, list[str], str], ...] = (
 )
 
 
-class AmazonSpDemo(Demo):
+class AmazonSpDemo(SimulatorDemo):
     """A running :class:`SpSimulator` and the ``amazon_sp`` config section pointing at it."""
 
     def __init__(self) -> None:
         self.simulator = SpSimulator(CLIENT_ID, f"sim-sp-secret-{secrets.token_urlsafe(24)}",
                                      APPLICATION_ID)
-        self._started = False
 
     async def start(self, workdir: Path) -> dict[str, Any]:
-        secrets_dir = Path(workdir).resolve() / "secrets"
-        secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        secrets_dir = self.secrets_dir(workdir)
         accounts = []
         for name, region, marketplaces, scenario in DEMO_SELLERS:
             seller = self.simulator.add_seller(SimSeller(name, region, marketplaces, scenario))
             token_file = secrets_dir / f"{name}.sp_refresh_token"
-            write_secret_file(token_file, Secret(seller.refresh_token))
+            self.write_secret(token_file, seller.refresh_token)
             accounts.append({"name": name, "region": region,
                              "refresh_token_file": str(token_file),
                              "expected_marketplaces": list(marketplaces),
                              "selling_partner_id": seller.selling_partner_id})
         client_secret_file = secrets_dir / "amazon_sp_client_secret"
-        write_secret_file(client_secret_file, Secret(self.simulator.client_secret))
-        await self.simulator.start("127.0.0.1", 0)
-        self._started = True
+        self.write_secret(client_secret_file, self.simulator.client_secret)
+        await self.start_simulator()
         return {
             "client_id": CLIENT_ID,
             "client_secret_file": str(client_secret_file),
@@ -65,10 +61,6 @@ class AmazonSpDemo(Demo):
             "accounts": accounts,
         }
 
-    async def stop(self) -> None:
-        if self._started:
-            await self.simulator.stop()
-            self._started = False
 
     def describe(self) -> list[str]:
         base = self.simulator.base_url

@@ -6,8 +6,8 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from agent.channel import Demo, Secret
-from agent.storage.secretfile import write_secret_file
+from agent.channel import Demo
+from agent.demo import SimulatorDemo
 from channel_agent_shopify.simulator import SCENARIOS, SimShop, Simulator
 
 CLIENT_ID = "sim-shopify-app"
@@ -29,18 +29,13 @@ DATA_AGE_HOURS = {"acme-shop": 2, "globex-shop": 70, "initech-shop": 50, "wonka-
 DATASETS = {"orders_daily": {"source": Demo.WAREHOUSE_SOURCE, "max_age": "36h"}}
 
 
-def _write_secret(path: Path, value: str) -> None:
-    write_secret_file(path, Secret(value))
 
-
-class ShopifyDemo(Demo):
+class ShopifyDemo(SimulatorDemo):
     def __init__(self) -> None:
         self.simulator = Simulator(CLIENT_ID, f"sim-secret-{secrets.token_urlsafe(24)}")
-        self._started = False
 
     async def start(self, workdir: Path) -> dict[str, Any]:
-        secrets_dir = Path(workdir).resolve() / "secrets"
-        secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        secrets_dir = self.secrets_dir(workdir)
         accounts = []
         for name, shop_name, scenario, token_type in DEMO_SHOPS:
             shop = SimShop(f"{shop_name}.myshopify.com", list(SCOPES), scenario)
@@ -48,20 +43,19 @@ class ShopifyDemo(Demo):
                 shop.refresh_token = "shprt_" + secrets.token_hex(16)
             self.simulator.add_shop(shop)
             token_file = secrets_dir / f"{name}.access_token"
-            _write_secret(token_file, shop.access_token)
+            self.write_secret(token_file, shop.access_token)
             account: dict[str, Any] = {"name": name, "shop": shop.domain,
                                        "access_token_file": str(token_file),
                                        "required_scopes": list(SCOPES),
                                        "token_type": token_type}
             if shop.refresh_token:
                 refresh_file = secrets_dir / f"{name}.refresh_token"
-                _write_secret(refresh_file, shop.refresh_token)
+                self.write_secret(refresh_file, shop.refresh_token)
                 account["refresh_token_file"] = str(refresh_file)
             accounts.append(account)
         secret_file = secrets_dir / "shopify_client_secret"
-        _write_secret(secret_file, self.simulator.client_secret)
-        await self.simulator.start("127.0.0.1", 0)
-        self._started = True
+        self.write_secret(secret_file, self.simulator.client_secret)
+        await self.start_simulator()
         for account in accounts:  # each shop its own host, as on Shopify (simulator.py)
             account["admin_url"] = self.simulator.shop_url(account["shop"])
         return {
@@ -74,10 +68,6 @@ class ShopifyDemo(Demo):
             "accounts": accounts,
         }
 
-    async def stop(self) -> None:
-        if self._started:
-            await self.simulator.stop()
-            self._started = False
 
     def describe(self) -> list[str]:
         base = self.simulator.base_url
