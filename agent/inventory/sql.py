@@ -16,7 +16,6 @@ from typing import Any
 from pydantic import Field
 
 from agent.config.types import SecretValue
-from agent.freshness.sql import cancellable, database_engine, describe_error, interrupter
 from agent.hookspecs import hookimpl
 from agent.inventory.source import (
     InventoryError,
@@ -24,6 +23,7 @@ from agent.inventory.source import (
     InventorySourceSettings,
     Row,
 )
+from agent.sqldb import cancellable, connected, database_engine
 
 REQUIRED_COLUMNS = ("channel", "account")
 
@@ -60,36 +60,18 @@ class SqlInventory(InventorySource):
             raise InventoryError("timeout", f"no answer within {self.timeout:g}s") from None
 
     def _query(self, cancel: list[Callable[[], None]]) -> list[Row]:
-        from sqlalchemy.exc import DBAPIError, ResourceClosedError, SQLAlchemyError
-
-        try:
-            connection = self._engine.connect()
-        except SQLAlchemyError as exc:
-            raise InventoryError("unavailable", f"cannot connect: {describe_error(exc)}") from None
-        with connection:
-            interrupt = interrupter(connection.connection.driver_connection)
-            if interrupt is not None:
-                cancel.append(interrupt)
-            try:
-                result = connection.execute(self._statement)
-                columns = list(result.keys())
-                missing = [c for c in REQUIRED_COLUMNS if c not in columns]
-                if missing:
-                    raise InventoryError(
-                        "bad_response", f"the query returns no column {', '.join(missing)} "
-                                        f"(its columns: {', '.join(columns) or 'none'})")
-                if len(set(columns)) != len(columns):
-                    raise InventoryError("bad_response", "the query returns two columns of "
-                                                         "the same name")
-                return [_Row(columns, tuple(row)) for row in result]
-            except ResourceClosedError:
-                raise InventoryError("bad_response", "the query returns no rows (is it a "
-                                                     "SELECT?)") from None
-            except DBAPIError as exc:
-                reason = "unavailable" if exc.connection_invalidated else "query_error"
-                raise InventoryError(reason, describe_error(exc)) from None
-            except SQLAlchemyError as exc:
-                raise InventoryError("query_error", describe_error(exc)) from None
+        with connected(self._engine, cancel, InventoryError, "bad_response") as connection:
+            result = connection.execute(self._statement)
+            columns = list(result.keys())
+            missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+            if missing:
+                raise InventoryError(
+                    "bad_response", f"the query returns no column {', '.join(missing)} "
+                                    f"(its columns: {', '.join(columns) or 'none'})")
+            if len(set(columns)) != len(columns):
+                raise InventoryError("bad_response", "the query returns two columns of "
+                                                     "the same name")
+            return [_Row(columns, tuple(row)) for row in result]
 
     async def close(self) -> None:
         await asyncio.to_thread(self._engine.dispose)

@@ -19,7 +19,6 @@ from pydantic import Field, field_validator
 
 from agent.channel import Secret
 from agent.config.types import SecretValue, problem
-from agent.freshness.sql import database_engine, describe_error, interrupter
 from agent.secrets.base import (
     Fetched,
     SecretStore,
@@ -28,6 +27,7 @@ from agent.secrets.base import (
     WriteConflict,
     fetched,
 )
+from agent.sqldb import cancellable, connected, database_engine
 
 
 class SqlSettings(StoreSettings):
@@ -109,29 +109,19 @@ class SqlStore(SecretStore):
             raise StoreUnavailable(f"write_query updated {updated} rows for one key")
 
     async def _run(self, work: Callable[[Any], Any], secrets: Sequence[str] = ()) -> Any:
-        cancel: list[Callable[[], None]] = []
-        try:
-            return await asyncio.wait_for(asyncio.to_thread(self._query, work, cancel, secrets),
-                                          self.settings.timeout)
-        except TimeoutError:
-            for interrupt in cancel:
-                interrupt()
-            raise StoreUnavailable(f"no answer within {self.settings.timeout:g}s") from None
-
-    def _query(self, work: Callable[[Any], Any], cancel: list, secrets: Sequence[str]) -> Any:
-        from sqlalchemy.exc import SQLAlchemyError
-
-        try:
-            with self._engine.connect() as connection:
-                interrupt = interrupter(connection.connection.driver_connection)
-                if interrupt is not None:
-                    cancel.append(interrupt)
-                return work(connection)
-        except SQLAlchemyError as exc:
-            text = describe_error(exc)
+        def unavailable(reason: str, message: str) -> StoreUnavailable:
             for secret in secrets:
-                text = text.replace(secret, "***")
-            raise StoreUnavailable(text) from None
+                message = message.replace(secret, "***")
+            return StoreUnavailable(message)
+
+        def query(cancel: list[Callable[[], None]]) -> Any:
+            with connected(self._engine, cancel, unavailable) as connection:
+                return work(connection)
+
+        try:
+            return await cancellable(query, self.settings.timeout)
+        except TimeoutError:
+            raise StoreUnavailable(f"no answer within {self.settings.timeout:g}s") from None
 
     async def probe(self) -> None:
         await self.read(["channel-agent-connectivity-probe"])
