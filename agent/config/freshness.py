@@ -11,6 +11,7 @@ from agent.config.engine import Scope, join_key
 from agent.config.modelbase import as_dict
 from agent.config.models import ACCOUNT_NAME, DatasetEntry
 from agent.config.problems import rejected, unknown_name
+from agent.config.typed_sections import typed_entries
 from agent.config.yamltree import Node, present
 from agent.freshness.source import Dataset, FreshnessSource
 
@@ -30,33 +31,13 @@ class FreshnessSections:
         node = present(root, "freshness_sources")
         if node is None:
             return
-        if not isinstance(node.value, dict):
-            self.problem(node.line, "freshness_sources",
-                         "must be a mapping of source name to settings")
-            return
-        known = ", ".join(sorted(self.source_types)) or "none installed"
-        for name, child in node.value.items():
-            path = join_key("freshness_sources", name)
-            self.freshness[name] = None
-            if not ACCOUNT_NAME.fullmatch(name):
-                self.problem(node.key_lines[name], path,
-                             "the name must match [A-Za-z0-9_.-]+ (it becomes a label value)")
-                continue
-            if not isinstance(child.value, dict):
-                self.problem(child.line, path, f"must be a mapping with a type ({known})")
-                continue
-            type_node = present(child, "type")
-            if type_node is None:
-                self.problem(child.line, join_key(path, "type"), f"is required: one of {known}")
-                continue
-            type_name = type_node.value if isinstance(type_node.value, str) else type_node.text
-            cls = self.source_types.get(type_name or "")
-            if cls is None:
-                self.problem(type_node.line, join_key(path, "type"),
-                             unknown_name("freshness source type", str(type_name),
-                                          sorted(self.source_types)))
-                continue
-            self.freshness[name] = self._freshness_source(name, cls, child, path)
+        if isinstance(node.value, dict):  # None until built: a problem is reported otherwise
+            self.freshness.update(dict.fromkeys(node.value))
+        for name, child, path, cls in typed_entries(node, "freshness_sources",
+                                                    "freshness source", self.source_types,
+                                                    self.problem):
+            if cls is not None:
+                self.freshness[name] = self._freshness_source(name, cls, child, path)
 
     def _freshness_source(self, name: str, cls: type[FreshnessSource], node: Node,
                           path: str) -> FreshnessSource | None:

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 from agent.config.engine import join_key
 from agent.config.modelbase import as_dict
-from agent.config.models import ACCOUNT_NAME
 from agent.config.problems import unknown_name
+from agent.config.typed_sections import typed_entries
 from agent.config.yamltree import Node, present
 from agent.inventory.source import InventorySource
 from agent.redact import redact
@@ -25,32 +25,12 @@ def inventory_sources(loader: _Loader, node: Node, configured_channels: set[str]
     every problem is recorded on ``loader``."""
     sources: dict[str, InventorySource] = {}
     fed: set[str] = set()
-    if not isinstance(node.value, dict):
-        loader.problem(node.line, "inventory_sources",
-                       "must be a mapping of source name to settings")
-        return sources, fed
-    known = ", ".join(sorted(types)) or "none installed"
-    for name, child in node.value.items():
-        path = join_key("inventory_sources", name)
-        if not ACCOUNT_NAME.fullmatch(name):
-            loader.problem(node.key_lines[name], path,
-                           "the name must match [A-Za-z0-9_.-]+ (it becomes a label value)")
-            continue
-        if not isinstance(child.value, dict):
-            loader.problem(child.line, path, f"must be a mapping with a type ({known})")
-            continue
+    for name, child, path, cls in typed_entries(node, "inventory_sources", "inventory source",
+                                                types, loader.problem):
         channels = present(child, "channels")
         if channels is not None and isinstance(channels.value, list):
             fed.update(item.value for item in channels.value if isinstance(item.value, str))
-        type_node = present(child, "type")
-        if type_node is None:
-            loader.problem(child.line, join_key(path, "type"), f"is required: one of {known}")
-            continue
-        type_name = type_node.value if isinstance(type_node.value, str) else type_node.text
-        cls = types.get(type_name or "")
         if cls is None:
-            loader.problem(type_node.line, join_key(path, "type"),
-                           unknown_name("inventory source type", str(type_name), sorted(types)))
             continue
         source = _source(loader, name, cls, child, path, configured_channels)
         if source is not None:

@@ -16,15 +16,15 @@ from functools import cache
 from typing import Any, get_args
 
 from agent.channel import Channel, MissingSecret, SecretRef
-from agent.config.engine import Scope, join_key
-from agent.config.problems import ProblemList, unknown_name
+from agent.config.engine import Scope
+from agent.config.problems import ProblemList
+from agent.config.typed_sections import typed_entries
 from agent.config.types import SecretReference, metadata_of
-from agent.config.yamltree import Node, present
+from agent.config.yamltree import Node
 from agent.redact import redact
 from agent.secrets.base import KEY_PATTERN, OBSERVER, OWNER, SecretStore, StoreSetupError
 from agent.secrets.registry import SecretStores
 
-NAME = re.compile(r"[A-Za-z0-9_.-]+")
 SHORT_REFERENCE = re.compile(r"([A-Za-z0-9_.-]+):(\S+)")
 REFERENCE_KEYS = ("store", "key", "mode")
 
@@ -34,27 +34,10 @@ def build_stores(scope: Scope, node: Node, types: Mapping[str, type[SecretStore]
                  ) -> tuple[dict[str, SecretStore], frozenset[str]]:
     """Every store of a ``secret_stores`` section that validates (each type's ``Settings``
     model, problems to ``scope``), and the name of every store configured, built or not."""
-    path = "secret_stores"
-    if not isinstance(node.value, dict):
-        scope.problems.add(node.line, path, "must be a mapping of store name to settings")
-        return {}, frozenset()
     stores: dict[str, SecretStore] = {}
-    known = ", ".join(sorted(types)) or "none installed"
-    for name, child in node.value.items():
-        where = join_key(path, name)
-        if not NAME.fullmatch(name):
-            scope.problems.add(node.key_lines.get(name), where, "the name must match "
-                               "[A-Za-z0-9_.-]+ (it becomes a label value)")
-            continue
-        type_node = present(child, "type")
-        type_name = type_node.value if type_node is not None else None
-        if not isinstance(type_name, str):
-            scope.problems.add(child.line, join_key(where, "type"), f"is required: one of {known}")
-            continue
-        cls = types.get(type_name)
+    for name, child, where, cls in typed_entries(node, "secret_stores", "secret store", types,
+                                                 scope.problems.add):
         if cls is None:
-            scope.problems.add(type_node.line, join_key(where, "type"),
-                               unknown_name("secret store type", type_name, sorted(types)))
             continue
         settings = scope.validate(cls.Settings, child, where, core=("type",))
         if settings is None:
@@ -63,7 +46,7 @@ def build_stores(scope: Scope, node: Node, types: Mapping[str, type[SecretStore]
             stores[name] = cls(name, settings, base_dir=scope.base_dir)
         except (StoreSetupError, ValueError, MissingSecret) as exc:
             scope.problems.add(node.key_lines.get(name), where, redact(str(exc)))
-    return stores, frozenset(node.value)
+    return stores, frozenset(node.value) if isinstance(node.value, dict) else frozenset()
 
 
 def parse_reference(value: Any, stores: Collection[str]
