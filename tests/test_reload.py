@@ -155,11 +155,11 @@ async def test_without_a_file_there_is_nothing_to_reload(fake_config):
 
 
 async def test_freshness_sources_follow_the_reloaded_config(running):
-    assert running.poller._tasks == {}
+    assert running.poller.loops.names() == set()
     write_config(running.path, files_source=True)
     assert (await running.reload()).ok
-    assert set(running.poller._tasks) == {"files"}
+    assert running.poller.loops.names() == {"files"}
     assert ("fake", "a1", "orders") in running.freshness.datasets
     write_config(running.path)
     assert (await running.reload()).ok
-    assert running.poller._tasks == {} and running.freshness.datasets == {}
+    assert running.poller.loops.names() == set() and running.freshness.datasets == {}

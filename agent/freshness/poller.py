@@ -18,6 +18,7 @@ from agent.freshness.metrics import FreshnessMetrics
 from agent.freshness.source import MAX_FUTURE_SKEW, Dataset, FreshnessSource, SourceError
 from agent.freshness.timestamps import iso
 from agent.freshness.tracker import FreshnessTracker
+from agent.named_loops import NamedLoops
 from agent.redact import redact
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ class FreshnessPoller:
         self.tracker = tracker
         self.metrics = metrics
         self.monotonic = monotonic
-        self._tasks: dict[str, asyncio.Task] = {}
+        self.loops = NamedLoops("freshness")
         self._locks: dict[str, asyncio.Lock] = {}
 
     def polled_sources(self) -> list[str]:
@@ -44,20 +45,10 @@ class FreshnessPoller:
 
     def start(self) -> None:
         """Start (or, after a reload, reconcile) one loop per polled source."""
-        wanted = self.polled_sources()
-        for name in [name for name in self._tasks if name not in wanted]:
-            self._tasks.pop(name).cancel()
-        for name in wanted:
-            if name not in self._tasks:
-                self._tasks[name] = asyncio.create_task(self._loop(name),
-                                                        name=f"freshness {name}")
+        self.loops.reconcile(self.polled_sources(), self._loop)
 
     async def stop(self) -> None:
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._tasks.clear()
+        await self.loops.stop()
 
     async def poll_all(self) -> None:
         """One round of every pull source, now (``channel-agent check``)."""

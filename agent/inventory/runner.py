@@ -26,6 +26,7 @@ from agent.inventory import store as saved
 from agent.inventory.diff import Held, Key, Outcome, SourceList, evaluate, restore
 from agent.inventory.rows import RowProblem
 from agent.inventory.source import InventoryError, InventorySource
+from agent.named_loops import NamedLoops
 from agent.redact import redact
 from agent.secrets.registry import SecretStores
 from agent.storage.state import StateStore
@@ -66,7 +67,7 @@ class InventoryRunner:
         self.channels: dict[str, type[Channel]] = {}
         self.base_dir = Path.cwd()
         self.stores: SecretStores | None = None  # what store references in rows resolve to
-        self._tasks: dict[str, asyncio.Task] = {}
+        self.loops = NamedLoops("inventory")
         self._locks: dict[str, asyncio.Lock] = {}
         self._on_change: Callable[[], None] | None = None
 
@@ -138,20 +139,10 @@ class InventoryRunner:
         """Start (or, after a reload, reconcile) one loop per source; ``on_change`` is called
         after a refresh changed a source's list."""
         self._on_change = on_change
-        for name in [name for name in self._tasks if name not in self.sources]:
-            self._tasks.pop(name).cancel()
-        for name in self.sources:
-            task = self._tasks.get(name)
-            if task is None or task.done():
-                self._tasks[name] = asyncio.create_task(self._loop(name),
-                                                        name=f"inventory {name}")
+        self.loops.reconcile(self.sources, self._loop)
 
     async def stop(self) -> None:
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._tasks.clear()
+        await self.loops.stop()
         self._on_change = None
 
     async def close(self) -> None:
