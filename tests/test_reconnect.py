@@ -27,16 +27,13 @@ from agent.config.loader import Config, build_config
 from agent.plugins import load_plugins
 from agent.reconnect import (
     CALLBACK_PATH,
-    LocalCallback,
     TargetsMissing,
-    code_from_redirect,
     complete,
     create_link,
     new_attempt,
-    parse_pasted,
     preflight,
-    read_pasted,
 )
+from agent.reconnect_redirect import LocalCallback, code_from_redirect, parse_pasted, read_pasted
 from agent.service import AgentService
 from agent.storage.state import AccountState, Grant, StateStore
 from agent.web.server import make_app

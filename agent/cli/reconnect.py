@@ -47,20 +47,22 @@ from agent.freshness.timestamps import iso
 from agent.reconnect import (
     CALLBACK_PATH,
     STEP_TIMEOUT,
-    LocalCallback,
     Outcome,
     TargetsMissing,
-    can_open_browser,
-    code_from_redirect,
     complete,
     create_link,
-    is_loopback,
     new_attempt,
+    preflight,
+    redirect_uri_of,
+)
+from agent.reconnect_redirect import (
+    LocalCallback,
+    can_open_browser,
+    code_from_redirect,
+    is_loopback,
     open_browser,
     parse_pasted,
-    preflight,
     read_pasted,
-    redirect_uri_of,
 )
 from agent.storage.state import StateStore
 

@@ -15,13 +15,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from agent.channel import CheckContext, ReconnectError
-from agent.reconnect import (
-    STEP_TIMEOUT,
-    code_from_redirect,
-    complete,
-    preflight,
-    result_page,
-)
+from agent.reconnect import STEP_TIMEOUT, complete, preflight
+from agent.reconnect_redirect import code_from_redirect, result_page
 from agent.service import AgentService
 from agent.storage.links import ReconnectLink
 from agent.storage.state import state_word

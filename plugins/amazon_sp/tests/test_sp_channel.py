@@ -18,7 +18,8 @@ from channel_agent_amazon_sp.simulator import SimSeller, SpSimulator
 
 from agent.channel import CheckContext, CheckResult, ReconnectError
 from agent.config.loader import ConfigError, build_config
-from agent.reconnect import code_from_redirect, new_attempt
+from agent.reconnect import new_attempt
+from agent.reconnect_redirect import code_from_redirect
 
 CLIENT_ID = "amzn1.application-oa2-client.sp-test"
 CLIENT_SECRET = "sp-test-client-secret"

@@ -10,7 +10,8 @@ from channel_agent_shopify.simulator import SimShop
 from shopify_helpers import CLIENT_ID, REDIRECT, SCOPES, account, channel_for, ctx, shop_account
 
 from agent.channel import ReconnectError, Secret
-from agent.reconnect import code_from_redirect, new_attempt, parse_pasted
+from agent.reconnect import new_attempt
+from agent.reconnect_redirect import code_from_redirect, parse_pasted
 
 # The worked example of Shopify's OAuth documentation (client secret "hush"), also used by
 # public libraries' tests (hexdocs.pm/shopify_oauth, Shopify.OAuth.verify_hmac).

@@ -17,14 +17,8 @@ from shopify_helpers import CLIENT_ID, SCOPES, ctx, shop_account
 from agent.channel import ReconnectError
 from agent.config.loader import build_config
 from agent.plugins import load_plugins
-from agent.reconnect import (
-    CALLBACK_PATH,
-    LocalCallback,
-    complete,
-    create_link,
-    new_attempt,
-    preflight,
-)
+from agent.reconnect import CALLBACK_PATH, complete, create_link, new_attempt, preflight
+from agent.reconnect_redirect import LocalCallback
 from agent.service import AgentService
 from agent.web.server import make_app
 
