@@ -7,9 +7,7 @@ import difflib
 import os
 import sys
 import time
-from pathlib import Path
-from typing import Any, NoReturn
-from urllib.parse import urlsplit
+from typing import Any
 
 import click
 
@@ -19,38 +17,25 @@ from agent.channel import (
     CheckContext,
     ReconnectError,
     Reconnector,
-    VerifyResult,
 )
 from agent.cli.common import (
     EXIT_CONFIG_ERROR,
-    command_name,
     config_option,
     json_option,
     load_or_exit,
-    print_json,
-    print_table,
-    without_password,
 )
 from agent.cli.inventory import with_inventory
-from agent.cli.reconnect_agent import agent_base_url, agent_ready, http_client, recheck
-from agent.cli.reconnect_list import (
-    cancel_link,
-    open_store,
-    show_accounts_to_reconnect,
-    show_links,
-    usage_exit,
-)
+from agent.cli.reconnect_agent import agent_base_url, http_client, recheck
+from agent.cli.reconnect_links import cancel_link, make_link, show_links
+from agent.cli.reconnect_list import open_store, show_accounts_to_reconnect, usage_exit
+from agent.cli.reconnect_report import ReconnectReport, note
 from agent.config.durations import format_duration, parse_duration
 from agent.config.loader import Config
-from agent.config.yamltree import env_variable_at
-from agent.freshness.timestamps import iso
 from agent.reconnect import (
-    CALLBACK_PATH,
     STEP_TIMEOUT,
     Outcome,
     TargetsMissing,
     complete,
-    create_link,
     new_attempt,
     preflight,
     redirect_uri_of,
@@ -150,7 +135,7 @@ def reconnect(
         raise click.UsageError("--no-browser and --link cannot be combined")
     wait = _duration("--timeout", timeout)
     if accept_missing_profiles:
-        _note("--accept-missing-profiles is deprecated: use --accept-missing-targets")
+        note("--accept-missing-profiles is deprecated: use --accept-missing-targets")
         accept_missing_targets = True
     if (list_accounts or pending) and account_name is not None:
         raise click.UsageError(f"{listing[0]} takes no --account")
@@ -175,17 +160,17 @@ def reconnect(
     mode = "link" if link else "no-browser" if no_browser else "local"
     uri = redirect_uri or redirect_uri_of(channel)
     if mode == "local" and not is_loopback(uri):
-        _note(f"the redirect_uri {uri} is not a loopback address: reading the redirect from "
+        note(f"the redirect_uri {uri} is not a loopback address: reading the redirect from "
               f"standard input instead (--no-browser)")
         mode = "no-browser"
-    report = _Report(config, channel, account, mode, as_json)
+    report = ReconnectReport(config, channel, account, mode, as_json)
     try:
         reconnector = preflight(channel, account, link=link, show_token=show_token)
     except ReconnectError as err:
         report.fail(err, EXIT_CONFIG_ERROR)
     store = open_store(config, required=link)
     if link:
-        _make_link(report, store, reconnector, uri, accept_missing_targets, agent_url)
+        make_link(report, store, reconnector, uri, accept_missing_targets, agent_url)
         return
     try:
         outcome = asyncio.run(_flow(report, reconnector, uri, wait, store,
@@ -209,32 +194,32 @@ def reconnect(
 # --- the flow ---------------------------------------------------------------------------
 
 
-async def _flow(report: _Report, reconnector: Reconnector, redirect_uri: str, wait: float,
+async def _flow(report: ReconnectReport, reconnector: Reconnector, redirect_uri: str, wait: float,
                 store: StateStore | None, accept_missing_targets: bool) -> Outcome:
     account = report.account
     attempt = new_attempt(reconnector, account, redirect_uri)
     region = f" (region {account.region})" if account.region else ""
-    _note(f"Reconnecting {account.channel} account {account.name}{region}.")
+    note(f"Reconnecting {account.channel} account {account.name}{region}.")
     if report.mode == "local":
         server = LocalCallback(redirect_uri, attempt.state, reconnector)
         await server.start()
         try:
-            _note(f"Open this URL in a browser and sign in as a user who can grant the "
+            note(f"Open this URL in a browser and sign in as a user who can grant the "
                   f"account's {report.channel.target_kind or 'target'}s:")
-            _note(f"  {attempt.consent_url}")
+            note(f"  {attempt.consent_url}")
             if can_open_browser():
                 open_browser(attempt.consent_url)
-                _note("(opening your browser)")
+                note("(opening your browser)")
             else:
-                _note(f"(no browser here: open it on this machine; if your browser runs "
+                note(f"(no browser here: open it on this machine; if your browser runs "
                       f"elsewhere, it cannot reach {redirect_uri}: use --no-browser)")
-            _note(f"Waiting up to {format_duration(wait)} for the redirect to {redirect_uri} ...")
+            note(f"Waiting up to {format_duration(wait)} for the redirect to {redirect_uri} ...")
             code = await server.wait(wait)
         finally:
             await server.stop()
     else:
         click.echo(attempt.consent_url)  # alone on its line, on stdout: scripts read it
-        _note(f"Open the URL above in a browser and approve. Then paste here the address the "
+        note(f"Open the URL above in a browser and approve. Then paste here the address the "
               f"browser was sent to (it starts with {redirect_uri}; that page may fail to "
               f"load, which is fine), or just its code:")
         params, with_url = parse_pasted(await read_pasted(sys.stdin, wait))
@@ -243,146 +228,7 @@ async def _flow(report: _Report, reconnector: Reconnector, redirect_uri: str, wa
         ctx = CheckContext(http=http, deadline=time.monotonic() + STEP_TIMEOUT,
                            retry=report.channel.retry_policy())
         return await complete(report.channel, account, code, attempt, ctx, store,
-                              accept_missing_targets=accept_missing_targets, progress=_note)
-
-
-def _make_link(report: _Report, store: StateStore | None, reconnector: Reconnector,
-               redirect_uri: str, accept_missing_targets: bool, agent_url: str | None) -> None:
-    assert store is not None
-    if urlsplit(redirect_uri).path != CALLBACK_PATH:
-        report.fail(ReconnectError(
-            "unsupported", f"a link needs a redirect_uri that reaches the running agent's "
-                           f"{CALLBACK_PATH}, like https://agent.example.com{CALLBACK_PATH}, "
-                           f"not {redirect_uri}: set channels.{report.channel.name}.redirect_uri "
-                           f"or pass --redirect-uri"), EXIT_CONFIG_ERROR)
-    url = agent_base_url(report.config, agent_url)
-    shown = without_password(url, url)  # basic-auth credentials may be in it
-    if is_loopback(redirect_uri) and urlsplit(redirect_uri).port != urlsplit(url).port:
-        report.fail(ReconnectError(
-            "unsupported", f"a link needs a redirect_uri that reaches the running agent's "
-                           f"{CALLBACK_PATH}; {redirect_uri} is a loopback address, and not the "
-                           f"agent's ({shown}): set channels.{report.channel.name}.redirect_uri "
-                           f"or pass --redirect-uri"), EXIT_CONFIG_ERROR)
-    link, replaced = create_link(store, report.channel, report.account, reconnector,
-                                 redirect_uri, accept_missing_targets=accept_missing_targets)
-    ready = agent_ready(url)
-    expires = iso(link.expires)
-    report.doc.update(result="link_created", consent_url=link.consent_url, expires=expires,
-                      redirect_uri=redirect_uri, replaced_links=replaced,
-                      agent={"url": shown, "ready": ready})
-    if report.as_json:
-        print_json(report.doc)
-        return
-    click.echo(link.consent_url)
-    _note(f"Send the URL above to the person who can approve access for "
-          f"{report.account.name}. It works once, until {expires}. When they approve, "
-          f"{report.channel.title or report.channel.name} sends their browser to "
-          f"{redirect_uri}, where the running agent completes the reconnect and shows them "
-          f"the result.")
-    if replaced:
-        _note(f"It replaces the account's previous open link ({replaced}).")
-    if is_loopback(redirect_uri):
-        _note(f"warning: {redirect_uri} is a loopback address: the link only works in a "
-              f"browser on this machine")
-    if not ready:
-        _note(f"warning: no ready agent answered at {shown}: the link only works while the agent "
-              f"runs")
-    _note(f"Follow it with: {command_name()} reconnect --pending")
-
-
-# --- output -------------------------------------------------------------------------------
-
-
-class _Report:
-    """What a reconnect prints: progress on stderr, results on stdout (or one JSON doc)."""
-
-    def __init__(self, config: Config, channel: Channel, account: Account, mode: str,
-                 as_json: bool) -> None:
-        self.config, self.channel, self.account = config, channel, account
-        self.mode, self.as_json = mode, as_json
-        self.doc: dict[str, Any] = {"channel": account.channel, "account": account.name,
-                                    "region": account.region, "mode": mode, "result": None}
-
-    def targets(self, result: VerifyResult) -> None:
-        """What the new token reaches, in the channel's words (its target_kind)."""
-        kind = self.channel.target_kind or "target"
-        expected = set(result.expected)
-        rows = [{"id": t.id, "country": t.country, "kind": t.kind, "name": t.name,
-                 "expected": t.id in expected} for t in result.targets]
-        self.doc.update(target_kind=kind, targets=rows, missing_targets=list(result.missing))
-        if self.as_json:
-            return
-        click.echo(f"{kind.capitalize()}s the new credential reaches ({len(rows)}):")
-        print_table((kind.upper(), "COUNTRY", "TYPE", "NAME", "EXPECTED"),
-                    [(r["id"], r["country"], r["kind"], r["name"], "yes" if r["expected"] else "")
-                     for r in rows])
-        for target in result.missing:
-            click.echo(f"MISSING: expected {kind} {target} is not reachable with this consent")
-
-    def stored(self, outcome: Outcome, store: StateStore | None) -> None:
-        grant = outcome.grant
-        self.doc.update(result="reconnected", refresh_token_fingerprint=grant.fingerprint,
-                        granted=iso(grant.granted), reconnected=iso(grant.reconnected),
-                        stored_in=_str(outcome.stored_in), backup=_str(outcome.backup),
-                        state_file=_str(store.path) if store else None)
-        lines = [f"Reconnected {self.account.channel}/{self.account.name}."]
-        if outcome.stored_in is not None:
-            mode = " (mode 0600)" if isinstance(outcome.stored_in, Path) else ""
-            lines.append(f"  new credential: fingerprint {grant.fingerprint}, stored in "
-                         f"{outcome.stored_in}{mode}")
-            if outcome.backup is not None:
-                lines.append(f"  previous token kept as {outcome.backup}")
-        else:
-            variable = env_variable_at(self.config.source, outcome.source)
-            where = f"environment variable {variable}" if variable else outcome.source
-            self.doc.update(environment_variable=variable, refresh_token=outcome.token.reveal())
-            lines.append(f"  new credential (fingerprint {grant.fingerprint}), NOT stored: "
-                         f"this account's token comes from {where} "
-                         f"({self.config.source}: {outcome.source}). Put it there, then restart "
-                         f"the agent, which reads it at start:")
-            lines.append(outcome.token.reveal())
-        if store is not None:
-            lines.append(f"  grant recorded in {store.path}: the credential's age starts now")
-        else:
-            lines.append("  agent.state_path is :memory:, so no grant was recorded")
-        if not self.as_json:
-            click.echo("\n".join(lines))
-
-    def agent(self, doc: dict[str, Any]) -> None:
-        self.doc["agent"] = doc
-        if self.as_json:
-            return
-        if "error" in doc:
-            click.echo(f"  agent {doc['url']}: {doc['error']}")
-            return
-        click.echo(f"  agent {doc['url']} checked the account:")
-        click.echo(f"    before: {_state_line(doc['before'])}")
-        click.echo(f"    after:  {_state_line(doc['after'])}")
-
-    def done(self, note: str) -> None:
-        self.doc["note"] = note
-        if self.as_json:
-            print_json(self.doc)
-        elif note:
-            click.echo(note)
-
-    def fail(self, err: ReconnectError, code: int, hint: str = "") -> NoReturn:
-        self.doc.update(result="failed", error={"reason": err.reason, "message": err.message})
-        if self.as_json:
-            print_json(self.doc)
-        click.echo(f"error: {err.message}", err=True)
-        if hint:
-            click.echo(hint, err=True)
-        sys.exit(code)
-
-
-def _state_line(status: dict[str, Any]) -> str:
-    reason = f" ({status['reason']})" if status.get("reason") else ""
-    return f"{status['state']}{reason}"
-
-
-def _note(text: str) -> None:
-    click.echo(text, err=True)
+                              accept_missing_targets=accept_missing_targets, progress=note)
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -419,7 +265,3 @@ def _duration(flag: str, text: str) -> float:
     if seconds <= 0:
         raise click.BadParameter("must be more than 0", param_hint=flag)
     return seconds
-
-
-def _str(path: Path | None) -> str | None:
-    return None if path is None else str(path)

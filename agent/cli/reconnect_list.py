@@ -1,4 +1,4 @@
-"""channel-agent reconnect --list, --pending and --cancel: what needs reconnecting, the links."""
+"""channel-agent reconnect --list: the accounts that need reconnecting, with their commands."""
 
 from __future__ import annotations
 
@@ -87,45 +87,6 @@ def reconnect_command(config_path: str, channel: Channel, account: Account) -> s
     if ref is not None and ref.path is None and ref.store is None:
         args.append("--show-token")
     return f"{command_name()} {shlex.join(args)}"
-
-
-def show_links(config: Config, channel_name: str | None, as_json: bool) -> None:
-    """--pending: the consent links and how they ended (a finished one stays a week)."""
-    store = open_store(config, required=True)
-    assert store is not None
-    now = time.time()
-    rows = [
-        {"channel": link.channel, "account": link.account, "region": link.region,
-         "status": link.current_status(now), "created": iso(link.created),
-         "expires": iso(link.expires), "finished": iso(link.finished), "detail": link.detail,
-         "redirect_uri": link.redirect_uri, "consent_url": link.consent_url}
-        for link in store.links() if channel_name is None or link.channel == channel_name
-    ]
-    if as_json:
-        print_json(rows)
-        return
-    if not rows:
-        click.echo("No consent links.")
-        return
-    print_table(("CHANNEL", "ACCOUNT", "STATUS", "CREATED", "EXPIRES", "DETAIL"),
-                [(r["channel"], r["account"], r["status"], r["created"], r["expires"],
-                  r["detail"]) for r in rows])
-    if any(r["status"] == "open" for r in rows):
-        click.echo("(--json shows the consent URLs of open links)")
-
-
-def cancel_link(config: Config, account: Account, as_json: bool) -> None:
-    """--cancel: withdraw the account's open link."""
-    store = open_store(config, required=True)
-    assert store is not None
-    count = store.cancel_links(account.channel, account.name, time.time())
-    if as_json:
-        print_json({"channel": account.channel, "account": account.name, "cancelled": count})
-    elif count:
-        click.echo(f"Withdrew the open consent link of {account.channel}/{account.name}; "
-                   f"using it now shows a 'withdrawn' page and changes nothing.")
-    else:
-        click.echo(f"{account.channel}/{account.name} has no open consent link.")
 
 
 def open_store(config: Config, *, required: bool) -> StateStore | None:
