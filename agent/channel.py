@@ -29,16 +29,16 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
 import httpx
 from prometheus_client.core import Metric
 from pydantic import AfterValidator, Field
 
+from agent.capabilities import ApplicationClient, RefreshTokens, parse_date
 from agent.checks.httpretry import RetryPolicy, TransientError, send_with_retries
 from agent.config.types import ConfigModel, Duration, Url, problem
+from agent.demo import Demo
 from agent.reasons import (
     CONCLUSIVE_REASONS,
     CORE,
@@ -61,7 +61,7 @@ __all__ = [
     "AccountSettings", "ApplicationClient", "Channel", "ChannelSettings", "CheckContext",
     "CheckResult", "Demo", "MissingSecret", "ProfileInfo", "Reason", "ReconnectError",
     "ReconnectSettings", "Reconnector", "RefreshTokens", "RetrySettings", "Secret", "SecretRef",
-    "TargetInfo", "TransientError", "VerifyResult", "fingerprint", "status_result",
+    "TargetInfo", "TransientError", "VerifyResult", "fingerprint", "parse_date", "status_result",
 ]
 
 
@@ -250,46 +250,6 @@ class CheckContext:
                                        policy=self.retry)
 
 
-@dataclass(frozen=True)
-class RefreshTokens:
-    """Capability: each account holds an OAuth refresh token.
-
-    ``option`` is the account setting (a ``SecretReference``) holding it: the core writes a
-    rotated or reconnected token back to its file. ``max_age_setting`` names the channel
-    setting (a ``Duration``) that says how long a token lives after consent (0: forever),
-    exported as ``channel_refresh_token_expiry_timestamp_seconds``."""
-
-    option: str = "refresh_token"
-    max_age_setting: str | None = "refresh_token_max_age"
-
-
-@dataclass(frozen=True)
-class ApplicationClient:
-    """Capability: the channel's accounts share one application client (id and secret).
-
-    Its validity, learnt from the checks (``CheckResult.client_valid``), is exported per
-    channel as ``channel_client_valid``. When the provider makes the secret expire,
-    ``secret_rotated_setting`` names the channel setting holding the date of the last rotation
-    (``YYYY-MM-DD`` or an ISO timestamp, "" = unknown) and ``secret_max_age_setting`` the
-    setting (a ``Duration``) with the secret's lifetime: their sum is exported as
-    ``channel_client_secret_expiry_timestamp_seconds``."""
-
-    secret_rotated_setting: str | None = None
-    secret_max_age_setting: str | None = None
-
-
-def parse_date(text: str) -> float:
-    """Unix time of ``YYYY-MM-DD`` (midnight UTC) or an ISO 8601 timestamp (UTC unless it
-    says otherwise); ValueError naming the expected form."""
-    try:
-        when = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ValueError(f"{text!r} is not a date (YYYY-MM-DD) or ISO 8601 timestamp") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.timestamp()
-
-
 class Channel(ABC):
     """Base class for a channel plugin. Subclasses set ``name`` and implement :meth:`check`;
     everything else is optional (module docstring).
@@ -403,31 +363,3 @@ class Channel(ABC):
     def demo(cls) -> Demo | None:
         """An optional built-in simulator setup for ``channel-agent demo``."""
         return None
-
-
-class Demo(ABC):
-    """A running simulator plus the channel configuration that points at it.
-
-    The demo's channel section may declare ``datasets`` read from two freshness sources the
-    core provides: ``demo_warehouse`` (a ``sql`` source over a SQLite file seeded from
-    :meth:`data_syncs`) and ``demo_pipeline`` (``heartbeat``: ``channel-agent mark-synced``).
-    """
-
-    WAREHOUSE_SOURCE: ClassVar[str] = "demo_warehouse"
-    HEARTBEAT_SOURCE: ClassVar[str] = "demo_pipeline"
-
-    @abstractmethod
-    async def start(self, workdir: Path) -> dict[str, Any]:
-        """Start the simulator on loopback; return this channel's config section (plain data)."""
-
-    @abstractmethod
-    async def stop(self) -> None: ...
-
-    def describe(self) -> list[str]:
-        """Lines printed by ``channel-agent demo`` (URLs, scenario per account)."""
-        return []
-
-    def data_syncs(self) -> list[tuple[str, str, float]]:
-        """(account, dataset, hours ago) of each last successful data sync, seeded into the
-        demo warehouse when the demo starts."""
-        return []

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from agent.channel import Secret
+from agent.secret import Secret
 
 
 def write_secret_file(path: Path, secret: Secret, *, now: float | None = None) -> Path | None:
