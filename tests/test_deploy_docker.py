@@ -8,9 +8,9 @@ import functools
 import json
 import os
 import re
-import shlex
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path, PurePosixPath
 
@@ -113,11 +113,32 @@ def test_copied_paths_exist_and_are_in_the_build_context(stages):
             inside = [p for p in context if p == PurePosixPath(source.rstrip("/"))
                       or PurePosixPath(source.rstrip("/")) in p.parents]
             assert inside, f"COPY {source}: excluded by .dockerignore"
-    run = " ".join(values(stages[0], "RUN"))
-    installed = shlex.split(run.split("pip install", 1)[1].split("&&")[0])
+    installed = pip_install_args(stages, AGENT_EXTRAS="")
     assert {str(PurePosixPath(p)) for p in installed} == {
         ".", "plugins/amazon_lwa", "plugins/amazon_ads", "plugins/amazon_sp",
         "plugins/shopify"}
+
+
+def test_the_core_is_installed_with_the_aws_extra_unless_the_build_says_otherwise(stages):
+    """The aws_secrets_manager store needs boto3, an optional extra of the core: the image
+    has it by default (AGENT_EXTRAS=aws), and --build-arg AGENT_EXTRAS= leaves it out."""
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    assert any(req.startswith("boto3") for req in extras["aws"])
+    assert pip_install_args(stages)[0] == ".[aws]"
+    assert pip_install_args(stages, AGENT_EXTRAS="")[0] == "."
+
+
+def pip_install_args(stages, **build_args: str) -> list[str]:
+    """The arguments of the build stage's pip install as its shell sees them, with the stage's
+    ARG defaults, or ``build_args`` (``--build-arg``)."""
+    args = dict(arg.partition("=")[::2] for arg in values(stages[0], "ARG"))
+    args.update(build_args)
+    run = " ".join(values(stages[0], "RUN"))
+    words = run.split("pip install", 1)[1].split("&&")[0]
+    result = subprocess.run(["sh", "-c", f"printf '%s\\n' {words}"], env=args,
+                            capture_output=True, text=True, check=True)
+    return result.stdout.split()
 
 
 def test_the_build_stage_install_packages_every_module(tmp_path):
