@@ -7,6 +7,7 @@ import re
 import sys
 import threading
 import traceback
+from collections import deque
 from collections.abc import Iterable
 
 # Login with Amazon tokens (Atza| access, Atzr| refresh), LwA client secrets
@@ -15,29 +16,83 @@ from collections.abc import Iterable
 _TOKEN_SHAPED = re.compile(
     r"(Atz[a-z]\||amzn1\.oa2-cs\.v1\.)[^\s\"',;&]+|(?i:(bearer\s+))[^\s\"',;&]+"
 )
-_known: set[str] = set()
+# The registry: each value Secret objects hold (with how many hold it), and the last
+# RETIRED_KEPT values whose last holder went away (a rotated token may still be in a message
+# on its way out). A Secret's finaliser only queues its value (_released): it may run inside
+# the garbage collector, while this thread holds _lock; the queue is drained under the lock.
+RETIRED_KEPT = 256
+_live: dict[str, int] = {}
+_retired: dict[str, None] = {}  # insertion-ordered: the oldest first
+_released: deque[str] = deque()
+_ordered: tuple[str, ...] | None = None  # live and retired values, longest first
 _lock = threading.Lock()
 
 
 def register_secret(value: str) -> None:
-    """Mask this exact value wherever :func:`redact` runs.
+    """Mask this exact value wherever :func:`redact` runs, as long as an object holding it
+    lives (then among the last :data:`RETIRED_KEPT` such values); :func:`release_secret` when
+    that object goes.
 
     Token-shaped values are masked by their shape already and are not kept, so the registry
-    holds only the few odd-shaped secrets (client secrets) however many tokens pass through.
+    holds only the odd-shaped secrets (client secrets, Shopify tokens...).
 
     Any other value of 6 characters or more is masked everywhere, even an ordinary word or a
     config key name ("refresh_token" as a placeholder client secret): an SRE must never see a
     secret, and a mangled message ("***_file") is the visible sign of a placeholder secret.
     Shorter values would mask parts of every message; no real credential is that short.
     """
+    global _ordered
     if len(value) >= 6 and not _TOKEN_SHAPED.fullmatch(value):
         with _lock:
-            _known.add(value)
+            _drain()
+            if value not in _live:
+                _ordered = None
+                _retired.pop(value, None)
+            _live[value] = _live.get(value, 0) + 1
+
+
+def release_secret(value: str) -> None:
+    """One holder of ``value`` went away (called by a finaliser: takes no lock)."""
+    _released.append(value)
+
+
+def _drain() -> None:
+    """Count the queued releases (under ``_lock``): a value nothing holds any more retires."""
+    global _ordered
+    while _released:
+        value = _released.popleft()
+        holders = _live.get(value)
+        if holders is None:  # not registered (token-shaped, short), or restored away
+            continue
+        if holders > 1:
+            _live[value] = holders - 1
+            continue
+        del _live[value]
+        _retired[value] = None
+        if len(_retired) > RETIRED_KEPT:
+            del _retired[next(iter(_retired))]
+        _ordered = None
+
+
+def _masked() -> tuple[str, ...]:
+    global _ordered
+    ordered = _ordered
+    if ordered is None or _released:
+        with _lock:
+            _drain()
+            if _ordered is None:
+                _ordered = tuple(sorted({*_live, *_retired}, key=len, reverse=True))
+            ordered = _ordered
+    return ordered
 
 
 def redact(text: str, extra: Iterable[str] = ()) -> str:
     """Mask token-shaped strings, registered secrets and ``extra`` values in ``text``."""
-    for value in sorted({*_known, *(e for e in extra if e)}, key=len, reverse=True):
+    values: Iterable[str] = _masked()
+    extra = [e for e in extra if e]
+    if extra:
+        values = sorted({*values, *extra}, key=len, reverse=True)
+    for value in values:
         if value in text:
             text = text.replace(value, "***")
     return _TOKEN_SHAPED.sub(lambda m: (m.group(1) or m.group(2) or "") + "***", text)

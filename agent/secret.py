@@ -5,12 +5,13 @@ Plugins import these names from :mod:`agent.channel`, the plugin-facing module.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.redact import register_secret
+from agent.redact import register_secret, release_secret
 
 
 class Secret:
@@ -21,6 +22,21 @@ class Secret:
     def __init__(self, value: str) -> None:
         self._value = value
         register_secret(value)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # at interpreter exit the module may be gone
+            release_secret(self._value)
+
+    # Every Secret object is made by __init__ (which registers its value for masking): a copy
+    # made without it would release a value it never registered.
+    def __copy__(self) -> Secret:
+        return self
+
+    def __deepcopy__(self, memo: dict) -> Secret:
+        return self
+
+    def __reduce__(self) -> tuple:
+        return (Secret, (self._value,))
 
     def reveal(self) -> str:
         return self._value

@@ -1,7 +1,10 @@
+import copy
+import gc
 import logging
+import pickle
 
 from agent.channel import Secret
-from agent.redact import RedactingFilter, redact
+from agent.redact import RETIRED_KEPT, RedactingFilter, redact
 
 
 def test_token_shaped_strings_are_masked():
@@ -36,10 +39,40 @@ def test_extra_values_are_masked_longest_first():
 def test_token_shaped_secrets_are_not_kept_in_the_registry():
     from agent import redact as module
 
-    before = len(module._known)
-    for i in range(100):
-        Secret(f"Atza|access-token-{i}")
-    assert len(module._known) == before
+    before = len(module._live)
+    kept = [Secret(f"Atza|access-token-{i}") for i in range(100)]
+    assert len(module._live) == before and kept
+
+
+def test_a_secret_stays_masked_while_held_and_the_registry_keeps_few_old_ones():
+    """Rotated tokens (a Shopify shop's, a re-read client secret) must not pile up in the
+    registry for the life of the process; a value still held anywhere stays masked."""
+    from agent import redact as module
+
+    held = Secret("client-secret-still-in-use")
+    twice = Secret("shared-by-two-accounts")
+    twin = Secret("shared-by-two-accounts")
+    copied = copy.deepcopy(Secret("copied-client-secret"))
+    del twin
+    rotations = 3 * module.RETIRED_KEPT
+    for i in range(rotations):
+        Secret(f"rotated-shop-token-{i:05d}")  # dropped at once, as a rotated token is
+    gc.collect()
+    assert redact(f"{held.reveal()} {twice.reveal()} {copied.reveal()}") == "*** *** ***"
+    newest = f"rotated-shop-token-{rotations - 1:05d}"
+    assert redact(f"old token {newest}") == "old token ***"  # just rotated: still masked
+    oldest = "rotated-shop-token-00000"
+    assert redact(f"old token {oldest}") == f"old token {oldest}"
+    assert len(module._retired) == module.RETIRED_KEPT
+    assert {held.reveal(), twice.reveal(), copied.reveal()} <= set(module._live)
+
+
+def test_a_pickled_secret_registers_its_value_again():
+    value = "pickled-client-secret"
+    restored = pickle.loads(pickle.dumps(Secret(value)))
+    for i in range(2 * RETIRED_KEPT):
+        Secret(f"rotated-shop-token-{i:05d}")
+    assert redact(value) == "***" and restored.reveal() == value
 
 
 def test_amazon_client_secrets_are_masked_by_their_shape():
