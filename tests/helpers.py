@@ -169,6 +169,20 @@ class Agent:
         return None
 
 
+def start_agent(tmp: Path, sections: dict[str, Any], **agent: Any) -> Agent:
+    """`channel-agent run` on a free loopback port with ``sections`` (channels, secret
+    stores...) written to ``tmp/config.yaml`` (state in ``tmp/agent.db``, checks every hour,
+    ``agent`` overrides those settings), ready."""
+    port = free_port()
+    config = {"agent": {"listen_address": f"127.0.0.1:{port}", "state_path": "agent.db",
+                        "check_interval": "1h", "check_timeout": "4s", **agent}, **sections}
+    path = tmp / "config.yaml"
+    path.write_text(json.dumps(config, indent=2))  # JSON is YAML
+    running = Agent(path, port, tmp / "agent.log")
+    running.start()
+    return running
+
+
 @contextmanager
 def simulated_fleet(tmp: Path, scenarios: dict[str, tuple[str, str]], client_secret: str,
                     freshness: dict | None = None, channels: dict[str, Any] | None = None,

@@ -19,7 +19,7 @@ import pytest
 from channel_agent_amazon_ads.simulator import SimAccount, Simulator, SimulatorThread
 
 from tests.fake_browser import consent
-from tests.helpers import BIN, Agent, free_port
+from tests.helpers import BIN, start_agent
 
 pytestmark = pytest.mark.integration
 
@@ -70,22 +70,13 @@ def world(tmp_path_factory):
         accounts.append(entry)
     thread = SimulatorThread(sim)
     thread.start()
-    port = free_port()
-    config = {
-        "agent": {"listen_address": f"127.0.0.1:{port}", "state_path": "agent.db",
-                  "check_interval": "1h", "check_timeout": "4s"},
-        "channels": {"amazon_ads": {
-            "client_id": sim.client_id, "client_secret_file": "client_secret",
-            "endpoints": sim.endpoints(), "accounts": accounts,
-        }},
-    }
-    config_path = tmp / "config.yaml"
-    config_path.write_text(json.dumps(config, indent=2))
-    agent = Agent(config_path, port, tmp / "agent.log")
-    agent.start()
+    agent = start_agent(tmp, {"channels": {"amazon_ads": {
+        "client_id": sim.client_id, "client_secret_file": "client_secret",
+        "endpoints": sim.endpoints(), "accounts": accounts,
+    }}})
     for name in ACCOUNTS:
         agent.recheck(name)
-    yield {"sim": sim, "agent": agent, "tmp": tmp, "config": str(config_path)}
+    yield {"sim": sim, "agent": agent, "tmp": tmp, "config": str(agent.config)}
     agent.stop()
     thread.stop()
 

@@ -22,7 +22,7 @@ from channel_agent_amazon_ads.simulator import SimulatorThread
 from channel_agent_amazon_sp.simulator import SimSeller, SpSimulator
 
 from tests.fake_browser import consent
-from tests.helpers import BIN, Agent, free_port
+from tests.helpers import BIN, free_port, start_agent
 from tests.test_reconnect_cli import Run, cli, token_files
 
 pytestmark = pytest.mark.integration
@@ -52,23 +52,13 @@ def world(tmp_path_factory):
                          "expected_marketplaces": marketplaces})
     thread = SimulatorThread(sim)  # runs any simulator with async start/stop
     thread.start()
-    port = free_port()
-    config = {
-        "agent": {"listen_address": f"127.0.0.1:{port}", "state_path": "agent.db",
-                  "check_interval": "1h", "check_timeout": "4s"},
-        "channels": {"amazon_sp": {
-            "client_id": sim.client_id, "client_secret_file": "client_secret",
-            "application_id": APPLICATION_ID, "endpoints": sim.endpoints(),
-            "accounts": accounts,
-        }},
-    }
-    config_path = tmp / "config.yaml"
-    config_path.write_text(json.dumps(config, indent=2))
-    agent = Agent(config_path, port, tmp / "agent.log")
-    agent.start()
+    agent = start_agent(tmp, {"channels": {"amazon_sp": {
+        "client_id": sim.client_id, "client_secret_file": "client_secret",
+        "application_id": APPLICATION_ID, "endpoints": sim.endpoints(), "accounts": accounts,
+    }}})
     for name in SELLERS:
         agent.recheck(name, channel="amazon_sp")
-    yield {"sim": sim, "agent": agent, "tmp": tmp, "config": str(config_path)}
+    yield {"sim": sim, "agent": agent, "tmp": tmp, "config": str(agent.config)}
     agent.stop()
     thread.stop()
 

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from channel_agent_amazon_ads.simulator import SimAccount, Simulator, SimulatorThread
 
 from tests.fake_browser import consent
-from tests.helpers import BIN, Agent, free_port
+from tests.helpers import BIN, free_port, start_agent
 from tests.secret_helpers import Helper
 from tests.secret_servers import ROOT_TOKEN, moto_server, openbao  # noqa: F401 - fixtures
 
@@ -88,10 +88,7 @@ def world(tmp_path_factory, openbao, moto_server, postgres_url):  # noqa: F811
     os.chmod(failing_writer, 0o700)
     thread = SimulatorThread(sim)
     thread.start()
-    port = free_port()
-    config = {
-        "agent": {"listen_address": f"127.0.0.1:{port}", "state_path": "agent.db",
-                  "check_interval": "1h", "check_timeout": "5s"},
+    agent = start_agent(tmp, {
         "secret_stores": {
             "files": {"type": "file", "path": "tokens/{account}"},
             "helper": {"type": "exec", "command": [str(helper.path)],
@@ -110,13 +107,9 @@ def world(tmp_path_factory, openbao, moto_server, postgres_url):  # noqa: F811
             "client_id": sim.client_id, "client_secret_file": "client_secret",
             "endpoints": sim.endpoints(), "accounts": accounts,
         }},
-    }
-    config_path = tmp / "config.yaml"
-    config_path.write_text(json.dumps(config, indent=2))
-    agent = Agent(config_path, port, tmp / "agent.log")
-    agent.start()
+    }, check_timeout="5s")
     outputs: list[str] = []
-    yield {"sim": sim, "agent": agent, "tmp": tmp, "config": str(config_path), "tokens": tokens,
+    yield {"sim": sim, "agent": agent, "tmp": tmp, "config": str(agent.config), "tokens": tokens,
            "helper": helper, "openbao": openbao, "prefix": prefix, "engine": engine,
            "outputs": outputs, "aws": aws}
     agent.stop()
