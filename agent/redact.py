@@ -42,7 +42,7 @@ def register_secret(value: str) -> None:
     Shorter values would mask parts of every message; no real credential is that short.
     """
     global _ordered
-    if len(value) >= 6 and not _TOKEN_SHAPED.fullmatch(value):
+    if _kept(value):
         with _lock:
             _drain()
             if value not in _live:
@@ -53,7 +53,12 @@ def register_secret(value: str) -> None:
 
 def release_secret(value: str) -> None:
     """One holder of ``value`` went away (called by a finaliser: takes no lock)."""
-    _released.append(value)
+    if _kept(value):  # the others were never registered: nothing would drain them
+        _released.append(value)
+
+
+def _kept(value: str) -> bool:
+    return len(value) >= 6 and not _TOKEN_SHAPED.fullmatch(value)
 
 
 def _drain() -> None:
