@@ -28,10 +28,10 @@ _ordered: tuple[str, ...] | None = None  # live and retired values, longest firs
 _lock = threading.Lock()
 
 
-def register_secret(value: str) -> None:
+def register_secret(value: str) -> bool:
     """Mask this exact value wherever :func:`redact` runs, as long as an object holding it
     lives (then among the last :data:`RETIRED_KEPT` such values); :func:`release_secret` when
-    that object goes.
+    that object goes, if this returned True (the value was registered).
 
     Token-shaped values are masked by their shape already and are not kept, so the registry
     holds only the odd-shaped secrets (client secrets, Shopify tokens...).
@@ -49,12 +49,13 @@ def register_secret(value: str) -> None:
                 _ordered = None
                 _retired.pop(value, None)
             _live[value] = _live.get(value, 0) + 1
+        return True
+    return False
 
 
 def release_secret(value: str) -> None:
-    """One holder of ``value`` went away (called by a finaliser: takes no lock)."""
-    if _kept(value):  # the others were never registered: nothing would drain them
-        _released.append(value)
+    """One holder of a registered ``value`` went away (called by a finaliser: takes no lock)."""
+    _released.append(value)
 
 
 def _kept(value: str) -> bool:

@@ -5,7 +5,6 @@ Plugins import these names from :mod:`agent.channel`, the plugin-facing module.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,15 +16,18 @@ from agent.redact import register_secret, release_secret
 class Secret:
     """A secret string that never shows itself in repr, str, logs or tracebacks."""
 
-    __slots__ = ("_value",)
+    __slots__ = ("_registered", "_value")
 
     def __init__(self, value: str) -> None:
         self._value = value
-        register_secret(value)
+        self._registered = register_secret(value)
 
     def __del__(self) -> None:
-        with contextlib.suppress(Exception):  # at interpreter exit the module may be gone
-            release_secret(self._value)
+        if getattr(self, "_registered", False):
+            try:  # noqa: SIM105 - contextlib.suppress costs more, for every secret dropped
+                release_secret(self._value)
+            except Exception:  # noqa: BLE001, S110 - at interpreter exit the module may be gone
+                pass
 
     # Every Secret object is made by __init__ (which registers its value for masking): a copy
     # made without it would release a value it never registered.
