@@ -11,6 +11,7 @@ may be a secret.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -173,8 +174,12 @@ def validate_account(scope: Scope, channel: type[Channel], node: Node, path: str
         return None
     settings = {name: value for name, value in as_dict(values).items()
                 if name not in AccountCore.model_fields}
-    return Account(channel=channel.name, name=values.name, region=values.region,
-                   settings=settings, labels=dict(values.labels))
+    # one string object per channel, region and label, however many accounts share them;
+    # the name too, which the fleet's keys and often a label (merchant) repeat
+    intern = sys.intern
+    return Account(channel=intern(channel.name), name=intern(values.name),
+                   region=intern(values.region), settings=settings,
+                   labels={intern(k): intern(v) for k, v in values.labels.items()})
 
 
 @cache

@@ -113,7 +113,15 @@ def normalise(source: str, row: int, raw: Any,
             if public is data:
                 public = dict(data)
             public[column + WITHHELD_SUFFIX] = _fingerprint(public.pop(column))
-    return Candidate((channel, account), row, data, canonical(public))
+    return Candidate((_kept(channel), _kept(account)), row, data, canonical(public))
+
+
+def _kept(text: str) -> str:
+    """``text`` as the account keeps it: one string object per value, however many accounts
+    or rows repeat it (interned), and not the answer's own object: an answer's strings sit
+    together in the allocator's arenas, which one kept string each would hold all of after
+    the answer is dropped (~40% more memory held at 20,000 rows)."""
+    return sys.intern(text.encode().decode())
 
 
 # json.dumps builds an encoder per call when given options: one, made once, is 3x faster
@@ -159,10 +167,7 @@ def validate_row(candidate: Candidate, *, source: str, channel_cls: type[Channel
         raise RowInvalid(problems) from None
     if problems:
         raise RowInvalid(problems)
-    # one string object per region and label value, however many accounts share them
-    account.region = sys.intern(account.region)
-    account.labels = {sys.intern(k): sys.intern(v) for k, v in account.labels.items()}
-    account.source = source
+    account.source = sys.intern(source)
     return account
 
 

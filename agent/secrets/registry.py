@@ -14,7 +14,6 @@ reference answers from this cache (:meth:`cached`).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -85,7 +84,7 @@ class SecretStores:
 
     def adopt(self, ref: SecretRef) -> SecretRef:
         """``ref`` reading from these stores (after a reload, accounts kept are re-pointed)."""
-        return dataclasses.replace(ref, registry=self) if ref.store else ref
+        return ref.replace(registry=self) if ref.store else ref
 
     def plan(self, refs: Iterable[SecretRef]) -> None:
         """The order in which the store references will be needed (the scheduler's check
