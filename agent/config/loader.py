@@ -170,8 +170,11 @@ def validate_account(scope: Scope, channel: type[Channel], node: Node, path: str
         node = resolve_references(node, channel, stores, store_names, path, scope.problems)
     model = account_model(channel)
     values = scope.validate(model, node, path, regions=channel.regions, core=core)
-    if values is None:
-        return None
+    return None if values is None else account_from(channel, values)
+
+
+def account_from(channel: type[Channel], values: AccountCore) -> Account:
+    """The :class:`Account` of a validated account model."""
     settings = {name: value for name, value in as_dict(values).items()
                 if name not in AccountCore.model_fields}
     # one string object per channel, region and label, however many accounts share them;
