@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import Any
 
 from agent.redact import register_secret
@@ -82,9 +82,7 @@ class SecretRef:
                  source: str = "", store: str | None = None, key: str | None = None,
                  mode: str | None = None, registry: Any = None) -> None:
         put = object.__setattr__
-        if path is not None:
-            path = str(path if isinstance(path, PurePath) else Path(path))
-        put(self, "_path", path)
+        put(self, "_path", None if path is None else str(path))
         put(self, "value", value)
         put(self, "source", sys.intern(source))
         put(self, "store", None if store is None else sys.intern(store))

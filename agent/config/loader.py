@@ -173,10 +173,13 @@ def validate_account(scope: Scope, channel: type[Channel], node: Node, path: str
     return None if values is None else account_from(channel, values)
 
 
+_CORE_FIELDS = frozenset(AccountCore.model_fields)  # read once: pydantic's property is slow
+
+
 def account_from(channel: type[Channel], values: AccountCore) -> Account:
     """The :class:`Account` of a validated account model."""
     settings = {name: value for name, value in as_dict(values).items()
-                if name not in AccountCore.model_fields}
+                if name not in _CORE_FIELDS}
     # one string object per channel, region and label, however many accounts share them;
     # the name too, which the fleet's keys and often a label (merchant) repeat
     intern = sys.intern
