@@ -117,12 +117,15 @@ class AccountSettings(ConfigModel):
     adds ``name``, ``region`` and ``datasets`` (:class:`agent.config.models.AccountCore`)."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Account:
     """One configured account of one channel. ``settings`` holds its validated
     ``AccountSettings`` (as a dict); ``region`` is "" for a channel without regions; ``labels``
     are exported once, on ``channel_account_info``; ``source`` is "config" or the name of the
-    inventory source that discovered the account."""
+    inventory source that discovered the account.
+
+    An agent holds tens of thousands: slots, and the loaders intern the strings accounts share
+    (channel, region, source, label names and values)."""
 
     channel: str
     name: str

@@ -6,7 +6,8 @@ Plugins import these names from :mod:`agent.channel`, the plugin-facing module.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,6 @@ class MissingSecret(Exception):
         self.problem = problem
 
 
-@dataclass(frozen=True)
 class SecretRef:
     """Where a secret lives: read it at use time, so an updated file is picked up without reload.
 
@@ -80,21 +80,74 @@ class SecretRef:
     file itself, usually through ``${VAR}`` expansion; ``store``/``key`` name a secret store's
     entry, read from ``registry``, the :class:`agent.secrets.registry.SecretStores` whose
     cache the core fills before each check).
+
+    Immutable, compared and hashed by everything but ``registry``. Every account holds one,
+    so it is small: slots, the path kept as text (a ``Path`` is made when asked for) and the
+    repeated strings (``source``, ``store``, ``mode``) interned.
     """
 
-    path: Path | None = None
-    value: Secret | None = None
-    source: str = ""  # e.g. "accounts[0].refresh_token_file"; never the secret itself
-    store: str | None = None
-    key: str | None = None
-    mode: str | None = None  # owner / observer for this account; None: the store's
-    registry: Any = field(default=None, compare=False, repr=False)
+    __slots__ = ("_path", "value", "source", "store", "key", "mode", "registry")
+
+    _path: str | None
+    value: Secret | None
+    source: str  # e.g. "accounts[0].refresh_token_file"; never the secret itself
+    store: str | None
+    key: str | None
+    mode: str | None  # owner / observer for this account; None: the store's
+    registry: Any
+
+    def __init__(self, path: Path | str | None = None, value: Secret | None = None,
+                 source: str = "", store: str | None = None, key: str | None = None,
+                 mode: str | None = None, registry: Any = None) -> None:
+        put = object.__setattr__
+        put(self, "_path", None if path is None else str(path))
+        put(self, "value", value)
+        put(self, "source", sys.intern(source))
+        put(self, "store", None if store is None else sys.intern(store))
+        put(self, "key", key)
+        put(self, "mode", None if mode is None else sys.intern(mode))
+        put(self, "registry", registry)
+
+    @property
+    def path(self) -> Path | None:
+        return None if self._path is None else Path(self._path)
+
+    def replace(self, **changes: Any) -> SecretRef:
+        """A copy with ``changes`` (as :func:`dataclasses.replace`)."""
+        fields = {"path": self._path, "value": self.value, "source": self.source,
+                  "store": self.store, "key": self.key, "mode": self.mode,
+                  "registry": self.registry}
+        return SecretRef(**{**fields, **changes})
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self._path, self.value, self.source, self.store, self.key, self.mode)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"SecretRef is immutable: cannot set {name}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"SecretRef is immutable: cannot delete {name}")
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not SecretRef:
+            return NotImplemented
+        return self._fields() == other._fields()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return (f"SecretRef(path={self.path!r}, value={self.value!r}, source={self.source!r}, "
+                f"store={self.store!r}, key={self.key!r}, mode={self.mode!r})")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (SecretRef, (self._path, *self._fields()[1:], self.registry))
 
     @property
     def withheld(self) -> bool:
         """Neither a value nor a file: an inventory account restored from the state file,
         whose token (held by its source only) comes back with the source's next answer."""
-        return self.path is None and self.value is None and self.store is None
+        return self._path is None and self.value is None and self.store is None
 
     def read(self) -> Secret:
         if self.store is not None:
@@ -105,34 +158,35 @@ class SecretRef:
             if not self.value.reveal():
                 raise MissingSecret(self.source, "is empty")
             return self.value
-        assert self.path is not None
+        path = self._path
+        assert path is not None
         try:
-            text = _read_small_file(self.path).decode("utf-8").strip()
+            text = _read_small_file(path).decode("utf-8").strip()
         except FileNotFoundError:
-            raise MissingSecret(self.source, f"file {self.path} does not exist") from None
+            raise MissingSecret(self.source, f"file {path} does not exist") from None
         except OSError as exc:
-            problem = f"cannot read file {self.path}: {exc.strerror}"
+            problem = f"cannot read file {path}: {exc.strerror}"
             raise MissingSecret(self.source, problem) from None
         except UnicodeDecodeError:
-            raise MissingSecret(self.source, f"file {self.path} is not UTF-8 text") from None
+            raise MissingSecret(self.source, f"file {path} is not UTF-8 text") from None
         except ValueError as exc:
-            raise MissingSecret(self.source, f"file {self.path} {exc}") from None
+            raise MissingSecret(self.source, f"file {path} {exc}") from None
         if not text:
-            raise MissingSecret(self.source, f"file {self.path} is empty")
+            raise MissingSecret(self.source, f"file {path} is empty")
         return Secret(text)
 
 
 MAX_SECRET_FILE = 64 * 1024
 
 
-def _read_small_file(path: Path) -> bytes:
+def _read_small_file(path: str) -> bytes:
     """A regular file's bytes. A FIFO or device (``/dev/zero``) would block or never end:
     ValueError, as for a file too large to be a secret."""
-    if not path.is_file():
-        if not path.exists():
+    if not os.path.isfile(path):
+        if not os.path.exists(path):
             raise FileNotFoundError(path)
         raise ValueError("is not a regular file")
-    with path.open("rb") as f:
+    with open(path, "rb") as f:
         data = f.read(MAX_SECRET_FILE + 1)
     if len(data) > MAX_SECRET_FILE:
         raise ValueError(f"is larger than {MAX_SECRET_FILE // 1024} KiB: not a secret")

@@ -10,7 +10,9 @@ two labels), an :class:`~agent.inventory.runner.InventoryRunner` with a state fi
 1. the first refresh: every row read, validated and saved (an agent's first start);
 2. an unchanged refresh: read and compared, nothing validated, nothing applied or written;
 3. a refresh where 1% of the rows changed (their region) and 1% are new;
-4. applying that difference to a running agent (``AgentService.apply_inventory``).
+4. applying that difference to a running agent (``AgentService.apply_inventory``);
+5. a restart: a new ``AgentService``, its accounts restored from the state file's kept list
+   (the source is not asked), as ``channel-agent run`` does before it listens.
 
 Memory: "held" is the resident set after the first refresh minus before it, each measured
 once garbage is collected and the C allocator returned its free pages (the accounts, their
@@ -94,6 +96,9 @@ async def one(rows: int) -> dict[str, float]:
         started = time.perf_counter()
         assert await runner.refresh("crm")
         first = time.perf_counter() - started
+        # the loop that resumed this coroutine holds the refresh's answer until its next
+        # step (the agent's refresh loop moves on to its sleep): measure after it
+        await asyncio.sleep(0)
         peak = rss_mb(peak=True) - before
         memory = held_mb() - before
         service.apply_inventory()
@@ -117,8 +122,14 @@ async def one(rows: int) -> dict[str, float]:
         applied = time.perf_counter() - started
         assert len(outcome.added) == rows // step and outcome.changed
         await service.stop()
+
+        started = time.perf_counter()  # a restart: the list comes back from the state file
+        restarted = AgentService(config, plugins)
+        restore = time.perf_counter() - started
+        assert len(restarted.fleet.accounts) == rows + rows // step
+        await restarted.stop()
     return {"rows": rows, "first": first, "unchanged": unchanged, "changed": changed,
-            "apply": applied, "memory": memory, "peak": peak}
+            "apply": applied, "restore": restore, "memory": memory, "peak": peak}
 
 
 def main() -> None:
@@ -136,12 +147,13 @@ def main() -> None:
                              capture_output=True, text=True).stdout
         results.append(json.loads(out.splitlines()[-1]))
     print("| rows | first refresh | unchanged refresh | 1% changed + 1% new | apply to the "
-          "agent | memory held | peak during the first refresh |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+          "agent | restart: service with the kept list | memory held | peak during the first "
+          "refresh |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         print(f"| {r['rows']:,} | {r['first']:.2f} s | {r['unchanged']:.2f} s | "
-              f"{r['changed']:.2f} s | {r['apply']:.2f} s | {r['memory']:.0f} MB | "
-              f"{r['peak']:.0f} MB |")
+              f"{r['changed']:.2f} s | {r['apply']:.2f} s | {r['restore']:.2f} s | "
+              f"{r['memory']:.0f} MB | {r['peak']:.0f} MB |")
     big = max(results, key=lambda r: r["rows"])
     met = big["unchanged"] <= TARGET_SECONDS and big["memory"] <= TARGET_MB
     print(f"\ntargets at {big['rows']:,} rows: unchanged refresh <= {TARGET_SECONDS:g} s, "

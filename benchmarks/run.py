@@ -49,6 +49,7 @@ from benchmarks.fleet import (  # noqa: E402
     build_fleet,
     dataset_name,
     simulator_accounts,
+    wait_for_fleet,
 )
 from benchmarks.report import rows  # noqa: E402
 
@@ -307,6 +308,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         agent = AgentProcess(config, workdir, args.profile)
         results["first_ready_s"] = agent.start()
         try:
+            log(f"inventory: {n} accounts taken {wait_for_fleet(workdir, n):.1f} s after ready")
             if args.datasets:
                 log(f"heartbeats: {n * args.datasets} ({args.datasets} data sets per account)")
                 results["heartbeats"] = await heartbeats(agent.url, n, args.datasets,

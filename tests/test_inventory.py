@@ -258,6 +258,22 @@ async def test_labels_are_validated_and_limited(tmp_path):
     await service.stop()
 
 
+async def test_every_bad_label_of_a_row_is_reported_by_name_never_its_value(tmp_path):
+    table = Connections(tmp_path / "platform.db", ("label_channel", "label___x", "label_tier",
+                                                   "label_ok"))
+    table.put({"account": "bad", "label_channel": "SECRET-1", "label___x": "SECRET-2",
+               "label_tier": "SECRET-3-" + "x" * 300, "label_ok": "fine"})
+    service = service_for(inventory_config(tmp_path, table.url))
+    assert not await refreshed(service)
+    assert service.status()["inventory_sources"]["crm"]["invalid_rows"] == [
+        "inventory source crm, row 1 (fake/bad): labels.channel: is reserved: channel and "
+        "account are channel_account_info's own; labels.__x: is not a Prometheus label name "
+        "([a-zA-Z_][a-zA-Z0-9_]*, not starting with __); labels.tier: must be at most 256 "
+        "characters"]
+    assert "SECRET" not in str(service.status())
+    await service.stop()
+
+
 async def test_a_reload_revalidates_a_changed_source_and_drops_a_removed_one(tmp_path, table):
     table.put({"account": "a1"}, {"account": "a2"})
     configs = [inventory_config(tmp_path, table.url, labels={"team": "blue"})]

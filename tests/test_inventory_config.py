@@ -129,3 +129,19 @@ channels:
         "<string>:7: channels.fake.accounts[2].labels: has 11 labels; at most 10 are allowed "
         "per account",
     ]
+
+
+def test_every_bad_label_of_an_account_is_reported_never_its_value(tmp_path):
+    found = problems("""
+channels:
+  fake:
+    accounts:
+      - {name: a1, region: na, labels: {account: SECRET-1, 9lives: SECRET-2, ok: fine,
+                                        team: SECRET-3-""" + "x" * 300 + "}}\n", tmp_path)
+    assert found == [
+        "<string>:5: channels.fake.accounts[0].labels.account: is reserved: channel and "
+        "account are channel_account_info's own",
+        "<string>:5: channels.fake.accounts[0].labels.9lives: is not a Prometheus label name "
+        "([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)",
+        "<string>:6: channels.fake.accounts[0].labels.team: must be at most 256 characters",
+    ]

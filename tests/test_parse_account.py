@@ -3,6 +3,8 @@
 import pytest
 
 from agent.config.loader import ConfigError, parse_account
+from agent.inventory import rows
+from agent.inventory.rows import normalise, validate_row
 from tests.test_config import SECRET, SinkChannel, problems
 
 
@@ -50,3 +52,23 @@ def test_a_path_prefix_and_environment(tmp_path):
                       where="inventory crm", path="rows[7]", base_dir=tmp_path, environ={})
     assert str(info.value) == ("inventory crm: rows[7].refresh_token: environment variable "
                                "TOKEN is not set (use ${TOKEN:-default} for a default)")
+
+
+@pytest.mark.parametrize("row", [
+    {"account": "acme-us", "region": "na", "refresh_token_file": "tokens/acme",
+     "expected_profiles": "[1, 2]", "probe": "yes", "label_tier": "gold"},
+    {"account": "dollar", "region": "eu", "refresh_token": "tok$${X}", "expected_profiles": "3,4",
+     "label_note": "${HOME} $$", "webhook_secret": "w$"},
+    {"account": "abs", "region": "fe", "refresh_token_file": "~/t//x/", "probe": 0},
+])
+def test_a_valid_row_skips_the_files_tree_and_gets_the_same_account(tmp_path, monkeypatch,
+                                                                     row):
+    """A valid row goes straight into the account model; the file's path (per-value tree,
+    ${VAR} escaping) must give the very same account."""
+    candidate = normalise("crm", 1, {"channel": "sink", **row}, {"sink": SinkChannel})
+    given = {"source": "crm", "channel_cls": SinkChannel, "static_labels": {"team": "sre"},
+             "base_dir": tmp_path}
+    fast = validate_row(candidate, **given)
+    monkeypatch.setattr(rows, "_account", lambda *args: None)
+    assert validate_row(candidate, **given) == fast
+    assert fast.labels["team"] == "sre" and fast.source == "crm"

@@ -11,6 +11,7 @@ may be a secret.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -169,12 +170,22 @@ def validate_account(scope: Scope, channel: type[Channel], node: Node, path: str
         node = resolve_references(node, channel, stores, store_names, path, scope.problems)
     model = account_model(channel)
     values = scope.validate(model, node, path, regions=channel.regions, core=core)
-    if values is None:
-        return None
+    return None if values is None else account_from(channel, values)
+
+
+_CORE_FIELDS = frozenset(AccountCore.model_fields)  # read once: pydantic's property is slow
+
+
+def account_from(channel: type[Channel], values: AccountCore) -> Account:
+    """The :class:`Account` of a validated account model."""
     settings = {name: value for name, value in as_dict(values).items()
-                if name not in AccountCore.model_fields}
-    return Account(channel=channel.name, name=values.name, region=values.region,
-                   settings=settings, labels=dict(values.labels))
+                if name not in _CORE_FIELDS}
+    # one string object per channel, region and label, however many accounts share them;
+    # the name too, which the fleet's keys and often a label (merchant) repeat
+    intern = sys.intern
+    return Account(channel=intern(channel.name), name=intern(values.name),
+                   region=intern(values.region), settings=settings,
+                   labels={intern(k): intern(v) for k, v in values.labels.items()})
 
 
 @cache

@@ -40,6 +40,7 @@ def secret_columns(channel_cls: type[Channel]) -> tuple[str, ...]:
                  if secret_field(field))
 
 
+@functools.cache
 def credential_columns(channel_cls: type[Channel]) -> frozenset[str]:
     """Every column a row may give a credential in (left out of the ordinary settings)."""
     return frozenset(column for name in secret_columns(channel_cls)
