@@ -6,12 +6,15 @@ goes through ``aiter_bytes``, ``aiter_raw`` and a decoder even when the body is 
 memory and not encoded. For the common case (an absolute ``httpx.URL``, a dict of ASCII
 headers, a ``bytes`` body or none) :func:`build_request` makes the same ``httpx.Request``
 directly, and :func:`read_in_memory` gives a response its body in one step.
+:func:`form_body` is ``urlencode(form).encode()`` for token requests: ``quote_plus`` loops
+over every byte of a value that has one character to escape (a refresh token's ``|``).
 ``tests/test_httpx_direct.py`` compares both with httpx's own results, so an httpx release
 that changes what these build is caught.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -20,6 +23,20 @@ import httpx
 # Headers httpx itself sets from the URL and the body: a request naming them goes the long way.
 _DERIVED = frozenset({b"host", b"content-length", b"transfer-encoding"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# what urllib.parse.quote_plus escapes: all but letters, digits, "_.-~" (space becomes "+")
+_ESCAPED = re.compile(rb"[^A-Za-z0-9_.~ -]")
+
+
+def _escape(match: re.Match[bytes]) -> bytes:
+    return b"%%%02X" % match.group()[0]
+
+
+def form_body(form: dict[str, str]) -> bytes:
+    """``urllib.parse.urlencode(form).encode()``, for a dict of strings."""
+    return b"&".join(
+        _ESCAPED.sub(_escape, key.encode()).replace(b" ", b"+") + b"="
+        + _ESCAPED.sub(_escape, value.encode()).replace(b" ", b"+")
+        for key, value in form.items())
 
 
 def build_request(client: httpx.AsyncClient, method: str, url: Any, content: Any,
@@ -50,13 +67,11 @@ def build_request(client: httpx.AsyncClient, method: str, url: Any, content: Any
         merged.append((b"Content-Length", b"content-length", str(len(content)).encode()))
     elif method in _BODY_METHODS:
         prefix.append((b"Content-Length", b"content-length", b"0"))
-    request_headers = httpx.Headers()
-    request_headers._list = prefix + merged
 
     request = httpx.Request.__new__(httpx.Request)
     request.method = method
     request.url = url
-    request.headers = request_headers
+    request.headers = _headers(prefix + merged)
     request.extensions = {} if extensions is None else dict(extensions)
     body = content or b""
     request.stream = httpx.ByteStream(body)
@@ -74,8 +89,15 @@ class ReceivedBody(httpx.ByteStream):
 
 def response_headers(raw: Iterable[tuple[bytes, bytes]]) -> httpx.Headers:
     """``httpx.Headers(raw)`` for a transport's raw byte pairs, without re-checking each."""
-    headers = httpx.Headers()
-    headers._list = [(key, key.lower(), value) for key, value in raw]
+    return _headers([(key, key.lower(), value) for key, value in raw])
+
+
+def _headers(items: list[tuple[bytes, bytes, bytes]]) -> httpx.Headers:
+    """``httpx.Headers`` holding ``items`` (raw name, lower-case name, value), as its
+    ``__init__`` leaves them."""
+    headers = httpx.Headers.__new__(httpx.Headers)
+    headers._list = items
+    headers._encoding = None
     return headers
 
 
