@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,11 @@ from agent.redact import register_secret, release_secret
 class Secret:
     """A secret string that never shows itself in repr, str, logs or tracebacks."""
 
-    __slots__ = ("_registered", "_value")
+    __slots__ = ("_fingerprint", "_registered", "_value")
 
     def __init__(self, value: str) -> None:
         self._value = value
+        self._fingerprint: str | None = None
         self._registered = register_secret(value)
 
     def __del__(self) -> None:
@@ -46,7 +48,9 @@ class Secret:
 
     def fingerprint(self) -> str:
         """A short, non-reversible identifier, safe to store and show."""
-        return fingerprint(self._value)
+        if self._fingerprint is None:  # a check asks several times
+            self._fingerprint = fingerprint(self._value)
+        return self._fingerprint
 
     def __repr__(self) -> str:
         return "Secret('***')"
@@ -181,13 +185,24 @@ MAX_SECRET_FILE = 64 * 1024
 
 def _read_small_file(path: str) -> bytes:
     """A regular file's bytes. A FIFO or device (``/dev/zero``) would block or never end:
-    ValueError, as for a file too large to be a secret."""
-    if not os.path.isfile(path):
-        if not os.path.exists(path):
-            raise FileNotFoundError(path)
+    ValueError, as for a file too large to be a secret. (``os`` calls, not ``pathlib``'s:
+    this runs at every check, and ``Path.is_file`` + ``Path.open`` cost twice as much.)"""
+    try:
+        mode = os.stat(path).st_mode
+    except NotADirectoryError:  # a parent is a file: as missing, as pathlib says
+        raise FileNotFoundError(path) from None
+    if not stat.S_ISREG(mode):
         raise ValueError("is not a regular file")
-    with open(path, "rb") as f:
-        data = f.read(MAX_SECRET_FILE + 1)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        data = b""
+        while len(data) <= MAX_SECRET_FILE:
+            chunk = os.read(fd, MAX_SECRET_FILE + 1 - len(data))
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(fd)
     if len(data) > MAX_SECRET_FILE:
         raise ValueError(f"is larger than {MAX_SECRET_FILE // 1024} KiB: not a secret")
     return data

@@ -60,6 +60,7 @@ def form(i: int) -> str:
 async def layers(args: argparse.Namespace) -> dict[str, float]:
     from channel_agent_amazon_lwa.grants import parsed_url
 
+    from agent.cli.run import tune_gc
     from agent.config.loader import load_config
     from agent.metrics.exposition import Exposition
     from agent.plugins import load_plugins
@@ -80,6 +81,7 @@ async def layers(args: argparse.Namespace) -> dict[str, float]:
         accounts = {a.name: a for a in config.accounts()}
         exposition = Exposition(service.metrics.registry)
         exposition.render_gzip()  # as after the first scrape: refreshes follow changes
+        tune_gc()  # the collector as `channel-agent run` sets it
 
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=c)) as session:
             async def bare(i: int) -> None:

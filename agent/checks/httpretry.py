@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import httpx
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+_TIMEOUT_KEYS = ("connect", "read", "write", "pool")
 
 
 class HostThrottled(httpx.TransportError):
@@ -106,7 +107,8 @@ async def send_with_retries(
             raise error or TransientError("timeout", f"{endpoint}: deadline passed before sending")
         timeout = min(policy.request_timeout, remaining)
         request = request_factory()
-        request.extensions["timeout"] = httpx.Timeout(timeout).as_dict()
+        # httpx.Timeout(timeout).as_dict(), without building the Timeout
+        request.extensions["timeout"] = dict.fromkeys(_TIMEOUT_KEYS, timeout)
         response, error, held_back = None, None, False
         try:
             # httpx timeouts bound each read, not the whole exchange: this bounds the total

@@ -26,6 +26,8 @@ import aiohttp
 import httpx
 import yarl
 
+from agent.checks import httpx_direct
+
 _SET_BY_AIOHTTP = (b"host", b"content-length")
 
 
@@ -38,8 +40,29 @@ class ChannelClient(httpx.AsyncClient):
     (no auth, no redirects followed, no event hooks, no mounts, not streamed): the generators
     of the auth and redirect loops, the stream wrapper and the log line cost about as much CPU
     as aiohttp sending the request (docs/performance.md). The response is the same: read,
-    with its request, its ``elapsed`` and the client's default encoding.
+    with its request, its ``elapsed`` and the client's default encoding; a body the transport
+    received whole and unencoded is taken as it is (:mod:`agent.checks.httpx_direct`).
+    :meth:`build_request` builds the common request (an absolute ``httpx.URL``, a dict of
+    headers, a ``bytes`` body) in one step, the same request httpx would build.
     """
+
+    def build_request(self, method: str, url: httpx.URL | str, *, content: Any = None,
+                      data: Any = None, files: Any = None, json: Any = None,
+                      params: Any = None, headers: Any = None, cookies: Any = None,
+                      timeout: Any = httpx.USE_CLIENT_DEFAULT,
+                      extensions: Any = None) -> httpx.Request:
+        if data is None and files is None and json is None and params is None and not cookies:
+            if extensions is None or "timeout" not in extensions:
+                chosen = self.timeout if timeout is httpx.USE_CLIENT_DEFAULT else (
+                    httpx.Timeout(timeout))
+                extensions = {**(extensions or {}), "timeout": chosen.as_dict()}
+            request = httpx_direct.build_request(self, method, url, content, headers,
+                                                 extensions)
+            if request is not None:
+                return request
+        return super().build_request(method, url, content=content, data=data, files=files,
+                                     json=json, params=params, headers=headers,
+                                     cookies=cookies, timeout=timeout, extensions=extensions)
 
     async def send(self, request: httpx.Request, *, stream: bool = False,
                    auth: Any = httpx.USE_CLIENT_DEFAULT,
@@ -57,11 +80,12 @@ class ChannelClient(httpx.AsyncClient):
         response = await self._transport.handle_async_request(request)
         response.request = request
         response.default_encoding = self._default_encoding
-        try:
-            await response.aread()
-        except BaseException:
-            await response.aclose()
-            raise
+        if not httpx_direct.read_in_memory(response):
+            try:
+                await response.aread()
+            except BaseException:
+                await response.aclose()
+                raise
         response.elapsed = datetime.timedelta(seconds=time.perf_counter() - started)
         return response
 
@@ -139,7 +163,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 request.method,
                 str(request.url),
                 headers=[(k.decode("latin-1"), v.decode("latin-1"))
-                         for k, v in request.headers.raw if k.lower() not in _SET_BY_AIOHTTP],
+                         for k, lower, v in request.headers._list
+                         if lower not in _SET_BY_AIOHTTP],
                 data=body or None,
                 allow_redirects=False,
                 proxy=proxy,
@@ -156,8 +181,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         extensions = {"http_version": b"HTTP/1.1"}
         if reason:
             extensions["reason_phrase"] = reason.encode()
-        return httpx.Response(status, headers=headers, stream=httpx.ByteStream(content),
-                              request=request, extensions=extensions)
+        return httpx.Response(status, headers=httpx_direct.response_headers(headers),
+                              stream=httpx_direct.ReceivedBody(content), request=request,
+                              extensions=extensions)
 
     async def aclose(self) -> None:
         if self._session is not None:

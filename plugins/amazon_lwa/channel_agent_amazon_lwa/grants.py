@@ -5,11 +5,11 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from urllib.parse import urlencode
 
 import httpx
 
 from agent.channel import Secret
+from agent.checks.httpx_direct import form_body
 from channel_agent_amazon_lwa.classify import (
     BAD_RESPONSE,
     ProviderError,
@@ -76,7 +76,7 @@ def _token_request(
     return client.build_request(
         "POST",
         parsed_url(token_url),
-        content=urlencode(form).encode(),
+        content=form_body(form),
         headers={"Content-Type": FORM_CONTENT_TYPE, "Accept": "application/json"},
     )
 

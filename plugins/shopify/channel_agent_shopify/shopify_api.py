@@ -20,11 +20,11 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from urllib.parse import urlencode
 
 import httpx
 
 from agent.channel import Secret
+from agent.checks.httpx_direct import form_body
 from agent.checks.verdict import ProviderError, parse_json
 from channel_agent_shopify.classify import BAD_RESPONSE, api_verdict, describe, token_verdict
 
@@ -170,7 +170,7 @@ class TokenGrant:
 def token_request(client: httpx.AsyncClient, base: str, form: dict[str, str]) -> httpx.Request:
     return client.build_request(
         "POST", parsed_url(f"{base}/admin/oauth/access_token"),
-        content=urlencode(form).encode(),
+        content=form_body(form),
         headers={"Content-Type": FORM_CONTENT_TYPE, "Accept": "application/json"},
     )
 
