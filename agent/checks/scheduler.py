@@ -18,6 +18,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 
@@ -26,6 +27,7 @@ from agent.checks.timetable import Key, Timetable
 from agent.config.loader import AgentSettings
 from agent.metrics.collector import AgentMetrics
 from agent.redact import redact
+from agent.secret import SecretRef
 from agent.secrets.base import OBSERVER, StoreUnavailable
 from agent.secrets.registry import SecretStores, store_refs
 from agent.secrets.writeback import WriteBack
@@ -71,6 +73,8 @@ class Scheduler:
         self._workers: set[asyncio.Task] = set()
         self._running: dict[Key, asyncio.Event] = {}  # checks in flight; set when done
         self._checks: set[asyncio.Task] = set()  # rechecks running now
+        # per channel, built once per configuration: what every check of it uses
+        self._per_channel: dict[str, _ChannelParts] = {}
         self._started = False
         self.last_cycle_check: float | None = None
 
@@ -104,6 +108,7 @@ class Scheduler:
         if settings.max_concurrency != self.settings.max_concurrency:
             self._semaphore = asyncio.Semaphore(settings.max_concurrency)
         self.channels, self.settings = channels, settings
+        self._per_channel.clear()
         if self._started:
             self.start(replan=replan)
 
@@ -202,7 +207,7 @@ class Scheduler:
         was = (before.valid, before.reason) if before else (None, None)
         state = self.fleet.record(account, result)
         self.last_cycle_check = time.time()
-        self.metrics.check_duration.labels(account.channel).observe(duration)
+        self._parts(account.channel).duration.observe(duration)
         if result.reason is not None:
             self.metrics.check_failures.labels(account.channel, result.reason).inc()
         if (state.valid, state.reason) != was:
@@ -215,13 +220,13 @@ class Scheduler:
         the store first: if the platform replaced the token meanwhile, check again with it."""
         refs = store_refs(account.settings)
         if not refs:
-            return await self._channel_check(account)
+            return await self._channel_check(account, refs)
         stores: SecretStores = refs[0].registry
         try:
             await stores.prefetch(refs)
         except StoreUnavailable as exc:
             return CheckResult(valid=None, reason="secret_unavailable", detail=redact(str(exc)))
-        result = await self._channel_check(account)
+        result = await self._channel_check(account, refs)
         if result.valid is not False or result.reason == "missing_credential":
             return result
         before = [stores.cached_entry(ref) for ref in refs]
@@ -232,25 +237,30 @@ class Scheduler:
         if [e.value if e else None for e in before] != [e.value if e else None for e in after]:
             log.info("%s/%s: rejected, but the store holds a new token: checking again",
                      account.channel, account.name)
-            return await self._channel_check(account)
+            return await self._channel_check(account, refs)
         return result
 
-    async def _channel_check(self, account: Account) -> CheckResult:
+    def _parts(self, name: str) -> _ChannelParts:
+        parts = self._per_channel.get(name)
+        if parts is None:
+            parts = self._per_channel[name] = _ChannelParts(name, self.channels[name],
+                                                            self.metrics)
+        return parts
+
+    async def _channel_check(self, account: Account, refs: list[SecretRef]) -> CheckResult:
         channel = self.channels[account.channel]
+        parts = self._parts(account.channel)
         timeout = self.settings.check_timeout
         ctx = CheckContext(
             http=self.http[account.channel],
             deadline=self.monotonic() + timeout,
-            record_request=lambda endpoint, code: self.metrics.api_requests.labels(
-                account.channel, endpoint, code
-            ).inc(),
+            record_request=parts.record_request,
             # bound to this channel: a reload while the check runs must not lose a new token
             persist_refresh_token=lambda acct, secret: self._persist_refresh_token(
                 channel, acct, secret
             ),
-            retry=channel.retry_policy(),
-            token_owner=all(ref.registry.mode(ref) != OBSERVER
-                            for ref in store_refs(account.settings)),
+            retry=parts.retry,
+            token_owner=all(ref.registry.mode(ref) != OBSERVER for ref in refs),
         )
         try:
             async with asyncio.timeout(timeout + HARD_TIMEOUT_GRACE):
@@ -286,6 +296,25 @@ class Scheduler:
         write_secret_file(ref.path, secret)
         log.info("channel %s account %s: stored the new refresh token in %s (old one backed up)",
                  account.channel, account.name, ref.path)
+
+
+class _ChannelParts:
+    """What every check of one channel shares: its retry policy and the children of the
+    metrics it updates (a ``labels()`` lookup takes a lock and builds a tuple each time)."""
+
+    def __init__(self, name: str, channel: Channel, metrics: AgentMetrics) -> None:
+        self.retry = channel.retry_policy()
+        self.duration = metrics.check_duration.labels(name)
+        self._requests = metrics.api_requests
+        self._name = name
+        self._counters: dict[tuple[str, Any], Any] = {}
+
+    def record_request(self, endpoint: str, code: Any) -> None:
+        counter = self._counters.get((endpoint, code))
+        if counter is None:
+            counter = self._counters[endpoint, code] = self._requests.labels(
+                self._name, endpoint, code)
+        counter.inc()
 
 
 def accepted_result(channel: Channel, account: Account, result: object) -> CheckResult:
