@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import compileall
 import gzip
 import json
 import os
@@ -55,6 +56,7 @@ from benchmarks.fleet import (  # noqa: E402
 from benchmarks.report import rows  # noqa: E402
 
 BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[1]
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -85,6 +87,14 @@ def percentile(values: list[float], q: float) -> float:
 
 
 # -- set-up ------------------------------------------------------------------------------------
+
+
+def compile_sources() -> None:
+    """Byte-compile the agent and the plugins as an installed wheel has them: the agent and
+    the plugins are installed editable, and with PYTHONDONTWRITEBYTECODE (set in some
+    development shells) every start would compile ~130 modules from source (~0.2 s)."""
+    for directory in (ROOT / "agent", ROOT / "plugins"):
+        compileall.compile_dir(directory, quiet=1, workers=1)
 
 
 def start_simulator(workdir: Path, n: int, latency: float) -> tuple[subprocess.Popen, str]:
@@ -314,6 +324,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
+    compile_sources()
     sim, sim_url = start_simulator(workdir, n, args.latency)
     results: dict[str, Any] = {}
     try:
