@@ -341,7 +341,7 @@ def accepted_result(channel: Channel, account: Account, result: object) -> Check
     if not channel.target_kind:
         result.targets, result.targets_reached = {}, None
     # shown on the status page, stored and logged: never trust a plugin to have masked it
-    result.detail = redact(str(result.detail))
+    result.detail = redact(str(result.detail)) if result.detail else ""  # valid: usually ""
     return result
 
 

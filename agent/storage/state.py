@@ -32,6 +32,7 @@ import os
 import sqlite3
 import sys
 from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from pathlib import Path
 
 from agent.channel import CheckResult
@@ -196,6 +197,7 @@ _COLUMNS = [
     "rejection",
 ]
 _TARGETS = _COLUMNS.index("targets")
+_ROW = attrgetter(*_COLUMNS)
 # the stored columns in AccountState's field order (failures_total is not stored)
 _RESTORED = [f.name for f in fields(AccountState) if f.name in _COLUMNS]
 assert len(_RESTORED) == len(_COLUMNS)
@@ -269,8 +271,8 @@ class StateStore(LinkStore):
         return states
 
     def save_account(self, state: AccountState) -> None:
-        values = [getattr(state, name) for name in _COLUMNS]
-        values[_TARGETS] = json.dumps(state.targets, sort_keys=True)
+        values = list(_ROW(state))
+        values[_TARGETS] = json.dumps(state.targets, sort_keys=True) if state.targets else "{}"
         self._accounts[state.key] = values
         self._written()
 
