@@ -122,6 +122,8 @@ class AgentService:
         stores = config.secret_stores
         stores.bind(self.store_metrics)
         self.writeback.stores = stores
+        if not stores.stores:  # nothing to read ahead: no need to order the fleet
+            return
         interval = config.agent.check_interval
         ordered = sorted(self.fleet.accounts.values(), key=lambda a: offset(a, interval))
         stores.plan(ref for account in ordered for ref in store_refs(account.settings))

@@ -76,7 +76,7 @@ async def test_added_accounts_are_checked_and_removed_ones_leave_no_series(runni
     outcome = await running.reload()
 
     assert (outcome.ok, outcome.added, outcome.removed) == (True, ["fake/a3"], ["fake/a2"])
-    assert set(running.scheduler._loops) == {("fake", "a1"), ("fake", "a3")}
+    assert running.scheduler.scheduled() == {("fake", "a1"), ("fake", "a3")}
     assert sample(running, "channel_credential_valid", "a2") is None
     assert sample(running, "channel_credential_check_failures_total", "a2") is None
     assert sample(running, "channel_credential_valid", "a1") == 1  # kept its state

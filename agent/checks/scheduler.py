@@ -2,8 +2,13 @@
 
 Each account runs on its own fixed grid, shifted by a deterministic per-account offset so a
 start (or restart) does not send every check at once. A semaphore bounds concurrency, every
-check has a hard timeout, and a per-account lock makes sure one account is never checked
-twice at the same time (a recheck that arrives during a check waits for that check).
+check has a hard timeout, and one account is never checked twice at the same time (a recheck
+that arrives during a check waits for that check).
+
+When each account is next due is one heap for the fleet (agent.checks.timetable); accounts
+whose time has come are queued for ``max_concurrency`` workers, which run the checks and plan
+each account's next slot. A reload never cancels a worker, so it never cancels a running
+check; the fleet holds a heap entry per account, not a sleeping task, lock and timer each.
 """
 
 from __future__ import annotations
@@ -13,13 +18,16 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 
 from agent.channel import Account, Channel, CheckContext, CheckResult, Secret, TransientError
+from agent.checks.timetable import Key, Timetable
 from agent.config.loader import AgentSettings
 from agent.metrics.collector import AgentMetrics
 from agent.redact import redact
+from agent.secret import SecretRef
 from agent.secrets.base import OBSERVER, StoreUnavailable
 from agent.secrets.registry import SecretStores, store_refs
 from agent.secrets.writeback import WriteBack
@@ -59,64 +67,98 @@ class Scheduler:
         self.http = http
         self.monotonic = monotonic
         self._semaphore = asyncio.Semaphore(settings.max_concurrency)
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
-        self._loops: dict[tuple[str, str], asyncio.Task] = {}
-        self._checks: set[asyncio.Task] = set()  # scheduled checks running now
+        self._timetable = Timetable(monotonic, self._due)
+        self._queue: asyncio.Queue[tuple[Key, float]] = asyncio.Queue()
+        self._taken: set[Key] = set()  # out of the timetable: queued or being checked
+        self._workers: set[asyncio.Task] = set()
+        self._running: dict[Key, asyncio.Event] = {}  # checks in flight; set when done
+        self._checks: set[asyncio.Task] = set()  # rechecks running now
+        # per channel, built once per configuration: what every check of it uses
+        self._per_channel: dict[str, _ChannelParts] = {}
         self._started = False
         self.last_cycle_check: float | None = None
 
     def start(self, *, replan: bool = False) -> None:
-        """Start (or, after a reconfigure, reconcile) one loop per configured account;
-        ``replan`` restarts every loop (a new check_interval)."""
+        """Plan every configured account (or, after a reconfigure, reconcile: removed ones
+        leave the timetable, new ones join it at their offset); ``replan`` plans every
+        account afresh (a new check_interval)."""
         self._started = True
-        wanted = dict(self.fleet.accounts)
-        for key, task in list(self._loops.items()):
-            if replan or key not in wanted:
-                task.cancel()
-                del self._loops[key]
-        for key, account in wanted.items():
-            self._locks.setdefault(key, asyncio.Lock())  # now, with the other long-lived
-            if key not in self._loops:
-                self._loops[key] = asyncio.create_task(self._loop(account), name=f"check {key}")
+        wanted = self.fleet.accounts
+        if replan:
+            self._timetable.clear()
+        for key in self._timetable.keys() - wanted.keys():
+            self._timetable.drop(key)
+        interval, now = self.settings.check_interval, self.monotonic()
+        self._timetable.plan_many(
+            (key, now + offset(account, interval)) for key, account in wanted.items()
+            if key not in self._timetable and (replan or key not in self._taken))
+        while len(self._workers) < self.settings.max_concurrency:
+            worker = asyncio.create_task(self._work(), name="scheduled checks")
+            self._workers.add(worker)
+
+    def scheduled(self) -> set[Key]:
+        """The accounts on the schedule: planned, or taken for their check."""
+        return self._timetable.keys() | self._taken
 
     def reconfigure(self, channels: dict[str, Channel], settings: AgentSettings) -> None:
-        """Adopt a reloaded configuration. Loops of removed accounts stop and new accounts get
-        one; a check already running finishes (its loop is cancelled, not the check). Changed
+        """Adopt a reloaded configuration. Removed accounts leave the schedule and new ones
+        join it; a check already running finishes (nothing running is cancelled). Changed
         account settings apply from each account's next check."""
         replan = settings.check_interval != self.settings.check_interval
         if settings.max_concurrency != self.settings.max_concurrency:
             self._semaphore = asyncio.Semaphore(settings.max_concurrency)
         self.channels, self.settings = channels, settings
+        self._per_channel.clear()
         if self._started:
             self.start(replan=replan)
 
     async def stop(self) -> None:
         self._started = False
-        pending = {*self._loops.values(), *self._checks}
+        self._timetable.clear()
+        pending = {*self._workers, *self._checks}
         while pending:
             # Python 3.11's wait_for can swallow a cancellation that arrives as its inner
             # call completes, and the task then goes on: cancel again until every one ended.
             for task in pending:
                 task.cancel()
             _, pending = await asyncio.wait(pending, timeout=0.1)
-        self._loops.clear()
+        self._workers.clear()
+        self._queue = asyncio.Queue()
+        self._taken.clear()
 
-    async def _loop(self, account: Account) -> None:
+    def _due(self, key: Key, slot: float) -> None:
+        self._taken.add(key)
+        self._queue.put_nowait((key, slot))
+
+    async def _work(self) -> None:
+        """A worker: the next account whose time has come, its check, its next slot. One
+        fewer when max_concurrency went down (after the check it had)."""
+        me = asyncio.current_task()
+        while len(self._workers) <= self.settings.max_concurrency:
+            key, slot = await self._queue.get()
+            try:
+                account = self.fleet.accounts.get(key)
+                if account is not None and not self.withheld(account):
+                    await self.check_now(account)
+            except Exception:  # check_now contains the plugin's; this is the core's own
+                log.exception("scheduled check of %s/%s failed", *key)
+            finally:
+                self._taken.discard(key)
+                self._plan_next(key, slot)
+        self._workers.discard(me)
+
+    def _plan_next(self, key: Key, slot: float) -> None:
+        """The account's next slot on its grid; slots that passed meanwhile (the fleet is
+        more than the agent checks in an interval) are skipped and counted."""
+        if not self._started or key in self._timetable or key not in self.fleet.accounts:
+            return
         interval = self.settings.check_interval
-        next_run = self.monotonic() + offset(account, interval)
-        while True:
-            await asyncio.sleep(max(0.0, next_run - self.monotonic()))
-            current = self.fleet.accounts.get(account.key, account)
-            if not self.withheld(current):
-                check = asyncio.ensure_future(self.check_now(current))
-                self._checks.add(check)
-                check.add_done_callback(self._checks.discard)
-                await asyncio.shield(check)
-            next_run += interval
-            if next_run < self.monotonic():  # fell behind (overload): skip missed slots
-                missed = (self.monotonic() - next_run) // interval + 1
-                next_run += missed * interval
-                self.metrics.missed_schedule.labels(account.channel).inc(missed)
+        next_run, now = slot + interval, self.monotonic()
+        if next_run < now:
+            missed = (now - next_run) // interval + 1
+            next_run += missed * interval
+            self.metrics.missed_schedule.labels(key[0]).inc(missed)
+        self._timetable.plan(key, next_run)
 
     def withheld(self, account: Account) -> bool:
         """The account's token is not known yet (agent.inventory.credentials): checking it
@@ -146,21 +188,26 @@ class Scheduler:
 
     async def check_now(self, account: Account) -> AccountState:
         """Check one account now, or wait for the check already running for it."""
-        lock = self._locks.setdefault(account.key, asyncio.Lock())
-        if lock.locked():
-            async with lock:
-                return self.fleet.states.get(account.key) or AccountState(
-                    account.channel, account.name, account.region
-                )
-        async with lock, self._semaphore:
-            started = self.monotonic()
-            result = await self._run_check(account)
-            duration = self.monotonic() - started
-        before = self.fleet.states.get(account.key)
+        key = account.key
+        running = self._running.get(key)
+        if running is not None:
+            await running.wait()
+            return self.fleet.states.get(key) or AccountState(
+                account.channel, account.name, account.region)
+        done = self._running[key] = asyncio.Event()
+        try:
+            async with self._semaphore:
+                started = self.monotonic()
+                result = await self._run_check(account)
+                duration = self.monotonic() - started
+        finally:
+            del self._running[key]
+            done.set()
+        before = self.fleet.states.get(key)
         was = (before.valid, before.reason) if before else (None, None)
         state = self.fleet.record(account, result)
         self.last_cycle_check = time.time()
-        self.metrics.check_duration.labels(account.channel).observe(duration)
+        self._parts(account.channel).duration.observe(duration)
         if result.reason is not None:
             self.metrics.check_failures.labels(account.channel, result.reason).inc()
         if (state.valid, state.reason) != was:
@@ -173,13 +220,13 @@ class Scheduler:
         the store first: if the platform replaced the token meanwhile, check again with it."""
         refs = store_refs(account.settings)
         if not refs:
-            return await self._channel_check(account)
+            return await self._channel_check(account, refs)
         stores: SecretStores = refs[0].registry
         try:
             await stores.prefetch(refs)
         except StoreUnavailable as exc:
             return CheckResult(valid=None, reason="secret_unavailable", detail=redact(str(exc)))
-        result = await self._channel_check(account)
+        result = await self._channel_check(account, refs)
         if result.valid is not False or result.reason == "missing_credential":
             return result
         before = [stores.cached_entry(ref) for ref in refs]
@@ -190,25 +237,30 @@ class Scheduler:
         if [e.value if e else None for e in before] != [e.value if e else None for e in after]:
             log.info("%s/%s: rejected, but the store holds a new token: checking again",
                      account.channel, account.name)
-            return await self._channel_check(account)
+            return await self._channel_check(account, refs)
         return result
 
-    async def _channel_check(self, account: Account) -> CheckResult:
+    def _parts(self, name: str) -> _ChannelParts:
+        parts = self._per_channel.get(name)
+        if parts is None:
+            parts = self._per_channel[name] = _ChannelParts(name, self.channels[name],
+                                                            self.metrics)
+        return parts
+
+    async def _channel_check(self, account: Account, refs: list[SecretRef]) -> CheckResult:
         channel = self.channels[account.channel]
+        parts = self._parts(account.channel)
         timeout = self.settings.check_timeout
         ctx = CheckContext(
             http=self.http[account.channel],
             deadline=self.monotonic() + timeout,
-            record_request=lambda endpoint, code: self.metrics.api_requests.labels(
-                account.channel, endpoint, code
-            ).inc(),
+            record_request=parts.record_request,
             # bound to this channel: a reload while the check runs must not lose a new token
             persist_refresh_token=lambda acct, secret: self._persist_refresh_token(
                 channel, acct, secret
             ),
-            retry=channel.retry_policy(),
-            token_owner=all(ref.registry.mode(ref) != OBSERVER
-                            for ref in store_refs(account.settings)),
+            retry=parts.retry,
+            token_owner=all(ref.registry.mode(ref) != OBSERVER for ref in refs),
         )
         try:
             async with asyncio.timeout(timeout + HARD_TIMEOUT_GRACE):
@@ -246,6 +298,25 @@ class Scheduler:
                  account.channel, account.name, ref.path)
 
 
+class _ChannelParts:
+    """What every check of one channel shares: its retry policy and the children of the
+    metrics it updates (a ``labels()`` lookup takes a lock and builds a tuple each time)."""
+
+    def __init__(self, name: str, channel: Channel, metrics: AgentMetrics) -> None:
+        self.retry = channel.retry_policy()
+        self.duration = metrics.check_duration.labels(name)
+        self._requests = metrics.api_requests
+        self._name = name
+        self._counters: dict[tuple[str, Any], Any] = {}
+
+    def record_request(self, endpoint: str, code: Any) -> None:
+        counter = self._counters.get((endpoint, code))
+        if counter is None:
+            counter = self._counters[endpoint, code] = self._requests.labels(
+                self._name, endpoint, code)
+        counter.inc()
+
+
 def accepted_result(channel: Channel, account: Account, result: object) -> CheckResult:
     """``result`` as the core records it: a CheckResult whose reason the channel may report
     (else ``plugin_error``), without the facts of capabilities the channel does not declare
@@ -270,7 +341,7 @@ def accepted_result(channel: Channel, account: Account, result: object) -> Check
     if not channel.target_kind:
         result.targets, result.targets_reached = {}, None
     # shown on the status page, stored and logged: never trust a plugin to have masked it
-    result.detail = redact(str(result.detail))
+    result.detail = redact(str(result.detail)) if result.detail else ""  # valid: usually ""
     return result
 
 

@@ -230,8 +230,8 @@ async def serve(config: Config, plugins: Plugins, address: str,
 def tune_gc() -> None:
     """At 10,000 accounts the default collector thresholds cost ~10% of the agent's CPU and
     stall the loop for 100-200 ms at each full pass (docs/performance.md): what was loaded
-    so far (config, accounts, restored state, one task per account) lives as long as the
-    process, so it is moved out of the collector's sight, and the young generation may grow
+    so far (config, accounts, restored state, the scheduler's timetable) lives as long as
+    the process, so it is moved out of the collector's sight, and the young generation may grow
     to more than the objects of the checks in flight before it is examined."""
     gc.freeze()
     gc.set_threshold(GC_THRESHOLD[0], GC_THRESHOLD[1], GC_THRESHOLD[2])

@@ -49,7 +49,8 @@ class Fleet:
             if state is None:
                 state = AccountState(channel=account.channel, account=account.name,
                                      region=account.region)
-            state.region = account.region
+            # the Account's strings, not the stored row's copies: one of each per account
+            state.account, state.region = account.name, account.region
             if key in grants:
                 state.apply_grant(grants[key])
             states[key] = state

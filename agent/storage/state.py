@@ -30,7 +30,9 @@ import asyncio
 import json
 import os
 import sqlite3
-from dataclasses import dataclass, field
+import sys
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from pathlib import Path
 
 from agent.channel import CheckResult
@@ -195,6 +197,10 @@ _COLUMNS = [
     "rejection",
 ]
 _TARGETS = _COLUMNS.index("targets")
+_ROW = attrgetter(*_COLUMNS)
+# the stored columns in AccountState's field order (failures_total is not stored)
+_RESTORED = [f.name for f in fields(AccountState) if f.name in _COLUMNS]
+assert len(_RESTORED) == len(_COLUMNS)
 _INSERT_ACCOUNT = (f"INSERT OR REPLACE INTO accounts ({', '.join(_COLUMNS)}) "
                    f"VALUES ({', '.join('?' for _ in _COLUMNS)})")
 
@@ -249,20 +255,24 @@ class StateStore(LinkStore):
 
     def load_accounts(self) -> dict[tuple[str, str], AccountState]:
         self.flush()
-        cur = self._db.execute(f"SELECT {', '.join(_COLUMNS)} FROM accounts")
+        # positionally, in the dataclass's field order: a start restores every account, and
+        # building keyword dictionaries was most of its time
+        rows = self._db.execute(f"SELECT {', '.join(_RESTORED)} FROM accounts")
+        intern, to_bool = sys.intern, _to_bool
         states = {}
-        for row in cur:
-            values = dict(zip(_COLUMNS, row, strict=True))
-            values["valid"] = _to_bool(values["valid"])
-            values["check_success"] = _to_bool(values["check_success"])
-            values["targets"] = json.loads(values["targets"] or "{}")
-            state = AccountState(**values)
-            states[state.key] = state
+        for (channel, account, region, valid, success, reason, rejection, *rest,
+             targets, reached, reconnected, since, broken) in rows:
+            state = AccountState(
+                intern(channel), account, intern(region), to_bool(valid), to_bool(success),
+                reason and intern(reason), rejection and intern(rejection), *rest,
+                json.loads(targets) if targets and targets != "{}" else {},
+                reached, reconnected, since, broken)
+            states[channel, account] = state
         return states
 
     def save_account(self, state: AccountState) -> None:
-        values = [getattr(state, name) for name in _COLUMNS]
-        values[_TARGETS] = json.dumps(state.targets, sort_keys=True)
+        values = list(_ROW(state))
+        values[_TARGETS] = json.dumps(state.targets, sort_keys=True) if state.targets else "{}"
         self._accounts[state.key] = values
         self._written()
 
