@@ -10,14 +10,17 @@ like this:
   family. Each block is also kept deflate-compressed on its own, ended by a sync flush, so the
   compressed blocks concatenate into one valid deflate stream: a change re-compresses only the
   blocks of its account whose text changed.
-- Samples whose value is an :class:`~agent.metrics.collector.Age` (token ages) are evaluated at
-  every scrape from cached templates of their lines; the collectors' few fleet-wide families are
-  rendered whole.
+- Samples whose value is an :class:`~agent.metrics.incremental.Age` (token ages, data
+  staleness) change every second by themselves: they are kept compressed per chunk of blocks
+  for the second they were rendered for, and rendered ahead of the scrape by the background
+  task while scrapes come (:mod:`agent.metrics.ages`): an age may be a second behind the
+  clock, never behind a change. The collectors' few fleet-wide families are rendered whole.
 - Every other collector in the registry is rendered at every scrape by prometheus_client's own
   ``generate_latest``, so whatever another module registers appears, exact and current. (A
   collector with many series can offer the IncrementalCollector's interface to be cached too.)
-- A gzip response is one gzip member: the cached compressed stream of the cached families,
-  then the freshly compressed rest; its CRC-32 combines the cached parts' and continues.
+- A gzip response is one gzip member: the cached compressed stream of the cached families and
+  the ages, then the freshly compressed rest; its CRC-32 combines the cached parts' and
+  continues.
 
 Families come out in a different order than from ``generate_latest``; the text format allows
 any order of families (each family's samples stay together).
@@ -34,14 +37,16 @@ from __future__ import annotations
 import asyncio
 import heapq
 import math
+import time
 import zlib
-from collections.abc import Callable, Hashable, Iterable, Iterator
-from concurrent.futures import Future
+from collections.abc import Callable, Hashable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
+from agent.metrics.ages import LiveFamilies
 from agent.metrics.formats import OPENMETRICS, TEXT, Format
 from agent.metrics.gzipstream import (
     GZIP_HEADER,
@@ -55,7 +60,8 @@ from agent.metrics.samplelines import escape, label_names_of, prefix_format, sam
 
 BLOCK = 16  # accounts per compressed block
 REFRESH_INTERVAL = 0.05  # seconds between background refreshes
-LIVE_CHUNK = 64  # blocks of ages formatted (and compressed) at a time
+AGE_LAG = 1  # seconds an age may be behind the clock at a scrape (agent.metrics.ages)
+AGE_SLICE = 16  # age chunks rendered in the background before the loop gets a turn
 
 
 class _One:
@@ -117,14 +123,7 @@ class _BlockCache:
         self.packed = [[b""] * blocks for _ in self.static]
         # per static family: CRC-32 and length of its text, header included (None: changed)
         self.family_crcs: list[tuple[int, int] | None] = [None] * len(self.static)
-        self.age_blocks: list[list[list[tuple[str, int]]]] = [
-            [[] for _ in range(blocks)] for _ in self.live
-        ]
-        # per live family and chunk of LIVE_CHUNK blocks: a %-template of its lines and the
-        # times its values count from; None when a block of the chunk changed
-        self.templates: list[list[tuple[str, tuple[int, ...]] | None]] = [
-            [None] * ((blocks + LIVE_CHUNK - 1) // LIVE_CHUNK) for _ in self.live
-        ]
+        self.ages_of = LiveFamilies(len(self.live), blocks)
         # when an account's samples change by themselves (a held access token expires): a
         # heap of (time, account), and the current time of each account (older entries of
         # the heap are stale)
@@ -168,8 +167,7 @@ class _BlockCache:
         for b in blocks:
             members = range(b * BLOCK, min(len(self.keys), (b + 1) * BLOCK))
             for f in range(len(self.live)):
-                self.age_blocks[f][b] = [v for i in members for v in self.ages[i][f]]
-                self.templates[f][b // LIVE_CHUNK] = None
+                self.ages_of.set_block(f, b, [v for i in members for v in self.ages[i][f]])
         self._assembled: dict[bool, tuple[bytes, int, int]] = {}
         for f, _ in segments:
             self.family_crcs[f] = None
@@ -258,37 +256,47 @@ class _BlockCache:
             parts.extend(self.plain[f])
         return b"".join(parts)
 
-    def live_chunks(self, now: float, om: bool = False) -> Iterator[bytes]:
-        """The Age samples at ``now``, a few hundred KB at a time (so that compressing one
-        can overlap formatting the next). The hot loop of every scrape: each chunk is one
-        %-template of its lines filled with whole seconds (:meth:`Age.at`), a quarter of the
-        time of formatting line by line with floats."""
+    def ready_ages(self, now: float, lag: int, pool: ThreadPoolExecutor | None = None,
+                   ) -> None:
+        """Render the age chunks a scrape at ``now`` cannot take as they are."""
         second = int(now)
+        todo = self.ages_of.stale(second, lag)
+        if todo:
+            self.ages_of.render(todo, second, pool)
+
+    def live_assembled(self, om: bool = False) -> tuple[list[bytes], int, int]:
+        """The live families as deflate pieces (every chunk rendered: :meth:`ready_ages`),
+        with the CRC-32 and the length of their text."""
+        body: list[bytes] = []
+        crc = size = 0
         for f, key in enumerate(self.live):
-            blocks, templates = self.age_blocks[f], self.templates[f]
-            header = self.headers[om][key].decode()
-            if not blocks:
-                yield header.encode()
-            for c in range(len(templates)):
-                found = templates[c]
-                if found is None:
-                    lines = [v for block in blocks[c * LIVE_CHUNK:(c + 1) * LIVE_CHUNK]
-                             for v in block]
-                    found = templates[c] = ("".join([p.replace("%", "%%") + "%d\n"
-                                                     for p, _ in lines]),
-                                            tuple([start for _, start in lines]))
-                template, starts = found
-                text = template % tuple([second - s if s < second else 0 for s in starts])
-                yield (header + text if c == 0 else text).encode()
+            header = self.headers[om][key]
+            body.append(self.packed_headers[om][key])
+            crc, size = zlib.crc32(header, crc), size + len(header)
+            chunks, family_crc, family_size = self.ages_of.family(f)
+            body.extend(chunks)
+            crc, size = crc32_combine(crc, family_crc, family_size), size + family_size
+        return body, crc, size
+
+    def live_text(self, now: float, om: bool = False) -> bytes:
+        """The live families at ``now``, as plain text (for a scraper that takes no gzip)."""
+        return b"".join([part for f, key in enumerate(self.live)
+                         for part in (self.headers[om][key], self.ages_of.plain(f, int(now)))])
 
 
 class Exposition:
-    """Renders a registry like ``generate_latest``, fast for its IncrementalCollectors."""
+    """Renders a registry like ``generate_latest``, fast for its IncrementalCollectors.
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    ``age_lag``: how many seconds an age may be behind the clock at a scrape
+    (:mod:`agent.metrics.ages`); 0 renders every age for the scrape's own second."""
+
+    def __init__(self, registry: CollectorRegistry, age_lag: int = AGE_LAG) -> None:
         self.registry = registry
+        self.age_lag = age_lag
         self._caches: dict[int, _BlockCache] = {}
         self._scraped = False
+        self._last_scrape = 0.0  # time.monotonic() of the last scrape
+        self._scrape_gap = math.inf  # seconds between the last two scrapes
 
     def _collectors(self) -> list[Collector] | None:
         return getattr(self.registry, "collectors", None)
@@ -308,29 +316,55 @@ class Exposition:
     async def keep_fresh(self, interval: float = REFRESH_INTERVAL) -> None:
         """Refresh in the background, so that a scrape during a check cycle finds only the
         last few changed accounts to render (Prometheus scrapes every 15-60 s: by then a
-        cycle at 10,000 accounts has changed thousands). Idle until the first scrape."""
+        cycle at 10,000 accounts has changed thousands), and, while a scrape is expected
+        within the next second or so, render the ages of the current second and of the
+        accounts that changed, a slice at a time. Idle until the first scrape."""
         while True:
             await asyncio.sleep(interval)
             if self._scraped:
                 self.refresh()
+                if self._scrape_expected(time.monotonic(), interval):
+                    await self._render_ages_ahead()
 
-    def _render(self, emit: Callable[[bytes], None], fmt: Format) -> list[_BlockCache]:
+    def _scrape_expected(self, now: float, interval: float) -> bool:
+        """Whether the next scrape, if it keeps the last interval, comes within about a
+        second (and the scraper has not stopped: twice its interval passed)."""
+        gap = self._scrape_gap
+        ahead = 1 + interval
+        return self._last_scrape + gap - ahead <= now <= self._last_scrape + 2 * gap + ahead
+
+    async def _render_ages_ahead(self) -> None:
+        for collector in self._collectors() or []:
+            if not isinstance(collector, IncrementalCollector):
+                continue
+            cache = self._cache(collector)
+            while True:  # the cache may be rebuilt while the loop serves others: ask again
+                now = collector.clock()
+                cache.update(now)
+                todo = cache.ages_of.stale(int(now), 0)[:AGE_SLICE]
+                if not todo:
+                    break
+                cache.ages_of.render(todo, int(now))
+                await asyncio.sleep(0)
+
+    def _render(self, emit: Callable[[bytes], None], fmt: Format,
+                ) -> list[tuple[_BlockCache, float]]:
         """Bring the caches up to date; hand the text rendered at this scrape to ``emit``,
-        piece by piece; return the caches, whose text comes first."""
+        piece by piece; return the caches, whose text comes first, with their clock's time."""
         collectors = self._collectors()
         if collectors is None:  # a plain CollectorRegistry: no fast path
             emit(fmt.encode(self.registry))
             return []
         self._scraped = True
+        scraped = time.monotonic()
+        self._scrape_gap, self._last_scrape = scraped - self._last_scrape, scraped
         caches = []
         for collector in collectors:
             if isinstance(collector, IncrementalCollector):
                 now = collector.clock()
                 cache = self._cache(collector)
                 cache.update(now)
-                caches.append(cache)
-                for chunk in cache.live_chunks(now, fmt.openmetrics):
-                    emit(chunk)
+                caches.append((cache, now))
                 emit(fmt.encode(_Families(collector.scrape_families())))
             else:
                 emit(fmt.encode(_One(collector)))
@@ -342,25 +376,29 @@ class Exposition:
         """The exposition as plain text (what ``fmt``'s encoder says of the registry)."""
         pieces: list[bytes] = []
         caches = self._render(pieces.append, fmt)
-        return b"".join([*(c.static_text(fmt.openmetrics) for c in caches), *pieces])
+        return b"".join([*(part for cache, now in caches
+                           for part in (cache.static_text(fmt.openmetrics),
+                                        cache.live_text(now, fmt.openmetrics))),
+                         *pieces])
 
     def render_gzip(self, fmt: Format = TEXT) -> bytes:
-        """The same exposition as one gzip member. The pieces rendered now are compressed
-        by a worker thread while the next ones are formatted (zlib lets go of the GIL)."""
-        pieces: list[tuple[bytes, Future[bytes]]] = []
-        pool = compression_pool()
-        caches = self._render(lambda text: pieces.append((text, pool.submit(deflate, text))),
-                              fmt)
-        bodies, crc, size = [], 0, 0
-        for cache in caches:
-            body, part_crc, part_size = cache.assembled(fmt.openmetrics)
-            bodies.append(body)
-            crc, size = crc32_combine(crc, part_crc, part_size), size + part_size
-        for text, _ in pieces:
-            crc = zlib.crc32(text, crc)
-            size += len(text)
-        return b"".join([GZIP_HEADER, *bodies, *(done.result() for _, done in pieces),
-                         deflate(b"", final=True), gzip_trailer(crc, size)])
+        """The same exposition as one gzip member: the caches' compressed text as it is
+        (ages rendered ahead unless more than ``age_lag`` seconds old), then the rest,
+        compressed now."""
+        pieces: list[bytes] = []
+        caches = self._render(pieces.append, fmt)
+        bodies: list[bytes] = []
+        crc = size = 0
+        for cache, now in caches:
+            cache.ready_ages(now, self.age_lag, compression_pool())
+            static, static_crc, static_size = cache.assembled(fmt.openmetrics)
+            live, live_crc, live_size = cache.live_assembled(fmt.openmetrics)
+            bodies += [static, *live]
+            crc = crc32_combine(crc32_combine(crc, static_crc, static_size), live_crc, live_size)
+            size += static_size + live_size
+        rest = b"".join(pieces)
+        return b"".join([GZIP_HEADER, *bodies, deflate(rest, final=True),
+                         gzip_trailer(zlib.crc32(rest, crc), size + len(rest))])
 
     def invalidate(self) -> None:
         """Treat every account as changed (what a check cycle that touched them all leaves
