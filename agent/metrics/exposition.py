@@ -93,15 +93,27 @@ class _BlockCache:
         self.static = [k for k in keys if k not in collector.live_families]
         self.live = [k for k in keys if k in collector.live_families]
         # family -> index in static, or ~index in live
-        self.slots = {k: i for i, k in enumerate(self.static)} | {
+        slots = {k: i for i, k in enumerate(self.static)} | {
             k: ~i for i, k in enumerate(self.live)}
         self.sample_names = {k: sample_name(f) for k, f in self.families.items()}
-        self.label_names = {k: list(label_names_of(f)) for k, f in self.families.items()}
-        # (family, without region) -> (%-format of a sample's name and labels, a function
-        # picking the label values in its order); an empty region leaves the label out
-        self.prefix_formats = {
-            (k, bare): prefix_format(self.sample_names[k], self.label_names[k], bare)
-            for k in self.families for bare in (False, True)}
+        label_names = {k: list(label_names_of(f)) for k, f in self.families.items()}
+        # The families with the fewest labels: when those are the key's leading labels,
+        # such a family's samples have no labels of their own, and their prefixes differ
+        # only by name: the labels' text is formatted once per key (shared).
+        fewest = min((label_names[k] for k in slots if k not in collector.free_families),
+                     key=len, default=[])
+        self.shared = {bare: prefix_format("", fewest, bare) for bare in (False, True)}
+        self.shared_count = len(fewest)
+        # without region -> family -> (%-format of a sample's name and labels, a function
+        # picking the label values in its order, slot, the sample name where the family
+        # has the shared labels only); an empty region leaves the label out; no format for
+        # the free families (free_labels)
+        self.plans = {bare: {k: (*(prefix_format(self.sample_names[k], label_names[k], bare)
+                                   if k not in collector.free_families else (None, None)),
+                                 slot,
+                                 self.sample_names[k] if label_names[k] == fewest else None)
+                             for k, slot in slots.items()}
+                      for bare in (False, True)}
         # per format (Format.openmetrics): the HELP and TYPE lines of each family
         self.headers = {om: {k: _header(f, fmt) for k, f in self.families.items()}
                         for om, fmt in ((False, TEXT), (True, OPENMETRICS))}
@@ -129,6 +141,8 @@ class _BlockCache:
         # the heap are stale)
         self.expiries: list[tuple[float, int]] = []
         self.expiry_of: dict[int, float] = {}
+        # per format (om): the static families' stream, CRC-32 and length (assembled())
+        self._assembled: dict[bool, tuple[bytes, int, int]] = {}
         self.changed.clear()
         self.seen = self.collector.generation()
         self._refresh(range(n), now)
@@ -154,21 +168,22 @@ class _BlockCache:
 
     def _refresh(self, accounts: Iterable[int], now: float) -> None:
         segments: set[tuple[int, int]] = set()  # (family, block) whose text changed
-        blocks = set()
+        live: set[tuple[int, int]] = set()  # (live family, block) whose lines changed
         for i in accounts:
             b = i // BLOCK
-            blocks.add(b)
-            segments.update((f, b) for f in self._render_account(i, now))
+            changed, ages_changed = self._render_account(i, now)
+            segments.update((f, b) for f in changed)
+            live.update((f, b) for f in ages_changed)
         for f, b in segments:
             members = range(b * BLOCK, min(len(self.keys), (b + 1) * BLOCK))
             text = "".join([self.lines[i][f] for i in members]).encode()
             self.plain[f][b] = text
             self.packed[f][b] = deflate(text)
-        for b in blocks:
+        for f, b in live:
             members = range(b * BLOCK, min(len(self.keys), (b + 1) * BLOCK))
-            for f in range(len(self.live)):
-                self.ages_of.set_block(f, b, [v for i in members for v in self.ages[i][f]])
-        self._assembled: dict[bool, tuple[bytes, int, int]] = {}
+            self.ages_of.set_block(f, b, [v for i in members for v in self.ages[i][f]])
+        if segments:
+            self._assembled.clear()
         for f, _ in segments:
             self.family_crcs[f] = None
 
@@ -196,38 +211,50 @@ class _BlockCache:
             self._assembled[om] = (b"".join(body), crc, size)
         return self._assembled[om]
 
-    def _render_account(self, i: int, now: float) -> list[int]:
-        """Format account ``i``'s samples; return the static families whose text changed."""
+    def _render_account(self, i: int, now: float) -> tuple[list[int], list[int]]:
+        """Format account ``i``'s samples; return the static families whose text changed and
+        the live families whose lines (prefixes or starts) changed."""
         key = self.keys[i]
         # Prefixes (name and labels) are formatted anew rather than kept: kept per account
         # and sample they were half of the cache's memory (a third of the agent's at 50,000).
         raw = self.collector.labels(key)
         labels = tuple([escape(value) for value in raw])
         bare = "" in labels  # the one label that may be empty: region
-        free = self.collector.free_families
-        formats = self.prefix_formats
-        slots = self.slots
+        plans = self.plans[bare]
+        shared_format, shared_pick = self.shared[bare]
+        shared = (shared_format % shared_pick(labels)
+                  if len(labels) == self.shared_count else None)
         lines: list[list[str]] = [[] for _ in self.static]
         ages: list[list[tuple[str, float]]] = [[] for _ in self.live]
+        last_extra: tuple = ()
+        values = labels
         # the hot loop of a rebuild: repr() is float_text() without Go's exponent style
         for family, extra, value in self.collector.samples(key, now):
-            if family in free:
+            fmt, pick, f, name = plans[family]
+            if name is not None and shared is not None:
+                prefix = name + shared
+            elif fmt is None:
                 prefix = self._free_prefix(family, raw, extra)
+            elif extra:
+                if extra is not last_extra:  # a data set's samples share theirs
+                    last_extra, values = extra, (*labels, *map(escape, extra))
+                prefix = fmt % pick(values)
             else:
-                fmt, pick = formats[family, bare]
-                prefix = fmt % pick((*labels, *map(escape, extra)) if extra else labels)
-            f = slots[family]
-            if value.__class__ is Age:
-                if f >= 0:
+                prefix = fmt % pick(labels)
+            if f >= 0:
+                if value.__class__ is Age:
                     raise TypeError(f"family {family!r} is not live but got an Age value")
-                ages[~f].append((prefix, value.start))
-            elif f >= 0:
                 lines[f].append(f"{prefix}{value!r}\n")
+            elif value.__class__ is Age:
+                ages[~f].append((prefix, value.start))
             else:
                 raise TypeError(f"family {family!r} is live but got a value, not an Age")
         old = self.lines[i]
         new = self.lines[i] = tuple(["".join(f) for f in lines])
-        self.ages[i] = tuple([tuple(a) for a in ages])
+        old_ages = self.ages[i]
+        new_ages = self.ages[i] = tuple([tuple(a) for a in ages])
+        ages_changed = [f for f in range(len(new_ages))
+                        if not old_ages or old_ages[f] != new_ages[f]]
         changed = [f for f in range(len(new)) if not old or old[f] != new[f]]
         expiry = self.collector.changes_at(key, now)
         if expiry == math.inf:
@@ -238,7 +265,7 @@ class _BlockCache:
             if len(self.expiries) > 2 * len(self.expiry_of) + 64:  # mostly stale: compact
                 self.expiries = [(when, j) for j, when in self.expiry_of.items()]
                 heapq.heapify(self.expiries)
-        return changed
+        return changed, ages_changed
 
     def _free_prefix(self, family: str, labels: tuple[str, ...], extra: tuple) -> str:
         """The name and labels of a sample whose labels the collector chooses (an account's
