@@ -17,7 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.utils import floatToGoString
 
 from agent.channel import CheckResult
-from agent.metrics.exposition import BLOCK, Exposition
+from agent.metrics.blockcache import BLOCK
+from agent.metrics.exposition import Exposition
 from agent.metrics.formats import OPENMETRICS, negotiate
 from agent.metrics.samplelines import float_text
 from agent.plugins import load_plugins

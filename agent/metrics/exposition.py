@@ -7,9 +7,9 @@ like this:
 - The per-account samples of every :class:`~agent.metrics.incremental.IncrementalCollector`
   (the fleet's credential series, the data-freshness series) are formatted once per change of
   the account (``IncrementalCollector.watch``) and kept in blocks of ``BLOCK`` accounts per
-  family. Each block is also kept deflate-compressed on its own, ended by a sync flush, so the
-  compressed blocks concatenate into one valid deflate stream: a change re-compresses only the
-  blocks of its account whose text changed.
+  family (:mod:`agent.metrics.blockcache`). Each block is also kept deflate-compressed on its
+  own, ended by a sync flush, so the compressed blocks concatenate into one valid deflate
+  stream: a change re-compresses only the blocks of its account whose text changed.
 - Samples whose value is an :class:`~agent.metrics.incremental.Age` (token ages, data
   staleness) change every second by themselves: they are kept compressed per chunk of blocks
   for the second they were rendered for, and rendered ahead of the scrape by the background
@@ -35,19 +35,17 @@ only the family headers and the assembled stream are kept per format.
 from __future__ import annotations
 
 import asyncio
-import heapq
 import math
 import time
 import zlib
-from collections.abc import Callable, Hashable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from agent.metrics.ages import LiveFamilies
-from agent.metrics.formats import OPENMETRICS, TEXT, Format
+from agent.metrics.blockcache import BlockCache, Families
+from agent.metrics.formats import TEXT, Format
 from agent.metrics.gzipstream import (
     GZIP_HEADER,
     compression_pool,
@@ -55,10 +53,8 @@ from agent.metrics.gzipstream import (
     deflate,
     gzip_trailer,
 )
-from agent.metrics.incremental import Age, IncrementalCollector
-from agent.metrics.samplelines import escape, label_names_of, prefix_format, sample_name
+from agent.metrics.incremental import IncrementalCollector
 
-BLOCK = 16  # accounts per compressed block
 REFRESH_INTERVAL = 0.05  # seconds between background refreshes
 AGE_LAG = 1  # seconds an age may be behind the clock at a scrape (agent.metrics.ages)
 AGE_SLICE = 16  # age chunks rendered in the background before the loop gets a turn
@@ -74,243 +70,6 @@ class _One:
         return self.collector.collect()
 
 
-class _Families:
-    def __init__(self, families: Iterable[Metric]) -> None:
-        self.families = families
-
-    def collect(self) -> Iterable[Metric]:
-        return self.families
-
-
-class _BlockCache:
-    """An IncrementalCollector's samples, formatted per key (account) and kept per block."""
-
-    def __init__(self, collector: IncrementalCollector) -> None:
-        self.collector = collector
-        self.changed = collector.watch()
-        self.families = collector.families()
-        keys = [k for k in self.families if k not in collector.scrape_families_keys]
-        self.static = [k for k in keys if k not in collector.live_families]
-        self.live = [k for k in keys if k in collector.live_families]
-        # family -> index in static, or ~index in live
-        slots = {k: i for i, k in enumerate(self.static)} | {
-            k: ~i for i, k in enumerate(self.live)}
-        self.sample_names = {k: sample_name(f) for k, f in self.families.items()}
-        label_names = {k: list(label_names_of(f)) for k, f in self.families.items()}
-        # The families with the fewest labels: when those are the key's leading labels,
-        # such a family's samples have no labels of their own, and their prefixes differ
-        # only by name: the labels' text is formatted once per key (shared).
-        fewest = min((label_names[k] for k in slots if k not in collector.free_families),
-                     key=len, default=[])
-        self.shared = {bare: prefix_format("", fewest, bare) for bare in (False, True)}
-        self.shared_count = len(fewest)
-        # without region -> family -> (%-format of a sample's name and labels, a function
-        # picking the label values in its order, slot, the sample name where the family
-        # has the shared labels only); an empty region leaves the label out; no format for
-        # the free families (free_labels)
-        self.plans = {bare: {k: (*(prefix_format(self.sample_names[k], label_names[k], bare)
-                                   if k not in collector.free_families else (None, None)),
-                                 slot,
-                                 self.sample_names[k] if label_names[k] == fewest else None)
-                             for k, slot in slots.items()}
-                      for bare in (False, True)}
-        # per format (Format.openmetrics): the HELP and TYPE lines of each family
-        self.headers = {om: {k: _header(f, fmt) for k, f in self.families.items()}
-                        for om, fmt in ((False, TEXT), (True, OPENMETRICS))}
-        self.packed_headers = {om: {k: deflate(h) for k, h in headers.items()}
-                               for om, headers in self.headers.items()}
-        self.seen: Hashable = None  # the collector's generation
-
-    def rebuild_all(self, now: float) -> None:
-        """Start over: the set of accounts (or the channels' settings) changed."""
-        self.keys = self.collector.keys()
-        self.index = {key: i for i, key in enumerate(self.keys)}
-        n = len(self.keys)
-        blocks = (n + BLOCK - 1) // BLOCK
-        # Per account, tuples of strings and floats: the garbage collector stops tracking
-        # those, so 10,000 accounts' worth of cache adds nothing to its full passes.
-        self.lines: list[tuple[str, ...]] = [()] * n
-        self.ages: list[tuple[tuple[tuple[str, float], ...], ...]] = [()] * n
-        self.plain = [[b""] * blocks for _ in self.static]
-        self.packed = [[b""] * blocks for _ in self.static]
-        # per static family: CRC-32 and length of its text, header included (None: changed)
-        self.family_crcs: list[tuple[int, int] | None] = [None] * len(self.static)
-        self.ages_of = LiveFamilies(len(self.live), blocks)
-        # when an account's samples change by themselves (a held access token expires): a
-        # heap of (time, account), and the current time of each account (older entries of
-        # the heap are stale)
-        self.expiries: list[tuple[float, int]] = []
-        self.expiry_of: dict[int, float] = {}
-        # per format (om): the static families' stream, CRC-32 and length (assembled())
-        self._assembled: dict[bool, tuple[bytes, int, int]] = {}
-        self.changed.clear()
-        self.seen = self.collector.generation()
-        self._refresh(range(n), now)
-
-    def mark_all_changed(self) -> None:
-        self.changed.update(self.keys)
-
-    def update(self, now: float) -> None:
-        """Bring the cache up to date with the collector."""
-        if self.seen != self.collector.generation():
-            self.rebuild_all(now)
-            return
-        if not self.changed and not (self.expiries and self.expiries[0][0] <= now):
-            return
-        dirty = {self.index[key] for key in self.changed if key in self.index}
-        self.changed.clear()
-        while self.expiries and self.expiries[0][0] <= now:
-            when, i = heapq.heappop(self.expiries)
-            if self.expiry_of.get(i) == when:
-                dirty.add(i)
-        if dirty:
-            self._refresh(sorted(dirty), now)
-
-    def _refresh(self, accounts: Iterable[int], now: float) -> None:
-        segments: set[tuple[int, int]] = set()  # (family, block) whose text changed
-        live: set[tuple[int, int]] = set()  # (live family, block) whose lines changed
-        for i in accounts:
-            b = i // BLOCK
-            changed, ages_changed = self._render_account(i, now)
-            segments.update((f, b) for f in changed)
-            live.update((f, b) for f in ages_changed)
-        for f, b in segments:
-            members = range(b * BLOCK, min(len(self.keys), (b + 1) * BLOCK))
-            text = "".join([self.lines[i][f] for i in members]).encode()
-            self.plain[f][b] = text
-            self.packed[f][b] = deflate(text)
-        for f, b in live:
-            members = range(b * BLOCK, min(len(self.keys), (b + 1) * BLOCK))
-            self.ages_of.set_block(f, b, [v for i in members for v in self.ages[i][f]])
-        if segments:
-            self._assembled.clear()
-        for f, _ in segments:
-            self.family_crcs[f] = None
-
-    def assembled(self, om: bool = False) -> tuple[bytes, int, int]:
-        """The cached families as one deflate stream (not finished), with the CRC-32 and the
-        length of their text, in the text format or (``om``) OpenMetrics. Done at a scrape,
-        not at every refresh. The CRC goes over the samples of the families that changed
-        only (a cycle changes a few: last check, access token expiry...) and is combined
-        with the others'."""
-        if om not in self._assembled:
-            headers, packed_headers = self.headers[om], self.packed_headers[om]
-            body: list[bytes] = []
-            crc = size = 0
-            for f, key in enumerate(self.static):
-                body.append(packed_headers[key])
-                body.extend(self.packed[f])
-                crc, size = zlib.crc32(headers[key], crc), size + len(headers[key])
-                family = self.family_crcs[f]
-                if family is None:
-                    family_crc = 0
-                    for text in self.plain[f]:
-                        family_crc = zlib.crc32(text, family_crc)
-                    family = self.family_crcs[f] = (family_crc, sum(map(len, self.plain[f])))
-                crc, size = crc32_combine(crc, family[0], family[1]), size + family[1]
-            self._assembled[om] = (b"".join(body), crc, size)
-        return self._assembled[om]
-
-    def _render_account(self, i: int, now: float) -> tuple[list[int], list[int]]:
-        """Format account ``i``'s samples; return the static families whose text changed and
-        the live families whose lines (prefixes or starts) changed."""
-        key = self.keys[i]
-        # Prefixes (name and labels) are formatted anew rather than kept: kept per account
-        # and sample they were half of the cache's memory (a third of the agent's at 50,000).
-        raw = self.collector.labels(key)
-        labels = tuple([escape(value) for value in raw])
-        bare = "" in labels  # the one label that may be empty: region
-        plans = self.plans[bare]
-        shared_format, shared_pick = self.shared[bare]
-        shared = (shared_format % shared_pick(labels)
-                  if len(labels) == self.shared_count else None)
-        lines: list[list[str]] = [[] for _ in self.static]
-        ages: list[list[tuple[str, float]]] = [[] for _ in self.live]
-        last_extra: tuple = ()
-        values = labels
-        # the hot loop of a rebuild: repr() is float_text() without Go's exponent style
-        for family, extra, value in self.collector.samples(key, now):
-            fmt, pick, f, name = plans[family]
-            if name is not None and shared is not None:
-                prefix = name + shared
-            elif fmt is None:
-                prefix = self._free_prefix(family, raw, extra)
-            elif extra:
-                if extra is not last_extra:  # a data set's samples share theirs
-                    last_extra, values = extra, (*labels, *map(escape, extra))
-                prefix = fmt % pick(values)
-            else:
-                prefix = fmt % pick(labels)
-            if f >= 0:
-                if value.__class__ is Age:
-                    raise TypeError(f"family {family!r} is not live but got an Age value")
-                lines[f].append(f"{prefix}{value!r}\n")
-            elif value.__class__ is Age:
-                ages[~f].append((prefix, value.start))
-            else:
-                raise TypeError(f"family {family!r} is live but got a value, not an Age")
-        old = self.lines[i]
-        new = self.lines[i] = tuple(["".join(f) for f in lines])
-        old_ages = self.ages[i]
-        new_ages = self.ages[i] = tuple([tuple(a) for a in ages])
-        ages_changed = [f for f in range(len(new_ages))
-                        if not old_ages or old_ages[f] != new_ages[f]]
-        changed = [f for f in range(len(new)) if not old or old[f] != new[f]]
-        expiry = self.collector.changes_at(key, now)
-        if expiry == math.inf:
-            self.expiry_of.pop(i, None)
-        elif self.expiry_of.get(i) != expiry:
-            self.expiry_of[i] = expiry
-            heapq.heappush(self.expiries, (expiry, i))
-            if len(self.expiries) > 2 * len(self.expiry_of) + 64:  # mostly stale: compact
-                self.expiries = [(when, j) for j, when in self.expiry_of.items()]
-                heapq.heapify(self.expiries)
-        return changed, ages_changed
-
-    def _free_prefix(self, family: str, labels: tuple[str, ...], extra: tuple) -> str:
-        """The name and labels of a sample whose labels the collector chooses (an account's
-        info series, with its inventory labels)."""
-        pairs = sorted(self.collector.free_labels(labels, extra).items())
-        text = ",".join(f'{name}="{escape(value)}"' for name, value in pairs)
-        return f"{self.sample_names[family]}{{{text}}} "
-
-    def static_text(self, om: bool = False) -> bytes:
-        """The cached families' text, for a scraper that takes no gzip. Not kept: it is as
-        large as the exposition (100 MB at 50,000 accounts) and Prometheus asks for gzip."""
-        parts = []
-        for f, key in enumerate(self.static):
-            parts.append(self.headers[om][key])
-            parts.extend(self.plain[f])
-        return b"".join(parts)
-
-    def ready_ages(self, now: float, lag: int, pool: ThreadPoolExecutor | None = None,
-                   ) -> None:
-        """Render the age chunks a scrape at ``now`` cannot take as they are."""
-        second = int(now)
-        todo = self.ages_of.stale(second, lag)
-        if todo:
-            self.ages_of.render(todo, second, pool)
-
-    def live_assembled(self, om: bool = False) -> tuple[list[bytes], int, int]:
-        """The live families as deflate pieces (every chunk rendered: :meth:`ready_ages`),
-        with the CRC-32 and the length of their text."""
-        body: list[bytes] = []
-        crc = size = 0
-        for f, key in enumerate(self.live):
-            header = self.headers[om][key]
-            body.append(self.packed_headers[om][key])
-            crc, size = zlib.crc32(header, crc), size + len(header)
-            chunks, family_crc, family_size = self.ages_of.family(f)
-            body.extend(chunks)
-            crc, size = crc32_combine(crc, family_crc, family_size), size + family_size
-        return body, crc, size
-
-    def live_text(self, now: float, om: bool = False) -> bytes:
-        """The live families at ``now``, as plain text (for a scraper that takes no gzip)."""
-        return b"".join([part for f, key in enumerate(self.live)
-                         for part in (self.headers[om][key], self.ages_of.plain(f, int(now)))])
-
-
 class Exposition:
     """Renders a registry like ``generate_latest``, fast for its IncrementalCollectors.
 
@@ -320,7 +79,7 @@ class Exposition:
     def __init__(self, registry: CollectorRegistry, age_lag: int = AGE_LAG) -> None:
         self.registry = registry
         self.age_lag = age_lag
-        self._caches: dict[int, _BlockCache] = {}
+        self._caches: dict[int, BlockCache] = {}
         self._scraped = False
         self._last_scrape = 0.0  # time.monotonic() of the last scrape
         self._scrape_gap = math.inf  # seconds between the last two scrapes
@@ -328,10 +87,10 @@ class Exposition:
     def _collectors(self) -> list[Collector] | None:
         return getattr(self.registry, "collectors", None)
 
-    def _cache(self, collector: IncrementalCollector) -> _BlockCache:
+    def _cache(self, collector: IncrementalCollector) -> BlockCache:
         cache = self._caches.get(id(collector))
         if cache is None or cache.collector is not collector:
-            cache = self._caches[id(collector)] = _BlockCache(collector)
+            cache = self._caches[id(collector)] = BlockCache(collector)
         return cache
 
     def refresh(self) -> None:
@@ -375,7 +134,7 @@ class Exposition:
                 await asyncio.sleep(0)
 
     def _render(self, emit: Callable[[bytes], None], fmt: Format,
-                ) -> list[tuple[_BlockCache, float]]:
+                ) -> list[tuple[BlockCache, float]]:
         """Bring the caches up to date; hand the text rendered at this scrape to ``emit``,
         piece by piece; return the caches, whose text comes first, with their clock's time."""
         collectors = self._collectors()
@@ -392,7 +151,7 @@ class Exposition:
                 cache = self._cache(collector)
                 cache.update(now)
                 caches.append((cache, now))
-                emit(fmt.encode(_Families(collector.scrape_families())))
+                emit(fmt.encode(Families(collector.scrape_families())))
             else:
                 emit(fmt.encode(_One(collector)))
         if fmt.end:
@@ -432,9 +191,3 @@ class Exposition:
         for the next render)."""
         for cache in self._caches.values():
             cache.mark_all_changed()
-
-
-def _header(family: Metric, fmt: Format) -> bytes:
-    """The family's HELP and TYPE lines, exactly as ``fmt``'s encoder writes them."""
-    empty = Metric(family.name, family.documentation, family.type)
-    return fmt.encode(_Families([empty]))
