@@ -18,18 +18,11 @@ from __future__ import annotations
 
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from typing import NamedTuple
 
-from agent.metrics.gzipstream import crc32_combine, deflate
+from agent.metrics.gzipstream import Pieces, deflate
 
 CHUNK = 4  # blocks (of 16 accounts) per chunk: what a change of one account re-renders
-
-
-class Rendered(NamedTuple):
-    second: int  # the clock's second the values were computed for
-    packed: bytes  # raw deflate, ending byte-aligned (gzipstream.deflate)
-    crc: int  # CRC-32 of the text
-    size: int  # length of the text
+POOLED = 8  # chunks to render at once from which compressing them in a thread pays
 
 
 class LiveFamilies:
@@ -43,15 +36,14 @@ class LiveFamilies:
         # None: a block of the chunk changed since
         self.templates: list[list[tuple[str, tuple[int, ...]] | None]] = [
             [None] * chunks for _ in range(families)]
-        self.rendered: list[list[Rendered | None]] = [[None] * chunks for _ in range(families)]
-        # per family: CRC-32 and length of all its chunks' text (None: a chunk was rendered)
-        self.crcs: list[tuple[int, int] | None] = [None] * families
+        # the second each chunk was rendered for; None: never, or changed since
+        self.seconds: list[list[int | None]] = [[None] * chunks for _ in range(families)]
+        self.rendered = [Pieces(chunks) for _ in range(families)]
 
     def set_block(self, f: int, b: int, lines: list[tuple[str, int]]) -> None:
         self.blocks[f][b] = lines
         self.templates[f][b // CHUNK] = None
-        self.rendered[f][b // CHUNK] = None
-        self.crcs[f] = None
+        self.seconds[f][b // CHUNK] = None
 
     def text(self, f: int, c: int, second: int) -> bytes:
         """Chunk ``c`` of family ``f`` at ``second``: one %-template of its lines filled with
@@ -69,14 +61,14 @@ class LiveFamilies:
         """(family, chunk) of every chunk changed since its rendering or rendered more than
         ``lag`` seconds before ``second``."""
         oldest = second - lag
-        return [(f, c) for f, chunks in enumerate(self.rendered)
-                for c, done in enumerate(chunks) if done is None or done.second < oldest]
+        return [(f, c) for f, chunks in enumerate(self.seconds)
+                for c, done in enumerate(chunks) if done is None or done < oldest]
 
     def render(self, todo: list[tuple[int, int]], second: int,
                pool: ThreadPoolExecutor | None = None) -> None:
         """Render the chunks ``todo`` at ``second``; with a ``pool``, compress them there
         while the next are formatted (zlib lets go of the GIL)."""
-        if pool is None:
+        if pool is None or len(todo) < POOLED:
             for f, c in todo:
                 text = self.text(f, c, second)
                 self._keep(f, c, second, text, deflate(text))
@@ -89,21 +81,13 @@ class LiveFamilies:
             self._keep(f, c, second, text, done.result())
 
     def _keep(self, f: int, c: int, second: int, text: bytes, packed: bytes) -> None:
-        self.rendered[f][c] = Rendered(second, packed, zlib.crc32(text), len(text))
-        self.crcs[f] = None
+        self.seconds[f][c] = second
+        self.rendered[f].set(c, packed, zlib.crc32(text), len(text))
 
     def family(self, f: int) -> tuple[list[bytes], int, int]:
         """Family ``f``'s rendered chunks (every one rendered), their CRC-32 and length."""
-        chunks = self.rendered[f]
-        if self.crcs[f] is None:
-            crc = size = 0
-            for done in chunks:
-                assert done is not None
-                crc, size = crc32_combine(crc, done.crc, done.size), size + done.size
-            self.crcs[f] = (crc, size)
-        crc, size = self.crcs[f]
-        return [done.packed for done in chunks if done is not None], crc, size
+        return self.rendered[f].joined()
 
     def plain(self, f: int, second: int) -> bytes:
         """Family ``f``'s lines at ``second``, rendered now (for a scraper without gzip)."""
-        return b"".join([self.text(f, c, second) for c in range(len(self.rendered[f]))])
+        return b"".join([self.text(f, c, second) for c in range(len(self.seconds[f]))])

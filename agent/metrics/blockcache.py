@@ -17,7 +17,7 @@ from prometheus_client.core import Metric
 
 from agent.metrics.ages import LiveFamilies
 from agent.metrics.formats import OPENMETRICS, TEXT, Format
-from agent.metrics.gzipstream import crc32_combine, deflate
+from agent.metrics.gzipstream import Pieces, crc32_combine, deflate
 from agent.metrics.incremental import Age, IncrementalCollector
 from agent.metrics.samplelines import escape, label_names_of, prefix_format, sample_name
 
@@ -84,9 +84,7 @@ class BlockCache:
         self.lines: list[tuple[str, ...]] = [()] * n
         self.ages: list[tuple[tuple[tuple[str, float], ...], ...]] = [()] * n
         self.plain = [[b""] * blocks for _ in self.static]
-        self.packed = [[b""] * blocks for _ in self.static]
-        # per static family: CRC-32 and length of its text, header included (None: changed)
-        self.family_crcs: list[tuple[int, int] | None] = [None] * len(self.static)
+        self.packed = [Pieces(blocks) for _ in self.static]
         self.ages_of = LiveFamilies(len(self.live), blocks)
         # when an account's samples change by themselves (a held access token expires): a
         # heap of (time, account), and the current time of each account (older entries of
@@ -94,7 +92,7 @@ class BlockCache:
         self.expiries: list[tuple[float, int]] = []
         self.expiry_of: dict[int, float] = {}
         # per format (om): the static families' stream, CRC-32 and length (assembled())
-        self._assembled: dict[bool, tuple[bytes, int, int]] = {}
+        self._assembled: dict[bool, tuple[list[bytes], int, int]] = {}
         self.changed.clear()
         self.seen = self.collector.generation()
         self._refresh(range(n), now)
@@ -130,37 +128,29 @@ class BlockCache:
             members = range(b * BLOCK, min(len(self.keys), (b + 1) * BLOCK))
             text = "".join([self.lines[i][f] for i in members]).encode()
             self.plain[f][b] = text
-            self.packed[f][b] = deflate(text)
+            self.packed[f].set(b, deflate(text), zlib.crc32(text), len(text))
         for f, b in live:
             members = range(b * BLOCK, min(len(self.keys), (b + 1) * BLOCK))
             self.ages_of.set_block(f, b, [v for i in members for v in self.ages[i][f]])
         if segments:
             self._assembled.clear()
-        for f, _ in segments:
-            self.family_crcs[f] = None
 
-    def assembled(self, om: bool = False) -> tuple[bytes, int, int]:
-        """The cached families as one deflate stream (not finished), with the CRC-32 and the
+    def assembled(self, om: bool = False) -> tuple[list[bytes], int, int]:
+        """The cached families as deflate pieces (not finished), with the CRC-32 and the
         length of their text, in the text format or (``om``) OpenMetrics. Done at a scrape,
-        not at every refresh. The CRC goes over the samples of the families that changed
-        only (a cycle changes a few: last check, access token expiry...) and is combined
-        with the others'."""
+        not at every refresh: only the groups of blocks that changed since are re-joined
+        and their CRCs re-combined (:class:`~agent.metrics.gzipstream.Pieces`)."""
         if om not in self._assembled:
             headers, packed_headers = self.headers[om], self.packed_headers[om]
             body: list[bytes] = []
             crc = size = 0
             for f, key in enumerate(self.static):
                 body.append(packed_headers[key])
-                body.extend(self.packed[f])
                 crc, size = zlib.crc32(headers[key], crc), size + len(headers[key])
-                family = self.family_crcs[f]
-                if family is None:
-                    family_crc = 0
-                    for text in self.plain[f]:
-                        family_crc = zlib.crc32(text, family_crc)
-                    family = self.family_crcs[f] = (family_crc, sum(map(len, self.plain[f])))
-                crc, size = crc32_combine(crc, family[0], family[1]), size + family[1]
-            self._assembled[om] = (b"".join(body), crc, size)
+                pieces, family_crc, family_size = self.packed[f].joined()
+                body += pieces
+                crc, size = crc32_combine(crc, family_crc, family_size), size + family_size
+            self._assembled[om] = (body, crc, size)
         return self._assembled[om]
 
     def _render_account(self, i: int, now: float) -> tuple[list[int], list[int]]:

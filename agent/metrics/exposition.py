@@ -179,7 +179,7 @@ class Exposition:
             cache.ready_ages(now, self.age_lag, compression_pool())
             static, static_crc, static_size = cache.assembled(fmt.openmetrics)
             live, live_crc, live_size = cache.live_assembled(fmt.openmetrics)
-            bodies += [static, *live]
+            bodies += static + live
             crc = crc32_combine(crc32_combine(crc, static_crc, static_size), live_crc, live_size)
             size += static_size + live_size
         rest = b"".join(pieces)

@@ -97,3 +97,43 @@ def compression_pool() -> ThreadPoolExecutor:
 
 def gzip_trailer(crc: int, size: int) -> bytes:
     return crc.to_bytes(4, "little") + (size & 0xFFFFFFFF).to_bytes(4, "little")
+
+
+class Pieces:
+    """One family's text as compressed pieces in order (blocks of accounts, chunks of ages),
+    each with its text's CRC-32 and length. Pieces are joined and their CRCs combined per
+    group of ``GROUP``, kept until a piece of the group changes: a scrape after a few
+    changes re-joins and re-combines a few groups, not the whole family."""
+
+    GROUP = 16
+
+    def __init__(self, count: int) -> None:
+        self.packed = [b""] * count
+        self.crcs = [(0, 0)] * count  # CRC-32 and length of each piece's text
+        self.groups: list[tuple[bytes, int, int] | None] = [None] * (
+            (count + self.GROUP - 1) // self.GROUP)
+        self.total: tuple[list[bytes], int, int] | None = None
+
+    def set(self, i: int, packed: bytes, crc: int, size: int) -> None:
+        self.packed[i], self.crcs[i] = packed, (crc, size)
+        self.groups[i // self.GROUP] = None
+        self.total = None
+
+    def joined(self) -> tuple[list[bytes], int, int]:
+        """The groups' joined streams, and the CRC-32 and length of the whole text."""
+        if self.total is None:
+            body, crc, size = [], 0, 0
+            for g, group in enumerate(self.groups):
+                if group is None:
+                    pieces = range(g * self.GROUP, min(len(self.packed), (g + 1) * self.GROUP))
+                    group_crc = group_size = 0
+                    for i in pieces:
+                        piece_crc, piece_size = self.crcs[i]
+                        group_crc = crc32_combine(group_crc, piece_crc, piece_size)
+                        group_size += piece_size
+                    group = self.groups[g] = (b"".join([self.packed[i] for i in pieces]),
+                                              group_crc, group_size)
+                body.append(group[0])
+                crc, size = crc32_combine(crc, group[1], group[2]), size + group[2]
+            self.total = (body, crc, size)
+        return self.total
