@@ -17,7 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.utils import floatToGoString
 
 from agent.channel import CheckResult
-from agent.metrics.exposition import BLOCK, Exposition
+from agent.metrics.blockcache import BLOCK
+from agent.metrics.exposition import Exposition
 from agent.metrics.formats import OPENMETRICS, negotiate
 from agent.metrics.samplelines import float_text
 from agent.plugins import load_plugins
@@ -267,9 +268,12 @@ async def test_expiry_bookkeeping_stays_bounded_however_often_an_account_changes
 
 
 @pytest.mark.parametrize("length", [0, 1, 7, 4096, 100_003])
-def test_crc32_combine_is_the_crc_of_the_concatenation(length):
-    from agent.metrics.gzipstream import crc32_combine
+@pytest.mark.parametrize("implementation", ["crc32_combine", "_crc32_combine_python"])
+def test_crc32_combine_is_the_crc_of_the_concatenation(length, implementation):
+    """zlib's own (loaded from the shared library where there is one) and the Python port."""
+    from agent.metrics import gzipstream
 
+    crc32_combine = getattr(gzipstream, implementation)
     first, second = bytes(range(256)) * 3, bytes((i * 7) % 251 for i in range(length))
     assert crc32_combine(zlib.crc32(first), zlib.crc32(second), len(second)) == (
         zlib.crc32(first + second))

@@ -8,8 +8,9 @@ import gzip
 import pytest
 
 from agent.freshness.metrics import FreshnessCollector
+from agent.metrics.blockcache import BLOCK
 from agent.metrics.collector import FleetCollector
-from agent.metrics.exposition import BLOCK, Exposition
+from agent.metrics.exposition import Exposition
 from tests.test_exposition import families
 from tests.test_freshness import NOW, T, make_service
 

@@ -7,17 +7,20 @@ like this:
 - The per-account samples of every :class:`~agent.metrics.incremental.IncrementalCollector`
   (the fleet's credential series, the data-freshness series) are formatted once per change of
   the account (``IncrementalCollector.watch``) and kept in blocks of ``BLOCK`` accounts per
-  family. Each block is also kept deflate-compressed on its own, ended by a sync flush, so the
-  compressed blocks concatenate into one valid deflate stream: a change re-compresses only the
-  blocks of its account whose text changed.
-- Samples whose value is an :class:`~agent.metrics.collector.Age` (token ages) are evaluated at
-  every scrape from cached templates of their lines; the collectors' few fleet-wide families are
-  rendered whole.
+  family (:mod:`agent.metrics.blockcache`). Each block is also kept deflate-compressed on its
+  own, ended by a sync flush, so the compressed blocks concatenate into one valid deflate
+  stream: a change re-compresses only the blocks of its account whose text changed.
+- Samples whose value is an :class:`~agent.metrics.incremental.Age` (token ages, data
+  staleness) change every second by themselves: they are kept compressed per chunk of blocks
+  for the second they were rendered for, and rendered ahead of the scrape by the background
+  task while scrapes come (:mod:`agent.metrics.ages`): an age may be a second behind the
+  clock, never behind a change. The collectors' few fleet-wide families are rendered whole.
 - Every other collector in the registry is rendered at every scrape by prometheus_client's own
   ``generate_latest``, so whatever another module registers appears, exact and current. (A
   collector with many series can offer the IncrementalCollector's interface to be cached too.)
-- A gzip response is one gzip member: the cached compressed stream of the cached families,
-  then the freshly compressed rest; its CRC-32 combines the cached parts' and continues.
+- A gzip response is one gzip member: the cached compressed stream of the cached families and
+  the ages, then the freshly compressed rest; its CRC-32 combines the cached parts' and
+  continues.
 
 Families come out in a different order than from ``generate_latest``; the text format allows
 any order of families (each family's samples stay together).
@@ -32,17 +35,17 @@ only the family headers and the assembled stream are kept per format.
 from __future__ import annotations
 
 import asyncio
-import heapq
 import math
+import time
 import zlib
-from collections.abc import Callable, Hashable, Iterable, Iterator
-from concurrent.futures import Future
+from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from agent.metrics.formats import OPENMETRICS, TEXT, Format
+from agent.metrics.blockcache import BlockCache, Families
+from agent.metrics.formats import TEXT, Format
 from agent.metrics.gzipstream import (
     GZIP_HEADER,
     compression_pool,
@@ -50,12 +53,11 @@ from agent.metrics.gzipstream import (
     deflate,
     gzip_trailer,
 )
-from agent.metrics.incremental import Age, IncrementalCollector
-from agent.metrics.samplelines import escape, label_names_of, prefix_format, sample_name
+from agent.metrics.incremental import IncrementalCollector
 
-BLOCK = 16  # accounts per compressed block
 REFRESH_INTERVAL = 0.05  # seconds between background refreshes
-LIVE_CHUNK = 64  # blocks of ages formatted (and compressed) at a time
+AGE_LAG = 1  # seconds an age may be behind the clock at a scrape (agent.metrics.ages)
+AGE_SLICE = 16  # age chunks rendered in the background before the loop gets a turn
 
 
 class _One:
@@ -68,235 +70,27 @@ class _One:
         return self.collector.collect()
 
 
-class _Families:
-    def __init__(self, families: Iterable[Metric]) -> None:
-        self.families = families
-
-    def collect(self) -> Iterable[Metric]:
-        return self.families
-
-
-class _BlockCache:
-    """An IncrementalCollector's samples, formatted per key (account) and kept per block."""
-
-    def __init__(self, collector: IncrementalCollector) -> None:
-        self.collector = collector
-        self.changed = collector.watch()
-        self.families = collector.families()
-        keys = [k for k in self.families if k not in collector.scrape_families_keys]
-        self.static = [k for k in keys if k not in collector.live_families]
-        self.live = [k for k in keys if k in collector.live_families]
-        # family -> index in static, or ~index in live
-        self.slots = {k: i for i, k in enumerate(self.static)} | {
-            k: ~i for i, k in enumerate(self.live)}
-        self.sample_names = {k: sample_name(f) for k, f in self.families.items()}
-        self.label_names = {k: list(label_names_of(f)) for k, f in self.families.items()}
-        # (family, without region) -> (%-format of a sample's name and labels, a function
-        # picking the label values in its order); an empty region leaves the label out
-        self.prefix_formats = {
-            (k, bare): prefix_format(self.sample_names[k], self.label_names[k], bare)
-            for k in self.families for bare in (False, True)}
-        # per format (Format.openmetrics): the HELP and TYPE lines of each family
-        self.headers = {om: {k: _header(f, fmt) for k, f in self.families.items()}
-                        for om, fmt in ((False, TEXT), (True, OPENMETRICS))}
-        self.packed_headers = {om: {k: deflate(h) for k, h in headers.items()}
-                               for om, headers in self.headers.items()}
-        self.seen: Hashable = None  # the collector's generation
-
-    def rebuild_all(self, now: float) -> None:
-        """Start over: the set of accounts (or the channels' settings) changed."""
-        self.keys = self.collector.keys()
-        self.index = {key: i for i, key in enumerate(self.keys)}
-        n = len(self.keys)
-        blocks = (n + BLOCK - 1) // BLOCK
-        # Per account, tuples of strings and floats: the garbage collector stops tracking
-        # those, so 10,000 accounts' worth of cache adds nothing to its full passes.
-        self.lines: list[tuple[str, ...]] = [()] * n
-        self.ages: list[tuple[tuple[tuple[str, float], ...], ...]] = [()] * n
-        self.plain = [[b""] * blocks for _ in self.static]
-        self.packed = [[b""] * blocks for _ in self.static]
-        # per static family: CRC-32 and length of its text, header included (None: changed)
-        self.family_crcs: list[tuple[int, int] | None] = [None] * len(self.static)
-        self.age_blocks: list[list[list[tuple[str, int]]]] = [
-            [[] for _ in range(blocks)] for _ in self.live
-        ]
-        # per live family and chunk of LIVE_CHUNK blocks: a %-template of its lines and the
-        # times its values count from; None when a block of the chunk changed
-        self.templates: list[list[tuple[str, tuple[int, ...]] | None]] = [
-            [None] * ((blocks + LIVE_CHUNK - 1) // LIVE_CHUNK) for _ in self.live
-        ]
-        # when an account's samples change by themselves (a held access token expires): a
-        # heap of (time, account), and the current time of each account (older entries of
-        # the heap are stale)
-        self.expiries: list[tuple[float, int]] = []
-        self.expiry_of: dict[int, float] = {}
-        self.changed.clear()
-        self.seen = self.collector.generation()
-        self._refresh(range(n), now)
-
-    def mark_all_changed(self) -> None:
-        self.changed.update(self.keys)
-
-    def update(self, now: float) -> None:
-        """Bring the cache up to date with the collector."""
-        if self.seen != self.collector.generation():
-            self.rebuild_all(now)
-            return
-        if not self.changed and not (self.expiries and self.expiries[0][0] <= now):
-            return
-        dirty = {self.index[key] for key in self.changed if key in self.index}
-        self.changed.clear()
-        while self.expiries and self.expiries[0][0] <= now:
-            when, i = heapq.heappop(self.expiries)
-            if self.expiry_of.get(i) == when:
-                dirty.add(i)
-        if dirty:
-            self._refresh(sorted(dirty), now)
-
-    def _refresh(self, accounts: Iterable[int], now: float) -> None:
-        segments: set[tuple[int, int]] = set()  # (family, block) whose text changed
-        blocks = set()
-        for i in accounts:
-            b = i // BLOCK
-            blocks.add(b)
-            segments.update((f, b) for f in self._render_account(i, now))
-        for f, b in segments:
-            members = range(b * BLOCK, min(len(self.keys), (b + 1) * BLOCK))
-            text = "".join([self.lines[i][f] for i in members]).encode()
-            self.plain[f][b] = text
-            self.packed[f][b] = deflate(text)
-        for b in blocks:
-            members = range(b * BLOCK, min(len(self.keys), (b + 1) * BLOCK))
-            for f in range(len(self.live)):
-                self.age_blocks[f][b] = [v for i in members for v in self.ages[i][f]]
-                self.templates[f][b // LIVE_CHUNK] = None
-        self._assembled: dict[bool, tuple[bytes, int, int]] = {}
-        for f, _ in segments:
-            self.family_crcs[f] = None
-
-    def assembled(self, om: bool = False) -> tuple[bytes, int, int]:
-        """The cached families as one deflate stream (not finished), with the CRC-32 and the
-        length of their text, in the text format or (``om``) OpenMetrics. Done at a scrape,
-        not at every refresh. The CRC goes over the samples of the families that changed
-        only (a cycle changes a few: last check, access token expiry...) and is combined
-        with the others'."""
-        if om not in self._assembled:
-            headers, packed_headers = self.headers[om], self.packed_headers[om]
-            body: list[bytes] = []
-            crc = size = 0
-            for f, key in enumerate(self.static):
-                body.append(packed_headers[key])
-                body.extend(self.packed[f])
-                crc, size = zlib.crc32(headers[key], crc), size + len(headers[key])
-                family = self.family_crcs[f]
-                if family is None:
-                    family_crc = 0
-                    for text in self.plain[f]:
-                        family_crc = zlib.crc32(text, family_crc)
-                    family = self.family_crcs[f] = (family_crc, sum(map(len, self.plain[f])))
-                crc, size = crc32_combine(crc, family[0], family[1]), size + family[1]
-            self._assembled[om] = (b"".join(body), crc, size)
-        return self._assembled[om]
-
-    def _render_account(self, i: int, now: float) -> list[int]:
-        """Format account ``i``'s samples; return the static families whose text changed."""
-        key = self.keys[i]
-        # Prefixes (name and labels) are formatted anew rather than kept: kept per account
-        # and sample they were half of the cache's memory (a third of the agent's at 50,000).
-        raw = self.collector.labels(key)
-        labels = tuple([escape(value) for value in raw])
-        bare = "" in labels  # the one label that may be empty: region
-        free = self.collector.free_families
-        formats = self.prefix_formats
-        slots = self.slots
-        lines: list[list[str]] = [[] for _ in self.static]
-        ages: list[list[tuple[str, float]]] = [[] for _ in self.live]
-        # the hot loop of a rebuild: repr() is float_text() without Go's exponent style
-        for family, extra, value in self.collector.samples(key, now):
-            if family in free:
-                prefix = self._free_prefix(family, raw, extra)
-            else:
-                fmt, pick = formats[family, bare]
-                prefix = fmt % pick((*labels, *map(escape, extra)) if extra else labels)
-            f = slots[family]
-            if value.__class__ is Age:
-                if f >= 0:
-                    raise TypeError(f"family {family!r} is not live but got an Age value")
-                ages[~f].append((prefix, value.start))
-            elif f >= 0:
-                lines[f].append(f"{prefix}{value!r}\n")
-            else:
-                raise TypeError(f"family {family!r} is live but got a value, not an Age")
-        old = self.lines[i]
-        new = self.lines[i] = tuple(["".join(f) for f in lines])
-        self.ages[i] = tuple([tuple(a) for a in ages])
-        changed = [f for f in range(len(new)) if not old or old[f] != new[f]]
-        expiry = self.collector.changes_at(key, now)
-        if expiry == math.inf:
-            self.expiry_of.pop(i, None)
-        elif self.expiry_of.get(i) != expiry:
-            self.expiry_of[i] = expiry
-            heapq.heappush(self.expiries, (expiry, i))
-            if len(self.expiries) > 2 * len(self.expiry_of) + 64:  # mostly stale: compact
-                self.expiries = [(when, j) for j, when in self.expiry_of.items()]
-                heapq.heapify(self.expiries)
-        return changed
-
-    def _free_prefix(self, family: str, labels: tuple[str, ...], extra: tuple) -> str:
-        """The name and labels of a sample whose labels the collector chooses (an account's
-        info series, with its inventory labels)."""
-        pairs = sorted(self.collector.free_labels(labels, extra).items())
-        text = ",".join(f'{name}="{escape(value)}"' for name, value in pairs)
-        return f"{self.sample_names[family]}{{{text}}} "
-
-    def static_text(self, om: bool = False) -> bytes:
-        """The cached families' text, for a scraper that takes no gzip. Not kept: it is as
-        large as the exposition (100 MB at 50,000 accounts) and Prometheus asks for gzip."""
-        parts = []
-        for f, key in enumerate(self.static):
-            parts.append(self.headers[om][key])
-            parts.extend(self.plain[f])
-        return b"".join(parts)
-
-    def live_chunks(self, now: float, om: bool = False) -> Iterator[bytes]:
-        """The Age samples at ``now``, a few hundred KB at a time (so that compressing one
-        can overlap formatting the next). The hot loop of every scrape: each chunk is one
-        %-template of its lines filled with whole seconds (:meth:`Age.at`), a quarter of the
-        time of formatting line by line with floats."""
-        second = int(now)
-        for f, key in enumerate(self.live):
-            blocks, templates = self.age_blocks[f], self.templates[f]
-            header = self.headers[om][key].decode()
-            if not blocks:
-                yield header.encode()
-            for c in range(len(templates)):
-                found = templates[c]
-                if found is None:
-                    lines = [v for block in blocks[c * LIVE_CHUNK:(c + 1) * LIVE_CHUNK]
-                             for v in block]
-                    found = templates[c] = ("".join([p.replace("%", "%%") + "%d\n"
-                                                     for p, _ in lines]),
-                                            tuple([start for _, start in lines]))
-                template, starts = found
-                text = template % tuple([second - s if s < second else 0 for s in starts])
-                yield (header + text if c == 0 else text).encode()
-
-
 class Exposition:
-    """Renders a registry like ``generate_latest``, fast for its IncrementalCollectors."""
+    """Renders a registry like ``generate_latest``, fast for its IncrementalCollectors.
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    ``age_lag``: how many seconds an age may be behind the clock at a scrape
+    (:mod:`agent.metrics.ages`); 0 renders every age for the scrape's own second."""
+
+    def __init__(self, registry: CollectorRegistry, age_lag: int = AGE_LAG) -> None:
         self.registry = registry
-        self._caches: dict[int, _BlockCache] = {}
+        self.age_lag = age_lag
+        self._caches: dict[int, BlockCache] = {}
         self._scraped = False
+        self._last_scrape = 0.0  # time.monotonic() of the last scrape
+        self._scrape_gap = math.inf  # seconds between the last two scrapes
 
     def _collectors(self) -> list[Collector] | None:
         return getattr(self.registry, "collectors", None)
 
-    def _cache(self, collector: IncrementalCollector) -> _BlockCache:
+    def _cache(self, collector: IncrementalCollector) -> BlockCache:
         cache = self._caches.get(id(collector))
         if cache is None or cache.collector is not collector:
-            cache = self._caches[id(collector)] = _BlockCache(collector)
+            cache = self._caches[id(collector)] = BlockCache(collector)
         return cache
 
     def refresh(self) -> None:
@@ -308,30 +102,56 @@ class Exposition:
     async def keep_fresh(self, interval: float = REFRESH_INTERVAL) -> None:
         """Refresh in the background, so that a scrape during a check cycle finds only the
         last few changed accounts to render (Prometheus scrapes every 15-60 s: by then a
-        cycle at 10,000 accounts has changed thousands). Idle until the first scrape."""
+        cycle at 10,000 accounts has changed thousands), and, while a scrape is expected
+        within the next second or so, render the ages of the current second and of the
+        accounts that changed, a slice at a time. Idle until the first scrape."""
         while True:
             await asyncio.sleep(interval)
             if self._scraped:
                 self.refresh()
+                if self._scrape_expected(time.monotonic(), interval):
+                    await self._render_ages_ahead()
 
-    def _render(self, emit: Callable[[bytes], None], fmt: Format) -> list[_BlockCache]:
+    def _scrape_expected(self, now: float, interval: float) -> bool:
+        """Whether the next scrape, if it keeps the last interval, comes within about a
+        second (and the scraper has not stopped: twice its interval passed)."""
+        gap = self._scrape_gap
+        ahead = 1 + interval
+        return self._last_scrape + gap - ahead <= now <= self._last_scrape + 2 * gap + ahead
+
+    async def _render_ages_ahead(self) -> None:
+        for collector in self._collectors() or []:
+            if not isinstance(collector, IncrementalCollector):
+                continue
+            cache = self._cache(collector)
+            while True:  # the cache may be rebuilt while the loop serves others: ask again
+                now = collector.clock()
+                cache.update(now)
+                todo = cache.ages_of.stale(int(now), 0)[:AGE_SLICE]
+                if not todo:
+                    break
+                cache.ages_of.render(todo, int(now))
+                await asyncio.sleep(0)
+
+    def _render(self, emit: Callable[[bytes], None], fmt: Format,
+                ) -> list[tuple[BlockCache, float]]:
         """Bring the caches up to date; hand the text rendered at this scrape to ``emit``,
-        piece by piece; return the caches, whose text comes first."""
+        piece by piece; return the caches, whose text comes first, with their clock's time."""
         collectors = self._collectors()
         if collectors is None:  # a plain CollectorRegistry: no fast path
             emit(fmt.encode(self.registry))
             return []
         self._scraped = True
+        scraped = time.monotonic()
+        self._scrape_gap, self._last_scrape = scraped - self._last_scrape, scraped
         caches = []
         for collector in collectors:
             if isinstance(collector, IncrementalCollector):
                 now = collector.clock()
                 cache = self._cache(collector)
                 cache.update(now)
-                caches.append(cache)
-                for chunk in cache.live_chunks(now, fmt.openmetrics):
-                    emit(chunk)
-                emit(fmt.encode(_Families(collector.scrape_families())))
+                caches.append((cache, now))
+                emit(fmt.encode(Families(collector.scrape_families())))
             else:
                 emit(fmt.encode(_One(collector)))
         if fmt.end:
@@ -342,34 +162,32 @@ class Exposition:
         """The exposition as plain text (what ``fmt``'s encoder says of the registry)."""
         pieces: list[bytes] = []
         caches = self._render(pieces.append, fmt)
-        return b"".join([*(c.static_text(fmt.openmetrics) for c in caches), *pieces])
+        return b"".join([*(part for cache, now in caches
+                           for part in (cache.static_text(fmt.openmetrics),
+                                        cache.live_text(now, fmt.openmetrics))),
+                         *pieces])
 
     def render_gzip(self, fmt: Format = TEXT) -> bytes:
-        """The same exposition as one gzip member. The pieces rendered now are compressed
-        by a worker thread while the next ones are formatted (zlib lets go of the GIL)."""
-        pieces: list[tuple[bytes, Future[bytes]]] = []
-        pool = compression_pool()
-        caches = self._render(lambda text: pieces.append((text, pool.submit(deflate, text))),
-                              fmt)
-        bodies, crc, size = [], 0, 0
-        for cache in caches:
-            body, part_crc, part_size = cache.assembled(fmt.openmetrics)
-            bodies.append(body)
-            crc, size = crc32_combine(crc, part_crc, part_size), size + part_size
-        for text, _ in pieces:
-            crc = zlib.crc32(text, crc)
-            size += len(text)
-        return b"".join([GZIP_HEADER, *bodies, *(done.result() for _, done in pieces),
-                         deflate(b"", final=True), gzip_trailer(crc, size)])
+        """The same exposition as one gzip member: the caches' compressed text as it is
+        (ages rendered ahead unless more than ``age_lag`` seconds old), then the rest,
+        compressed now."""
+        pieces: list[bytes] = []
+        caches = self._render(pieces.append, fmt)
+        bodies: list[bytes] = []
+        crc = size = 0
+        for cache, now in caches:
+            cache.ready_ages(now, self.age_lag, compression_pool())
+            static, static_crc, static_size = cache.assembled(fmt.openmetrics)
+            live, live_crc, live_size = cache.live_assembled(fmt.openmetrics)
+            bodies += static + live
+            crc = crc32_combine(crc32_combine(crc, static_crc, static_size), live_crc, live_size)
+            size += static_size + live_size
+        rest = b"".join(pieces)
+        return b"".join([GZIP_HEADER, *bodies, deflate(rest, final=True),
+                         gzip_trailer(zlib.crc32(rest, crc), size + len(rest))])
 
     def invalidate(self) -> None:
         """Treat every account as changed (what a check cycle that touched them all leaves
         for the next render)."""
         for cache in self._caches.values():
             cache.mark_all_changed()
-
-
-def _header(family: Metric, fmt: Format) -> bytes:
-    """The family's HELP and TYPE lines, exactly as ``fmt``'s encoder writes them."""
-    empty = Metric(family.name, family.documentation, family.type)
-    return fmt.encode(_Families([empty]))

@@ -13,18 +13,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Iterable, Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 
-@dataclass(frozen=True, slots=True)
-class Age:
+class Age(NamedTuple):
     """A sample value that is the time since ``since``, computed when the sample is rendered.
 
     Per-account samples are rendered once and cached; an ``Age`` is the one kind of value that
     changes without the state changing, so it is kept apart and evaluated at every scrape.
+    (A NamedTuple, not a frozen dataclass: made for every age at every render of an account,
+    and a tuple is made three times faster.)
     """
 
     since: float

@@ -1,0 +1,93 @@
+"""The Age samples of a cached collector (token ages, data staleness), compressed ahead of the
+scrape.
+
+An Age's value is whole seconds from its start to the scrape's second, so these lines change
+once a second with no change of state: at 50,000 accounts x 2 data sets they are 200,000 lines
+(~22 MB of text) that formatting and compressing at every scrape cost ~100 ms. They are kept
+instead per chunk of ``CHUNK`` blocks, compressed, with the CRC-32 and length of the text and
+the second they were rendered for. A scrape takes a chunk as it is when nothing in it changed
+since and it is at most ``lag`` seconds behind the scrape's second, and renders it otherwise;
+the exposition's background task renders the chunks that changed and those of each new second
+while scrapes are expected (``Exposition.keep_fresh``), so a scrape joins ready bytes.
+
+What that costs in truth: an age may show a value up to ``lag`` seconds (1 by default) behind
+the clock, never behind a change of state (a changed account's chunk is always re-rendered).
+"""
+
+from __future__ import annotations
+
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+
+from agent.metrics.gzipstream import Pieces, deflate
+
+CHUNK = 4  # blocks (of 16 accounts) per chunk: what a change of one account re-renders
+POOLED = 8  # chunks to render at once from which compressing them in a thread pays
+
+
+class LiveFamilies:
+    """The live families of one cache: per family and block the (prefix, start second) of its
+    lines, and per chunk of blocks a %-template of them and the last rendering."""
+
+    def __init__(self, families: int, blocks: int) -> None:
+        chunks = (blocks + CHUNK - 1) // CHUNK
+        self.blocks: list[list[list[tuple[str, int]]]] = [
+            [[] for _ in range(blocks)] for _ in range(families)]
+        # None: a block of the chunk changed since
+        self.templates: list[list[tuple[str, tuple[int, ...]] | None]] = [
+            [None] * chunks for _ in range(families)]
+        # the second each chunk was rendered for; None: never, or changed since
+        self.seconds: list[list[int | None]] = [[None] * chunks for _ in range(families)]
+        self.rendered = [Pieces(chunks) for _ in range(families)]
+
+    def set_block(self, f: int, b: int, lines: list[tuple[str, int]]) -> None:
+        self.blocks[f][b] = lines
+        self.templates[f][b // CHUNK] = None
+        self.seconds[f][b // CHUNK] = None
+
+    def text(self, f: int, c: int, second: int) -> bytes:
+        """Chunk ``c`` of family ``f`` at ``second``: one %-template of its lines filled with
+        whole seconds, a quarter of the time of formatting line by line with floats."""
+        found = self.templates[f][c]
+        if found is None:
+            lines = [v for block in self.blocks[f][c * CHUNK:(c + 1) * CHUNK] for v in block]
+            found = self.templates[f][c] = (
+                "".join([p.replace("%", "%%") + "%d\n" for p, _ in lines]),
+                tuple([start for _, start in lines]))
+        template, starts = found
+        return (template % tuple([second - s if s < second else 0 for s in starts])).encode()
+
+    def stale(self, second: int, lag: int) -> list[tuple[int, int]]:
+        """(family, chunk) of every chunk changed since its rendering or rendered more than
+        ``lag`` seconds before ``second``."""
+        oldest = second - lag
+        return [(f, c) for f, chunks in enumerate(self.seconds)
+                for c, done in enumerate(chunks) if done is None or done < oldest]
+
+    def render(self, todo: list[tuple[int, int]], second: int,
+               pool: ThreadPoolExecutor | None = None) -> None:
+        """Render the chunks ``todo`` at ``second``; with a ``pool``, compress them there
+        while the next are formatted (zlib lets go of the GIL)."""
+        if pool is None or len(todo) < POOLED:
+            for f, c in todo:
+                text = self.text(f, c, second)
+                self._keep(f, c, second, text, deflate(text))
+            return
+        pending = []
+        for f, c in todo:
+            text = self.text(f, c, second)
+            pending.append((f, c, text, pool.submit(deflate, text)))
+        for f, c, text, done in pending:
+            self._keep(f, c, second, text, done.result())
+
+    def _keep(self, f: int, c: int, second: int, text: bytes, packed: bytes) -> None:
+        self.seconds[f][c] = second
+        self.rendered[f].set(c, packed, zlib.crc32(text), len(text))
+
+    def family(self, f: int) -> tuple[list[bytes], int, int]:
+        """Family ``f``'s rendered chunks (every one rendered), their CRC-32 and length."""
+        return self.rendered[f].joined()
+
+    def plain(self, f: int, second: int) -> bytes:
+        """Family ``f``'s lines at ``second``, rendered now (for a scraper without gzip)."""
+        return b"".join([self.text(f, c, second) for c in range(len(self.seconds[f]))])

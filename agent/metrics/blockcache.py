@@ -1,0 +1,260 @@
+"""An IncrementalCollector's samples formatted per key (account), kept per block of ``BLOCK``
+keys and per family, as text and compressed (:mod:`agent.metrics.exposition` assembles them).
+
+A change of an account re-formats its samples and re-compresses only the blocks of the
+families whose text changed; its ages go to :class:`~agent.metrics.ages.LiveFamilies`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import zlib
+from collections.abc import Hashable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+
+from prometheus_client.core import Metric
+
+from agent.metrics.ages import LiveFamilies
+from agent.metrics.formats import OPENMETRICS, TEXT, Format
+from agent.metrics.gzipstream import Pieces, crc32_combine, deflate
+from agent.metrics.incremental import Age, IncrementalCollector
+from agent.metrics.samplelines import escape, label_names_of, prefix_format, sample_name
+
+BLOCK = 16  # accounts per compressed block
+
+
+class Families:
+    """Metric families, as ``generate_latest`` wants a collector."""
+
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return self.families
+
+
+class BlockCache:
+    """An IncrementalCollector's samples, formatted per key (account) and kept per block."""
+
+    def __init__(self, collector: IncrementalCollector) -> None:
+        self.collector = collector
+        self.changed = collector.watch()
+        self.families = collector.families()
+        keys = [k for k in self.families if k not in collector.scrape_families_keys]
+        self.static = [k for k in keys if k not in collector.live_families]
+        self.live = [k for k in keys if k in collector.live_families]
+        # family -> index in static, or ~index in live
+        slots = {k: i for i, k in enumerate(self.static)} | {
+            k: ~i for i, k in enumerate(self.live)}
+        self.sample_names = {k: sample_name(f) for k, f in self.families.items()}
+        label_names = {k: list(label_names_of(f)) for k, f in self.families.items()}
+        # The families with the fewest labels: when those are the key's leading labels,
+        # such a family's samples have no labels of their own, and their prefixes differ
+        # only by name: the labels' text is formatted once per key (shared).
+        fewest = min((label_names[k] for k in slots if k not in collector.free_families),
+                     key=len, default=[])
+        self.shared = {bare: prefix_format("", fewest, bare) for bare in (False, True)}
+        self.shared_count = len(fewest)
+        # without region -> family -> (%-format of a sample's name and labels, a function
+        # picking the label values in its order, slot, the sample name where the family
+        # has the shared labels only); an empty region leaves the label out; no format for
+        # the free families (free_labels)
+        self.plans = {bare: {k: (*(prefix_format(self.sample_names[k], label_names[k], bare)
+                                   if k not in collector.free_families else (None, None)),
+                                 slot,
+                                 self.sample_names[k] if label_names[k] == fewest else None)
+                             for k, slot in slots.items()}
+                      for bare in (False, True)}
+        # per format (Format.openmetrics): the HELP and TYPE lines of each family
+        self.headers = {om: {k: header(f, fmt) for k, f in self.families.items()}
+                        for om, fmt in ((False, TEXT), (True, OPENMETRICS))}
+        self.packed_headers = {om: {k: deflate(h) for k, h in headers.items()}
+                               for om, headers in self.headers.items()}
+        self.seen: Hashable = None  # the collector's generation
+
+    def rebuild_all(self, now: float) -> None:
+        """Start over: the set of accounts (or the channels' settings) changed."""
+        self.keys = self.collector.keys()
+        self.index = {key: i for i, key in enumerate(self.keys)}
+        n = len(self.keys)
+        blocks = (n + BLOCK - 1) // BLOCK
+        # Per account, tuples of strings and floats: the garbage collector stops tracking
+        # those, so 10,000 accounts' worth of cache adds nothing to its full passes.
+        self.lines: list[tuple[str, ...]] = [()] * n
+        self.ages: list[tuple[tuple[tuple[str, float], ...], ...]] = [()] * n
+        self.plain = [[b""] * blocks for _ in self.static]
+        self.packed = [Pieces(blocks) for _ in self.static]
+        self.ages_of = LiveFamilies(len(self.live), blocks)
+        # when an account's samples change by themselves (a held access token expires): a
+        # heap of (time, account), and the current time of each account (older entries of
+        # the heap are stale)
+        self.expiries: list[tuple[float, int]] = []
+        self.expiry_of: dict[int, float] = {}
+        # per format (om): the static families' stream, CRC-32 and length (assembled())
+        self._assembled: dict[bool, tuple[list[bytes], int, int]] = {}
+        self.changed.clear()
+        self.seen = self.collector.generation()
+        self._refresh(range(n), now)
+
+    def mark_all_changed(self) -> None:
+        self.changed.update(self.keys)
+
+    def update(self, now: float) -> None:
+        """Bring the cache up to date with the collector."""
+        if self.seen != self.collector.generation():
+            self.rebuild_all(now)
+            return
+        if not self.changed and not (self.expiries and self.expiries[0][0] <= now):
+            return
+        dirty = {self.index[key] for key in self.changed if key in self.index}
+        self.changed.clear()
+        while self.expiries and self.expiries[0][0] <= now:
+            when, i = heapq.heappop(self.expiries)
+            if self.expiry_of.get(i) == when:
+                dirty.add(i)
+        if dirty:
+            self._refresh(sorted(dirty), now)
+
+    def _refresh(self, accounts: Iterable[int], now: float) -> None:
+        segments: set[tuple[int, int]] = set()  # (family, block) whose text changed
+        live: set[tuple[int, int]] = set()  # (live family, block) whose lines changed
+        for i in accounts:
+            b = i // BLOCK
+            changed, ages_changed = self._render_account(i, now)
+            segments.update((f, b) for f in changed)
+            live.update((f, b) for f in ages_changed)
+        for f, b in segments:
+            members = range(b * BLOCK, min(len(self.keys), (b + 1) * BLOCK))
+            text = "".join([self.lines[i][f] for i in members]).encode()
+            self.plain[f][b] = text
+            self.packed[f].set(b, deflate(text), zlib.crc32(text), len(text))
+        for f, b in live:
+            members = range(b * BLOCK, min(len(self.keys), (b + 1) * BLOCK))
+            self.ages_of.set_block(f, b, [v for i in members for v in self.ages[i][f]])
+        if segments:
+            self._assembled.clear()
+
+    def assembled(self, om: bool = False) -> tuple[list[bytes], int, int]:
+        """The cached families as deflate pieces (not finished), with the CRC-32 and the
+        length of their text, in the text format or (``om``) OpenMetrics. Done at a scrape,
+        not at every refresh: only the groups of blocks that changed since are re-joined
+        and their CRCs re-combined (:class:`~agent.metrics.gzipstream.Pieces`)."""
+        if om not in self._assembled:
+            headers, packed_headers = self.headers[om], self.packed_headers[om]
+            body: list[bytes] = []
+            crc = size = 0
+            for f, key in enumerate(self.static):
+                body.append(packed_headers[key])
+                crc, size = zlib.crc32(headers[key], crc), size + len(headers[key])
+                pieces, family_crc, family_size = self.packed[f].joined()
+                body += pieces
+                crc, size = crc32_combine(crc, family_crc, family_size), size + family_size
+            self._assembled[om] = (body, crc, size)
+        return self._assembled[om]
+
+    def _render_account(self, i: int, now: float) -> tuple[list[int], list[int]]:
+        """Format account ``i``'s samples; return the static families whose text changed and
+        the live families whose lines (prefixes or starts) changed."""
+        key = self.keys[i]
+        # Prefixes (name and labels) are formatted anew rather than kept: kept per account
+        # and sample they were half of the cache's memory (a third of the agent's at 50,000).
+        raw = self.collector.labels(key)
+        labels = tuple([escape(value) for value in raw])
+        bare = "" in labels  # the one label that may be empty: region
+        plans = self.plans[bare]
+        shared_format, shared_pick = self.shared[bare]
+        shared = (shared_format % shared_pick(labels)
+                  if len(labels) == self.shared_count else None)
+        lines: list[list[str]] = [[] for _ in self.static]
+        ages: list[list[tuple[str, float]]] = [[] for _ in self.live]
+        last_extra: tuple = ()
+        values = labels
+        # the hot loop of a rebuild: repr() is float_text() without Go's exponent style
+        for family, extra, value in self.collector.samples(key, now):
+            fmt, pick, f, name = plans[family]
+            if name is not None and shared is not None:
+                prefix = name + shared
+            elif fmt is None:
+                prefix = self._free_prefix(family, raw, extra)
+            elif extra:
+                if extra is not last_extra:  # a data set's samples share theirs
+                    last_extra, values = extra, (*labels, *map(escape, extra))
+                prefix = fmt % pick(values)
+            else:
+                prefix = fmt % pick(labels)
+            if f >= 0:
+                if value.__class__ is Age:
+                    raise TypeError(f"family {family!r} is not live but got an Age value")
+                lines[f].append(f"{prefix}{value!r}\n")
+            elif value.__class__ is Age:
+                ages[~f].append((prefix, value.start))
+            else:
+                raise TypeError(f"family {family!r} is live but got a value, not an Age")
+        old = self.lines[i]
+        new = self.lines[i] = tuple(["".join(f) for f in lines])
+        old_ages = self.ages[i]
+        new_ages = self.ages[i] = tuple([tuple(a) for a in ages])
+        ages_changed = [f for f in range(len(new_ages))
+                        if not old_ages or old_ages[f] != new_ages[f]]
+        changed = [f for f in range(len(new)) if not old or old[f] != new[f]]
+        expiry = self.collector.changes_at(key, now)
+        if expiry == math.inf:
+            self.expiry_of.pop(i, None)
+        elif self.expiry_of.get(i) != expiry:
+            self.expiry_of[i] = expiry
+            heapq.heappush(self.expiries, (expiry, i))
+            if len(self.expiries) > 2 * len(self.expiry_of) + 64:  # mostly stale: compact
+                self.expiries = [(when, j) for j, when in self.expiry_of.items()]
+                heapq.heapify(self.expiries)
+        return changed, ages_changed
+
+    def _free_prefix(self, family: str, labels: tuple[str, ...], extra: tuple) -> str:
+        """The name and labels of a sample whose labels the collector chooses (an account's
+        info series, with its inventory labels)."""
+        pairs = sorted(self.collector.free_labels(labels, extra).items())
+        text = ",".join(f'{name}="{escape(value)}"' for name, value in pairs)
+        return f"{self.sample_names[family]}{{{text}}} "
+
+    def static_text(self, om: bool = False) -> bytes:
+        """The cached families' text, for a scraper that takes no gzip. Not kept: it is as
+        large as the exposition (100 MB at 50,000 accounts) and Prometheus asks for gzip."""
+        parts = []
+        for f, key in enumerate(self.static):
+            parts.append(self.headers[om][key])
+            parts.extend(self.plain[f])
+        return b"".join(parts)
+
+    def ready_ages(self, now: float, lag: int, pool: ThreadPoolExecutor | None = None,
+                   ) -> None:
+        """Render the age chunks a scrape at ``now`` cannot take as they are."""
+        second = int(now)
+        todo = self.ages_of.stale(second, lag)
+        if todo:
+            self.ages_of.render(todo, second, pool)
+
+    def live_assembled(self, om: bool = False) -> tuple[list[bytes], int, int]:
+        """The live families as deflate pieces (every chunk rendered: :meth:`ready_ages`),
+        with the CRC-32 and the length of their text."""
+        body: list[bytes] = []
+        crc = size = 0
+        for f, key in enumerate(self.live):
+            header = self.headers[om][key]
+            body.append(self.packed_headers[om][key])
+            crc, size = zlib.crc32(header, crc), size + len(header)
+            chunks, family_crc, family_size = self.ages_of.family(f)
+            body.extend(chunks)
+            crc, size = crc32_combine(crc, family_crc, family_size), size + family_size
+        return body, crc, size
+
+    def live_text(self, now: float, om: bool = False) -> bytes:
+        """The live families at ``now``, as plain text (for a scraper that takes no gzip)."""
+        return b"".join([part for f, key in enumerate(self.live)
+                         for part in (self.headers[om][key], self.ages_of.plain(f, int(now)))])
+
+
+
+def header(family: Metric, fmt: Format) -> bytes:
+    """The family's HELP and TYPE lines, exactly as ``fmt``'s encoder writes them."""
+    empty = Metric(family.name, family.documentation, family.type)
+    return fmt.encode(Families([empty]))
