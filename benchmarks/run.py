@@ -52,6 +52,7 @@ from benchmarks.fleet import (  # noqa: E402
     build_fleet,
     dataset_name,
     simulator_accounts,
+    unchanged_refresh,
     wait_for_fleet,
 )
 from benchmarks.report import rows  # noqa: E402
@@ -304,18 +305,6 @@ def exposition_rebuild(config: Path, repeat: int = 3) -> dict[str, float]:
             "ratio": rebuilt / latest, "unchanged_scrape_ms": scrape * 1000}
 
 
-def inventory_refresh(n: int) -> dict[str, Any]:
-    """Seconds of an inventory refresh that finds the list unchanged, N rows.
-
-    HOOK: the one place that measures it. Today it runs benchmarks/inventory.py for one size
-    (a SQL inventory beside the agent's own fleet); when the benchmark fleet itself comes
-    from an inventory source, measure that source's unchanged refresh here instead."""
-    out = subprocess.run([sys.executable, str(Path(__file__).parent / "inventory.py"),
-                          "--one", str(n)], capture_output=True, text=True, check=True).stdout
-    result = json.loads(out.splitlines()[-1])
-    return {"rows": result["rows"], "unchanged_s": result["unchanged"]}
-
-
 # -- the run -----------------------------------------------------------------------------------
 
 
@@ -367,7 +356,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         sim.wait(timeout=30)
     if not args.no_inventory:
         log(f"phase 6: inventory refresh of {n} unchanged rows")
-        results["inventory"] = inventory_refresh(n)
+        results["inventory"] = unchanged_refresh(config)  # the fleet's own source
     return results
 
 
