@@ -356,7 +356,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         sim.wait(timeout=30)
     if not args.no_inventory:
         log(f"phase 6: inventory refresh of {n} unchanged rows")
-        results["inventory"] = unchanged_refresh(config)  # the fleet's own source
+        # the fleet's own source, in a thread: it runs its own event loop
+        results["inventory"] = await asyncio.to_thread(unchanged_refresh, config)
     return results
 
 
