@@ -101,3 +101,56 @@ async def test_a_slow_query_times_out_and_is_cancelled_on_the_server(postgres_ur
     assert caught.value.reason == "timeout"
     assert time.monotonic() - started < 5
     await crm.close()
+
+
+def _rows(**changes: dict) -> list[dict]:
+    rows = [{"channel": "amazon_ads", "account": name, "region": "na",
+             "expected_profiles": "1", "refresh_token": f"token-of-{name}",
+             "label_tier": "gold"} for name in ("acme", "globex", "initech")]
+    for row in rows:
+        row.update(changes.get(row["account"], {}))
+    return rows
+
+
+def test_an_answer_as_last_time_keeps_every_account_and_writes_nothing(tmp_path):
+    crm = source(f"sqlite:///{tmp_path / 'p.db'}")
+    first = evaluate(crm, SourceList(), _rows(), CHANNELS, tmp_path, time.time(), None)
+    again = evaluate(crm, first.new, _rows(), CHANNELS, tmp_path, time.time(), None)
+    assert not again.changes and not again.write and not again.problems
+    assert all(again.new.accounts[key] is first.new.accounts[key] for key in first.new.accounts)
+    # the same row with its columns in another order is the same row
+    reordered = [dict(reversed(row.items())) for row in _rows()]
+    third = evaluate(crm, again.new, reordered, CHANNELS, tmp_path, time.time(), None)
+    assert not third.changes and not third.write
+    assert third.new.accounts == first.new.accounts
+
+
+def test_a_change_in_any_column_is_seen_even_when_the_rest_of_the_answer_repeats(tmp_path):
+    crm = source(f"sqlite:///{tmp_path / 'p.db'}")
+    first = evaluate(crm, SourceList(), _rows(), CHANNELS, tmp_path, time.time(), None)
+    changed = evaluate(crm, first.new, _rows(acme={"label_tier": "silver"},
+                                             globex={"refresh_token": "rotated"}),
+                       CHANNELS, tmp_path, time.time(), None)
+    assert changed.changed == 2 and sorted(changed.write) == [("amazon_ads", "acme"),
+                                                              ("amazon_ads", "globex")]
+    accounts = changed.new.accounts
+    assert accounts["amazon_ads", "acme"].labels["tier"] == "silver"
+    assert accounts["amazon_ads", "globex"].settings["refresh_token"].read().reveal() == "rotated"
+    assert "rotated" not in changed.write["amazon_ads", "globex"]
+    assert accounts["amazon_ads", "initech"] is first.new.accounts["amazon_ads", "initech"]
+
+
+def test_a_row_that_went_bad_is_reported_at_every_answer_until_it_is_fixed(tmp_path):
+    crm = source(f"sqlite:///{tmp_path / 'p.db'}")
+    first = evaluate(crm, SourceList(), _rows(), CHANNELS, tmp_path, time.time(), None)
+    current = first.new
+    for _ in range(2):  # the same bad answer twice: reported both times, acme kept
+        bad = evaluate(crm, current, _rows(acme={"region": "mars"}), CHANNELS, tmp_path,
+                       time.time(), None)
+        [problem] = bad.problems
+        assert "row 1 (amazon_ads/acme): region" in str(problem)
+        assert bad.new.accounts["amazon_ads", "acme"] is first.new.accounts["amazon_ads", "acme"]
+        current = bad.new
+    fixed = evaluate(crm, current, _rows(acme={"region": "eu"}), CHANNELS, tmp_path,
+                     time.time(), None)
+    assert not fixed.problems and fixed.new.accounts["amazon_ads", "acme"].region == "eu"
