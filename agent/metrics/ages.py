@@ -17,6 +17,7 @@ the clock, never behind a change of state (a changed account's chunk is always r
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from agent.metrics.gzipstream import Pieces, deflate
@@ -45,17 +46,20 @@ class LiveFamilies:
         self.templates[f][b // CHUNK] = None
         self.seconds[f][b // CHUNK] = None
 
-    def text(self, f: int, c: int, second: int) -> bytes:
-        """Chunk ``c`` of family ``f`` at ``second``: one %-template of its lines filled with
-        whole seconds, a quarter of the time of formatting line by line with floats."""
+    def template(self, f: int, c: int) -> tuple[str, tuple[int, ...]]:
+        """Chunk ``c`` of family ``f`` as one %-template of its lines and their starts."""
         found = self.templates[f][c]
         if found is None:
             lines = [v for block in self.blocks[f][c * CHUNK:(c + 1) * CHUNK] for v in block]
             found = self.templates[f][c] = (
                 "".join([p.replace("%", "%%") + "%d\n" for p, _ in lines]),
                 tuple([start for _, start in lines]))
-        template, starts = found
-        return (template % tuple([second - s if s < second else 0 for s in starts])).encode()
+        return found
+
+    def text(self, f: int, c: int, second: int) -> bytes:
+        """Chunk ``c`` of family ``f`` at ``second``: one %-template of its lines filled with
+        whole seconds, a quarter of the time of formatting line by line with floats."""
+        return fill(self.template(f, c), second)
 
     def stale(self, second: int, lag: int) -> list[tuple[int, int]]:
         """(family, chunk) of every chunk changed since its rendering or rendered more than
@@ -88,6 +92,18 @@ class LiveFamilies:
         """Family ``f``'s rendered chunks (every one rendered), their CRC-32 and length."""
         return self.rendered[f].joined()
 
-    def plain(self, f: int, second: int) -> bytes:
-        """Family ``f``'s lines at ``second``, rendered now (for a scraper without gzip)."""
-        return b"".join([self.text(f, c, second) for c in range(len(self.seconds[f]))])
+    def plain_parts(self, f: int, second: int) -> tuple[int, Iterator[bytes]]:
+        """Family ``f``'s lines at ``second`` (for a scraper without gzip): their length and
+        the chunks' text, rendered as they are sent (and once before, for the length:
+        kept, they would be as large as the family's text)."""
+        # the templates as they are now: a change while the chunks are sent replaces one in
+        # self.templates, not in this list, so the length stays true
+        templates = [self.template(f, c) for c in range(len(self.seconds[f]))]
+        size = sum([len(fill(template, second)) for template in templates])
+        return size, (fill(template, second) for template in templates)
+
+
+def fill(template: tuple[str, tuple[int, ...]], second: int) -> bytes:
+    """A chunk's lines at ``second``: its %-template filled with whole seconds."""
+    text, starts = template
+    return (text % tuple([second - s if s < second else 0 for s in starts])).encode()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import heapq
 import math
 import zlib
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from prometheus_client.core import Metric
@@ -22,6 +22,7 @@ from agent.metrics.incremental import Age, IncrementalCollector
 from agent.metrics.samplelines import escape, label_names_of, prefix_format, sample_name
 
 BLOCK = 16  # accounts per compressed block
+STREAM = 256  # accounts per piece of the plain text streamed to a scraper without gzip
 
 
 class Families:
@@ -83,7 +84,6 @@ class BlockCache:
         # those, so 10,000 accounts' worth of cache adds nothing to its full passes.
         self.lines: list[tuple[str, ...]] = [()] * n
         self.ages: list[tuple[tuple[tuple[str, float], ...], ...]] = [()] * n
-        self.plain = [[b""] * blocks for _ in self.static]
         self.packed = [Pieces(blocks) for _ in self.static]
         self.ages_of = LiveFamilies(len(self.live), blocks)
         # when an account's samples change by themselves (a held access token expires): a
@@ -127,7 +127,6 @@ class BlockCache:
         for f, b in segments:
             members = range(b * BLOCK, min(len(self.keys), (b + 1) * BLOCK))
             text = "".join([self.lines[i][f] for i in members]).encode()
-            self.plain[f][b] = text
             self.packed[f].set(b, deflate(text), zlib.crc32(text), len(text))
         for f, b in live:
             members = range(b * BLOCK, min(len(self.keys), (b + 1) * BLOCK))
@@ -216,14 +215,25 @@ class BlockCache:
         text = ",".join(f'{name}="{escape(value)}"' for name, value in pairs)
         return f"{self.sample_names[family]}{{{text}}} "
 
-    def static_text(self, om: bool = False) -> bytes:
-        """The cached families' text, for a scraper that takes no gzip. Not kept: it is as
-        large as the exposition (100 MB at 50,000 accounts) and Prometheus asks for gzip."""
-        parts = []
-        for f, key in enumerate(self.static):
-            parts.append(self.headers[om][key])
-            parts.extend(self.plain[f])
-        return b"".join(parts)
+    def static_parts(self, om: bool = False) -> tuple[int, Iterator[bytes]]:
+        """The cached families' text, for a scraper that takes no gzip: its length and its
+        pieces, joined from the accounts' lines as they are now, piece by piece as they are
+        sent. Not kept: it is as large as the exposition (100 MB at 50,000 accounts), and
+        Prometheus asks for gzip."""
+        headers = self.headers[om]
+        # the lines as they are now: a refresh while the pieces are sent replaces an
+        # account's tuple in self.lines, not in this copy, so the length stays true
+        lines = self.lines.copy()
+        size = sum(len(headers[key]) for key in self.static) + sum(
+            [block_size for pieces in self.packed for _, block_size in pieces.crcs])
+
+        def parts() -> Iterator[bytes]:
+            for f, key in enumerate(self.static):
+                yield headers[key]
+                for start in range(0, len(lines), STREAM):
+                    yield "".join([line[f] for line in lines[start:start + STREAM]]).encode()
+
+        return size, parts()
 
     def ready_ages(self, now: float, lag: int, pool: ThreadPoolExecutor | None = None,
                    ) -> None:
@@ -247,11 +257,21 @@ class BlockCache:
             crc, size = crc32_combine(crc, family_crc, family_size), size + family_size
         return body, crc, size
 
-    def live_text(self, now: float, om: bool = False) -> bytes:
-        """The live families at ``now``, as plain text (for a scraper that takes no gzip)."""
-        return b"".join([part for f, key in enumerate(self.live)
-                         for part in (self.headers[om][key], self.ages_of.plain(f, int(now)))])
+    def live_parts(self, now: float, om: bool = False) -> tuple[int, Iterator[bytes]]:
+        """The live families at ``now``, as plain text (for a scraper that takes no gzip):
+        its length and its pieces, rendered as they are sent."""
+        headers = self.headers[om]
+        second = int(now)
+        families = [(headers[key], self.ages_of.plain_parts(f, second))
+                    for f, key in enumerate(self.live)]
+        size = sum(len(header) + family_size for header, (family_size, _) in families)
 
+        def parts() -> Iterator[bytes]:
+            for header, (_, chunks) in families:
+                yield header
+                yield from chunks
+
+        return size, parts()
 
 
 def header(family: Metric, fmt: Format) -> bytes:
