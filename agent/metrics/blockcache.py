@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from prometheus_client.core import Metric
 
-from agent.metrics.ages import LiveFamilies
+from agent.metrics.ages import CHUNK, AgeLines, LiveFamilies
 from agent.metrics.formats import OPENMETRICS, TEXT, Format
 from agent.metrics.gzipstream import Pieces, crc32_combine, deflate, inflate
 from agent.metrics.incremental import Age, IncrementalCollector
@@ -86,11 +86,8 @@ class BlockCache:
         # account, the length of the account's text in its block, to replace it there.
         # (Kept as text too, per account, it was 2.5 KB an account: 125 MB at 50,000.)
         self.sizes = [array("I", [0]) * n for _ in self.static]
-        # Per account, tuples of strings and floats: the garbage collector stops tracking
-        # those, so 10,000 accounts' worth of cache adds nothing to its full passes.
-        self.ages: list[tuple[tuple[tuple[str, float], ...], ...]] = [()] * n
         self.packed = [Pieces(blocks) for _ in self.static]
-        self.ages_of = LiveFamilies(len(self.live), blocks)
+        self.ages_of = LiveFamilies(len(self.live), n, BLOCK * CHUNK)
         # when an account's samples change by themselves (a held access token expires): a
         # heap of (time, account), and the current time of each account (older entries of
         # the heap are stale)
@@ -123,21 +120,20 @@ class BlockCache:
 
     def _refresh(self, accounts: Iterable[int], now: float) -> None:
         """Render ``accounts`` (in order) anew."""
-        live: set[tuple[int, int]] = set()  # (live family, block) whose lines changed
         changed = False
-        # block by block (``accounts`` come in order): the text of all at once would be
-        # the size of the exposition
-        for b, group in itertools.groupby(accounts, lambda i: i // BLOCK):
-            fresh = {}  # account -> its text of each static family
-            for i in group:
-                fresh[i], ages_changed = self._render_account(i, now)
-                live.update((f, b) for f in ages_changed)
-            members = range(b * BLOCK, min(len(self.keys), (b + 1) * BLOCK))
-            for f in range(len(self.static)):
-                changed |= self._replace(f, b, members, fresh)
-        for f, b in live:
-            members = range(b * BLOCK, min(len(self.keys), (b + 1) * BLOCK))
-            self.ages_of.set_block(f, b, [v for i in members for v in self.ages[i][f]])
+        # chunk by chunk and block by block (``accounts`` come in order): the text of all
+        # at once would be the size of the exposition
+        for c, in_chunk in itertools.groupby(accounts, lambda i: i // (BLOCK * CHUNK)):
+            ages = {}  # account -> its age lines of each live family
+            for b, in_block in itertools.groupby(in_chunk, lambda i: i // BLOCK):
+                fresh = {}  # account -> its text of each static family
+                for i in in_block:
+                    fresh[i], ages[i] = self._render_account(i, now)
+                members = range(b * BLOCK, min(len(self.keys), (b + 1) * BLOCK))
+                for f in range(len(self.static)):
+                    changed |= self._replace(f, b, members, fresh)
+            for f in range(len(self.live)):
+                self.ages_of.replace(f, c, ages)
         if changed:
             self._assembled.clear()
 
@@ -184,9 +180,10 @@ class BlockCache:
             self._assembled[om] = (body, crc, size)
         return self._assembled[om]
 
-    def _render_account(self, i: int, now: float) -> tuple[tuple[bytes, ...], list[int]]:
-        """Format account ``i``'s samples; return its text of each static family and the
-        live families whose lines (prefixes or starts) changed."""
+    def _render_account(self, i: int, now: float,
+                        ) -> tuple[tuple[bytes, ...], tuple[AgeLines, ...]]:
+        """Format account ``i``'s samples; return its text of each static family and its
+        age lines of each live family."""
         key = self.keys[i]
         # Prefixes (name and labels) are formatted anew rather than kept: kept per account
         # and sample they were half of the cache's memory (a third of the agent's at 50,000).
@@ -198,7 +195,8 @@ class BlockCache:
         shared = (shared_format % shared_pick(labels)
                   if len(labels) == self.shared_count else None)
         lines: list[list[str]] = [[] for _ in self.static]
-        ages: list[list[tuple[str, float]]] = [[] for _ in self.live]
+        templates: list[list[str]] = [[] for _ in self.live]
+        starts: list[list[int]] = [[] for _ in self.live]
         last_extra: tuple = ()
         values = labels
         # the hot loop of a rebuild: repr() is float_text() without Go's exponent style
@@ -219,14 +217,13 @@ class BlockCache:
                     raise TypeError(f"family {family!r} is not live but got an Age value")
                 lines[f].append(f"{prefix}{value!r}\n")
             elif value.__class__ is Age:
-                ages[~f].append((prefix, value.start))
+                templates[~f].append(prefix.replace("%", "%%") + "%d\n")
+                starts[~f].append(value.start)
             else:
                 raise TypeError(f"family {family!r} is live but got a value, not an Age")
         texts = tuple(["".join(f).encode() for f in lines])
-        old_ages = self.ages[i]
-        new_ages = self.ages[i] = tuple([tuple(a) for a in ages])
-        ages_changed = [f for f in range(len(new_ages))
-                        if not old_ages or old_ages[f] != new_ages[f]]
+        ages = tuple([("".join(t), array("q", s)) for t, s in zip(templates, starts,
+                                                                  strict=True)])
         expiry = self.collector.changes_at(key, now)
         if expiry == math.inf:
             self.expiry_of.pop(i, None)
@@ -236,7 +233,7 @@ class BlockCache:
             if len(self.expiries) > 2 * len(self.expiry_of) + 64:  # mostly stale: compact
                 self.expiries = [(when, j) for j, when in self.expiry_of.items()]
                 heapq.heapify(self.expiries)
-        return texts, ages_changed
+        return texts, ages
 
     def _free_prefix(self, family: str, labels: tuple[str, ...], extra: tuple) -> str:
         """The name and labels of a sample whose labels the collector chooses (an account's
