@@ -55,23 +55,26 @@ class LiveFamilies:
         template, starts = self.templates[f][c]
         widths, counts = self.widths[f], self.counts[f]
         members = range(c * self.per_chunk, min(self.accounts, (c + 1) * self.per_chunk))
-        texts, new_starts = [], array("q")
+        spans = []  # per account: where its lines are in the template and its starts
         at = at_start = 0
         for i in members:
-            width, count = widths[i], counts[i]
+            spans.append((at, at + widths[i], at_start, at_start + counts[i]))
+            at, at_start = at + widths[i], at_start + counts[i]
+        first = members.start
+        if all(fresh[i][f] == (template[a:b], starts[s:e])
+               for i in fresh for a, b, s, e in (spans[i - first],)):
+            return  # most refreshes: a check changed the token ages, not the data's
+        texts, new_starts = [], array("q")
+        for i, (a, b, s, e) in zip(members, spans, strict=True):
             if i in fresh:
                 text, own = fresh[i][f]
-                texts.append(text)
-                new_starts += own
                 widths[i], counts[i] = len(text), len(own)
             else:
-                texts.append(template[at:at + width])
-                new_starts += starts[at_start:at_start + count]
-            at, at_start = at + width, at_start + count
-        new = "".join(texts)
-        if new != template or new_starts != starts:
-            self.templates[f][c] = (new, new_starts)
-            self.seconds[f][c] = None
+                text, own = template[a:b], starts[s:e]
+            texts.append(text)
+            new_starts += own
+        self.templates[f][c] = ("".join(texts), new_starts)
+        self.seconds[f][c] = None
 
     def template(self, f: int, c: int) -> AgeLines:
         """Chunk ``c`` of family ``f`` as one %-template of its lines and their starts."""
