@@ -27,9 +27,9 @@ CHUNK = 4  # blocks (of 16 accounts) per chunk: what a change of one account re-
 POOLED = 8  # chunks to render at once from which compressing them in a thread pays
 
 
-# an account's or a chunk's lines of one live family: one %-template of their prefixes
-# ("name{labels} %d\n" each) and their start seconds
-AgeLines = tuple[str, array]
+# an account's lines of one live family: one %-template of their prefixes ("name{labels}
+# %d\n" each) and their start seconds; a chunk's keeps its starts in an array
+AgeLines = tuple[str, list[int]]
 
 
 class LiveFamilies:
@@ -40,7 +40,7 @@ class LiveFamilies:
     def __init__(self, families: int, accounts: int, per_chunk: int) -> None:
         self.accounts, self.per_chunk = accounts, per_chunk
         chunks = (accounts + per_chunk - 1) // per_chunk
-        self.templates: list[list[AgeLines]] = [
+        self.templates: list[list[tuple[str, array]]] = [
             [("", array("q"))] * chunks for _ in range(families)]
         self.widths = [array("I", [0]) * accounts for _ in range(families)]
         self.counts = [array("I", [0]) * accounts for _ in range(families)]
@@ -61,7 +61,7 @@ class LiveFamilies:
             spans.append((at, at + widths[i], at_start, at_start + counts[i]))
             at, at_start = at + widths[i], at_start + counts[i]
         first = members.start
-        if all(fresh[i][f] == (template[a:b], starts[s:e])
+        if all(fresh[i][f] == (template[a:b], starts[s:e].tolist())
                for i in fresh for a, b, s, e in (spans[i - first],)):
             return  # most refreshes: a check changed the token ages, not the data's
         texts, new_starts = [], array("q")
@@ -72,11 +72,11 @@ class LiveFamilies:
             else:
                 text, own = template[a:b], starts[s:e]
             texts.append(text)
-            new_starts += own
+            new_starts.extend(own)
         self.templates[f][c] = ("".join(texts), new_starts)
         self.seconds[f][c] = None
 
-    def template(self, f: int, c: int) -> AgeLines:
+    def template(self, f: int, c: int) -> tuple[str, array]:
         """Chunk ``c`` of family ``f`` as one %-template of its lines and their starts."""
         return self.templates[f][c]
 
@@ -127,7 +127,7 @@ class LiveFamilies:
         return size, (fill(template, second) for template in templates)
 
 
-def fill(template: AgeLines, second: int) -> bytes:
+def fill(template: tuple[str, array], second: int) -> bytes:
     """A chunk's lines at ``second``: its %-template filled with whole seconds."""
     text, starts = template
     return (text % tuple([second - s if s < second else 0 for s in starts])).encode()

@@ -83,9 +83,11 @@ class BlockCache:
         n = len(self.keys)
         blocks = (n + BLOCK - 1) // BLOCK
         # The static families' text is kept compressed only, per block; per family and
-        # account, the length of the account's text in its block, to replace it there.
+        # account, the length of the account's text in its block, to replace it there,
+        # and its hash, to tell whether it changed.
         # (Kept as text too, per account, it was 2.5 KB an account: 125 MB at 50,000.)
         self.sizes = [array("I", [0]) * n for _ in self.static]
+        self.hashes = [array("q", [hash("")]) * n for _ in self.static]  # of that text
         self.packed = [Pieces(blocks) for _ in self.static]
         self.ages_of = LiveFamilies(len(self.live), n, BLOCK * CHUNK)
         # when an account's samples change by themselves (a held access token expires): a
@@ -137,29 +139,35 @@ class BlockCache:
         if changed:
             self._assembled.clear()
 
-    def _replace(self, f: int, b: int, members: range, fresh: dict[int, tuple[bytes, ...]],
+    def _replace(self, f: int, b: int, members: range, fresh: dict[int, tuple[str, ...]],
                  ) -> bool:
         """Put the ``fresh`` text of some accounts of block ``b`` in family ``f``'s block
-        (the others' text is taken from the block itself); re-compress it if it changed."""
-        pieces, sizes = self.packed[f], self.sizes[f]
-        old = None
+        (the others' text is taken from the block itself) and re-compress it, if an
+        account's text changed (by its hash: a cycle changes a few families of most
+        accounts, and most families of none)."""
+        hashes, sizes = self.hashes[f], self.sizes[f]
+        changed = False
+        for i, texts in fresh.items():
+            digest = hash(texts[f])
+            if hashes[i] != digest:
+                hashes[i], changed = digest, True
+        if not changed:
+            return False
+        pieces = self.packed[f]
         if len(fresh) == len(members):
-            text = b"".join([fresh[i][f] for i in members])
+            text = "".join([fresh[i][f] for i in members]).encode()
         else:
             old = inflate(pieces.packed[b])
             parts, at = [], 0
             for i in members:
                 end = at + sizes[i]
-                parts.append(fresh[i][f] if i in fresh else old[at:end])
+                parts.append(fresh[i][f].encode() if i in fresh else old[at:end])
                 at = end
             text = b"".join(parts)
         for i, texts in fresh.items():
-            sizes[i] = len(texts[f])
-        crc = zlib.crc32(text)
-        if pieces.crcs[b] == (crc, len(text)) and text == (
-                inflate(pieces.packed[b]) if old is None else old):
-            return False
-        pieces.set(b, deflate(text), crc, len(text))
+            line = texts[f]
+            sizes[i] = len(line) if line.isascii() else len(line.encode())
+        pieces.set(b, deflate(text), zlib.crc32(text), len(text))
         return True
 
     def assembled(self, om: bool = False) -> tuple[list[bytes], int, int]:
@@ -181,7 +189,7 @@ class BlockCache:
         return self._assembled[om]
 
     def _render_account(self, i: int, now: float,
-                        ) -> tuple[tuple[bytes, ...], tuple[AgeLines, ...]]:
+                        ) -> tuple[tuple[str, ...], tuple[AgeLines, ...]]:
         """Format account ``i``'s samples; return its text of each static family and its
         age lines of each live family."""
         key = self.keys[i]
@@ -221,9 +229,8 @@ class BlockCache:
                 starts[~f].append(value.start)
             else:
                 raise TypeError(f"family {family!r} is live but got a value, not an Age")
-        texts = tuple(["".join(f).encode() for f in lines])
-        ages = tuple([("".join(t), array("q", s)) for t, s in zip(templates, starts,
-                                                                  strict=True)])
+        texts = tuple(["".join(f) for f in lines])
+        ages = tuple([("".join(t), s) for t, s in zip(templates, starts, strict=True)])
         expiry = self.collector.changes_at(key, now)
         if expiry == math.inf:
             self.expiry_of.pop(i, None)
