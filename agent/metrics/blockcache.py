@@ -1,8 +1,11 @@
 """An IncrementalCollector's samples formatted per key (account), kept per block of ``BLOCK``
-keys and per family, as text and compressed (:mod:`agent.metrics.exposition` assembles them).
+keys and per family, compressed (:mod:`agent.metrics.exposition` assembles them).
 
 A change of an account re-formats its samples and re-compresses only the blocks of the
-families whose text changed; its ages go to :class:`~agent.metrics.ages.LiveFamilies`.
+families whose text changed (the block inflated, the account's part replaced); its ages go
+to :class:`~agent.metrics.ages.LiveFamilies`. Only the compressed text is kept: at 50,000
+accounts the plain text is 100 MB, and what a scraper without gzip gets is inflated from
+the blocks as it is sent (:meth:`BlockCache.static_parts`).
 """
 
 from __future__ import annotations
