@@ -201,6 +201,45 @@ async def test_metrics_endpoint_serves_gzip_to_who_accepts_it(world):
         assert families(await plain.read()) == expected
 
 
+async def test_plain_metrics_are_streamed_with_their_exact_length(world):
+    service, clock, _ = world
+    FakeChannel.script["acct000"] = rich(clock, 0)
+    await service.scheduler.check_now(service.find_account("fake", "acct000"))
+    server = TestServer(make_app(service))
+    async with TestClient(server, auto_decompress=False) as client:
+        plain = await client.get("/metrics", headers={"Accept-Encoding": "identity"})
+        body = await plain.read()
+        assert int(plain.headers["Content-Length"]) == len(body)
+        assert "Transfer-Encoding" not in plain.headers
+        for encoding in ("gzip", "identity"):
+            head = await client.head("/metrics", headers={"Accept-Encoding": encoding})
+            assert head.status == 200
+            assert int(head.headers["Content-Length"]) > 0
+            assert await head.read() == b""
+        # the connection is still good after the HEADs: no body was sent on it
+        again = await client.get("/metrics", headers={"Accept-Encoding": "identity"})
+        assert families(await again.read()) == families(body)
+
+
+async def test_plain_text_taken_piece_by_piece_is_the_state_it_was_asked_at(world):
+    """The pieces are taken while the loop serves others: a check, a refresh of the caches
+    and a new second in between change neither the text nor its length."""
+    service, clock, exposition = world
+    FakeChannel.script["acct000"] = rich(clock, 0)
+    await service.scheduler.check_now(service.find_account("fake", "acct000"))
+    before = exposition.render()
+    size, parts = exposition.render_parts()
+    FakeChannel.script["acct000"] = CheckResult(valid=False, reason="invalid_grant")
+    await service.scheduler.check_now(service.find_account("fake", "acct000"))
+    clock.now += 5
+    exposition.refresh()
+    exposition.render_gzip()  # renders the changed ages' chunks anew
+    body = b"".join(parts)
+    assert len(body) == size
+    assert without_process_metrics(body) == without_process_metrics(before)
+    assert without_process_metrics(exposition.render()) != without_process_metrics(before)
+
+
 # what Prometheus 2.x sends by default (scrape.go, scrapeAcceptHeader)
 PROMETHEUS_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
                      "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1")

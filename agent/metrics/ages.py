@@ -17,6 +17,8 @@ the clock, never behind a change of state (a changed account's chunk is always r
 from __future__ import annotations
 
 import zlib
+from array import array
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from agent.metrics.gzipstream import Pieces, deflate
@@ -25,37 +27,63 @@ CHUNK = 4  # blocks (of 16 accounts) per chunk: what a change of one account re-
 POOLED = 8  # chunks to render at once from which compressing them in a thread pays
 
 
-class LiveFamilies:
-    """The live families of one cache: per family and block the (prefix, start second) of its
-    lines, and per chunk of blocks a %-template of them and the last rendering."""
+# an account's lines of one live family: one %-template of their prefixes ("name{labels}
+# %d\n" each) and their start seconds; a chunk's keeps its starts in an array
+AgeLines = tuple[str, list[int]]
 
-    def __init__(self, families: int, blocks: int) -> None:
-        chunks = (blocks + CHUNK - 1) // CHUNK
-        self.blocks: list[list[list[tuple[str, int]]]] = [
-            [[] for _ in range(blocks)] for _ in range(families)]
-        # None: a block of the chunk changed since
-        self.templates: list[list[tuple[str, tuple[int, ...]] | None]] = [
-            [None] * chunks for _ in range(families)]
+
+class LiveFamilies:
+    """The live families of one cache: per family and chunk of accounts a %-template of its
+    lines and their start seconds, with the last rendering; per family and account, how
+    many characters and lines of its chunk's template are the account's."""
+
+    def __init__(self, families: int, accounts: int, per_chunk: int) -> None:
+        self.accounts, self.per_chunk = accounts, per_chunk
+        chunks = (accounts + per_chunk - 1) // per_chunk
+        self.templates: list[list[tuple[str, array]]] = [
+            [("", array("q"))] * chunks for _ in range(families)]
+        self.widths = [array("I", [0]) * accounts for _ in range(families)]
+        self.counts = [array("I", [0]) * accounts for _ in range(families)]
         # the second each chunk was rendered for; None: never, or changed since
         self.seconds: list[list[int | None]] = [[None] * chunks for _ in range(families)]
         self.rendered = [Pieces(chunks) for _ in range(families)]
 
-    def set_block(self, f: int, b: int, lines: list[tuple[str, int]]) -> None:
-        self.blocks[f][b] = lines
-        self.templates[f][b // CHUNK] = None
-        self.seconds[f][b // CHUNK] = None
+    def replace(self, f: int, c: int, fresh: dict[int, tuple[AgeLines, ...]]) -> None:
+        """Put the ``fresh`` lines of some accounts of chunk ``c`` in family ``f``'s
+        template (the others' are taken from the template itself); the chunk is rendered
+        anew if that changed it. (Kept per account, the lines were as large again.)"""
+        template, starts = self.templates[f][c]
+        widths, counts = self.widths[f], self.counts[f]
+        members = range(c * self.per_chunk, min(self.accounts, (c + 1) * self.per_chunk))
+        spans = []  # per account: where its lines are in the template and its starts
+        at = at_start = 0
+        for i in members:
+            spans.append((at, at + widths[i], at_start, at_start + counts[i]))
+            at, at_start = at + widths[i], at_start + counts[i]
+        first = members.start
+        if all(fresh[i][f] == (template[a:b], starts[s:e].tolist())
+               for i in fresh for a, b, s, e in (spans[i - first],)):
+            return  # most refreshes: a check changed the token ages, not the data's
+        texts, new_starts = [], array("q")
+        for i, (a, b, s, e) in zip(members, spans, strict=True):
+            if i in fresh:
+                text, own = fresh[i][f]
+                widths[i], counts[i] = len(text), len(own)
+            else:
+                text, own = template[a:b], starts[s:e]
+            texts.append(text)
+            new_starts.extend(own)
+        self.templates[f][c] = ("".join(texts), new_starts)
+        self.seconds[f][c] = None
+
+    def template(self, f: int, c: int) -> tuple[str, array]:
+        """Chunk ``c`` of family ``f`` as one %-template of its lines and their starts."""
+        return self.templates[f][c]
 
     def text(self, f: int, c: int, second: int) -> bytes:
         """Chunk ``c`` of family ``f`` at ``second``: one %-template of its lines filled with
         whole seconds, a quarter of the time of formatting line by line with floats."""
-        found = self.templates[f][c]
-        if found is None:
-            lines = [v for block in self.blocks[f][c * CHUNK:(c + 1) * CHUNK] for v in block]
-            found = self.templates[f][c] = (
-                "".join([p.replace("%", "%%") + "%d\n" for p, _ in lines]),
-                tuple([start for _, start in lines]))
-        template, starts = found
-        return (template % tuple([second - s if s < second else 0 for s in starts])).encode()
+        return fill(self.template(f, c), second)
 
     def stale(self, second: int, lag: int) -> list[tuple[int, int]]:
         """(family, chunk) of every chunk changed since its rendering or rendered more than
@@ -88,6 +116,18 @@ class LiveFamilies:
         """Family ``f``'s rendered chunks (every one rendered), their CRC-32 and length."""
         return self.rendered[f].joined()
 
-    def plain(self, f: int, second: int) -> bytes:
-        """Family ``f``'s lines at ``second``, rendered now (for a scraper without gzip)."""
-        return b"".join([self.text(f, c, second) for c in range(len(self.seconds[f]))])
+    def plain_parts(self, f: int, second: int) -> tuple[int, Iterator[bytes]]:
+        """Family ``f``'s lines at ``second`` (for a scraper without gzip): their length and
+        the chunks' text, rendered as they are sent (and once before, for the length:
+        kept, they would be as large as the family's text)."""
+        # the templates as they are now: a change while the chunks are sent replaces one in
+        # self.templates, not in this list, so the length stays true
+        templates = [self.template(f, c) for c in range(len(self.seconds[f]))]
+        size = sum([len(fill(template, second)) for template in templates])
+        return size, (fill(template, second) for template in templates)
+
+
+def fill(template: tuple[str, array], second: int) -> bytes:
+    """A chunk's lines at ``second``: its %-template filled with whole seconds."""
+    text, starts = template
+    return (text % tuple([second - s if s < second else 0 for s in starts])).encode()

@@ -1,27 +1,33 @@
 """An IncrementalCollector's samples formatted per key (account), kept per block of ``BLOCK``
-keys and per family, as text and compressed (:mod:`agent.metrics.exposition` assembles them).
+keys and per family, compressed (:mod:`agent.metrics.exposition` assembles them).
 
 A change of an account re-formats its samples and re-compresses only the blocks of the
-families whose text changed; its ages go to :class:`~agent.metrics.ages.LiveFamilies`.
+families whose text changed (the block inflated, the account's part replaced); its ages go
+to :class:`~agent.metrics.ages.LiveFamilies`. Only the compressed text is kept: at 50,000
+accounts the plain text is 100 MB, and what a scraper without gzip gets is inflated from
+the blocks as it is sent (:meth:`BlockCache.static_parts`).
 """
 
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 import zlib
-from collections.abc import Hashable, Iterable
+from array import array
+from collections.abc import Hashable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from prometheus_client.core import Metric
 
-from agent.metrics.ages import LiveFamilies
+from agent.metrics.ages import CHUNK, AgeLines, LiveFamilies
 from agent.metrics.formats import OPENMETRICS, TEXT, Format
-from agent.metrics.gzipstream import Pieces, crc32_combine, deflate
+from agent.metrics.gzipstream import Pieces, crc32_combine, deflate, inflate
 from agent.metrics.incremental import Age, IncrementalCollector
 from agent.metrics.samplelines import escape, label_names_of, prefix_format, sample_name
 
 BLOCK = 16  # accounts per compressed block
+STREAM = 16  # blocks per piece of the plain text streamed to a scraper without gzip
 
 
 class Families:
@@ -79,13 +85,14 @@ class BlockCache:
         self.index = {key: i for i, key in enumerate(self.keys)}
         n = len(self.keys)
         blocks = (n + BLOCK - 1) // BLOCK
-        # Per account, tuples of strings and floats: the garbage collector stops tracking
-        # those, so 10,000 accounts' worth of cache adds nothing to its full passes.
-        self.lines: list[tuple[str, ...]] = [()] * n
-        self.ages: list[tuple[tuple[tuple[str, float], ...], ...]] = [()] * n
-        self.plain = [[b""] * blocks for _ in self.static]
+        # The static families' text is kept compressed only, per block; per family and
+        # account, the length of the account's text in its block, to replace it there,
+        # and its hash, to tell whether it changed.
+        # (Kept as text too, per account, it was 2.5 KB an account: 125 MB at 50,000.)
+        self.sizes = [array("I", [0]) * n for _ in self.static]
+        self.hashes = [array("q", [hash("")]) * n for _ in self.static]  # of that text
         self.packed = [Pieces(blocks) for _ in self.static]
-        self.ages_of = LiveFamilies(len(self.live), blocks)
+        self.ages_of = LiveFamilies(len(self.live), n, BLOCK * CHUNK)
         # when an account's samples change by themselves (a held access token expires): a
         # heap of (time, account), and the current time of each account (older entries of
         # the heap are stale)
@@ -117,23 +124,54 @@ class BlockCache:
             self._refresh(sorted(dirty), now)
 
     def _refresh(self, accounts: Iterable[int], now: float) -> None:
-        segments: set[tuple[int, int]] = set()  # (family, block) whose text changed
-        live: set[tuple[int, int]] = set()  # (live family, block) whose lines changed
-        for i in accounts:
-            b = i // BLOCK
-            changed, ages_changed = self._render_account(i, now)
-            segments.update((f, b) for f in changed)
-            live.update((f, b) for f in ages_changed)
-        for f, b in segments:
-            members = range(b * BLOCK, min(len(self.keys), (b + 1) * BLOCK))
-            text = "".join([self.lines[i][f] for i in members]).encode()
-            self.plain[f][b] = text
-            self.packed[f].set(b, deflate(text), zlib.crc32(text), len(text))
-        for f, b in live:
-            members = range(b * BLOCK, min(len(self.keys), (b + 1) * BLOCK))
-            self.ages_of.set_block(f, b, [v for i in members for v in self.ages[i][f]])
-        if segments:
+        """Render ``accounts`` (in order) anew."""
+        changed = False
+        # chunk by chunk and block by block (``accounts`` come in order): the text of all
+        # at once would be the size of the exposition
+        for c, in_chunk in itertools.groupby(accounts, lambda i: i // (BLOCK * CHUNK)):
+            ages = {}  # account -> its age lines of each live family
+            for b, in_block in itertools.groupby(in_chunk, lambda i: i // BLOCK):
+                fresh = {}  # account -> its text of each static family
+                for i in in_block:
+                    fresh[i], ages[i] = self._render_account(i, now)
+                members = range(b * BLOCK, min(len(self.keys), (b + 1) * BLOCK))
+                for f in range(len(self.static)):
+                    changed |= self._replace(f, b, members, fresh)
+            for f in range(len(self.live)):
+                self.ages_of.replace(f, c, ages)
+        if changed:
             self._assembled.clear()
+
+    def _replace(self, f: int, b: int, members: range, fresh: dict[int, tuple[str, ...]],
+                 ) -> bool:
+        """Put the ``fresh`` text of some accounts of block ``b`` in family ``f``'s block
+        (the others' text is taken from the block itself) and re-compress it, if an
+        account's text changed (by its hash: a cycle changes a few families of most
+        accounts, and most families of none)."""
+        hashes, sizes = self.hashes[f], self.sizes[f]
+        changed = False
+        for i, texts in fresh.items():
+            digest = hash(texts[f])
+            if hashes[i] != digest:
+                hashes[i], changed = digest, True
+        if not changed:
+            return False
+        pieces = self.packed[f]
+        if len(fresh) == len(members):
+            text = "".join([fresh[i][f] for i in members]).encode()
+        else:
+            old = inflate(pieces.packed[b])
+            parts, at = [], 0
+            for i in members:
+                end = at + sizes[i]
+                parts.append(fresh[i][f].encode() if i in fresh else old[at:end])
+                at = end
+            text = b"".join(parts)
+        for i, texts in fresh.items():
+            line = texts[f]
+            sizes[i] = len(line) if line.isascii() else len(line.encode())
+        pieces.set(b, deflate(text), zlib.crc32(text), len(text))
+        return True
 
     def assembled(self, om: bool = False) -> tuple[list[bytes], int, int]:
         """The cached families as deflate pieces (not finished), with the CRC-32 and the
@@ -153,9 +191,10 @@ class BlockCache:
             self._assembled[om] = (body, crc, size)
         return self._assembled[om]
 
-    def _render_account(self, i: int, now: float) -> tuple[list[int], list[int]]:
-        """Format account ``i``'s samples; return the static families whose text changed and
-        the live families whose lines (prefixes or starts) changed."""
+    def _render_account(self, i: int, now: float,
+                        ) -> tuple[tuple[str, ...], tuple[AgeLines, ...]]:
+        """Format account ``i``'s samples; return its text of each static family and its
+        age lines of each live family."""
         key = self.keys[i]
         # Prefixes (name and labels) are formatted anew rather than kept: kept per account
         # and sample they were half of the cache's memory (a third of the agent's at 50,000).
@@ -167,7 +206,8 @@ class BlockCache:
         shared = (shared_format % shared_pick(labels)
                   if len(labels) == self.shared_count else None)
         lines: list[list[str]] = [[] for _ in self.static]
-        ages: list[list[tuple[str, float]]] = [[] for _ in self.live]
+        templates: list[list[str]] = [[] for _ in self.live]
+        starts: list[list[int]] = [[] for _ in self.live]
         last_extra: tuple = ()
         values = labels
         # the hot loop of a rebuild: repr() is float_text() without Go's exponent style
@@ -188,16 +228,12 @@ class BlockCache:
                     raise TypeError(f"family {family!r} is not live but got an Age value")
                 lines[f].append(f"{prefix}{value!r}\n")
             elif value.__class__ is Age:
-                ages[~f].append((prefix, value.start))
+                templates[~f].append(prefix.replace("%", "%%") + "%d\n")
+                starts[~f].append(value.start)
             else:
                 raise TypeError(f"family {family!r} is live but got a value, not an Age")
-        old = self.lines[i]
-        new = self.lines[i] = tuple(["".join(f) for f in lines])
-        old_ages = self.ages[i]
-        new_ages = self.ages[i] = tuple([tuple(a) for a in ages])
-        ages_changed = [f for f in range(len(new_ages))
-                        if not old_ages or old_ages[f] != new_ages[f]]
-        changed = [f for f in range(len(new)) if not old or old[f] != new[f]]
+        texts = tuple(["".join(f) for f in lines])
+        ages = tuple([("".join(t), s) for t, s in zip(templates, starts, strict=True)])
         expiry = self.collector.changes_at(key, now)
         if expiry == math.inf:
             self.expiry_of.pop(i, None)
@@ -207,7 +243,7 @@ class BlockCache:
             if len(self.expiries) > 2 * len(self.expiry_of) + 64:  # mostly stale: compact
                 self.expiries = [(when, j) for j, when in self.expiry_of.items()]
                 heapq.heapify(self.expiries)
-        return changed, ages_changed
+        return texts, ages
 
     def _free_prefix(self, family: str, labels: tuple[str, ...], extra: tuple) -> str:
         """The name and labels of a sample whose labels the collector chooses (an account's
@@ -216,14 +252,25 @@ class BlockCache:
         text = ",".join(f'{name}="{escape(value)}"' for name, value in pairs)
         return f"{self.sample_names[family]}{{{text}}} "
 
-    def static_text(self, om: bool = False) -> bytes:
-        """The cached families' text, for a scraper that takes no gzip. Not kept: it is as
-        large as the exposition (100 MB at 50,000 accounts) and Prometheus asks for gzip."""
-        parts = []
-        for f, key in enumerate(self.static):
-            parts.append(self.headers[om][key])
-            parts.extend(self.plain[f])
-        return b"".join(parts)
+    def static_parts(self, om: bool = False) -> tuple[int, Iterator[bytes]]:
+        """The cached families' text, for a scraper that takes no gzip: its length and its
+        pieces, decompressed from the blocks piece by piece as they are sent. Not kept: it
+        is as large as the exposition (100 MB at 50,000 accounts), and Prometheus asks for
+        gzip."""
+        headers = self.headers[om]
+        # the blocks as they are now: a refresh while the pieces are sent replaces a block
+        # in self.packed, not in these copies, so the length stays true
+        blocks = [pieces.packed.copy() for pieces in self.packed]
+        size = sum(len(headers[key]) for key in self.static) + sum(
+            [block_size for pieces in self.packed for _, block_size in pieces.crcs])
+
+        def parts() -> Iterator[bytes]:
+            for key, packed in zip(self.static, blocks, strict=True):
+                yield headers[key]
+                for start in range(0, len(packed), STREAM):
+                    yield inflate(b"".join(packed[start:start + STREAM]))
+
+        return size, parts()
 
     def ready_ages(self, now: float, lag: int, pool: ThreadPoolExecutor | None = None,
                    ) -> None:
@@ -247,11 +294,21 @@ class BlockCache:
             crc, size = crc32_combine(crc, family_crc, family_size), size + family_size
         return body, crc, size
 
-    def live_text(self, now: float, om: bool = False) -> bytes:
-        """The live families at ``now``, as plain text (for a scraper that takes no gzip)."""
-        return b"".join([part for f, key in enumerate(self.live)
-                         for part in (self.headers[om][key], self.ages_of.plain(f, int(now)))])
+    def live_parts(self, now: float, om: bool = False) -> tuple[int, Iterator[bytes]]:
+        """The live families at ``now``, as plain text (for a scraper that takes no gzip):
+        its length and its pieces, rendered as they are sent."""
+        headers = self.headers[om]
+        second = int(now)
+        families = [(headers[key], self.ages_of.plain_parts(f, second))
+                    for f, key in enumerate(self.live)]
+        size = sum(len(header) + family_size for header, (family_size, _) in families)
 
+        def parts() -> Iterator[bytes]:
+            for header, (_, chunks) in families:
+                yield header
+                yield from chunks
+
+        return size, parts()
 
 
 def header(family: Metric, fmt: Format) -> bytes:

@@ -35,10 +35,11 @@ only the family headers and the assembled stream are kept per format.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import time
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
@@ -160,12 +161,20 @@ class Exposition:
 
     def render(self, fmt: Format = TEXT) -> bytes:
         """The exposition as plain text (what ``fmt``'s encoder says of the registry)."""
+        return b"".join(self.render_parts(fmt)[1])
+
+    def render_parts(self, fmt: Format = TEXT) -> tuple[int, Iterator[bytes]]:
+        """The same as :meth:`render`, as its length and its pieces, made as they are taken:
+        the plain text is never whole in memory (100 MB at 50,000 accounts). The pieces are
+        the state of this call, whatever changes while they are taken."""
         pieces: list[bytes] = []
         caches = self._render(pieces.append, fmt)
-        return b"".join([*(part for cache, now in caches
-                           for part in (cache.static_text(fmt.openmetrics),
-                                        cache.live_text(now, fmt.openmetrics))),
-                         *pieces])
+        parts = [part for cache, now in caches
+                 for part in (cache.static_parts(fmt.openmetrics),
+                              cache.live_parts(now, fmt.openmetrics))]
+        rest = b"".join(pieces)
+        size = sum(part_size for part_size, _ in parts) + len(rest)
+        return size, itertools.chain(*(part for _, part in parts), (rest,))
 
     def render_gzip(self, fmt: Format = TEXT) -> bytes:
         """The same exposition as one gzip member: the caches' compressed text as it is

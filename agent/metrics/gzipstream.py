@@ -28,6 +28,11 @@ def deflate(data: bytes, final: bool = False) -> bytes:
                                                         zlib.Z_SYNC_FLUSH)
 
 
+def inflate(packed: bytes) -> bytes:
+    """The text of pieces made by :func:`deflate` (not final), as they are or concatenated."""
+    return zlib.decompressobj(-15).decompress(packed)
+
+
 _CRC_POLY = 0xEDB88320  # CRC-32, reflected
 
 

@@ -93,16 +93,26 @@ async def _refresh_index(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
-async def metrics(request: web.Request) -> web.Response:
+async def metrics(request: web.Request) -> web.StreamResponse:
     """The exposition, from cached per-account text, in the format the scraper asks for
-    (OpenMetrics or the text format); gzip when it accepts it."""
+    (OpenMetrics or the text format); gzip when it accepts it, else streamed piece by piece
+    (whole, the plain text would be 100 MB at 50,000 accounts)."""
     exposition = request.app[EXPOSITION]
     fmt = negotiate(request.headers.get("Accept"))
     headers = {"Content-Type": fmt.content_type, "Vary": "Accept, Accept-Encoding"}
     if accepts_gzip(request.headers.get("Accept-Encoding", "")):
         headers["Content-Encoding"] = "gzip"
         return web.Response(body=exposition.render_gzip(fmt), headers=headers)
-    return web.Response(body=exposition.render(fmt), headers=headers)
+    size, parts = exposition.render_parts(fmt)
+    response = web.StreamResponse(headers=headers)
+    response.content_length = size
+    await response.prepare(request)
+    if request.method != "HEAD":  # a HEAD gets the length, not the body
+        for part in parts:
+            if part:
+                await response.write(part)
+    await response.write_eof()
+    return response
 
 
 def accepts_gzip(header: str) -> bool:
