@@ -17,6 +17,8 @@ from typing import Any
 from agent.channel import Account, Channel
 from agent.inventory.rows import RowInvalid, RowProblem, normalise, validate_row
 from agent.inventory.source import InventorySource
+from agent.inventory.store import NO_FORM, Form
+from agent.inventory.validated import decode, encode, rules
 from agent.secrets.registry import SecretStores
 
 Key = tuple[str, str]
@@ -56,6 +58,7 @@ class Outcome:
     removed: int = 0
     changed: int = 0
     write: dict[Key, str] = field(default_factory=dict)
+    forms: dict[Key, Form] = field(default_factory=dict)  # the validated form of each written
     forget: list[Key] = field(default_factory=list)
 
     @property
@@ -107,6 +110,7 @@ def evaluate(source: InventorySource, current: SourceList, rows: Sequence[Any],
             continue
         new.accounts[key], new.digests[key] = account, digest
         outcome.write[key] = candidate.text
+        outcome.forms[key] = validated_form(channels[key[0]], account, labels, base_dir)
         if previous is None:
             outcome.added += 1
         elif previous != account:
@@ -125,28 +129,50 @@ def evaluate(source: InventorySource, current: SourceList, rows: Sequence[Any],
 
 def restore(source: InventorySource, texts: Sequence[str],
             channels: Mapping[str, type[Channel]], base_dir: Path,
-            stores: SecretStores | None = None) -> SourceList:
-    """The list the state file kept; rows that no longer validate are left out."""
+            stores: SecretStores | None = None,
+            forms: Sequence[Form] = ()) -> tuple[SourceList, dict[Key, Form]]:
+    """The list the state file kept; rows that no longer validate are left out. ``forms``:
+    each row's validated form, used where it was made under the rules of now and still fits;
+    the other rows are validated, and their new forms returned, for the state file."""
     from agent.inventory.credentials import WITHHELD_SUFFIX
     from agent.inventory.rows import restored
 
     result = SourceList()
+    remade: dict[Key, Form] = {}
+    labels = source.labels
     for i, text in enumerate(texts, 1):
         candidate = restored(source.name, i, text)
         if isinstance(candidate, RowProblem) or candidate.key[0] not in channels:
             continue
-        try:
-            account = validate_row(candidate, source=source.name,
-                                   channel_cls=channels[candidate.key[0]],
-                                   static_labels=source.labels, base_dir=base_dir,
-                                   stores=stores)
-        except RowInvalid:
-            continue
+        channel_cls = channels[candidate.key[0]]
+        validated, made_under = forms[i - 1] if i <= len(forms) else NO_FORM
+        account = None
+        if validated is not None and made_under == _rules(channel_cls, labels, base_dir):
+            account = decode(channel_cls, candidate.key, validated, candidate.data,
+                             source.name, stores)
+        if account is None:
+            try:
+                account = validate_row(candidate, source=source.name, channel_cls=channel_cls,
+                                       static_labels=labels, base_dir=base_dir, stores=stores)
+            except RowInvalid:
+                continue
+            remade[candidate.key] = validated_form(channel_cls, account, labels, base_dir)
         result.accounts[candidate.key] = account
         result.digests[candidate.key] = row_digest(text)
         if WITHHELD_SUFFIX in text:
             result.incomplete.add(candidate.key)
-    return result
+    return result, remade
+
+
+def validated_form(channel_cls: type[Channel], account: Account, labels: Mapping[str, str],
+                   base_dir: Path) -> Form:
+    """What the state file keeps beside a row for ``account``, validated from it."""
+    text = encode(channel_cls, account)
+    return NO_FORM if text is None else (text, _rules(channel_cls, labels, base_dir))
+
+
+def _rules(channel_cls: type[Channel], labels: Mapping[str, str], base_dir: Path) -> str:
+    return rules(channel_cls, tuple(sorted(labels.items())), base_dir)
 
 
 def row_digest(text: str) -> bytes:
