@@ -171,3 +171,20 @@ async def test_a_state_file_of_schema_7_is_migrated_and_its_list_restored(
     assert second.fleet.accounts == accounts
     assert second.scheduler.withheld(second.fleet.accounts["fake", "a2"])
     await second.stop()
+
+
+def test_the_rules_are_the_same_in_another_process(tmp_path):
+    """A digest that changed with every start (a validator's address in a repr) would
+    validate every row at every restart."""
+    import subprocess
+    import sys
+
+    from agent.inventory.validated import rules
+
+    script = ("import sys; from pathlib import Path; "
+              "from channel_agent_amazon_ads.channel import AmazonAdsChannel as C; "
+              "from agent.inventory.validated import rules; "
+              "print(rules(C, (('team', 'ads'),), Path(sys.argv[1])))")
+    other = subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True,
+                           capture_output=True, text=True).stdout.strip()
+    assert other == rules(AmazonAdsChannel, (("team", "ads"),), tmp_path)
