@@ -70,7 +70,7 @@ async def kept_list(tmp_path, source) -> StateStore:
 
 def restored(store, source, tmp_path) -> tuple[SourceList, dict]:
     saved = kept.load_list(store, "crm")
-    return restore(source, saved.rows, CHANNELS, tmp_path, forms=saved.forms)
+    return restore(source, saved.rows, CHANNELS, tmp_path, forms=saved.forms, keys=saved.keys)
 
 
 def validated(store, source, tmp_path) -> SourceList:

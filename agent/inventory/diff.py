@@ -9,6 +9,7 @@ it was, so an unchanged refresh validates nothing and changes nothing downstream
 from __future__ import annotations
 
 import hashlib
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,37 +131,46 @@ def evaluate(source: InventorySource, current: SourceList, rows: Sequence[Any],
 def restore(source: InventorySource, texts: Sequence[str],
             channels: Mapping[str, type[Channel]], base_dir: Path,
             stores: SecretStores | None = None,
-            forms: Sequence[Form] = ()) -> tuple[SourceList, dict[Key, Form]]:
+            forms: Sequence[Form] = (),
+            keys: Sequence[Key] = ()) -> tuple[SourceList, dict[Key, Form]]:
     """The list the state file kept; rows that no longer validate are left out. ``forms``:
-    each row's validated form, used where it was made under the rules of now and still fits;
-    the other rows are validated, and their new forms returned, for the state file."""
+    each row's validated form, used where it was made under the rules of now and still fits
+    (``keys``: each row's account, so such a row's text need not be read); the other rows
+    are validated, and their new forms returned, for the state file."""
     from agent.inventory.credentials import WITHHELD_SUFFIX
     from agent.inventory.rows import restored
 
     result = SourceList()
     remade: dict[Key, Form] = {}
     labels = source.labels
+    name = source.name
+    current: dict[str, str] = {}  # each channel's rules
     for i, text in enumerate(texts, 1):
-        candidate = restored(source.name, i, text)
-        if isinstance(candidate, RowProblem) or candidate.key[0] not in channels:
-            continue
-        channel_cls = channels[candidate.key[0]]
         validated, made_under = forms[i - 1] if i <= len(forms) else NO_FORM
         account = None
-        if validated is not None and made_under == _rules(channel_cls, labels, base_dir):
-            account = decode(channel_cls, candidate.key, validated, candidate.data,
-                             source.name, stores)
+        if validated is not None and i <= len(keys):
+            key = (sys.intern(keys[i - 1][0]), sys.intern(keys[i - 1][1]))  # as normalise's
+            channel_cls = channels.get(key[0])
+            if channel_cls is None:
+                continue
+            if made_under == current.get(key[0]) or made_under == current.setdefault(
+                    key[0], _rules(channel_cls, labels, base_dir)):
+                account = decode(channel_cls, key, validated, text, name, stores)
         if account is None:
+            candidate = restored(name, i, text)
+            if isinstance(candidate, RowProblem) or candidate.key[0] not in channels:
+                continue
+            key, channel_cls = candidate.key, channels[candidate.key[0]]
             try:
                 account = validate_row(candidate, source=source.name, channel_cls=channel_cls,
                                        static_labels=labels, base_dir=base_dir, stores=stores)
             except RowInvalid:
                 continue
-            remade[candidate.key] = validated_form(channel_cls, account, labels, base_dir)
-        result.accounts[candidate.key] = account
-        result.digests[candidate.key] = row_digest(text)
+            remade[key] = validated_form(channel_cls, account, labels, base_dir)
+        result.accounts[key] = account
+        result.digests[key] = row_digest(text)
         if WITHHELD_SUFFIX in text:
-            result.incomplete.add(candidate.key)
+            result.incomplete.add(key)
     return result, remade
 
 

@@ -105,7 +105,7 @@ class InventoryRunner:
             return SourceStatus()
         fed = {c: self.channels[c] for c in source.channels if c in self.channels}
         restored, remade = restore(source, kept.rows, fed, self.base_dir,
-                                   stores=self.stores, forms=kept.forms)
+                                   stores=self.stores, forms=kept.forms, keys=kept.keys)
         if remade and self.store is not None:
             saved.save_forms(self.store, source.name, remade)
         log.info("inventory source %s: %d account(s) restored from the state file (list of "

@@ -30,6 +30,7 @@ class SavedList:
     saved: float
     last_success: float | None
     forms: list[Form] = field(default_factory=list)  # one per row, in the same order
+    keys: list[Key] = field(default_factory=list)  # each row's (channel, account), too
 
 
 def save_changes(store: StateStore, source: str, write: Mapping[Key, str],
@@ -62,10 +63,10 @@ def load_list(store: StateStore, source: str) -> SavedList | None:
                       (source,)).fetchone()
     if head is None:
         return None
-    found = db.execute("SELECT row, validated, rules FROM inventory_rows WHERE source = ? "
-                       "ORDER BY channel, account", (source,)).fetchall()
-    return SavedList([text for text, _, _ in found], head[0], head[1],
-                     [(validated, rules) for _, validated, rules in found])
+    found = db.execute("SELECT row, validated, rules, channel, account FROM inventory_rows "
+                       "WHERE source = ? ORDER BY channel, account", (source,)).fetchall()
+    return SavedList([row[0] for row in found], head[0], head[1],
+                     [row[1:3] for row in found], [row[3:] for row in found])
 
 
 def save_forms(store: StateStore, source: str, forms: Mapping[Key, Form]) -> None:

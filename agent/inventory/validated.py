@@ -24,7 +24,6 @@ import math
 import os
 import re
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -52,11 +51,10 @@ def encode(channel_cls: type[Channel], account: Account) -> str | None:
     return _dump({"region": account.region, "labels": account.labels, "settings": settings})
 
 
-def decode(channel_cls: type[Channel], key: tuple[str, str], text: str,
-           data: Mapping[str, Any], source: str,
-           stores: SecretStores | None) -> Account | None:
+def decode(channel_cls: type[Channel], key: tuple[str, str], text: str, row: str,
+           source: str, stores: SecretStores | None) -> Account | None:
     """The account a validated form describes; None when it does not fit (the caller then
-    validates the row). ``data`` is the kept row, for its store references."""
+    validates the row). ``row`` is the kept row's text, read for its store references."""
     try:
         form = json.loads(text)
         settings = form["settings"]
@@ -71,7 +69,7 @@ def decode(channel_cls: type[Channel], key: tuple[str, str], text: str,
             if value is not None:
                 return None
             continue
-        ref = _secret_ref(channel_cls, name, value[_SECRET], data, stores)
+        ref = _secret_ref(channel_cls, name, value[_SECRET], row, stores)
         if ref is None:
             return None
         settings[name] = ref
@@ -140,7 +138,7 @@ def _secret(name: str, value: Any) -> Any:
     raise _Unfit(name)
 
 
-def _secret_ref(channel_cls: type[Channel], name: str, where: Any, data: Mapping[str, Any],
+def _secret_ref(channel_cls: type[Channel], name: str, where: Any, row: str,
                 stores: SecretStores | None) -> SecretRef | None:
     if not isinstance(where, dict):
         return None
@@ -149,7 +147,11 @@ def _secret_ref(channel_cls: type[Channel], name: str, where: Any, data: Mapping
     if "store" in where:
         from agent.inventory.credentials import store_references
 
-        if data.get(name + REF_SUFFIX) is None:
+        try:
+            data = json.loads(row)
+        except ValueError:
+            return None
+        if not isinstance(data, dict) or data.get(name + REF_SUFFIX) is None:
             return None
         refs, problems = store_references(channel_cls, data, stores)
         return None if problems else refs.get(name)
