@@ -106,11 +106,13 @@ async def test_a_form_that_does_not_fit_falls_back_to_validating_its_row(
     store = await kept_list(tmp_path, source)
     expected = validated(store, source, tmp_path).accounts
     db = store.connection
-    # a plugin's settings changed (a field gone), a form made under other rules, garbage
+    # a plugin's settings changed (a field gone), a form made under other rules, a
+    # form that is not what a form holds
     db.execute("UPDATE inventory_rows SET validated = replace(validated, "
                "'\"expected_profiles\"', '\"profiles_of_old\"') WHERE account = 'acme'")
     db.execute("UPDATE inventory_rows SET rules = 'other' WHERE account = 'globex'")
-    db.execute("UPDATE inventory_rows SET validated = '{' WHERE account = 'initech'")
+    db.execute("UPDATE inventory_rows SET validated = replace(validated, '\"region\":\"fe\"', "
+               "'\"region\":7') WHERE account = 'initech'")
     validations.clear()
 
     result, remade = restored(store, source, tmp_path)

@@ -61,7 +61,9 @@ def decode(channel_cls: type[Channel], key: tuple[str, str], text: str, row: str
         region, labels = form["region"], form["labels"]
     except (ValueError, KeyError, TypeError):
         return None
-    if not isinstance(settings, dict) or settings.keys() != _setting_names(channel_cls):
+    if not isinstance(settings, dict) or settings.keys() != _setting_names(channel_cls) or \
+            not isinstance(region, str) or not isinstance(labels, dict) or \
+            not all(isinstance(v, str) for v in labels.values()):
         return None
     for name in secret_columns(channel_cls):
         value = settings.get(name)
