@@ -25,3 +25,17 @@ def test_config_check_reports_problems_and_exits_2(tmp_path):
     result = CliRunner().invoke(cli, ["config", "check", str(bad)])
     assert result.exit_code == 2
     assert f"{bad}:2: agent.check_interval" in result.output
+
+
+def test_run_leaves_the_garbage_collector_on_when_it_stops_before_ready(tmp_path):
+    """`run` loads with the collector off (a start-up cost); a run that ends early, as
+    with a configuration problem, must not leave it off in the calling process."""
+    import gc
+
+    from click.testing import CliRunner
+
+    from agent.cli import cli
+
+    result = CliRunner().invoke(cli, ["run", "--config", str(tmp_path / "none.yaml")])
+    assert result.exit_code == 2
+    assert gc.isenabled()

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import json
-import sys
 from typing import Any
 
 from agent.channel import Channel, Secret, SecretRef
@@ -59,10 +58,17 @@ def row_credentials(channel_cls: type[Channel], data: dict[str, Any]) -> dict[st
                 given[column] = data[column]
         if not given.keys() & {name, f"{name}_file"} and \
                 data.get(name + WITHHELD_SUFFIX) is not None:
-            where = sys.intern(f"inventory column {name}")  # one string for every account
-            given[name] = SecretRef(source=f"{where} (not kept across restarts: waiting for "
-                                           f"the source)")
+            given[name] = withheld_ref(name)
     return given
+
+
+def withheld_ref(name: str) -> SecretRef:
+    """The credential of secret setting ``name`` of an account restored from the state
+    file whose row carried the token itself: neither value nor file, until the source
+    answers again."""
+    # the source interned by SecretRef: one string for every account
+    return SecretRef(source=f"inventory column {name} (not kept across restarts: waiting "
+                            f"for the source)")
 
 
 def store_references(channel_cls: type[Channel], data: dict[str, Any],

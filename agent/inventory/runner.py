@@ -104,7 +104,10 @@ class InventoryRunner:
         if kept is None:
             return SourceStatus()
         fed = {c: self.channels[c] for c in source.channels if c in self.channels}
-        restored = restore(source, kept.rows, fed, self.base_dir, stores=self.stores)
+        restored, remade = restore(source, kept.rows, fed, self.base_dir,
+                                   stores=self.stores, forms=kept.forms, keys=kept.keys)
+        if remade and self.store is not None:
+            saved.save_forms(self.store, source.name, remade)
         log.info("inventory source %s: %d account(s) restored from the state file (list of "
                  "%s)", source.name, len(restored.accounts), time.ctime(kept.saved))
         return SourceStatus(accepted=restored, last_success=kept.last_success)
@@ -245,7 +248,8 @@ class InventoryRunner:
         if outcome is None or not (outcome.write or outcome.forget):
             saved.record_success(self.store, name, now)
         else:
-            saved.save_changes(self.store, name, outcome.write, outcome.forget, now)
+            saved.save_changes(self.store, name, outcome.write, outcome.forget, now,
+                               outcome.forms)
 
     def _report(self, name: str, status: SourceStatus, outcome: Outcome) -> None:
         if outcome.problems and [str(p) for p in outcome.problems] != \

@@ -1,7 +1,7 @@
 """The state database's schema: one script per version, applied in order by
 :class:`agent.storage.state.StateStore` to bring an older file up to ``SCHEMA_VERSION``."""
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 _SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -120,6 +120,15 @@ UPDATE accounts SET rejection = reason WHERE valid = 0 AND check_success = 1;
 ALTER TABLE reconnect_links RENAME COLUMN accept_missing_profiles TO accept_missing_targets;
 """
 
+# Version 8: each kept inventory row's validated form (agent.inventory.validated) and the
+# digest of the rules it was made under, so a restart rebuilds the accounts without the
+# account model. NULL (every row of an older file): the row is validated, as before.
+_SCHEMA_V8 = """
+ALTER TABLE inventory_rows ADD COLUMN validated TEXT;
+ALTER TABLE inventory_rows ADD COLUMN rules TEXT;
+"""
+
 # user_version -> the script that brings a file from the previous version to it
 MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4,
-                              5: _SCHEMA_V5, 6: _SCHEMA_V6, 7: _SCHEMA_V7}
+                              5: _SCHEMA_V5, 6: _SCHEMA_V6, 7: _SCHEMA_V7,
+                              8: _SCHEMA_V8}
