@@ -166,7 +166,9 @@ class BlockCache:
         shared_format, shared_pick = self.shared[bare]
         shared = (shared_format % shared_pick(labels)
                   if len(labels) == self.shared_count else None)
-        lines: list[list[str]] = [[] for _ in self.static]
+        # a family's lines, concatenated as they come: most families have one line per
+        # account ("" + line is that line, no copy), so no list and no join per family
+        lines = [""] * len(self.static)
         ages: list[list[tuple[str, float]]] = [[] for _ in self.live]
         last_extra: tuple = ()
         values = labels
@@ -174,6 +176,9 @@ class BlockCache:
         for family, extra, value in self.collector.samples(key, now):
             fmt, pick, f, name = plans[family]
             if name is not None and shared is not None:
+                if f >= 0 and value.__class__ is not Age:  # most samples: one format, no copy
+                    lines[f] += f"{name}{shared}{value!r}\n"
+                    continue
                 prefix = name + shared
             elif fmt is None:
                 prefix = self._free_prefix(family, raw, extra)
@@ -186,13 +191,13 @@ class BlockCache:
             if f >= 0:
                 if value.__class__ is Age:
                     raise TypeError(f"family {family!r} is not live but got an Age value")
-                lines[f].append(f"{prefix}{value!r}\n")
+                lines[f] += f"{prefix}{value!r}\n"
             elif value.__class__ is Age:
                 ages[~f].append((prefix, value.start))
             else:
                 raise TypeError(f"family {family!r} is live but got a value, not an Age")
         old = self.lines[i]
-        new = self.lines[i] = tuple(["".join(f) for f in lines])
+        new = self.lines[i] = tuple(lines)
         old_ages = self.ages[i]
         new_ages = self.ages[i] = tuple([tuple(a) for a in ages])
         ages_changed = [f for f in range(len(new_ages))
@@ -213,7 +218,7 @@ class BlockCache:
         """The name and labels of a sample whose labels the collector chooses (an account's
         info series, with its inventory labels)."""
         pairs = sorted(self.collector.free_labels(labels, extra).items())
-        text = ",".join(f'{name}="{escape(value)}"' for name, value in pairs)
+        text = ",".join([f'{name}="{escape(value)}"' for name, value in pairs])
         return f"{self.sample_names[family]}{{{text}}} "
 
     def static_text(self, om: bool = False) -> bytes:
