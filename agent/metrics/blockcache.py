@@ -56,15 +56,21 @@ class BlockCache:
                      key=len, default=[])
         self.shared = {bare: prefix_format("", fewest, bare) for bare in (False, True)}
         self.shared_count = len(fewest)
-        # without region -> family -> (%-format of a sample's name and labels, a function
-        # picking the label values in its order, slot, the sample name where the family
-        # has the shared labels only); an empty region leaves the label out; no format for
-        # the free families (free_labels)
-        self.plans = {bare: {k: (*(prefix_format(self.sample_names[k], label_names[k], bare)
-                                   if k not in collector.free_families else (None, None)),
-                                 slot,
-                                 self.sample_names[k] if label_names[k] == fewest else None)
-                             for k, slot in slots.items()}
+        # without region -> family -> (%-format of a sample's labels, a function picking
+        # the label values in its order, slot, the sample name where the family has the
+        # shared labels only, the sample name); an empty region leaves the label out; no
+        # format for the free families (free_labels). Families with the same label names
+        # get the same format object: a data set's samples format their labels once.
+        formats: dict[str, str] = {}
+
+        def plan(k: str, slot: int, bare: bool) -> tuple:
+            fmt, pick = (prefix_format("", label_names[k], bare)
+                         if k not in collector.free_families else (None, None))
+            return (fmt if fmt is None else formats.setdefault(fmt, fmt), pick, slot,
+                    self.sample_names[k] if label_names[k] == fewest else None,
+                    self.sample_names[k])
+
+        self.plans = {bare: {k: plan(k, slot, bare) for k, slot in slots.items()}
                       for bare in (False, True)}
         # per format (Format.openmetrics): the HELP and TYPE lines of each family
         self.headers = {om: {k: header(f, fmt) for k, f in self.families.items()}
@@ -172,9 +178,10 @@ class BlockCache:
         ages: list[list[tuple[str, float]]] = [[] for _ in self.live]
         last_extra: tuple = ()
         values = labels
+        last_fmt, text = None, ""  # the labels' text of the last sample with labels of its own
         # the hot loop of a rebuild: repr() is float_text() without Go's exponent style
         for family, extra, value in self.collector.samples(key, now):
-            fmt, pick, f, name = plans[family]
+            fmt, pick, f, name, sname = plans[family]
             if name is not None and shared is not None:
                 if f >= 0 and value.__class__ is not Age:  # most samples: one format, no copy
                     lines[f] += f"{name}{shared}{value!r}\n"
@@ -184,10 +191,12 @@ class BlockCache:
                 prefix = self._free_prefix(family, raw, extra)
             elif extra:
                 if extra is not last_extra:  # a data set's samples share theirs
-                    last_extra, values = extra, (*labels, *map(escape, extra))
-                prefix = fmt % pick(values)
+                    last_extra, values, last_fmt = extra, (*labels, *map(escape, extra)), None
+                if fmt is not last_fmt:
+                    last_fmt, text = fmt, fmt % pick(values)
+                prefix = sname + text
             else:
-                prefix = fmt % pick(labels)
+                prefix = sname + fmt % pick(labels)
             if f >= 0:
                 if value.__class__ is Age:
                     raise TypeError(f"family {family!r} is not live but got an Age value")
