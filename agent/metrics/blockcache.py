@@ -19,7 +19,13 @@ from agent.metrics.ages import LiveFamilies
 from agent.metrics.formats import OPENMETRICS, TEXT, Format
 from agent.metrics.gzipstream import Pieces, crc32_combine, deflate
 from agent.metrics.incremental import Age, IncrementalCollector
-from agent.metrics.samplelines import escape, label_names_of, prefix_format, sample_name
+from agent.metrics.samplelines import (
+    escape,
+    escape_free,
+    label_names_of,
+    prefix_format,
+    sample_name,
+)
 
 BLOCK = 16  # accounts per compressed block
 
@@ -166,7 +172,7 @@ class BlockCache:
         # Prefixes (name and labels) are formatted anew rather than kept: kept per account
         # and sample they were half of the cache's memory (a third of the agent's at 50,000).
         raw = self.collector.labels(key)
-        labels = tuple([escape(value) for value in raw])
+        labels = raw if escape_free(raw) else tuple([escape(value) for value in raw])
         bare = "" in labels  # the one label that may be empty: region
         plans = self.plans[bare]
         shared_format, shared_pick = self.shared[bare]
