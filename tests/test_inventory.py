@@ -71,6 +71,17 @@ async def test_discovered_accounts_are_watched_with_their_source_and_labels(tmp_
     await service.stop()
 
 
+async def test_the_accounts_per_source_follow_each_refresh(tmp_path, table):
+    table.put({"account": "acme"}, {"account": "globex"})
+    service = service_for(inventory_config(tmp_path, table.url))
+    assert await refreshed(service)
+    assert 'channel_inventory_accounts{channel="fake",source="crm"} 2.0' in exposition(service)
+    table.put({"account": "initech"}, {"account": "umbrella"})
+    assert await refreshed(service)
+    assert 'channel_inventory_accounts{channel="fake",source="crm"} 4.0' in exposition(service)
+    await service.stop()
+
+
 async def test_the_diff_adds_removes_and_changes_without_disturbing_the_others(
         tmp_path, table, monkeypatch):
     table.put(*({"account": f"a{i}"} for i in range(10)))

@@ -24,7 +24,13 @@ from agent.metrics.ages import CHUNK, AgeLines, LiveFamilies
 from agent.metrics.formats import OPENMETRICS, TEXT, Format
 from agent.metrics.gzipstream import Pieces, crc32_combine, deflate, inflate
 from agent.metrics.incremental import Age, IncrementalCollector
-from agent.metrics.samplelines import escape, label_names_of, prefix_format, sample_name
+from agent.metrics.samplelines import (
+    escape,
+    escape_free,
+    label_names_of,
+    prefix_format,
+    sample_name,
+)
 
 BLOCK = 16  # accounts per compressed block
 STREAM = 16  # blocks per piece of the plain text streamed to a scraper without gzip
@@ -62,15 +68,21 @@ class BlockCache:
                      key=len, default=[])
         self.shared = {bare: prefix_format("", fewest, bare) for bare in (False, True)}
         self.shared_count = len(fewest)
-        # without region -> family -> (%-format of a sample's name and labels, a function
-        # picking the label values in its order, slot, the sample name where the family
-        # has the shared labels only); an empty region leaves the label out; no format for
-        # the free families (free_labels)
-        self.plans = {bare: {k: (*(prefix_format(self.sample_names[k], label_names[k], bare)
-                                   if k not in collector.free_families else (None, None)),
-                                 slot,
-                                 self.sample_names[k] if label_names[k] == fewest else None)
-                             for k, slot in slots.items()}
+        # without region -> family -> (%-format of a sample's labels, a function picking
+        # the label values in its order, slot, the sample name where the family has the
+        # shared labels only, the sample name); an empty region leaves the label out; no
+        # format for the free families (free_labels). Families with the same label names
+        # get the same format object: a data set's samples format their labels once.
+        formats: dict[str, str] = {}
+
+        def plan(k: str, slot: int, bare: bool) -> tuple:
+            fmt, pick = (prefix_format("", label_names[k], bare)
+                         if k not in collector.free_families else (None, None))
+            return (fmt if fmt is None else formats.setdefault(fmt, fmt), pick, slot,
+                    self.sample_names[k] if label_names[k] == fewest else None,
+                    self.sample_names[k])
+
+        self.plans = {bare: {k: plan(k, slot, bare) for k, slot in slots.items()}
                       for bare in (False, True)}
         # per format (Format.openmetrics): the HELP and TYPE lines of each family
         self.headers = {om: {k: header(f, fmt) for k, f in self.families.items()}
@@ -199,40 +211,48 @@ class BlockCache:
         # Prefixes (name and labels) are formatted anew rather than kept: kept per account
         # and sample they were half of the cache's memory (a third of the agent's at 50,000).
         raw = self.collector.labels(key)
-        labels = tuple([escape(value) for value in raw])
+        labels = raw if escape_free(raw) else tuple([escape(value) for value in raw])
         bare = "" in labels  # the one label that may be empty: region
         plans = self.plans[bare]
         shared_format, shared_pick = self.shared[bare]
         shared = (shared_format % shared_pick(labels)
                   if len(labels) == self.shared_count else None)
-        lines: list[list[str]] = [[] for _ in self.static]
+        # a family's lines, concatenated as they come: most families have one line per
+        # account ("" + line is that line, no copy), so no list and no join per family
+        lines = [""] * len(self.static)
         templates: list[list[str]] = [[] for _ in self.live]
         starts: list[list[int]] = [[] for _ in self.live]
         last_extra: tuple = ()
         values = labels
+        last_fmt, text = None, ""  # the labels' text of the last sample with labels of its own
         # the hot loop of a rebuild: repr() is float_text() without Go's exponent style
         for family, extra, value in self.collector.samples(key, now):
-            fmt, pick, f, name = plans[family]
+            fmt, pick, f, name, sname = plans[family]
             if name is not None and shared is not None:
+                if f >= 0 and value.__class__ is not Age:  # most samples: one format, no copy
+                    lines[f] += f"{name}{shared}{value!r}\n"
+                    continue
                 prefix = name + shared
             elif fmt is None:
                 prefix = self._free_prefix(family, raw, extra)
             elif extra:
                 if extra is not last_extra:  # a data set's samples share theirs
-                    last_extra, values = extra, (*labels, *map(escape, extra))
-                prefix = fmt % pick(values)
+                    last_extra, values, last_fmt = extra, (*labels, *map(escape, extra)), None
+                if fmt is not last_fmt:
+                    last_fmt, text = fmt, fmt % pick(values)
+                prefix = sname + text
             else:
-                prefix = fmt % pick(labels)
+                prefix = sname + fmt % pick(labels)
             if f >= 0:
                 if value.__class__ is Age:
                     raise TypeError(f"family {family!r} is not live but got an Age value")
-                lines[f].append(f"{prefix}{value!r}\n")
+                lines[f] += f"{prefix}{value!r}\n"
             elif value.__class__ is Age:
                 templates[~f].append(prefix.replace("%", "%%") + "%d\n")
                 starts[~f].append(value.start)
             else:
                 raise TypeError(f"family {family!r} is live but got a value, not an Age")
-        texts = tuple(["".join(f) for f in lines])
+        texts = tuple(lines)
         ages = tuple([("".join(t), s) for t, s in zip(templates, starts, strict=True)])
         expiry = self.collector.changes_at(key, now)
         if expiry == math.inf:
@@ -249,7 +269,7 @@ class BlockCache:
         """The name and labels of a sample whose labels the collector chooses (an account's
         info series, with its inventory labels)."""
         pairs = sorted(self.collector.free_labels(labels, extra).items())
-        text = ",".join(f'{name}="{escape(value)}"' for name, value in pairs)
+        text = ",".join([f'{name}="{escape(value)}"' for name, value in pairs])
         return f"{self.sample_names[family]}{{{text}}} "
 
     def static_parts(self, om: bool = False) -> tuple[int, Iterator[bytes]]:

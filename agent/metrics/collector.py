@@ -165,7 +165,9 @@ class FleetCollector(IncrementalCollector):
 def info_labels(channel: str, account: str, labels: tuple[tuple[str, str], ...],
                 ) -> dict[str, str]:
     """The labels of an account's channel_account_info sample."""
-    return {**dict(labels), "channel": channel, "account": account}
+    merged = dict(labels)
+    merged["channel"], merged["account"] = channel, account
+    return merged
 
 
 def _holds_access_token(state: AccountState, now: float) -> bool:
