@@ -76,9 +76,12 @@ async def layers(args: argparse.Namespace) -> dict[str, float]:
         plugins = load_plugins()
         config = load_config(build_fleet(workdir, n, args, url, "1h"), plugins.channels)
         service = AgentService(config, plugins)
+        await service.inventory.refresh_all()  # the fleet's accounts come from its inventory
+        service.apply_inventory()
         client = service.http["amazon_ads"]
         channel = config.channels["amazon_ads"]
-        accounts = {a.name: a for a in config.accounts()}
+        accounts = {a.name: a for a in service.fleet.accounts.values()}
+        assert len(accounts) == n, f"{len(accounts)} of {n} accounts taken in"
         exposition = Exposition(service.metrics.registry)
         exposition.render_gzip()  # as after the first scrape: refreshes follow changes
         tune_gc()  # the collector as `channel-agent run` sets it
