@@ -24,8 +24,13 @@ system-deps:
 lint: venv
 	$(BIN)/ruff check .
 
+# One pytest worker per core (at most 4); --dist loadfile keeps each test module on one worker,
+# so a module's fixture (a fleet of agents, Prometheus) starts once and its tests run in order.
+# compileall: the tests start the channel-agent command hundreds of times, and with
+# PYTHONDONTWRITEBYTECODE set each start would compile the editable sources again.
 test: venv system-deps lint
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m compileall -q agent plugins/*/channel_agent_*
+	$(BIN)/pytest -q -n auto --maxprocesses 4 --dist loadfile $(PYTEST_ARGS)
 
 # Not part of `make test`: minutes long, and its numbers depend on the machine.
 # make bench BENCH_ARGS="--accounts 1000 --latency 0.02"   (--help lists the knobs)
