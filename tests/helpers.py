@@ -108,7 +108,12 @@ class Agent:
 
     def start(self) -> None:
         self.spawn()
-        self.wait_ready()
+        try:
+            self.wait_ready()
+        except BaseException:  # no fixture teardown stops it: it would run (and check) for good
+            self.proc.kill()
+            self.proc.wait()
+            raise
 
     def spawn(self) -> None:
         with self.log.open("a") as log:
