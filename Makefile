@@ -26,8 +26,8 @@ lint: venv
 
 # One pytest worker per core (at most 4); --dist loadfile keeps each test module on one worker,
 # so a module's fixture (a fleet of agents, Prometheus) starts once and its tests run in order.
-# compileall: the tests start the channel-agent command hundreds of times, and with
-# PYTHONDONTWRITEBYTECODE set each start would compile the editable sources again.
+# compileall: the tests start many channel-agent processes, and with PYTHONDONTWRITEBYTECODE
+# set each one would compile the editable sources anew.
 test: venv system-deps lint
 	$(BIN)/python -m compileall -q agent plugins/*/channel_agent_*
 	$(BIN)/pytest -q -n auto --maxprocesses 4 --dist loadfile $(PYTEST_ARGS)
