@@ -74,5 +74,7 @@ def register_commands(cli: click.Group) -> None:
     """Add commands to the ``channel-agent`` command line.
 
     :param cli: the root click group; call ``cli.add_command(...)`` or use ``@cli.command()``.
+        Called when a command that is not built in is run or the commands are listed; a
+        command named like a built-in one is ignored, with a warning.
     :returns: nothing; all hook implementations are called.
     """

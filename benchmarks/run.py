@@ -91,11 +91,11 @@ def percentile(values: list[float], q: float) -> float:
 # -- set-up ------------------------------------------------------------------------------------
 
 
-def compile_sources() -> None:
+def compile_sources(root: Path = ROOT) -> None:
     """Byte-compile the agent and the plugins as an installed wheel has them: the agent and
     the plugins are installed editable, and with PYTHONDONTWRITEBYTECODE (set in some
     development shells) every start would compile ~130 modules from source (~0.2 s)."""
-    for directory in (ROOT / "agent", ROOT / "plugins"):
+    for directory in (root / "agent", root / "plugins"):
         compileall.compile_dir(directory, quiet=1, workers=1)
 
 

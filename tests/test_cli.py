@@ -6,8 +6,10 @@ from agent.cli import cli
 
 
 def _commands(group: click.Group, prefix=()):
-    for name, command in group.commands.items():
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
         yield (*prefix, name)
+        command = group.get_command(ctx, name)
         if isinstance(command, click.Group):
             yield from _commands(command, (*prefix, name))
 

@@ -316,7 +316,9 @@ def _commands(group, prefix="") -> set[str]:
     import click
 
     names = set()
-    for name, command in group.commands.items():
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
         path = f"{prefix}{name}"
         names |= _commands(command, f"{path} ") if isinstance(command, click.Group) else {path}
     return names

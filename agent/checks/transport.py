@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import functools
 import ssl
 import time
 import urllib.request
@@ -106,11 +107,19 @@ class _NoCookies(httpx.Cookies):
 _NO_COOKIES = _NoCookies()
 
 
+@functools.cache
+def verify_by_default() -> ssl.SSLContext:
+    """httpx's verifying context (its CA bundle, or SSL_CERT_FILE / SSL_CERT_DIR), one for
+    the process: loading the bundle costs ~0.1 s of CPU, which every channel's transport paid
+    while the agent started."""
+    return httpx.create_ssl_context()
+
+
 class AiohttpTransport(httpx.AsyncBaseTransport):
     def __init__(self, *, max_connections: int = 100,
                  ssl_context: ssl.SSLContext | None = None) -> None:
         self.max_connections = max_connections
-        self.ssl_context = ssl_context or httpx.create_ssl_context()
+        self.ssl_context = ssl_context  # None: verify_by_default(), at the first request
         self._session: aiohttp.ClientSession | None = None
         # HTTP(S)_PROXY and NO_PROXY, honoured as by httpx's own transport (httpx ignores
         # them when it is handed one). Read once: aiohttp's trust_env reads and parses the
@@ -122,7 +131,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     def _open(self) -> aiohttp.ClientSession:
         # Created at the first request: a session belongs to the running event loop.
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self.max_connections, ssl=self.ssl_context,
+            context = self.ssl_context or verify_by_default()
+            connector = aiohttp.TCPConnector(limit=self.max_connections, ssl=context,
                                              ttl_dns_cache=300)
             self._session = aiohttp.ClientSession(
                 connector=connector,

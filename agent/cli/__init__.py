@@ -13,44 +13,29 @@ Every command has --help with an example.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from agent import __version__
-from agent.cli.check import check
 from agent.cli.common import command_name, with_command_name
-from agent.cli.config_cmd import config_group
-from agent.cli.freshness import mark_synced
-from agent.cli.inventory import inventory
-from agent.cli.plugins_cmd import plugins
-from agent.cli.reconnect import reconnect
-from agent.cli.run import demo, run
-from agent.cli.status import status
+from agent.cli.lazy import LazyGroup
 from agent.redact import redact, setup_logging
 
+if TYPE_CHECKING:
+    from agent.plugins import Plugins
 
-@click.group(help=__doc__)
-@click.version_option(__version__, prog_name="channel-agent")
-def cli() -> None:
-    pass
-
-
-for command in (run, check, status, mark_synced, reconnect, plugins, config_group, demo,
-                inventory):
-    cli.add_command(command)
-
-
-def build_cli() -> click.Group:
-    """The command group with the commands plugins add (the register_commands hook); a
-    failing hook is reported, not fatal."""
-    from agent.plugins import load_plugins
-
-    for impl in load_plugins().manager.hook.register_commands.get_hookimpls():
-        try:
-            impl.function(cli=cli)
-        except Exception as exc:  # noqa: BLE001 - one plugin must not break the CLI
-            click.echo(f"warning: plugin {impl.plugin_name} could not add commands: "
-                       f"{redact(str(exc))}", err=True)
-    return cli
+# name -> where it is; imported when run (see agent/cli/lazy.py)
+COMMANDS = {
+    "run": "agent.cli.run:run",
+    "check": "agent.cli.check:check",
+    "status": "agent.cli.status:status",
+    "mark-synced": "agent.cli.freshness:mark_synced",
+    "reconnect": "agent.cli.reconnect:reconnect",
+    "plugins": "agent.cli.plugins_cmd:plugins",
+    "config": "agent.cli.config_cmd:config_group",
+    "demo": "agent.cli.run:demo",
+    "inventory": "agent.cli.inventory:inventory",
+}
 
 
 def _name_commands_as_invoked(command: click.Command) -> None:
@@ -61,8 +46,70 @@ def _name_commands_as_invoked(command: click.Command) -> None:
         _name_commands_as_invoked(sub)
 
 
+class AgentGroup(LazyGroup):
+    """The root group: the built-in commands (``COMMANDS``) and those plugins add (the
+    register_commands hook). Plugins are loaded only for a name that is not built in or to
+    list the commands, so a built-in command does not import every plugin; a plugin's command
+    never replaces a built-in one."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, lazy_commands=COMMANDS, loaded=_name_commands_as_invoked,
+                         **kwargs)
+        self._plugins_asked = False
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self.add_plugin_commands()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.lazy_commands:
+            self.add_plugin_commands()
+        return super().get_command(ctx, cmd_name)
+
+    def add_plugin_commands(self, plugins: Plugins | None = None) -> None:
+        """Call every register_commands hook of ``plugins`` (default: the installed ones)
+        once; a failing hook is reported, not fatal."""
+        if self._plugins_asked:
+            return
+        self._plugins_asked = True
+        if plugins is None:
+            from agent.plugins import load_plugins  # every plugin's module: only when needed
+
+            plugins = load_plugins()
+        for impl in plugins.manager.hook.register_commands.get_hookimpls():
+            before = dict(self.commands)
+            try:
+                impl.function(cli=self)
+            except Exception as exc:  # noqa: BLE001 - one plugin must not break the CLI
+                click.echo(f"warning: plugin {impl.plugin_name} could not add commands: "
+                           f"{redact(str(exc))}", err=True)
+            for name, command in list(self.commands.items()):
+                if before.get(name) is command:
+                    continue
+                if name in self.lazy_commands:
+                    click.echo(f"warning: plugin {impl.plugin_name} added a command named "
+                               f"{name!r}, which is built in; ignored", err=True)
+                    if name in before:
+                        self.commands[name] = before[name]
+                    else:
+                        del self.commands[name]
+                else:
+                    _name_commands_as_invoked(command)
+
+
+@click.group(cls=AgentGroup, help=__doc__)
+@click.version_option(package_name="channel-health-agent", prog_name="channel-agent")
+def cli() -> None:
+    pass
+
+
+def build_cli() -> click.Group:
+    """The command group, with the commands plugins add."""
+    cli.add_plugin_commands()
+    return cli
+
+
 def main() -> None:
     setup_logging("warning")  # every command logs through the secret mask; run sets its level
-    group = build_cli()
-    _name_commands_as_invoked(group)
-    group(prog_name=command_name())
+    cli.help = with_command_name(__doc__ or "")
+    cli(prog_name=command_name())

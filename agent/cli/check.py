@@ -14,12 +14,12 @@ from agent.cli.common import (
     EXIT_CONFIG_ERROR,
     config_option,
     json_option,
-    load_or_exit,
     print_datasets,
     print_json,
     print_table,
 )
 from agent.cli.inventory import with_inventory
+from agent.cli.loading import load_or_exit
 from agent.config.loader import Config
 from agent.plugins import Plugins
 from agent.service import AgentService

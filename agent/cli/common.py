@@ -15,10 +15,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from agent.config.loader import Config, ConfigError, load_config
-from agent.plugins import Plugins, load_plugins
 from agent.redact import redact
-from agent.web.auth import WebSecurity
 
 EXIT_CONFIG_ERROR = 2
 DEFAULT_CONFIG = "config.yaml"
@@ -72,30 +69,6 @@ def agent_error(message: str, url: str) -> NoReturn:
     """Print ``message`` (which may quote ``url``) without the password in the URL; exit 1."""
     click.echo(without_password(message, url), err=True)
     sys.exit(1)
-
-
-def load_or_exit(path: str) -> tuple[Config, Plugins]:
-    """Load plugins and the config; on any problem print every one of them and exit 2."""
-    plugins = load_plugins()
-    try:
-        return load_config(path, plugins.channels, stores=plugins.secret_stores), plugins
-    except ConfigError as exc:
-        _exit_with_problems("the configuration", exc)
-
-
-def web_security_or_exit(path: str | None, read_without_auth: bool) -> WebSecurity:
-    """The web config of ``--web.config.file``; on any problem print every one and exit 2."""
-    try:
-        return WebSecurity(path, read_without_auth=read_without_auth)
-    except ConfigError as exc:
-        _exit_with_problems("the web configuration", exc)
-
-
-def _exit_with_problems(what: str, exc: ConfigError) -> NoReturn:
-    click.echo(f"error: {len(exc.problems)} problem(s) in {what}:", err=True)
-    for problem in exc.problems:
-        click.echo(f"  {problem}", err=True)
-    sys.exit(EXIT_CONFIG_ERROR)
 
 
 def print_json(data: Any) -> None:

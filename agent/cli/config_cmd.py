@@ -8,7 +8,8 @@ import sys
 
 import click
 
-from agent.cli.common import DEFAULT_CONFIG, load_or_exit
+from agent.cli.common import DEFAULT_CONFIG
+from agent.cli.loading import load_or_exit
 from agent.config.loader import Config
 from agent.plugins import load_plugins
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import click
 
-from agent.cli.common import config_option, json_option, load_or_exit, print_json, print_table
+from agent.cli.common import config_option, json_option, print_json, print_table
+from agent.cli.loading import load_or_exit
 from agent.config.loader import Config
 from agent.inventory.credentials import describe_credential
 from agent.inventory.runner import InventoryRunner, with_discovered

@@ -22,9 +22,9 @@ from agent.cli.common import (
     EXIT_CONFIG_ERROR,
     config_option,
     json_option,
-    load_or_exit,
 )
 from agent.cli.inventory import with_inventory
+from agent.cli.loading import load_or_exit
 from agent.cli.reconnect_agent import agent_base_url, http_client, recheck
 from agent.cli.reconnect_links import cancel_link, make_link, show_links
 from agent.cli.reconnect_list import open_store, show_accounts_to_reconnect, usage_exit

@@ -28,15 +28,10 @@ from aiohttp import web
 from agent.channel import Demo
 from agent.checks.scheduler import HARD_TIMEOUT_GRACE
 from agent.checks.sharding import Shard, parse_shard
-from agent.cli.common import (
-    EXIT_CONFIG_ERROR,
-    command_name,
-    config_option,
-    load_or_exit,
-    web_security_or_exit,
-)
+from agent.cli.common import EXIT_CONFIG_ERROR, command_name, config_option
+from agent.cli.loading import exit_with_problems, load_or_exit, load_with
 from agent.config.durations import format_duration, parse_duration
-from agent.config.loader import AgentSettings, Config, ConfigError, build_config, load_config
+from agent.config.loader import AgentSettings, Config, ConfigError, build_config
 from agent.freshness.timestamps import iso
 from agent.plugins import Plugins, load_plugins
 from agent.redact import setup_logging
@@ -89,6 +84,14 @@ def _shard(ctx: click.Context, param: click.Parameter, value: str | None) -> Sha
         return None if value is None else parse_shard(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+
+
+def web_security_or_exit(path: str | None, read_without_auth: bool) -> WebSecurity:
+    """The web config of ``--web.config.file``; on any problem print every one and exit 2."""
+    try:
+        return WebSecurity(path, read_without_auth=read_without_auth)
+    except ConfigError as exc:
+        exit_with_problems("the web configuration", exc)
 
 
 class CannotListen(Exception):
@@ -162,7 +165,7 @@ def run(config_path: str, listen_address: str | None, shard: Shard | None,
         security = web_security_or_exit(web_config_file, read_without_auth)
 
         def load() -> Config:  # at start and at every reload; --shard wins over agent.shard
-            loaded = load_config(config_path, plugins.channels, stores=plugins.secret_stores)
+            loaded = load_with(config_path, plugins)
             if shard is None:
                 return loaded
             return dataclasses.replace(loaded,
@@ -416,8 +419,7 @@ async def _demo(workdir: Path, listen_address: str, check_interval: str,
                                    config.agent)
         await serve(config, plugins, listen_address, security=security,
                     allow_insecure=allow_insecure,
-                    loader=lambda: load_config(config_file, plugins.channels,
-                                               stores=plugins.secret_stores),
+                    loader=lambda: load_with(config_file, plugins),
                     on_listening=banner)
     finally:
         for channel_demo in demos.values():

@@ -15,7 +15,7 @@ from agent.cli.common import (
     print_json,
     print_table,
 )
-from agent.web.fleet_index import STATES
+from agent.state_words import STATES
 
 PAGE_SIZE = 1000  # accounts per request (the API's largest page)
 

@@ -14,9 +14,8 @@ import base64
 import json
 import ssl
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 from pydantic import Field
 
 from agent import __version__
@@ -30,6 +29,9 @@ from agent.inventory.source import (
     InventorySourceSettings,
     Row,
 )
+
+if TYPE_CHECKING:
+    import aiohttp
 
 DEFAULT_MAX_SIZE = 8 * 1024 * 1024
 CHUNK = 64 * 1024
@@ -101,6 +103,10 @@ class HttpInventory(InventorySource):
             raise InventoryError("timeout", f"no answer within {self.timeout:g}s") from None
 
     async def _fetch(self) -> list[Row] | None:
+        # here, not at the top: every command that loads the plugins imports this module,
+        # and aiohttp costs ~0.3 s of CPU to import (it makes its SSL contexts then)
+        import aiohttp
+
         if self._session is None:
             self._session = aiohttp.ClientSession()
         try:

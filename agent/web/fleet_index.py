@@ -22,10 +22,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from agent.freshness.tracker import FreshnessTracker
+from agent.state_words import STATES
 from agent.storage.fleet import Fleet
 from agent.storage.state import BROKEN, AccountState, state_word
 
-STATES = ("invalid", "unverified", "pending", "valid")  # the default order of the list
 RANK = {word: rank for rank, word in enumerate(STATES)}
 COUNT_LIMIT = 2000  # a page counts its matches by walking at most this many accounts
 
