@@ -45,6 +45,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
+from agent.metrics.ages import fill, pack_all
 from agent.metrics.blockcache import BlockCache, Families
 from agent.metrics.formats import TEXT, Format
 from agent.metrics.gzipstream import (
@@ -59,6 +60,10 @@ from agent.metrics.incremental import IncrementalCollector
 REFRESH_INTERVAL = 0.05  # seconds between background refreshes
 AGE_LAG = 1  # seconds an age may be behind the clock at a scrape (agent.metrics.ages)
 AGE_SLICE = 16  # age chunks rendered in the background before the loop gets a turn
+ACCOUNT_SLICE = 64  # accounts rendered in the background before the loop gets a turn
+# seconds a scrape may serve what the background rendered without rendering the changes
+# since: every change older than this shows (see Exposition.keep_fresh)
+STALENESS = 1.0
 
 
 class _One:
@@ -80,7 +85,11 @@ class Exposition:
     def __init__(self, registry: CollectorRegistry, age_lag: int = AGE_LAG) -> None:
         self.registry = registry
         self.age_lag = age_lag
-        self._caches: dict[int, BlockCache] = {}
+        self._caches: dict[int, BlockCache] = {}  # served
+        self._building: dict[int, BlockCache] = {}  # rendered in the background, not yet served
+        self._built = asyncio.Event()  # set when the background swaps a built cache in
+        self._background = False  # keep_fresh runs
+        self._fresh_at = -math.inf  # time.monotonic() before which every change is rendered
         self._scraped = False
         self._last_scrape = 0.0  # time.monotonic() of the last scrape
         self._scrape_gap = math.inf  # seconds between the last two scrapes
@@ -88,30 +97,115 @@ class Exposition:
     def _collectors(self) -> list[Collector] | None:
         return getattr(self.registry, "collectors", None)
 
+    def _incremental(self) -> list[IncrementalCollector]:
+        return [c for c in self._collectors() or [] if isinstance(c, IncrementalCollector)]
+
     def _cache(self, collector: IncrementalCollector) -> BlockCache:
         cache = self._caches.get(id(collector))
         if cache is None or cache.collector is not collector:
             cache = self._caches[id(collector)] = BlockCache(collector)
         return cache
 
+    def _serving(self, collector: IncrementalCollector, now: float) -> BlockCache:
+        """The cache a scrape serves: as the background left it while the background keeps
+        it fresh (every change older than ``STALENESS`` rendered) or renders it anew (the
+        set of accounts changed: the last complete one is served meanwhile); else brought up
+        to date now."""
+        cache = self._caches.get(id(collector))
+        if cache is not None and cache.collector is collector and cache.complete and (
+                id(collector) in self._building
+                or time.monotonic() - self._fresh_at <= STALENESS):
+            return cache
+        cache = self._cache(collector)
+        cache.update(now)
+        return cache
+
     def refresh(self) -> None:
         """Bring the cached text up to date, without rendering a response."""
-        for collector in self._collectors() or []:
-            if isinstance(collector, IncrementalCollector):
-                self._cache(collector).update(collector.clock())
+        for collector in self._incremental():
+            self._cache(collector).update(collector.clock())
+
+    async def settled(self) -> None:
+        """Wait (the loop serving others) while the background renders a cache that has
+        never been complete (the first after a start), rather than have the scrape render
+        it at once."""
+        while self._background and any(
+                (cache := self._caches.get(id(c))) is None or not cache.complete
+                for c in self._incremental()):
+            self._built.clear()
+            await self._built.wait()
 
     async def keep_fresh(self, interval: float = REFRESH_INTERVAL) -> None:
-        """Refresh in the background, so that a scrape during a check cycle finds only the
-        last few changed accounts to render (Prometheus scrapes every 15-60 s: by then a
-        cycle at 10,000 accounts has changed thousands), and, while a scrape is expected
-        within the next second or so, render the ages of the current second and of the
-        accounts that changed, a slice at a time. Idle until the first scrape."""
-        while True:
-            await asyncio.sleep(interval)
-            if self._scraped:
-                self.refresh()
-                if self._scrape_expected(time.monotonic(), interval):
+        """Render every change in the background, ``ACCOUNT_SLICE`` accounts at a time with
+        the loop served in between, so a scrape serves ready bytes: what it serves may be
+        up to ``STALENESS`` behind the changes (past that, or when this task is not running,
+        the scrape renders the changes itself). A new set of accounts (the start, a change
+        of the inventory or the channels) is rendered into a new cache, served once
+        complete. And, while a scrape is expected within the next second or so, render the
+        ages of the current second, a slice at a time."""
+        self._background = True
+        try:
+            while True:
+                started = time.monotonic()
+                for collector in self._incremental():
+                    await self._keep(collector)
+                self._fresh_at = started
+                if self._scraped and self._scrape_expected(time.monotonic(), interval):
                     await self._render_ages_ahead()
+                await asyncio.sleep(interval)
+        finally:
+            self._background = False
+            self._built.set()  # a waiting scrape renders itself
+
+    async def _keep(self, collector: IncrementalCollector) -> None:
+        """Bring one collector's cache up to date, a slice at a time; a new set of accounts
+        is rendered into a new cache, swapped in when complete."""
+        key = id(collector)
+        cache = self._caches.get(key)
+        if (cache is not None and cache.collector is collector and cache.complete
+                and cache.seen == collector.generation()):
+            # a new generation while the loop served others: the next pass builds anew
+            while (cache.seen == collector.generation()
+                   and not cache.update(collector.clock(), ACCOUNT_SLICE)):
+                await self._render_changed_ages(cache)
+            await self._render_changed_ages(cache)
+            return
+        own = cache is not None and cache.collector is collector
+        building = self._building[key] = BlockCache(collector, cache.changed if own else None)
+        try:
+            building.start(collector.clock())
+            while not building.update(collector.clock(), ACCOUNT_SLICE):
+                await asyncio.sleep(0)
+            await self._render_ages(building, building.ages_of.stale(int(collector.clock()), 0))
+            building.update(collector.clock())  # what changed meanwhile (a few)
+            self._caches[key] = building
+            self._built.set()
+        finally:
+            del self._building[key]
+
+    async def _render_changed_ages(self, cache: BlockCache) -> None:
+        await self._render_ages(cache, cache.ages_of.changed())
+
+    async def _render_ages(self, cache: BlockCache, todo: list[tuple[int, int]]) -> None:
+        """Render the age chunks ``todo`` for the current second, ``AGE_SLICE`` at a time:
+        formatted here, compressed in the compression thread while the loop serves others."""
+        loop = asyncio.get_running_loop()
+        pool = compression_pool()
+        ages = cache.ages_of
+        previous = None  # the slice being compressed while the next is formatted
+        for start in range(0, len(todo) + AGE_SLICE, AGE_SLICE):
+            job = None
+            if start < len(todo):
+                second = int(cache.collector.clock())
+                some = [(f, c, ages.template(f, c)) for f, c in todo[start:start + AGE_SLICE]]
+                job = (some, second, loop.run_in_executor(
+                    pool, pack_all, [fill(template, second) for _, _, template in some]))
+            if previous is not None:
+                done, at, packed = previous
+                for (f, c, template), chunk in zip(done, await packed, strict=True):
+                    ages.keep(f, c, template, at, chunk)
+            previous = job
+            await asyncio.sleep(0)
 
     def _scrape_expected(self, now: float, interval: float) -> bool:
         """Whether the next scrape, if it keeps the last interval, comes within about a
@@ -121,18 +215,12 @@ class Exposition:
         return self._last_scrape + gap - ahead <= now <= self._last_scrape + 2 * gap + ahead
 
     async def _render_ages_ahead(self) -> None:
-        for collector in self._collectors() or []:
-            if not isinstance(collector, IncrementalCollector):
-                continue
-            cache = self._cache(collector)
-            while True:  # the cache may be rebuilt while the loop serves others: ask again
-                now = collector.clock()
-                cache.update(now)
-                todo = cache.ages_of.stale(int(now), 0)[:AGE_SLICE]
-                if not todo:
-                    break
-                cache.ages_of.render(todo, int(now))
-                await asyncio.sleep(0)
+        for collector in self._incremental():
+            cache = self._caches.get(id(collector))
+            if cache is not None and cache.complete:
+                # those a scrape in the next second could not take
+                second = int(collector.clock())
+                await self._render_ages(cache, cache.ages_of.stale(second + 1, self.age_lag))
 
     def _render(self, emit: Callable[[bytes], None], fmt: Format,
                 ) -> list[tuple[BlockCache, float]]:
@@ -149,9 +237,7 @@ class Exposition:
         for collector in collectors:
             if isinstance(collector, IncrementalCollector):
                 now = collector.clock()
-                cache = self._cache(collector)
-                cache.update(now)
-                caches.append((cache, now))
+                caches.append((self._serving(collector, now), now))
                 emit(fmt.encode(Families(collector.scrape_families())))
             else:
                 emit(fmt.encode(_One(collector)))

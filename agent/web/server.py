@@ -98,6 +98,7 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     (OpenMetrics or the text format); gzip when it accepts it, else streamed piece by piece
     (whole, the plain text would be 100 MB at 50,000 accounts)."""
     exposition = request.app[EXPOSITION]
+    await exposition.settled()
     fmt = negotiate(request.headers.get("Accept"))
     headers = {"Content-Type": fmt.content_type, "Vary": "Accept, Accept-Encoding"}
     if accepts_gzip(request.headers.get("Accept-Encoding", "")):
