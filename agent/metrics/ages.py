@@ -156,4 +156,5 @@ def pack_all(texts: list[bytes]) -> list[tuple[bytes, int, int]]:
 def fill(template: tuple[str, array], second: int) -> bytes:
     """A chunk's lines at ``second``: its %-template filled with whole seconds."""
     text, starts = template
-    return (text % tuple([second - s if s < second else 0 for s in starts])).encode()
+    # bytes' % formats whole numbers in about half the time of str's
+    return text.encode() % tuple([second - s if s < second else 0 for s in starts])

@@ -15,12 +15,20 @@ like this:
   for the second they were rendered for, and rendered ahead of the scrape by the background
   task while scrapes come (:mod:`agent.metrics.ages`): an age may be a second behind the
   clock, never behind a change. The collectors' few fleet-wide families are rendered whole.
+- The rendering is the background task's (:meth:`Exposition.keep_fresh`, started with the
+  web app): it takes the changes ``ACCOUNT_SLICE`` accounts at a time, with the loop served
+  in between, and a scrape serves what it rendered, unless the background has not caught up
+  for ``STALENESS`` (1 s): then the scrape renders the changes itself. A scrape shows every
+  change made more than ``STALENESS`` before it. A new set of accounts (the start, a change
+  of the inventory or of the channels) is rendered into a new cache beside the one served,
+  which is replaced once the new one is complete; the first scrape after a start waits
+  (without holding the loop) for the first complete rendering.
 - Every other collector in the registry is rendered at every scrape by prometheus_client's own
   ``generate_latest``, so whatever another module registers appears, exact and current. (A
   collector with many series can offer the IncrementalCollector's interface to be cached too.)
 - A gzip response is one gzip member: the cached compressed stream of the cached families and
   the ages, then the freshly compressed rest; its CRC-32 combines the cached parts' and
-  continues.
+  continues. It is handed to the server as pieces with their total length, never joined.
 
 Families come out in a different order than from ``generate_latest``; the text format allows
 any order of families (each family's samples stay together).
@@ -60,6 +68,7 @@ from agent.metrics.incremental import IncrementalCollector
 REFRESH_INTERVAL = 0.05  # seconds between background refreshes
 AGE_LAG = 1  # seconds an age may be behind the clock at a scrape (agent.metrics.ages)
 AGE_SLICE = 16  # age chunks rendered in the background before the loop gets a turn
+AGES_PER_PASS = 4 * AGE_SLICE  # age chunks rendered ahead between two takes of the changes
 ACCOUNT_SLICE = 64  # accounts rendered in the background before the loop gets a turn
 # seconds a scrape may serve what the background rendered without rendering the changes
 # since: every change older than this shows (see Exposition.keep_fresh)
@@ -120,6 +129,16 @@ class Exposition:
         cache.update(now)
         return cache
 
+    @property
+    def rendered_until(self) -> float:
+        """``time.monotonic()`` before which the background has rendered every change."""
+        return self._fresh_at
+
+    @property
+    def rebuilding(self) -> bool:
+        """Whether the background renders a new set of accounts (the last set is served)."""
+        return bool(self._building)
+
     def refresh(self) -> None:
         """Bring the cached text up to date, without rendering a response."""
         for collector in self._incremental():
@@ -150,9 +169,10 @@ class Exposition:
                 for collector in self._incremental():
                     await self._keep(collector)
                 self._fresh_at = started
+                more = False  # ages left for the next pass: the changes go first
                 if self._scraped and self._scrape_expected(time.monotonic(), interval):
-                    await self._render_ages_ahead()
-                await asyncio.sleep(interval)
+                    more = await self._render_ages_ahead(AGES_PER_PASS)
+                await asyncio.sleep(0 if more else interval)
         finally:
             self._background = False
             self._built.set()  # a waiting scrape renders itself
@@ -214,13 +234,19 @@ class Exposition:
         ahead = 1 + interval
         return self._last_scrape + gap - ahead <= now <= self._last_scrape + 2 * gap + ahead
 
-    async def _render_ages_ahead(self) -> None:
+    async def _render_ages_ahead(self, limit: int) -> bool:
+        """Render up to ``limit`` of the age chunks a scrape in the next second could not
+        take; whether some are left."""
         for collector in self._incremental():
             cache = self._caches.get(id(collector))
             if cache is not None and cache.complete:
-                # those a scrape in the next second could not take
                 second = int(collector.clock())
-                await self._render_ages(cache, cache.ages_of.stale(second + 1, self.age_lag))
+                todo = cache.ages_of.stale(second + 1, self.age_lag)
+                await self._render_ages(cache, todo[:limit])
+                if len(todo) > limit:
+                    return True
+                limit -= len(todo)
+        return False
 
     def _render(self, emit: Callable[[bytes], None], fmt: Format,
                 ) -> list[tuple[BlockCache, float]]:
@@ -263,23 +289,30 @@ class Exposition:
         return size, itertools.chain(*(part for _, part in parts), (rest,))
 
     def render_gzip(self, fmt: Format = TEXT) -> bytes:
-        """The same exposition as one gzip member: the caches' compressed text as it is
-        (ages rendered ahead unless more than ``age_lag`` seconds old), then the rest,
-        compressed now."""
+        """The same exposition as one gzip member."""
+        return b"".join(self.render_gzip_parts(fmt)[1])
+
+    def render_gzip_parts(self, fmt: Format = TEXT) -> tuple[int, list[bytes]]:
+        """The same exposition as one gzip member, as its length and its pieces: the
+        caches' compressed text as it is (ages rendered ahead unless more than ``age_lag``
+        seconds old), then the rest, compressed now. Not joined: at 50,000 accounts the
+        member is 10 MB, and the server writes the pieces as they are."""
         pieces: list[bytes] = []
         caches = self._render(pieces.append, fmt)
-        bodies: list[bytes] = []
+        bodies: list[bytes] = [GZIP_HEADER]
         crc = size = 0
         for cache, now in caches:
             cache.ready_ages(now, self.age_lag, compression_pool())
             static, static_crc, static_size = cache.assembled(fmt.openmetrics)
             live, live_crc, live_size = cache.live_assembled(fmt.openmetrics)
-            bodies += static + live
+            bodies += static
+            bodies += live
             crc = crc32_combine(crc32_combine(crc, static_crc, static_size), live_crc, live_size)
             size += static_size + live_size
         rest = b"".join(pieces)
-        return b"".join([GZIP_HEADER, *bodies, deflate(rest, final=True),
-                         gzip_trailer(zlib.crc32(rest, crc), size + len(rest))])
+        bodies += (deflate(rest, final=True),
+                   gzip_trailer(zlib.crc32(rest, crc), size + len(rest)))
+        return sum(map(len, bodies)), bodies
 
     def invalidate(self) -> None:
         """Treat every account as changed (what a check cycle that touched them all leaves
