@@ -92,25 +92,41 @@ class LiveFamilies:
         return [(f, c) for f, chunks in enumerate(self.seconds)
                 for c, done in enumerate(chunks) if done is None or done < oldest]
 
+    def changed(self) -> list[tuple[int, int]]:
+        """(family, chunk) of every chunk changed since its rendering."""
+        return [(f, c) for f, chunks in enumerate(self.seconds)
+                for c, done in enumerate(chunks) if done is None]
+
     def render(self, todo: list[tuple[int, int]], second: int,
                pool: ThreadPoolExecutor | None = None) -> None:
         """Render the chunks ``todo`` at ``second``; with a ``pool``, compress them there
         while the next are formatted (zlib lets go of the GIL)."""
         if pool is None or len(todo) < POOLED:
             for f, c in todo:
-                text = self.text(f, c, second)
-                self._keep(f, c, second, text, deflate(text))
+                self._keep(f, c, second, pack(self.text(f, c, second)))
             return
+        # a few chunks per job: a Future per chunk cost as much as formatting it
         pending = []
-        for f, c in todo:
-            text = self.text(f, c, second)
-            pending.append((f, c, text, pool.submit(deflate, text)))
-        for f, c, text, done in pending:
-            self._keep(f, c, second, text, done.result())
+        for start in range(0, len(todo), POOLED):
+            some = todo[start:start + POOLED]
+            pending.append((some, pool.submit(pack_all, [self.text(f, c, second)
+                                                         for f, c in some])))
+        for some, done in pending:
+            for (f, c), packed in zip(some, done.result(), strict=True):
+                self._keep(f, c, second, packed)
 
-    def _keep(self, f: int, c: int, second: int, text: bytes, packed: bytes) -> None:
+    def keep(self, f: int, c: int, template: tuple[str, array], second: int,
+             packed: tuple[bytes, int, int]) -> None:
+        """Keep chunk ``c`` of family ``f`` rendered elsewhere (:func:`pack` in a thread)
+        from ``template`` at ``second``, unless it changed since or is already rendered for
+        a later second."""
+        done = self.seconds[f][c]
+        if self.templates[f][c] is template and (done is None or done < second):
+            self._keep(f, c, second, packed)
+
+    def _keep(self, f: int, c: int, second: int, packed: tuple[bytes, int, int]) -> None:
         self.seconds[f][c] = second
-        self.rendered[f].set(c, packed, zlib.crc32(text), len(text))
+        self.rendered[f].set(c, *packed)
 
     def family(self, f: int) -> tuple[list[bytes], int, int]:
         """Family ``f``'s rendered chunks (every one rendered), their CRC-32 and length."""
@@ -127,7 +143,18 @@ class LiveFamilies:
         return size, (fill(template, second) for template in templates)
 
 
+def pack(text: bytes) -> tuple[bytes, int, int]:
+    """A chunk's text compressed, with its CRC-32 and length (in the compression thread,
+    zlib lets go of the GIL)."""
+    return deflate(text), zlib.crc32(text), len(text)
+
+
+def pack_all(texts: list[bytes]) -> list[tuple[bytes, int, int]]:
+    return [pack(text) for text in texts]
+
+
 def fill(template: tuple[str, array], second: int) -> bytes:
     """A chunk's lines at ``second``: its %-template filled with whole seconds."""
     text, starts = template
-    return (text % tuple([second - s if s < second else 0 for s in starts])).encode()
+    # bytes' % formats whole numbers in about half the time of str's
+    return text.encode() % tuple([second - s if s < second else 0 for s in starts])

@@ -49,9 +49,12 @@ class Families:
 class BlockCache:
     """An IncrementalCollector's samples, formatted per key (account) and kept per block."""
 
-    def __init__(self, collector: IncrementalCollector) -> None:
+    def __init__(self, collector: IncrementalCollector,
+                 changed: set[Hashable] | None = None) -> None:
+        """``changed``: the watch set of the cache this one replaces (a watch set is never
+        dropped by the collector: one per cache would add up)."""
         self.collector = collector
-        self.changed = collector.watch()
+        self.changed = collector.watch() if changed is None else changed
         self.families = collector.families()
         keys = [k for k in self.families if k not in collector.scrape_families_keys]
         self.static = [k for k in keys if k not in collector.live_families]
@@ -93,6 +96,13 @@ class BlockCache:
 
     def rebuild_all(self, now: float) -> None:
         """Start over: the set of accounts (or the channels' settings) changed."""
+        self.start(now)
+        self.update(now)
+
+    def start(self, now: float) -> None:
+        """Lay out the cache for the collector's accounts, every one of them still to be
+        rendered (:meth:`update`, at once or a slice at a time): until then the cache is
+        incomplete (:attr:`complete`)."""
         self.keys = self.collector.keys()
         self.index = {key: i for i, key in enumerate(self.keys)}
         n = len(self.keys)
@@ -113,27 +123,42 @@ class BlockCache:
         # per format (om): the static families' stream, CRC-32 and length (assembled())
         self._assembled: dict[bool, tuple[list[bytes], int, int]] = {}
         self.changed.clear()
+        # accounts changed and not rendered yet: those in the queue (in order) from
+        # queued on, then pending (all of them at the start; update's limit)
+        self.queue, self.queued = list(range(n)), 0
+        self.pending: set[int] = set()
+        self.complete = False  # every account rendered once
         self.seen = self.collector.generation()
-        self._refresh(range(n), now)
 
     def mark_all_changed(self) -> None:
         self.changed.update(self.keys)
 
-    def update(self, now: float) -> None:
-        """Bring the cache up to date with the collector."""
+    def update(self, now: float, limit: int | None = None) -> bool:
+        """Bring the cache up to date with the collector, or render at most ``limit`` of the
+        accounts changed (the background's slices); whether it is up to date."""
         if self.seen != self.collector.generation():
-            self.rebuild_all(now)
-            return
-        if not self.changed and not (self.expiries and self.expiries[0][0] <= now):
-            return
-        dirty = {self.index[key] for key in self.changed if key in self.index}
-        self.changed.clear()
+            self.start(now)
+        if self.changed:
+            self.pending.update(self.index[key] for key in self.changed if key in self.index)
+            self.changed.clear()
         while self.expiries and self.expiries[0][0] <= now:
             when, i = heapq.heappop(self.expiries)
             if self.expiry_of.get(i) == when:
-                dirty.add(i)
-        if dirty:
-            self._refresh(sorted(dirty), now)
+                self.pending.add(i)
+        if limit is None and self.queued < len(self.queue):
+            self.pending.update(self.queue[self.queued:])
+            self.queued = len(self.queue)
+        if self.queued >= len(self.queue):
+            if not self.pending:
+                self.complete = True
+                return True
+            self.queue, self.queued, self.pending = sorted(self.pending), 0, set()
+        end = len(self.queue) if limit is None else self.queued + limit
+        self._refresh(self.queue[self.queued:end], now)
+        self.queued = min(end, len(self.queue))
+        done = self.queued >= len(self.queue) and not self.pending
+        self.complete = self.complete or done
+        return done
 
     def _refresh(self, accounts: Iterable[int], now: float) -> None:
         """Render ``accounts`` (in order) anew."""

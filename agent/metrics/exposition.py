@@ -15,12 +15,20 @@ like this:
   for the second they were rendered for, and rendered ahead of the scrape by the background
   task while scrapes come (:mod:`agent.metrics.ages`): an age may be a second behind the
   clock, never behind a change. The collectors' few fleet-wide families are rendered whole.
+- The rendering is the background task's (:meth:`Exposition.keep_fresh`, started with the
+  web app): it takes the changes ``ACCOUNT_SLICE`` accounts at a time, with the loop served
+  in between, and a scrape serves what it rendered, unless the background has not caught up
+  for ``STALENESS`` (1 s): then the scrape renders the changes itself. A scrape shows every
+  change made more than ``STALENESS`` before it. A new set of accounts (the start, a change
+  of the inventory or of the channels) is rendered into a new cache beside the one served,
+  which is replaced once the new one is complete; the first scrape after a start waits
+  (without holding the loop) for the first complete rendering.
 - Every other collector in the registry is rendered at every scrape by prometheus_client's own
   ``generate_latest``, so whatever another module registers appears, exact and current. (A
   collector with many series can offer the IncrementalCollector's interface to be cached too.)
 - A gzip response is one gzip member: the cached compressed stream of the cached families and
   the ages, then the freshly compressed rest; its CRC-32 combines the cached parts' and
-  continues.
+  continues. It is handed to the server as pieces with their total length, never joined.
 
 Families come out in a different order than from ``generate_latest``; the text format allows
 any order of families (each family's samples stay together).
@@ -45,6 +53,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
+from agent.metrics.ages import fill, pack_all
 from agent.metrics.blockcache import BlockCache, Families
 from agent.metrics.formats import TEXT, Format
 from agent.metrics.gzipstream import (
@@ -59,6 +68,11 @@ from agent.metrics.incremental import IncrementalCollector
 REFRESH_INTERVAL = 0.05  # seconds between background refreshes
 AGE_LAG = 1  # seconds an age may be behind the clock at a scrape (agent.metrics.ages)
 AGE_SLICE = 16  # age chunks rendered in the background before the loop gets a turn
+AGES_PER_PASS = 4 * AGE_SLICE  # age chunks rendered ahead between two takes of the changes
+ACCOUNT_SLICE = 64  # accounts rendered in the background before the loop gets a turn
+# seconds a scrape may serve what the background rendered without rendering the changes
+# since: every change older than this shows (see Exposition.keep_fresh)
+STALENESS = 1.0
 
 
 class _One:
@@ -80,7 +94,11 @@ class Exposition:
     def __init__(self, registry: CollectorRegistry, age_lag: int = AGE_LAG) -> None:
         self.registry = registry
         self.age_lag = age_lag
-        self._caches: dict[int, BlockCache] = {}
+        self._caches: dict[int, BlockCache] = {}  # served
+        self._building: dict[int, BlockCache] = {}  # rendered in the background, not yet served
+        self._built = asyncio.Event()  # set when the background swaps a built cache in
+        self._background = False  # keep_fresh runs
+        self._fresh_at = -math.inf  # time.monotonic() before which every change is rendered
         self._scraped = False
         self._last_scrape = 0.0  # time.monotonic() of the last scrape
         self._scrape_gap = math.inf  # seconds between the last two scrapes
@@ -88,30 +106,126 @@ class Exposition:
     def _collectors(self) -> list[Collector] | None:
         return getattr(self.registry, "collectors", None)
 
+    def _incremental(self) -> list[IncrementalCollector]:
+        return [c for c in self._collectors() or [] if isinstance(c, IncrementalCollector)]
+
     def _cache(self, collector: IncrementalCollector) -> BlockCache:
         cache = self._caches.get(id(collector))
         if cache is None or cache.collector is not collector:
             cache = self._caches[id(collector)] = BlockCache(collector)
         return cache
 
+    def _serving(self, collector: IncrementalCollector, now: float) -> BlockCache:
+        """The cache a scrape serves: as the background left it while the background keeps
+        it fresh (every change older than ``STALENESS`` rendered) or renders it anew (the
+        set of accounts changed: the last complete one is served meanwhile); else brought up
+        to date now."""
+        cache = self._caches.get(id(collector))
+        if cache is not None and cache.collector is collector and cache.complete and (
+                id(collector) in self._building
+                or time.monotonic() - self._fresh_at <= STALENESS):
+            return cache
+        cache = self._cache(collector)
+        cache.update(now)
+        return cache
+
+    @property
+    def rendered_until(self) -> float:
+        """``time.monotonic()`` before which the background has rendered every change."""
+        return self._fresh_at
+
+    @property
+    def rebuilding(self) -> bool:
+        """Whether the background renders a new set of accounts (the last set is served)."""
+        return bool(self._building)
+
     def refresh(self) -> None:
         """Bring the cached text up to date, without rendering a response."""
-        for collector in self._collectors() or []:
-            if isinstance(collector, IncrementalCollector):
-                self._cache(collector).update(collector.clock())
+        for collector in self._incremental():
+            self._cache(collector).update(collector.clock())
+
+    async def settled(self) -> None:
+        """Wait (the loop serving others) while the background renders a cache that has
+        never been complete (the first after a start), rather than have the scrape render
+        it at once."""
+        while self._background and any(
+                (cache := self._caches.get(id(c))) is None or not cache.complete
+                for c in self._incremental()):
+            self._built.clear()
+            await self._built.wait()
 
     async def keep_fresh(self, interval: float = REFRESH_INTERVAL) -> None:
-        """Refresh in the background, so that a scrape during a check cycle finds only the
-        last few changed accounts to render (Prometheus scrapes every 15-60 s: by then a
-        cycle at 10,000 accounts has changed thousands), and, while a scrape is expected
-        within the next second or so, render the ages of the current second and of the
-        accounts that changed, a slice at a time. Idle until the first scrape."""
-        while True:
-            await asyncio.sleep(interval)
-            if self._scraped:
-                self.refresh()
-                if self._scrape_expected(time.monotonic(), interval):
-                    await self._render_ages_ahead()
+        """Render every change in the background, ``ACCOUNT_SLICE`` accounts at a time with
+        the loop served in between, so a scrape serves ready bytes: what it serves may be
+        up to ``STALENESS`` behind the changes (past that, or when this task is not running,
+        the scrape renders the changes itself). A new set of accounts (the start, a change
+        of the inventory or the channels) is rendered into a new cache, served once
+        complete. And, while a scrape is expected within the next second or so, render the
+        ages of the current second, a slice at a time."""
+        self._background = True
+        try:
+            while True:
+                started = time.monotonic()
+                for collector in self._incremental():
+                    await self._keep(collector)
+                self._fresh_at = started
+                more = False  # ages left for the next pass: the changes go first
+                if self._scraped and self._scrape_expected(time.monotonic(), interval):
+                    more = await self._render_ages_ahead(AGES_PER_PASS)
+                await asyncio.sleep(0 if more else interval)
+        finally:
+            self._background = False
+            self._built.set()  # a waiting scrape renders itself
+
+    async def _keep(self, collector: IncrementalCollector) -> None:
+        """Bring one collector's cache up to date, a slice at a time; a new set of accounts
+        is rendered into a new cache, swapped in when complete."""
+        key = id(collector)
+        cache = self._caches.get(key)
+        if (cache is not None and cache.collector is collector and cache.complete
+                and cache.seen == collector.generation()):
+            # a new generation while the loop served others: the next pass builds anew
+            while (cache.seen == collector.generation()
+                   and not cache.update(collector.clock(), ACCOUNT_SLICE)):
+                await self._render_changed_ages(cache)
+            await self._render_changed_ages(cache)
+            return
+        own = cache is not None and cache.collector is collector
+        building = self._building[key] = BlockCache(collector, cache.changed if own else None)
+        try:
+            building.start(collector.clock())
+            while not building.update(collector.clock(), ACCOUNT_SLICE):
+                await asyncio.sleep(0)
+            await self._render_ages(building, building.ages_of.stale(int(collector.clock()), 0))
+            building.update(collector.clock())  # what changed meanwhile (a few)
+            self._caches[key] = building
+            self._built.set()
+        finally:
+            del self._building[key]
+
+    async def _render_changed_ages(self, cache: BlockCache) -> None:
+        await self._render_ages(cache, cache.ages_of.changed())
+
+    async def _render_ages(self, cache: BlockCache, todo: list[tuple[int, int]]) -> None:
+        """Render the age chunks ``todo`` for the current second, ``AGE_SLICE`` at a time:
+        formatted here, compressed in the compression thread while the loop serves others."""
+        loop = asyncio.get_running_loop()
+        pool = compression_pool()
+        ages = cache.ages_of
+        previous = None  # the slice being compressed while the next is formatted
+        for start in range(0, len(todo) + AGE_SLICE, AGE_SLICE):
+            job = None
+            if start < len(todo):
+                second = int(cache.collector.clock())
+                some = [(f, c, ages.template(f, c)) for f, c in todo[start:start + AGE_SLICE]]
+                job = (some, second, loop.run_in_executor(
+                    pool, pack_all, [fill(template, second) for _, _, template in some]))
+            if previous is not None:
+                done, at, packed = previous
+                for (f, c, template), chunk in zip(done, await packed, strict=True):
+                    ages.keep(f, c, template, at, chunk)
+            previous = job
+            await asyncio.sleep(0)
 
     def _scrape_expected(self, now: float, interval: float) -> bool:
         """Whether the next scrape, if it keeps the last interval, comes within about a
@@ -120,19 +234,19 @@ class Exposition:
         ahead = 1 + interval
         return self._last_scrape + gap - ahead <= now <= self._last_scrape + 2 * gap + ahead
 
-    async def _render_ages_ahead(self) -> None:
-        for collector in self._collectors() or []:
-            if not isinstance(collector, IncrementalCollector):
-                continue
-            cache = self._cache(collector)
-            while True:  # the cache may be rebuilt while the loop serves others: ask again
-                now = collector.clock()
-                cache.update(now)
-                todo = cache.ages_of.stale(int(now), 0)[:AGE_SLICE]
-                if not todo:
-                    break
-                cache.ages_of.render(todo, int(now))
-                await asyncio.sleep(0)
+    async def _render_ages_ahead(self, limit: int) -> bool:
+        """Render up to ``limit`` of the age chunks a scrape in the next second could not
+        take; whether some are left."""
+        for collector in self._incremental():
+            cache = self._caches.get(id(collector))
+            if cache is not None and cache.complete:
+                second = int(collector.clock())
+                todo = cache.ages_of.stale(second + 1, self.age_lag)
+                await self._render_ages(cache, todo[:limit])
+                if len(todo) > limit:
+                    return True
+                limit -= len(todo)
+        return False
 
     def _render(self, emit: Callable[[bytes], None], fmt: Format,
                 ) -> list[tuple[BlockCache, float]]:
@@ -149,9 +263,7 @@ class Exposition:
         for collector in collectors:
             if isinstance(collector, IncrementalCollector):
                 now = collector.clock()
-                cache = self._cache(collector)
-                cache.update(now)
-                caches.append((cache, now))
+                caches.append((self._serving(collector, now), now))
                 emit(fmt.encode(Families(collector.scrape_families())))
             else:
                 emit(fmt.encode(_One(collector)))
@@ -177,23 +289,30 @@ class Exposition:
         return size, itertools.chain(*(part for _, part in parts), (rest,))
 
     def render_gzip(self, fmt: Format = TEXT) -> bytes:
-        """The same exposition as one gzip member: the caches' compressed text as it is
-        (ages rendered ahead unless more than ``age_lag`` seconds old), then the rest,
-        compressed now."""
+        """The same exposition as one gzip member."""
+        return b"".join(self.render_gzip_parts(fmt)[1])
+
+    def render_gzip_parts(self, fmt: Format = TEXT) -> tuple[int, list[bytes]]:
+        """The same exposition as one gzip member, as its length and its pieces: the
+        caches' compressed text as it is (ages rendered ahead unless more than ``age_lag``
+        seconds old), then the rest, compressed now. Not joined: at 50,000 accounts the
+        member is 10 MB, and the server writes the pieces as they are."""
         pieces: list[bytes] = []
         caches = self._render(pieces.append, fmt)
-        bodies: list[bytes] = []
+        bodies: list[bytes] = [GZIP_HEADER]
         crc = size = 0
         for cache, now in caches:
             cache.ready_ages(now, self.age_lag, compression_pool())
             static, static_crc, static_size = cache.assembled(fmt.openmetrics)
             live, live_crc, live_size = cache.live_assembled(fmt.openmetrics)
-            bodies += static + live
+            bodies += static
+            bodies += live
             crc = crc32_combine(crc32_combine(crc, static_crc, static_size), live_crc, live_size)
             size += static_size + live_size
         rest = b"".join(pieces)
-        return b"".join([GZIP_HEADER, *bodies, deflate(rest, final=True),
-                         gzip_trailer(zlib.crc32(rest, crc), size + len(rest))])
+        bodies += (deflate(rest, final=True),
+                   gzip_trailer(zlib.crc32(rest, crc), size + len(rest)))
+        return sum(map(len, bodies)), bodies
 
     def invalidate(self) -> None:
         """Treat every account as changed (what a check cycle that touched them all leaves

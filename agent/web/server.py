@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
 from aiohttp import web
@@ -34,6 +34,7 @@ EXPOSITION = web.AppKey("exposition", Exposition)
 MAX_BODY = 64 * 1024  # request bodies past this get 413 ...
 MAX_BATCH_BODY = 4 * 1024 * 1024  # ... except a batch of heartbeats: up to this
 MAX_BATCH = 10_000  # heartbeats in one batch
+WRITE_SIZE = 256 * 1024  # bytes of /metrics handed to the socket at a time
 
 
 def make_app(service: AgentService, security: WebSecurity | None = None,
@@ -95,24 +96,41 @@ async def _refresh_index(app: web.Application) -> AsyncIterator[None]:
 
 async def metrics(request: web.Request) -> web.StreamResponse:
     """The exposition, from cached per-account text, in the format the scraper asks for
-    (OpenMetrics or the text format); gzip when it accepts it, else streamed piece by piece
-    (whole, the plain text would be 100 MB at 50,000 accounts)."""
+    (OpenMetrics or the text format); gzip when it accepts it. Written piece by piece, a
+    few hundred KB at a time with the loop served in between: neither the gzip member
+    (10 MB at 50,000 accounts) nor the plain text (100 MB) is ever joined whole."""
     exposition = request.app[EXPOSITION]
+    await exposition.settled()
     fmt = negotiate(request.headers.get("Accept"))
     headers = {"Content-Type": fmt.content_type, "Vary": "Accept, Accept-Encoding"}
     if accepts_gzip(request.headers.get("Accept-Encoding", "")):
         headers["Content-Encoding"] = "gzip"
-        return web.Response(body=exposition.render_gzip(fmt), headers=headers)
-    size, parts = exposition.render_parts(fmt)
+        size, parts = exposition.render_gzip_parts(fmt)
+    else:
+        size, parts = exposition.render_parts(fmt)
     response = web.StreamResponse(headers=headers)
     response.content_length = size
     await response.prepare(request)
     if request.method != "HEAD":  # a HEAD gets the length, not the body
-        for part in parts:
-            if part:
-                await response.write(part)
+        for chunk in batched_bytes(parts, WRITE_SIZE):
+            await response.write(chunk)
     await response.write_eof()
     return response
+
+
+def batched_bytes(parts: Iterable[bytes], size: int) -> Iterator[bytes]:
+    """``parts`` joined into pieces of about ``size`` bytes (a write per small part would be
+    a system call each; one join of all would copy the whole body)."""
+    batch: list[bytes] = []
+    held = 0
+    for part in parts:
+        batch.append(part)
+        held += len(part)
+        if held >= size:
+            yield b"".join(batch)
+            batch, held = [], 0
+    if held:
+        yield b"".join(batch)
 
 
 def accepts_gzip(header: str) -> bool:

@@ -1,0 +1,118 @@
+"""/metrics rendered in the background (``Exposition.keep_fresh``): a scrape serves the
+complete text the background rendered, a slice of accounts at a time, and shows every change
+older than ``STALENESS``; a new set of accounts is rendered beside the one served."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import time
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import generate_latest
+
+from agent.metrics import exposition as exposition_module
+from agent.metrics.blockcache import BlockCache
+from agent.web.server import make_app
+from tests.fakes import FakeChannel
+from tests.test_exposition import families, rich, world  # noqa: F401 (world: a fixture)
+
+SLICE = 8
+
+
+@pytest.fixture
+def rendered(monkeypatch):
+    """How many accounts each rendering of a cache took, in order."""
+    sizes: list[int] = []
+    refresh = BlockCache._refresh
+
+    def recording(self, accounts, now):
+        accounts = list(accounts)
+        sizes.append(len(accounts))
+        return refresh(self, accounts, now)
+
+    monkeypatch.setattr(BlockCache, "_refresh", recording)
+    monkeypatch.setattr(exposition_module, "ACCOUNT_SLICE", SLICE)
+    return sizes
+
+
+@pytest.fixture
+async def background(world):  # noqa: F811
+    service, clock, exposition = world
+    task = asyncio.create_task(exposition.keep_fresh(interval=0.01))
+    yield service, clock, exposition
+    task.cancel()
+
+
+def scraped(exposition) -> dict:
+    return families(gzip.decompress(exposition.render_gzip()))
+
+
+def expected(service) -> dict:
+    return families(generate_latest(service.metrics.registry))
+
+
+async def caught_up(exposition) -> None:
+    """Until the background has taken every change made so far."""
+    now = time.monotonic()
+    while exposition.rendered_until <= now:
+        await asyncio.sleep(0.005)
+
+
+async def check(service, clock, name: str) -> None:
+    FakeChannel.script[name] = rich(clock, int(name[-3:]))
+    await service.scheduler.check_now(service.find_account("fake", name))
+
+
+async def test_the_first_scrape_waits_for_the_background_which_renders_in_slices(
+        background, rendered):
+    service, clock, exposition = background
+    await check(service, clock, "acct002")
+    server = TestServer(make_app(service))
+    async with TestClient(server, auto_decompress=False) as client:
+        response = await client.get("/metrics", headers={"Accept-Encoding": "gzip"})
+        body = await response.read()
+    assert int(response.headers["Content-Length"]) == len(body)
+    assert families(gzip.decompress(body)) == expected(service)
+    assert sum(rendered) >= len(service.fleet.accounts)
+    assert max(rendered) <= SLICE  # never every account in one go
+
+
+async def test_a_scrape_serves_what_the_background_rendered(background, rendered):
+    service, clock, exposition = background
+    await exposition.settled()
+    await check(service, clock, "acct003")
+    await caught_up(exposition)
+    rendered.clear()
+    assert scraped(exposition) == expected(service)
+    assert rendered == []  # the scrape rendered nothing itself
+
+
+async def test_past_the_bound_a_scrape_renders_the_changes_itself(background, monkeypatch):
+    service, clock, exposition = background
+    await exposition.settled()
+    monkeypatch.setattr(exposition_module, "STALENESS", 0.0)  # the background is "late"
+    await check(service, clock, "acct004")
+    assert scraped(exposition) == expected(service)  # at once, not after a pass
+
+
+async def test_a_new_set_of_accounts_is_rendered_beside_the_one_served(
+        background, rendered, fake_config):
+    service, clock, exposition = background
+    await check(service, clock, "acct001")
+    await exposition.settled()
+    before = expected(service)
+    names = [f"acct{i:03d}" for i in range(60)]
+    service.fleet.configure(fake_config(accounts=names))
+    while not exposition.rebuilding:
+        await asyncio.sleep(0)
+    # the last complete set's series, whole (the fleet-wide ones are current)
+    now = scraped(exposition)
+    assert now.pop("channel_agent_accounts") != before.pop("channel_agent_accounts")
+    assert now == before
+    while exposition.rebuilding:
+        await asyncio.sleep(0)
+    assert scraped(exposition) == expected(service)
+    assert 'account="acct059"' in gzip.decompress(exposition.render_gzip()).decode()
+    assert max(rendered) <= SLICE
