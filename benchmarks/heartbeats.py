@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
 import signal
 import sys
 import time
@@ -32,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.fleet import account_name, build_fleet, dataset_name, wait_for_fleet  # noqa: E402
 from benchmarks.run import (  # noqa: E402
     AgentProcess,
-    compile_sources,
     cpu_seconds,
+    fresh_workdir,
     log,
     percentile,
     start_simulator,
@@ -113,11 +112,7 @@ def gc_during(path: Path, rounds: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 async def bench(args: argparse.Namespace) -> None:
     n = args.accounts
-    workdir = Path(args.workdir).resolve()
-    if workdir.exists():
-        shutil.rmtree(workdir)
-    workdir.mkdir(parents=True)
-    compile_sources()
+    workdir = fresh_workdir(args.workdir)
     sim, sim_url = start_simulator(workdir, n, args.latency)
     gc_out = workdir / "gc.jsonl" if args.gc_log else None
     try:
