@@ -99,6 +99,16 @@ def compile_sources(root: Path = ROOT) -> None:
         compileall.compile_dir(directory, quiet=1, workers=1)
 
 
+def fresh_workdir(path: str) -> Path:
+    """An empty work directory (a previous run's is removed), the sources compiled."""
+    workdir = Path(path).resolve()
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    compile_sources()
+    return workdir
+
+
 def start_simulator(workdir: Path, n: int, latency: float) -> tuple[subprocess.Popen, str]:
     (workdir / "sim-accounts.json").write_text(json.dumps(simulator_accounts(n)))
     port = free_port()
@@ -310,11 +320,7 @@ def exposition_rebuild(config: Path, repeat: int = 3) -> dict[str, float]:
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     n = args.accounts
-    workdir = Path(args.workdir).resolve()
-    if workdir.exists():
-        shutil.rmtree(workdir)
-    workdir.mkdir(parents=True)
-    compile_sources()
+    workdir = fresh_workdir(args.workdir)
     sim, sim_url = start_simulator(workdir, n, args.latency)
     results: dict[str, Any] = {}
     try:

@@ -107,16 +107,21 @@ class AccountIndex:
             self._rebuild()
             return
         now = self.clock()
-        changed = self._fleet_changes | self._freshness_changes
+        changed = set(self._fleet_changes)
+        # a heartbeat or a data set past its deadline changes the account's staleness only
+        staleness_only = self._freshness_changes - changed
         self._fleet_changes.clear()
         self._freshness_changes.clear()
         while self._deadlines and self._deadlines[0][0] < now:
             due, key = heapq.heappop(self._deadlines)
             if self._deadline_of.get(key) == due:
                 del self._deadline_of[key]
-                changed.add(key)
+                if key not in changed:
+                    staleness_only.add(key)
         for key in changed:
             self._update(key, now)
+        for key in staleness_only:
+            self._update_staleness(key, now)
 
     def _rebuild(self) -> None:
         """The accounts or data sets were replaced (start, reload): index them all again."""
@@ -164,13 +169,29 @@ class AccountIndex:
             self.counts[(key[0], STATES[old_sort[0]])] -= 1
         self.counts[(key[0], word)] += 1
         self._sort[key], self._member[key] = sort, member
+        self._keep_staleness(key, stale, deadline)
+        if state.last_check is not None and state.last_check != self._last_checks.get(key):
+            self._checked(key, state.last_check)
+
+    def _update_staleness(self, key: Key, now: float) -> None:
+        """:meth:`_update` for an account whose state did not change: at 50,000 accounts a
+        batch of heartbeats marks thousands, and most stay on the same side of stale (their
+        lists, counts and sort key stay as they are)."""
+        if key not in self._sort:
+            self._update(key, now)
+            return
+        stale, deadline = self._staleness(key, now)
+        if (stale > 0) != (self._stale.get(key, 0) > 0):  # it moves between the stale lists
+            self._update(key, now)
+            return
+        self._keep_staleness(key, stale, deadline)
+
+    def _keep_staleness(self, key: Key, stale: int, deadline: float | None) -> None:
         self.stale_datasets += stale - self._stale.get(key, 0)
         self._stale[key] = stale
         if deadline is not None and deadline < self._deadline_of.get(key, float("inf")):
             self._deadline_of[key] = deadline
             heapq.heappush(self._deadlines, (deadline, key))
-        if state.last_check is not None and state.last_check != self._last_checks.get(key):
-            self._checked(key, state.last_check)
 
     def _sources(self, inventory: str, key: Key) -> set[tuple[str, str]]:
         """The sources the account depends on: its inventory source, its data sets' sources."""
