@@ -124,7 +124,10 @@ class Agent:
             )
 
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + 15
+        # A crashed agent fails at once (poll below); the deadline only catches a hang. Its
+        # start costs 2-4 s of CPU (the secret stores' imports), which took over 15 s with
+        # two pytest workers on 2 cores shared with other work (load average 9).
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
                 if self.get("/-/ready", timeout=1).status_code == 200:
