@@ -89,6 +89,20 @@ async def test_a_scrape_serves_what_the_background_rendered(background, rendered
     assert rendered == []  # the scrape rendered nothing itself
 
 
+async def test_a_few_changes_since_the_last_pass_show_at_the_next_scrape(world, rendered):  # noqa: F811
+    service, clock, exposition = world
+    task = asyncio.create_task(exposition.keep_fresh(interval=3600))  # no second pass
+    try:
+        await exposition.settled()
+        await caught_up(exposition)
+        rendered.clear()
+        await check(service, clock, "acct005")  # e.g. a reconnect, just before a scrape
+        assert scraped(exposition) == expected(service)
+        assert 0 < sum(rendered) <= SLICE  # the scrape rendered that change, not the fleet
+    finally:
+        task.cancel()
+
+
 async def test_past_the_bound_a_scrape_renders_the_changes_itself(background, monkeypatch):
     service, clock, exposition = background
     await exposition.settled()

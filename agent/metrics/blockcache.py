@@ -133,6 +133,10 @@ class BlockCache:
     def mark_all_changed(self) -> None:
         self.changed.update(self.keys)
 
+    def backlog(self) -> int:
+        """About how many accounts are changed and not rendered yet (an upper bound)."""
+        return len(self.changed) + len(self.pending) + len(self.queue) - self.queued
+
     def update(self, now: float, limit: int | None = None) -> bool:
         """Bring the cache up to date with the collector, or render at most ``limit`` of the
         accounts changed (the background's slices); whether it is up to date."""

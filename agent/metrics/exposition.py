@@ -19,7 +19,9 @@ like this:
   web app): it takes the changes ``ACCOUNT_SLICE`` accounts at a time, with the loop served
   in between, and a scrape serves what it rendered, unless the background has not caught up
   for ``STALENESS`` (1 s): then the scrape renders the changes itself. A scrape shows every
-  change made more than ``STALENESS`` before it. A new set of accounts (the start, a change
+  change made more than ``STALENESS`` before it, and takes up to ``ACCOUNT_SLICE`` changes
+  made since the background's last pass itself, so a few changes (a reconnect, a heartbeat)
+  show at the next scrape. A new set of accounts (the start, a change
   of the inventory or of the channels) is rendered into a new cache beside the one served,
   which is replaced once the new one is complete; the first scrape after a start waits
   (without holding the loop) for the first complete rendering.
@@ -124,6 +126,10 @@ class Exposition:
         if cache is not None and cache.collector is collector and cache.complete and (
                 id(collector) in self._building
                 or time.monotonic() - self._fresh_at <= STALENESS):
+            if id(collector) not in self._building and cache.backlog() <= ACCOUNT_SLICE:
+                # a few changes since the background's last pass (a reconnect, a heartbeat):
+                # a slice's work, so the scrape shows them at once
+                cache.update(now, ACCOUNT_SLICE)
             return cache
         cache = self._cache(collector)
         cache.update(now)
