@@ -5,6 +5,7 @@ import pytest
 
 from agent import hookspecs
 from agent.channel import Secret
+from agent.cli.loading import load_with
 from agent.config.loader import build_config
 from agent.config.types import Duration
 from agent.freshness import FreshnessSource
@@ -69,6 +70,27 @@ async def test_register_freshness_sources_adds_a_type_the_config_and_poller_use(
     assert service.metrics.registry.get_sample_value(
         "channel_data_last_updated_timestamp_seconds", labels) == 1_700_000_000.0 - 3600
     await service.stop()
+
+
+def test_a_plugins_freshness_source_type_is_accepted_by_the_commands_loader(tmp_path):
+    """`run`, `config check` and a reload read the file through load_with: a type a plugin
+    registered must be accepted there too, not only in the schema."""
+    class SourcePlugin:
+        @hookimpl
+        def register_freshness_sources(self, register):
+            register(Counting)
+
+    plugins = load_plugins([FakePlugin(), SourcePlugin()], entry_points=False)
+    path = tmp_path / "agent.yaml"
+    path.write_text(
+        "agent: {state_path: ':memory:'}\n"
+        "freshness_sources: {counter: {type: counting, age: 1h, interval: 1m}}\n"
+        "channels:\n"
+        "  fake:\n"
+        "    datasets: {orders: {source: counter, max_age: 2h}}\n"
+        "    accounts: [{name: a1, region: na}]\n")
+    config = load_with(path, plugins)
+    assert type(config.freshness_sources["counter"]) is Counting
 
 
 def test_bad_and_duplicate_source_types_are_refused():

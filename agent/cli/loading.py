@@ -17,11 +17,10 @@ from agent.plugins import Plugins, load_plugins
 
 
 def load_with(path: str | Path, plugins: Plugins) -> Config:
-    """The configuration at ``path``, read with the types ``plugins`` registered (without
-    them, the loader loads the plugins again for the inventory source types); freshness
-    source types are the built-in ones, as load_config has them."""
-    return load_config(path, plugins.channels, inventory_types=plugins.inventory_sources,
-                       stores=plugins.secret_stores)
+    """The configuration at ``path``, read with every type ``plugins`` registered: channels,
+    freshness sources, inventory sources and secret stores (built-in and plugins' alike)."""
+    return load_config(path, plugins.channels, sources=plugins.freshness_sources,
+                       inventory_types=plugins.inventory_sources, stores=plugins.secret_stores)
 
 
 def load_or_exit(path: str) -> tuple[Config, Plugins]:
