@@ -63,7 +63,8 @@ async def cancellable(query: Callable[[list[Callable[[], None]]], T], timeout: f
     TimeoutError is raised."""
     cancel: list[Callable[[], None]] = []
     try:
-        return await asyncio.wait_for(asyncio.to_thread(query, cancel), timeout)
+        async with asyncio.timeout(timeout):  # not wait_for: tests/test_stop_in_time.py
+            return await asyncio.to_thread(query, cancel)
     except TimeoutError:
         for interrupt in cancel:
             interrupt()

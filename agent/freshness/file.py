@@ -58,7 +58,8 @@ class FileSource(FreshnessSource):
     async def latest(self, dataset: Dataset) -> float | None:
         path = self.path_of(dataset)
         try:
-            return await asyncio.wait_for(asyncio.to_thread(self._read, path), self.timeout)
+            async with asyncio.timeout(self.timeout):  # not wait_for: tests/test_stop_in_time.py
+                return await asyncio.to_thread(self._read, path)
         except TimeoutError:
             raise SourceError("timeout", f"reading {path} took over {self.timeout:g}s") from None
 

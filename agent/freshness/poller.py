@@ -85,8 +85,9 @@ class FreshnessPoller:
 
     async def _poll_one(self, source: FreshnessSource, dataset: Dataset) -> SourceError | None:
         try:
-            value = await asyncio.wait_for(source.latest(dataset),
-                                           source.timeout + HARD_TIMEOUT_GRACE)
+            # not wait_for, which in Python 3.11 may lose a cancel (tests/test_stop_in_time.py)
+            async with asyncio.timeout(source.timeout + HARD_TIMEOUT_GRACE):
+                value = await source.latest(dataset)
         except TimeoutError:
             return SourceError("timeout", f"no answer within {source.timeout:g}s")
         except SourceError as exc:

@@ -77,7 +77,8 @@ class FileInventory(InventorySource):
 
     async def fetch(self) -> list[Row] | None:
         try:
-            return await asyncio.wait_for(asyncio.to_thread(self._read), self.timeout)
+            async with asyncio.timeout(self.timeout):  # not wait_for: tests/test_stop_in_time.py
+                return await asyncio.to_thread(self._read)
         except TimeoutError:
             raise InventoryError("timeout", f"reading {self._pattern} took over "
                                             f"{self.timeout:g}s") from None

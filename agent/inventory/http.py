@@ -98,7 +98,8 @@ class HttpInventory(InventorySource):
 
     async def fetch(self) -> list[Row] | None:
         try:
-            return await asyncio.wait_for(self._fetch(), self.timeout)
+            async with asyncio.timeout(self.timeout):  # not wait_for: tests/test_stop_in_time.py
+                return await self._fetch()
         except TimeoutError:
             raise InventoryError("timeout", f"no answer within {self.timeout:g}s") from None
 

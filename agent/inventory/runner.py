@@ -178,8 +178,9 @@ class InventoryRunner:
             source, status = self.sources[name], self.status[name]
             started = self.monotonic()
             try:
-                rows = await asyncio.wait_for(source.fetch(),
-                                              source.timeout + HARD_TIMEOUT_GRACE)
+                # not wait_for, which in Python 3.11 may lose a cancel (tests/test_stop_in_time.py)
+                async with asyncio.timeout(source.timeout + HARD_TIMEOUT_GRACE):
+                    rows = await source.fetch()
                 if rows is not None and not isinstance(rows, list | tuple):
                     raise TypeError(f"fetch() returned a {type(rows).__name__}, not a list")
             except TimeoutError:
