@@ -158,8 +158,8 @@ async def test_a_state_file_of_schema_7_is_migrated_and_its_list_restored(
     table.drop()  # the source is down: only the kept list tells the accounts
 
     first = service(inventory_config(tmp_path, table.url))
-    assert SCHEMA_VERSION == 8
-    assert first.store.connection.execute("PRAGMA user_version").fetchone()[0] == 8
+    assert SCHEMA_VERSION == 9
+    assert first.store.connection.execute("PRAGMA user_version").fetchone()[0] == 9
     accounts = first.fleet.accounts
     assert sorted(validations) == sorted(accounts) == [("fake", "a1"), ("fake", "a2")]
     assert accounts["fake", "a1"].settings["note"] == "n1"

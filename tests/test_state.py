@@ -102,7 +102,7 @@ def test_a_version_1_file_is_migrated_and_keeps_its_rows(tmp_path):
     db.close()
     store = StateStore(path)
     assert store.load_accounts()[("fake", "a1")].valid is False
-    assert store._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 8
+    assert store._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 9
     store.record_grant("fake", "a1", Grant("fp", 1.0, 2.0))
     assert StateStore(path).load_grant("fake", "a1") == Grant("fp", 1.0, 2.0)
 
@@ -156,7 +156,7 @@ def test_a_version_2_file_gains_the_freshness_table(tmp_path):
     assert read_freshness(path) == {}  # an old file: nothing to read, no error
 
     store = StateStore(path)
-    assert store._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 8
+    assert store._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 9
     assert store.load_accounts()[("fake", "a1")].last_valid == 100
     value = DataFreshness("fake", "a1", "orders", last_updated=1.7e9, source="pipeline",
                           recorded=1.7e9 + 5)

@@ -11,6 +11,7 @@ row) is not even normalised: an unchanged refresh costs a digest and a lookup pe
 from __future__ import annotations
 
 import hashlib
+import json
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from agent.channel import Account, Channel
 from agent.inventory.rows import RowInvalid, RowProblem, normalise, validate_row
 from agent.inventory.source import InventorySource
 from agent.inventory.store import NO_FORM, Form
-from agent.inventory.validated import decode, encode, rules
+from agent.inventory.validated import decode, decode_form, encode, rules
 from agent.secrets.registry import SecretStores
 
 Key = tuple[str, str]
@@ -191,6 +192,64 @@ def restore(source: InventorySource, texts: Sequence[str],
         if WITHHELD_SUFFIX in text:
             result.incomplete.add(key)
     return result, remade
+
+
+def restore_snapshot(source: InventorySource, rows: Sequence[SnapshotRow],
+                     channels: Mapping[str, type[Channel]], base_dir: Path,
+                     stores: SecretStores | None = None) -> SourceList | None:
+    """:func:`restore` from the restore snapshot's rows (:func:`snapshot_rows`), made from
+    the same kept list; None when a row's form was made under other rules or does not fit
+    any more (the caller then restores the kept list itself, validating what it must)."""
+    result = SourceList()
+    labels = source.labels
+    name = source.name
+    current: dict[str, str] = {}  # each channel's rules
+    for channel, account, form, made_under, digest, incomplete, text in rows:
+        channel_cls = channels.get(channel)
+        if channel_cls is None:
+            continue
+        if made_under != current.get(channel) and made_under != current.setdefault(
+                channel, _rules(channel_cls, labels, base_dir)):
+            return None
+        key = (channel, account)
+        restored = decode_form(channel_cls, key, form, text, name, stores)
+        if restored is None:
+            return None
+        result.accounts[key] = restored
+        result.digests[key] = digest
+        if incomplete:
+            result.incomplete.add(key)
+    return result
+
+
+# one kept row as the restore snapshot has it: channel, account, the validated form (parsed),
+# the digest of its rules, the row's digest, whether its token was withheld, and the row's
+# text where the form needs it (validated.reads_row), else None
+SnapshotRow = tuple[str, str, Any, str, bytes, bool, "str | None"]
+
+
+def snapshot_rows(texts: Sequence[str], forms: Sequence[Form],
+                  keys: Sequence[Key]) -> list[SnapshotRow] | None:
+    """A kept list (:func:`agent.inventory.store.load_list`) as the restore snapshot keeps it:
+    what :func:`restore` would compute from each row, done now. None when a row has no
+    validated form (the next start validates it: the snapshot cannot stand in for that)."""
+    from agent.inventory.credentials import WITHHELD_SUFFIX
+    from agent.inventory.validated import reads_row
+
+    rows: list[SnapshotRow] = []
+    intern = sys.intern
+    for text, (validated, made_under), (channel, account) in zip(texts, forms, keys,
+                                                                 strict=True):
+        if validated is None or made_under is None:
+            return None
+        try:
+            form = json.loads(validated)
+        except ValueError:
+            return None
+        rows.append((intern(channel), intern(account), form, intern(made_under),
+                     row_digest(text), WITHHELD_SUFFIX in text,
+                     text if reads_row(form) else None))
+    return rows
 
 
 def validated_form(channel_cls: type[Channel], account: Account, labels: Mapping[str, str],

@@ -23,7 +23,15 @@ from typing import TYPE_CHECKING
 from agent.channel import Account, Channel
 from agent.freshness.source import Dataset
 from agent.inventory import store as saved
-from agent.inventory.diff import Held, Key, Outcome, SourceList, evaluate, restore
+from agent.inventory.diff import (
+    Held,
+    Key,
+    Outcome,
+    SourceList,
+    evaluate,
+    restore,
+    restore_snapshot,
+)
 from agent.inventory.rows import RowProblem
 from agent.inventory.source import InventoryError, InventorySource
 from agent.named_loops import NamedLoops
@@ -100,10 +108,24 @@ class InventoryRunner:
         return replaced
 
     def _restored(self, source: InventorySource) -> SourceStatus:
+        fed = {c: self.channels[c] for c in source.channels if c in self.channels}
+        # the restore snapshot's kept lists (agent.storage.snapshot), while the service is built
+        lists = self.store.snapshot.get("inventory") if self.store and self.store.snapshot else None
+        if lists is not None:
+            if source.name not in lists:  # the snapshot was made from rows with no such list
+                return SourceStatus()
+            part = lists.pop(source.name)
+            if part is not None:
+                saved_at, last_success, rows = part
+                restored = restore_snapshot(source, rows, fed, self.base_dir, stores=self.stores)
+                if restored is not None:
+                    log.info("inventory source %s: %d account(s) restored from the state "
+                             "file's snapshot (list of %s)", source.name,
+                             len(restored.accounts), time.ctime(saved_at))
+                    return SourceStatus(accepted=restored, last_success=last_success)
         kept = saved.load_list(self.store, source.name) if self.store is not None else None
         if kept is None:
             return SourceStatus()
-        fed = {c: self.channels[c] for c in source.channels if c in self.channels}
         restored, remade = restore(source, kept.rows, fed, self.base_dir,
                                    stores=self.stores, forms=kept.forms, keys=kept.keys)
         if remade and self.store is not None:

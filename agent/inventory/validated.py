@@ -57,9 +57,20 @@ def decode(channel_cls: type[Channel], key: tuple[str, str], text: str, row: str
     validates the row). ``row`` is the kept row's text, read for its store references."""
     try:
         form = json.loads(text)
+    except ValueError:
+        return None
+    return decode_form(channel_cls, key, form, row, source, stores)
+
+
+def decode_form(channel_cls: type[Channel], key: tuple[str, str], form: Any, row: str | None,
+                source: str, stores: SecretStores | None) -> Account | None:
+    """:func:`decode` of a form already parsed (the restore snapshot keeps them parsed; the
+    form's settings are taken, not copied). ``row`` is needed only by a form that names a
+    secret store (:func:`reads_row`)."""
+    try:
         settings = form["settings"]
         region, labels = form["region"], form["labels"]
-    except (ValueError, KeyError, TypeError):
+    except (KeyError, TypeError):
         return None
     if not isinstance(settings, dict) or settings.keys() != _setting_names(channel_cls) or \
             not isinstance(region, str) or not isinstance(labels, dict) or \
@@ -80,6 +91,15 @@ def decode(channel_cls: type[Channel], key: tuple[str, str], text: str, row: str
                    settings=settings,
                    labels={intern(k): intern(v) for k, v in labels.items()},
                    source=intern(source))
+
+
+def reads_row(form: Any) -> bool:
+    """Whether decoding ``form`` (parsed) needs its row's text: a setting in a secret store is
+    referred to again from the row's ``<name>_ref`` column."""
+    settings = form.get("settings") if isinstance(form, dict) else None
+    return isinstance(settings, dict) and any(
+        isinstance(value, dict) and isinstance(value.get(_SECRET), dict)
+        and "store" in value[_SECRET] for value in settings.values())
 
 
 @functools.cache
@@ -140,7 +160,7 @@ def _secret(name: str, value: Any) -> Any:
     raise _Unfit(name)
 
 
-def _secret_ref(channel_cls: type[Channel], name: str, where: Any, row: str,
+def _secret_ref(channel_cls: type[Channel], name: str, where: Any, row: str | None,
                 stores: SecretStores | None) -> SecretRef | None:
     if not isinstance(where, dict):
         return None
@@ -149,6 +169,8 @@ def _secret_ref(channel_cls: type[Channel], name: str, where: Any, row: str,
     if "store" in where:
         from agent.inventory.credentials import store_references
 
+        if row is None:
+            return None
         try:
             data = json.loads(row)
         except ValueError:

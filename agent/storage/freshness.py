@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import sqlite3
 import sys
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(slots=True)
@@ -28,14 +30,27 @@ class DataFreshness:
 FRESHNESS_COLUMNS = ["channel", "account", "dataset", "last_updated", "source", "recorded"]
 
 
-def load_freshness(db: sqlite3.Connection) -> dict[tuple[str, str, str], DataFreshness]:
-    rows = db.execute(f"SELECT {', '.join(FRESHNESS_COLUMNS)} FROM freshness")
+RESTORE_FRESHNESS = f"SELECT {', '.join(FRESHNESS_COLUMNS)} FROM freshness"
+
+
+def load_freshness(db: sqlite3.Connection, args: Iterable[Sequence[Any]] | None = None,
+                   ) -> dict[tuple[str, str, str], DataFreshness]:
+    """Every saved data time; from ``args`` (:func:`freshness_args`, e.g. the restore
+    snapshot's) when given, else from the table."""
+    if args is None:
+        args = freshness_args(db.execute(RESTORE_FRESHNESS))
+    return {(a[0], a[1], a[2]): DataFreshness(*a) for a in args}
+
+
+def freshness_args(rows: Iterable[Sequence[Any]]) -> Iterator[tuple[Any, ...]]:
+    """Each ``freshness`` row (:data:`RESTORE_FRESHNESS`) as :class:`DataFreshness`'s
+    positional arguments."""
     # names interned: 50,000 accounts x data sets would repeat each channel, data set and
     # source name once per row
-    values = [DataFreshness(sys.intern(channel), sys.intern(account), sys.intern(dataset),
-                            last_updated, sys.intern(source), recorded)
-              for channel, account, dataset, last_updated, source, recorded in rows]
-    return {value.key: value for value in values}
+    intern = sys.intern
+    for channel, account, dataset, last_updated, source, recorded in rows:
+        yield (intern(channel), intern(account), intern(dataset), last_updated,
+               intern(source), recorded)
 
 
 def read_freshness(path: Path | str) -> dict[tuple[str, str, str], DataFreshness]:

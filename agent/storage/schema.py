@@ -1,7 +1,10 @@
 """The state database's schema: one script per version, applied in order by
 :class:`agent.storage.state.StateStore` to bring an older file up to ``SCHEMA_VERSION``."""
 
-SCHEMA_VERSION = 8
+import sqlite3
+from collections.abc import Iterator
+
+SCHEMA_VERSION = 9
 
 _SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -128,7 +131,39 @@ ALTER TABLE inventory_rows ADD COLUMN validated TEXT;
 ALTER TABLE inventory_rows ADD COLUMN rules TEXT;
 """
 
+# Version 9: the restore snapshot (agent.storage.snapshot): what a start rebuilds from the
+# accounts, freshness and inventory tables, in one blob written at a clean stop. A trigger per
+# table and statement kind deletes it on any change of the rows it was made from, so a stale
+# snapshot is never used: a start without one reads the rows, as before.
+_SNAPSHOT_SOURCES = ("accounts", "freshness", "inventory_rows", "inventory_sources")
+_SCHEMA_V9 = """
+CREATE TABLE IF NOT EXISTS restore_snapshot (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    format TEXT NOT NULL,
+    digest BLOB NOT NULL,
+    written REAL NOT NULL,
+    blob BLOB NOT NULL
+);
+""" + "".join(
+    f"CREATE TRIGGER IF NOT EXISTS restore_snapshot_stale_{table}_{event.lower()} "
+    f"AFTER {event} ON {table} BEGIN DELETE FROM restore_snapshot; END;\n"
+    for table in _SNAPSHOT_SOURCES for event in ("INSERT", "UPDATE", "DELETE"))
+
 # user_version -> the script that brings a file from the previous version to it
 MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4,
                               5: _SCHEMA_V5, 6: _SCHEMA_V6, 7: _SCHEMA_V7,
-                              8: _SCHEMA_V8}
+                              8: _SCHEMA_V8, 9: _SCHEMA_V9}
+
+
+def statements(script: str) -> Iterator[str]:
+    """The statements of a migration script, one at a time (a trigger's body has semicolons
+    of its own: split where SQLite says a statement is complete)."""
+    pending = ""
+    for part in script.split(";"):
+        pending += part + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                yield pending
+            pending = ""
+    if pending.strip(" \n;"):
+        yield pending

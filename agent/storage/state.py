@@ -31,16 +31,18 @@ import json
 import os
 import sqlite3
 import sys
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from operator import attrgetter
 from pathlib import Path
+from typing import Any
 
 from agent.channel import CheckResult
 from agent.storage import freshness
 from agent.storage.freshness import FRESHNESS_COLUMNS, DataFreshness
 from agent.storage.links import LinkStore
 from agent.storage.links import ReconnectLink as ReconnectLink  # for existing importers
-from agent.storage.schema import MIGRATIONS, SCHEMA_VERSION
+from agent.storage.schema import MIGRATIONS, SCHEMA_VERSION, statements
 
 FLUSH_DELAY = 0.2  # seconds
 HISTORY_LIMIT = 50  # transitions kept per account
@@ -201,6 +203,7 @@ _ROW = attrgetter(*_COLUMNS)
 # the stored columns in AccountState's field order (failures_total is not stored)
 _RESTORED = [f.name for f in fields(AccountState) if f.name in _COLUMNS]
 assert len(_RESTORED) == len(_COLUMNS)
+RESTORE_ACCOUNTS = f"SELECT {', '.join(_RESTORED)} FROM accounts"
 _INSERT_ACCOUNT = (f"INSERT OR REPLACE INTO accounts ({', '.join(_COLUMNS)}) "
                    f"VALUES ({', '.join('?' for _ in _COLUMNS)})")
 
@@ -215,6 +218,9 @@ class StateStore(LinkStore):
         self._clients: dict[str, bool | None] = {}
         self._transitions: dict[tuple[str, str], list[Transition]] = {}  # waiting, oldest first
         self._flush_scheduled: asyncio.TimerHandle | None = None
+        # what a start restores, read from the restore snapshot (agent.storage.snapshot) by
+        # the service while it is built; None: every load reads the rows
+        self.snapshot: dict[str, Any] | None = None
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # Open reconnect links keep their PKCE verifier here: readable by the agent only.
@@ -238,9 +244,8 @@ class StateStore(LinkStore):
         try:
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             for target in range(version + 1, SCHEMA_VERSION + 1):
-                for statement in MIGRATIONS[target].split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
+                for statement in statements(MIGRATIONS[target]):
+                    self._db.execute(statement)
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             self._db.execute("COMMIT")
         except BaseException:
@@ -255,20 +260,17 @@ class StateStore(LinkStore):
 
     def load_accounts(self) -> dict[tuple[str, str], AccountState]:
         self.flush()
+        args = self.from_snapshot("accounts")
+        if args is None:
+            args = state_args(self._db.execute(RESTORE_ACCOUNTS))
         # positionally, in the dataclass's field order: a start restores every account, and
         # building keyword dictionaries was most of its time
-        rows = self._db.execute(f"SELECT {', '.join(_RESTORED)} FROM accounts")
-        intern, to_bool = sys.intern, _to_bool
-        states = {}
-        for (channel, account, region, valid, success, reason, rejection, *rest,
-             targets, reached, reconnected, since, broken) in rows:
-            state = AccountState(
-                intern(channel), account, intern(region), to_bool(valid), to_bool(success),
-                reason and intern(reason), rejection and intern(rejection), *rest,
-                json.loads(targets) if targets and targets != "{}" else {},
-                reached, reconnected, since, broken)
-            states[channel, account] = state
-        return states
+        return {(a[0], a[1]): AccountState(*a) for a in args}
+
+    def from_snapshot(self, part: str) -> Any:
+        """The restore snapshot's ``part`` (:mod:`agent.storage.snapshot`), once: None when
+        there is no snapshot in use (or that part was taken already)."""
+        return None if self.snapshot is None else self.snapshot.pop(part, None)
 
     def save_account(self, state: AccountState) -> None:
         values = list(_ROW(state))
@@ -348,7 +350,7 @@ class StateStore(LinkStore):
     # --- data freshness ----------------------------------------------------------------
 
     def load_freshness(self) -> dict[tuple[str, str, str], DataFreshness]:
-        return freshness.load_freshness(self._db)
+        return freshness.load_freshness(self._db, self.from_snapshot("freshness"))
 
     def save_freshness(self, value: DataFreshness) -> None:
         self.save_freshness_many([value])
@@ -392,6 +394,18 @@ class StateStore(LinkStore):
 
 
 _TRANSITION_COLUMNS = ["time", "from_state", "to_state", "reason", "detail"]
+
+
+def state_args(rows: Iterable[Sequence[Any]]) -> Iterator[tuple[Any, ...]]:
+    """Each ``accounts`` row (:data:`RESTORE_ACCOUNTS`) as :class:`AccountState`'s positional
+    arguments: booleans, the targets' JSON read, the repeated strings interned."""
+    intern, to_bool, loads = sys.intern, _to_bool, json.loads
+    for (channel, account, region, valid, success, reason, rejection, *rest,
+         targets, reached, reconnected, since, broken) in rows:
+        yield (intern(channel), account, intern(region), to_bool(valid), to_bool(success),
+               reason and intern(reason), rejection and intern(rejection), *rest,
+               loads(targets) if targets and targets != "{}" else {},
+               reached, reconnected, since, broken)
 
 
 def _to_bool(value: int | None) -> bool | None:
