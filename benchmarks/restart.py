@@ -5,11 +5,13 @@ The first run makes the fleet in ``--workdir`` (``benchmarks/fleet.py``: the inv
 heartbeats for every data set, one full check cycle against the simulator, so every account
 has its state); later runs reuse it. Then ``--starts`` starts of ``channel-agent run``, each
 timed from process start to ``/-/ready`` (wall seconds and the agent's CPU seconds at that
-moment) and stopped. ``--checkout DIR`` runs the ``agent`` package of another checkout (for
-A/B against main, interleaved: ``--checkout /work/main --checkout .`` alternates them). Each
-checkout starts on its own copy of the fleet, after one start that is not counted: the
-inventory's validated forms depend on the validating code's files
-(``agent/inventory/validated.py:rules``), so a checkout's first start validates every row.
+moment) and stopped (SIGTERM to exit, wall and CPU: the stop writes the restore snapshot the
+next start reads, ``agent/storage/snapshot.py``). ``--checkout DIR`` runs the ``agent``
+package of another checkout (for A/B against main, interleaved: ``--checkout /work/main
+--checkout .`` alternates them). Each checkout starts on its own copy of the fleet, after one
+start that is not counted: the inventory's validated forms depend on the validating code's
+files (``agent/inventory/validated.py:rules``), so a checkout's first start validates every
+row (and, with the snapshot, its stop writes the snapshot the counted starts read).
 
     .venv/bin/python benchmarks/restart.py --accounts 10000 --starts 5 \\
         --checkout ../main --checkout .
@@ -20,9 +22,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import shutil
 import statistics
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -60,18 +64,29 @@ async def prepare(workdir: Path, args: argparse.Namespace) -> None:
         sim.wait(timeout=30)
 
 
-def start_once(config: Path, workdir: Path, checkout: Path | None) -> tuple[float, float]:
-    """One start: (wall seconds, agent CPU seconds) from process start to ``/-/ready``."""
+def start_once(config: Path, workdir: Path,
+               checkout: Path | None) -> tuple[float, float, float, float]:
+    """One start and stop: (wall seconds, agent CPU seconds) from process start to
+    ``/-/ready``, then from SIGTERM to its exit (the stop writes the restore snapshot)."""
     if checkout is None:
         os.environ.pop("PYTHONPATH", None)
     else:  # ahead of the editable install's finder, which comes after sys.path
         os.environ["PYTHONPATH"] = str(checkout.resolve())
     agent = AgentProcess(config, workdir, None)
+    before = children_cpu()
     try:
         wall = agent.start()
-        return wall, cpu_seconds(agent.pid)
+        cpu = cpu_seconds(agent.pid)
     finally:
+        stopping = time.monotonic()
         agent.stop()
+    return wall, cpu, time.monotonic() - stopping, children_cpu() - before - cpu
+
+
+def children_cpu() -> float:
+    """CPU seconds of the children waited for so far (an agent's, once it exited)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -98,20 +113,24 @@ def main(argv: list[str] | None = None) -> None:
         shutil.rmtree(copy, ignore_errors=True)
         shutil.copytree(workdir, copy)
         start_once(copy / "config.yaml", copy, checkout)  # its validated forms, not counted
-    results: dict[str, list[tuple[float, float]]] = {str(c): [] for c in checkouts}
+    results: dict[str, list[tuple[float, float, float, float]]] = {str(c): [] for c in checkouts}
     for i in range(args.starts):
         for checkout in checkouts:
             copy = copies[checkout]
-            wall, cpu = start_once(copy / "config.yaml", copy, checkout)
-            results[str(checkout)].append((wall, cpu))
+            run = start_once(copy / "config.yaml", copy, checkout)
+            results[str(checkout)].append(run)
             print(f"[restart] {i + 1}/{args.starts} {checkout or 'this venv'}: "
-                  f"ready {wall:.2f} s, CPU {cpu:.2f} s", file=sys.stderr, flush=True)
-    print(f"\nstart to /-/ready, {args.accounts} accounts x {args.datasets} data sets restored")
+                  f"ready {run[0]:.2f} s, CPU {run[1]:.2f} s; stop {run[2]:.2f} s, "
+                  f"CPU {run[3]:.2f} s", file=sys.stderr, flush=True)
+    print(f"\nstart to /-/ready, {args.accounts} accounts x {args.datasets} data sets restored"
+          f" (and SIGTERM to exit)")
     for checkout, runs in results.items():
-        walls, cpus = sorted(w for w, _ in runs), sorted(c for _, c in runs)
-        print(f"{checkout}: wall median {statistics.median(walls):.2f} s "
-              f"({walls[0]:.2f}-{walls[-1]:.2f}), CPU median {statistics.median(cpus):.2f} s "
-              f"({cpus[0]:.2f}-{cpus[-1]:.2f})")
+        figures = []
+        for n, what in enumerate(("wall", "CPU", "stop wall", "stop CPU")):
+            values = sorted(run[n] for run in runs)
+            figures.append(f"{what} median {statistics.median(values):.2f} s "
+                           f"({values[0]:.2f}-{values[-1]:.2f})")
+        print(f"{checkout}: " + ", ".join(figures))
 
 
 if __name__ == "__main__":
