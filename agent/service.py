@@ -31,7 +31,7 @@ from agent.secrets.metrics import StoreMetrics
 from agent.secrets.registry import store_refs
 from agent.secrets.writeback import WriteBack
 from agent.status import account_status, channel_status, source_status
-from agent.storage import snapshot
+from agent.storage import snapshot as restore_snapshot
 from agent.storage.fleet import Fleet
 from agent.storage.state import StateStore
 
@@ -80,7 +80,7 @@ class AgentService:
         self.ready = False
         self.store = StateStore(config.agent.state_path)
         # what follows restores from the snapshot of the last clean stop, if there is one
-        self.store.snapshot = snapshot.load(self.store)
+        self.store.snapshot = restore_snapshot.load(self.store)
         # the configuration as loaded; self.config adds the accounts inventory sources found
         self.loaded = config
         self.inventory = InventoryRunner(self.store)
@@ -168,7 +168,9 @@ class AgentService:
                  len(outcome.changed))
         return outcome
 
-    async def stop(self) -> None:
+    async def stop(self, snapshot: bool = True) -> None:
+        """Stop everything and close the state file, writing the restore snapshot first
+        (``snapshot``: False for a start that failed, which has nothing to hand on)."""
         self.ready = False
         await self.scheduler.stop()
         await self.poller.stop()
@@ -181,7 +183,8 @@ class AgentService:
         await asyncio.gather(*(source.close() for source in self.config.freshness_sources.values()))
         await self.writeback.stop()
         await self.config.secret_stores.close()
-        self._write_snapshot()
+        if snapshot:
+            self._write_snapshot()
         self.store.close()
 
     def _write_snapshot(self) -> None:
@@ -191,7 +194,7 @@ class AgentService:
             return
         started = time.monotonic()
         try:
-            size = snapshot.write(self.store)
+            size = restore_snapshot.write(self.store)
         except sqlite3.Error as exc:
             log.warning("the restore snapshot was not written (%s): the next start restores "
                         "from the state file's rows", exc)

@@ -202,12 +202,14 @@ async def serve(config: Config, plugins: Plugins, address: str,
     runner = web.AppRunner(make_app(service, security, pages), access_log=None)
     await runner.setup()
     listener = Listener(runner, host, port, security)
+    started = False
     try:
         try:
             await listener.start()
         except OSError as exc:
             raise CannotListen(address, exc) from None
         await service.start()
+        started = True
         tune_gc()
         if security.config is None and not is_loopback(host):
             log.warning("INSECURE: serving %s without a web configuration "
@@ -235,7 +237,7 @@ async def serve(config: Config, plugins: Plugins, address: str,
         log.info("shutting down")
     finally:
         await listener.stop()
-        await service.stop()
+        await service.stop(snapshot=started)  # a start that failed has no snapshot to write
         await runner.cleanup()
 
 
