@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import resource
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -79,7 +81,15 @@ def start_once(config: Path, workdir: Path,
         cpu = cpu_seconds(agent.pid)
     finally:
         stopping = time.monotonic()
-        agent.stop()
+        try:
+            agent.stop()
+        except subprocess.TimeoutExpired:  # main before cbf6e02 did, now and then
+            assert agent.proc is not None
+            agent.proc.kill()
+            agent.proc.wait()
+            print(f"[restart] {checkout or 'this venv'}: no exit within 60 s of SIGTERM, "
+                  f"killed", file=sys.stderr, flush=True)
+            return wall, cpu, math.inf, math.inf
     return wall, cpu, time.monotonic() - stopping, children_cpu() - before - cpu
 
 
