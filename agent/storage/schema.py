@@ -134,7 +134,9 @@ ALTER TABLE inventory_rows ADD COLUMN rules TEXT;
 # Version 9: the restore snapshot (agent.storage.snapshot): what a start rebuilds from the
 # accounts, freshness and inventory tables, in one blob written at a clean stop. A trigger per
 # table and statement kind deletes it on any change of the rows it was made from, so a stale
-# snapshot is never used: a start without one reads the rows, as before.
+# snapshot is never used: a start without one reads the rows, as before. (An ALTER TABLE fires
+# no trigger: a later migration that changes what these tables hold starts with
+# "DELETE FROM restore_snapshot".)
 _SNAPSHOT_SOURCES = ("accounts", "freshness", "inventory_rows", "inventory_sources")
 _SCHEMA_V9 = """
 CREATE TABLE IF NOT EXISTS restore_snapshot (
