@@ -10,8 +10,10 @@ minute (the default interval). The configuration file holds the channel-level se
 from __future__ import annotations
 
 import argparse
+import json
 import sqlite3
 import time
+import urllib.request
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -110,6 +112,20 @@ def wait_for_fleet(workdir: Path, n: int, timeout: float = 600.0) -> float:
             return time.monotonic() - started
         time.sleep(0.1)
     raise TimeoutError(f"the agent did not take in {n} inventory accounts in {timeout:g}s")
+
+
+def wait_for_applied(url: str, n: int, timeout: float = 600.0) -> float:
+    """Seconds until the agent's fleet holds the ``n`` accounts and its account index lists
+    them (``/api/v1/accounts``' summary; a page finishes a rebuild under way). Called after
+    :func:`wait_for_fleet`: the first apply of a fleet and the index's rebuild are fleet-sized
+    start-up work, which a figure measured after this call leaves out."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        with urllib.request.urlopen(f"{url}/api/v1/accounts?limit=1", timeout=timeout) as r:
+            if json.load(r)["summary"]["accounts"] >= n:
+                return time.monotonic() - started
+        time.sleep(0.1)
+    raise TimeoutError(f"the agent did not apply and index {n} accounts in {timeout:g}s")
 
 
 def unchanged_refresh(config: Path) -> dict[str, Any]:

@@ -6,7 +6,8 @@ the rest of the benchmark (minutes instead of the 20+ of a full run at 50,000).
     .venv/bin/python benchmarks/heartbeats.py --accounts 50000 --gc-log --profile hb.txt
 
 As in ``benchmarks/run.py``: the simulator, the agent started with no state, its fleet taken
-in from the SQL inventory, then one heartbeat per data set of every account posted in batches,
+in from the SQL inventory and, once applied and indexed (its start-up work, timed on its own),
+one heartbeat per data set of every account posted in batches,
 one request at a time. ``--checks flat`` keeps the check cycle flat out meanwhile (as in
 ``run.py``, where the heartbeats are posted while the first cycle runs), ``paced`` spreads it
 over an hour. Each round posts every data set again with a newer time. Per round: heartbeats
@@ -28,7 +29,13 @@ from typing import Any
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.fleet import account_name, build_fleet, dataset_name, wait_for_fleet  # noqa: E402
+from benchmarks.fleet import (  # noqa: E402
+    account_name,
+    build_fleet,
+    dataset_name,
+    wait_for_applied,
+    wait_for_fleet,
+)
 from benchmarks.run import (  # noqa: E402
     AgentProcess,
     cpu_seconds,
@@ -122,6 +129,7 @@ async def bench(args: argparse.Namespace) -> None:
         rounds = []
         try:
             log(f"inventory: {n} accounts taken {wait_for_fleet(workdir, n):.1f} s after ready")
+            log(f"fleet applied and indexed {wait_for_applied(agent.url, n):.1f} s later")
             now = time.time()
             for k in range(args.rounds):
                 items = [{"channel": "amazon_ads", "account": account_name(i),

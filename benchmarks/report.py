@@ -68,6 +68,9 @@ def rows(args: argparse.Namespace, r: dict[str, Any]) -> list[tuple[str, ...]]:
     add("peak RSS", f"{r['peak_rss_mb']:.0f} MB", "peak_rss_mb", r["peak_rss_mb"], " MB")
     add("start to /-/ready, state restored", f"{r['restart_ready_s']:.2f} s", "ready_s",
         r["restart_ready_s"], " s")
+    if "applied_s" in r:
+        add("first start: inventory rows kept -> fleet applied and indexed",
+            f"{r['applied_s']:.1f} s")
     if "heartbeats" in r:
         hb = r["heartbeats"]
         add(f"heartbeat ingestion, batches of {hb['batch']}",

@@ -131,6 +131,57 @@ def test_pages_match_a_full_scan_through_random_changes(world):
             assert page.total in (None, len(expected))
 
 
+def random_changes(fleet, freshness, clock, rng, count):
+    """``count`` checks and heartbeats on random accounts, as the agent records them."""
+    accounts = list(fleet.accounts.values())
+    for _ in range(count):
+        clock.now += rng.uniform(0, 600)
+        account = rng.choice(accounts)
+        if rng.random() < 0.3:
+            dataset = freshness.datasets[(*account.key, "orders")]
+            freshness.record(dataset, clock.now - rng.uniform(0, 5400))
+        else:
+            fleet.record(account, rng.choice(RESULTS))
+
+
+def test_a_page_mid_rebuild_matches_a_full_scan(world):
+    """The background rebuilds the index in steps, the fleet changing between two steps: what
+    changed meanwhile is not lost, and a page asked for mid-rebuild finishes it first."""
+    fleet, freshness, _, clock = world()
+    index = AccountIndex(fleet, freshness, clock=clock, rebuild_step=7)
+    rng = random.Random(23)
+    for _ in range(8):
+        random_changes(fleet, freshness, clock, rng, 20)
+        for account in rng.sample(list(fleet.accounts.values()), 5):
+            account.labels = {"merchant": f"m{rng.randrange(4)}"}
+        fleet.generation += 1  # replaced (a reload, a new inventory list): a full rebuild
+        for _ in range(rng.randrange(1, 14)):  # the background's steps, changes in between
+            if not index.step():
+                break
+            random_changes(fleet, freshness, clock, rng, rng.randrange(4))
+        for filters in FILTERS:
+            expected = brute_force(fleet, freshness, filters, clock.now)
+            assert walk(index, filters, limit=7) == expected, filters
+        assert sum(index.counts.values()) == len(fleet.accounts)
+        assert index.stale_datasets == len(brute_force(fleet, freshness, Filters(stale=True),
+                                                       clock.now))
+
+
+def test_until_a_rebuild_is_done_the_previous_index_answers(world):
+    fleet, freshness, _, clock = world()
+    index = AccountIndex(fleet, freshness, clock=clock, rebuild_step=7)
+    index.refresh()
+    before = index.labelled("merchant", "m1")
+    for account in fleet.accounts.values():
+        account.labels = {"merchant": "m9"}
+    fleet.generation += 1
+    assert index.step()  # one step of many
+    assert index.labelled("merchant", "m1") == before and index.labels() == ["merchant"]
+    assert index.page(Filters(label=("merchant", "m9")), 100).keys == brute_force(
+        fleet, freshness, Filters(), clock.now)  # the page finished the rebuild
+    assert index.labelled("merchant", "m1") == [] and not index.step()
+
+
 def test_a_data_set_turns_stale_with_time_alone(world):
     fleet, freshness, index, clock = world(count=3)
     account = next(iter(fleet.accounts.values()))

@@ -119,15 +119,17 @@ class FreshnessTracker:
         if (channel, account) not in self._accounts:
             raise HeartbeatRejected(404, "account", f"field 'account': channel {channel} has "
                                                     f"no account '{account}'")
-        key = account_key(channel, account)
-        if not self._shard.owns(key):
-            raise HeartbeatRejected(
-                404, "account", f"field 'account': {key} is watched by the replica of shard "
-                                f"{owner(key, self._shard.count)}/{self._shard.count}; this one "
-                                f"is {self._shard}")
+        if self._shard.count > 1:  # one shard (the usual) owns every account: no key to make
+            key = account_key(channel, account)
+            if not self._shard.owns(key):
+                raise HeartbeatRejected(
+                    404, "account", f"field 'account': {key} is watched by the replica of "
+                                    f"shard {owner(key, self._shard.count)}/{self._shard.count}; "
+                                    f"this one is {self._shard}")
         found = self.datasets.get((channel, account, dataset))
         if found is None:
-            raise HeartbeatRejected(404, "dataset", f"field 'dataset': account {key} has no "
+            raise HeartbeatRejected(404, "dataset", f"field 'dataset': account "
+                                                    f"{account_key(channel, account)} has no "
                                                     f"data set '{dataset}'")
         return found
 

@@ -200,6 +200,7 @@ _COLUMNS = [
 ]
 _TARGETS = _COLUMNS.index("targets")
 _ROW = attrgetter(*_COLUMNS)
+_FRESHNESS_ROW = attrgetter(*FRESHNESS_COLUMNS)  # a value's row, in C (1,000 per heartbeat batch)
 # the stored columns in AccountState's field order (failures_total is not stored)
 _RESTORED = [f.name for f in fields(AccountState) if f.name in _COLUMNS]
 assert len(_RESTORED) == len(_COLUMNS)
@@ -362,7 +363,7 @@ class StateStore(LinkStore):
             self._db.executemany(
                 f"INSERT OR REPLACE INTO freshness ({', '.join(FRESHNESS_COLUMNS)}) "
                 f"VALUES ({', '.join('?' for _ in FRESHNESS_COLUMNS)})",
-                [[getattr(value, name) for name in FRESHNESS_COLUMNS] for value in values],
+                map(_FRESHNESS_ROW, values),
             )
 
     # --- reconnects --------------------------------------------------------------------

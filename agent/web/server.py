@@ -78,12 +78,15 @@ async def _refresh_exposition(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _refresh_index(app: web.Application) -> AsyncIterator[None]:
-    """Fold check results into the account index as they come, so a page finds little to do."""
+    """Fold check results into the account index as they come, so a page finds little to do;
+    a full rebuild (a new fleet) goes in steps with the loop served in between."""
     async def keep_fresh() -> None:
+        index = app[INDEX]
         while True:
             await asyncio.sleep(INDEX_REFRESH)
             try:
-                app[INDEX].refresh()
+                while index.step():
+                    await asyncio.sleep(0)
             except Exception:  # the pages refresh it too, and say what fails
                 log.exception("updating the account index failed")
 
