@@ -1,11 +1,13 @@
 """An IncrementalCollector's samples formatted per key (account), kept per block of ``BLOCK``
 keys and per family, compressed (:mod:`agent.metrics.exposition` assembles them).
 
-A change of an account re-formats its samples and re-compresses only the blocks of the
-families whose text changed (the block inflated, the account's part replaced); its ages go
-to :class:`~agent.metrics.ages.LiveFamilies`. Only the compressed text is kept: at 50,000
-accounts the plain text is 100 MB, and what a scraper without gzip gets is inflated from
-the blocks as it is sent (:meth:`BlockCache.static_parts`).
+A change of an account re-formats only the families whose samples changed (told by a
+digest of the account's labels and samples, per family, kept from the last rendering: a
+cycle changes a few families of every account) and re-compresses their blocks (the block
+inflated, the account's part replaced); an account whose samples did not change at all is
+not formatted. Its ages go to :class:`~agent.metrics.ages.LiveFamilies`. Only the
+compressed text is kept: at 50,000 accounts the plain text is 100 MB, and what a scraper
+without gzip gets is inflated from the blocks as it is sent (:meth:`BlockCache.static_parts`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+import operator
 import zlib
 from array import array
 from collections.abc import Hashable, Iterable, Iterator
@@ -34,6 +37,14 @@ from agent.metrics.samplelines import (
 
 BLOCK = 16  # accounts per compressed block
 STREAM = 16  # blocks per piece of the plain text streamed to a scraper without gzip
+# What an account's digest of a family is before its first rendering, and after a rendering
+# with a value whose hash() another value shares (SPECIAL): the family is formatted next time.
+UNKNOWN = hash("channel-agent: family not rendered")
+# Values hash() confuses with others: -1 with -2 (CPython's -1 means an error), the
+# infinities with +-314159; as a value or as an Age's time (an Age equals its 1-tuple). An
+# account with one is formatted in full.
+SPECIAL = frozenset({-1.0, math.inf, -math.inf, (-1.0,), (math.inf,), (-math.inf,)})
+VALUE = operator.itemgetter(2)  # a sample's value
 
 
 class Families:
@@ -60,7 +71,7 @@ class BlockCache:
         self.static = [k for k in keys if k not in collector.live_families]
         self.live = [k for k in keys if k in collector.live_families]
         # family -> index in static, or ~index in live
-        slots = {k: i for i, k in enumerate(self.static)} | {
+        slots = self.slots = {k: i for i, k in enumerate(self.static)} | {
             k: ~i for i, k in enumerate(self.live)}
         self.sample_names = {k: sample_name(f) for k, f in self.families.items()}
         label_names = {k: list(label_names_of(f)) for k, f in self.families.items()}
@@ -109,10 +120,14 @@ class BlockCache:
         blocks = (n + BLOCK - 1) // BLOCK
         # The static families' text is kept compressed only, per block; per family and
         # account, the length of the account's text in its block, to replace it there,
-        # and its hash, to tell whether it changed.
+        # and a digest of what the text is made from (the account's labels and its samples
+        # of the family), to tell whether it changed without formatting it.
         # (Kept as text too, per account, it was 2.5 KB an account: 125 MB at 50,000.)
         self.sizes = [array("I", [0]) * n for _ in self.static]
-        self.hashes = [array("q", [hash("")]) * n for _ in self.static]  # of that text
+        self.digests = [array("q", [UNKNOWN]) * n for _ in self.static]
+        # per account, a digest of its labels and all its samples (the ages' starts too):
+        # an account marked changed whose samples are the same is not formatted at all
+        self.whole = array("q", [UNKNOWN]) * n
         self.packed = [Pieces(blocks) for _ in self.static]
         self.ages_of = LiveFamilies(len(self.live), n, BLOCK * CHUNK)
         # when an account's samples change by themselves (a held access token expires): a
@@ -174,42 +189,40 @@ class BlockCache:
             for b, in_block in itertools.groupby(in_chunk, lambda i: i // BLOCK):
                 fresh = {}  # account -> its text of each static family
                 for i in in_block:
-                    fresh[i], ages[i] = self._render_account(i, now)
+                    rendered = self._render_account(i, now)
+                    if rendered is not None:
+                        fresh[i], ages[i] = rendered
                 members = range(b * BLOCK, min(len(self.keys), (b + 1) * BLOCK))
                 for f in range(len(self.static)):
                     changed |= self._replace(f, b, members, fresh)
-            for f in range(len(self.live)):
+            for f in range(len(self.live) if ages else 0):
                 self.ages_of.replace(f, c, ages)
         if changed:
             self._assembled.clear()
 
-    def _replace(self, f: int, b: int, members: range, fresh: dict[int, tuple[str, ...]],
-                 ) -> bool:
+    def _replace(self, f: int, b: int, members: range,
+                 fresh: dict[int, tuple[str | None, ...]]) -> bool:
         """Put the ``fresh`` text of some accounts of block ``b`` in family ``f``'s block
-        (the others' text is taken from the block itself) and re-compress it, if an
-        account's text changed (by its hash: a cycle changes a few families of most
-        accounts, and most families of none)."""
-        hashes, sizes = self.hashes[f], self.sizes[f]
-        changed = False
-        for i, texts in fresh.items():
-            digest = hash(texts[f])
-            if hashes[i] != digest:
-                hashes[i], changed = digest, True
+        (the others' text, and that of a ``fresh`` account whose text of ``f`` is None:
+        unchanged, is taken from the block itself) and re-compress it, if one changed (a
+        cycle changes a few families of most accounts, and most families of none)."""
+        changed = [i for i, texts in fresh.items() if texts[f] is not None]
         if not changed:
             return False
-        pieces = self.packed[f]
-        if len(fresh) == len(members):
+        sizes, pieces = self.sizes[f], self.packed[f]
+        if len(changed) == len(members):
             text = "".join([fresh[i][f] for i in members]).encode()
         else:
             old = inflate(pieces.packed[b])
             parts, at = [], 0
             for i in members:
                 end = at + sizes[i]
-                parts.append(fresh[i][f].encode() if i in fresh else old[at:end])
+                line = fresh[i][f] if i in fresh else None
+                parts.append(old[at:end] if line is None else line.encode())
                 at = end
             text = b"".join(parts)
-        for i, texts in fresh.items():
-            line = texts[f]
+        for i in changed:
+            line = fresh[i][f]
             sizes[i] = len(line) if line.isascii() else len(line.encode())
         pieces.set(b, deflate(text), zlib.crc32(text), len(text))
         return True
@@ -232,14 +245,54 @@ class BlockCache:
             self._assembled[om] = (body, crc, size)
         return self._assembled[om]
 
+    def _changed_families(self, i: int, raw: tuple[str, ...], samples: list, special: bool,
+                          ) -> tuple[list[str | None], list[tuple[array, int]]]:
+        """Which static families of account ``i`` must be formatted: "" for those (their
+        text is built on it), None for those whose labels and samples are those of the last
+        rendering (by a digest of them: its hash(), chained over the family's samples); and
+        where to keep the new digests once they are (``column[i] = digest``)."""
+        n = len(self.static)
+        digests = [UNKNOWN] * n if special else [hash(raw)] * n
+        if not special:
+            slots = self.slots
+            for sample in samples:
+                f = slots[sample[0]]
+                if f >= 0:
+                    digests[f] = hash((digests[f], sample))
+        lines: list[str | None] = [None] * n
+        kept = []
+        for f, (digest, column) in enumerate(zip(digests, self.digests, strict=True)):
+            if column[i] != digest or digest == UNKNOWN:
+                lines[f] = ""
+                kept.append((column, digest))
+        return lines, kept
+
     def _render_account(self, i: int, now: float,
-                        ) -> tuple[tuple[str, ...], tuple[AgeLines, ...]]:
-        """Format account ``i``'s samples; return its text of each static family and its
-        age lines of each live family."""
+                        ) -> tuple[tuple[str | None, ...], tuple[AgeLines, ...]] | None:
+        """Format account ``i``'s samples; return its text of each static family (None
+        where it did not change: not formatted) and its age lines of each live family, or
+        None if none of its samples changed since the last time.
+
+        Whether they changed is told by digests (hash()) of the account's labels and its
+        samples, of all of them and of each static family's. hash() is equal for equal
+        values, so a value spelled another way with the same digest keeps its last
+        spelling: ``1`` after ``1.0``, ``0.0`` after ``-0.0``. The collectors give floats
+        (``float()`` where a value starts as a bool or an int), and ``-0.0`` and ``0.0``
+        are the same number to a parser. Different floats share a hash() where CPython maps
+        both to one (SPECIAL: an account with one is formatted in full, and again at its
+        next change) or where one is the other times a power of 2**61 (1.0 and 2.0**61):
+        not values these families hold."""
         key = self.keys[i]
         # Prefixes (name and labels) are formatted anew rather than kept: kept per account
         # and sample they were half of the cache's memory (a third of the agent's at 50,000).
         raw = self.collector.labels(key)
+        samples = list(self.collector.samples(key, now))
+        self._expiry(i, key, now)
+        special = not SPECIAL.isdisjoint(map(VALUE, samples))
+        whole = UNKNOWN if special else hash((raw, *samples))
+        if whole == self.whole[i] and whole != UNKNOWN:
+            return None
+        lines, kept = self._changed_families(i, raw, samples, special)
         labels = raw if escape_free(raw) else tuple([escape(value) for value in raw])
         bare = "" in labels  # the one label that may be empty: region
         plans = self.plans[bare]
@@ -247,16 +300,18 @@ class BlockCache:
         shared = (shared_format % shared_pick(labels)
                   if len(labels) == self.shared_count else None)
         # a family's lines, concatenated as they come: most families have one line per
-        # account ("" + line is that line, no copy), so no list and no join per family
-        lines = [""] * len(self.static)
+        # account ("" + line is that line, no copy), so no list and no join per family;
+        # the samples of an unchanged family (None) are not formatted
         templates: list[list[str]] = [[] for _ in self.live]
         starts: list[list[int]] = [[] for _ in self.live]
         last_extra: tuple = ()
         values = labels
         last_fmt, text = None, ""  # the labels' text of the last sample with labels of its own
         # the hot loop of a rebuild: repr() is float_text() without Go's exponent style
-        for family, extra, value in self.collector.samples(key, now):
+        for family, extra, value in samples:
             fmt, pick, f, name, sname = plans[family]
+            if f >= 0 and lines[f] is None:
+                continue
             if name is not None and shared is not None:
                 if f >= 0 and value.__class__ is not Age:  # most samples: one format, no copy
                     lines[f] += f"{name}{shared}{value!r}\n"
@@ -283,6 +338,13 @@ class BlockCache:
                 raise TypeError(f"family {family!r} is live but got a value, not an Age")
         texts = tuple(lines)
         ages = tuple([("".join(t), s) for t, s in zip(templates, starts, strict=True)])
+        for column, digest in kept:  # now that the text is made
+            column[i] = digest
+        self.whole[i] = whole
+        return texts, ages
+
+    def _expiry(self, i: int, key: Hashable, now: float) -> None:
+        """Keep when account ``i``'s samples change by themselves."""
         expiry = self.collector.changes_at(key, now)
         if expiry == math.inf:
             self.expiry_of.pop(i, None)
@@ -292,7 +354,6 @@ class BlockCache:
             if len(self.expiries) > 2 * len(self.expiry_of) + 64:  # mostly stale: compact
                 self.expiries = [(when, j) for j, when in self.expiry_of.items()]
                 heapq.heapify(self.expiries)
-        return texts, ages
 
     def _free_prefix(self, family: str, labels: tuple[str, ...], extra: tuple) -> str:
         """The name and labels of a sample whose labels the collector chooses (an account's
