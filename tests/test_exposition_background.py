@@ -34,6 +34,7 @@ def rendered(monkeypatch):
 
     monkeypatch.setattr(BlockCache, "_refresh", recording)
     monkeypatch.setattr(exposition_module, "ACCOUNT_SLICE", SLICE)
+    monkeypatch.setattr(exposition_module, "ACCOUNT_STEP", SLICE)
     return sizes
 
 
@@ -130,3 +131,53 @@ async def test_a_new_set_of_accounts_is_rendered_beside_the_one_served(
     assert scraped(exposition) == expected(service)
     assert 'account="acct059"' in gzip.decompress(exposition.render_gzip()).decode()
     assert max(rendered) <= SLICE
+
+
+@pytest.mark.parametrize(("ms_per_account", "steps"), [
+    (0.25, [24, 13]),  # 8 accounts cost 2 ms: three eights, then the 5 ms are used up
+    (1.0, [8, 8, 8, 8, 5]),  # 8 accounts cost 8 ms: the step ends after the first eight
+    (0.0, [37]),  # no time used: a step goes on until every account is rendered
+])
+async def test_a_background_step_renders_until_its_time_is_used_up(
+        world, monkeypatch, ms_per_account, steps):  # noqa: F811
+    """A step of the background renders ACCOUNT_STEP accounts at a time until STEP_TIME has
+    passed on its clock (here each account rendered moves it on), then the loop gets a
+    turn."""
+    service, clock, exposition = world
+    elapsed = [0.0]
+    exposition.timer = lambda: elapsed[0]
+    monkeypatch.setattr(exposition_module, "ACCOUNT_STEP", 8)
+    monkeypatch.setattr(exposition_module, "STEP_TIME", 0.005)
+    log: list[tuple[object, int] | None] = []  # (collector, accounts) rendered; None: a turn
+    refresh = BlockCache._refresh
+
+    def costly(self, accounts, now):
+        accounts = list(accounts)
+        log.append((self.collector, len(accounts)))
+        elapsed[0] += ms_per_account / 1000 * len(accounts)
+        return refresh(self, accounts, now)
+
+    monkeypatch.setattr(BlockCache, "_refresh", costly)
+
+    async def others() -> None:  # the rest of the loop, marking each turn it gets
+        while True:
+            log.append(None)
+            await asyncio.sleep(0)
+
+    fleet = service.metrics.fleet_collector
+    assert len(service.fleet.accounts) == 37
+    other = asyncio.create_task(others())
+    task = asyncio.create_task(exposition.keep_fresh(interval=3600))
+    try:
+        await asyncio.sleep(0)  # the background starts
+        await exposition.settled()  # the first rendering of every account, in steps
+    finally:
+        task.cancel()
+        other.cancel()
+    turns, rendered = [], 0  # the fleet's accounts rendered between two turns of the others
+    for entry in log:
+        if entry is None:
+            turns, rendered = turns + [rendered] if rendered else turns, 0
+        elif entry[0] is fleet:
+            rendered += entry[1]
+    assert turns + ([rendered] if rendered else []) == steps
