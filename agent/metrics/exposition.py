@@ -15,13 +15,13 @@ like this:
   for the second they were rendered for, and rendered ahead of the scrape by the background
   task while scrapes come (:mod:`agent.metrics.ages`): an age may be a second behind the
   clock, never behind a change. The collectors' few fleet-wide families are rendered whole.
-- The rendering is the background task's (:meth:`Exposition.keep_fresh`, started with the
-  web app): it takes the changes in steps of about ``STEP_TIME`` (5 ms), ``ACCOUNT_STEP``
-  accounts between two readings of the clock, with the loop served in between, and a scrape
-  serves what it rendered, unless the background has not caught up for ``STALENESS`` (1 s):
-  then the scrape renders the changes itself. A scrape shows every change made more than
-  ``STALENESS`` before it, and takes up to ``ACCOUNT_SLICE`` changes made since the
-  background's last pass itself, so a few changes (a reconnect, a heartbeat) show at the next
+- The rendering is the background task's (:meth:`Exposition.keep_fresh`, started with the web
+  app): it takes the changes in steps of about ``STEP_TIME`` (5 ms), ``ACCOUNT_STEP`` accounts
+  between two readings of the clock, with the loop served in between, and a scrape serves what it
+  rendered, unless the background has not caught up for ``STALENESS`` (1 s): then the scrape
+  renders the changes itself. A scrape shows every change made more than ``STALENESS`` before it,
+  and takes a step's worth of the changes made since the background's last pass itself (when they
+  are ``ACCOUNT_SLICE`` at most), so a few changes (a reconnect, a heartbeat) show at the next
   scrape. A new set of accounts (the start, a change of the inventory or of the channels) is
   rendered into a new cache beside the one served, which is replaced once the new one is complete;
   the first scrape after a start waits (without holding the loop) for the first complete
@@ -72,8 +72,8 @@ REFRESH_INTERVAL = 0.05  # seconds between background refreshes
 AGE_LAG = 1  # seconds an age may be behind the clock at a scrape (agent.metrics.ages)
 AGE_SLICE = 16  # age chunks rendered in the background before the loop gets a turn
 AGES_PER_PASS = 4 * AGE_SLICE  # age chunks rendered ahead between two takes of the changes
-# changes a scrape takes itself when the background's last pass left no more (a reconnect,
-# a heartbeat: they show at the next scrape)
+# changes since the background's last pass up to which a scrape takes them itself, a step's
+# worth (a reconnect, a heartbeat: they show at the next scrape)
 ACCOUNT_SLICE = 64
 # The background renders the changes by time, not by count: ACCOUNT_STEP accounts at a time
 # until it has used STEP_TIME of CPU, then the loop gets a turn (what an account costs varies
@@ -141,8 +141,9 @@ class Exposition:
                 or time.monotonic() - self._fresh_at <= STALENESS):
             if id(collector) not in self._building and cache.backlog() <= ACCOUNT_SLICE:
                 # a few changes since the background's last pass (a reconnect, a heartbeat):
-                # a slice's work, so the scrape shows them at once
-                cache.update(now, ACCOUNT_SLICE)
+                # a step's work (at least ACCOUNT_STEP accounts), so the scrape shows them at
+                # once; what the step leaves shows at a later scrape, within STALENESS
+                self._step(cache)
             return cache
         cache = self._cache(collector)
         cache.update(now)
