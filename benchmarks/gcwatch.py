@@ -34,12 +34,15 @@ class SlowCallbacks:
         slow = self.slow
 
         def timed(handle: asyncio.events.Handle) -> None:
+            # taken before it runs: a callback that cancels its own handle (StateStore.flush
+            # does) leaves none
+            callback = handle._callback
             wall, cpu = time.perf_counter(), time.process_time()
             run(handle)
             took = time.perf_counter() - wall
             if took > SLOW_CALLBACK:
                 slow.append((time.time(), took * 1000, (time.process_time() - cpu) * 1000,
-                             _what(handle)))
+                             _what(callback)))
 
         asyncio.events.Handle._run = timed  # type: ignore[method-assign]
 
@@ -49,8 +52,7 @@ class SlowCallbacks:
                                   "cpu_ms": cpu_ms}) + "\n")
 
 
-def _what(handle: Any) -> str:
-    callback = getattr(handle, "_callback", None)
+def _what(callback: Any) -> str:
     task = getattr(callback, "__self__", None)
     coro = getattr(task, "get_coro", lambda: None)()
     if coro is not None:

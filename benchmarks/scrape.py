@@ -12,7 +12,10 @@ running), and a client thread scrapes it like Prometheus (gzip, one at a time, e
 handler's (the loop thread's CPU until it returns: with a streamed response that includes
 whatever else the loop ran while the handler waited for the socket),
 the scrape latency the client sees, the loop's other CPU per second (the background task,
-the response writes), and the longest time the loop was held (a 1 ms ticker's worst delay).
+the response writes), and the longest time the loop was held (a 1 ms ticker's worst delay),
+with its causes: the loop's callbacks over 50 ms by what they ran, and the collector's passes
+(``benchmarks/gcwatch.py``). The collector is set as ``channel-agent run`` sets it once the
+fleet is loaded (``tune_gc``).
 ``--check-cpu-ms`` burns that much CPU per check in the loop, as a real check would (~3 ms at
 50,000 on a 2 GHz EPYC), to see latency under load.
 """
@@ -22,10 +25,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import http.client
 import io
 import json
 import pstats
+import re
 import sys
 import tempfile
 import threading
@@ -34,12 +39,49 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.gcwatch import GcLog, SlowCallbacks  # noqa: E402
 from benchmarks.memory import fleet_service  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+def slow_by_cause(slow: list[tuple[float, float, float, str]], since: float, until: float,
+                  ) -> dict[str, dict[str, float]]:
+    """The slow callbacks that ended between ``since`` and ``until`` (time.time()), by what
+    they ran (a task's name and coroutine, or the callback): how many, the longest and the
+    total, wall and CPU (ms)."""
+    causes: dict[str, dict[str, float]] = {}
+    for at, wall_ms, cpu_ms, what in slow:
+        if not since <= at <= until:
+            continue
+        cause = causes.setdefault(re.sub(r" at 0x[0-9a-f]+|Task-\d+: ", "", what),
+                                  {"n": 0, "wall_ms_max": 0.0, "wall_ms_sum": 0.0,
+                                   "cpu_ms_max": 0.0, "cpu_ms_sum": 0.0})
+        cause["n"] += 1
+        cause["wall_ms_max"] = round(max(cause["wall_ms_max"], wall_ms), 1)
+        cause["wall_ms_sum"] = round(cause["wall_ms_sum"] + wall_ms, 1)
+        cause["cpu_ms_max"] = round(max(cause["cpu_ms_max"], cpu_ms), 1)
+        cause["cpu_ms_sum"] = round(cause["cpu_ms_sum"] + cpu_ms, 1)
+    return causes
+
+
+def gc_by_generation(passes: list[tuple[float, int, float, float, int, int]], since: float,
+                     until: float) -> dict[str, dict[str, float]]:
+    """The collector's passes that ended between ``since`` and ``until`` (time.time()), per
+    generation: how many, the longest and the total wall time (ms)."""
+    generations: dict[str, dict[str, float]] = {}
+    for at, generation, wall_ms, _, _, _ in passes:
+        if not since <= at <= until:
+            continue
+        gen = generations.setdefault(f"gen{generation}",
+                                     {"n": 0, "wall_ms_max": 0.0, "wall_ms_sum": 0.0})
+        gen["n"] += 1
+        gen["wall_ms_max"] = round(max(gen["wall_ms_max"], wall_ms), 1)
+        gen["wall_ms_sum"] = round(gen["wall_ms_sum"] + wall_ms, 1)
+    return generations
 
 
 def scraper(port: int, every: float, stop: threading.Event, latencies: list[float],
@@ -61,11 +103,16 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     from aiohttp import web
 
     from agent.channel import CheckResult
+    from agent.cli.run import tune_gc
     from agent.metrics import exposition as exposition_module
     from agent.web import server
 
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         service = await fleet_service(Path(tmp), args.accounts, args.datasets)
+        tune_gc()  # as `channel-agent run` does once the fleet is loaded
+        passes, slow = GcLog(), SlowCallbacks()
+        gc.callbacks.append(passes)
+        slow.install()
         exposition = exposition_module.Exposition(service.metrics.registry,
                                                   age_lag=args.age_lag)
         cpu = time.thread_time()
@@ -147,6 +194,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         latencies.clear()
         lag[0], check_cpu[0] = 0.0, 0.0
         profile = cProfile.Profile() if args.profile else None
+        since = time.time()
         cpu, loop_cpu, wall = time.process_time(), time.thread_time(), time.monotonic()
         if profile:
             profile.enable()
@@ -155,6 +203,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             profile.disable()
         cpu, wall = time.process_time() - cpu, time.monotonic() - wall
         loop_cpu = time.thread_time() - loop_cpu
+        until = time.time()
         stop.set()
         await asyncio.to_thread(client.join)
         for task in tasks:
@@ -187,6 +236,8 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         "loop_cpu_per_s": round(loop_cpu / wall, 3),
         "process_cpu_per_s": round(cpu / wall, 3),
         "loop_held_max_ms": round(lag[0] * 1000, 1),
+        "slow_callbacks": slow_by_cause(slow.slow, since, until),
+        "gc": gc_by_generation(passes.passes, since, until),
     }
 
 

@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 import gzip
 import time
+from types import SimpleNamespace
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import generate_latest
 
+from agent.channel import CheckResult
 from agent.metrics import exposition as exposition_module
 from agent.metrics.blockcache import BlockCache
 from agent.web.server import make_app
@@ -34,6 +36,7 @@ def rendered(monkeypatch):
 
     monkeypatch.setattr(BlockCache, "_refresh", recording)
     monkeypatch.setattr(exposition_module, "ACCOUNT_SLICE", SLICE)
+    monkeypatch.setattr(exposition_module, "ACCOUNT_STEP", SLICE)
     return sizes
 
 
@@ -130,3 +133,94 @@ async def test_a_new_set_of_accounts_is_rendered_beside_the_one_served(
     assert scraped(exposition) == expected(service)
     assert 'account="acct059"' in gzip.decompress(exposition.render_gzip()).decode()
     assert max(rendered) <= SLICE
+
+
+@pytest.fixture
+def priced(world, monkeypatch):  # noqa: F811
+    """Each account rendered moves the exposition's step clock on by ``ms_per_account``;
+    ``log`` has (collector, accounts) per rendering."""
+    service, clock, exposition = world
+    price = SimpleNamespace(ms_per_account=0.0, elapsed=0.0, log=[])
+    exposition.timer = lambda: price.elapsed
+    monkeypatch.setattr(exposition_module, "ACCOUNT_STEP", 8)
+    monkeypatch.setattr(exposition_module, "STEP_TIME", 0.005)
+    refresh = BlockCache._refresh
+
+    def costly(self, accounts, now):
+        accounts = list(accounts)
+        price.log.append((self.collector, len(accounts)))
+        price.elapsed += price.ms_per_account / 1000 * len(accounts)
+        return refresh(self, accounts, now)
+
+    monkeypatch.setattr(BlockCache, "_refresh", costly)
+    return price
+
+
+@pytest.mark.parametrize(("ms_per_account", "steps"), [
+    (0.25, [24, 13]),  # 8 accounts cost 2 ms: three eights, then the 5 ms are used up
+    (1.0, [8, 8, 8, 8, 5]),  # 8 accounts cost 8 ms: the step ends after the first eight
+    (0.0, [37]),  # no time used: a step goes on until every account is rendered
+])
+async def test_a_background_step_renders_until_its_time_is_used_up(
+        world, priced, ms_per_account, steps):  # noqa: F811
+    """A step of the background renders ACCOUNT_STEP accounts at a time until STEP_TIME has
+    passed on its clock (here each account rendered moves it on), then the loop gets a
+    turn."""
+    service, clock, exposition = world
+    priced.ms_per_account = ms_per_account
+    log = priced.log  # and None for each turn the others got
+
+    async def others() -> None:  # the rest of the loop, marking each turn it gets
+        while True:
+            log.append(None)
+            await asyncio.sleep(0)
+
+    fleet = service.metrics.fleet_collector
+    assert len(service.fleet.accounts) == 37
+    other = asyncio.create_task(others())
+    task = asyncio.create_task(exposition.keep_fresh(interval=3600))
+    try:
+        await asyncio.sleep(0)  # the background starts
+        await exposition.settled()  # the first rendering of every account, in steps
+    finally:
+        task.cancel()
+        other.cancel()
+    turns, rendered = [], 0  # the fleet's accounts rendered between two turns of the others
+    for entry in log:
+        if entry is None:
+            turns, rendered = turns + [rendered] if rendered else turns, 0
+        elif entry[0] is fleet:
+            rendered += entry[1]
+    assert turns + ([rendered] if rendered else []) == steps
+
+
+async def test_the_changes_a_scrape_takes_itself_are_a_step(world, priced, monkeypatch):  # noqa: F811
+    """A scrape takes the changes since the background's last pass itself up to the end of
+    a step (at least ACCOUNT_STEP accounts); what is left shows at the next scrapes."""
+    service, clock, exposition = world
+    monkeypatch.setattr(exposition_module, "STALENESS", 3600)  # the background is not late
+    task = asyncio.create_task(exposition.keep_fresh(interval=3600))  # no second pass
+    try:
+        await caught_up(exposition)  # the first pass, which renders every account
+        names = [f"acct{i:03d}" for i in range(0, 37, 2)]  # 19 accounts
+        for name in names:
+            await check(service, clock, name)
+        priced.ms_per_account = 0.25  # 8 accounts: 2 ms; a step of 5 ms takes 24
+        fleet = service.metrics.fleet_collector
+        priced.log.clear()
+        first = scraped(exposition)
+        assert [n for c, n in priced.log if c is fleet] == [8, 8, 3]  # every change
+        assert first == expected(service)
+
+        for name in names:  # the credentials revoked
+            FakeChannel.script[name] = CheckResult(valid=False, reason="invalid_grant")
+            await service.scheduler.check_now(service.find_account("fake", name))
+        priced.ms_per_account = 1.0  # 8 accounts: 8 ms, the step is over
+        priced.log.clear()
+        assert scraped(exposition) != expected(service)  # 11 of the 19 left
+        assert [n for c, n in priced.log if c is fleet] == [8]
+        scraped(exposition)
+        assert scraped(exposition) == expected(service)  # shown after three scrapes
+        assert [n for c, n in priced.log if c is fleet] == [8, 8, 3]
+    finally:
+        task.cancel()

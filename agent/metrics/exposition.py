@@ -15,16 +15,17 @@ like this:
   for the second they were rendered for, and rendered ahead of the scrape by the background
   task while scrapes come (:mod:`agent.metrics.ages`): an age may be a second behind the
   clock, never behind a change. The collectors' few fleet-wide families are rendered whole.
-- The rendering is the background task's (:meth:`Exposition.keep_fresh`, started with the
-  web app): it takes the changes ``ACCOUNT_SLICE`` accounts at a time, with the loop served
-  in between, and a scrape serves what it rendered, unless the background has not caught up
-  for ``STALENESS`` (1 s): then the scrape renders the changes itself. A scrape shows every
-  change made more than ``STALENESS`` before it, and takes up to ``ACCOUNT_SLICE`` changes
-  made since the background's last pass itself, so a few changes (a reconnect, a heartbeat)
-  show at the next scrape. A new set of accounts (the start, a change
-  of the inventory or of the channels) is rendered into a new cache beside the one served,
-  which is replaced once the new one is complete; the first scrape after a start waits
-  (without holding the loop) for the first complete rendering.
+- The rendering is the background task's (:meth:`Exposition.keep_fresh`, started with the web
+  app): it takes the changes in steps of about ``STEP_TIME`` (5 ms), ``ACCOUNT_STEP`` accounts
+  between two readings of the clock, with the loop served in between, and a scrape serves what it
+  rendered, unless the background has not caught up for ``STALENESS`` (1 s): then the scrape
+  renders the changes itself. A scrape shows every change made more than ``STALENESS`` before it,
+  and takes a step's worth of the changes made since the background's last pass itself (when they
+  are ``ACCOUNT_SLICE`` at most), so a few changes (a reconnect, a heartbeat) show at the next
+  scrape. A new set of accounts (the start, a change of the inventory or of the channels) is
+  rendered into a new cache beside the one served, which is replaced once the new one is complete;
+  the first scrape after a start waits (without holding the loop) for the first complete
+  rendering.
 - Every other collector in the registry is rendered at every scrape by prometheus_client's own
   ``generate_latest``, so whatever another module registers appears, exact and current. (A
   collector with many series can offer the IncrementalCollector's interface to be cached too.)
@@ -71,7 +72,15 @@ REFRESH_INTERVAL = 0.05  # seconds between background refreshes
 AGE_LAG = 1  # seconds an age may be behind the clock at a scrape (agent.metrics.ages)
 AGE_SLICE = 16  # age chunks rendered in the background before the loop gets a turn
 AGES_PER_PASS = 4 * AGE_SLICE  # age chunks rendered ahead between two takes of the changes
-ACCOUNT_SLICE = 64  # accounts rendered in the background before the loop gets a turn
+# changes since the background's last pass up to which a scrape takes them itself, a step's
+# worth (a reconnect, a heartbeat: they show at the next scrape)
+ACCOUNT_SLICE = 64
+# The background renders the changes by time, not by count: ACCOUNT_STEP accounts at a time
+# until it has used STEP_TIME of CPU, then the loop gets a turn (what an account costs varies
+# several times over with the fleet and the machine). CPU, not wall time: on a loaded machine
+# a step that lost the CPU would otherwise end at ACCOUNT_STEP and fall behind the changes.
+ACCOUNT_STEP = 8
+STEP_TIME = 0.005  # seconds
 # seconds a scrape may serve what the background rendered without rendering the changes
 # since: every change older than this shows (see Exposition.keep_fresh)
 STALENESS = 1.0
@@ -91,11 +100,15 @@ class Exposition:
     """Renders a registry like ``generate_latest``, fast for its IncrementalCollectors.
 
     ``age_lag``: how many seconds an age may be behind the clock at a scrape
-    (:mod:`agent.metrics.ages`); 0 renders every age for the scrape's own second."""
+    (:mod:`agent.metrics.ages`); 0 renders every age for the scrape's own second.
+    ``timer``: the clock that ends the background's steps (``STEP_TIME``): the loop
+    thread's CPU time."""
 
-    def __init__(self, registry: CollectorRegistry, age_lag: int = AGE_LAG) -> None:
+    def __init__(self, registry: CollectorRegistry, age_lag: int = AGE_LAG,
+                 timer: Callable[[], float] = time.thread_time) -> None:
         self.registry = registry
         self.age_lag = age_lag
+        self.timer = timer
         self._caches: dict[int, BlockCache] = {}  # served
         self._building: dict[int, BlockCache] = {}  # rendered in the background, not yet served
         self._built = asyncio.Event()  # set when the background swaps a built cache in
@@ -128,8 +141,9 @@ class Exposition:
                 or time.monotonic() - self._fresh_at <= STALENESS):
             if id(collector) not in self._building and cache.backlog() <= ACCOUNT_SLICE:
                 # a few changes since the background's last pass (a reconnect, a heartbeat):
-                # a slice's work, so the scrape shows them at once
-                cache.update(now, ACCOUNT_SLICE)
+                # a step's work (at least ACCOUNT_STEP accounts), so the scrape shows them at
+                # once; what the step leaves shows at a later scrape, within STALENESS
+                self._step(cache)
             return cache
         cache = self._cache(collector)
         cache.update(now)
@@ -161,13 +175,13 @@ class Exposition:
             await self._built.wait()
 
     async def keep_fresh(self, interval: float = REFRESH_INTERVAL) -> None:
-        """Render every change in the background, ``ACCOUNT_SLICE`` accounts at a time with
-        the loop served in between, so a scrape serves ready bytes: what it serves may be
-        up to ``STALENESS`` behind the changes (past that, or when this task is not running,
-        the scrape renders the changes itself). A new set of accounts (the start, a change
-        of the inventory or the channels) is rendered into a new cache, served once
-        complete. And, while a scrape is expected within the next second or so, render the
-        ages of the current second, a slice at a time."""
+        """Render every change in the background, in steps of about ``STEP_TIME`` with the
+        loop served in between (:meth:`_step`), so a scrape serves ready bytes: what it
+        serves may be up to ``STALENESS`` behind the changes (past that, or when this task is
+        not running, the scrape renders the changes itself). A new set of accounts (the
+        start, a change of the inventory or the channels) is rendered into a new cache,
+        served once complete. And, while a scrape is expected within the next second or so,
+        render the ages of the current second, a slice at a time."""
         self._background = True
         try:
             while True:
@@ -191,8 +205,7 @@ class Exposition:
         if (cache is not None and cache.collector is collector and cache.complete
                 and cache.seen == collector.generation()):
             # a new generation while the loop served others: the next pass builds anew
-            while (cache.seen == collector.generation()
-                   and not cache.update(collector.clock(), ACCOUNT_SLICE)):
+            while cache.seen == collector.generation() and not self._step(cache):
                 await self._render_changed_ages(cache)
             await self._render_changed_ages(cache)
             return
@@ -200,7 +213,7 @@ class Exposition:
         building = self._building[key] = BlockCache(collector, cache.changed if own else None)
         try:
             building.start(collector.clock())
-            while not building.update(collector.clock(), ACCOUNT_SLICE):
+            while not self._step(building):
                 await asyncio.sleep(0)
             await self._render_ages(building, building.ages_of.stale(int(collector.clock()), 0))
             building.update(collector.clock())  # what changed meanwhile (a few)
@@ -208,6 +221,16 @@ class Exposition:
             self._built.set()
         finally:
             del self._building[key]
+
+    def _step(self, cache: BlockCache) -> bool:
+        """Render ``cache``'s changed accounts ``ACCOUNT_STEP`` at a time until none is left
+        or ``STEP_TIME`` has passed on :attr:`timer`; whether it is up to date."""
+        end = self.timer() + STEP_TIME
+        now = cache.collector.clock()
+        while not cache.update(now, ACCOUNT_STEP):
+            if self.timer() >= end:
+                return False
+        return True
 
     async def _render_changed_ages(self, cache: BlockCache) -> None:
         await self._render_ages(cache, cache.ages_of.changed())
