@@ -75,10 +75,22 @@ class Phases:
         self.cpu = time.process_time()
 
 
+async def record_checks(service: Any, now: float) -> None:
+    """A successful check of every account at ``now``, with a new access token."""
+    from agent.channel import CheckResult
+
+    for i, (account, _) in enumerate(list(service.fleet)):
+        service.fleet.record(account, CheckResult(
+            valid=True, targets={str(10_000_000 + i): True}, targets_reached=1,
+            access_token_issued_at=now - 60, access_token_expires_at=now + 3540,
+            refresh_token_fingerprint=f"{i:012x}", client_valid=True))
+        if i % 1000 == 999:
+            await asyncio.sleep(0)  # let the store commit its batch
+
+
 async def fleet_service(workdir: Path, n: int, datasets: int) -> Any:
     """The agent's service with ``n`` accounts taken in from the inventory, each checked
     once (successfully) and with a heartbeat for each of its ``datasets``."""
-    from agent.channel import CheckResult
     from agent.config.loader import load_config
     from agent.plugins import load_plugins
     from agent.service import AgentService
@@ -91,13 +103,7 @@ async def fleet_service(workdir: Path, n: int, datasets: int) -> Any:
     await service.inventory.refresh(INVENTORY_SOURCE)
     service.apply_inventory()
     now = time.time()
-    for i, (account, _) in enumerate(list(service.fleet)):
-        service.fleet.record(account, CheckResult(
-            valid=True, targets={str(10_000_000 + i): True}, targets_reached=1,
-            access_token_issued_at=now - 60, access_token_expires_at=now + 3540,
-            refresh_token_fingerprint=f"{i:012x}", client_valid=True))
-        if i % 1000 == 999:
-            await asyncio.sleep(0)  # let the store commit its batch
+    await record_checks(service, now)
     items = [{"channel": "amazon_ads", "account": account_name(i), "dataset": dataset_name(j),
               "last_updated": now - 3600} for i in range(n) for j in range(datasets)]
     for start in range(0, len(items), 1000):

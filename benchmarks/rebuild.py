@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.memory import fleet_service  # noqa: E402
+from benchmarks.memory import fleet_service, record_checks  # noqa: E402
 
 
 def timed(fn: Any) -> tuple[float, float]:
@@ -51,17 +51,9 @@ def timed(fn: Any) -> tuple[float, float]:
 async def record_cycle(service: Any, round_: int) -> None:
     """What a cycle of successful checks records for every account: new check times and a
     new access token (as ``benchmarks/scrape.py``'s checks)."""
-    from agent.channel import CheckResult
-
     now = time.time() + 300 * round_
     service.fleet.clock = lambda: now
-    for i, (account, _) in enumerate(list(service.fleet)):
-        service.fleet.record(account, CheckResult(
-            valid=True, targets={str(10_000_000 + i): True}, targets_reached=1,
-            access_token_issued_at=now - 60, access_token_expires_at=now + 3540,
-            refresh_token_fingerprint=f"{i:012x}", client_valid=True))
-        if i % 1000 == 999:
-            await asyncio.sleep(0)  # let the store commit its batch
+    await record_checks(service, now)
 
 
 AGES = ("channel_token_age_seconds", "channel_data_staleness_seconds")
