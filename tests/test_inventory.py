@@ -305,3 +305,36 @@ async def test_a_reload_revalidates_a_changed_source_and_drops_a_removed_one(tmp
     assert outcome.removed == ["fake/a1", "fake/a2"]
     assert list(service.fleet.accounts) == [("fake", "static1")]
     await service.stop()
+
+
+async def test_an_answer_exactly_as_last_time_costs_no_work_per_row(tmp_path, table, monkeypatch):
+    table.put(*({"account": f"a{i}"} for i in range(5)), {"account": "bad", "region": "mars"})
+    config = inventory_config(tmp_path, table.url)
+    service = service_for(config)
+    assert await refreshed(service)
+    [problem] = service.inventory.status["crm"].problems
+
+    looked_at = []
+    real = diff.answer_digest
+    monkeypatch.setattr(diff, "answer_digest", lambda row: looked_at.append(row) or real(row))
+    assert not await refreshed(service)
+    assert looked_at == []  # not a row read: the whole answer's digest was the last one's
+    assert service.inventory.status["crm"].problems == [problem]  # still reported
+    assert service.inventory.status["crm"].up
+
+    table.put({"account": "a2", "region": "eu"})  # one value of one row
+    assert await refreshed(service)
+    assert len(looked_at) == 6
+    assert service.fleet.accounts["fake", "a2"].region == "eu"
+    await service.stop()
+
+    # a restart restores the list without the answer it came from: the first refresh looks at
+    # each row (and finds nothing changed), the next at none
+    service = service_for(config)
+    looked_at.clear()
+    assert not await refreshed(service)
+    assert len(looked_at) == 6
+    assert not await refreshed(service)
+    assert len(looked_at) == 6
+    assert service.fleet.accounts["fake", "a2"].region == "eu"
+    await service.stop()

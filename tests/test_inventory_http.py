@@ -144,3 +144,15 @@ async def test_a_missing_bearer_token_file_is_unavailable(server, tmp_path):
         await source.fetch()
     assert caught.value.reason == "unavailable" and "does not exist" in str(caught.value)
     await source.close()
+
+
+async def test_the_answer_carries_a_digest_of_the_body(server):
+    source = inventory(server.url)
+    first = await source.fetch()
+    source._etag = None  # a server without ETags: each refresh gets the whole list
+    again = await source.fetch()
+    assert again == first and again.digest == first.digest
+    server.body = json.dumps([{**ROWS[0], "region": "eu"}]).encode()
+    changed = await source.fetch()
+    assert changed.digest != first.digest
+    await source.close()

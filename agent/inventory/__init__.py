@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["InventoryError", "InventorySource", "InventorySourceSettings", "Row"]
+__all__ = ["Answer", "InventoryError", "InventorySource", "InventorySourceSettings", "Row"]
 
 
 def __getattr__(name: str) -> Any:

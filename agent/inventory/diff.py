@@ -38,6 +38,14 @@ class SourceList:
     digests: dict[Key, bytes] = field(default_factory=dict)
     # accounts restored without their token: validated again at the next answer
     incomplete: set[Key] = field(default_factory=set)
+    # of the whole answer the list was made from (an Answer's), None if it had none
+    answer: bytes | None = None
+
+    def made_from(self, rows: Sequence[Any]) -> bool:
+        """``rows`` is the answer this list was made from, as a whole (:class:`Answer`):
+        evaluating it again would give this list, so it need not be."""
+        digest = getattr(rows, "digest", None)
+        return digest is not None and digest == self.answer and not self.incomplete
 
 
 @dataclass
@@ -81,7 +89,7 @@ def evaluate(source: InventorySource, current: SourceList, rows: Sequence[Any],
     changed row its normalisation and a digest lookup; only new or changed rows (in their
     canonical form) are validated."""
     old = current.accounts
-    new = SourceList()
+    new = SourceList(answer=getattr(rows, "digest", None))
     outcome = Outcome(new, [])
     problems = outcome.problems
     first_row: dict[Key, int] = {}

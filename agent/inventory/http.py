@@ -24,6 +24,7 @@ from agent.config.modelbase import ConfigModel
 from agent.config.types import FilePath, Int, SecretReference, Url
 from agent.hookspecs import hookimpl
 from agent.inventory.source import (
+    Answer,
     InventoryError,
     InventorySource,
     InventorySourceSettings,
@@ -140,7 +141,7 @@ class HttpInventory(InventorySource):
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _parse(self, body: bytes) -> list[Row]:
+    def _parse(self, body: bytes) -> Answer:
         try:
             data = json.loads(body)
         except (ValueError, UnicodeDecodeError):
@@ -150,7 +151,7 @@ class HttpInventory(InventorySource):
         if not isinstance(data, list):
             raise InventoryError("bad_response", f"the answer is a JSON "
                                                  f"{type(data).__name__}, not a list of accounts")
-        return data
+        return Answer(data, body)
 
     async def close(self) -> None:
         if self._session is not None:

@@ -217,7 +217,8 @@ class InventoryRunner:
                           type(exc).__name__, redact(str(exc)))
                 return self._failed(name, InventoryError(
                     "plugin_error", f"the source type raised {type(exc).__name__}"), started)
-            if rows is None and status.held is None:
+            if status.held is None and (rows is None or not status.revalidate and
+                                        status.accepted.made_from(rows)):
                 outcome = None  # the same answer as last time: nothing to do
             else:
                 answer = status.held.rows if rows is None and status.held else rows

@@ -13,7 +13,8 @@ metrics.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from pydantic import Field, field_validator, model_validator
@@ -37,6 +38,22 @@ DEFAULT_MAX_REMOVAL = 0.2
 DEFAULT_REMOVAL_HOLD = 1800.0
 
 Row = Mapping[str, Any]
+
+
+class Answer(list[Row]):
+    """A source's rows with a digest of the whole answer as the source read it (the same
+    digest: the same rows, columns and values, in the same order). When a refresh's answer
+    has the digest of the one the accepted list was made from, the core does nothing per row:
+    at 50,000 rows that is most of an unchanged refresh. A source that cannot make such a
+    digest cheaply returns a plain list: each row is then compared by its own digest."""
+
+    __slots__ = ("digest",)
+
+    def __init__(self, rows: Iterable[Row], read: bytes) -> None:
+        """``read``: bytes that stand for the whole answer (the body of an HTTP answer; the
+        ``repr`` of a query's columns and value tuples)."""
+        super().__init__(rows)
+        self.digest = hashlib.blake2b(read, digest_size=16).digest()
 
 
 class InventorySourceSettings(ConfigModel):
@@ -137,7 +154,8 @@ class InventorySource:
 
     async def fetch(self) -> list[Row] | None:
         """Every account the source knows, as rows; None when the source says its list has
-        not changed since the last answer (an HTTP 304).
+        not changed since the last answer (an HTTP 304). Rows given as an :class:`Answer`
+        carry a digest of the whole answer, which spares an unchanged answer's rows any work.
 
         Raise :class:`InventoryError` when the source cannot answer; end within ``timeout``.
         A partial answer must never be returned: raise instead.

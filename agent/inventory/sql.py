@@ -18,10 +18,10 @@ from pydantic import Field
 from agent.config.types import SecretValue
 from agent.hookspecs import hookimpl
 from agent.inventory.source import (
+    Answer,
     InventoryError,
     InventorySource,
     InventorySourceSettings,
-    Row,
 )
 from agent.sqldb import cancellable, connected, database_engine
 
@@ -53,13 +53,13 @@ class SqlInventory(InventorySource):
     def describe(self) -> str:
         return f"sql {self._where}"
 
-    async def fetch(self) -> list[Row]:
+    async def fetch(self) -> Answer:
         try:
             return await cancellable(self._query, self.timeout)
         except TimeoutError:
             raise InventoryError("timeout", f"no answer within {self.timeout:g}s") from None
 
-    def _query(self, cancel: list[Callable[[], None]]) -> list[Row]:
+    def _query(self, cancel: list[Callable[[], None]]) -> Answer:
         with connected(self._engine, cancel, InventoryError, "bad_response") as connection:
             result = connection.execute(self._statement)
             columns = list(result.keys())
@@ -71,7 +71,9 @@ class SqlInventory(InventorySource):
             if len(set(columns)) != len(columns):
                 raise InventoryError("bad_response", "the query returns two columns of "
                                                      "the same name")
-            return [_Row(columns, tuple(row)) for row in result]
+            values = [tuple(row) for row in result]
+            return Answer([_Row(columns, row) for row in values],
+                          repr((columns, values)).encode())
 
     async def close(self) -> None:
         await asyncio.to_thread(self._engine.dispose)
