@@ -71,9 +71,8 @@ class SqlInventory(InventorySource):
             if len(set(columns)) != len(columns):
                 raise InventoryError("bad_response", "the query returns two columns of "
                                                      "the same name")
-            values = [tuple(row) for row in result]
-            return Answer([_Row(columns, row) for row in values],
-                          repr((columns, values)).encode())
+            rows = [_Row(columns, tuple(row)) for row in result]
+            return Answer(rows, repr((columns, [row._values for row in rows])).encode())
 
     async def close(self) -> None:
         await asyncio.to_thread(self._engine.dispose)
