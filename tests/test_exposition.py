@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.utils import floatToGoString
 
 from agent.channel import CheckResult
+from agent.metrics import samplelines
 from agent.metrics.blockcache import BLOCK
 from agent.metrics.exposition import Exposition
 from agent.metrics.formats import OPENMETRICS, negotiate
@@ -316,3 +317,16 @@ def test_crc32_combine_is_the_crc_of_the_concatenation(length, implementation):
     first, second = bytes(range(256)) * 3, bytes((i * 7) % 251 for i in range(length))
     assert crc32_combine(zlib.crc32(first), zlib.crc32(second), len(second)) == (
         zlib.crc32(first + second))
+
+
+@pytest.mark.parametrize(("label_names", "without_region", "line"), [
+    (["channel", "account"], False, 'm{account="a1",channel="ads"} '),
+    (["channel", "region"], True, 'm{channel="ads"} '),  # one label left: the right one
+    (["region", "channel"], True, 'm{channel="ads"} '),
+    (["channel"], False, 'm{channel="ads"} '),
+    (["region"], True, "m{} "),
+])
+def test_a_prefix_picks_the_values_of_its_own_labels(label_names, without_region, line):
+    fmt, pick = samplelines.prefix_format("m", label_names, without_region)
+    values = {"channel": "ads", "account": "a1", "region": "eu"}
+    assert fmt % pick(tuple(values[n] for n in label_names)) == line

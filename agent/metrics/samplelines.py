@@ -49,7 +49,13 @@ def prefix_format(name: str, label_names: list[str], without_region: bool,
     order = sorted((j for j, name in enumerate(label_names)
                     if not (without_region and name == REGION)), key=label_names.__getitem__)
     labels = ",".join(f'{label_names[j]}="%s"' for j in order)
-    pick = operator.itemgetter(*order) if len(order) > 1 else (lambda values: tuple(values))
+    if len(order) > 1:
+        pick: Callable[[tuple[str, ...]], tuple[str, ...]] = operator.itemgetter(*order)
+    elif order:
+        only = order[0]
+        pick = lambda values: (values[only],)  # noqa: E731 - itemgetter of one is no tuple
+    else:
+        pick = lambda values: ()  # noqa: E731
     return f"{name.replace('%', '%%')}{{{labels}}} ", pick
 
 
