@@ -86,6 +86,24 @@ def build_fleet(workdir: Path, n: int, args: argparse.Namespace, sim_url: str,
     return path
 
 
+def on_a_copy_of_the_state(config: Path, name: str) -> Path:
+    """A configuration like ``config`` whose state file is a copy of the agent's (made with
+    SQLite's backup, so a write-ahead log is included): for in-process phases that open the
+    agent's state between its runs. Opening it is a write (the restore snapshot, which a
+    clean stop leaves for the next start, is deleted by any change of its tables), so
+    without a copy the next start would measure a restore from the rows."""
+    data = yaml.safe_load(config.read_text())
+    state = config.parent / data["agent"]["state_path"]
+    copy = state.with_name(f"{name}.db")
+    copy.unlink(missing_ok=True)
+    with closing(sqlite3.connect(state)) as source, closing(sqlite3.connect(copy)) as target:
+        source.backup(target)
+    data["agent"]["state_path"] = str(copy.relative_to(config.parent))
+    path = config.with_name(f"config-{name}.yaml")
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
 def make_connections(path: Path, n: int) -> None:
     """The platform's table: one row per merchant connection, its token in a file."""
     with closing(sqlite3.connect(path)) as db, db:

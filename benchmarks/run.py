@@ -52,6 +52,7 @@ from benchmarks.fleet import (  # noqa: E402
     account_name,
     build_fleet,
     dataset_name,
+    on_a_copy_of_the_state,
     simulator_accounts,
     unchanged_refresh,
     wait_for_applied,
@@ -351,7 +352,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             log("phase 3: the bare aiohttp floor")
             results["floor"] = floor(sim_url, n, args.concurrency)
         log("phase 4: exposition rebuild vs generate_latest")
-        results["exposition"] = exposition_rebuild(config)
+        # on a copy: the restart below must find the restore snapshot the agent's stop wrote
+        results["exposition"] = exposition_rebuild(on_a_copy_of_the_state(config, "rebuild"))
         log(f"phase 5: restart with every account restored, check_interval "
             f"{args.paced_interval}, a full cycle with the scraper")
         config = build_fleet(workdir, n, args, sim_url, args.paced_interval)
