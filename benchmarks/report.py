@@ -68,6 +68,8 @@ def rows(args: argparse.Namespace, r: dict[str, Any]) -> list[tuple[str, ...]]:
     add("peak RSS", f"{r['peak_rss_mb']:.0f} MB", "peak_rss_mb", r["peak_rss_mb"], " MB")
     add("start to /-/ready, state restored", f"{r['restart_ready_s']:.2f} s", "ready_s",
         r["restart_ready_s"], " s")
+    if "rows_ready_s" in r:
+        add("  after a crash (no snapshot: restored from the rows)", f"{r['rows_ready_s']:.2f} s")
     if "applied_s" in r:
         add("first start: inventory rows kept -> fleet applied and indexed",
             f"{r['applied_s']:.1f} s")

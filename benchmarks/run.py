@@ -16,10 +16,12 @@ Phases, one table at the end (docs/performance.md explains each figure):
    the inventory's fleet is applied and indexed (that wait timed on its own);
 2. the next such cycle with a scraper on /metrics every 100 ms: p50/p99 under full load;
 3. floor: the same two requests per account with bare aiohttp, same concurrency, own process;
-4. exposition: in this process, from the agent's state file: re-rendering every account
-   (as after a cycle) vs generate_latest on the same registry;
-5. restart with every account restored and ``--paced-interval`` (60s): time to /-/ready,
-   then one full cycle at that pace with the scraper: p50/p99, response sizes;
+4. exposition: in this process, from a copy of the agent's state file: re-rendering every
+   account (as after a cycle) vs generate_latest on the same registry; then an agent started
+   on that copy, whose restore snapshot opening it deleted: time to /-/ready after a crash;
+5. restart with every account restored (from the snapshot of the agent's clean stop) and
+   ``--paced-interval`` (60s): time to /-/ready, then one full cycle at that pace with the
+   scraper: p50/p99, response sizes;
 6. inventory: an unchanged refresh of an N-row SQL inventory (benchmarks/inventory.py, in a
    process of its own).
 """
@@ -353,7 +355,14 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             results["floor"] = floor(sim_url, n, args.concurrency)
         log("phase 4: exposition rebuild vs generate_latest")
         # on a copy: the restart below must find the restore snapshot the agent's stop wrote
-        results["exposition"] = exposition_rebuild(on_a_copy_of_the_state(config, "rebuild"))
+        copy = on_a_copy_of_the_state(config, "rebuild")
+        results["exposition"] = exposition_rebuild(copy)
+        log("phase 4b: start to ready on that copy, whose snapshot the phase deleted: the "
+            "start after a crash, restored from the rows")
+        crashed = AgentProcess(copy, workdir, None)
+        results["rows_ready_s"] = crashed.start()
+        crashed.proc.kill()  # as it came: no stop, no snapshot to write
+        crashed.proc.wait()
         log(f"phase 5: restart with every account restored, check_interval "
             f"{args.paced_interval}, a full cycle with the scraper")
         config = build_fleet(workdir, n, args, sim_url, args.paced_interval)
