@@ -7,7 +7,9 @@ Listing the commands (``--help``) imports them all, so help pages are what they 
 
 from __future__ import annotations
 
+import gc
 import importlib
+import sys
 from collections.abc import Callable, Mapping
 
 import click
@@ -35,9 +37,28 @@ class LazyGroup(click.Group):
 
     def _import(self, name: str) -> click.Command:
         module, _, attribute = self.lazy_commands[name].partition(":")
-        command = getattr(importlib.import_module(module), attribute)
+        command = getattr(_import_module(module), attribute)
         if not isinstance(command, click.Command):
             raise TypeError(f"{self.lazy_commands[name]} is not a click command")
         if self._loaded is not None:
             self._loaded(command)
         return command
+
+
+def _import_module(name: str) -> object:
+    """``importlib.import_module(name)`` without the garbage collector walking what it
+    imports: the modules, classes and pydantic's validators live as long as the process, so
+    the collections during the import free nothing, and neither would the later ones that
+    walk them again. It is off meanwhile, and what the import made is frozen (``gc.freeze``,
+    as ``run`` does with everything at ready): ~0.035 s of CPU of ``run``'s ~0.35 s import
+    before ``/-/ready``."""
+    if name in sys.modules:
+        return sys.modules[name]
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return importlib.import_module(name)
+    finally:
+        gc.freeze()
+        if collecting:
+            gc.enable()
