@@ -294,8 +294,11 @@ class InventoryRunner:
 def with_discovered(loaded: Config, discovered: list[Account]) -> Config:
     """``loaded`` with the ``discovered`` accounts and their data sets (each channel's
     ``datasets``, which discovered accounts get)."""
-    datasets = [Dataset(channel=a.channel, account=a.name, region=a.region, name=name,
-                        source=source, max_age=max_age)
-                for a in discovered
-                for name, (source, max_age) in loaded.channel_datasets.get(a.channel, {}).items()]
-    return dataclasses.replace(loaded, discovered=discovered, datasets=loaded.datasets + datasets)
+    declared = {channel: list(datasets.items())
+                for channel, datasets in loaded.channel_datasets.items() if datasets}
+    datasets = list(loaded.datasets)
+    add = datasets.append
+    for a in discovered:  # 100,000 data sets at 50,000 accounts: positional, one lookup each
+        for name, (source, max_age) in declared.get(a.channel, ()):
+            add(Dataset(a.channel, a.name, a.region, name, source, max_age))
+    return dataclasses.replace(loaded, discovered=discovered, datasets=datasets)

@@ -37,8 +37,11 @@ class Fleet:
         (so one removed and added again resumes)."""
         shard = config.agent.shard
         configured = config.accounts()
-        accounts = {account.key: account for account in configured
-                    if shard.owns(account_key(account.channel, account.name))}
+        if shard.count == 1:  # the usual: every account is this replica's, no key to make
+            accounts = {(account.channel, account.name): account for account in configured}
+        else:
+            accounts = {account.key: account for account in configured
+                        if shard.owns(account_key(account.channel, account.name))}
         grants = self.store.load_grants()
         restored = self.store.load_accounts() if accounts.keys() - self.states.keys() else {}
         restored_clients = (self.store.load_client_validity()
