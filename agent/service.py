@@ -15,7 +15,7 @@ import httpx
 from agent import __version__
 from agent.channel import Account, Channel
 from agent.checks.ratelimit import RateLimitedTransport
-from agent.checks.scheduler import HARD_TIMEOUT_GRACE, Scheduler, offset
+from agent.checks.scheduler import HARD_TIMEOUT_GRACE, Scheduler, fractions, offset
 from agent.checks.sharding import account_key, owner
 from agent.checks.transport import AiohttpTransport, ChannelClient
 from agent.config.loader import Config, ConfigError
@@ -172,16 +172,17 @@ class AgentService:
         config = yield from self._with_inventory_steps(self.loaded)
         fleet = yield from self.fleet.prepare(config)
         datasets = yield from self.freshness.prepare(config)
+        made = yield from fractions(fleet.accounts, skip=self.fleet.accounts)
+        outcome = _difference(self.fleet.accounts, fleet.accounts)
+        yield
         # from here on one callback: the fleet, its data sets and the schedule change together
-        before = self.fleet.accounts
         self.config = config
         self.fleet.adopt(fleet)
         self._use_stores(config)
         self.freshness.adopt(datasets)
-        self.scheduler.reconfigure(config.channels, config.agent)
+        self.scheduler.reconfigure(config.channels, config.agent, made)
         if self.ready:
             self.poller.start()
-        outcome = _difference(before, self.fleet.accounts)
         self.scheduler.recheck([tuple(label.split("/", 1)) for label in outcome.changed],
                                within=min(config.agent.check_interval, RECHECK_WITHIN))
         log.info("inventory applied: %d account(s) here; added %d, removed %d, changed %d",

@@ -89,3 +89,37 @@ async def test_the_inventory_loop_applies_a_changed_list_in_steps(service):
         assert len(service.freshness.datasets) == 12
     finally:
         await service.stop()
+
+
+def test_saved_states_are_read_a_step_at_a_time_and_a_row_written_meanwhile_is_current(
+        tmp_path, monkeypatch):
+    from agent.storage.state import AccountState, StateStore
+
+    store = StateStore(tmp_path / "agent.db")
+    for i in range(5):
+        store.save_account(AccountState("fake", f"a{i}", "na", reason=f"r{i}",
+                                        targets={"1": True} if i == 3 else {}))
+    store.flush()
+    expected = store.load_accounts()
+    monkeypatch.setattr(steps, "STEP", 2)
+    loading = store.load_accounts_steps()
+    next(loading)  # a0 and a1 read
+    store.save_account(AccountState("fake", "a0", "na", reason="written meanwhile"))
+    store.flush()
+    restored = steps.drain(loading)
+    assert restored.keys() == expected.keys()
+    assert restored["fake", "a0"].reason == "written meanwhile"
+    assert all(restored[key] == expected[key] for key in expected if key != ("fake", "a0"))
+    assert restored["fake", "a3"].targets == {"1": True}
+    store.close()
+
+
+def test_offsets_made_ahead_are_the_schedulers_own():
+    from agent.channel import Account
+    from agent.checks.scheduler import fractions, offset
+
+    accounts = {("fake", f"a{i}"): Account("fake", f"a{i}", "na") for i in range(7)}
+    made = steps.drain(fractions(accounts, skip={("fake", "a2")}))
+    assert made.keys() == accounts.keys() - {("fake", "a2")}
+    for key, fraction in made.items():
+        assert fraction * 300.0 == offset(accounts[key], 300.0)

@@ -70,7 +70,9 @@ class Fleet:
             yield
         grants = self.store.load_grants()
         current = self.states
-        restored = self.store.load_accounts() if accounts.keys() - current.keys() else {}
+        new = not accounts.keys() <= current.keys()
+        yield
+        restored = (yield from self.store.load_accounts_steps()) if new else {}
         states: dict[tuple[str, str], AccountState] = {}
         renamed: list[tuple[AccountState, Account]] = []
         for n, (key, account) in enumerate(accounts.items(), 1):
