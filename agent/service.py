@@ -15,7 +15,7 @@ import httpx
 from agent import __version__
 from agent.channel import Account, Channel
 from agent.checks.ratelimit import RateLimitedTransport
-from agent.checks.scheduler import HARD_TIMEOUT_GRACE, Scheduler, offset
+from agent.checks.scheduler import HARD_TIMEOUT_GRACE, Scheduler, fractions, offset
 from agent.checks.sharding import account_key, owner
 from agent.checks.transport import AiohttpTransport, ChannelClient
 from agent.config.loader import Config, ConfigError
@@ -24,13 +24,14 @@ from agent.freshness.poller import FreshnessPoller
 from agent.freshness.timestamps import iso
 from agent.freshness.tracker import FreshnessTracker
 from agent.inventory.metrics import InventoryCollector
-from agent.inventory.runner import InventoryRunner, with_discovered
+from agent.inventory.runner import InventoryRunner, with_discovered_steps
 from agent.metrics.collector import AgentMetrics
 from agent.plugins import Plugins
 from agent.secrets.metrics import StoreMetrics
 from agent.secrets.registry import store_refs
 from agent.secrets.writeback import WriteBack
 from agent.status import account_status, channel_status, source_status
+from agent.steps import Steps, drain, stepped
 from agent.storage import snapshot as restore_snapshot
 from agent.storage.fleet import Fleet
 from agent.storage.state import StateStore
@@ -136,31 +137,52 @@ class AgentService:
     async def start(self) -> None:
         self.scheduler.start()
         self.poller.start()
-        self.inventory.start(self.apply_inventory)
+        self.inventory.start(self.apply_inventory_stepped)
         self.ready = True
 
     def _with_inventory(self, loaded: Config) -> Config:
         """``loaded`` plus the accounts the inventory sources found (and their data sets:
         the channel's ``datasets``)."""
+        return drain(self._with_inventory_steps(loaded))
+
+    def _with_inventory_steps(self, loaded: Config) -> Steps[Config]:
         if not loaded.inventory_sources:
             return loaded
         static = {account.key for account in loaded.accounts()}
         discovered, self.duplicates = self.inventory.accounts(static)
-        return with_discovered(loaded, discovered)
+        yield
+        return (yield from with_discovered_steps(loaded, discovered))
 
     def apply_inventory(self) -> ReloadOutcome:
         """An inventory source's list changed: new accounts start (each at its offset in the
         check interval, so thousands do not start at once), removed ones stop and leave no
         series, changed ones are checked again soon; the others are untouched."""
-        before = dict(self.fleet.accounts)
-        config = self.config = self._with_inventory(self.loaded)
-        self.fleet.configure(config)
+        return drain(self._apply_inventory())
+
+    async def apply_inventory_stepped(self) -> ReloadOutcome:
+        """:meth:`apply_inventory` with the event loop served between its steps (what the
+        inventory's loops call): the new fleet and its data sets are made beside the ones in
+        use (a first list of 50,000 accounts is a second or two of work), then put in place
+        in one callback, so a scrape, a heartbeat or a page sees the old fleet or the new
+        one, never a mix. Not beside a reload (the same lock)."""
+        async with self._reload_lock:
+            return await stepped(self._apply_inventory())
+
+    def _apply_inventory(self) -> Steps[ReloadOutcome]:
+        config = yield from self._with_inventory_steps(self.loaded)
+        fleet = yield from self.fleet.prepare(config)
+        datasets = yield from self.freshness.prepare(config)
+        made = yield from fractions(fleet.accounts, skip=self.fleet.accounts)
+        outcome = _difference(self.fleet.accounts, fleet.accounts)
+        yield
+        # from here on one callback: the fleet, its data sets and the schedule change together
+        self.config = config
+        self.fleet.adopt(fleet)
         self._use_stores(config)
-        self.freshness.configure(config)
-        self.scheduler.reconfigure(config.channels, config.agent)
+        self.freshness.adopt(datasets)
+        self.scheduler.reconfigure(config.channels, config.agent, made)
         if self.ready:
             self.poller.start()
-        outcome = _difference(before, self.fleet.accounts)
         self.scheduler.recheck([tuple(label.split("/", 1)) for label in outcome.changed],
                                within=min(config.agent.check_interval, RECHECK_WITHIN))
         log.info("inventory applied: %d account(s) here; added %d, removed %d, changed %d",

@@ -186,3 +186,26 @@ def test_a_database_password_never_appears_in_problems():
                      f"    url: nosuchdb://user:{password}@db/x\n    query: SELECT :zzz\n"
                      + channel())
     assert found and all(password not in str(p) for p in found)
+
+
+def test_discovered_accounts_get_their_channels_data_sets(tmp_path):
+    """An inventory's accounts get their channel's data sets (after the file's own, which
+    stay as they were); a data set is slotted (100,000 of them at 50,000 accounts)."""
+    from agent.channel import Account
+    from agent.inventory.runner import with_discovered
+
+    loaded = parse(HEAD + channel(
+        datasets="    datasets:\n"
+                 "      sp_campaigns_daily: {source: warehouse, max_age: 36h}\n"
+                 "      orders: {source: pipeline, max_age: 2h}\n"), tmp_path)
+    found = [Account("sink", "shop-1", "eu"), Account("sink", "shop-2", "na"),
+             Account("other", "shop-3", "na")]  # a channel that declares none
+    config = with_discovered(loaded, found)
+    assert config.discovered == found and loaded.datasets == config.datasets[:2]
+    assert config.datasets[2:] == [
+        Dataset("sink", "shop-1", "eu", "sp_campaigns_daily", "warehouse", 36 * 3600.0),
+        Dataset("sink", "shop-1", "eu", "orders", "pipeline", 2 * 3600.0),
+        Dataset("sink", "shop-2", "na", "sp_campaigns_daily", "warehouse", 36 * 3600.0),
+        Dataset("sink", "shop-2", "na", "orders", "pipeline", 2 * 3600.0),
+    ]
+    assert not hasattr(config.datasets[0], "__dict__")

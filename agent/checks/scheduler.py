@@ -17,11 +17,12 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Container, Mapping
 from typing import Any
 
 import httpx
 
+from agent import steps
 from agent.channel import Account, Channel, CheckContext, CheckResult, Secret, TransientError
 from agent.checks.timetable import Key, Timetable
 from agent.config.loader import AgentSettings
@@ -31,6 +32,7 @@ from agent.secret import SecretRef
 from agent.secrets.base import OBSERVER, StoreUnavailable
 from agent.secrets.registry import SecretStores, store_refs
 from agent.secrets.writeback import WriteBack
+from agent.steps import Steps
 from agent.storage.fleet import Fleet
 from agent.storage.secretfile import write_secret_file
 from agent.storage.state import AccountState
@@ -45,6 +47,22 @@ def offset(account: Account, interval: float) -> float:
     """A stable offset in [0, interval) from the account's identity."""
     digest = hashlib.sha256(f"{account.channel}/{account.name}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 * interval
+
+
+def fractions(accounts: Mapping[Key, Account], skip: Container[Key] = ()) -> Steps[
+        dict[Key, float]]:
+    """Each account's :func:`offset` as a fraction of the interval (the same floats once
+    multiplied), ``skip``'s left out, in steps (:mod:`agent.steps`): a SHA-256 each, 50,000
+    of them for a first list, made before the list is put in place (:meth:`Scheduler.start`)."""
+    made: dict[Key, float] = {}
+    sha256, from_bytes, step = hashlib.sha256, int.from_bytes, steps.STEP
+    for n, (key, account) in enumerate(accounts.items(), 1):
+        if key not in skip:
+            digest = sha256(f"{account.channel}/{account.name}".encode()).digest()
+            made[key] = from_bytes(digest[:8], "big") / 2**64
+        if n % step == 0:
+            yield
+    return made
 
 
 class Scheduler:
@@ -78,10 +96,11 @@ class Scheduler:
         self._started = False
         self.last_cycle_check: float | None = None
 
-    def start(self, *, replan: bool = False) -> None:
+    def start(self, *, replan: bool = False, made: Mapping[Key, float] | None = None) -> None:
         """Plan every configured account (or, after a reconfigure, reconcile: removed ones
         leave the timetable, new ones join it at their offset); ``replan`` plans every
-        account afresh (a new check_interval)."""
+        account afresh (a new check_interval). ``made``: offsets already computed, as
+        :func:`fractions` of the interval."""
         self._started = True
         wanted = self.fleet.accounts
         if replan:
@@ -89,8 +108,10 @@ class Scheduler:
         for key in self._timetable.keys() - wanted.keys():
             self._timetable.drop(key)
         interval, now = self.settings.check_interval, self.monotonic()
+        made = made or {}
         self._timetable.plan_many(
-            (key, now + offset(account, interval)) for key, account in wanted.items()
+            (key, now + (made[key] * interval if key in made else offset(account, interval)))
+            for key, account in wanted.items()
             if key not in self._timetable and (replan or key not in self._taken))
         while len(self._workers) < self.settings.max_concurrency:
             worker = asyncio.create_task(self._work(), name="scheduled checks")
@@ -100,17 +121,19 @@ class Scheduler:
         """The accounts on the schedule: planned, or taken for their check."""
         return self._timetable.keys() | self._taken
 
-    def reconfigure(self, channels: dict[str, Channel], settings: AgentSettings) -> None:
+    def reconfigure(self, channels: dict[str, Channel], settings: AgentSettings,
+                    made: Mapping[Key, float] | None = None) -> None:
         """Adopt a reloaded configuration. Removed accounts leave the schedule and new ones
         join it; a check already running finishes (nothing running is cancelled). Changed
-        account settings apply from each account's next check."""
+        account settings apply from each account's next check. ``made``: as
+        :meth:`start`'s."""
         replan = settings.check_interval != self.settings.check_interval
         if settings.max_concurrency != self.settings.max_concurrency:
             self._semaphore = asyncio.Semaphore(settings.max_concurrency)
         self.channels, self.settings = channels, settings
         self._per_channel.clear()
         if self._started:
-            self.start(replan=replan)
+            self.start(replan=replan, made=made)
 
     async def stop(self) -> None:
         self._started = False

@@ -9,18 +9,33 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from agent import steps
 from agent.checks.sharding import Shard, account_key, owner
 from agent.config.durations import format_duration
 from agent.config.loader import Config
 from agent.freshness.heartbeat import HeartbeatRejected, parse_heartbeat
 from agent.freshness.source import Dataset, FreshnessSource
 from agent.freshness.timestamps import iso
+from agent.steps import Steps, drain
 from agent.storage.freshness import DataFreshness
 from agent.storage.state import StateStore
 
 NO_DATA = "no data yet"
+
+
+@dataclass
+class DatasetPlan:
+    """What :meth:`FreshnessTracker.adopt` puts in place (made by its ``prepare``)."""
+
+    datasets: dict[tuple[str, str, str], Dataset]
+    by_account: dict[tuple[str, str], list[Dataset]]
+    accounts: set[tuple[str, str]]  # configured, this shard's or not
+    channels: set[str]
+    shard: Shard
+    sources: dict[str, FreshnessSource]
 
 
 class FreshnessTracker:
@@ -46,18 +61,49 @@ class FreshnessTracker:
         """Adopt the data sets of ``config`` whose accounts this replica's shard owns, and the
         sources; values of other data sets are dropped from memory (so they leave no series),
         restored ones kept."""
+        self.adopt(drain(self.prepare(config)))
+
+    def prepare(self, config: Config) -> Steps[DatasetPlan]:
+        """:meth:`configure`'s work, in steps (:mod:`agent.steps`), changing nothing seen:
+        what :meth:`adopt` then puts in place at once."""
         shard = config.agent.shard
-        self.datasets = {dataset.key: dataset for dataset in config.datasets
-                         if shard.owns(account_key(dataset.channel, dataset.account))}
-        self._shard = shard
-        self.sources = dict(config.freshness_sources)
-        self._accounts = {account.key for account in config.accounts()}
-        self._channels = set(config.channels)
-        self.by_account = {}
-        for dataset in self.datasets.values():
-            self.by_account.setdefault(dataset.account_key, []).append(dataset)
-        known = {**self._restored, **self.values}
-        self.values = {key: known[key] for key in self.datasets if key in known}
+        # 100,000 data sets at 50,000 accounts: the keys made from the fields directly, and
+        # with one shard (the usual) no channel/account key to hash for each
+        declared = config.datasets
+        datasets: dict[tuple[str, str, str], Dataset] = {}
+        for start in range(0, len(declared), steps.STEP):
+            part = declared[start:start + steps.STEP]
+            if shard.count == 1:
+                datasets.update({(d.channel, d.account, d.name): d for d in part})
+            else:
+                datasets.update({d.key: d for d in part
+                                 if shard.owns(account_key(d.channel, d.account))})
+            yield
+        by_account: dict[tuple[str, str], list[Dataset]] = {}
+        for n, dataset in enumerate(datasets.values(), 1):
+            key = (dataset.channel, dataset.account)
+            listed = by_account.get(key)
+            if listed is None:
+                by_account[key] = [dataset]
+            else:
+                listed.append(dataset)
+            if n % steps.STEP == 0:
+                yield
+        accounts = {(account.channel, account.name) for account in config.accounts()}
+        return DatasetPlan(datasets, by_account, accounts, set(config.channels), shard,
+                           dict(config.freshness_sources))
+
+    def adopt(self, plan: DatasetPlan) -> None:
+        """Put a :meth:`prepare`'s plan in place, with the values known now (heartbeats may
+        have come since it was made)."""
+        self.datasets = datasets = plan.datasets
+        self._shard = plan.shard
+        self.sources = plan.sources
+        self._accounts = plan.accounts
+        self._channels = plan.channels
+        self.by_account = plan.by_account
+        known = {**self._restored, **self.values} if self.values else self._restored
+        self.values = {key: known[key] for key in datasets if key in known}
         self.source_up = {name: up for name, up in self.source_up.items() if name in self.sources}
         self.generation += 1
 

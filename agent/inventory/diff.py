@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from agent.channel import Account, Channel
 from agent.inventory.rows import RowInvalid, RowProblem, normalise, validate_row
 from agent.inventory.source import InventorySource
 from agent.inventory.store import NO_FORM, Form
-from agent.inventory.validated import decode, decode_form, encode, rules
+from agent.inventory.validated import decode, encode, form_decoder, rules
 from agent.secrets.registry import SecretStores
 
 Key = tuple[str, str]
@@ -209,25 +209,33 @@ def restore_snapshot(source: InventorySource, rows: Sequence[SnapshotRow],
     the same kept list; None when a row's form was made under other rules or does not fit
     any more (the caller then restores the kept list itself, validating what it must)."""
     result = SourceList()
+    accounts, digests, incomplete_keys = result.accounts, result.digests, result.incomplete
     labels = source.labels
     name = source.name
-    current: dict[str, str] = {}  # each channel's rules
+    # each channel's rules and decoder, looked up once (None: a channel not configured now)
+    per_channel: dict[str, tuple[str, Callable[..., Account | None]] | None] = {}
     for channel, account, form, made_under, digest, incomplete, text in rows:
-        channel_cls = channels.get(channel)
-        if channel_cls is None:
+        known = per_channel.get(channel, _UNSEEN)
+        if known is _UNSEEN:
+            channel_cls = channels.get(channel)
+            known = per_channel[channel] = None if channel_cls is None else (
+                _rules(channel_cls, labels, base_dir), form_decoder(channel_cls, name, stores))
+        if known is None:
             continue
-        if made_under != current.get(channel) and made_under != current.setdefault(
-                channel, _rules(channel_cls, labels, base_dir)):
+        if made_under != known[0]:
             return None
         key = (channel, account)
-        restored = decode_form(channel_cls, key, form, text, name, stores)
+        restored = known[1](key, form, text)
         if restored is None:
             return None
-        result.accounts[key] = restored
-        result.digests[key] = digest
+        accounts[key] = restored
+        digests[key] = digest
         if incomplete:
-            result.incomplete.add(key)
+            incomplete_keys.add(key)
     return result
+
+
+_UNSEEN: Any = object()
 
 
 # one kept row as the restore snapshot has it: channel, account, the validated form (parsed),
@@ -256,13 +264,32 @@ def snapshot_rows(texts: Sequence[str], forms: Sequence[Form],
             return None
         if end != len(validated):
             return None
-        rows.append((intern(channel), intern(account), form, intern(made_under),
+        rows.append((intern(channel), intern(account), _shared(form), intern(made_under),
                      row_digest(text), WITHHELD_SUFFIX in text,
                      text if '"store"' in validated and reads_row(form) else None))
     return rows
 
 
 _decode = json.JSONDecoder().raw_decode
+# the parts of a parsed form that every account repeats: its region, its labels' values and
+# where its secrets come from (the secret files' paths are each account's own)
+_REPEATED = frozenset({"region", "labels", "source", "store", "mode"})
+
+
+def _shared(value: Any, repeated: bool = False) -> Any:
+    """A parsed form with its keys (and the values accounts repeat) interned: ``marshal``
+    then writes each once and refers to it after, so the snapshot is a fifth smaller and read
+    back faster, and the restored settings share their keys."""
+    cls = value.__class__
+    if cls is dict:
+        intern = sys.intern
+        return {intern(key): _shared(item, repeated or key in _REPEATED)
+                for key, item in value.items()}
+    if cls is list:
+        return [_shared(item, repeated) for item in value]
+    if cls is str and repeated:
+        return sys.intern(value)
+    return value
 
 
 def validated_form(channel_cls: type[Channel], account: Account, labels: Mapping[str, str],

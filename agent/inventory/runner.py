@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import inspect
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from agent import steps
 from agent.channel import Account, Channel
 from agent.freshness.source import Dataset
 from agent.inventory import store as saved
@@ -37,6 +39,7 @@ from agent.inventory.source import InventoryError, InventorySource
 from agent.named_loops import NamedLoops
 from agent.redact import redact
 from agent.secrets.registry import SecretStores
+from agent.steps import Steps, drain
 from agent.storage.state import StateStore
 
 if TYPE_CHECKING:
@@ -77,7 +80,7 @@ class InventoryRunner:
         self.stores: SecretStores | None = None  # what store references in rows resolve to
         self.loops = NamedLoops("inventory")
         self._locks: dict[str, asyncio.Lock] = {}
-        self._on_change: Callable[[], None] | None = None
+        self._on_change: Callable[[], object] | None = None
 
     def configure(self, sources: Mapping[str, InventorySource],
                   channels: Mapping[str, type[Channel]], base_dir: Path,
@@ -160,9 +163,9 @@ class InventoryRunner:
 
     # --- the loops ------------------------------------------------------------------------
 
-    def start(self, on_change: Callable[[], None]) -> None:
+    def start(self, on_change: Callable[[], object]) -> None:
         """Start (or, after a reload, reconcile) one loop per source; ``on_change`` is called
-        after a refresh changed a source's list."""
+        after a refresh changed a source's list (and awaited, if it returns an awaitable)."""
         self._on_change = on_change
         self.loops.reconcile(self.sources, self._loop)
 
@@ -179,7 +182,9 @@ class InventoryRunner:
             started = self.monotonic()
             try:
                 if await self.refresh(name) and self._on_change is not None:
-                    self._on_change()
+                    applied = self._on_change()
+                    if inspect.isawaitable(applied):
+                        await applied
             except asyncio.CancelledError:
                 raise
             except Exception:  # e.g. the state file cannot be written: try again next round
@@ -295,8 +300,18 @@ class InventoryRunner:
 def with_discovered(loaded: Config, discovered: list[Account]) -> Config:
     """``loaded`` with the ``discovered`` accounts and their data sets (each channel's
     ``datasets``, which discovered accounts get)."""
-    datasets = [Dataset(channel=a.channel, account=a.name, region=a.region, name=name,
-                        source=source, max_age=max_age)
-                for a in discovered
-                for name, (source, max_age) in loaded.channel_datasets.get(a.channel, {}).items()]
-    return dataclasses.replace(loaded, discovered=discovered, datasets=loaded.datasets + datasets)
+    return drain(with_discovered_steps(loaded, discovered))
+
+
+def with_discovered_steps(loaded: Config, discovered: list[Account]) -> Steps[Config]:
+    """:func:`with_discovered` in steps (:mod:`agent.steps`)."""
+    declared = {channel: list(datasets.items())
+                for channel, datasets in loaded.channel_datasets.items() if datasets}
+    datasets = list(loaded.datasets)
+    add = datasets.append
+    for n, a in enumerate(discovered, 1):  # 100,000 data sets at 50,000 accounts
+        for name, (source, max_age) in declared.get(a.channel, ()):
+            add(Dataset(a.channel, a.name, a.region, name, source, max_age))
+        if n % steps.STEP == 0:
+            yield
+    return dataclasses.replace(loaded, discovered=discovered, datasets=datasets)

@@ -10,11 +10,27 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
+from agent import steps
 from agent.channel import Account, CheckResult
 from agent.checks.sharding import Shard, account_key
 from agent.config.loader import Config
+from agent.steps import Steps, drain
 from agent.storage.state import AccountState, StateStore
+
+
+@dataclass
+class FleetPlan:
+    """What :meth:`Fleet.adopt` puts in place (made by :meth:`Fleet.prepare`)."""
+
+    accounts: dict[tuple[str, str], Account]
+    states: dict[tuple[str, str], AccountState]
+    renamed: list[tuple[AccountState, Account]]  # states in use whose strings change
+    shard: Shard
+    configured: int
+    channels: list[str]
+    restored_clients: dict[str, bool | None]
 
 
 class Fleet:
@@ -35,33 +51,63 @@ class Fleet:
         every reload); state of accounts no longer configured (or owned) is dropped from
         memory, so they leave no series; accounts new to memory get their stored state back
         (so one removed and added again resumes)."""
+        self.adopt(drain(self.prepare(config)))
+
+    def prepare(self, config: Config) -> Steps[FleetPlan]:
+        """:meth:`configure`'s work, in steps (:mod:`agent.steps`), changing nothing seen:
+        what :meth:`adopt` then puts in place at once. Between the two only check results
+        may come (they change states in place, which the plan shares)."""
         shard = config.agent.shard
         configured = config.accounts()
-        accounts = {account.key: account for account in configured
-                    if shard.owns(account_key(account.channel, account.name))}
+        accounts: dict[tuple[str, str], Account] = {}
+        for start in range(0, len(configured), steps.STEP):
+            part = configured[start:start + steps.STEP]
+            if shard.count == 1:  # the usual: every account is this replica's, no key to make
+                accounts.update({(account.channel, account.name): account for account in part})
+            else:
+                accounts.update({account.key: account for account in part
+                                 if shard.owns(account_key(account.channel, account.name))})
+            yield
         grants = self.store.load_grants()
-        restored = self.store.load_accounts() if accounts.keys() - self.states.keys() else {}
-        restored_clients = (self.store.load_client_validity()
-                            if config.channels.keys() - self.client_valid.keys() else {})
-        states = {}
-        for key, account in accounts.items():
-            state = self.states.get(key) or restored.get(key)
+        current = self.states
+        new = not accounts.keys() <= current.keys()
+        yield
+        restored = (yield from self.store.load_accounts_steps()) if new else {}
+        states: dict[tuple[str, str], AccountState] = {}
+        renamed: list[tuple[AccountState, Account]] = []
+        for n, (key, account) in enumerate(accounts.items(), 1):
+            state = current.get(key)
             if state is None:
-                state = AccountState(channel=account.channel, account=account.name,
-                                     region=account.region)
-            # the Account's strings, not the stored row's copies: one of each per account
-            state.account, state.region = account.name, account.region
+                state = restored.get(key)
+                if state is None:
+                    state = AccountState(channel=account.channel, account=account.name,
+                                         region=account.region)
+                # the Account's strings, not the stored row's copies: one of each per account
+                state.account, state.region = account.name, account.region
+            elif state.account is not account.name or state.region is not account.region:
+                renamed.append((state, account))  # a state in use: changed in adopt()
             if key in grants:
                 state.apply_grant(grants[key])
             states[key] = state
-        self.accounts = accounts
-        self.states = states
-        self.shard = shard
-        self.configured = len(configured)
+            if n % steps.STEP == 0:
+                yield
+        restored_clients = (self.store.load_client_validity()
+                            if config.channels.keys() - self.client_valid.keys() else {})
+        return FleetPlan(accounts, states, renamed, shard, len(configured),
+                         list(config.channels), restored_clients)
+
+    def adopt(self, plan: FleetPlan) -> None:
+        """Put a :meth:`prepare`'s plan in place."""
+        for state, account in plan.renamed:
+            state.account, state.region = account.name, account.region
+        self.accounts = plan.accounts
+        self.states = plan.states
+        self.shard = plan.shard
+        self.configured = plan.configured
         self.generation += 1
         self.client_valid = {
-            name: self.client_valid.get(name, restored_clients.get(name))
-            for name in config.channels
+            name: self.client_valid.get(name, plan.restored_clients.get(name))
+            for name in plan.channels
         }
 
     def __iter__(self) -> Iterator[tuple[Account, AccountState]]:

@@ -37,7 +37,9 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
+from agent import steps
 from agent.channel import CheckResult
+from agent.steps import Steps, drain
 from agent.storage import freshness
 from agent.storage.freshness import FRESHNESS_COLUMNS, DataFreshness
 from agent.storage.links import LinkStore
@@ -205,6 +207,8 @@ _FRESHNESS_ROW = attrgetter(*FRESHNESS_COLUMNS)  # a value's row, in C (1,000 pe
 _RESTORED = [f.name for f in fields(AccountState) if f.name in _COLUMNS]
 assert len(_RESTORED) == len(_COLUMNS)
 RESTORE_ACCOUNTS = f"SELECT {', '.join(_RESTORED)} FROM accounts"
+_RESTORE_PART = (f"SELECT rowid, {', '.join(_RESTORED)} FROM accounts WHERE rowid > ? "
+                 f"ORDER BY rowid LIMIT ?")
 _INSERT_ACCOUNT = (f"INSERT OR REPLACE INTO accounts ({', '.join(_COLUMNS)}) "
                    f"VALUES ({', '.join('?' for _ in _COLUMNS)})")
 
@@ -260,13 +264,34 @@ class StateStore(LinkStore):
         return self._db
 
     def load_accounts(self) -> dict[tuple[str, str], AccountState]:
+        return drain(self.load_accounts_steps())
+
+    def load_accounts_steps(self) -> Steps[dict[tuple[str, str], AccountState]]:
+        """Every saved account state, in steps (:mod:`agent.steps`): the rows are read at
+        once, the states (50,000 with their targets' JSON) made a step at a time."""
         self.flush()
-        args = self.from_snapshot("accounts")
-        if args is None:
-            args = state_args(self._db.execute(RESTORE_ACCOUNTS))
         # positionally, in the dataclass's field order: a start restores every account, and
         # building keyword dictionaries was most of its time
-        return {(a[0], a[1]): AccountState(*a) for a in args}
+        restored: dict[tuple[str, str], AccountState] = {}
+        step = steps.STEP
+        args = self.from_snapshot("accounts")
+        if args is not None:
+            for n, a in enumerate(args, 1):
+                restored[a[0], a[1]] = AccountState(*a)
+                if n % step == 0:
+                    yield
+            return restored
+        # a step's rows at a time, each read whole (no statement left open across steps,
+        # while the loop writes): a row written meanwhile moves to the end and is read again
+        last = -1
+        while True:
+            rows = self._db.execute(_RESTORE_PART, (last, step)).fetchall()
+            for a in state_args(row[1:] for row in rows):
+                restored[a[0], a[1]] = AccountState(*a)
+            if len(rows) < step:
+                return restored
+            last = rows[-1][0]
+            yield
 
     def from_snapshot(self, part: str) -> Any:
         """The restore snapshot's ``part`` (:mod:`agent.storage.snapshot`), once: None when
