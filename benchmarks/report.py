@@ -61,9 +61,21 @@ def rows(args: argparse.Namespace, r: dict[str, Any]) -> list[tuple[str, ...]]:
         add("agent CPU per check / bare aiohttp floor",
             f"{cycle['cpu_ms_per_check']:.2f} / {r['floor']['cpu_ms_per_check']:.2f} ms = "
             f"{ratio:.2f}", "floor_ratio", ratio)
+        runs = r["floor"].get("cpu_ms_per_check_runs")
+        if runs:  # the floor's own spread: the ratio is as uncertain
+            add("  floor's runs; the ratio over them",
+                f"{min(runs):.2f}-{max(runs):.2f} ms; "
+                f"{cycle['cpu_ms_per_check'] / max(runs):.2f}-"
+                f"{cycle['cpu_ms_per_check'] / min(runs):.2f}")
     else:
         add("agent CPU per check (floor not run)", f"{cycle['cpu_ms_per_check']:.2f} ms")
-    add("  checks per second, flat out", f"{cycle['checks_per_second']:.0f}")
+    if "loop_cpu_ms_per_check" in cycle:
+        add("  of which the event loop's thread / the other threads",
+            f"{cycle['loop_cpu_ms_per_check']:.2f} / "
+            f"{cycle['cpu_ms_per_check'] - cycle['loop_cpu_ms_per_check']:.2f} ms")
+    add("  checks per second, flat out", f"{cycle['checks_per_second']:.0f}"
+        + (f" (NOT flat out: the schedule's pace at check_interval {args.check_interval};"
+           " see --check-interval)" if cycle.get("kept_schedule") else ""))
     add("  agent CPU per check while scraped", f"{scraped['cpu_ms_per_check']:.2f} ms")
     add("peak RSS", f"{r['peak_rss_mb']:.0f} MB", "peak_rss_mb", r["peak_rss_mb"], " MB")
     add("start to /-/ready, state restored", f"{r['restart_ready_s']:.2f} s", "ready_s",
