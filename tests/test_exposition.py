@@ -1,10 +1,15 @@
 """The cached /metrics renderer says exactly what generate_latest says, for the same state."""
 
+import asyncio
 import gzip
+import logging
 import math
+import socket
+import struct
 import zlib
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import Gauge, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -24,7 +29,7 @@ from agent.metrics.formats import OPENMETRICS, negotiate
 from agent.metrics.samplelines import float_text
 from agent.plugins import load_plugins
 from agent.service import AgentService
-from agent.web.server import accepts_gzip, make_app
+from agent.web.server import EXPOSITION, accepts_gzip, make_app
 from tests.fakes import FakeChannel, FakePlugin
 
 T0 = 1_700_000_000.0
@@ -330,3 +335,40 @@ def test_a_prefix_picks_the_values_of_its_own_labels(label_names, without_region
     fmt, pick = samplelines.prefix_format("m", label_names, without_region)
     values = {"channel": "ads", "account": "a1", "region": "eu"}
     assert fmt % pick(tuple(values[n] for n in label_names)) == line
+
+
+async def test_a_scraper_that_leaves_mid_body_is_no_error(world, caplog):
+    """A scrape timeout closes the connection while the body is being written: nothing is
+    wrong with the agent, so nothing is logged as an error (aiohttp logged a traceback)."""
+    service, _, _ = world
+    app = make_app(service)
+    piece = b"# " + b"x" * (1 << 20) + b"\n"
+    sent = []
+
+    def huge(fmt):  # far more than the sockets' buffers hold: a write meets the reset
+        def parts():
+            for _ in range(256):
+                sent.append(1)
+                yield piece
+        return 256 * len(piece), parts()
+
+    runner = web.AppRunner(app, access_log=None)  # as channel-agent run serves it
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        app[EXPOSITION].render_parts = huge
+        port = runner.addresses[0][1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept-Encoding: identity\r\n\r\n")
+        await reader.readexactly(4096)
+        sock = writer.get_extra_info("socket")  # a reset, as a scraper's timeout may do
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()
+        async with asyncio.timeout(10):  # until the server has let the connection go
+            while runner.server.connections:
+                await asyncio.sleep(0.01)
+    finally:
+        await runner.cleanup()
+    assert 0 < len(sent) < 256  # the body was cut short
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []

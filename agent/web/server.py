@@ -114,10 +114,16 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers=headers)
     response.content_length = size
     await response.prepare(request)
-    if request.method != "HEAD":  # a HEAD gets the length, not the body
-        for chunk in batched_bytes(parts, WRITE_SIZE):
-            await response.write(chunk)
-    await response.write_eof()
+    try:
+        if request.method != "HEAD":  # a HEAD gets the length, not the body
+            for chunk in batched_bytes(parts, WRITE_SIZE):
+                await response.write(chunk)
+        await response.write_eof()
+    except ConnectionError:
+        # the scraper went away mid-body (its scrape timeout, most often): nothing is wrong
+        # here, and Prometheus counts the failed scrape itself (up, scrape_duration_seconds)
+        log.debug("/metrics: %s closed the connection before the body was sent",
+                  request.remote)
     return response
 
 
