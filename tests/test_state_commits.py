@@ -57,6 +57,13 @@ class Disk:
                     raise sqlite3.OperationalError("disk I/O error (injected)")
                 return super().execute(sql, *params)
 
+            def commit(self):
+                if disk.fail and self.in_transaction:
+                    disk.held()
+                    disk.fail -= 1
+                    raise sqlite3.OperationalError("disk I/O error (injected)")
+                return super().commit()
+
         db = sqlite3.connect(*args, **kwargs, factory=Watched)
 
         def traced(sql: str) -> None:  # every COMMIT (C-level ones too), in its thread

@@ -197,7 +197,9 @@ class Committer:
             if batch is None:
                 return
             try:
-                self._db.execute("COMMIT")
+                # commit(), not execute("COMMIT"): it lets go of the GIL once for the whole
+                # statement (prepare, step, finalize), and takes it back once
+                self._db.commit()
             except sqlite3.Error as exc:
                 batch.error = exc
                 if self._db.in_transaction:
