@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 import agent.storage.state as state_module
 from agent.channel import CheckResult
+from agent.storage.commits import StateWriteError
 from agent.storage.state import AccountState, StateStore, Transition
 from agent.web.server import make_app
 from tests.test_freshness import make_service
@@ -268,3 +269,13 @@ async def test_an_unchanged_heartbeat_still_waits_for_its_pending_write(agent, d
     disk.release()
     assert (await posted).status == 204
     assert freshness_rows(tmp_path / "agent.db") == {"a1": 1795752000.0}
+
+
+async def test_a_write_after_close_is_refused_not_retried_forever(tmp_path, disk):
+    store = StateStore(tmp_path / "agent.db", flush_delay=0.01)
+    store.close()
+    store.save_account(checked("a1", "timeout"))  # e.g. a check that ended during the stop
+    await asyncio.sleep(0.05)
+    assert store.write_failures == 0
+    with pytest.raises(StateWriteError):
+        await store.durable()

@@ -346,6 +346,8 @@ class StateStore(LinkStore):
         ``FLUSH_DELAY``: a request waits for them."""
         if not self._pending and self._under_way is None:
             return DONE
+        if self._closed:
+            raise StateWriteError(f"the state file {self.path} is closed")
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # no loop: writes are committed at once (raises if that fails)
@@ -366,6 +368,8 @@ class StateStore(LinkStore):
         if self._flush_scheduled is not None:
             self._flush_scheduled.cancel()
             self._flush_scheduled = None
+        if self._closed:  # a write after close() (as without a loop, it cannot be stored)
+            return
         if self._under_way is not None:
             self._due = True
             return
