@@ -95,6 +95,7 @@ class AgentService:
         self.metrics.check_interval.set(config.agent.check_interval)
         self.metrics.config_reload_successful.set(1)
         self.metrics.config_reload_success_time.set(self.started_at)
+        self.store.on_write_failure = self.metrics.state_write_failures.inc
         self.freshness = FreshnessTracker(self.store)
         self.freshness.configure(config)
         self.store.snapshot = None  # restored: from now on every load reads the rows

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-SLOW_CALLBACK = 0.05  # seconds
+# seconds; GCWATCH_SLOW_MS=20 shows the shorter holds (a state commit's fsync, say)
+SLOW_CALLBACK = float(os.environ.get("GCWATCH_SLOW_MS", "50")) / 1000
 
 
 class SlowCallbacks:

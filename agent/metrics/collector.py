@@ -366,6 +366,13 @@ class AgentMetrics:
             ["channel"],
             registry=self.registry,
         )
+        self.state_write_failures = Counter(
+            "channel_agent_state_write_failures",
+            "Commits to the state file that failed (disk full, I/O error, the file locked by "
+            "another process). Their writes are kept and retried with the next commit; "
+            "heartbeats are not acknowledged until stored.",
+            registry=self.registry,
+        )
         self.ratelimit_waiting = Gauge(
             "channel_agent_ratelimit_waiting_requests",
             "Requests waiting now for their turn at a host (max_requests_per_second, or a "

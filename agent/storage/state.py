@@ -5,13 +5,18 @@ fingerprint (a short hash) and when it was issued; the newest data time of each 
 Every write is one transaction, so a crash leaves either the old or the new row, never half
 of one.
 
-The agent's own writes of ``accounts`` and ``channels`` rows made while an event loop runs are
-batched: they are committed together, in one transaction (one fsync), ``FLUSH_DELAY`` after
-the first of them, and before anything reads those tables back and at :meth:`close`. At
-10,000 accounts a commit per check would block the loop on an fsync hundreds of times a
-second. A crash keeps every committed row whole and loses at most the results of the last
-``FLUSH_DELAY``, which the next scheduled check gets again. Without a running loop (CLI
-commands, scripts) every write is committed at once.
+The agent's own writes of ``accounts``, ``channels``, ``transitions`` and ``freshness`` rows
+made while an event loop runs are batched: they are committed together, in one transaction
+(one fsync), ``FLUSH_DELAY`` after the first of them, at once when a request awaits
+:meth:`StateStore.durable` (a heartbeat is answered only once on disk), and before anything
+reads those tables back and at :meth:`StateStore.close`. At 10,000 accounts a commit per
+check would block the loop on an fsync hundreds of times a second; and the commit itself
+runs in a thread (agent.storage.commits), so the loop never waits for the disk. A failed
+commit keeps its writes for the next one (``RETRY_DELAY`` later) and is counted
+(``write_failures``). A crash keeps every committed row whole and loses at most the check
+results of the last ``FLUSH_DELAY`` (and a commit's time), which the next scheduled check
+gets again; no acknowledged heartbeat. Without a running loop (CLI commands, scripts) every
+write is committed at once.
 
 Two processes share the file: the running agent and ``channel-agent reconnect``. Each table
 has one writer per row, so neither clobbers the other: ``accounts`` and ``channels`` are
@@ -28,10 +33,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sqlite3
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from operator import attrgetter
 from pathlib import Path
@@ -41,14 +47,17 @@ from agent import steps
 from agent.channel import CheckResult
 from agent.steps import Steps, drain
 from agent.storage import freshness
+from agent.storage.commits import DONE, Batch, Committer, Durable, StateWriteError
 from agent.storage.freshness import FRESHNESS_COLUMNS, DataFreshness
 from agent.storage.links import LinkStore
 from agent.storage.links import ReconnectLink as ReconnectLink  # for existing importers
 from agent.storage.schema import MIGRATIONS, SCHEMA_VERSION, statements
 
 FLUSH_DELAY = 0.2  # seconds
+RETRY_DELAY = 1.0  # seconds after a failed commit before the next try
 HISTORY_LIMIT = 50  # transitions kept per account
 
+log = logging.getLogger(__name__)
 BROKEN = frozenset({"invalid", "unverified"})
 
 
@@ -206,6 +215,8 @@ _FRESHNESS_ROW = attrgetter(*FRESHNESS_COLUMNS)  # a value's row, in C (1,000 pe
 # the stored columns in AccountState's field order (failures_total is not stored)
 _RESTORED = [f.name for f in fields(AccountState) if f.name in _COLUMNS]
 assert len(_RESTORED) == len(_COLUMNS)
+_INSERT_FRESHNESS = (f"INSERT OR REPLACE INTO freshness ({', '.join(FRESHNESS_COLUMNS)}) "
+                     f"VALUES ({', '.join('?' for _ in FRESHNESS_COLUMNS)})")
 RESTORE_ACCOUNTS = f"SELECT {', '.join(_RESTORED)} FROM accounts"
 _RESTORE_PART = (f"SELECT rowid, {', '.join(_RESTORED)} FROM accounts WHERE rowid > ? "
                  f"ORDER BY rowid LIMIT ?")
@@ -219,10 +230,15 @@ class StateStore(LinkStore):
     def __init__(self, path: Path | str, flush_delay: float = FLUSH_DELAY) -> None:
         self.path = Path(path)
         self.flush_delay = flush_delay
-        self._accounts: dict[tuple[str, str], list] = {}  # rows waiting for the next commit
-        self._clients: dict[str, bool | None] = {}
-        self._transitions: dict[tuple[str, str], list[Transition]] = {}  # waiting, oldest first
+        self._pending = Batch()  # writes waiting for the next commit
+        self._under_way: Batch | None = None  # the batch whose COMMIT the thread runs
+        self._due = False  # commit the pending writes as soon as the one under way ended
         self._flush_scheduled: asyncio.TimerHandle | None = None
+        self._committer: Committer | None = None
+        self.write_failures = 0  # commits that failed (their writes kept for the next)
+        self._failing = False  # the last commit failed (logged once until one succeeds)
+        self._closed = False
+        self.on_write_failure: Callable[[], None] | None = None  # e.g. a counter's inc
         # what a start restores, read from the restore snapshot (agent.storage.snapshot) by
         # the service while it is built; None: every load reads the rows
         self.snapshot: dict[str, Any] | None = None
@@ -235,6 +251,14 @@ class StateStore(LinkStore):
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._migrate()
+        # The batched writes go through a connection of their own, whose COMMIT a thread
+        # runs (agent.storage.commits); reads and the other tables' writes use self._db.
+        # An in-memory database is one connection's: its commits wait for no disk anyway.
+        self._wdb = self._db
+        if str(path) != ":memory:":
+            self._wdb = sqlite3.connect(str(path), isolation_level=None,
+                                        check_same_thread=False)
+            self._wdb.execute("PRAGMA synchronous=FULL")
 
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
@@ -301,21 +325,24 @@ class StateStore(LinkStore):
     def save_account(self, state: AccountState) -> None:
         values = list(_ROW(state))
         values[_TARGETS] = json.dumps(state.targets, sort_keys=True) if state.targets else "{}"
-        self._accounts[state.key] = values
+        self._pending.accounts[state.key] = values
         self._written()
 
     def save_transition(self, key: tuple[str, str], transition: Transition) -> None:
-        self._transitions.setdefault(key, []).append(transition)
+        self._pending.transitions.setdefault(key, []).append(transition)
         self._written()
 
     def load_transitions(self, key: tuple[str, str],
                          limit: int = HISTORY_LIMIT) -> list[Transition]:
         """The account's newest transitions, newest first (those not yet committed too)."""
-        pending = self._transitions.get(key, [])[::-1]
+        under_way = self._under_way.transitions.get(key, []) if self._under_way else []
+        pending = (under_way + self._pending.transitions.get(key, []))[::-1]
         rows = self._db.execute(
             f"SELECT {', '.join(_TRANSITION_COLUMNS)} FROM transitions WHERE channel = ? AND "
             f"account = ? ORDER BY time DESC, rowid DESC LIMIT ?", (*key, limit))
-        return (pending + [Transition(*row) for row in rows])[:limit]
+        # the batch under way may be committed by now: its rows are read back, once
+        stored = [t for t in (Transition(*row) for row in rows) if t not in under_way]
+        return (pending + stored)[:limit]
 
     def load_client_validity(self) -> dict[str, bool | None]:
         self.flush()
@@ -323,7 +350,7 @@ class StateStore(LinkStore):
         return {channel: _to_bool(valid) for channel, valid in rows}
 
     def save_client_validity(self, channel: str, valid: bool | None) -> None:
-        self._clients[channel] = valid
+        self._pending.clients[channel] = valid
         self._written()
 
     def _written(self) -> None:
@@ -333,41 +360,164 @@ class StateStore(LinkStore):
             loop = None
         if loop is None or self.flush_delay <= 0:
             self.flush()
-        elif self._flush_scheduled is None:
-            self._flush_scheduled = loop.call_later(self.flush_delay, self.flush)
+        elif self._flush_scheduled is None and self._under_way is None:
+            # (one under way: its end starts the next)
+            self._flush_scheduled = loop.call_later(self.flush_delay, self._commit)
 
-    def flush(self) -> None:
-        """Commit every pending write in one transaction."""
+    def durable(self) -> Durable:
+        """Awaitable: every write made so far is on disk (:class:`StateWriteError` if the
+        commit that was to store them failed: they are kept and retried, but a request must
+        not be told they are stored). The pending writes are committed now, not after
+        ``FLUSH_DELAY``: a request waits for them."""
+        if not self._pending and self._under_way is None:
+            return DONE
+        if self._closed:
+            raise StateWriteError(f"the state file {self.path} is closed")
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop: writes are committed at once (raises if that fails)
+            self.flush()
+            return DONE
+        waiter = Durable(loop)
+        self._pending.waiters.append(waiter)
+        if self._under_way is None:
+            self._commit()
+        else:
+            self._due = True
+        return waiter
+
+    def _commit(self) -> None:
+        """On the loop thread: start committing the pending writes, unless a commit is under
+        way (then they go as soon as it ended). The inserts run here; the thread runs the
+        COMMIT (agent.storage.commits)."""
         if self._flush_scheduled is not None:
             self._flush_scheduled.cancel()
             self._flush_scheduled = None
-        if not self._accounts and not self._clients and not self._transitions:
+        if self._closed:  # a write after close() (as without a loop, it cannot be stored)
             return
-        accounts, clients, transitions = self._accounts, self._clients, self._transitions
-        self._accounts, self._clients, self._transitions = {}, {}, {}
+        if self._under_way is not None:
+            self._due = True
+            return
+        self._due = False
+        batch, self._pending = self._pending, Batch()
+        if not batch:  # only waiters: what they wait for is on disk already
+            for waiter in batch.waiters:
+                waiter._settle(None, at_once=True)
+            return
+        loop = asyncio.get_running_loop()
         try:
-            with self._db:  # BEGIN ... COMMIT, or ROLLBACK when it fails
-                self._db.execute("BEGIN")
-                self._db.executemany(_INSERT_ACCOUNT, accounts.values())
-                self._db.executemany(
-                    "INSERT OR REPLACE INTO channels (channel, client_valid) VALUES (?, ?)",
-                    clients.items())
-                self._insert_transitions(transitions)
-        except sqlite3.Error:  # keep them for the next try, unless newer ones came meanwhile
-            self._accounts = accounts | self._accounts
-            self._clients = clients | self._clients
-            for key, waiting in transitions.items():
-                self._transitions[key] = waiting + self._transitions.get(key, [])
+            self._insert(batch)
+        except sqlite3.Error as exc:  # e.g. another process holds the file's write lock
+            batch.error = exc
+            self._take(batch, at_once=False)
+            self._flush_scheduled = loop.call_later(max(self.flush_delay, RETRY_DELAY),
+                                                    self._commit)
+            return
+        if self._committer is None or self._committer.loop is not loop:
+            if self._committer is not None:
+                self._committer.stop()
+            self._committer = Committer(self._wdb, loop, self._ended)
+        self._under_way = batch
+        self._committer.submit(batch)
+
+    def _ended(self, batch: Batch) -> None:
+        """On the loop thread: the thread's COMMIT of ``batch`` ended."""
+        if batch.settled or self._closed:  # taken in already, by flush() (or close())
+            return
+        self._take(batch)
+        if self._under_way is not None:
+            return
+        if self._due and batch.error is None:
+            self._commit()
+        elif (self._pending or self._pending.waiters) and self._flush_scheduled is None:
+            # after a failure, the retry waits RETRY_DELAY, not the next write
+            delay = self.flush_delay if batch.error is None else max(self.flush_delay,
+                                                                     RETRY_DELAY)
+            self._flush_scheduled = asyncio.get_running_loop().call_later(delay, self._commit)
+
+    def _take(self, batch: Batch, at_once: bool = True) -> None:
+        """Take a batch's outcome in, once, and answer its waiters. A failed batch is counted
+        and its writes go back to the pending ones, under those written since (a later
+        write of a row wins): the next commit stores them."""
+        if batch.settled:
+            return
+        batch.settled = True
+        if self._under_way is batch:
+            self._under_way = None
+        waiters, batch.waiters = batch.waiters, []
+        error = None
+        if batch.error is not None:
+            error = StateWriteError(f"the state file could not be written: {batch.error}")
+            self.write_failures += 1
+            if self.on_write_failure is not None:
+                self.on_write_failure()
+            if not self._failing:
+                log.warning("the state file %s could not be written (%s); the writes are kept "
+                            "and retried", self.path, batch.error)
+            self._failing = True
+            kept = Batch()
+            kept.keep(batch)
+            kept.keep(self._pending)
+            self._pending = kept
+        elif self._failing:
+            self._failing = False
+            log.info("the state file %s is written again", self.path)
+        for waiter in waiters:
+            waiter._settle(error, at_once)
+
+    def _insert(self, batch: Batch) -> None:
+        """BEGIN and the batch's inserts on the writer connection (ROLLBACK if one fails)."""
+        db = self._wdb
+        db.execute("BEGIN")
+        try:
+            db.executemany(_INSERT_ACCOUNT, batch.accounts.values())
+            db.executemany(
+                "INSERT OR REPLACE INTO channels (channel, client_valid) VALUES (?, ?)",
+                batch.clients.items())
+            self._insert_transitions(batch.transitions)
+            db.executemany(_INSERT_FRESHNESS, batch.freshness.values())
+        except BaseException:
+            db.execute("ROLLBACK")
             raise
+
+    def flush(self) -> None:
+        """Commit every pending write now, in this thread (waiting for the commit under way
+        first): before reading the tables back, and at :meth:`close`. Raises
+        ``sqlite3.Error`` when it fails (the writes are kept for the next try)."""
+        if self._flush_scheduled is not None:
+            self._flush_scheduled.cancel()
+            self._flush_scheduled = None
+        if self._under_way is not None:
+            under_way = self._under_way
+            under_way.ended.wait()
+            self._take(under_way, at_once=False)
+        self._due = False
+        batch, self._pending = self._pending, Batch()
+        if not batch:
+            self._pending = batch
+            for waiter in batch.waiters:
+                waiter._settle(None, at_once=False)
+            batch.waiters = []
+            return
+        try:
+            self._insert(batch)
+            self._wdb.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._wdb.in_transaction:
+                self._wdb.execute("ROLLBACK")
+            batch.error = exc
+            self._take(batch, at_once=False)
+            raise
+        self._take(batch, at_once=False)
 
     def _insert_transitions(self, transitions: dict[tuple[str, str], list[Transition]]) -> None:
         """Add them, then keep the newest HISTORY_LIMIT of each account they concern."""
-        self._db.executemany(
+        self._wdb.executemany(
             f"INSERT INTO transitions (channel, account, {', '.join(_TRANSITION_COLUMNS)}) "
             f"VALUES (?, ?, {', '.join('?' for _ in _TRANSITION_COLUMNS)})",
             [(*key, *(getattr(t, name) for name in _TRANSITION_COLUMNS))
              for key, waiting in transitions.items() for t in waiting])
-        self._db.executemany(
+        self._wdb.executemany(
             "DELETE FROM transitions WHERE channel = ?1 AND account = ?2 AND rowid NOT IN ("
             "SELECT rowid FROM transitions WHERE channel = ?1 AND account = ?2 "
             "ORDER BY time DESC, rowid DESC LIMIT ?3)",
@@ -376,20 +526,20 @@ class StateStore(LinkStore):
     # --- data freshness ----------------------------------------------------------------
 
     def load_freshness(self) -> dict[tuple[str, str, str], DataFreshness]:
+        self.flush()
         return freshness.load_freshness(self._db, self.from_snapshot("freshness"))
 
     def save_freshness(self, value: DataFreshness) -> None:
         self.save_freshness_many([value])
 
     def save_freshness_many(self, values: list[DataFreshness]) -> None:
-        """Store data times in one transaction (a batch of heartbeats: one fsync)."""
-        with self._db:
-            self._db.execute("BEGIN")
-            self._db.executemany(
-                f"INSERT OR REPLACE INTO freshness ({', '.join(FRESHNESS_COLUMNS)}) "
-                f"VALUES ({', '.join('?' for _ in FRESHNESS_COLUMNS)})",
-                map(_FRESHNESS_ROW, values),
-            )
+        """Store data times, batched like the accounts' rows (a batch of heartbeats: one
+        fsync). A request that must answer only once they are on disk awaits
+        :meth:`durable`, which commits them at once."""
+        pending = self._pending.freshness
+        for value in values:
+            pending[(value.channel, value.account, value.dataset)] = _FRESHNESS_ROW(value)
+        self._written()
 
     # --- reconnects --------------------------------------------------------------------
 
@@ -415,8 +565,17 @@ class StateStore(LinkStore):
         return {(channel, account): Grant(*rest) for channel, account, *rest in rows}
 
     def close(self) -> None:
-        self.flush()
-        self._db.close()
+        """Commit what is pending (after the commit under way) and close the file."""
+        try:
+            self.flush()
+        finally:
+            self._closed = True
+            if self._committer is not None:
+                self._committer.stop()
+                self._committer = None
+            if self._wdb is not self._db:
+                self._wdb.close()
+            self._db.close()
 
 
 _TRANSITION_COLUMNS = ["time", "from_state", "to_state", "reason", "detail"]

@@ -20,6 +20,7 @@ from agent.reconnect import CALLBACK_PATH
 from agent.redact import redact
 from agent.service import AgentService
 from agent.status import account_status
+from agent.storage.commits import StateWriteError
 from agent.web import api
 from agent.web.account_page import account_page, create_reconnect_link
 from agent.web.appkeys import INDEX, PAGES, SERVICE, PageSettings
@@ -195,12 +196,17 @@ async def freshness(request: web.Request) -> web.Response:
     "sp_campaigns_daily", "last_updated": "2026-11-27T04:00:00Z"}`` -> 204; a refused one
     gets a 4xx JSON error naming the field, and nothing is stored."""
     body = await _json_body(request)
+    service = request.app[SERVICE]
     try:
-        request.app[SERVICE].freshness.heartbeat(body)
+        service.freshness.heartbeat(body)
     except HeartbeatRejected as exc:
         # a refusal quotes what was sent; mask it like anything else that leaves the process
         return web.json_response({"error": redact(exc.message),
                                   "field": exc.field and redact(exc.field)}, status=exc.status)
+    try:
+        await service.store.durable()  # answered once on disk
+    except StateWriteError:
+        return _not_stored()
     return web.Response(status=204)
 
 
@@ -221,12 +227,25 @@ async def freshness_batch(request: web.Request) -> web.Response:
     if len(items) > MAX_BATCH:
         raise _bad_request(f"field 'heartbeats' has {len(items)} items; at most {MAX_BATCH} "
                            f"per request", "heartbeats")
-    refused = request.app[SERVICE].freshness.heartbeats(items)
+    service = request.app[SERVICE]
+    refused = service.freshness.heartbeats(items)
+    try:
+        await service.store.durable()  # answered once on disk
+    except StateWriteError:
+        return _not_stored()
     return web.json_response(
         {"accepted": len(items) - len(refused),
          "refused": [{"index": i, "status": exc.status, "error": redact(exc.message),
                       "field": exc.field and redact(exc.field)} for i, exc in refused]},
         status=422 if refused else 200)
+
+
+def _not_stored() -> web.Response:
+    """503 for heartbeats whose commit failed: they are kept and retried, but not stored yet;
+    posting them again is safe (and answered once they are on disk)."""
+    return web.json_response(
+        {"error": "the heartbeats were not stored yet: the agent could not write its state "
+                  "file (it retries; post them again)", "field": None}, status=503)
 
 
 async def reload(request: web.Request) -> web.Response:
