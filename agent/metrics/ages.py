@@ -92,6 +92,14 @@ class LiveFamilies:
         return [(f, c) for f, chunks in enumerate(self.seconds)
                 for c, done in enumerate(chunks) if done is None or done < oldest]
 
+    def lag(self, second: int) -> int:
+        """Whole seconds by which the oldest rendered chunk is behind ``second`` (0 when
+        every chunk was rendered for ``second`` or later, or none ever was)."""
+        oldest = min((min(done for done in chunks if done is not None)
+                      for chunks in self.seconds if any(done is not None for done in chunks)),
+                     default=second)
+        return max(0, second - oldest)
+
     def changed(self) -> list[tuple[int, int]]:
         """(family, chunk) of every chunk changed since its rendering."""
         return [(f, c) for f, chunks in enumerate(self.seconds)
