@@ -46,7 +46,8 @@ def make_app(service: AgentService, security: WebSecurity | None = None,
     app[SERVICE] = service
     app[PAGES] = pages or PageSettings()
     if service is not None:  # None: only the routes are wanted
-        app[EXPOSITION] = Exposition(service.metrics.registry)
+        app[EXPOSITION] = Exposition(service.metrics.registry,
+                                     on_age_lag=service.metrics.exposition_age_lag.set)
         app[INDEX] = AccountIndex(service.fleet, service.freshness,
                                   down_sources=lambda: [(s.kind, s.name) for s in
                                                         service.source_statuses() if s.up is False])
