@@ -11,7 +11,9 @@ the exposition's background task renders the chunks that changed and those of ea
 while scrapes are expected (``Exposition.keep_fresh``), so a scrape joins ready bytes.
 
 What that costs in truth: an age may show a value up to ``lag`` seconds (1 by default) behind
-the clock, never behind a change of state (a changed account's chunk is always re-rendered).
+the clock, never behind a change of state (a changed account's chunk is always re-rendered);
+up to ``MAX_AGE_LAG`` (10) when the background falls behind the ages and the scrape comes on
+its pace (``Exposition._ready_ages``; the lag is exported).
 """
 
 from __future__ import annotations

@@ -14,7 +14,11 @@ like this:
   staleness) change every second by themselves: they are kept compressed per chunk of blocks
   for the second they were rendered for, and rendered ahead of the scrape by the background
   task while scrapes come (:mod:`agent.metrics.ages`): an age may be a second behind the
-  clock, never behind a change. The collectors' few fleet-wide families are rendered whole.
+  clock, never behind a change. When the background has not had the CPU to render every
+  chunk of a second (tens of thousands of accounts, a fast scraper, a busy machine), a scrape
+  on the pace it expects serves the chunks as it left them, up to ``MAX_AGE_LAG`` seconds old,
+  and reports the lag (``on_age_lag``) rather than render them all itself. The collectors'
+  few fleet-wide families are rendered whole.
 - The rendering is the background task's (:meth:`Exposition.keep_fresh`, started with the web
   app): it takes the changes in steps of about ``STEP_TIME`` (5 ms), ``ACCOUNT_STEP`` accounts
   between two readings of the clock, with the loop served in between, and a scrape serves what it
