@@ -27,6 +27,7 @@ import asyncio
 import cProfile
 import gc
 import http.client
+import inspect
 import io
 import json
 import pstats
@@ -113,8 +114,13 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         passes, slow = GcLog(), SlowCallbacks()
         gc.callbacks.append(passes)
         slow.install()
-        exposition = exposition_module.Exposition(service.metrics.registry,
-                                                  age_lag=args.age_lag)
+        served_lags: list[int] = []  # the ages' lag of each scrape (where reported)
+        options: dict[str, Any] = {"age_lag": args.age_lag}
+        if "on_age_lag" in inspect.signature(exposition_module.Exposition).parameters:
+            options["on_age_lag"] = served_lags.append
+            if args.max_age_lag is not None:
+                options["max_age_lag"] = args.max_age_lag
+        exposition = exposition_module.Exposition(service.metrics.registry, **options)
         cpu = time.thread_time()
         exposition.render_gzip()
         first_ms = (time.thread_time() - cpu) * 1000
@@ -192,6 +198,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         handler_cpu.clear()
         render_cpu.clear()
         latencies.clear()
+        served_lags.clear()
         lag[0], check_cpu[0] = 0.0, 0.0
         profile = cProfile.Profile() if args.profile else None
         since = time.time()
@@ -236,6 +243,10 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         "loop_cpu_per_s": round(loop_cpu / wall, 3),
         "process_cpu_per_s": round(cpu / wall, 3),
         "loop_held_max_ms": round(lag[0] * 1000, 1),
+        # seconds the oldest age of a scrape was behind its clock (not on main's code)
+        "age_lag_s_p50": percentile(served_lags, 0.5),
+        "age_lag_s_p99": percentile(served_lags, 0.99),
+        "age_lag_s_max": max(served_lags, default=0),
         "slow_callbacks": slow_by_cause(slow.slow, since, until),
         "gc": gc_by_generation(passes.passes, since, until),
     }
@@ -250,6 +261,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checks-per-second", type=float, default=167)
     parser.add_argument("--check-cpu-ms", type=float, default=0)
     parser.add_argument("--age-lag", type=int, default=1, help="Exposition's age_lag")
+    parser.add_argument("--max-age-lag", type=int, default=None,
+                        help="Exposition's max_age_lag (where it has one)")
     parser.add_argument("--profile", default=None, help="cProfile of the measured seconds")
     parser.add_argument("--workdir", default=None, help="where the fleet's files go")
     args = parser.parse_args(argv)

@@ -11,7 +11,9 @@ the exposition's background task renders the chunks that changed and those of ea
 while scrapes are expected (``Exposition.keep_fresh``), so a scrape joins ready bytes.
 
 What that costs in truth: an age may show a value up to ``lag`` seconds (1 by default) behind
-the clock, never behind a change of state (a changed account's chunk is always re-rendered).
+the clock, never behind a change of state (a changed account's chunk is always re-rendered);
+up to ``MAX_AGE_LAG`` (10) when the background falls behind the ages and the scrape comes on
+its pace (``Exposition._ready_ages``; the lag is exported).
 """
 
 from __future__ import annotations
@@ -91,6 +93,14 @@ class LiveFamilies:
         oldest = second - lag
         return [(f, c) for f, chunks in enumerate(self.seconds)
                 for c, done in enumerate(chunks) if done is None or done < oldest]
+
+    def lag(self, second: int) -> int:
+        """Whole seconds by which the oldest rendered chunk is behind ``second`` (0 when
+        every chunk was rendered for ``second`` or later, or none ever was)."""
+        oldest = min((min(done for done in chunks if done is not None)
+                      for chunks in self.seconds if any(done is not None for done in chunks)),
+                     default=second)
+        return max(0, second - oldest)
 
     def changed(self) -> list[tuple[int, int]]:
         """(family, chunk) of every chunk changed since its rendering."""

@@ -383,12 +383,15 @@ class BlockCache:
         return size, parts()
 
     def ready_ages(self, now: float, lag: int, pool: ThreadPoolExecutor | None = None,
-                   ) -> None:
-        """Render the age chunks a scrape at ``now`` cannot take as they are."""
+                   ) -> int:
+        """Render the age chunks a scrape at ``now`` cannot take as they are: those changed
+        since their rendering and those rendered more than ``lag`` seconds before ``now``'s
+        second. Return by how many whole seconds the oldest chunk served is behind it."""
         second = int(now)
         todo = self.ages_of.stale(second, lag)
         if todo:
             self.ages_of.render(todo, second, pool)
+        return self.ages_of.lag(second)
 
     def live_assembled(self, om: bool = False) -> tuple[list[bytes], int, int]:
         """The live families as deflate pieces (every chunk rendered: :meth:`ready_ages`),

@@ -358,6 +358,15 @@ class AgentMetrics:
             "Unix time of the last successful configuration load or reload.",
             registry=self.registry,
         )
+        self.exposition_age_lag = Gauge(
+            "channel_agent_exposition_age_lag_seconds",
+            "Whole seconds by which the oldest age (channel_token_age_seconds, "
+            "channel_data_staleness_seconds) in this /metrics response is behind the "
+            "scrape's clock: 0-1 while the agent has the CPU to render every age each "
+            "second, more when it falls behind (at most 10). Changes of state show "
+            "whatever the lag.",
+            registry=self.registry,
+        )
         self.missed_schedule = Counter(
             "channel_agent_checks_missed_schedule",
             "Scheduled checks skipped because the account's previous check ended after the "

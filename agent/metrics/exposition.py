@@ -14,7 +14,11 @@ like this:
   staleness) change every second by themselves: they are kept compressed per chunk of blocks
   for the second they were rendered for, and rendered ahead of the scrape by the background
   task while scrapes come (:mod:`agent.metrics.ages`): an age may be a second behind the
-  clock, never behind a change. The collectors' few fleet-wide families are rendered whole.
+  clock, never behind a change. When the background has not had the CPU to render every
+  chunk of a second (tens of thousands of accounts, a fast scraper, a busy machine), a scrape
+  on the pace it expects serves the chunks as it left them, up to ``MAX_AGE_LAG`` seconds old,
+  and reports the lag (``on_age_lag``) rather than render them all itself. The collectors'
+  few fleet-wide families are rendered whole.
 - The rendering is the background task's (:meth:`Exposition.keep_fresh`, started with the web
   app): it takes the changes in steps of about ``STEP_TIME`` (5 ms), ``ACCOUNT_STEP`` accounts
   between two readings of the clock, with the loop served in between, and a scrape serves what it
@@ -70,6 +74,11 @@ from agent.metrics.incremental import IncrementalCollector
 
 REFRESH_INTERVAL = 0.05  # seconds between background refreshes
 AGE_LAG = 1  # seconds an age may be behind the clock at a scrape (agent.metrics.ages)
+# seconds an age may be behind the clock at a scrape on the pace the background expects,
+# when the background has not had the CPU to render every age of each second: the scrape
+# serves the ages it rendered, oldest first, rather than render them itself (at 50,000
+# accounts a second's ages are ~0.4 CPU-seconds); the lag is reported (on_age_lag)
+MAX_AGE_LAG = 10
 AGE_SLICE = 16  # age chunks rendered in the background before the loop gets a turn
 AGES_PER_PASS = 4 * AGE_SLICE  # age chunks rendered ahead between two takes of the changes
 # changes since the background's last pass up to which a scrape takes them itself, a step's
@@ -101,14 +110,25 @@ class Exposition:
 
     ``age_lag``: how many seconds an age may be behind the clock at a scrape
     (:mod:`agent.metrics.ages`); 0 renders every age for the scrape's own second.
+    ``max_age_lag``: how many seconds an age may be behind the clock at a scrape that
+    comes on the pace the background expects (it renders the ages ahead for it) when the
+    background could not render them all in time (``MAX_AGE_LAG``).
+    ``on_age_lag``: called at each scrape with the whole seconds by which its oldest age is
+    behind the scrape's second (``channel_agent_exposition_age_lag_seconds``).
     ``timer``: the clock that ends the background's steps (``STEP_TIME``): the loop
     thread's CPU time."""
 
     def __init__(self, registry: CollectorRegistry, age_lag: int = AGE_LAG,
-                 timer: Callable[[], float] = time.thread_time) -> None:
+                 timer: Callable[[], float] = time.thread_time,
+                 max_age_lag: int = MAX_AGE_LAG,
+                 on_age_lag: Callable[[int], object] | None = None) -> None:
         self.registry = registry
         self.age_lag = age_lag
+        self.max_age_lag = max(age_lag, max_age_lag)
+        self.on_age_lag = on_age_lag
+        self.served_age_lag = 0  # the last scrape's (on_age_lag)
         self.timer = timer
+        self._interval = REFRESH_INTERVAL  # keep_fresh's
         self._caches: dict[int, BlockCache] = {}  # served
         self._building: dict[int, BlockCache] = {}  # rendered in the background, not yet served
         self._built = asyncio.Event()  # set when the background swaps a built cache in
@@ -183,6 +203,7 @@ class Exposition:
         served once complete. And, while a scrape is expected within the next second or so,
         render the ages of the current second, a slice at a time."""
         self._background = True
+        self._interval = interval
         try:
             while True:
                 started = time.monotonic()
@@ -265,34 +286,56 @@ class Exposition:
 
     async def _render_ages_ahead(self, limit: int) -> bool:
         """Render up to ``limit`` of the age chunks a scrape in the next second could not
-        take; whether some are left."""
+        take, the oldest first, whichever collector they are of (when the background
+        cannot render every chunk each second, the lag then spreads over all of them);
+        whether some are left."""
+        todo = []  # (second rendered for, or None: changed; cache, family, chunk)
         for collector in self._incremental():
             cache = self._caches.get(id(collector))
             if cache is not None and cache.complete:
-                second = int(collector.clock())
-                todo = cache.ages_of.stale(second + 1, self.age_lag)
-                await self._render_ages(cache, todo[:limit])
-                if len(todo) > limit:
-                    return True
-                limit -= len(todo)
-        return False
+                ages = cache.ages_of
+                for f, c in ages.stale(int(collector.clock()) + 1, self.age_lag):
+                    todo.append((ages.seconds[f][c], id(cache), cache, f, c))
+        if not todo:
+            return False
+        todo.sort(key=lambda entry: -math.inf if entry[0] is None else entry[0])
+        by_cache: dict[int, tuple[BlockCache, list[tuple[int, int]]]] = {}
+        for _, key, cache, f, c in todo[:limit]:
+            by_cache.setdefault(key, (cache, []))[1].append((f, c))
+        for cache, chunks in by_cache.values():
+            await self._render_ages(cache, chunks)
+        return len(todo) > limit
 
-    def _render(self, emit: Callable[[bytes], None], fmt: Format,
+    def _render(self, emit: Callable[[bytes], None], fmt: Format, packed_ages: bool = False,
                 ) -> list[tuple[BlockCache, float]]:
-        """Bring the caches up to date; hand the text rendered at this scrape to ``emit``,
-        piece by piece; return the caches, whose text comes first, with their clock's time."""
+        """Bring the caches up to date (with ``packed_ages``, their compressed age chunks
+        too: :meth:`_ready_ages`); hand the text rendered at this scrape to ``emit``, piece
+        by piece; return the caches, whose text comes first, with their clock's time."""
         collectors = self._collectors()
         if collectors is None:  # a plain CollectorRegistry: no fast path
             emit(fmt.encode(self.registry))
             return []
-        self._scraped = True
         scraped = time.monotonic()
+        # on the pace the background expects: it has been rendering the ages ahead for
+        # this scrape (an off-pace scrape, the first, or one without the background renders
+        # the ages older than age_lag itself, as the background had no reason to)
+        on_pace = (self._background and self._scraped
+                   and self._scrape_expected(scraped, self._interval))
+        self._scraped = True
         self._scrape_gap, self._last_scrape = scraped - self._last_scrape, scraped
         caches = []
+        lag = 0  # the plain text's ages are rendered as it is sent
+        for collector in self._incremental():
+            now = collector.clock()
+            cache = self._serving(collector, now)
+            if packed_ages:
+                lag = max(lag, self._ready_ages(cache, now, on_pace))
+            caches.append((cache, now))
+        self.served_age_lag = lag
+        if self.on_age_lag is not None:
+            self.on_age_lag(lag)  # before the collectors' text, which may show it
         for collector in collectors:
             if isinstance(collector, IncrementalCollector):
-                now = collector.clock()
-                caches.append((self._serving(collector, now), now))
                 emit(fmt.encode(Families(collector.scrape_families())))
             else:
                 emit(fmt.encode(_One(collector)))
@@ -323,15 +366,14 @@ class Exposition:
 
     def render_gzip_parts(self, fmt: Format = TEXT) -> tuple[int, list[bytes]]:
         """The same exposition as one gzip member, as its length and its pieces: the
-        caches' compressed text as it is (ages rendered ahead unless more than ``age_lag``
-        seconds old), then the rest, compressed now. Not joined: at 50,000 accounts the
-        member is 10 MB, and the server writes the pieces as they are."""
+        caches' compressed text as it is (the ages as :meth:`_ready_ages` leaves them),
+        then the rest, compressed now. Not joined: at 50,000 accounts the member is 10 MB,
+        and the server writes the pieces as they are."""
         pieces: list[bytes] = []
-        caches = self._render(pieces.append, fmt)
+        caches = self._render(pieces.append, fmt, packed_ages=True)
         bodies: list[bytes] = [GZIP_HEADER]
         crc = size = 0
-        for cache, now in caches:
-            cache.ready_ages(now, self.age_lag, compression_pool())
+        for cache, _ in caches:
             static, static_crc, static_size = cache.assembled(fmt.openmetrics)
             live, live_crc, live_size = cache.live_assembled(fmt.openmetrics)
             bodies += static
@@ -342,6 +384,20 @@ class Exposition:
         bodies += (deflate(rest, final=True),
                    gzip_trailer(zlib.crc32(rest, crc), size + len(rest)))
         return sum(map(len, bodies)), bodies
+
+    def _ready_ages(self, cache: BlockCache, now: float, on_pace: bool) -> int:
+        """Render the age chunks of ``cache`` a scrape at ``now`` cannot serve as they are;
+        return by how many whole seconds its oldest age is behind ``now``'s second.
+
+        Chunks changed since their rendering always (a heartbeat, a new token: a change
+        shows within its own guarantee, whatever the ages' lag). Chunks merely older than
+        ``age_lag``: by the background, oldest first, when the scrape is on the pace it
+        expects; then the scrape serves them as they are up to ``max_age_lag``, rather than
+        spend what the background could not (at 50,000 accounts a second's ages are ~0.4
+        CPU-seconds, and the scrapes that rendered them made the tail). Off pace, or with no
+        background, the scrape renders them itself."""
+        lag = self.max_age_lag if on_pace else self.age_lag
+        return cache.ready_ages(now, lag, compression_pool())
 
     def invalidate(self) -> None:
         """Treat every account as changed (what a check cycle that touched them all leaves

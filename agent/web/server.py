@@ -35,7 +35,9 @@ EXPOSITION = web.AppKey("exposition", Exposition)
 MAX_BODY = 64 * 1024  # request bodies past this get 413 ...
 MAX_BATCH_BODY = 4 * 1024 * 1024  # ... except a batch of heartbeats: up to this
 MAX_BATCH = 10_000  # heartbeats in one batch
-WRITE_SIZE = 256 * 1024  # bytes of /metrics handed to the socket at a time
+# bytes of /metrics handed to the socket at a time: each write may give the loop a turn
+# (checks, the background), so fewer writes, fewer waits in the tail (docs/performance.md)
+WRITE_SIZE = 1024 * 1024
 
 
 def make_app(service: AgentService, security: WebSecurity | None = None,
@@ -47,7 +49,8 @@ def make_app(service: AgentService, security: WebSecurity | None = None,
     app[SERVICE] = service
     app[PAGES] = pages or PageSettings()
     if service is not None:  # None: only the routes are wanted
-        app[EXPOSITION] = Exposition(service.metrics.registry)
+        app[EXPOSITION] = Exposition(service.metrics.registry,
+                                     on_age_lag=service.metrics.exposition_age_lag.set)
         app[INDEX] = AccountIndex(service.fleet, service.freshness,
                                   down_sources=lambda: [(s.kind, s.name) for s in
                                                         service.source_statuses() if s.up is False])
@@ -100,8 +103,8 @@ async def _refresh_index(app: web.Application) -> AsyncIterator[None]:
 
 async def metrics(request: web.Request) -> web.StreamResponse:
     """The exposition, from cached per-account text, in the format the scraper asks for
-    (OpenMetrics or the text format); gzip when it accepts it. Written piece by piece, a
-    few hundred KB at a time with the loop served in between: neither the gzip member
+    (OpenMetrics or the text format); gzip when it accepts it. Written piece by piece,
+    ``WRITE_SIZE`` at a time with the loop served in between: neither the gzip member
     (10 MB at 50,000 accounts) nor the plain text (100 MB) is ever joined whole."""
     exposition = request.app[EXPOSITION]
     await exposition.settled()
