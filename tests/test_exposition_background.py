@@ -106,6 +106,43 @@ async def test_a_few_changes_since_the_last_pass_show_at_the_next_scrape(world, 
         task.cancel()
 
 
+async def test_changed_ages_are_rendered_ahead_only_while_a_scrape_is_expected(
+        world, monkeypatch):  # noqa: F811
+    """A check cycle with nobody scraping (the benchmark's flat-out phase) costs no age
+    rendering: the next scrape renders the changed chunks anyway (they are changed, or by
+    then rendered for an old second). Once scrapes come on a pace, the background renders
+    them ahead, so the scrape serves them as they are."""
+    service, clock, exposition = world
+    await check(service, clock, "acct003")
+    await check(service, clock, "acct004")
+    task = asyncio.create_task(exposition.keep_fresh(interval=3600))  # passes driven below
+    try:
+        await asyncio.sleep(0)  # the background starts
+        await exposition.settled()  # its first pass done, it sleeps
+        filled: list = []
+        fill = exposition_module.fill
+        monkeypatch.setattr(exposition_module, "fill",
+                            lambda *args: filled.append(args) or fill(*args))
+
+        async def a_pass() -> None:
+            for collector in exposition._incremental():
+                await exposition._keep(collector)
+
+        clock.now += 5
+        await check(service, clock, "acct003")  # a new token: its age chunk changed
+        await a_pass()
+        assert filled == []  # no scrape expected: the background rendered no age
+        assert scraped(exposition) == expected(service)  # the scrape shows the new age
+        scraped(exposition)  # a second scrape: the next is expected (interval of an hour)
+        clock.now += 5
+        await check(service, clock, "acct004")
+        await a_pass()
+        assert filled != []  # rendered ahead of the scrape
+        assert scraped(exposition) == expected(service)
+    finally:
+        task.cancel()
+
+
 async def test_past_the_bound_a_scrape_renders_the_changes_itself(background, monkeypatch):
     service, clock, exposition = background
     await exposition.settled()

@@ -254,7 +254,15 @@ class Exposition:
         return True
 
     async def _render_changed_ages(self, cache: BlockCache) -> None:
-        await self._render_ages(cache, cache.ages_of.changed())
+        """Render ``cache``'s changed age chunks for the current second, while a scrape is
+        expected within about a second (:meth:`_scrape_expected`). Else no scrape could serve
+        them: the next one renders every chunk it takes that changed or was rendered for a
+        second older than ``age_lag`` (:meth:`_ready_ages`), and by then each chunk rendered
+        now is one or the other; the background renders them ahead once the scrape is
+        expected (:meth:`_render_ages_ahead`). So a check cycle with nobody scraping costs
+        no age rendering per check."""
+        if self._scraped and self._scrape_expected(time.monotonic(), self._interval):
+            await self._render_ages(cache, cache.ages_of.changed())
 
     async def _render_ages(self, cache: BlockCache, todo: list[tuple[int, int]]) -> None:
         """Render the age chunks ``todo`` for the current second, ``AGE_SLICE`` at a time:
