@@ -45,8 +45,13 @@ HARD_TIMEOUT_GRACE = 1.0
 
 def offset(account: Account, interval: float) -> float:
     """A stable offset in [0, interval) from the account's identity."""
+    return fraction(account) * interval
+
+
+def fraction(account: Account) -> float:
+    """Where in the interval the account's checks fall, in [0, 1): :func:`offset`'s hash."""
     digest = hashlib.sha256(f"{account.channel}/{account.name}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 * interval
+    return int.from_bytes(digest[:8], "big") / 2**64
 
 
 def fractions(accounts: Mapping[Key, Account], skip: Container[Key] = ()) -> Steps[
@@ -55,11 +60,10 @@ def fractions(accounts: Mapping[Key, Account], skip: Container[Key] = ()) -> Ste
     multiplied), ``skip``'s left out, in steps (:mod:`agent.steps`): a SHA-256 each, 50,000
     of them for a first list, made before the list is put in place (:meth:`Scheduler.start`)."""
     made: dict[Key, float] = {}
-    sha256, from_bytes, step = hashlib.sha256, int.from_bytes, steps.STEP
+    step = steps.STEP
     for n, (key, account) in enumerate(accounts.items(), 1):
         if key not in skip:
-            digest = sha256(f"{account.channel}/{account.name}".encode()).digest()
-            made[key] = from_bytes(digest[:8], "big") / 2**64
+            made[key] = fraction(account)
         if n % step == 0:
             yield
     return made
