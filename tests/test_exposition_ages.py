@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import gzip
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from agent.metrics.ages import LiveFamilies
 from agent.metrics.exposition import Exposition
 from tests.fakes import FakeChannel
@@ -65,3 +68,43 @@ async def test_the_background_renders_ages_while_scrapes_come_often(world, monke
                         lambda self, *args: rendered.append(args) or text(self, *args))
     assert access_age(exposition) == 30
     assert rendered == []  # the scrape took what the background had rendered
+
+
+# an account's lines of one live family: a %-template of its prefixes, and its start seconds
+ACCOUNT_LINES = st.lists(st.integers(0, 2**40), max_size=3).map(
+    lambda starts: ("".join(f"age{{n=\"{s % 7}\"}} %d\n" for s in starts), starts))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 1), st.integers(0, 1),
+                          st.dictionaries(st.integers(0, 11), st.tuples(ACCOUNT_LINES,
+                                                                        ACCOUNT_LINES),
+                                          min_size=1)),
+                max_size=12))
+def test_a_chunk_template_is_its_accounts_lines_however_few_or_many_change(changes):
+    """A change of a few accounts is cut into the chunk's template (a check cycle's pass finds
+    one or two per chunk), of many the template is made again: either way the template is
+    every account's latest lines in order, and the chunk is marked for rendering exactly
+    when its text changed."""
+    per_chunk, accounts = 12, 20  # more than SPLICE per chunk: both ways are taken
+    ages = LiveFamilies(2, accounts, per_chunk)
+    latest: dict[tuple[int, int], tuple[str, list[int]]] = {}
+    for f, c, fresh in changes:
+        fresh = {c * per_chunk + i: lines for i, lines in fresh.items()
+                 if c * per_chunk + i < accounts}
+        if not fresh:
+            continue
+        before = ages.template(f, c)
+        ages.seconds[f][c] = 7  # rendered, as far as the chunk knows
+        ages.replace(f, c, fresh)
+        for i, lines in fresh.items():
+            latest[(f, i)] = lines[f]
+        members = range(c * per_chunk, min(accounts, (c + 1) * per_chunk))
+        text = "".join(latest.get((f, i), ("", []))[0] for i in members)
+        starts = [s for i in members for s in latest.get((f, i), ("", []))[1]]
+        template = ages.template(f, c)
+        assert (template[0], template[1].tolist()) == (text, starts)
+        changed = (before[0], before[1].tolist()) != (text, starts)
+        assert (ages.seconds[f][c] is None) == changed
+        if changed:
+            assert template[1] is not before[1]  # a rendering under way keeps the old one

@@ -27,6 +27,9 @@ from agent.metrics.gzipstream import Pieces, deflate
 
 CHUNK = 4  # blocks (of 16 accounts) per chunk: what a change of one account re-renders
 POOLED = 8  # chunks to render at once from which compressing them in a thread pays
+# accounts of a chunk up to which a change is cut into its template (LiveFamilies._splice)
+# rather than the template made again from all of them
+SPLICE = 8
 
 
 # an account's lines of one live family: one %-template of their prefixes ("name{labels}
@@ -54,6 +57,9 @@ class LiveFamilies:
         """Put the ``fresh`` lines of some accounts of chunk ``c`` in family ``f``'s
         template (the others' are taken from the template itself); the chunk is rendered
         anew if that changed it. (Kept per account, the lines were as large again.)"""
+        if len(fresh) <= SPLICE:
+            self._splice(f, c, fresh)
+            return
         template, starts = self.templates[f][c]
         widths, counts = self.widths[f], self.counts[f]
         members = range(c * self.per_chunk, min(self.accounts, (c + 1) * self.per_chunk))
@@ -77,6 +83,29 @@ class LiveFamilies:
             new_starts.extend(own)
         self.templates[f][c] = ("".join(texts), new_starts)
         self.seconds[f][c] = None
+
+    def _splice(self, f: int, c: int, fresh: dict[int, tuple[AgeLines, ...]]) -> None:
+        """:meth:`replace` for a few accounts (a check cycle's background pass finds one or
+        two per chunk): each one's lines are found by summing the widths before it and cut
+        in, rather than the chunk's ``per_chunk`` accounts walked one by one. The template
+        and its starts are new objects (a rendering under way holds the old ones)."""
+        template, starts = self.templates[f][c]
+        widths, counts = self.widths[f], self.counts[f]
+        first = c * self.per_chunk
+        changed = False
+        for i in fresh:  # each one's span from the widths as they are, its own updated after
+            a, s = sum(widths[first:i]), sum(counts[first:i])
+            b, e = a + widths[i], s + counts[i]
+            text, own = fresh[i][f]
+            if text == template[a:b] and own == starts[s:e].tolist():
+                continue  # most refreshes: a check changed the token ages, not the data's
+            template = template[:a] + text + template[b:]
+            starts = starts[:s] + array("q", own) + starts[e:]
+            widths[i], counts[i] = len(text), len(own)
+            changed = True
+        if changed:
+            self.templates[f][c] = (template, starts)
+            self.seconds[f][c] = None
 
     def template(self, f: int, c: int) -> tuple[str, array]:
         """Chunk ``c`` of family ``f`` as one %-template of its lines and their starts."""
