@@ -43,7 +43,7 @@ def rendered(monkeypatch):
 @pytest.fixture
 async def background(world):  # noqa: F811
     service, clock, exposition = world
-    task = asyncio.create_task(exposition.keep_fresh(interval=0.01))
+    task = asyncio.create_task(exposition.keep_fresh(interval=0.01, idle_wait=0.2))
     yield service, clock, exposition
     task.cancel()
 
@@ -139,6 +139,36 @@ async def test_changed_ages_are_rendered_ahead_only_while_a_scrape_is_expected(
         await a_pass()
         assert filled != []  # rendered ahead of the scrape
         assert scraped(exposition) == expected(service)
+    finally:
+        task.cancel()
+
+
+async def test_with_no_scrape_expected_the_changes_wait_and_are_rendered_together(
+        world, rendered):  # noqa: F811
+    """Nobody scrapes (a check cycle before Prometheus comes, or the time between two of
+    its scrapes): the background does not take each change as it comes, so an account
+    changed twice, or several accounts of a block, cost one rendering; here it waits longer
+    than the test (idle_wait of an hour), and the scrape takes them. Once scrapes come on a
+    pace, the background takes every change again, and the scrape renders nothing itself."""
+    service, clock, exposition = world
+    task = asyncio.create_task(exposition.keep_fresh(interval=0.01, idle_wait=3600))
+    try:
+        await asyncio.sleep(0)  # the background starts
+        await exposition.settled()  # the first rendering of every account
+        rendered.clear()
+        for name in ("acct003", "acct004", "acct003"):
+            await check(service, clock, name)
+            await asyncio.sleep(0.05)  # five of the background's intervals
+        assert rendered == []  # no scrape expected: nothing taken
+        assert scraped(exposition) == expected(service)  # the first scrape takes them
+        assert sum(rendered) == 2  # acct003 once
+        await asyncio.sleep(0.1)
+        scraped(exposition)  # a second: a scrape is expected every 0.1 s from now on
+        await check(service, clock, "acct005")
+        await asyncio.wait_for(caught_up(exposition), 10)
+        rendered.clear()
+        assert scraped(exposition) == expected(service)
+        assert rendered == []  # the background had rendered it
     finally:
         task.cancel()
 

@@ -23,13 +23,15 @@ like this:
   app): it takes the changes in steps of about ``STEP_TIME`` (5 ms), ``ACCOUNT_STEP`` accounts
   between two readings of the clock, with the loop served in between, and a scrape serves what it
   rendered, unless the background has not caught up for ``STALENESS`` (1 s): then the scrape
-  renders the changes itself. A scrape shows every change made more than ``STALENESS`` before it,
-  and takes a step's worth of the changes made since the background's last pass itself (when they
-  are ``ACCOUNT_SLICE`` at most), so a few changes (a reconnect, a heartbeat) show at the next
-  scrape. A new set of accounts (the start, a change of the inventory or of the channels) is
-  rendered into a new cache beside the one served, which is replaced once the new one is complete;
-  the first scrape after a start waits (without holding the loop) for the first complete
-  rendering.
+  renders the changes itself. While no scrape is expected within ``CATCH_UP`` (3 s), the
+  background takes the changes only every ``IDLE_WAIT`` (5 s), so changes between two scrapes
+  cost one rendering of each block they touched, not one per change. A scrape shows every
+  change made more than ``STALENESS`` before it, and takes a step's worth of the changes made
+  since the background's last pass itself (when they are ``ACCOUNT_SLICE`` at most), so a few
+  changes (a reconnect, a heartbeat) show at the next scrape. A new set of accounts (the
+  start, a change of the inventory or of the channels) is rendered at once into a new cache
+  beside the one served, which is replaced once the new one is complete; the first scrape after
+  a start waits (without holding the loop) for the first complete rendering.
 - Every other collector in the registry is rendered at every scrape by prometheus_client's own
   ``generate_latest``, so whatever another module registers appears, exact and current. (A
   collector with many series can offer the IncrementalCollector's interface to be cached too.)
@@ -93,6 +95,14 @@ STEP_TIME = 0.005  # seconds
 # seconds a scrape may serve what the background rendered without rendering the changes
 # since: every change older than this shows (see Exposition.keep_fresh)
 STALENESS = 1.0
+# While no scrape is expected within CATCH_UP seconds (none came yet, the scraper stopped, or
+# Prometheus's next is further off), the background takes the changes every IDLE_WAIT seconds
+# instead of every pass: an account checked twice, or several accounts of one block, cost one
+# rendering of the block, and a check cycle nobody scrapes costs a fraction of one per check.
+# From CATCH_UP seconds before the expected scrape it takes them every pass again, so that
+# scrape serves ready bytes; one that comes off pace renders at most IDLE_WAIT's changes itself.
+IDLE_WAIT = 5.0
+CATCH_UP = 3.0
 
 
 class _One:
@@ -194,29 +204,49 @@ class Exposition:
             self._built.clear()
             await self._built.wait()
 
-    async def keep_fresh(self, interval: float = REFRESH_INTERVAL) -> None:
+    async def keep_fresh(self, interval: float = REFRESH_INTERVAL,
+                         idle_wait: float = IDLE_WAIT) -> None:
         """Render every change in the background, in steps of about ``STEP_TIME`` with the
         loop served in between (:meth:`_step`), so a scrape serves ready bytes: what it
         serves may be up to ``STALENESS`` behind the changes (past that, or when this task is
-        not running, the scrape renders the changes itself). A new set of accounts (the
-        start, a change of the inventory or the channels) is rendered into a new cache,
-        served once complete. And, while a scrape is expected within the next second or so,
-        render the ages of the current second, a slice at a time."""
+        not running, the scrape renders the changes itself). The changes are taken every
+        ``interval`` while a scrape is expected within ``CATCH_UP``, else every
+        ``idle_wait`` (:meth:`_taking`). A new set of accounts (the start, a change of the
+        inventory or the channels) is rendered into a new cache at once, served once
+        complete. And, while a scrape is expected within the next second or so, render the
+        ages of the current second, a slice at a time."""
         self._background = True
         self._interval = interval
         try:
             while True:
                 started = time.monotonic()
+                if not self._taking(started, idle_wait):
+                    await asyncio.sleep(interval)
+                    continue
                 for collector in self._incremental():
                     await self._keep(collector)
                 self._fresh_at = started
                 more = False  # ages left for the next pass: the changes go first
-                if self._scraped and self._scrape_expected(time.monotonic(), interval):
+                if self._scraped and self._scrape_expected(time.monotonic(), 1 + interval):
                     more = await self._render_ages_ahead(AGES_PER_PASS)
                 await asyncio.sleep(0 if more else interval)
         finally:
             self._background = False
             self._built.set()  # a waiting scrape renders itself
+
+    def _taking(self, now: float, idle_wait: float) -> bool:
+        """Whether the background takes the changes at ``now``: a scrape is expected within
+        ``CATCH_UP``, ``idle_wait`` has passed since it last took them, or a cache must be
+        rendered anew (a new set of accounts; the first, which a scrape waits for)."""
+        if now - self._fresh_at >= idle_wait or (
+                self._scraped and self._scrape_expected(now, CATCH_UP)):
+            return True
+        for collector in self._incremental():
+            cache = self._caches.get(id(collector))
+            if (cache is None or cache.collector is not collector or not cache.complete
+                    or cache.seen != collector.generation()):
+                return True
+        return False
 
     async def _keep(self, collector: IncrementalCollector) -> None:
         """Bring one collector's cache up to date, a slice at a time; a new set of accounts
@@ -261,7 +291,7 @@ class Exposition:
         now is one or the other; the background renders them ahead once the scrape is
         expected (:meth:`_render_ages_ahead`). So a check cycle with nobody scraping costs
         no age rendering per check."""
-        if self._scraped and self._scrape_expected(time.monotonic(), self._interval):
+        if self._scraped and self._scrape_expected(time.monotonic(), 1 + self._interval):
             await self._render_ages(cache, cache.ages_of.changed())
 
     async def _render_ages(self, cache: BlockCache, todo: list[tuple[int, int]]) -> None:
@@ -285,11 +315,10 @@ class Exposition:
             previous = job
             await asyncio.sleep(0)
 
-    def _scrape_expected(self, now: float, interval: float) -> bool:
-        """Whether the next scrape, if it keeps the last interval, comes within about a
-        second (and the scraper has not stopped: twice its interval passed)."""
+    def _scrape_expected(self, now: float, ahead: float) -> bool:
+        """Whether the next scrape, if it keeps the last interval, comes within ``ahead``
+        seconds (and the scraper has not stopped: twice its interval passed)."""
         gap = self._scrape_gap
-        ahead = 1 + interval
         return self._last_scrape + gap - ahead <= now <= self._last_scrape + 2 * gap + ahead
 
     async def _render_ages_ahead(self, limit: int) -> bool:
@@ -328,7 +357,7 @@ class Exposition:
         # this scrape (an off-pace scrape, the first, or one without the background renders
         # the ages older than age_lag itself, as the background had no reason to)
         on_pace = (self._background and self._scraped
-                   and self._scrape_expected(scraped, self._interval))
+                   and self._scrape_expected(scraped, 1 + self._interval))
         self._scraped = True
         self._scrape_gap, self._last_scrape = scraped - self._last_scrape, scraped
         caches = []
