@@ -173,6 +173,32 @@ async def test_with_no_scrape_expected_the_changes_wait_and_are_rendered_togethe
         task.cancel()
 
 
+async def test_a_scrape_that_finds_many_changes_left_waits_for_the_background(
+        world, rendered, monkeypatch):  # noqa: F811
+    """Changes the background left while no scrape was expected, more than a scrape takes
+    itself: the scrape that comes (off pace) wakes the background and waits for its pass,
+    which renders them in steps with the loop served in between, not in one go."""
+    service, clock, exposition = world
+    monkeypatch.setattr(exposition_module, "STALENESS", 0.05)
+    task = asyncio.create_task(exposition.keep_fresh(interval=3600, idle_wait=3600))
+    try:
+        await asyncio.sleep(0)  # the background starts
+        await exposition.settled()
+        names = [f"acct{i:03d}" for i in range(0, 37, 2)]  # 19 accounts: more than SLICE
+        for name in names:
+            await check(service, clock, name)
+        await asyncio.sleep(0.1)  # the background is "late" (STALENESS)
+        rendered.clear()
+        await asyncio.wait_for(exposition.settled(), 10)  # what GET /metrics does first
+        assert sum(rendered) == len(names)  # rendered while the scrape waited
+        assert max(rendered) <= SLICE  # in the background's steps, not in one go
+        rendered.clear()
+        assert scraped(exposition) == expected(service)
+        assert rendered == []
+    finally:
+        task.cancel()
+
+
 async def test_past_the_bound_a_scrape_renders_the_changes_itself(background, monkeypatch):
     service, clock, exposition = background
     await exposition.settled()

@@ -24,8 +24,10 @@ like this:
   between two readings of the clock, with the loop served in between, and a scrape serves what it
   rendered, unless the background has not caught up for ``STALENESS`` (1 s): then the scrape
   renders the changes itself. While no scrape is expected within ``CATCH_UP`` (3 s), the
-  background takes the changes only every ``IDLE_WAIT`` (5 s), so changes between two scrapes
-  cost one rendering of each block they touched, not one per change. A scrape shows every
+  background takes the changes only every ``IDLE_WAIT`` (10 s), so changes between two
+  scrapes cost one rendering of each block they touched, not one per change; a scrape that
+  comes meanwhile and finds more than ``ACCOUNT_SLICE`` changes left waits for the background
+  to take them, in its steps, rather than hold the loop to render them. A scrape shows every
   change made more than ``STALENESS`` before it, and takes a step's worth of the changes made
   since the background's last pass itself (when they are ``ACCOUNT_SLICE`` at most), so a few
   changes (a reconnect, a heartbeat) show at the next scrape. A new set of accounts (the
@@ -52,6 +54,7 @@ only the family headers and the assembled stream are kept per format.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import math
 import time
@@ -100,8 +103,9 @@ STALENESS = 1.0
 # instead of every pass: an account checked twice, or several accounts of one block, cost one
 # rendering of the block, and a check cycle nobody scrapes costs a fraction of one per check.
 # From CATCH_UP seconds before the expected scrape it takes them every pass again, so that
-# scrape serves ready bytes; one that comes off pace renders at most IDLE_WAIT's changes itself.
-IDLE_WAIT = 5.0
+# scrape serves ready bytes. One that comes off pace and finds more than ACCOUNT_SLICE changes
+# waits for the background to take them (Exposition.settled), at most IDLE_WAIT's worth.
+IDLE_WAIT = 10.0
 CATCH_UP = 3.0
 
 
@@ -142,6 +146,9 @@ class Exposition:
         self._caches: dict[int, BlockCache] = {}  # served
         self._building: dict[int, BlockCache] = {}  # rendered in the background, not yet served
         self._built = asyncio.Event()  # set when the background swaps a built cache in
+        self._passed = asyncio.Event()  # set when the background has taken the changes
+        self._wake = asyncio.Event()  # set to end the background's pause (a scrape waits)
+        self._wanted_at = -math.inf  # time.monotonic() of a scrape that waits for a pass
         self._background = False  # keep_fresh runs
         self._fresh_at = -math.inf  # time.monotonic() before which every change is rendered
         self._scraped = False
@@ -196,13 +203,30 @@ class Exposition:
 
     async def settled(self) -> None:
         """Wait (the loop serving others) while the background renders a cache that has
-        never been complete (the first after a start), rather than have the scrape render
-        it at once."""
+        never been complete (the first after a start), or takes more changes than a scrape
+        takes itself (``ACCOUNT_SLICE``) that it left while no scrape was expected, rather
+        than have the scrape render them at once."""
         while self._background and any(
                 (cache := self._caches.get(id(c))) is None or not cache.complete
                 for c in self._incremental()):
             self._built.clear()
             await self._built.wait()
+        if self._background and self._behind():
+            asked = self._wanted_at = time.monotonic()
+            self._wake.set()
+            while self._background and self._fresh_at < asked:
+                self._passed.clear()
+                await self._passed.wait()
+
+    def _behind(self) -> bool:
+        """Whether a scrape would render more than ``ACCOUNT_SLICE`` changes itself: the
+        background has not taken the changes for ``STALENESS`` (it waits while no scrape is
+        expected) and has more than that many to take."""
+        if time.monotonic() - self._fresh_at <= STALENESS:
+            return False
+        return any((cache := self._caches.get(id(c))) is not None and cache.complete
+                   and id(c) not in self._building and cache.backlog() > ACCOUNT_SLICE
+                   for c in self._incremental())
 
     async def keep_fresh(self, interval: float = REFRESH_INTERVAL,
                          idle_wait: float = IDLE_WAIT) -> None:
@@ -221,25 +245,40 @@ class Exposition:
             while True:
                 started = time.monotonic()
                 if not self._taking(started, idle_wait):
-                    await asyncio.sleep(interval)
+                    await self._pause(interval)
                     continue
                 for collector in self._incremental():
                     await self._keep(collector)
                 self._fresh_at = started
+                self._passed.set()
                 more = False  # ages left for the next pass: the changes go first
                 if self._scraped and self._scrape_expected(time.monotonic(), 1 + interval):
                     more = await self._render_ages_ahead(AGES_PER_PASS)
-                await asyncio.sleep(0 if more else interval)
+                if more:
+                    await asyncio.sleep(0)
+                else:
+                    await self._pause(interval)
         finally:
             self._background = False
             self._built.set()  # a waiting scrape renders itself
+            self._passed.set()
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less if a scrape waits for a pass (:meth:`settled`)."""
+        if self._wanted_at > self._fresh_at:
+            return
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
 
     def _taking(self, now: float, idle_wait: float) -> bool:
         """Whether the background takes the changes at ``now``: a scrape is expected within
-        ``CATCH_UP``, ``idle_wait`` has passed since it last took them, or a cache must be
-        rendered anew (a new set of accounts; the first, which a scrape waits for)."""
-        if now - self._fresh_at >= idle_wait or (
-                self._scraped and self._scrape_expected(now, CATCH_UP)):
+        ``CATCH_UP`` or waits for it (:meth:`settled`), ``idle_wait`` has passed since it
+        last took them, or a cache must be rendered anew (a new set of accounts; the first,
+        which a scrape waits for)."""
+        if (now - self._fresh_at >= idle_wait or self._wanted_at > self._fresh_at
+                or (self._scraped and self._scrape_expected(now, CATCH_UP))):
             return True
         for collector in self._incremental():
             cache = self._caches.get(id(collector))
