@@ -287,6 +287,43 @@ async def test_a_background_step_renders_until_its_time_is_used_up(
     assert turns + ([rendered] if rendered else []) == steps
 
 
+async def test_changes_taken_while_no_scrape_is_expected_are_rendered_in_steps(
+        world, priced):  # noqa: F811
+    """The changes gathered while no scrape was expected (thousands in a check cycle) are
+    rendered in steps with the loop served in between, as the first rendering is."""
+    service, clock, exposition = world
+    task = asyncio.create_task(exposition.keep_fresh(interval=0.01, idle_wait=1.0))
+    try:
+        await asyncio.sleep(0)  # the background starts
+        await exposition.settled()
+        for i in range(37):  # well within idle_wait: the next pass takes them all
+            await check(service, clock, f"acct{i:03d}")
+        priced.ms_per_account = 1.0  # 8 accounts: 8 ms, a step each
+        log = priced.log
+        log.clear()
+
+        async def others() -> None:
+            while True:
+                log.append(None)
+                await asyncio.sleep(0)
+
+        other = asyncio.create_task(others())
+        try:
+            await asyncio.wait_for(caught_up(exposition), 10)
+        finally:
+            other.cancel()
+        fleet = service.metrics.fleet_collector
+        turns, rendered = [], 0
+        for entry in log:
+            if entry is None:
+                turns, rendered = turns + [rendered] if rendered else turns, 0
+            elif entry[0] is fleet:
+                rendered += entry[1]
+        assert turns + ([rendered] if rendered else []) == [8, 8, 8, 8, 5]
+    finally:
+        task.cancel()
+
+
 async def test_the_changes_a_scrape_takes_itself_are_a_step(world, priced, monkeypatch):  # noqa: F811
     """A scrape takes the changes since the background's last pass itself up to the end of
     a step (at least ACCOUNT_STEP accounts); what is left shows at the next scrapes."""

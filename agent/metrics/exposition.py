@@ -332,6 +332,8 @@ class Exposition:
         no age rendering per check."""
         if self._scraped and self._scrape_expected(time.monotonic(), 1 + self._interval):
             await self._render_ages(cache, cache.ages_of.changed())
+        else:
+            await asyncio.sleep(0)  # the loop's turn between two steps all the same
 
     async def _render_ages(self, cache: BlockCache, todo: list[tuple[int, int]]) -> None:
         """Render the age chunks ``todo`` for the current second, ``AGE_SLICE`` at a time:
