@@ -280,25 +280,29 @@ class Exposition:
         if (now - self._fresh_at >= idle_wait or self._wanted_at > self._fresh_at
                 or (self._scraped and self._scrape_expected(now, CATCH_UP))):
             return True
-        for collector in self._incremental():
-            cache = self._caches.get(id(collector))
-            if (cache is None or cache.collector is not collector or not cache.complete
-                    or cache.seen != collector.generation()):
-                return True
-        return False
+        return any(self._current(collector) is None for collector in self._incremental())
+
+    def _current(self, collector: IncrementalCollector) -> BlockCache | None:
+        """The collector's served cache if it is complete and of the collector's current set
+        of accounts; None when one must be rendered anew."""
+        cache = self._caches.get(id(collector))
+        if (cache is not None and cache.collector is collector and cache.complete
+                and cache.seen == collector.generation()):
+            return cache
+        return None
 
     async def _keep(self, collector: IncrementalCollector) -> None:
         """Bring one collector's cache up to date, a slice at a time; a new set of accounts
         is rendered into a new cache, swapped in when complete."""
         key = id(collector)
-        cache = self._caches.get(key)
-        if (cache is not None and cache.collector is collector and cache.complete
-                and cache.seen == collector.generation()):
+        cache = self._current(collector)
+        if cache is not None:
             # a new generation while the loop served others: the next pass builds anew
             while cache.seen == collector.generation() and not self._step(cache):
                 await self._render_changed_ages(cache)
             await self._render_changed_ages(cache)
             return
+        cache = self._caches.get(key)
         own = cache is not None and cache.collector is collector
         building = self._building[key] = BlockCache(collector, cache.changed if own else None)
         try:
