@@ -81,6 +81,23 @@ async def test_requests_and_answers_go_through_unchanged(server, client):
     assert (await client.get(f"{base}/gzip")).json() == {"ok": True}  # httpx decodes
 
 
+async def test_aiohttp_adds_no_header_that_httpx_did_not_send(server, client):
+    base, seen = server
+    request = client.build_request("POST", f"{base}/echo", content=b"raw")
+    for name in ("User-Agent", "Accept", "Accept-Encoding"):
+        del request.headers[name]
+    await client.send(request)
+    sent = seen[-1].headers
+    assert {"User-Agent", "Accept", "Accept-Encoding", "Content-Type"}.isdisjoint(sent)
+    assert sent["Content-Length"] == "3"
+    # a request with them all: each as httpx sent it, none twice
+    await client.post(f"{base}/echo", content=b"raw", headers={"Content-Type": "text/plain"})
+    sent = seen[-1].headers
+    assert sent.getall("User-Agent") == ["agent-test"]
+    assert sent.getall("Accept") == ["*/*"]
+    assert sent.getall("Content-Type") == ["text/plain"]
+
+
 async def test_no_cookie_is_kept_between_requests(server, client):
     base, seen = server
     await client.get(f"{base}/echo")
