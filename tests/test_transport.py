@@ -115,6 +115,33 @@ async def send(client: httpx.AsyncClient, url: str, timeout: float = 0.3) -> htt
     )
 
 
+def arming(monkeypatch) -> list[str]:
+    """The callbacks of the timers the running loop arms from now on, by name."""
+    loop = asyncio.get_running_loop()
+    armed: list[str] = []
+    call_at = loop.call_at
+
+    def counted(when, callback, *args, **kwargs):
+        armed.append(getattr(callback, "__qualname__", repr(callback)))
+        return call_at(when, callback, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "call_at", counted)  # call_later goes through it too
+    return armed
+
+
+async def test_aiohttp_arms_no_timer_for_a_request_its_sender_bounds(server, client,
+                                                                      monkeypatch):
+    base, _ = server
+    await client.get(f"{base}/echo")  # the pooled connection, opened
+    armed = arming(monkeypatch)
+    await client.get(f"{base}/echo", timeout=5)  # httpx's per-read timeout: aiohttp's timer
+    assert "ResponseHandler._on_read_timeout" in armed
+    armed.clear()
+    await send(client, f"{base}/echo", timeout=5)  # send_with_retries bounds the whole
+    assert "ResponseHandler._on_read_timeout" not in armed
+    assert armed.count("Timeout._on_timeout") == 1  # the sender's, not aiohttp's pool wait
+
+
 async def test_no_answer_in_time_is_a_timeout(server, client):
     base, _ = server
     with pytest.raises(TransientError) as caught:

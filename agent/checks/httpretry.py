@@ -21,6 +21,9 @@ import httpx
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _TIMEOUT_KEYS = ("connect", "read", "write", "pool")
+# A request extension: the sender bounds the whole exchange to this many seconds, no less
+# than any of the request's own timeouts, so a transport need not arm timers of its own.
+TOTAL_TIMEOUT = "agent.total_timeout"
 
 
 class HostThrottled(httpx.TransportError):
@@ -109,6 +112,7 @@ async def send_with_retries(
         request = request_factory()
         # httpx.Timeout(timeout).as_dict(), without building the Timeout
         request.extensions["timeout"] = dict.fromkeys(_TIMEOUT_KEYS, timeout)
+        request.extensions[TOTAL_TIMEOUT] = timeout
         response, error, held_back = None, None, False
         try:
             # httpx timeouts bound each read, not the whole exchange: this bounds the total

@@ -28,8 +28,12 @@ import httpx
 import yarl
 
 from agent.checks import httpx_direct
+from agent.checks.httpretry import TOTAL_TIMEOUT
 
 _SET_BY_AIOHTTP = (b"host", b"content-length")
+# For a request whose sender bounds the whole exchange (TOTAL_TIMEOUT): aiohttp arms none of
+# its timers (pool wait, each read), which could only fire after the sender's.
+_NO_TIMERS = aiohttp.ClientTimeout(total=None, connect=None, sock_connect=None, sock_read=None)
 # Headers aiohttp adds to a request that lacks them (its defaults; Content-Type from the
 # body's payload). httpx sent none it was not given, so a request without one asks aiohttp
 # to skip it. Asking per request, not for the whole session: a session's skip list makes
@@ -168,7 +172,14 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         session = self._open()
         proxy, proxy_headers = self._proxy(request.url)
-        timeout = request.extensions.get("timeout", {})
+        extensions = request.extensions
+        if extensions.get(TOTAL_TIMEOUT) is None:
+            timeout = extensions.get("timeout", {})
+            timers = aiohttp.ClientTimeout(total=None, connect=timeout.get("pool"),
+                                           sock_connect=timeout.get("connect"),
+                                           sock_read=timeout.get("read"))
+        else:
+            timers = _NO_TIMERS
         try:
             body = request.content
         except httpx.RequestNotRead:  # a streamed body
@@ -185,21 +196,19 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 allow_redirects=False,
                 proxy=proxy,
                 proxy_headers=proxy_headers,
-                timeout=aiohttp.ClientTimeout(total=None, connect=timeout.get("pool"),
-                                              sock_connect=timeout.get("connect"),
-                                              sock_read=timeout.get("read")),
+                timeout=timers,
             ) as response:
                 content = await response.read()
                 received = list(response.raw_headers)
                 status, reason = response.status, response.reason
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _httpx_error(exc, request) from exc
-        extensions = {"http_version": b"HTTP/1.1"}
+        answered = {"http_version": b"HTTP/1.1"}
         if reason:
-            extensions["reason_phrase"] = reason.encode()
+            answered["reason_phrase"] = reason.encode()
         return httpx.Response(status, headers=httpx_direct.response_headers(received),
                               stream=httpx_direct.ReceivedBody(content), request=request,
-                              extensions=extensions)
+                              extensions=answered)
 
     async def aclose(self) -> None:
         if self._session is not None:
