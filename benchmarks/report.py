@@ -91,6 +91,9 @@ def rows(args: argparse.Namespace, r: dict[str, Any]) -> list[tuple[str, ...]]:
             f"{hb['per_second']:.0f}/s ({hb['count']} in {hb['seconds']:.1f} s)",
             "heartbeats_per_s", hb["per_second"], "/s")
         add("  single POSTs, one at a time", f"{hb['single_per_second']:.0f}/s")
+        if "settle" in hb:
+            add("  the next scrape, which waits for them to be rendered",
+                f"{hb['settle']['scrape_ms']:.0f} ms")
     if "inventory" in r:
         inv = r["inventory"]
         add(f"inventory refresh, unchanged list ({inv['rows']} rows)",
