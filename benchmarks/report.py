@@ -78,6 +78,12 @@ def rows(args: argparse.Namespace, r: dict[str, Any]) -> list[tuple[str, ...]]:
             f"ratio {min(cycles) / max(runs):.2f}-{max(cycles) / min(runs):.2f}")
         add("  the first cycle / the floor's best run",
             f"{cycles[0]:.2f} / {min(runs):.2f} ms = {cycles[0] / min(runs):.2f}")
+        served = [c.get("sim_cpu_ms_per_check") for c in r.get("cycles") or [cycle]]
+        served_floor = r["floor"].get("sim_cpu_ms_per_check_runs")
+        if None not in served and served_floor:
+            # the same requests served: a gap here is the machine's pace, not the agent's
+            add("  the simulator's CPU per check meanwhile (the machine's pace)",
+                f"{statistics.median(served):.2f} / {statistics.median(served_floor):.2f} ms")
     else:
         add("agent CPU per check (floor not run)", f"{agent:.2f} ms ({_listed(cycles)})")
     if "loop_cpu_ms_per_check" in middle:

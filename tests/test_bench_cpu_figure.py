@@ -77,8 +77,9 @@ def test_the_ratio_is_of_the_median_cycle_to_the_median_floor_run() -> None:
     args = argparse.Namespace(accounts=2000, paced_interval="60s", scrape_interval=0.1,
                               check_interval="10s", datasets=2, heartbeat_batch=1000)
     r = results(kept=False)
-    r["cycles"] = [{**r["cycle"], "cpu_ms_per_check": cpu, "loop_cpu_ms_per_check": cpu - 0.05}
-                   for cpu in (1.2, 0.9, 1.0)]
+    r["cycles"] = [{**r["cycle"], "cpu_ms_per_check": cpu, "loop_cpu_ms_per_check": cpu - 0.05,
+                    "sim_cpu_ms_per_check": 0.4} for cpu in (1.2, 0.9, 1.0)]
+    r["floor"]["sim_cpu_ms_per_check_runs"] = [0.3, 0.5, 0.35]
     r["cycle"] = r["cycles"][0]
     shown = {row[0].strip(): row[1:] for row in rows(args, r)}
     assert shown["agent CPU per check / bare aiohttp floor"] == (
@@ -88,6 +89,8 @@ def test_the_ratio_is_of_the_median_cycle_to_the_median_floor_run() -> None:
     assert shown["the first cycle / the floor's best run"][0] == "1.20 / 0.40 ms = 3.00"
     assert shown["of which the event loop's thread / the other threads (median cycle)"][0] == (
         "0.95 / 0.05 ms")
+    assert shown["the simulator's CPU per check meanwhile (the machine's pace)"][0] == (
+        "0.40 / 0.35 ms")
 
 
 def test_the_table_flags_a_cycle_that_was_not_flat_out() -> None:
