@@ -81,8 +81,9 @@ def rows(args: argparse.Namespace, r: dict[str, Any]) -> list[tuple[str, ...]]:
         served = [c.get("sim_cpu_ms_per_check") for c in r.get("cycles") or [cycle]]
         served_floor = r["floor"].get("sim_cpu_ms_per_check_runs")
         if None not in served and served_floor:
-            # the same requests served: a gap here is the machine's pace, not the agent's
-            add("  the simulator's CPU per check meanwhile (the machine's pace)",
+            # the same requests served, its CPU higher beside the busier agent: what sharing
+            # the 2 cores costs a process, which the agent's own figure pays too
+            add("  the simulator's CPU per check, serving the agent / the floor",
                 f"{statistics.median(served):.2f} / {statistics.median(served_floor):.2f} ms")
     else:
         add("agent CPU per check (floor not run)", f"{agent:.2f} ms ({_listed(cycles)})")

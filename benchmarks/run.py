@@ -319,8 +319,9 @@ def floor(sim_url: str, n: int, concurrency: int, sim_pid: int, runs: int = 3
     best run, every run's CPU per check (``cpu_ms_per_check_runs``) and their median. On a
     shared 2-core machine the same loop's CPU moves by 10-45% between benchmark runs, and
     the agent's by 10-20%: the ratio compares the median of as many runs of each. The
-    simulator's CPU per check meanwhile (``sim_cpu_ms_per_check_runs``), the same work for
-    the floor's requests as for the agent's, shows how fast the machine ran."""
+    simulator's CPU per check meanwhile (``sim_cpu_ms_per_check_runs``) is kept too: the
+    same requests cost it more beside the agent (which keeps a core busier) than beside the
+    floor, what sharing the machine costs a process."""
     results = []
     served = []
     for _ in range(runs):

@@ -89,7 +89,7 @@ def test_the_ratio_is_of_the_median_cycle_to_the_median_floor_run() -> None:
     assert shown["the first cycle / the floor's best run"][0] == "1.20 / 0.40 ms = 3.00"
     assert shown["of which the event loop's thread / the other threads (median cycle)"][0] == (
         "0.95 / 0.05 ms")
-    assert shown["the simulator's CPU per check meanwhile (the machine's pace)"][0] == (
+    assert shown["the simulator's CPU per check, serving the agent / the floor"][0] == (
         "0.40 / 0.35 ms")
 
 
