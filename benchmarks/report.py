@@ -62,10 +62,10 @@ def rows(args: argparse.Namespace, r: dict[str, Any]) -> list[tuple[str, ...]]:
         "rebuild_ratio", expo["ratio"])
     add("  a scrape with nothing changed", f"{expo['unchanged_scrape_ms']:.1f} ms")
     # the agent's flat-out cycles (the first is a new fleet's: every account's first state)
-    cycles = [c["cpu_ms_per_check"] for c in r.get("cycles") or [cycle]]
+    flat_out = r.get("cycles") or [cycle]
+    cycles = [c["cpu_ms_per_check"] for c in flat_out]
     agent = statistics.median(cycles)
-    middle = sorted(r.get("cycles") or [cycle], key=lambda c: c["cpu_ms_per_check"]
-                    )[len(cycles) // 2]
+    middle = sorted(flat_out, key=lambda c: c["cpu_ms_per_check"])[len(cycles) // 2]
     if "floor" in r:
         runs = r["floor"].get("cpu_ms_per_check_runs") or [r["floor"]["cpu_ms_per_check"]]
         floor = statistics.median(runs)
@@ -78,7 +78,7 @@ def rows(args: argparse.Namespace, r: dict[str, Any]) -> list[tuple[str, ...]]:
             f"ratio {min(cycles) / max(runs):.2f}-{max(cycles) / min(runs):.2f}")
         add("  the first cycle / the floor's best run",
             f"{cycles[0]:.2f} / {min(runs):.2f} ms = {cycles[0] / min(runs):.2f}")
-        served = [c.get("sim_cpu_ms_per_check") for c in r.get("cycles") or [cycle]]
+        served = [c.get("sim_cpu_ms_per_check") for c in flat_out]
         served_floor = r["floor"].get("sim_cpu_ms_per_check_runs")
         if None not in served and served_floor:
             # the same requests served, its CPU higher beside the busier agent: what sharing
