@@ -39,6 +39,19 @@ def _listed(values: list[float]) -> str:
     return ", ".join(f"{value:.2f}" for value in values)
 
 
+def _starts(r: dict[str, Any], key: str) -> list[float]:
+    """Every timed start (a results file of an earlier round has one, ``<key>_s``)."""
+    return r.get(f"{key}_runs") or [r[f"{key}_s"]]
+
+
+def _of(values: list[float], what: str) -> str:
+    return f", median of {len(values)} {what}" if len(values) > 1 else ""
+
+
+def _spread(values: list[float]) -> str:
+    return f" ({_listed(values)})" if len(values) > 1 else ""
+
+
 def rows(args: argparse.Namespace, r: dict[str, Any]) -> list[tuple[str, ...]]:
     n = args.accounts
     cycle, scraped, paced, expo = r["cycle"], r["scraped"], r["paced"], r["exposition"]
@@ -96,10 +109,14 @@ def rows(args: argparse.Namespace, r: dict[str, Any]) -> list[tuple[str, ...]]:
            " see --check-interval)" if cycle.get("kept_schedule") else ""))
     add("  agent CPU per check while scraped", f"{scraped['cpu_ms_per_check']:.2f} ms")
     add("peak RSS", f"{r['peak_rss_mb']:.0f} MB", "peak_rss_mb", r["peak_rss_mb"], " MB")
-    add("start to /-/ready, state restored", f"{r['restart_ready_s']:.2f} s", "ready_s",
-        r["restart_ready_s"], " s")
-    if "rows_ready_s" in r:
-        add("  after a crash (no snapshot: restored from the rows)", f"{r['rows_ready_s']:.2f} s")
+    starts = _starts(r, "restart_ready")
+    ready = statistics.median(starts)
+    add(f"start to /-/ready, state restored{_of(starts, 'starts')}", f"{ready:.2f} s"
+        + _spread(starts), "ready_s", ready, " s")
+    if "rows_ready_s" in r or "rows_ready_runs" in r:
+        crashes = _starts(r, "rows_ready")
+        add(f"  after a crash (no snapshot: restored from the rows){_of(crashes, 'starts')}",
+            f"{statistics.median(crashes):.2f} s" + _spread(crashes))
     if "applied_s" in r:
         add("first start: inventory rows kept -> fleet applied and indexed",
             f"{r['applied_s']:.1f} s")

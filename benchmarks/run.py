@@ -23,11 +23,15 @@ Phases, one table at the end (docs/performance.md explains each figure):
 2. the next such cycle with a scraper on /metrics every 100 ms: p50/p99 under full load;
 3. floor: the same two requests per account with bare aiohttp, same concurrency, own process;
 4. exposition: in this process, from a copy of the agent's state file: re-rendering every
-   account (as after a cycle) vs generate_latest on the same registry; then an agent started
-   on that copy, whose restore snapshot opening it deleted: time to /-/ready after a crash;
+   account (as after a cycle) vs generate_latest on the same registry; then ``--starts`` (3)
+   agents started on that copy, whose restore snapshot opening it deleted, each killed once
+   ready (no stop, so none writes a snapshot): time to /-/ready after a crash;
 5. restart with every account restored (from the snapshot of the agent's clean stop) and
-   ``--paced-interval`` (60s): time to /-/ready, then one full cycle at that pace with the
-   scraper: p50/p99, response sizes;
+   ``--paced-interval`` (60s): time to /-/ready, ``--starts`` times (each start but the last
+   stopped cleanly, which writes the snapshot the next one restores), then one full cycle at
+   that pace with the scraper: p50/p99, response sizes. Both start figures are medians: one
+   start's CPU moves by up to half between starts of the same code on this machine
+   (``benchmarks/restart.py``: 0.79-1.22 CPU-s at 10,000 accounts);
 6. inventory: an unchanged refresh of an N-row SQL inventory (benchmarks/inventory.py, in a
    process of its own).
 """
@@ -437,15 +441,22 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         results["exposition"] = exposition_rebuild(copy)
         log("phase 4b: start to ready on that copy, whose snapshot the phase deleted: the "
             "start after a crash, restored from the rows")
-        crashed = AgentProcess(copy, workdir, None)
-        results["rows_ready_s"] = crashed.start()
-        crashed.proc.kill()  # as it came: no stop, no snapshot to write
-        crashed.proc.wait()
+        results["rows_ready_runs"] = []
+        for _ in range(args.starts):
+            crashed = AgentProcess(copy, workdir, None)
+            results["rows_ready_runs"].append(crashed.start())
+            crashed.proc.kill()  # as it came: no stop, no snapshot to write
+            crashed.proc.wait()
         log(f"phase 5: restart with every account restored, check_interval "
             f"{args.paced_interval}, a full cycle with the scraper")
         config = build_fleet(workdir, n, args, sim_url, args.paced_interval)
+        results["restart_ready_runs"] = []
+        for _ in range(args.starts - 1):
+            earlier = AgentProcess(config, workdir, None)
+            results["restart_ready_runs"].append(earlier.start())
+            earlier.stop()  # writes the snapshot the next start restores
         paced = AgentProcess(config, workdir, None)
-        results["restart_ready_s"] = paced.start()
+        results["restart_ready_runs"].append(paced.start())
         try:
             results["paced"] = await full_cycle(paced, sim_url, n, args.scrape_interval)
             results["sizes"] = await response_sizes(paced.url)
@@ -499,6 +510,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cycles", type=int, default=3,
                         help="phase 1: flat-out cycles, as many as the floor's runs (the "
                         "CPU figure compares their medians)")
+    parser.add_argument("--starts", type=int, default=3,
+                        help="phases 4b and 5: starts to /-/ready, each timed (the figure is "
+                        "their median)")
     parser.add_argument("--no-floor", action="store_true")
     parser.add_argument("--no-inventory", action="store_true",
                         help="skip phase 6 (the inventory refresh)")
