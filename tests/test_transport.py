@@ -234,3 +234,31 @@ async def test_the_direct_send_answers_like_httpxs_own_pipeline(server):
     assert direct[0][1]["headers"]["X-Test"] == "1" and direct[0][2] == "42"
     assert direct[1][1] == {"ok": True}  # gzip decoded
     assert all(a[3] and a[4] and a[5] for a in direct)
+
+
+def test_the_ca_bundle_is_read_in_a_thread_before_the_first_request(monkeypatch) -> None:
+    """Reading the bundle releases the GIL: made beside the start, it does not stall the
+    event loop at the first request."""
+    import ssl
+    import threading
+
+    from agent.checks import transport
+
+    made: list[str] = []
+
+    def create_ssl_context() -> ssl.SSLContext:
+        made.append(threading.current_thread().name)
+        return ssl.create_default_context()
+
+    monkeypatch.setattr(httpx, "create_ssl_context", create_ssl_context)
+    monkeypatch.setattr(transport, "_verifying", [])
+    transport.load_verify_by_default_soon.cache_clear()
+    AiohttpTransport()
+    AiohttpTransport()  # another channel's: the same context, no second thread
+    for thread in threading.enumerate():
+        if thread.name == "ca-bundle":
+            thread.join()
+    context = transport.verify_by_default()  # what the first request asks for
+    assert made == ["ca-bundle"]
+    assert transport.verify_by_default() is context
+    transport.load_verify_by_default_soon.cache_clear()

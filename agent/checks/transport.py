@@ -19,6 +19,7 @@ import base64
 import datetime
 import functools
 import ssl
+import threading
 import time
 import urllib.request
 from typing import Any
@@ -118,12 +119,26 @@ class _NoCookies(httpx.Cookies):
 _NO_COOKIES = _NoCookies()
 
 
-@functools.cache
+_verifying: list[ssl.SSLContext] = []  # the one context, once made
+_making = threading.Lock()
+
+
 def verify_by_default() -> ssl.SSLContext:
     """httpx's verifying context (its CA bundle, or SSL_CERT_FILE / SSL_CERT_DIR), one for
     the process: loading the bundle costs ~0.1 s of CPU, which every channel's transport paid
     while the agent started."""
-    return httpx.create_ssl_context()
+    with _making:
+        if not _verifying:
+            _verifying.append(httpx.create_ssl_context())
+        return _verifying[0]
+
+
+@functools.cache  # once per process
+def load_verify_by_default_soon() -> None:
+    """Make :func:`verify_by_default`'s context in a thread, now: reading the CA bundle
+    (~20 ms at a start) releases the GIL, so it runs beside the start instead of stalling the
+    event loop at the first request (which waits for the thread's, if it is not done)."""
+    threading.Thread(target=verify_by_default, name="ca-bundle", daemon=True).start()
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -131,6 +146,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                  ssl_context: ssl.SSLContext | None = None) -> None:
         self.max_connections = max_connections
         self.ssl_context = ssl_context  # None: verify_by_default(), at the first request
+        if ssl_context is None:
+            load_verify_by_default_soon()
         self._session: aiohttp.ClientSession | None = None
         # HTTP(S)_PROXY and NO_PROXY, honoured as by httpx's own transport (httpx ignores
         # them when it is handed one). Read once: aiohttp's trust_env reads and parses the
