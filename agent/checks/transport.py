@@ -137,8 +137,10 @@ def verify_by_default() -> ssl.SSLContext:
 def load_verify_by_default_soon() -> None:
     """Make :func:`verify_by_default`'s context in a thread, now: reading the CA bundle
     (~20 ms at a start) releases the GIL, so it runs beside the start instead of stalling the
-    event loop at the first request (which waits for the thread's, if it is not done)."""
-    threading.Thread(target=verify_by_default, name="ca-bundle", daemon=True).start()
+    event loop at the first request (which waits for the thread's, if it is not done). Not a
+    daemon: an exit waits the few ms for it, as the interpreter's teardown under a thread
+    still in OpenSSL crashes the process (SIGSEGV)."""
+    threading.Thread(target=verify_by_default, name="ca-bundle").start()
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
