@@ -520,6 +520,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="record the agent with py-spy (raw collapsed stacks) to this file")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
+    if args.cycles < 1 or args.starts < 1:
+        parser.error("--cycles and --starts must be at least 1")
     results = asyncio.run(bench(args))
     results["machine"] = machine()
     results["args"] = {k: str(v) for k, v in vars(args).items()}

@@ -125,8 +125,8 @@ _making = threading.Lock()
 
 def verify_by_default() -> ssl.SSLContext:
     """httpx's verifying context (its CA bundle, or SSL_CERT_FILE / SSL_CERT_DIR), one for
-    the process: loading the bundle costs ~0.1 s of CPU, which every channel's transport paid
-    while the agent started."""
+    the process: loading the bundle costs 20-35 ms of CPU, which every channel's transport
+    paid while the agent started."""
     with _making:
         if not _verifying:
             _verifying.append(httpx.create_ssl_context())
