@@ -262,3 +262,28 @@ def test_the_ca_bundle_is_read_in_a_thread_before_the_first_request(monkeypatch)
     assert made == ["ca-bundle"]
     assert transport.verify_by_default() is context
     transport.load_verify_by_default_soon.cache_clear()
+
+
+def test_a_ca_bundle_that_cannot_be_read_is_reported_by_the_request_not_the_thread(
+        monkeypatch) -> None:
+    import threading
+
+    from agent.checks import transport
+
+    escaped: list[BaseException] = []
+
+    def missing() -> None:
+        raise FileNotFoundError(2, "No such file or directory")
+
+    monkeypatch.setattr(httpx, "create_ssl_context", missing)
+    monkeypatch.setattr(threading, "excepthook", lambda args: escaped.append(args.exc_value))
+    monkeypatch.setattr(transport, "_verifying", [])
+    transport.load_verify_by_default_soon.cache_clear()
+    AiohttpTransport()
+    for thread in threading.enumerate():
+        if thread.name == "ca-bundle":
+            thread.join()
+    assert escaped == []  # no traceback of a thread on stderr
+    with pytest.raises(FileNotFoundError):
+        transport.verify_by_default()  # the first request meets it, where it is handled
+    transport.load_verify_by_default_soon.cache_clear()

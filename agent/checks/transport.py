@@ -16,6 +16,7 @@ reported as ``timeout``.)
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import functools
 import ssl
@@ -140,7 +141,13 @@ def load_verify_by_default_soon() -> None:
     event loop at the first request (which waits for the thread's, if it is not done). Not a
     daemon: an exit waits the few ms for it, as the interpreter's teardown under a thread
     still in OpenSSL crashes the process (SIGSEGV)."""
-    threading.Thread(target=verify_by_default, name="ca-bundle").start()
+    threading.Thread(target=_make_verifying, name="ca-bundle").start()
+
+
+def _make_verifying() -> None:
+    # e.g. SSL_CERT_FILE names no file: the first request meets the error again, and says so
+    with contextlib.suppress(Exception):
+        verify_by_default()
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
