@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import ssl
+import threading
 import time
 
 import httpx
 import pytest
 from aiohttp import web
 
+from agent.checks import transport as transport_module
 from agent.checks.httpretry import RetryPolicy, TransientError, send_with_retries
 from agent.checks.transport import AiohttpTransport, ChannelClient
 from agent.plugins import load_plugins
@@ -236,14 +239,28 @@ async def test_the_direct_send_answers_like_httpxs_own_pipeline(server):
     assert all(a[3] and a[4] and a[5] for a in direct)
 
 
-def test_the_ca_bundle_is_read_in_a_thread_before_the_first_request(monkeypatch) -> None:
+
+@pytest.fixture
+def fresh_process_bundle(monkeypatch):
+    """The CA bundle's context as in a new process: not made, no thread asked for. Yields
+    a function that waits for the thread, if one was started."""
+    monkeypatch.setattr(transport_module, "_verifying", [])
+    transport_module.load_verify_by_default_soon.cache_clear()
+
+    def thread_done() -> None:
+        for thread in threading.enumerate():
+            if thread.name == "ca-bundle":
+                thread.join()
+
+    yield thread_done
+    thread_done()
+    transport_module.load_verify_by_default_soon.cache_clear()
+
+
+def test_the_ca_bundle_is_read_in_a_thread_before_the_first_request(
+        monkeypatch, fresh_process_bundle) -> None:
     """Reading the bundle releases the GIL: made beside the start, it does not stall the
     event loop at the first request."""
-    import ssl
-    import threading
-
-    from agent.checks import transport
-
     made: list[str] = []
 
     def create_ssl_context() -> ssl.SSLContext:
@@ -251,25 +268,16 @@ def test_the_ca_bundle_is_read_in_a_thread_before_the_first_request(monkeypatch)
         return ssl.create_default_context()
 
     monkeypatch.setattr(httpx, "create_ssl_context", create_ssl_context)
-    monkeypatch.setattr(transport, "_verifying", [])
-    transport.load_verify_by_default_soon.cache_clear()
     AiohttpTransport()
     AiohttpTransport()  # another channel's: the same context, no second thread
-    for thread in threading.enumerate():
-        if thread.name == "ca-bundle":
-            thread.join()
-    context = transport.verify_by_default()  # what the first request asks for
+    fresh_process_bundle()
+    context = transport_module.verify_by_default()  # what the first request asks for
     assert made == ["ca-bundle"]
-    assert transport.verify_by_default() is context
-    transport.load_verify_by_default_soon.cache_clear()
+    assert transport_module.verify_by_default() is context
 
 
 def test_a_ca_bundle_that_cannot_be_read_is_reported_by_the_request_not_the_thread(
-        monkeypatch) -> None:
-    import threading
-
-    from agent.checks import transport
-
+        monkeypatch, fresh_process_bundle) -> None:
     escaped: list[BaseException] = []
 
     def missing() -> None:
@@ -277,13 +285,8 @@ def test_a_ca_bundle_that_cannot_be_read_is_reported_by_the_request_not_the_thre
 
     monkeypatch.setattr(httpx, "create_ssl_context", missing)
     monkeypatch.setattr(threading, "excepthook", lambda args: escaped.append(args.exc_value))
-    monkeypatch.setattr(transport, "_verifying", [])
-    transport.load_verify_by_default_soon.cache_clear()
     AiohttpTransport()
-    for thread in threading.enumerate():
-        if thread.name == "ca-bundle":
-            thread.join()
+    fresh_process_bundle()
     assert escaped == []  # no traceback of a thread on stderr
     with pytest.raises(FileNotFoundError):
-        transport.verify_by_default()  # the first request meets it, where it is handled
-    transport.load_verify_by_default_soon.cache_clear()
+        transport_module.verify_by_default()  # the first request meets it, where it is handled
